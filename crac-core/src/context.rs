@@ -1,0 +1,102 @@
+//! [`Context`]: a named group of resources that is itself a resource, and the global one.
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::event::{Checkpoint, Restore};
+use crate::participant::{self, Ranked};
+use crate::plan::Plan;
+use crate::registry::Registry;
+use crate::resource::{BoxError, Resource};
+
+/// A named group of resources, notified in dependency and registration order when the
+/// context itself is notified.
+///
+/// Contexts nest: register one into another (or into the global context with
+/// [`register`]) and its members are notified at that position. Members are held weakly.
+///
+/// ```
+/// use std::sync::{Arc, Mutex, PoisonError};
+/// use crac::Context;
+///
+/// let db = Arc::new(Context::new("db"));
+/// crac::register(&db);
+/// // db.register(&pool); db.register(&cache); ...
+/// ```
+pub struct Context {
+    name: Cow<'static, str>,
+    registry: Registry,
+    /// The members notified by the last `before_checkpoint`: `after_restore` walks exactly
+    /// these back, even if the registry changed in between.
+    notified: Mutex<Vec<Ranked>>,
+}
+
+static GLOBAL: Context = Context::named(Cow::Borrowed("global"));
+
+/// The context [`register`] adds to and [`checkpoint_restore`](crate::checkpoint_restore) notifies.
+pub fn global() -> &'static Context {
+    &GLOBAL
+}
+
+/// Registers `resource` into the global context. It is held weakly: once the last `Arc`
+/// is dropped, it is no longer notified.
+pub fn register<R: Resource>(resource: &Arc<R>) {
+    GLOBAL.register(resource);
+}
+
+impl Context {
+    /// An empty context; `name` appears in plans and errors.
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        Context::named(name.into())
+    }
+
+    const fn named(name: Cow<'static, str>) -> Self {
+        Context {
+            name,
+            registry: Registry::new(),
+            notified: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Adds `resource` to this context, weakly.
+    pub fn register<R: Resource>(&self, resource: &Arc<R>) {
+        let rank = resource.rank();
+        let weak: std::sync::Weak<R> = Arc::downgrade(resource);
+        self.registry.register(weak, rank);
+    }
+
+    /// This context's members in checkpoint order, nested contexts expanded.
+    pub fn plan(&self) -> Plan {
+        Plan::of(&self.members())
+    }
+
+    pub(crate) fn members(&self) -> Vec<Ranked> {
+        participant::in_checkpoint_order(self.registry.live(), &[])
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+}
+
+impl Resource for Context {
+    fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
+        let members = self.members();
+        let failures = participant::checkpoint_pass(&members, event);
+        *self.notified.lock().unwrap_or_else(PoisonError::into_inner) = members;
+        failures.into_result()
+    }
+
+    fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
+        let members = std::mem::take(&mut *self.notified.lock().unwrap_or_else(PoisonError::into_inner));
+        participant::restore_pass(&members, event).into_result()
+    }
+
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.name)
+    }
+
+    fn as_context(&self) -> Option<&Context> {
+        Some(self)
+    }
+}

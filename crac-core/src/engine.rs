@@ -1,0 +1,139 @@
+//! The engine boundary: what takes (or pretends to take) the image.
+//!
+//! crac-core knows engines only through [`Engine`]: one call that returns once the
+//! process runs again — in the same process lifetime (left running, simulated, failed)
+//! or in a restored copy of it. Engines submit an [`EngineRegistration`] with
+//! [`register_engine!`](crate::register_engine) and are chosen by name.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::event::Checkpoint;
+use crate::plan::Plan;
+use crate::resource::BoxError;
+
+/// Takes the image once every participant has released its state.
+pub trait Engine: Sync {
+    /// The name `CRAC_ENGINE` selects it by.
+    fn name(&self) -> &'static str;
+
+    /// A cheap check run before any hook: an error means this engine cannot work here
+    /// and should say what to install or configure.
+    fn probe(&self) -> Result<(), BoxError> {
+        Ok(())
+    }
+
+    /// Takes the image. Returns when the process runs again; an error means no image
+    /// was taken and the process continues (its participants are rolled back).
+    fn checkpoint(&self, request: &Request<'_>) -> Result<EngineOutcome, BoxError>;
+}
+
+/// What an engine is asked to checkpoint.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Request<'a> {
+    /// The event participants received.
+    pub event: &'a Checkpoint,
+    /// Who was notified, in checkpoint order (engines record it in their image).
+    pub plan: &'a Plan,
+}
+
+/// How the process came back from [`Engine::checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EngineOutcome {
+    /// This process is a copy restored from the image.
+    Restored {
+        /// Time between taking the image and running again, if known.
+        checkpointed_for: Option<Duration>,
+    },
+    /// The image was taken and this is the original process, still running.
+    LeftRunning,
+}
+
+/// An engine compiled into the program; submit one with [`register_engine!`](crate::register_engine).
+pub struct EngineRegistration {
+    /// The engine.
+    pub engine: &'static dyn Engine,
+    /// Engines with a priority can be chosen without `CRAC_ENGINE`; the highest wins.
+    /// `None` for engines that must be asked for by name (like `simulate`).
+    pub default_priority: Option<u32>,
+}
+
+inventory::collect!(EngineRegistration);
+
+/// Makes an engine selectable by name (and, with a priority, the default).
+///
+/// ```
+/// use crac::engine::{Engine, EngineOutcome, Request};
+///
+/// struct Never;
+/// impl Engine for Never {
+///     fn name(&self) -> &'static str { "never" }
+///     fn checkpoint(&self, _: &Request<'_>) -> Result<EngineOutcome, crac::BoxError> {
+///         Err("this engine never takes an image".into())
+///     }
+/// }
+/// crac::register_engine!(Never);
+/// ```
+#[macro_export]
+macro_rules! register_engine {
+    ($engine:expr) => {
+        $crate::register_engine!($engine, default_priority = ::core::option::Option::None);
+    };
+    ($engine:expr, default_priority = $priority:expr) => {
+        $crate::__private::inventory::submit! {
+            $crate::engine::EngineRegistration { engine: &$engine, default_priority: $priority }
+        }
+    };
+}
+
+static CHOSEN: Mutex<Option<&'static dyn Engine>> = Mutex::new(None);
+
+/// Selects the engine by name for the rest of the process, taking precedence over
+/// `CRAC_ENGINE`.
+pub fn use_engine(name: &str) -> Result<(), Error> {
+    let engine = find(name, "crac::use_engine")?;
+    *CHOSEN.lock().unwrap_or_else(PoisonError::into_inner) = Some(engine);
+    Ok(())
+}
+
+/// The names of the engines compiled in.
+pub fn available() -> Vec<&'static str> {
+    let mut names: Vec<_> = inventory::iter::<EngineRegistration>
+        .into_iter()
+        .map(|r| r.engine.name())
+        .collect();
+    names.sort_unstable();
+    names
+}
+
+/// The engine a checkpoint would use: [`use_engine`], else `CRAC_ENGINE`, else the
+/// compiled-in engine with the highest default priority.
+pub fn selected() -> Result<&'static dyn Engine, Error> {
+    if let Some(engine) = *CHOSEN.lock().unwrap_or_else(PoisonError::into_inner) {
+        return Ok(engine);
+    }
+    match std::env::var("CRAC_ENGINE") {
+        Ok(name) if !name.is_empty() => find(&name, "CRAC_ENGINE"),
+        _ => inventory::iter::<EngineRegistration>
+            .into_iter()
+            .filter_map(|r| Some((r.default_priority?, r.engine)))
+            .max_by_key(|(priority, _)| *priority)
+            .map(|(_, engine)| engine)
+            .ok_or(Error::NoEngine),
+    }
+}
+
+fn find(name: &str, origin: &'static str) -> Result<&'static dyn Engine, Error> {
+    inventory::iter::<EngineRegistration>
+        .into_iter()
+        .find(|r| r.engine.name() == name)
+        .map(|r| r.engine)
+        .ok_or_else(|| Error::UnknownEngine {
+            requested: name.to_string(),
+            origin,
+            available: available(),
+        })
+}

@@ -1,0 +1,197 @@
+//! Errors: what failed, in which phase, for which resource — all of them, with causes.
+
+use std::fmt;
+
+use crate::event::Restore;
+use crate::resource::BoxError;
+
+/// The hook a failure happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// `before_checkpoint`.
+    BeforeCheckpoint,
+    /// `after_restore` (after a restore, a left-running checkpoint or on rollback).
+    AfterRestore,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::BeforeCheckpoint => "before_checkpoint",
+            Phase::AfterRestore => "after_restore",
+        })
+    }
+}
+
+/// One participant's failure.
+#[derive(Debug)]
+pub struct Failure {
+    /// The participant's [`name`](crate::Resource::name).
+    pub resource: String,
+    /// The hook that failed.
+    pub phase: Phase,
+    /// What the hook returned (a panic becomes an error saying so).
+    pub error: BoxError,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}` failed in {}: ", self.resource, self.phase)?;
+        write_indented(f, &self.error.to_string())?;
+        let mut cause = self.error.source();
+        while let Some(err) = cause {
+            f.write_str("\n    caused by: ")?;
+            write_indented(f, &err.to_string())?;
+            cause = err.source();
+        }
+        Ok(())
+    }
+}
+
+/// Nested contexts report their members' failures as a multi-line message: keep each
+/// level visibly inside its parent.
+fn write_indented(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    let mut lines = text.lines();
+    f.write_str(lines.next().unwrap_or(""))?;
+    for line in lines {
+        write!(f, "\n    {line}")?;
+    }
+    Ok(())
+}
+
+/// Every failure of one checkpoint/restore pass, in the order they happened.
+///
+/// Also the error a [`Context`](crate::Context) or a derived resource returns when some
+/// of its members fail, so nested failures keep every name.
+#[derive(Debug, Default)]
+pub struct Failures(pub Vec<Failure>);
+
+impl Failures {
+    /// True when nothing failed.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok` when nothing failed, otherwise these failures as one error.
+    pub fn into_result(self) -> Result<(), BoxError> {
+        if self.is_empty() {
+            Ok(())
+        } else {
+            Err(Box::new(self))
+        }
+    }
+}
+
+impl fmt::Display for Failures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.0.len();
+        write!(f, "{n} failure{}:", if n == 1 { "" } else { "s" })?;
+        for failure in &self.0 {
+            f.write_str("\n  - ")?;
+            write_indented(f, &failure.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Failures {}
+
+/// Why [`checkpoint_restore`](crate::checkpoint_restore) did not succeed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A `before_checkpoint` hook refused: no image was taken, every participant was
+    /// rolled back, and the process continues. `failures` also lists rollback failures.
+    #[error("checkpoint refused, no image taken, resources rolled back; {failures}")]
+    CheckpointRefused {
+        /// What failed, checkpoint hooks first, then any rollback failure.
+        failures: Failures,
+    },
+    /// The engine could not take the image: every participant was rolled back and the
+    /// process continues.
+    #[error("checkpoint failed in engine `{engine}`, resources rolled back: {source}{}", rollback_note(.rollback))]
+    EngineFailed {
+        /// The engine's name.
+        engine: &'static str,
+        /// The engine's reason.
+        source: BoxError,
+        /// Failures while rolling back, if any.
+        rollback: Failures,
+    },
+    /// The image was taken (and restored, or left running) but some `after_restore`
+    /// hooks failed. The process runs; the failed resources may need attention.
+    #[error("after restore, {failures}")]
+    RestoreFailed {
+        /// The failed `after_restore` hooks.
+        failures: Failures,
+        /// The event the hooks received.
+        restore: Restore,
+    },
+    /// No engine is compiled in or selected.
+    #[error(
+        "no checkpoint engine is configured: build with crac's `criu` feature on Linux, or set \
+         CRAC_ENGINE=simulate to run the protocol without taking an image"
+    )]
+    NoEngine,
+    /// `CRAC_ENGINE` (or [`use_engine`](crate::use_engine)) names an engine that is not compiled in.
+    #[error("unknown checkpoint engine `{requested}` (from {origin}); available: {}", available.join(", "))]
+    UnknownEngine {
+        /// The name asked for.
+        requested: String,
+        /// Where it was asked for (`CRAC_ENGINE` or `crac::use_engine`).
+        origin: &'static str,
+        /// The engines compiled in.
+        available: Vec<&'static str>,
+    },
+    /// The engine cannot work here (missing tool, privilege, platform); nothing was run.
+    #[error("checkpoint engine `{engine}` is unavailable: {reason}")]
+    Unsupported {
+        /// The engine's name.
+        engine: &'static str,
+        /// Why, and what to do about it.
+        reason: BoxError,
+    },
+    /// `checkpoint_restore` was called from inside a checkpoint hook.
+    #[error(
+        "checkpoint_restore() called from inside a checkpoint/restore hook; request the \
+         checkpoint after the hook returns"
+    )]
+    Reentrant,
+}
+
+fn rollback_note(rollback: &Failures) -> String {
+    if rollback.is_empty() {
+        String::new()
+    } else {
+        format!("; rollback: {rollback}")
+    }
+}
+
+impl Error {
+    /// The failed participants this error names (empty for configuration errors).
+    pub fn failures(&self) -> &[Failure] {
+        match self {
+            Error::CheckpointRefused { failures } | Error::RestoreFailed { failures, .. } => {
+                &failures.0
+            }
+            Error::EngineFailed { rollback, .. } => &rollback.0,
+            _ => &[],
+        }
+    }
+}
+
+/// Runs one hook; a panic becomes that hook's error instead of unwinding through the
+/// protocol and leaving other resources un-notified.
+pub(crate) fn catch_panic(hook: impl FnOnce() -> Result<(), BoxError>) -> Result<(), BoxError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            Err(format!("panicked: {message}").into())
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The events hooks receive: [`Checkpoint`] before the image, [`Restore`] after it.
+
+use std::time::Duration;
+
+/// What a participant learns before a checkpoint.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Checkpoint {
+    /// 1 for the first checkpoint of this process lineage, counting checkpoints taken
+    /// before earlier restores too.
+    pub generation: u64,
+    /// The engine that will take the image (`"criu"`, `"simulate"`, ...).
+    pub engine: &'static str,
+}
+
+/// How the process came out of a checkpoint attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The process was restored from an image (or the `simulate` engine pretended so).
+    Restored,
+    /// The image was taken and the original process kept running.
+    LeftRunning,
+    /// The checkpoint was abandoned (a hook refused it or the engine failed); resources
+    /// re-create what they released and the process continues as before.
+    RolledBack,
+}
+
+/// What a participant learns after a restore, a left-running checkpoint, or a rollback.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Restore {
+    /// Why `after_restore` is being called.
+    pub outcome: Outcome,
+    /// How many times this process lineage has been restored from an image, this time
+    /// included: 0 until the first restore.
+    pub generation: u64,
+    /// The engine that handled the checkpoint.
+    pub engine: &'static str,
+    /// Time between the image being taken and the process running again, when the
+    /// engine knows it.
+    pub checkpointed_for: Option<Duration>,
+}
+
+impl Restore {
+    /// Why `after_restore` is being called.
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// True when the process runs from an image (or a simulated one).
+    pub fn is_restored(&self) -> bool {
+        self.outcome == Outcome::Restored
+    }
+}

@@ -1,0 +1,61 @@
+//! Hook functions collected at link time: `#[before_checkpoint]` and `#[on_restore]`.
+
+use std::sync::OnceLock;
+
+use crate::event::{Checkpoint, Restore};
+use crate::resource::BoxError;
+
+/// One annotated function, submitted to `inventory` by the attribute macros.
+#[doc(hidden)]
+pub struct StaticHook {
+    /// `module::path::function`.
+    pub name: &'static str,
+    /// Its compile-time [`Ranked::RANK`](crate::Ranked::RANK).
+    pub rank: u32,
+    /// The wrapped function.
+    pub run: HookFn,
+}
+
+/// Which event an annotated function takes.
+#[doc(hidden)]
+pub enum HookFn {
+    /// `#[before_checkpoint]`.
+    BeforeCheckpoint(fn(&Checkpoint) -> Result<(), BoxError>),
+    /// `#[on_restore]`.
+    OnRestore(fn(&Restore) -> Result<(), BoxError>),
+}
+
+inventory::collect!(StaticHook);
+
+/// Every hook linked into the program, sorted by name (their registration order).
+pub(crate) fn all() -> &'static [&'static StaticHook] {
+    static SORTED: OnceLock<Vec<&'static StaticHook>> = OnceLock::new();
+    SORTED.get_or_init(|| {
+        let mut hooks: Vec<_> = inventory::iter::<StaticHook>.into_iter().collect();
+        hooks.sort_by_key(|hook| hook.name);
+        hooks
+    })
+}
+
+/// What a hook function may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.
+#[diagnostic::on_unimplemented(
+    message = "a crac hook must return `()` or `Result<(), E>` where `E: Into<crac::BoxError>`, not `{Self}`",
+    label = "unsupported return type"
+)]
+#[doc(hidden)]
+pub trait HookResult {
+    /// Converts into the protocol's result type.
+    fn into_hook_result(self) -> Result<(), BoxError>;
+}
+
+impl HookResult for () {
+    fn into_hook_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+impl<E: Into<BoxError>> HookResult for Result<(), E> {
+    fn into_hook_result(self) -> Result<(), BoxError> {
+        self.map_err(Into::into)
+    }
+}

@@ -1,0 +1,40 @@
+//! The runtime of crac-rs: resources, contexts, the dependency ordering, the
+//! checkpoint/restore protocol and its failure rules, and the engine boundary.
+//!
+//! Use it through the `crac` facade crate; the paths documented there are the stable ones.
+
+mod context;
+pub mod engine;
+mod error;
+mod event;
+pub mod field;
+mod hooks;
+mod ordering;
+mod participant;
+mod plan;
+mod protocol;
+mod registry;
+mod resource;
+mod simulate;
+
+pub use context::{Context, global, register};
+pub use engine::use_engine;
+pub use error::{Error, Failure, Failures, Phase};
+pub use event::{Checkpoint, Outcome, Restore};
+pub use ordering::{Ranked, rank_after};
+pub use plan::{Kind, Plan, PlanEntry};
+pub use protocol::{checkpoint_restore, plan};
+pub use resource::{BoxError, Resource};
+pub use simulate::Simulate;
+
+/// What the macros expand to. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::Phase;
+    pub use crate::field::{Delegate, Reseed, Secret, Steps};
+    pub use crate::hooks::{HookFn, HookResult, StaticHook};
+    pub use crate::ordering::{Ranked, rank_after};
+    pub use inventory;
+    pub use std::borrow::Cow;
+    pub use std::result::Result;
+}

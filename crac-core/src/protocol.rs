@@ -1,0 +1,122 @@
+//! The checkpoint path, top-down: guard → plan → `before_checkpoint` → engine →
+//! `after_restore` in exact reverse → [`Restore`] or an [`Error`] naming every failure.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use crate::context;
+use crate::engine::{self, EngineOutcome, Request};
+use crate::error::{Error, Failures};
+use crate::event::{Checkpoint, Outcome, Restore};
+use crate::hooks;
+use crate::participant::{self, Ranked};
+use crate::plan::Plan;
+
+/// Counters live in the process image, so a restored copy continues them.
+static CHECKPOINTS: AtomicU64 = AtomicU64::new(0);
+static RESTORES: AtomicU64 = AtomicU64::new(0);
+
+/// Serializes checkpoints requested from several threads: hooks never overlap.
+static PROTOCOL: Mutex<()> = Mutex::new(());
+
+thread_local! {
+    static IN_PROTOCOL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Notifies every participant, asks the selected engine for an image, and returns once
+/// the process runs again — restored, left running, or rolled back after a failure.
+///
+/// Calls from several threads are serialized. Resources registered while a checkpoint
+/// is in progress are not notified by it; the next checkpoint includes them.
+pub fn checkpoint_restore() -> Result<Restore, Error> {
+    let _guard = enter()?;
+    let engine = engine::selected()?;
+    engine.probe().map_err(|reason| Error::Unsupported {
+        engine: engine.name(),
+        reason,
+    })?;
+
+    let participants = global_participants();
+    let event = Checkpoint {
+        generation: CHECKPOINTS.fetch_add(1, Ordering::Relaxed) + 1,
+        engine: engine.name(),
+    };
+    let mut failures = participant::checkpoint_pass(&participants, &event);
+    if !failures.is_empty() {
+        let rollback = roll_back(&participants, &event);
+        failures.0.extend(rollback.0);
+        return Err(Error::CheckpointRefused { failures });
+    }
+
+    let plan = Plan::of(&participants);
+    let (outcome, checkpointed_for) = match engine.checkpoint(&Request {
+        event: &event,
+        plan: &plan,
+    }) {
+        Ok(EngineOutcome::Restored { checkpointed_for }) => {
+            RESTORES.fetch_add(1, Ordering::Relaxed);
+            (Outcome::Restored, checkpointed_for)
+        }
+        Ok(EngineOutcome::LeftRunning) => (Outcome::LeftRunning, None),
+        Err(source) => {
+            return Err(Error::EngineFailed {
+                engine: engine.name(),
+                source,
+                rollback: roll_back(&participants, &event),
+            });
+        }
+    };
+    let restore = Restore {
+        outcome,
+        generation: RESTORES.load(Ordering::Relaxed),
+        engine: engine.name(),
+        checkpointed_for,
+    };
+    let failures = participant::restore_pass(&participants, &restore);
+    if failures.is_empty() {
+        Ok(restore)
+    } else {
+        Err(Error::RestoreFailed { failures, restore })
+    }
+}
+
+/// The plan the next checkpoint would follow: link-time hooks and the global context's
+/// live resources, in checkpoint order.
+pub fn plan() -> Plan {
+    Plan::of(&global_participants())
+}
+
+fn global_participants() -> Vec<Ranked> {
+    participant::in_checkpoint_order(context::global().registry().live(), hooks::all())
+}
+
+fn roll_back(participants: &[Ranked], event: &Checkpoint) -> Failures {
+    let restore = Restore {
+        outcome: Outcome::RolledBack,
+        generation: RESTORES.load(Ordering::Relaxed),
+        engine: event.engine,
+        checkpointed_for: None,
+    };
+    participant::restore_pass(participants, &restore)
+}
+
+struct Guard {
+    _serialized: MutexGuard<'static, ()>,
+}
+
+/// Refuses re-entry from a hook, then waits for any checkpoint on another thread.
+fn enter() -> Result<Guard, Error> {
+    if IN_PROTOCOL.get() {
+        return Err(Error::Reentrant);
+    }
+    let lock = PROTOCOL.lock().unwrap_or_else(PoisonError::into_inner);
+    IN_PROTOCOL.set(true);
+    Ok(Guard { _serialized: lock })
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        IN_PROTOCOL.set(false);
+    }
+}

@@ -1,0 +1,92 @@
+//! The registry: weak references to registered resources, with their rank and order.
+//!
+//! Registration is the only cost a resource pays until a checkpoint happens, so it is a
+//! push under a short lock. Resources the user dropped are pruned lazily: when the list
+//! has doubled since the last prune, and whenever a checkpoint reads it.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+
+use crate::ordering::Seq;
+use crate::resource::Resource;
+
+const FIRST_PRUNE: usize = 64;
+
+pub(crate) struct Registry {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    entries: Vec<Entry>,
+    next_seq: u64,
+    prune_at: usize,
+}
+
+struct Entry {
+    resource: Weak<dyn Resource>,
+    rank: u32,
+    seq: u64,
+}
+
+/// A live registered resource, with what ordering needs.
+pub(crate) struct Live {
+    pub resource: Arc<dyn Resource>,
+    pub rank: u32,
+    pub seq: Seq,
+}
+
+impl Registry {
+    pub const fn new() -> Self {
+        Registry {
+            inner: Mutex::new(Inner {
+                entries: Vec::new(),
+                next_seq: 0,
+                prune_at: FIRST_PRUNE,
+            }),
+        }
+    }
+
+    pub fn register(&self, resource: Weak<dyn Resource>, rank: u32) {
+        let mut inner = self.lock();
+        if inner.entries.len() >= inner.prune_at {
+            inner.prune();
+        }
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner.entries.push(Entry {
+            resource,
+            rank,
+            seq,
+        });
+    }
+
+    /// The resources still alive, in registration order.
+    pub fn live(&self) -> Vec<Live> {
+        let mut inner = self.lock();
+        let mut live = Vec::with_capacity(inner.entries.len());
+        inner.entries.retain(|entry| match entry.resource.upgrade() {
+            Some(resource) => {
+                live.push(Live {
+                    resource,
+                    rank: entry.rank,
+                    seq: Seq::Dynamic(entry.seq),
+                });
+                true
+            }
+            None => false,
+        });
+        live
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Hooks never run under this lock, so poisoning can only come from an allocation
+        // failure; the list itself is always consistent.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn prune(&mut self) {
+        self.entries.retain(|entry| entry.resource.strong_count() > 0);
+        self.prune_at = (self.entries.len() * 2).max(FIRST_PRUNE);
+    }
+}
