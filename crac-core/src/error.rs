@@ -36,28 +36,16 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` failed in {}: ", self.resource, self.phase)?;
-        write_indented(f, &self.error.to_string())?;
+        write!(f, "`{}` failed in {}: {}", self.resource, self.phase, self.error)?;
         let mut cause = self.error.source();
         while let Some(err) = cause {
-            f.write_str("\n    caused by: ")?;
-            write_indented(f, &err.to_string())?;
+            write!(f, "\n  caused by: {err}")?;
             cause = err.source();
         }
         Ok(())
     }
 }
 
-/// Nested contexts report their members' failures as a multi-line message: keep each
-/// level visibly inside its parent.
-fn write_indented(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
-    let mut lines = text.lines();
-    f.write_str(lines.next().unwrap_or(""))?;
-    for line in lines {
-        write!(f, "\n    {line}")?;
-    }
-    Ok(())
-}
 
 /// Every failure of one checkpoint/restore pass, in the order they happened.
 ///
@@ -86,9 +74,15 @@ impl fmt::Display for Failures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let n = self.0.len();
         write!(f, "{n} failure{}:", if n == 1 { "" } else { "s" })?;
+        // Nested contexts fail with a `Failures` of their own: indenting every
+        // continuation line keeps each level visibly inside its parent.
         for failure in &self.0 {
-            f.write_str("\n  - ")?;
-            write_indented(f, &failure.to_string())?;
+            let text = failure.to_string();
+            let mut lines = text.lines();
+            write!(f, "\n  - {}", lines.next().unwrap_or(""))?;
+            for line in lines {
+                write!(f, "\n    {line}")?;
+            }
         }
         Ok(())
     }
