@@ -28,7 +28,7 @@ impl Engine for KeepRunning {
         "keep-running"
     }
     fn checkpoint(&self, request: &Request<'_>) -> Result<EngineOutcome, BoxError> {
-        *SEEN_PLAN.lock().unwrap() = request.plan.names().iter().map(|s| s.to_string()).collect();
+        *SEEN_PLAN.lock().unwrap() = request.plan().names().iter().map(|s| s.to_string()).collect();
         Ok(EngineOutcome::LeftRunning)
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::event::Checkpoint;
+use crate::participant::Ranked;
 use crate::plan::Plan;
 use crate::resource::BoxError;
 
@@ -30,13 +31,19 @@ pub trait Engine: Sync {
 }
 
 /// What an engine is asked to checkpoint.
-#[derive(Debug)]
 #[non_exhaustive]
 pub struct Request<'a> {
     /// The event participants received.
     pub event: &'a Checkpoint,
-    /// Who was notified, in checkpoint order (engines record it in their image).
-    pub plan: &'a Plan,
+    pub(crate) participants: &'a [Ranked],
+}
+
+impl Request<'_> {
+    /// Who was notified, in checkpoint order (engines record it in their image). Built
+    /// on demand: the protocol itself never needs the names.
+    pub fn plan(&self) -> Plan {
+        Plan::of(self.participants)
+    }
 }
 
 /// How the process came back from [`Engine::checkpoint`].

@@ -45,8 +45,12 @@ pub(crate) enum Seq {
 }
 
 /// Sorts participants into checkpoint order; restore order is its reverse.
+///
+/// `items` must come newest first (descending [`Seq`]): a stable sort by rank then
+/// keeps that order within each rank, in linear time when ranks are mostly equal.
 pub(crate) fn sort_for_checkpoint<T>(items: &mut [T], key: impl Fn(&T) -> (u32, Seq)) {
-    items.sort_unstable_by(|a, b| key(b).cmp(&key(a)));
+    debug_assert!(items.is_sorted_by(|a, b| key(a).1 >= key(b).1), "newest first");
+    items.sort_by_key(|item| std::cmp::Reverse(key(item).0));
 }
 
 #[cfg(test)]
@@ -63,9 +67,9 @@ mod tests {
     #[test]
     fn checkpoint_order_is_rank_descending_then_newest_first() {
         let mut items = vec![
+            (0, Seq::Dynamic(2)),
             (0, Seq::Dynamic(1)),
             (1, Seq::Dynamic(0)),
-            (0, Seq::Dynamic(2)),
             (0, Seq::Static(5)),
             (1, Seq::Static(0)),
         ];

@@ -53,19 +53,20 @@ impl Participant {
     }
 }
 
-/// Live resources and hooks, in checkpoint order.
+/// Live resources (in registration order) and hooks (sorted by name), in checkpoint order.
 pub(crate) fn in_checkpoint_order(
     live: Vec<Live>,
     hooks: &[&'static StaticHook],
 ) -> Vec<Ranked> {
     let mut all: Vec<Ranked> = live
         .into_iter()
+        .rev()
         .map(|live| Ranked {
             participant: Participant::Resource(live.resource),
             rank: live.rank,
             seq: live.seq,
         })
-        .chain(hooks.iter().enumerate().map(|(i, &hook)| Ranked {
+        .chain(hooks.iter().enumerate().rev().map(|(i, &hook)| Ranked {
             participant: Participant::Hook(hook),
             rank: hook.rank,
             seq: Seq::Static(i),

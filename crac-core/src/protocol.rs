@@ -49,10 +49,9 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         return Err(Error::CheckpointRefused { failures });
     }
 
-    let plan = Plan::of(&participants);
     let (outcome, checkpointed_for) = match engine.checkpoint(&Request {
         event: &event,
-        plan: &plan,
+        participants: &participants,
     }) {
         Ok(EngineOutcome::Restored { checkpointed_for }) => {
             RESTORES.fetch_add(1, Ordering::Relaxed);

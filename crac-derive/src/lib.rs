@@ -1,8 +1,164 @@
-//! placeholder
+//! The procedural macros of crac-rs. Use them through the `crac` crate, which re-exports
+//! them: the generated code refers to `::crac` only.
+//!
+//! Each macro goes parse ([`attr`]) → validate → expand, reports every mistake of an
+//! item in one compilation, and after an error still emits a minimal valid
+//! implementation so that one mistake does not cascade into more errors.
+
 use proc_macro::TokenStream;
+
+mod attr;
+mod checkpointable;
+mod hook_fn;
+mod rank;
+
+/// Implements `crac::Resource` for a struct, from attributes on the struct and its fields.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use crac::{BoxError, Checkpoint, Checkpointable, Restore};
+/// # #[derive(Checkpointable)] struct Database;
+/// # #[derive(Checkpointable)] struct Connection;
+/// # #[crac::before_checkpoint] fn flush_logs() {}
+/// # mod metrics {
+/// #     pub fn before_checkpoint(_: &u64, _: &crac::Checkpoint) {}
+/// #     pub fn after_restore(_: &u64, _: &crac::Restore) {}
+/// # }
+///
+/// #[derive(Checkpointable)]
+/// #[crac(name = "sessions", depends_on(Database, flush_logs))]
+/// #[crac(before_checkpoint = Self::close, after_restore = Self::reopen)]
+/// struct Sessions {
+///     #[crac(resource)]
+///     connection: Arc<Mutex<Connection>>,
+///     #[crac(with = metrics)]
+///     counter: u64,
+///     #[crac(reseed)]
+///     ids: Mutex<rand::rngs::StdRng>,
+///     #[crac(secret, reload = Self::load_key)]
+///     key: Mutex<String>,
+///     #[crac(skip)]
+///     config: String,
+/// }
+///
+/// impl Sessions {
+///     fn close(&self, _: &Checkpoint) -> Result<(), BoxError> { Ok(()) }
+///     fn reopen(&self, _: &Restore) {}
+///     fn load_key(&self) -> Result<String, BoxError> { Ok("fresh".into()) }
+/// }
+/// ```
+///
+/// # Struct attributes
+///
+/// - `#[crac(name = "...")]`: the name used in plans and errors, instead of the type name.
+/// - `#[crac(depends_on(A, b_hook, path::C))]`: this resource uses these participants
+///   (`Checkpointable` types, or functions marked `#[crac::before_checkpoint]` /
+///   `#[crac::on_restore]`), so it is notified before them at checkpoint and after them at
+///   restore. The order is computed at compile time: a dependency cycle is a compile
+///   error (E0391, "cycle detected").
+/// - `#[crac(before_checkpoint = path)]`, `#[crac(after_restore = path)]`: the type's own
+///   logic, called as `path(self, event)`: usually `Self::method` with
+///   `fn method(&self, event: &Checkpoint)` (or `&Restore`), returning `()` or
+///   `Result<(), E>` where `E: Into<crac::BoxError>`.
+///
+/// # Field attributes
+///
+/// A field does one of these; fields without an attribute are left alone.
+///
+/// - `#[crac(resource)]`: forwards both hooks to the field, a `crac::Resource`, possibly
+///   inside `Arc`, `Option`, `Mutex` or `RwLock`.
+/// - `#[crac(with = module)]`: calls `module::before_checkpoint(&self.field, event)` and
+///   `module::after_restore(&self.field, event)`, each returning `()` or `Result<(), E>`.
+///   For types you cannot derive or implement `Resource` for.
+/// - `#[crac(reseed)]`: after restore, re-seeds a random generator from OS entropy
+///   (`Mutex<R>` or `RwLock<R>` for any rand 0.10 generator, with crac's `rand` feature;
+///   see `crac::field::Reseed`), so that restored copies do not share a random sequence.
+/// - `#[crac(secret)]`: before checkpoint, wipes the value so that it never reaches the
+///   image (`Mutex<Z>` or `RwLock<Z>` for any `zeroize::Zeroize` value, with crac's
+///   `zeroize` feature; see `crac::field::Secret`).
+/// - `#[crac(secret, reload = path)]`: also, after restore, installs `path(self)?`, where
+///   `path` returns `Result<Value, E>` (`E: Into<crac::BoxError>`), e.g.
+///   `Self::load_key` with `fn load_key(&self) -> Result<String, BoxError>`.
+/// - `#[crac(skip)]`: explicitly nothing, to document that the field survives a
+///   checkpoint as is. Combines with no other option.
+///
+/// # Order and failures
+///
+/// Before checkpoint: the type's own `before_checkpoint`, then the fields from the last
+/// one to the first. After restore, the exact reverse: the fields from the first to the
+/// last, then the type's own `after_restore`. Every step runs even if an earlier one
+/// failed (or panicked); the failures are reported together, named `Type.field` (the
+/// index for tuple fields), or `Type` for the type's own hooks.
+///
+/// # Generics
+///
+/// Type and const parameters are supported; `Resource` is implemented where every type
+/// parameter is `Send + Sync + 'static`. Lifetime parameters are rejected: a registered
+/// resource lives as long as the process.
 #[proc_macro_derive(Checkpointable, attributes(crac))]
-pub fn derive_checkpointable(_input: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
+    let input = syn::parse_macro_input!(input as syn::DeriveInput);
+    checkpointable::derive(input).into()
+}
+
+/// Runs a free function before every checkpoint.
+///
+/// ```
+/// use crac::{BoxError, Checkpoint};
+///
+/// #[crac::before_checkpoint]
+/// fn flush_logs() {}
+///
+/// #[crac::before_checkpoint(depends_on(flush_logs), name = "close the log file")]
+/// fn close_log(event: &Checkpoint) -> Result<(), BoxError> {
+///     println!("checkpoint #{}", event.generation);
+///     Ok(())
+/// }
+/// ```
+///
+/// The function takes no argument or `&crac::Checkpoint`, and returns `()` or
+/// `Result<(), E>` where `E: Into<crac::BoxError>`; it cannot be a method, `async`,
+/// `const`, `unsafe`, `extern` or generic. It is registered at link time: no call is
+/// needed, and it takes part in every checkpoint of the program.
+///
+/// Arguments, both optional:
+///
+/// - `depends_on(A, b_hook, path::C)`: `Checkpointable` types or other hook functions this
+///   function uses; it runs before them at checkpoint. Cycles are compile errors.
+/// - `name = "..."`: the name in plans and errors; defaults to the function's full path
+///   (`my_crate::module::function`).
+///
+/// The function can itself be named in `depends_on(...)`: next to it, the macro
+/// declares a hidden type of the same name (types and functions live in different
+/// namespaces), so the function must not share its name with a type in its module, and
+/// must be a free function rather than an associated one.
 #[proc_macro_attribute]
-pub fn before_checkpoint(_a: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
+    hook_fn::expand(hook_fn::Kind::BeforeCheckpoint, args.into(), item.into()).into()
+}
+
+/// Runs a free function after every restore (and after a checkpoint that leaves the
+/// process running or is rolled back: see `crac::Restore::outcome`).
+///
+/// ```
+/// use crac::Restore;
+///
+/// #[crac::on_restore]
+/// fn reconnect(restore: &Restore) {
+///     println!("running again: {:?}", restore.outcome());
+/// }
+///
+/// #[crac::on_restore(depends_on(reconnect))]
+/// fn warm_up() -> Result<(), std::io::Error> {
+///     Ok(())
+/// }
+/// ```
+///
+/// The function takes no argument or `&crac::Restore`, and returns `()` or
+/// `Result<(), E>` where `E: Into<crac::BoxError>`. Arguments and restrictions are those
+/// of [`macro@before_checkpoint`]: `depends_on(...)` and `name = "..."`. A function
+/// runs after its dependencies at restore (`warm_up` after `reconnect` above).
 #[proc_macro_attribute]
-pub fn on_restore(_a: TokenStream, item: TokenStream) -> TokenStream { item }
+pub fn on_restore(args: TokenStream, item: TokenStream) -> TokenStream {
+    hook_fn::expand(hook_fn::Kind::OnRestore, args.into(), item.into()).into()
+}

@@ -1,0 +1,268 @@
+//! Parsing: `#[crac(...)]` attributes and the hook macros' arguments become an ordered
+//! list of [`Opt`]s.
+//!
+//! This layer only checks that each key is allowed where it is written and that its
+//! value is well-formed. Duplicates and conflicts need the whole list and are judged by
+//! the callers. A malformed option is reported and skipped, so that every mistake in an
+//! item is reported in one compilation.
+
+use std::fmt::Display;
+
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::{ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Attribute, Ident, LitStr, Path, Token, Type};
+
+/// Every error of one macro invocation, reported together.
+#[derive(Default)]
+pub struct Errors(Option<syn::Error>);
+
+impl Errors {
+    pub fn push(&mut self, error: syn::Error) {
+        match &mut self.0 {
+            Some(all) => all.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub fn spanned(&mut self, tokens: impl ToTokens, message: impl Display) {
+        self.push(syn::Error::new_spanned(tokens, message));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    /// One `compile_error!` per error; nothing when there is none.
+    pub fn to_compile_errors(&self) -> TokenStream {
+        self.0
+            .as_ref()
+            .map(syn::Error::to_compile_error)
+            .unwrap_or_default()
+    }
+}
+
+/// Where options are written; decides which keys are valid there.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    Struct,
+    Field,
+    HookFn,
+}
+
+impl Site {
+    fn keys(self) -> &'static [&'static str] {
+        match self {
+            Site::Struct => &["name", "depends_on", "before_checkpoint", "after_restore"],
+            Site::Field => &["resource", "skip", "with", "reseed", "secret", "reload"],
+            Site::HookFn => &["depends_on", "name"],
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Site::Struct => "on a struct",
+            Site::Field => "on a field",
+            Site::HookFn => "of a hook function",
+        }
+    }
+}
+
+/// How a key is written, for error messages.
+fn usage(key: &str) -> &'static str {
+    match key {
+        "name" => "`name = \"...\"`",
+        "depends_on" => "`depends_on(Type, hook_fn, ...)`",
+        "before_checkpoint" => "`before_checkpoint = Self::method`",
+        "after_restore" => "`after_restore = Self::method`",
+        "with" => "`with = module`",
+        "reload" => "`reload = Self::method`",
+        "resource" => "`resource`",
+        "skip" => "`skip`",
+        "reseed" => "`reseed`",
+        "secret" => "`secret`",
+        _ => unreachable!("every key has a usage"),
+    }
+}
+
+/// One option, as written.
+pub struct Opt {
+    /// The key as written, for spans and messages (`r#` stripped by [`Opt::name`]).
+    pub key: Ident,
+    pub value: Value,
+}
+
+impl Opt {
+    pub fn name(&self) -> String {
+        self.key.unraw().to_string()
+    }
+}
+
+pub enum Value {
+    /// `name = "..."`
+    Name(LitStr),
+    /// `depends_on(A, b, c::D)`
+    DependsOn(Vec<Type>),
+    /// `before_checkpoint`, `after_restore`, `with`, `reload`: `key = path`
+    Path(Path),
+    /// `resource`, `skip`, `reseed`, `secret`
+    Flag,
+}
+
+/// The options of every `#[crac(...)]` among `attrs`, in source order.
+pub fn parse_attrs(attrs: &[Attribute], site: Site, errors: &mut Errors) -> Vec<Opt> {
+    let mut opts = Vec::new();
+    for attr in attrs.iter().filter(|attr| attr.path().is_ident("crac")) {
+        let result = attr.parse_nested_meta(|meta| {
+            parse_opt(meta, site, &mut opts, errors);
+            Ok(())
+        });
+        // Only structural errors get here (`#[crac]`, a missing comma...): the rest of
+        // this attribute is unreadable, the other attributes are still parsed.
+        if let Err(error) = result {
+            errors.push(error);
+        }
+    }
+    opts
+}
+
+/// The options of `#[crac::before_checkpoint(...)]` / `#[crac::on_restore(...)]`.
+pub fn parse_args(args: TokenStream, errors: &mut Errors) -> Vec<Opt> {
+    let mut opts = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        parse_opt(meta, Site::HookFn, &mut opts, errors);
+        Ok(())
+    });
+    if let Err(error) = parser.parse2(args) {
+        errors.push(error);
+    }
+    opts
+}
+
+fn parse_opt(meta: ParseNestedMeta, site: Site, opts: &mut Vec<Opt>, errors: &mut Errors) {
+    let result = match meta.path.get_ident() {
+        Some(key) => {
+            let name = key.unraw().to_string();
+            if site.keys().contains(&name.as_str()) {
+                parse_value(&meta, &name).map(|value| Opt {
+                    key: key.clone(),
+                    value,
+                })
+            } else {
+                Err(unknown_key(&meta.path, &name, site))
+            }
+        }
+        None => Err(unknown_key(&meta.path, &meta.path.to_token_stream().to_string(), site)),
+    };
+    match result {
+        Ok(opt) => opts.push(opt),
+        Err(error) => {
+            errors.push(error);
+            skip_to_comma(meta.input);
+        }
+    }
+}
+
+fn unknown_key(path: &Path, name: &str, site: Site) -> syn::Error {
+    let valid: Vec<_> = site.keys().iter().map(|key| usage(key)).collect();
+    let elsewhere = [Site::Struct, Site::Field]
+        .into_iter()
+        .find(|other| *other != site && other.keys().contains(&name));
+    let message = match elsewhere {
+        Some(other) => format!(
+            "`{name}` is an option {}, not {}; valid here: {}",
+            other.describe(),
+            site.describe(),
+            valid.join(", ")
+        ),
+        None => format!(
+            "unknown crac option `{name}`; valid options {}: {}",
+            site.describe(),
+            valid.join(", ")
+        ),
+    };
+    syn::Error::new_spanned(path, message)
+}
+
+fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
+    let input = meta.input;
+    let value = match key {
+        "resource" | "skip" | "reseed" | "secret" => Value::Flag,
+        "depends_on" => {
+            if !input.peek(syn::token::Paren) {
+                return Err(needs(meta, key));
+            }
+            let content;
+            syn::parenthesized!(content in input);
+            let deps = Punctuated::<Type, Token![,]>::parse_terminated(&content).map_err(|e| {
+                syn::Error::new(
+                    e.span(),
+                    "expected a dependency: a `Checkpointable` type or a hook function, \
+                     as in `depends_on(Database, flush_logs)`",
+                )
+            })?;
+            Value::DependsOn(deps.into_iter().collect())
+        }
+        "name" => {
+            equals(meta, key)?;
+            let lit = input
+                .parse::<LitStr>()
+                .map_err(|e| syn::Error::new(e.span(), format!("expected a string: {}", usage(key))))?;
+            Value::Name(lit)
+        }
+        _ => {
+            equals(meta, key)?;
+            let what = if key == "with" {
+                "a module path"
+            } else {
+                "a path to a function"
+            };
+            let path = input
+                .parse::<Path>()
+                .map_err(|e| syn::Error::new(e.span(), format!("expected {what}: {}", usage(key))))?;
+            Value::Path(path)
+        }
+    };
+    if !input.is_empty() && !input.peek(Token![,]) {
+        let message = match value {
+            Value::Flag => format!("`{key}` takes no value: write {}", usage(key)),
+            _ => format!("expected `,` after the value of `{key}`: write {}", usage(key)),
+        };
+        return Err(input.error(message));
+    }
+    Ok(value)
+}
+
+fn equals(meta: &ParseNestedMeta, key: &str) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.input.parse::<Token![=]>().map(drop)
+    } else {
+        Err(needs(meta, key))
+    }
+}
+
+fn needs(meta: &ParseNestedMeta, key: &str) -> syn::Error {
+    syn::Error::new_spanned(&meta.path, format!("`{key}` is written {}", usage(key)))
+}
+
+/// Moves past a malformed option so that the next one can still be read.
+fn skip_to_comma(input: ParseStream) {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        if input.parse::<TokenTree>().is_err() {
+            return;
+        }
+    }
+}
+
+/// Stores the value of a key that may be given once; a repetition is an error at the
+/// repeated key.
+pub fn set_once<T>(slot: &mut Option<T>, value: T, opt: &Opt, errors: &mut Errors) {
+    if slot.is_some() {
+        errors.spanned(&opt.key, format!("duplicate `{}`", opt.name()));
+    } else {
+        *slot = Some(value);
+    }
+}

@@ -1,0 +1,417 @@
+//! `#[derive(Checkpointable)]`: parse → validate → expand.
+//!
+//! The generated code, for `#[crac(depends_on(Db), before_checkpoint = Self::flush)]
+//! struct Cache { #[crac(resource)] conn: Conn, #[crac(reseed)] rng: Mutex<StdRng> }`:
+//!
+//! ```text
+//! const _: () = {
+//!     impl Ranked for Cache { const RANK: u32 = rank_after(&[<Db as Ranked>::RANK]); }
+//!     const _: u32 = <Cache as Ranked>::RANK;
+//!     impl Resource for Cache {
+//!         fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
+//!             let mut steps = Steps::new(Resource::name(self), Phase::BeforeCheckpoint);
+//!             steps.run("", || HookResult::into_hook_result(Self::flush(self, event)));
+//!             steps.run("conn", || Delegate::before_checkpoint(&self.conn, event));
+//!             steps.finish()
+//!         }
+//!         fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
+//!             let mut steps = Steps::new(Resource::name(self), Phase::AfterRestore);
+//!             steps.run("conn", || Delegate::after_restore(&self.conn, event));
+//!             steps.run("rng", || Reseed::reseed(&self.rng));
+//!             steps.finish()
+//!         }
+//!         fn rank(&self) -> u32 { <Self as Ranked>::RANK }
+//!     }
+//! };
+//! ```
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{Data, DeriveInput, GenericParam, Generics, Ident, LitStr, Member, Path, Type};
+
+use crate::attr::{self, Errors, Opt, Site, Value};
+use crate::rank;
+
+pub fn derive(input: DeriveInput) -> TokenStream {
+    let mut errors = Errors::default();
+    let model = validate(&input, &mut errors);
+    // With errors, a minimal but valid implementation keeps one mistake from turning
+    // into more errors wherever the type is registered or named as a dependency.
+    let items = if errors.is_empty() {
+        expand(&input, &model)
+    } else {
+        fallback(&input)
+    };
+    let errors = errors.to_compile_errors();
+    quote! {
+        #errors
+        const _: () = { #items };
+    }
+}
+
+/// The struct-level options.
+#[derive(Default)]
+struct TypeOpts {
+    name: Option<LitStr>,
+    depends_on: Option<Vec<Type>>,
+    before_checkpoint: Option<Path>,
+    after_restore: Option<Path>,
+}
+
+/// What one field's options ask for.
+enum Role {
+    /// No option, or `skip`.
+    Untouched,
+    Resource,
+    With(Path),
+    Reseed,
+    Secret { reload: Option<Path> },
+}
+
+struct Field {
+    member: Member,
+    /// Its name in failures (`Type.label`): the field name, or its index.
+    label: String,
+    ty: Type,
+    role: Role,
+}
+
+struct Model {
+    opts: TypeOpts,
+    fields: Vec<Field>,
+}
+
+fn validate(input: &DeriveInput, errors: &mut Errors) -> Model {
+    for param in input.generics.lifetimes() {
+        errors.spanned(
+            param,
+            format!(
+                "Checkpointable types must be 'static: a registered resource lives as long as the \
+                 process, so it cannot borrow `{}`; own the data or share it through an `Arc`",
+                param.lifetime
+            ),
+        );
+    }
+    let opts = type_opts(&attr::parse_attrs(&input.attrs, Site::Struct, errors), errors);
+    let fields = match &input.data {
+        Data::Struct(data) => data
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(index, field)| Field {
+                member: field
+                    .ident
+                    .clone()
+                    .map_or_else(|| Member::from(index), Member::Named),
+                label: field
+                    .ident
+                    .as_ref()
+                    .map_or_else(|| index.to_string(), |ident| ident.unraw().to_string()),
+                ty: field.ty.clone(),
+                role: role(&attr::parse_attrs(&field.attrs, Site::Field, errors), errors),
+            })
+            .collect(),
+        Data::Enum(data) => {
+            errors.spanned(
+                data.enum_token,
+                "`#[derive(Checkpointable)]` supports structs only, not enums; implement \
+                 `crac::Resource` by hand, or hold the enum in a field of a struct and give \
+                 that field `#[crac(with = module)]`",
+            );
+            Vec::new()
+        }
+        Data::Union(data) => {
+            errors.spanned(
+                data.union_token,
+                "`#[derive(Checkpointable)]` supports structs only, not unions; implement \
+                 `crac::Resource` by hand",
+            );
+            Vec::new()
+        }
+    };
+    Model { opts, fields }
+}
+
+fn type_opts(opts: &[Opt], errors: &mut Errors) -> TypeOpts {
+    let mut out = TypeOpts::default();
+    for opt in opts {
+        match (opt.name().as_str(), &opt.value) {
+            ("name", Value::Name(lit)) => attr::set_once(&mut out.name, lit.clone(), opt, errors),
+            ("depends_on", Value::DependsOn(deps)) => {
+                attr::set_once(&mut out.depends_on, deps.clone(), opt, errors);
+            }
+            ("before_checkpoint", Value::Path(path)) => {
+                attr::set_once(&mut out.before_checkpoint, path.clone(), opt, errors);
+            }
+            ("after_restore", Value::Path(path)) => {
+                attr::set_once(&mut out.after_restore, path.clone(), opt, errors);
+            }
+            _ => unreachable!("attr only accepts struct keys with their value kind"),
+        }
+    }
+    out
+}
+
+/// A field does one thing: only `secret` and `reload` go together.
+fn role(opts: &[Opt], errors: &mut Errors) -> Role {
+    let mut kept: Vec<&Opt> = Vec::new();
+    for opt in opts {
+        let name = opt.name();
+        if kept.iter().any(|k| k.name() == name) {
+            errors.spanned(&opt.key, format!("duplicate `{name}`"));
+        } else if let Some(first) = kept.iter().find(|k| !compatible(&k.name(), &name)) {
+            errors.spanned(&opt.key, conflict(&first.name(), &name));
+        } else {
+            kept.push(opt);
+        }
+    }
+    let path = |key: &str| {
+        kept.iter().find(|opt| opt.name() == key).map(|opt| match &opt.value {
+            Value::Path(path) => path.clone(),
+            _ => unreachable!("attr parses `{key}` as a path"),
+        })
+    };
+    let reload = path("reload");
+    let has = |key: &str| kept.iter().any(|opt| opt.name() == key);
+    if reload.is_some() && !has("secret") {
+        let opt = kept.iter().find(|opt| opt.name() == "reload").expect("reload is kept");
+        errors.spanned(
+            &opt.key,
+            "`reload` only applies to secrets: write `#[crac(secret, reload = Self::method)]`",
+        );
+    }
+    if has("resource") {
+        Role::Resource
+    } else if let Some(module) = path("with") {
+        Role::With(module)
+    } else if has("reseed") {
+        Role::Reseed
+    } else if has("secret") {
+        Role::Secret { reload }
+    } else {
+        Role::Untouched
+    }
+}
+
+fn compatible(a: &str, b: &str) -> bool {
+    matches!((a, b), ("secret", "reload") | ("reload", "secret"))
+}
+
+fn conflict(first: &str, then: &str) -> String {
+    if first == "skip" || then == "skip" {
+        let other = if first == "skip" { then } else { first };
+        format!("`skip` cannot be combined with `{other}`: a skipped field is left alone by crac")
+    } else {
+        format!(
+            "`{then}` conflicts with `{first}`: a field takes one of `resource`, `with`, `reseed`, \
+             `secret` (optionally with `reload`) or `skip`"
+        )
+    }
+}
+
+fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let deps = model.opts.depends_on.as_deref().unwrap_or_default();
+    let rank = rank::rank_expr(deps);
+    let forced = if input.generics.params.is_empty() {
+        rank::force(quote!(<#ident as ::crac::__private::Ranked>::RANK))
+    } else {
+        // `<Type<T> as Ranked>::RANK` cannot be named outside the impl: force what can be.
+        let outside = rank::outside_impl(deps, &param_idents(&input.generics));
+        if outside.is_empty() {
+            TokenStream::new()
+        } else {
+            rank::force(rank::rank_expr(&outside))
+        }
+    };
+
+    // Hygienic locals: user paths expanded next to them cannot see or shadow them.
+    let event = Ident::new("event", Span::mixed_site());
+    let steps = Ident::new("steps", Span::mixed_site());
+    let own = |path: &Option<Path>| {
+        path.as_ref().map(|path| {
+            let call = quote_spanned!(path.span()=> #path(self, #event));
+            (String::new(), hook_result(call, path.span()))
+        })
+    };
+    let field_steps: Vec<_> = model
+        .fields
+        .iter()
+        .map(|field| field_steps(field, &event))
+        .collect();
+    // Before checkpoint: the type's own logic, then fields from the last one up;
+    // after restore: the exact reverse.
+    let before: Vec<_> = own(&model.opts.before_checkpoint)
+        .into_iter()
+        .chain(field_steps.iter().rev().filter_map(|(label, before, _)| {
+            before.clone().map(|step| (label.clone(), step))
+        }))
+        .collect();
+    let after: Vec<_> = field_steps
+        .iter()
+        .filter_map(|(label, _, after)| after.clone().map(|step| (label.clone(), step)))
+        .chain(own(&model.opts.after_restore))
+        .collect();
+    let before = hook_body(quote!(BeforeCheckpoint), before, &steps);
+    let after = hook_body(quote!(AfterRestore), after, &steps);
+
+    let name = model.opts.name.as_ref().map(|name| {
+        quote! {
+            fn name(&self) -> ::crac::__private::Cow<'_, str> {
+                ::crac::__private::Cow::Borrowed(#name)
+            }
+        }
+    });
+    let bounded = with_resource_bounds(&input.generics);
+    let (resource_generics, _, resource_where) = bounded.split_for_impl();
+    quote! {
+        impl #impl_generics ::crac::__private::Ranked for #ident #ty_generics #where_clause {
+            const RANK: ::core::primitive::u32 = #rank;
+        }
+        #forced
+        impl #resource_generics ::crac::Resource for #ident #ty_generics #resource_where {
+            fn before_checkpoint(
+                &self,
+                #event: &::crac::Checkpoint,
+            ) -> ::crac::__private::Result<(), ::crac::BoxError> {
+                #before
+            }
+            fn after_restore(
+                &self,
+                #event: &::crac::Restore,
+            ) -> ::crac::__private::Result<(), ::crac::BoxError> {
+                #after
+            }
+            #name
+            fn rank(&self) -> ::core::primitive::u32 {
+                <Self as ::crac::__private::Ranked>::RANK
+            }
+        }
+    }
+}
+
+/// A field's label and its steps before checkpoint and after restore. Each step is
+/// spanned at the field's type (or the user's path), so that "does not implement
+/// `Delegate`/`Reseed`/`Secret`" errors point at the field.
+fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Option<TokenStream>) {
+    let member = &field.member;
+    let span = field.ty.span();
+    let (before, after) = match &field.role {
+        Role::Untouched => (None, None),
+        Role::Resource => (
+            Some(quote_spanned!(span=> ::crac::__private::Delegate::before_checkpoint(&self.#member, #event))),
+            Some(quote_spanned!(span=> ::crac::__private::Delegate::after_restore(&self.#member, #event))),
+        ),
+        Role::With(module) => {
+            let span = module.span();
+            let before = quote_spanned!(span=> #module::before_checkpoint(&self.#member, #event));
+            let after = quote_spanned!(span=> #module::after_restore(&self.#member, #event));
+            (Some(hook_result(before, span)), Some(hook_result(after, span)))
+        }
+        Role::Reseed => (
+            None,
+            Some(quote_spanned!(span=> ::crac::__private::Reseed::reseed(&self.#member))),
+        ),
+        Role::Secret { reload } => {
+            let wipe = quote_spanned! {span=> {
+                ::crac::__private::Secret::wipe(&self.#member);
+                ::crac::__private::Result::Ok(())
+            }};
+            let reload = reload.as_ref().map(|path| {
+                let value = Ident::new("value", Span::mixed_site());
+                quote_spanned! {path.span()=> {
+                    let #value = #path(self)?;
+                    ::crac::__private::Secret::replace(&self.#member, #value);
+                    ::crac::__private::Result::Ok(())
+                }}
+            });
+            (Some(wipe), reload)
+        }
+    };
+    (field.label.clone(), before, after)
+}
+
+/// `HookResult::into_hook_result(call)`, spanned so that an unsupported return type is
+/// reported at `span`.
+pub fn hook_result(call: TokenStream, span: Span) -> TokenStream {
+    quote_spanned!(span=> ::crac::__private::HookResult::into_hook_result(#call))
+}
+
+/// Runs every step through `Steps`, so that all run and their failures are collected.
+fn hook_body(phase: TokenStream, steps: Vec<(String, TokenStream)>, var: &Ident) -> TokenStream {
+    if steps.is_empty() {
+        return quote!(::crac::__private::Result::Ok(()));
+    }
+    let (labels, steps): (Vec<_>, Vec<_>) = steps.into_iter().unzip();
+    quote! {
+        let mut #var = ::crac::__private::Steps::new(
+            ::crac::Resource::name(self),
+            ::crac::__private::Phase::#phase,
+        );
+        #( #var.run(#labels, || #steps); )*
+        #var.finish()
+    }
+}
+
+/// The generics plus `T: Send + Sync + 'static` for each type parameter, as `Resource`
+/// requires of `Self`.
+fn with_resource_bounds(generics: &Generics) -> Generics {
+    let mut bounded = generics.clone();
+    let params: Vec<_> = bounded.type_params().map(|param| param.ident.clone()).collect();
+    let where_clause = bounded.make_where_clause();
+    for param in params {
+        where_clause.predicates.push(syn::parse_quote!(
+            #param: ::core::marker::Send + ::core::marker::Sync + 'static
+        ));
+    }
+    bounded
+}
+
+fn param_idents(generics: &Generics) -> Vec<Ident> {
+    generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Type(param) => Some(param.ident.clone()),
+            GenericParam::Const(param) => Some(param.ident.clone()),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect()
+}
+
+/// After an error: rank 0 and hooks that do nothing. No `Resource` impl for a type that
+/// borrows: it could not satisfy `'static` and would only add errors.
+fn fallback(input: &DeriveInput) -> TokenStream {
+    let ident = &input.ident;
+    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    let ranked = quote! {
+        impl #impl_generics ::crac::__private::Ranked for #ident #ty_generics #where_clause {
+            const RANK: ::core::primitive::u32 = 0;
+        }
+    };
+    if input.generics.lifetimes().next().is_some() {
+        return ranked;
+    }
+    let bounded = with_resource_bounds(&input.generics);
+    let (resource_generics, _, resource_where) = bounded.split_for_impl();
+    quote! {
+        #ranked
+        impl #resource_generics ::crac::Resource for #ident #ty_generics #resource_where {
+            fn before_checkpoint(
+                &self,
+                _: &::crac::Checkpoint,
+            ) -> ::crac::__private::Result<(), ::crac::BoxError> {
+                ::crac::__private::Result::Ok(())
+            }
+            fn after_restore(
+                &self,
+                _: &::crac::Restore,
+            ) -> ::crac::__private::Result<(), ::crac::BoxError> {
+                ::crac::__private::Result::Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! `#[crac::before_checkpoint]` and `#[crac::on_restore]` on free functions.
+//!
+//! The function is kept as written. Next to it, for `fn flush(event: &Checkpoint)`:
+//!
+//! ```text
+//! #[doc(hidden)] #[allow(non_camel_case_types, dead_code)]
+//! struct flush {}            // type namespace only: `depends_on(flush)` names it
+//! const _: () = {
+//!     impl Ranked for flush { const RANK: u32 = rank_after(&[...]); }
+//!     inventory::submit! { StaticHook {
+//!         name: concat!(module_path!(), "::", "flush"),
+//!         rank: <flush as Ranked>::RANK,
+//!         run: HookFn::BeforeCheckpoint(|event| {
+//!             let result = { let hook: fn(&Checkpoint) -> _ = flush; hook(event) };
+//!             HookResult::into_hook_result(result)
+//!         }),
+//!     } }
+//! };
+//! ```
+//!
+//! The submitted static evaluates the rank, so a cycle is an error without a separate
+//! forcing constant.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{quote, quote_spanned};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{FnArg, Ident, Item, LitStr, ReturnType, Safety, Signature, Type};
+
+use crate::attr::{self, Errors, Value};
+use crate::checkpointable::hook_result;
+use crate::rank;
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    BeforeCheckpoint,
+    OnRestore,
+}
+
+impl Kind {
+    fn attr(self) -> &'static str {
+        match self {
+            Kind::BeforeCheckpoint => "#[crac::before_checkpoint]",
+            Kind::OnRestore => "#[crac::on_restore]",
+        }
+    }
+
+    /// The event type's name, and the other kind's.
+    fn events(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::BeforeCheckpoint => ("Checkpoint", "Restore"),
+            Kind::OnRestore => ("Restore", "Checkpoint"),
+        }
+    }
+
+    fn signature(self) -> String {
+        format!("`fn name(event: &crac::{})`", self.events().0)
+    }
+}
+
+pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let mut errors = Errors::default();
+    let (name, deps) = options(args, &mut errors);
+    let func = match syn::parse2::<Item>(item.clone()) {
+        Ok(Item::Fn(func)) => func,
+        Ok(other) => {
+            errors.spanned(
+                other,
+                format!("{} goes on a free function: {}", kind.attr(), kind.signature()),
+            );
+            let errors = errors.to_compile_errors();
+            return quote!(#item #errors);
+        }
+        Err(error) => {
+            let error = error.to_compile_error();
+            return quote!(#item #error);
+        }
+    };
+    let sig = &func.sig;
+    let fname = &sig.ident;
+    let (arg, is_method) = check_signature(sig, kind, &mut errors);
+
+    // The marker type `depends_on(fname)` resolves to. Not inside an impl: a struct
+    // cannot go there, and the receiver error already explains the problem.
+    let vis = &func.vis;
+    let marker = (!is_method).then(|| {
+        quote! {
+            #[doc(hidden)]
+            #[allow(non_camel_case_types, dead_code)]
+            #vis struct #fname {}
+        }
+    });
+    let items = if !errors.is_empty() {
+        quote!(impl ::crac::__private::Ranked for #fname { const RANK: ::core::primitive::u32 = 0; })
+    } else {
+        let rank = rank::rank_expr(&deps);
+        let name = match name {
+            Some(name) => quote!(#name),
+            None => {
+                let fname = fname.unraw().to_string();
+                quote!(::core::concat!(::core::module_path!(), "::", #fname))
+            }
+        };
+        let event = Ident::new("event", Span::mixed_site());
+        let call = match arg {
+            // The coercion to the expected `fn` pointer type makes a wrong argument
+            // type an error at the user's argument type, "expected fn(&Checkpoint)".
+            Some(ty) => {
+                let span = ty.span();
+                let event_ty = Ident::new(kind.events().0, span);
+                let hook = Ident::new("hook", Span::mixed_site().located_at(span));
+                quote_spanned! {span=> {
+                    let #hook: fn(&::crac::#event_ty) -> _ = #fname;
+                    #hook(#event)
+                }}
+            }
+            None => quote!(#fname()),
+        };
+        // Bound to a variable at the return type's span: an unsupported return type
+        // is reported there (with `HookResult`'s message).
+        let ret_span = match &sig.output {
+            ReturnType::Type(_, ty) => ty.span(),
+            ReturnType::Default => fname.span(),
+        };
+        let result = Ident::new("result", Span::mixed_site().located_at(ret_span));
+        let convert = hook_result(quote!(#result), ret_span);
+        let variant = match kind {
+            Kind::BeforeCheckpoint => quote!(BeforeCheckpoint),
+            Kind::OnRestore => quote!(OnRestore),
+        };
+        quote! {
+            impl ::crac::__private::Ranked for #fname {
+                const RANK: ::core::primitive::u32 = #rank;
+            }
+            ::crac::__private::inventory::submit! {
+                ::crac::__private::StaticHook {
+                    name: #name,
+                    rank: <#fname as ::crac::__private::Ranked>::RANK,
+                    run: ::crac::__private::HookFn::#variant(|#event| {
+                        let #result = #call;
+                        #convert
+                    }),
+                }
+            }
+        }
+    };
+    let errors = errors.to_compile_errors();
+    quote! {
+        #item
+        #marker
+        #errors
+        const _: () = { #items };
+    }
+}
+
+fn options(args: TokenStream, errors: &mut Errors) -> (Option<LitStr>, Vec<Type>) {
+    let (mut name, mut deps) = (None, None);
+    for opt in attr::parse_args(args, errors) {
+        match &opt.value {
+            Value::Name(lit) => attr::set_once(&mut name, lit.clone(), &opt, errors),
+            Value::DependsOn(types) => attr::set_once(&mut deps, types.clone(), &opt, errors),
+            _ => unreachable!("attr only accepts `name` and `depends_on` on hook functions"),
+        }
+    }
+    (name, deps.unwrap_or_default())
+}
+
+/// Reports every unsupported part of the signature. Returns the event argument's type,
+/// if any, and whether the function is a method.
+fn check_signature<'a>(sig: &'a Signature, kind: Kind, errors: &mut Errors) -> (Option<&'a Type>, bool) {
+    let attr = kind.attr();
+    if let Some(token) = &sig.constness {
+        errors.spanned(token, format!("{attr} functions cannot be `const`"));
+    }
+    if let Some(token) = &sig.asyncness {
+        errors.spanned(
+            token,
+            format!(
+                "{attr} functions cannot be `async`: hooks run synchronously while the process \
+                 is checkpointed; block on the asynchronous work inside the function"
+            ),
+        );
+    }
+    if let Safety::Unsafe(token) = &sig.safety {
+        errors.spanned(
+            token,
+            format!("{attr} functions cannot be `unsafe`: put the `unsafe` block inside the function"),
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        errors.spanned(abi, format!("{attr} functions cannot be `extern`"));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        errors.spanned(
+            &sig.generics,
+            format!(
+                "{attr} functions cannot be generic: crac calls them through a plain `fn` \
+                 pointer; write {} (an elided lifetime is fine)",
+                kind.signature()
+            ),
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.spanned(variadic, format!("{attr} functions cannot be variadic"));
+    }
+
+    let (event, other) = kind.events();
+    let mut arg = None;
+    let mut is_method = false;
+    for (index, input) in sig.inputs.iter().enumerate() {
+        match input {
+            FnArg::Receiver(receiver) => {
+                is_method = true;
+                errors.spanned(
+                    receiver,
+                    format!(
+                        "{attr} goes on a free function, not a method: write {}; for logic \
+                         that needs an instance, derive `Checkpointable` and use \
+                         `#[crac({} = Self::method)]`",
+                        kind.signature(),
+                        match kind {
+                            Kind::BeforeCheckpoint => "before_checkpoint",
+                            Kind::OnRestore => "after_restore",
+                        }
+                    ),
+                );
+            }
+            FnArg::Typed(_) if index > 0 => {
+                errors.spanned(
+                    input,
+                    format!(
+                        "{attr} functions take at most one argument, the event: {}",
+                        kind.signature()
+                    ),
+                );
+            }
+            FnArg::Typed(typed) => match &*typed.ty {
+                Type::Reference(reference) if reference.mutability.is_some() => {
+                    errors.spanned(
+                        &typed.ty,
+                        format!("the event is passed by shared reference: `&crac::{event}`, not `&mut`"),
+                    );
+                }
+                Type::Reference(reference) if last_ident_is(&reference.elem, other) => {
+                    let right = match kind {
+                        Kind::BeforeCheckpoint => "#[crac::on_restore]",
+                        Kind::OnRestore => "#[crac::before_checkpoint]",
+                    };
+                    errors.spanned(
+                        &typed.ty,
+                        format!(
+                            "{attr} functions receive `&crac::{event}`; `&{other}` is the \
+                             event of {right} functions"
+                        ),
+                    );
+                }
+                Type::Reference(_) => arg = Some(&*typed.ty),
+                _ => errors.spanned(
+                    &typed.ty,
+                    format!("the event is passed by reference: write `&crac::{event}`"),
+                ),
+            },
+        }
+    }
+    (arg, is_method)
+}
+
+fn last_ident_is(ty: &Type, name: &str) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|segment| segment.ident == name))
+}

@@ -1,0 +1,9 @@
+use crac::Checkpointable;
+
+#[derive(Checkpointable)]
+struct Borrowed<'a, T> {
+    name: &'a str,
+    value: T,
+}
+
+fn main() {}

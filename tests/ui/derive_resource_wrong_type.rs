@@ -1,0 +1,9 @@
+use crac::Checkpointable;
+
+#[derive(Checkpointable)]
+struct Pool {
+    #[crac(resource)]
+    size: u32,
+}
+
+fn main() {}

@@ -1,0 +1,9 @@
+use crac::Checkpointable;
+
+#[derive(Checkpointable)]
+struct Vault {
+    #[crac(secret)]
+    key: u32,
+}
+
+fn main() {}

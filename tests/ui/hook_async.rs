@@ -1,0 +1,4 @@
+#[crac::on_restore]
+async fn reconnect() {}
+
+fn main() {}

@@ -1,0 +1,7 @@
+#[crac::before_checkpoint(depends_on(b))]
+fn a() {}
+
+#[crac::before_checkpoint(depends_on(a))]
+fn b() {}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use crac::Checkpoint;
+
+struct Cache;
+
+impl Cache {
+    #[crac::before_checkpoint]
+    fn flush(&self, _: &Checkpoint) {}
+}
+
+fn main() {}

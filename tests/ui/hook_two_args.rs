@@ -1,0 +1,6 @@
+use crac::Checkpoint;
+
+#[crac::before_checkpoint]
+fn flush(_: &Checkpoint, _: u32) {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[crac::on_restore(depends_on(missing, String))]
+fn reconnect() {}
+
+fn main() {}
