@@ -174,9 +174,14 @@ cached_tarball() {
 # Trust: the suite's InRelease must be signed by a key in Debian's archive keyring
 # (Signed-By), and apt checks the downloaded files against the signed Sources index.
 fetch_source() {
-    local codename mirror suite apt_dir version
+    local os_id codename mirror suite apt_dir version
+    # shellcheck source=/dev/null
+    os_id=$(. /etc/os-release && printf '%s' "${ID:-}")
     # shellcheck source=/dev/null
     codename=$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")
+    if [[ $os_id != debian && -z ${CRAC_DEBIAN_MIRROR:-} ]]; then
+        die "no CRIU >= $MIN_VERSION package for this distribution ($os_id); install CRIU >= $MIN_VERSION yourself, or set CRAC_DEBIAN_MIRROR=<Debian archive URI> to build from Debian's source package"
+    fi
     mirror=$(debian_mirror "$codename") ||
         die "no Debian archive entry for '$codename' found in /etc/apt/sources.list{,.d}; add one or set CRAC_DEBIAN_MIRROR=<Debian archive URI>"
     [[ -r $KEYRING ]] || apt_install debian-archive-keyring
@@ -226,8 +231,7 @@ EOF
 }
 
 build_from_source() {
-    local version tarball src
-    local cached
+    local version tarball src cached
     if ! cached=$(cached_tarball); then
         fetch_source
         cached=$(cached_tarball) ||
