@@ -35,11 +35,30 @@
 //!
 //! See the README for the semantics table and the engines.
 
+#[cfg(unix)]
+pub use crac_core::{FdClaim, claim_fd, claimed_fds};
 pub use crac_core::{
     BoxError, Checkpoint, Context, Error, Failure, Failures, Kind, Outcome, Phase, Plan,
-    PlanEntry, Ranked, Resource, Restore, checkpoint_restore, engine, field, global, plan,
-    rank_after, register, register_engine, use_engine,
+    PlanEntry, Ranked, Resource, Restore, engine, field, global, plan, rank_after, register,
+    register_engine, use_engine,
 };
+/// The CRIU engine, for tools and tests that drive it directly.
+#[cfg(all(feature = "criu", target_os = "linux"))]
+pub use crac_criu as criu;
+#[cfg(all(feature = "criu", target_os = "linux"))]
+pub use crac_criu::checkpoint_on_request;
+
+/// Notifies every participant, asks the selected engine for an image, and returns once
+/// the process runs again — restored, left running, or rolled back after a failure.
+///
+/// Calls from several threads are serialized. Resources registered while a checkpoint
+/// is in progress are not notified by it; the next checkpoint includes them.
+pub fn checkpoint_restore() -> Result<Restore, Error> {
+    // Keeps the criu engine (found through link-time registration only) linked in.
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    std::hint::black_box(crac_criu::ensure_linked());
+    crac_core::checkpoint_restore()
+}
 pub use crac_derive::{Checkpointable, before_checkpoint, on_restore};
 
 #[doc(hidden)]

@@ -3,6 +3,8 @@
 //!
 //! Use it through the `crac` facade crate; the paths documented there are the stable ones.
 
+#[cfg(unix)]
+mod claims;
 mod context;
 pub mod engine;
 mod error;
@@ -17,6 +19,8 @@ mod registry;
 mod resource;
 mod simulate;
 
+#[cfg(unix)]
+pub use claims::{FdClaim, claim_fd, claimed_fds};
 pub use context::{Context, global, register};
 pub use engine::use_engine;
 pub use error::{Error, Failure, Failures, Phase};

@@ -1,0 +1,70 @@
+//! `crac`: restore a crac-rs image, ask a running process to checkpoint itself.
+//! A thin shell over `crac_criu`; see `crac --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use crac_criu::request::Answer;
+use crac_criu::restore::{self, RestoreOptions};
+
+#[derive(Parser)]
+#[command(name = "crac", version, about = "Coordinated Restore at Checkpoint for Rust")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Restore the image in DIR, wait for the restored process, exit with its exit code.
+    Restore {
+        /// The image directory (what CRAC_CHECKPOINT_TO named at checkpoint).
+        dir: PathBuf,
+        /// Write CRIU's restore log here (default: a file in the temp directory).
+        #[arg(long)]
+        log: Option<PathBuf>,
+        /// CRIU log verbosity, 0–4.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
+        log_level: Option<u8>,
+    },
+    /// Ask the running process PID (which called crac::checkpoint_on_request) to
+    /// checkpoint itself, and report the outcome.
+    Checkpoint { pid: i32 },
+    /// CRIU's --exec-cmd: become the restored process's parent (internal).
+    #[command(name = "__wait", hide = true)]
+    Wait { pid: i32 },
+}
+
+fn main() -> ExitCode {
+    // CRIU runs its --action-script without arguments, describing the stage in the environment.
+    if std::env::args_os().len() == 1 {
+        if let Ok(action) = std::env::var("CRTOOLS_SCRIPT_ACTION") {
+            return report(restore::action_script(&action).map(|()| 0));
+        }
+    }
+    let cli = Cli::parse();
+    report(match cli.command {
+        Command::Restore { dir, log, log_level } => std::env::current_exe()
+            .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+            .and_then(|tool| restore::restore(&dir, &tool, &RestoreOptions { log, log_level })),
+        Command::Checkpoint { pid } => crac_criu::request::send(pid).map(|answer| {
+            match answer {
+                Answer::Checkpointed => eprintln!("crac: process {pid} was checkpointed and has stopped"),
+                Answer::LeftRunning => eprintln!("crac: process {pid} was checkpointed and keeps running"),
+            }
+            0
+        }),
+        Command::Wait { pid } => restore::wait_for(pid),
+    })
+}
+
+fn report(result: Result<i32, crac_criu::Error>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("crac: {e}");
+            ExitCode::from(70)
+        }
+    }
+}

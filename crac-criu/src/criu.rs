@@ -1,0 +1,84 @@
+//! Running the `criu` binary and reading its logs.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+/// Names CRIU gives the memfds that stand in for stdio in the image (see [`crate::stdio`]).
+pub const STDIO_MEMFDS: [&str; 3] = ["crac-stdin", "crac-stdout", "crac-stderr"];
+
+/// CRIU options that must be given to restore too when they were given to dump.
+const BOTH_SIDES: [&str; 6] = [
+    "--tcp-close",
+    "--tcp-established",
+    "--file-locks",
+    "--ext-unix-sk",
+    "--network-lock",
+    "--shell-job",
+];
+
+/// The subset of `options` that restore must repeat (with their values).
+pub fn restore_options(options: &[String]) -> Vec<String> {
+    options
+        .iter()
+        .filter(|o| BOTH_SIDES.iter().any(|b| o.as_str() == *b || o.starts_with(&format!("{b}="))))
+        .cloned()
+        .collect()
+}
+
+/// `criu --version`'s version number.
+pub fn version(criu: &Path) -> std::io::Result<String> {
+    let out = Command::new(criu).arg("--version").stderr(Stdio::null()).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("Version: "))
+        .unwrap_or(text.trim())
+        .to_string())
+}
+
+/// The lines of a CRIU log that explain a failure: its errors, without the RLIMIT one
+/// every run logs on these hosts, at most the last `max`.
+pub fn log_digest(log: &Path, max: usize) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let errors: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("Error (") || l.contains("Error:"))
+        .filter(|l| !l.contains("RLIMIT_NOFILE"))
+        .collect();
+    let lines = if errors.is_empty() {
+        text.lines().rev().take(max).collect::<Vec<_>>().into_iter().rev().collect()
+    } else {
+        errors[errors.len().saturating_sub(max)..].to_vec()
+    };
+    lines.iter().map(|l| format!("  {}", l.trim())).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_two_sided_options_are_repeated_at_restore() {
+        let opts: Vec<String> = ["--tcp-close", "--ghost-limit=1M", "--file-locks", "--network-lock=skip"]
+            .map(String::from)
+            .into();
+        assert_eq!(restore_options(&opts), ["--tcp-close", "--file-locks", "--network-lock=skip"]);
+    }
+
+    #[test]
+    fn the_digest_keeps_errors_and_drops_the_harmless_rlimit_line() {
+        let dir = std::env::temp_dir().join(format!("crac-digest-{}", std::process::id()));
+        std::fs::write(
+            &dir,
+            "(00.001) Error (criu/util.c:1): rlimit: Can't setup RLIMIT_NOFILE for self\n\
+             (00.002) info\n\
+             (00.003) Error (criu/sk-inet.c:2): inet: Connected TCP socket, consider using --tcp-established option.\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_digest(&dir, 5),
+            "  (00.003) Error (criu/sk-inet.c:2): inet: Connected TCP socket, consider using --tcp-established option."
+        );
+        std::fs::remove_file(dir).unwrap();
+    }
+}

@@ -1,0 +1,301 @@
+//! The image format: `crac-manifest`, a versioned text file written last into the image
+//! directory. Its presence means the image is complete; its contents let a restore
+//! refuse an image that cannot work here before CRIU touches anything.
+//!
+//! One `key value` pair a line; `plan` and `file` repeat. Version 1 keys:
+//!
+//! | key | value |
+//! |---|---|
+//! | `format` | `crac-image 1` (first line) |
+//! | `created` | creation time, seconds and nanoseconds since the Unix epoch |
+//! | `executable` | absolute path of the checkpointed executable |
+//! | `executable-sha256` | its SHA-256 |
+//! | `executable-stat` | `size mtime_ns dev ino`: if unchanged, the hash is not recomputed |
+//! | `kernel` | `uname -r` of the host |
+//! | `cpu-flags` | `/proc/cpuinfo` flags of the host; all must exist where it is restored |
+//! | `criu-version` | `criu --version` of the dumping CRIU |
+//! | `pid`, `waiter-tid`, `tids` | the process, the thread waiting in place, all threads |
+//! | `resident-bytes` | resident memory when dumped |
+//! | `restore-option` | a CRIU option restore must repeat (repeats) |
+//! | `plan` | `rank kind depth name`, the checkpoint plan in order (repeats) |
+//! | `file` | `size name` of each image file (repeats) |
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub const FILE_NAME: &str = "crac-manifest";
+const FORMAT: &str = "crac-image 1";
+
+/// Identity of an executable file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExeStat {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl ExeStat {
+    pub fn of(path: &Path) -> std::io::Result<ExeStat> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path)?;
+        Ok(ExeStat {
+            size: m.size(),
+            mtime_ns: m.mtime() as i128 * 1_000_000_000 + m.mtime_nsec() as i128,
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanLine {
+    pub rank: u32,
+    pub kind: String,
+    pub depth: usize,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub created: SystemTime,
+    pub executable: PathBuf,
+    pub executable_sha256: String,
+    pub executable_stat: ExeStat,
+    pub kernel: String,
+    pub cpu_flags: Vec<String>,
+    pub criu_version: String,
+    pub pid: i32,
+    pub waiter_tid: i32,
+    pub tids: Vec<i32>,
+    pub resident_bytes: u64,
+    pub restore_options: Vec<String>,
+    pub plan: Vec<PlanLine>,
+    pub files: Vec<(String, u64)>,
+}
+
+/// Why a manifest could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: not a crac-rs image manifest (first line {found:?}, expected {FORMAT:?})")]
+    Foreign { path: PathBuf, found: String },
+    #[error("{path}: line {line}: {problem}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        problem: String,
+    },
+    #[error("{path}: missing `{key}`")]
+    Missing { path: PathBuf, key: &'static str },
+}
+
+impl Manifest {
+    pub fn render(&self) -> String {
+        let mut out = format!("format {FORMAT}\n");
+        let created = self.created.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let s = &self.executable_stat;
+        let _ = writeln!(out, "created {} {}", created.as_secs(), created.subsec_nanos());
+        let _ = writeln!(out, "executable {}", self.executable.display());
+        let _ = writeln!(out, "executable-sha256 {}", self.executable_sha256);
+        let _ = writeln!(out, "executable-stat {} {} {} {}", s.size, s.mtime_ns, s.dev, s.ino);
+        let _ = writeln!(out, "kernel {}", self.kernel);
+        let _ = writeln!(out, "cpu-flags {}", self.cpu_flags.join(" "));
+        let _ = writeln!(out, "criu-version {}", self.criu_version);
+        let _ = writeln!(out, "pid {}", self.pid);
+        let _ = writeln!(out, "waiter-tid {}", self.waiter_tid);
+        let tids: Vec<String> = self.tids.iter().map(i32::to_string).collect();
+        let _ = writeln!(out, "tids {}", tids.join(" "));
+        let _ = writeln!(out, "resident-bytes {}", self.resident_bytes);
+        for option in &self.restore_options {
+            let _ = writeln!(out, "restore-option {option}");
+        }
+        for p in &self.plan {
+            let name = p.name.replace(['\n', '\r'], " ");
+            let _ = writeln!(out, "plan {} {} {} {name}", p.rank, p.kind, p.depth);
+        }
+        for (name, size) in &self.files {
+            let _ = writeln!(out, "file {size} {name}");
+        }
+        out
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+        let first = text.lines().next().unwrap_or("");
+        if first != format!("format {FORMAT}") {
+            return Err(ManifestError::Foreign {
+                path: path.into(),
+                found: first.chars().take(40).collect(),
+            });
+        }
+        let bad = |line: usize, problem: String| ManifestError::Malformed {
+            path: path.into(),
+            line,
+            problem,
+        };
+        let mut m = Draft::default();
+        for (i, line) in text.lines().enumerate().skip(1) {
+            let n = i + 1;
+            let (key, value) = line.split_once(' ').unwrap_or((line, ""));
+            let num = |v: &str| v.parse::<i128>().map_err(|_| bad(n, format!("`{key}`: not a number: {v:?}")));
+            let fields: Vec<&str> = value.split(' ').collect();
+            match key {
+                "created" if fields.len() == 2 => {
+                    let secs = num(fields[0])? as u64;
+                    let nanos = num(fields[1])? as u32;
+                    m.created = Some(UNIX_EPOCH + Duration::new(secs, nanos));
+                }
+                "executable" => m.executable = Some(PathBuf::from(value)),
+                "executable-sha256" => m.sha = Some(value.to_string()),
+                "executable-stat" if fields.len() == 4 => {
+                    m.stat = Some(ExeStat {
+                        size: num(fields[0])? as u64,
+                        mtime_ns: num(fields[1])?,
+                        dev: num(fields[2])? as u64,
+                        ino: num(fields[3])? as u64,
+                    })
+                }
+                "kernel" => m.kernel = Some(value.to_string()),
+                "cpu-flags" => m.cpu_flags = value.split_whitespace().map(String::from).collect(),
+                "criu-version" => m.criu_version = Some(value.to_string()),
+                "pid" => m.pid = Some(num(value)? as i32),
+                "waiter-tid" => m.waiter_tid = Some(num(value)? as i32),
+                "tids" => {
+                    m.tids = value
+                        .split_whitespace()
+                        .map(|t| num(t).map(|t| t as i32))
+                        .collect::<Result<_, _>>()?
+                }
+                "resident-bytes" => m.resident = Some(num(value)? as u64),
+                "restore-option" => m.restore_options.push(value.to_string()),
+                "plan" => {
+                    let mut parts = value.splitn(4, ' ');
+                    let (Some(rank), Some(kind), Some(depth), Some(name)) =
+                        (parts.next(), parts.next(), parts.next(), parts.next())
+                    else {
+                        return Err(bad(n, "`plan` needs rank, kind, depth and name".into()));
+                    };
+                    m.plan.push(PlanLine {
+                        rank: num(rank)? as u32,
+                        kind: kind.to_string(),
+                        depth: num(depth)? as usize,
+                        name: name.to_string(),
+                    });
+                }
+                "file" => {
+                    let Some((size, name)) = value.split_once(' ') else {
+                        return Err(bad(n, "`file` needs size and name".into()));
+                    };
+                    m.files.push((name.to_string(), num(size)? as u64));
+                }
+                "" => {}
+                _ => return Err(bad(n, format!("unknown or malformed entry `{key}`"))),
+            }
+        }
+        m.finish(path)
+    }
+
+    /// Reads `DIR/crac-manifest`.
+    pub fn read(dir: &Path) -> Result<Manifest, crate::Error> {
+        let path = dir.join(FILE_NAME);
+        let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::Image {
+            dir: dir.into(),
+            problem: if e.kind() == std::io::ErrorKind::NotFound {
+                format!(
+                    "no {FILE_NAME}: not a complete crac-rs image (a dump that did not finish, or \
+                     another directory); take a new checkpoint"
+                )
+            } else {
+                format!("reading {FILE_NAME}: {e}")
+            },
+        })?;
+        Manifest::parse(&path, &text).map_err(|e| crate::Error::Image {
+            dir: dir.into(),
+            problem: e.to_string(),
+        })
+    }
+}
+
+#[derive(Default)]
+struct Draft {
+    created: Option<SystemTime>,
+    executable: Option<PathBuf>,
+    sha: Option<String>,
+    stat: Option<ExeStat>,
+    kernel: Option<String>,
+    cpu_flags: Vec<String>,
+    criu_version: Option<String>,
+    pid: Option<i32>,
+    waiter_tid: Option<i32>,
+    tids: Vec<i32>,
+    resident: Option<u64>,
+    restore_options: Vec<String>,
+    plan: Vec<PlanLine>,
+    files: Vec<(String, u64)>,
+}
+
+impl Draft {
+    fn finish(self, path: &Path) -> Result<Manifest, ManifestError> {
+        let missing = |key| ManifestError::Missing {
+            path: path.into(),
+            key,
+        };
+        Ok(Manifest {
+            created: self.created.ok_or_else(|| missing("created"))?,
+            executable: self.executable.ok_or_else(|| missing("executable"))?,
+            executable_sha256: self.sha.ok_or_else(|| missing("executable-sha256"))?,
+            executable_stat: self.stat.ok_or_else(|| missing("executable-stat"))?,
+            kernel: self.kernel.ok_or_else(|| missing("kernel"))?,
+            cpu_flags: self.cpu_flags,
+            criu_version: self.criu_version.ok_or_else(|| missing("criu-version"))?,
+            pid: self.pid.ok_or_else(|| missing("pid"))?,
+            waiter_tid: self.waiter_tid.ok_or_else(|| missing("waiter-tid"))?,
+            tids: self.tids,
+            resident_bytes: self.resident.ok_or_else(|| missing("resident-bytes"))?,
+            restore_options: self.restore_options,
+            plan: self.plan,
+            files: self.files,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        Manifest {
+            created: UNIX_EPOCH + Duration::new(1_700_000_000, 123),
+            executable: "/usr/bin/app".into(),
+            executable_sha256: "ab".repeat(32),
+            executable_stat: ExeStat { size: 10, mtime_ns: 5, dev: 2, ino: 3 },
+            kernel: "6.18.44".into(),
+            cpu_flags: vec!["sse2".into(), "avx2".into()],
+            criu_version: "4.2.1".into(),
+            pid: 42,
+            waiter_tid: 42,
+            tids: vec![42, 43],
+            resident_bytes: 1 << 20,
+            restore_options: vec!["--tcp-close".into()],
+            plan: vec![PlanLine { rank: 1, kind: "resource".into(), depth: 0, name: "db pool".into() }],
+            files: vec![("pages-1.img".into(), 4096)],
+        }
+    }
+
+    #[test]
+    fn a_manifest_reads_back_as_written() {
+        let m = sample();
+        assert_eq!(Manifest::parse(Path::new("m"), &m.render()).unwrap(), m);
+    }
+
+    #[test]
+    fn foreign_and_damaged_manifests_are_refused_with_the_reason() {
+        let err = Manifest::parse(Path::new("m"), "{\"json\": true}").unwrap_err();
+        assert!(err.to_string().starts_with("m: not a crac-rs image manifest"), "{err}");
+        let text = sample().render().replace("pid 42\n", "pid forty-two\n");
+        let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
+        assert!(err.to_string().contains("`pid`: not a number: \"forty-two\""), "{err}");
+        let text = sample().render().replace("waiter-tid 42\n", "");
+        assert_eq!(Manifest::parse(Path::new("m"), &text).unwrap_err().to_string(), "m: missing `waiter-tid`");
+    }
+}
