@@ -17,14 +17,20 @@ struct Pool {
 
 impl Pool {
     fn close(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        println!("  db-pool: closing {} connections", self.open.lock().unwrap());
+        println!(
+            "  db-pool: closing {} connections",
+            self.open.lock().unwrap()
+        );
         *self.open.lock().unwrap() = 0;
         Ok(())
     }
 
     fn reopen(&self, restore: &Restore) -> Result<(), BoxError> {
         *self.open.lock().unwrap() = 4;
-        println!("  db-pool: reopened 4 connections ({:?})", restore.outcome());
+        println!(
+            "  db-pool: reopened 4 connections ({:?})",
+            restore.outcome()
+        );
         Ok(())
     }
 }
@@ -49,7 +55,10 @@ impl Sessions {
 /// Runs after every participant it depends on has been restored.
 #[crac::on_restore(depends_on(Sessions))]
 fn announce(restore: &Restore) {
-    println!("  announce: serving again after restore #{}", restore.generation);
+    println!(
+        "  announce: serving again after restore #{}",
+        restore.generation
+    );
 }
 
 #[crac::before_checkpoint]
@@ -80,7 +89,9 @@ impl crac::Resource for Uploader {
 fn main() -> Result<(), crac::Error> {
     crac::use_engine("simulate")?;
 
-    let pool = Arc::new(Pool { open: Mutex::new(4) });
+    let pool = Arc::new(Pool {
+        open: Mutex::new(4),
+    });
     let sessions = Arc::new(Sessions {
         signing_key: Mutex::new("key-from-the-vault".to_string()),
         ids: Mutex::new(rand::make_rng()),
@@ -94,7 +105,11 @@ fn main() -> Result<(), crac::Error> {
 
     println!("checkpoint:");
     let restore = crac::checkpoint_restore()?;
-    println!("-> {:?}, generation {}\n", restore.outcome(), restore.generation);
+    println!(
+        "-> {:?}, generation {}\n",
+        restore.outcome(),
+        restore.generation
+    );
 
     let uploader = Arc::new(Uploader { busy: true });
     crac::register(&uploader);

@@ -35,13 +35,13 @@
 //!
 //! See the README for the semantics table and the engines.
 
+pub use crac_core::{
+    BoxError, Checkpoint, Context, Error, Failure, Failures, Kind, Outcome, Phase, Plan, PlanEntry,
+    Ranked, Resource, Restore, engine, field, global, plan, rank_after, register, register_engine,
+    use_engine,
+};
 #[cfg(unix)]
 pub use crac_core::{FdClaim, claim_fd, claimed_fds};
-pub use crac_core::{
-    BoxError, Checkpoint, Context, Error, Failure, Failures, Kind, Outcome, Phase, Plan,
-    PlanEntry, Ranked, Resource, Restore, engine, field, global, plan, rank_after, register,
-    register_engine, use_engine,
-};
 /// The CRIU engine, for tools and tests that drive it directly.
 #[cfg(all(feature = "criu", target_os = "linux"))]
 pub use crac_criu as criu;

@@ -116,17 +116,26 @@ mod recorded {
     use super::*;
 
     pub fn before_checkpoint(calls: &Mutex<Vec<String>>, event: &Checkpoint) {
-        calls.lock().unwrap().push(format!("before {}", event.engine));
+        calls
+            .lock()
+            .unwrap()
+            .push(format!("before {}", event.engine));
     }
 
     pub fn after_restore(calls: &Mutex<Vec<String>>, event: &Restore) -> Result<(), BoxError> {
-        calls.lock().unwrap().push(format!("after {:?}", event.outcome()));
+        calls
+            .lock()
+            .unwrap()
+            .push(format!("after {:?}", event.outcome()));
         Ok(())
     }
 }
 
 #[derive(Checkpointable)]
-struct Tuple(#[crac(with = recorded)] Mutex<Vec<String>>, #[crac(skip)] u8);
+struct Tuple(
+    #[crac(with = recorded)] Mutex<Vec<String>>,
+    #[crac(skip)] u8,
+);
 
 #[test]
 fn with_module_gets_the_field_and_the_event() {
@@ -136,7 +145,10 @@ fn with_module_gets_the_field_and_the_event() {
 
     crac::checkpoint_restore().unwrap();
 
-    assert_eq!(*tuple.0.lock().unwrap(), ["before simulate", "after Restored"]);
+    assert_eq!(
+        *tuple.0.lock().unwrap(),
+        ["before simulate", "after Restored"]
+    );
     assert_eq!(tuple.1, 0, "skipped");
 }
 
@@ -164,7 +176,10 @@ fn reseed_replaces_the_generator_state() {
     let from_rwlock = seeded.rwlock.write().unwrap().next_u64();
     assert_ne!(from_mutex, predictable);
     assert_ne!(from_rwlock, predictable);
-    assert_ne!(from_mutex, from_rwlock, "each generator gets its own entropy");
+    assert_ne!(
+        from_mutex, from_rwlock,
+        "each generator gets its own entropy"
+    );
 }
 
 /// Ranked above `Observer`: wiped before `Observer` looks at it at checkpoint, and
@@ -221,9 +236,15 @@ fn secrets_are_wiped_before_checkpoint_and_reloaded_after_restore() {
 
     crac::checkpoint_restore().unwrap();
 
-    assert_eq!(*observer.seen.lock().unwrap(), [(String::new(), Vec::new())]);
+    assert_eq!(
+        *observer.seen.lock().unwrap(),
+        [(String::new(), Vec::new())]
+    );
     assert_eq!(*vault.key.lock().unwrap(), "reloaded key");
-    assert!(vault.token.read().unwrap().is_empty(), "no reload: stays wiped");
+    assert!(
+        vault.token.read().unwrap().is_empty(),
+        "no reload: stays wiped"
+    );
     assert_eq!(vault.loads.load(Ordering::Relaxed), 1);
 }
 

@@ -11,7 +11,10 @@ use proptest::prelude::*;
 fn graph() -> impl Strategy<Value = (Vec<Vec<usize>>, Vec<usize>)> {
     (1usize..24).prop_flat_map(|n| {
         let deps = (0..n)
-            .map(|i| proptest::collection::vec(0..i.max(1), 0..=i.min(3)).prop_map(move |d| if i == 0 { vec![] } else { d }))
+            .map(|i| {
+                proptest::collection::vec(0..i.max(1), 0..=i.min(3))
+                    .prop_map(move |d| if i == 0 { vec![] } else { d })
+            })
             .collect::<Vec<_>>();
         (deps, Just((0..n).collect::<Vec<_>>()).prop_shuffle())
     })

@@ -28,7 +28,12 @@ impl Engine for KeepRunning {
         "keep-running"
     }
     fn checkpoint(&self, request: &Request<'_>) -> Result<EngineOutcome, BoxError> {
-        *SEEN_PLAN.lock().unwrap() = request.plan().names().iter().map(|s| s.to_string()).collect();
+        *SEEN_PLAN.lock().unwrap() = request
+            .plan()
+            .names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         Ok(EngineOutcome::LeftRunning)
     }
 }
@@ -58,7 +63,11 @@ fn equal_ranks_checkpoint_newest_first_and_restore_in_exact_reverse() {
     let _serial = serial();
     simulate();
     let log = Log::default();
-    let (a, b, c) = (Recorder::new("a", &log), Recorder::new("b", &log), Recorder::new("c", &log));
+    let (a, b, c) = (
+        Recorder::new("a", &log),
+        Recorder::new("b", &log),
+        Recorder::new("c", &log),
+    );
     for r in [&a, &b, &c] {
         crac::register(r);
     }
@@ -67,7 +76,14 @@ fn equal_ranks_checkpoint_newest_first_and_restore_in_exact_reverse() {
     assert_eq!(restore.engine, "simulate");
     assert_eq!(
         log.take(),
-        ["c:checkpoint", "b:checkpoint", "a:checkpoint", "a:restored", "b:restored", "c:restored"]
+        [
+            "c:checkpoint",
+            "b:checkpoint",
+            "a:checkpoint",
+            "a:restored",
+            "b:restored",
+            "c:restored"
+        ]
     );
 }
 
@@ -85,7 +101,10 @@ fn dependents_checkpoint_before_their_dependencies_and_restore_after_them() {
     crac::register(&pool);
     let plan = crac::plan();
     assert_eq!(plan.names(), ["app", "pool", "config"]);
-    assert_eq!(plan.entries.iter().map(|e| e.rank).collect::<Vec<_>>(), [2, 1, 0]);
+    assert_eq!(
+        plan.entries.iter().map(|e| e.rank).collect::<Vec<_>>(),
+        [2, 1, 0]
+    );
     crac::checkpoint_restore().unwrap();
     assert_eq!(
         log.take(),
@@ -145,7 +164,11 @@ fn a_refused_checkpoint_notifies_everyone_rolls_everyone_back_and_names_every_fa
             "worker:rolled-back",
         ]
     );
-    let failed: Vec<_> = err.failures().iter().map(|f| (f.resource.as_str(), f.phase)).collect();
+    let failed: Vec<_> = err
+        .failures()
+        .iter()
+        .map(|f| (f.resource.as_str(), f.phase))
+        .collect();
     assert_eq!(
         failed,
         [
@@ -165,7 +188,10 @@ fn a_refused_checkpoint_notifies_everyone_rolls_everyone_back_and_names_every_fa
     // the process keeps working: the next checkpoint runs normally once the culprit is gone
     drop((listener, worker, mailer));
     crac::checkpoint_restore().unwrap();
-    assert_eq!(log.take(), ["b:checkpoint", "a:checkpoint", "a:restored", "b:restored"]);
+    assert_eq!(
+        log.take(),
+        ["b:checkpoint", "a:checkpoint", "a:restored", "b:restored"]
+    );
 }
 
 #[test]
@@ -176,7 +202,16 @@ fn an_engine_failure_rolls_back_and_carries_the_engine_reason() {
     let a = Recorder::new("a", &log);
     crac::register(&a);
     let err = crac::checkpoint_restore().unwrap_err();
-    assert!(matches!(err, Error::EngineFailed { engine: "failing", .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            Error::EngineFailed {
+                engine: "failing",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(
         err.to_string(),
         "checkpoint failed in engine `failing`, resources rolled back: disk full while writing pages"
@@ -198,7 +233,15 @@ fn a_left_running_checkpoint_says_so_and_engines_receive_the_plan() {
     assert!(!restore.is_restored());
     assert_eq!(restore.checkpointed_for, None);
     assert_eq!(*SEEN_PLAN.lock().unwrap(), ["b", "a"]);
-    assert_eq!(log.take(), ["b:checkpoint", "a:checkpoint", "a:left-running", "b:left-running"]);
+    assert_eq!(
+        log.take(),
+        [
+            "b:checkpoint",
+            "a:checkpoint",
+            "a:left-running",
+            "b:left-running"
+        ]
+    );
 }
 
 #[test]
@@ -209,7 +252,13 @@ fn an_unavailable_engine_is_refused_before_any_hook_runs() {
     let a = Recorder::new("a", &log);
     crac::register(&a);
     let err = crac::checkpoint_restore().unwrap_err();
-    assert!(matches!(err, Error::Unsupported { engine: "unavailable", .. }));
+    assert!(matches!(
+        err,
+        Error::Unsupported {
+            engine: "unavailable",
+            ..
+        }
+    ));
     assert_eq!(
         err.to_string(),
         "checkpoint engine `unavailable` is unavailable: criu not found: run scripts/install-criu.sh"
@@ -223,7 +272,7 @@ fn an_unknown_engine_lists_the_available_ones() {
     let err = crac::use_engine("podman").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown checkpoint engine `podman` (from crac::use_engine); available: failing, keep-running, simulate, unavailable"
+        "unknown checkpoint engine `podman` (from crac::use_engine); available: criu, failing, keep-running, simulate, unavailable"
     );
 }
 
@@ -235,7 +284,9 @@ fn failing_restore_hooks_are_reported_as_a_restore_failure() {
     let db = Recorder::with("db", 0, Behaviour::FailRestore, &log);
     crac::register(&db);
     let err = crac::checkpoint_restore().unwrap_err();
-    let Error::RestoreFailed { restore, .. } = &err else { panic!("{err:?}") };
+    let Error::RestoreFailed { restore, .. } = &err else {
+        panic!("{err:?}")
+    };
     assert!(restore.is_restored());
     assert_eq!(
         err.to_string(),
@@ -351,7 +402,10 @@ fn a_resource_registered_during_a_checkpoint_joins_the_next_one() {
     });
     crac::register(&r);
     crac::checkpoint_restore().unwrap();
-    assert!(log.take().is_empty(), "not notified by the checkpoint it was registered in");
+    assert!(
+        log.take().is_empty(),
+        "not notified by the checkpoint it was registered in"
+    );
     crac::checkpoint_restore().unwrap();
     assert_eq!(log.take(), ["late:checkpoint", "late:restored"]);
 }
@@ -376,7 +430,11 @@ fn nested_contexts_notify_their_members_at_their_position() {
     crac::register(&after);
 
     let plan = crac::plan();
-    let rows: Vec<_> = plan.entries.iter().map(|e| (e.name.as_str(), e.kind, e.depth)).collect();
+    let rows: Vec<_> = plan
+        .entries
+        .iter()
+        .map(|e| (e.name.as_str(), e.kind, e.depth))
+        .collect();
     assert_eq!(
         rows,
         [

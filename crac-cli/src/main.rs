@@ -9,7 +9,11 @@ use crac_criu::request::Answer;
 use crac_criu::restore::{self, RestoreOptions};
 
 #[derive(Parser)]
-#[command(name = "crac", version, about = "Coordinated Restore at Checkpoint for Rust")]
+#[command(
+    name = "crac",
+    version,
+    about = "Coordinated Restore at Checkpoint for Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -38,20 +42,28 @@ enum Command {
 
 fn main() -> ExitCode {
     // CRIU runs its --action-script without arguments, describing the stage in the environment.
-    if std::env::args_os().len() == 1 {
-        if let Ok(action) = std::env::var("CRTOOLS_SCRIPT_ACTION") {
-            return report(restore::action_script(&action).map(|()| 0));
-        }
+    if std::env::args_os().len() == 1
+        && let Ok(action) = std::env::var("CRTOOLS_SCRIPT_ACTION")
+    {
+        return report(restore::action_script(&action).map(|()| 0));
     }
     let cli = Cli::parse();
     report(match cli.command {
-        Command::Restore { dir, log, log_level } => std::env::current_exe()
+        Command::Restore {
+            dir,
+            log,
+            log_level,
+        } => std::env::current_exe()
             .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
             .and_then(|tool| restore::restore(&dir, &tool, &RestoreOptions { log, log_level })),
         Command::Checkpoint { pid } => crac_criu::request::send(pid).map(|answer| {
             match answer {
-                Answer::Checkpointed => eprintln!("crac: process {pid} was checkpointed and has stopped"),
-                Answer::LeftRunning => eprintln!("crac: process {pid} was checkpointed and keeps running"),
+                Answer::Checkpointed => {
+                    eprintln!("crac: process {pid} was checkpointed and has stopped")
+                }
+                Answer::LeftRunning => {
+                    eprintln!("crac: process {pid} was checkpointed and keeps running")
+                }
             }
             0
         }),

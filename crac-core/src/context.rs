@@ -88,7 +88,8 @@ impl Resource for Context {
     }
 
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
-        let members = std::mem::take(&mut *self.notified.lock().unwrap_or_else(PoisonError::into_inner));
+        let members =
+            std::mem::take(&mut *self.notified.lock().unwrap_or_else(PoisonError::into_inner));
         participant::restore_pass(&members, event).into_result()
     }
 

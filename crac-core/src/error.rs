@@ -36,7 +36,11 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "`{}` failed in {}: {}", self.resource, self.phase, self.error)?;
+        write!(
+            f,
+            "`{}` failed in {}: {}",
+            self.resource, self.phase, self.error
+        )?;
         let mut cause = self.error.source();
         while let Some(err) = cause {
             write!(f, "\n  caused by: {err}")?;
@@ -45,7 +49,6 @@ impl fmt::Display for Failure {
         Ok(())
     }
 }
-
 
 /// Every failure of one checkpoint/restore pass, in the order they happened.
 ///

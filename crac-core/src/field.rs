@@ -42,28 +42,38 @@ impl<T: Delegate + ?Sized> Delegate for Arc<T> {
 
 impl<T: Delegate> Delegate for Option<T> {
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
-        self.as_ref().map_or(Ok(()), |inner| inner.before_checkpoint(event))
+        self.as_ref()
+            .map_or(Ok(()), |inner| inner.before_checkpoint(event))
     }
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
-        self.as_ref().map_or(Ok(()), |inner| inner.after_restore(event))
+        self.as_ref()
+            .map_or(Ok(()), |inner| inner.after_restore(event))
     }
 }
 
 impl<T: Delegate + ?Sized> Delegate for Mutex<T> {
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
-        self.lock().unwrap_or_else(PoisonError::into_inner).before_checkpoint(event)
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .before_checkpoint(event)
     }
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
-        self.lock().unwrap_or_else(PoisonError::into_inner).after_restore(event)
+        self.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .after_restore(event)
     }
 }
 
 impl<T: Delegate + ?Sized> Delegate for RwLock<T> {
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
-        self.read().unwrap_or_else(PoisonError::into_inner).before_checkpoint(event)
+        self.read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .before_checkpoint(event)
     }
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
-        self.read().unwrap_or_else(PoisonError::into_inner).after_restore(event)
+        self.read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .after_restore(event)
     }
 }
 
@@ -139,7 +149,9 @@ mod zeroize_impls {
     impl<Z: Zeroize> Secret for Mutex<Z> {
         type Value = Z;
         fn wipe(&self) {
-            self.lock().unwrap_or_else(PoisonError::into_inner).zeroize();
+            self.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .zeroize();
         }
         fn replace(&self, value: Z) {
             let mut guard = self.lock().unwrap_or_else(PoisonError::into_inner);
@@ -151,7 +163,9 @@ mod zeroize_impls {
     impl<Z: Zeroize> Secret for RwLock<Z> {
         type Value = Z;
         fn wipe(&self) {
-            self.write().unwrap_or_else(PoisonError::into_inner).zeroize();
+            self.write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .zeroize();
         }
         fn replace(&self, value: Z) {
             let mut guard = self.write().unwrap_or_else(PoisonError::into_inner);

@@ -49,7 +49,10 @@ pub(crate) enum Seq {
 /// `items` must come newest first (descending [`Seq`]): a stable sort by rank then
 /// keeps that order within each rank, in linear time when ranks are mostly equal.
 pub(crate) fn sort_for_checkpoint<T>(items: &mut [T], key: impl Fn(&T) -> (u32, Seq)) {
-    debug_assert!(items.is_sorted_by(|a, b| key(a).1 >= key(b).1), "newest first");
+    debug_assert!(
+        items.is_sorted_by(|a, b| key(a).1 >= key(b).1),
+        "newest first"
+    );
     items.sort_by_key(|item| std::cmp::Reverse(key(item).0));
 }
 

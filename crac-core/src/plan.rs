@@ -87,7 +87,14 @@ impl fmt::Display for Plan {
                 Kind::BeforeCheckpoint => "before_checkpoint fn",
                 Kind::OnRestore => "on_restore fn",
             };
-            writeln!(f, "{:indent$}{} [rank {}, {kind}]", "", e.name, e.rank, indent = 2 * e.depth)?;
+            writeln!(
+                f,
+                "{:indent$}{} [rank {}, {kind}]",
+                "",
+                e.name,
+                e.rank,
+                indent = 2 * e.depth
+            )?;
         }
         Ok(())
     }

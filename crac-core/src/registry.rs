@@ -63,17 +63,19 @@ impl Registry {
     pub fn live(&self) -> Vec<Live> {
         let mut inner = self.lock();
         let mut live = Vec::with_capacity(inner.entries.len());
-        inner.entries.retain(|entry| match entry.resource.upgrade() {
-            Some(resource) => {
-                live.push(Live {
-                    resource,
-                    rank: entry.rank,
-                    seq: Seq::Dynamic(entry.seq),
-                });
-                true
-            }
-            None => false,
-        });
+        inner
+            .entries
+            .retain(|entry| match entry.resource.upgrade() {
+                Some(resource) => {
+                    live.push(Live {
+                        resource,
+                        rank: entry.rank,
+                        seq: Seq::Dynamic(entry.seq),
+                    });
+                    true
+                }
+                None => false,
+            });
         live
     }
 
@@ -86,7 +88,8 @@ impl Registry {
 
 impl Inner {
     fn prune(&mut self) {
-        self.entries.retain(|entry| entry.resource.strong_count() > 0);
+        self.entries
+            .retain(|entry| entry.resource.strong_count() > 0);
         self.prune_at = (self.entries.len() * 2).max(FIRST_PRUNE);
     }
 }

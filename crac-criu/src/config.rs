@@ -42,9 +42,8 @@ impl Config {
                 ));
             }
         };
-        let image_dir = std::path::absolute(&image_dir).map_err(|e| {
-            ConfigError(format!("CRAC_CHECKPOINT_TO={}: {e}", image_dir.display()))
-        })?;
+        let image_dir = std::path::absolute(&image_dir)
+            .map_err(|e| ConfigError(format!("CRAC_CHECKPOINT_TO={}: {e}", image_dir.display())))?;
         let leave_running = match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
             Err(_) | Ok("") | Ok("0") | Ok("false") => false,
             Ok("1") | Ok("true") => true,

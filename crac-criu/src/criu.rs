@@ -20,14 +20,21 @@ const BOTH_SIDES: [&str; 6] = [
 pub fn restore_options(options: &[String]) -> Vec<String> {
     options
         .iter()
-        .filter(|o| BOTH_SIDES.iter().any(|b| o.as_str() == *b || o.starts_with(&format!("{b}="))))
+        .filter(|o| {
+            BOTH_SIDES
+                .iter()
+                .any(|b| o.as_str() == *b || o.starts_with(&format!("{b}=")))
+        })
         .cloned()
         .collect()
 }
 
 /// `criu --version`'s version number.
 pub fn version(criu: &Path) -> std::io::Result<String> {
-    let out = Command::new(criu).arg("--version").stderr(Stdio::null()).output()?;
+    let out = Command::new(criu)
+        .arg("--version")
+        .stderr(Stdio::null())
+        .output()?;
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text
         .lines()
@@ -46,11 +53,21 @@ pub fn log_digest(log: &Path, max: usize) -> String {
         .filter(|l| !l.contains("RLIMIT_NOFILE"))
         .collect();
     let lines = if errors.is_empty() {
-        text.lines().rev().take(max).collect::<Vec<_>>().into_iter().rev().collect()
+        text.lines()
+            .rev()
+            .take(max)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect()
     } else {
         errors[errors.len().saturating_sub(max)..].to_vec()
     };
-    lines.iter().map(|l| format!("  {}", l.trim())).collect::<Vec<_>>().join("\n")
+    lines
+        .iter()
+        .map(|l| format!("  {}", l.trim()))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[cfg(test)]
@@ -59,10 +76,18 @@ mod tests {
 
     #[test]
     fn only_two_sided_options_are_repeated_at_restore() {
-        let opts: Vec<String> = ["--tcp-close", "--ghost-limit=1M", "--file-locks", "--network-lock=skip"]
-            .map(String::from)
-            .into();
-        assert_eq!(restore_options(&opts), ["--tcp-close", "--file-locks", "--network-lock=skip"]);
+        let opts: Vec<String> = [
+            "--tcp-close",
+            "--ghost-limit=1M",
+            "--file-locks",
+            "--network-lock=skip",
+        ]
+        .map(String::from)
+        .into();
+        assert_eq!(
+            restore_options(&opts),
+            ["--tcp-close", "--file-locks", "--network-lock=skip"]
+        );
     }
 
     #[test]

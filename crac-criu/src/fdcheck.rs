@@ -46,22 +46,33 @@ impl Policy {
                 "error" => Action::Error,
                 "ignore" => Action::Ignore,
                 "close" => Action::Close,
-                other => return Err(format!("`{rule}`: unknown action `{other}` (error, ignore, close)")),
+                other => {
+                    return Err(format!(
+                        "`{rule}`: unknown action `{other}` (error, ignore, close)"
+                    ));
+                }
             };
             let selector = if selector == "default" {
                 Selector::Default
             } else if let Some(kind) = selector.strip_prefix("kind:") {
-                Selector::Kind(FdKind::ALL.into_iter().find(|k| k.name() == kind).ok_or_else(|| {
-                    let kinds: Vec<_> = FdKind::ALL.iter().map(|k| k.name()).collect();
-                    format!("`{rule}`: unknown kind `{kind}` ({})", kinds.join(", "))
-                })?)
+                Selector::Kind(
+                    FdKind::ALL
+                        .into_iter()
+                        .find(|k| k.name() == kind)
+                        .ok_or_else(|| {
+                            let kinds: Vec<_> = FdKind::ALL.iter().map(|k| k.name()).collect();
+                            format!("`{rule}`: unknown kind `{kind}` ({})", kinds.join(", "))
+                        })?,
+                )
             } else if let Some(path) = selector.strip_prefix("path:") {
                 match path.strip_suffix('*') {
                     Some(prefix) => Selector::PathPrefix(prefix.to_string()),
                     None => Selector::Path(path.to_string()),
                 }
             } else {
-                return Err(format!("`{rule}`: selector must be kind:<kind>, path:<path> or default"));
+                return Err(format!(
+                    "`{rule}`: selector must be kind:<kind>, path:<path> or default"
+                ));
             };
             rules.push((selector, action));
         }
@@ -74,7 +85,9 @@ impl Policy {
             .iter()
             .find(|(selector, _)| match selector {
                 Selector::Kind(kind) => *kind == fd.kind,
-                Selector::PathPrefix(prefix) => path.as_ref().is_some_and(|p| p.starts_with(prefix.as_str())),
+                Selector::PathPrefix(prefix) => path
+                    .as_ref()
+                    .is_some_and(|p| p.starts_with(prefix.as_str())),
                 Selector::Path(exact) => path.as_deref() == Some(exact.as_str()),
                 Selector::Default => true,
             })
@@ -108,7 +121,10 @@ fn refusal_message(fds: &[FdInfo]) -> String {
 pub fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), crate::Error> {
     let fds = crate::fdinfo::list().map_err(|e| crate::Error::Io("listing /proc/self/fd", e))?;
     let mut refused = Vec::new();
-    for fd in fds.into_iter().filter(|fd| fd.fd > 2 && !claimed.contains(&fd.fd)) {
+    for fd in fds
+        .into_iter()
+        .filter(|fd| fd.fd > 2 && !claimed.contains(&fd.fd))
+    {
         match policy.action(&fd) {
             Action::Error => refused.push(fd),
             Action::Ignore => {}
@@ -140,9 +156,16 @@ mod tests {
 
     #[test]
     fn first_matching_rule_wins_and_the_default_is_error() {
-        let policy = Policy::parse("path:/var/log/*=close, kind:file=ignore,kind:tcp=error").unwrap();
-        assert_eq!(policy.action(&fd(FdKind::File, Some("/var/log/app.log"))), Action::Close);
-        assert_eq!(policy.action(&fd(FdKind::File, Some("/etc/hosts"))), Action::Ignore);
+        let policy =
+            Policy::parse("path:/var/log/*=close, kind:file=ignore,kind:tcp=error").unwrap();
+        assert_eq!(
+            policy.action(&fd(FdKind::File, Some("/var/log/app.log"))),
+            Action::Close
+        );
+        assert_eq!(
+            policy.action(&fd(FdKind::File, Some("/etc/hosts"))),
+            Action::Ignore
+        );
         assert_eq!(policy.action(&fd(FdKind::Unix, None)), Action::Error);
         let lenient = Policy::parse("default=ignore").unwrap();
         assert_eq!(lenient.action(&fd(FdKind::Tcp, None)), Action::Ignore);
@@ -159,6 +182,9 @@ mod tests {
             Policy::parse("path:/tmp=keep").unwrap_err(),
             "`path:/tmp=keep`: unknown action `keep` (error, ignore, close)"
         );
-        assert_eq!(Policy::parse("ignore").unwrap_err(), "`ignore`: expected SELECTOR=ACTION");
+        assert_eq!(
+            Policy::parse("ignore").unwrap_err(),
+            "`ignore`: expected SELECTOR=ACTION"
+        );
     }
 }

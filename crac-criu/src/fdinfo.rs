@@ -137,7 +137,12 @@ struct SocketTable {
 impl SocketTable {
     fn read() -> SocketTable {
         let mut entries = Vec::new();
-        for (file, proto) in [("tcp", "TCP"), ("tcp6", "TCP"), ("udp", "UDP"), ("udp6", "UDP")] {
+        for (file, proto) in [
+            ("tcp", "TCP"),
+            ("tcp6", "TCP"),
+            ("udp", "UDP"),
+            ("udp6", "UDP"),
+        ] {
             let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{file}")) else {
                 continue;
             };
@@ -178,9 +183,19 @@ impl SocketTable {
                     Some(&"0005") => "seqpacket",
                     _ => "stream",
                 };
-                let state = if cols.get(5) == Some(&"03") { "connected" } else { "unconnected" };
-                let path = cols.get(7).map_or("(unnamed)".to_string(), |p| p.to_string());
-                entries.push((inode, FdKind::Unix, format!("unix {kind} socket {path}, {state}")));
+                let state = if cols.get(5) == Some(&"03") {
+                    "connected"
+                } else {
+                    "unconnected"
+                };
+                let path = cols
+                    .get(7)
+                    .map_or("(unnamed)".to_string(), |p| p.to_string());
+                entries.push((
+                    inode,
+                    FdKind::Unix,
+                    format!("unix {kind} socket {path}, {state}"),
+                ));
             }
         }
         SocketTable { entries }
@@ -191,21 +206,29 @@ impl SocketTable {
             .iter()
             .find(|(i, _, _)| *i == inode)
             .map(|(_, kind, target)| (*kind, target.clone()))
-            .unwrap_or((FdKind::Socket, format!("socket inode {inode} (netlink, packet or other family)")))
+            .unwrap_or((
+                FdKind::Socket,
+                format!("socket inode {inode} (netlink, packet or other family)"),
+            ))
     }
 }
 
-/// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6), each 32-bit word in host order.
+/// `0100007F:1F90` (IPv4) or 32 hex digits (IPv6): the kernel prints each 32-bit word
+/// of the address as a host-order integer.
 fn inet_addr(text: &str) -> Option<SocketAddr> {
     let (ip, port) = text.split_once(':')?;
     let port = u16::from_str_radix(port, 16).ok()?;
-    let word = |i: usize| u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16).ok().map(u32::from_be);
+    let word = |i: usize| {
+        u32::from_str_radix(ip.get(i * 8..i * 8 + 8)?, 16)
+            .ok()
+            .map(u32::to_ne_bytes)
+    };
     let ip = match ip.len() {
-        8 => Ipv4Addr::from(word(0)?.swap_bytes().swap_bytes().to_be()).into(),
+        8 => Ipv4Addr::from(word(0)?).into(),
         32 => {
             let mut bytes = [0u8; 16];
             for i in 0..4 {
-                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?.to_be_bytes());
+                bytes[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
             }
             Ipv6Addr::from(bytes).into()
         }
@@ -237,9 +260,14 @@ mod tests {
 
     #[test]
     fn kernel_socket_addresses_decode() {
-        assert_eq!(inet_addr("0100007F:1F90").unwrap().to_string(), "127.0.0.1:8080");
         assert_eq!(
-            inet_addr("00000000000000000000000001000000:0050").unwrap().to_string(),
+            inet_addr("0100007F:1F90").unwrap().to_string(),
+            "127.0.0.1:8080"
+        );
+        assert_eq!(
+            inet_addr("00000000000000000000000001000000:0050")
+                .unwrap()
+                .to_string(),
             "[::1]:80"
         );
     }
@@ -250,10 +278,16 @@ mod tests {
         let client = std::net::TcpStream::connect(server.local_addr().unwrap()).unwrap();
         let fds = list().unwrap();
         let listen = fds.iter().find(|f| f.kind == FdKind::TcpListen).unwrap();
-        assert_eq!(listen.target, format!("TCP listening on {}", server.local_addr().unwrap()));
+        assert_eq!(
+            listen.target,
+            format!("TCP listening on {}", server.local_addr().unwrap())
+        );
         let conn = fds
             .iter()
-            .find(|f| f.target.starts_with(&format!("TCP {}", client.local_addr().unwrap())))
+            .find(|f| {
+                f.target
+                    .starts_with(&format!("TCP {}", client.local_addr().unwrap()))
+            })
             .unwrap();
         assert_eq!(
             conn.target,

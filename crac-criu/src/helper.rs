@@ -6,7 +6,7 @@
 //! while holding the process's original stdio, waits for `Go`, runs `criu dump`, then
 //! publishes the image or keeps the failure log, and tells the process how it went.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -17,7 +17,11 @@ use crate::{criu, image};
 const ENV: &str = "CRAC_DUMP_HELPER";
 /// The manifest as the process knows it, completed by the helper after the dump.
 pub const DRAFT: &str = "crac-manifest.draft";
-const LOG: &str = "dump.log";
+/// CRIU's log of the dump, kept in the image (not part of it: see [`image::publish`]).
+pub const LOG: &str = "dump.log";
+const SHA_ENV: &str = "CRAC_DUMP_EXE_SHA256";
+const STAT_ENV: &str = "CRAC_DUMP_EXE_STAT";
+const CRIU_VERSION_ENV: &str = "CRAC_DUMP_CRIU_VERSION";
 const GO_TIMEOUT: Duration = Duration::from_secs(30);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -78,14 +82,18 @@ pub fn entry_point() -> *const () {
 }
 
 /// Runs before `main` in every program linking crac-criu; does nothing unless this
-/// process was started as a dump helper.
+/// process was started as a dump helper, or by CRIU as the helper's action script.
 extern "C" fn enter_if_helper() {
     if std::env::var_os(ENV).is_none() {
         return;
     }
-    let code = match HelperArgs::from_env() {
-        Some(args) => run(args),
-        None => {
+    let code = match (
+        HelperArgs::from_env(),
+        std::env::var("CRTOOLS_SCRIPT_ACTION"),
+    ) {
+        (Some(args), Ok(action)) => after_dump(&args, &action),
+        (Some(args), Err(_)) => run(args),
+        (None, _) => {
             eprintln!("crac: malformed {ENV}");
             2
         }
@@ -107,6 +115,8 @@ fn run(args: HelperArgs) -> i32 {
     if signal::block().is_err() || signal::send(args.pid, args.tid, Message::HelperReady).is_err() {
         return 1;
     }
+    // Work the image needs but the frozen process need not wait for.
+    let identity = identity(&args);
     match signal::wait(Some(GO_TIMEOUT)) {
         Ok(Some(r)) if r.message == Message::Go => {}
         _ => {
@@ -114,34 +124,48 @@ fn run(args: HelperArgs) -> i32 {
             return 1;
         }
     }
-    let dumped = dump(&args);
-    let outcome = match dumped {
-        Ok(()) => match publish(&args) {
-            Ok(()) => Message::LeftRunning,
-            Err(e) => {
-                eprintln!(
-                    "crac: the dump succeeded but the image could not be published: {e} (it stays in {})",
-                    args.staging.display()
-                );
-                Message::DumpFailed
+    let outcome = match identity.and_then(|identity| dump(&args, identity)) {
+        Ok(()) => {
+            // the staging path now holds the previous image, if there was one
+            let _ = std::fs::remove_dir_all(&args.staging);
+            if !args.leave_running {
+                return 0; // CRIU killed the process: there is nobody to tell
             }
-        },
-        Err(()) => {
-            let _ = std::fs::rename(args.staging.join(LOG), image::failed_log(&args.image_dir));
+            Message::LeftRunning
+        }
+        Err(e) => {
+            let log = args.staging.join(LOG);
+            if !log.exists() {
+                let _ = std::fs::write(&log, format!("Error: {e}\n"));
+            }
+            let _ = std::fs::rename(&log, image::failed_log(&args.image_dir));
             let _ = std::fs::remove_dir_all(&args.staging);
             Message::DumpFailed
         }
     };
-    if dumped.is_ok() && !args.leave_running {
-        return 0; // CRIU killed the process: there is nobody to tell
-    }
     if signal::send(args.pid, args.tid, outcome).is_ok() {
         let _ = signal::wait(Some(RELEASE_TIMEOUT));
     }
     0
 }
 
-fn dump(args: &HelperArgs) -> Result<(), ()> {
+/// The executable's identity and CRIU's version, for the manifest; passed to the
+/// action script through the environment.
+fn identity(args: &HelperArgs) -> std::io::Result<Vec<(&'static str, String)>> {
+    // This helper is the same executable: its identity is the process's.
+    let exe = Path::new("/proc/self/exe");
+    let stat = ExeStat::of(exe)?;
+    Ok(vec![
+        (SHA_ENV, image::sha256(exe)?),
+        (
+            STAT_ENV,
+            format!("{} {} {} {}", stat.size, stat.mtime_ns, stat.dev, stat.ino),
+        ),
+        (CRIU_VERSION_ENV, criu::version(&args.criu)?),
+    ])
+}
+
+fn dump(args: &HelperArgs, identity: Vec<(&'static str, String)>) -> std::io::Result<()> {
     let mut cmd = Command::new(&args.criu);
     cmd.arg("dump")
         .arg("-t")
@@ -151,19 +175,41 @@ fn dump(args: &HelperArgs) -> Result<(), ()> {
         .arg("-o")
         .arg(LOG)
         .arg(format!("-v{}", args.log_level))
+        .arg("--action-script")
+        .arg(std::env::current_exe()?)
         .args(&args.criu_opts)
+        .envs(identity)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     if args.leave_running {
         cmd.arg("--leave-running");
     }
-    match cmd.status() {
-        Ok(status) if status.success() => Ok(()),
-        Ok(_) => Err(()),
+    let status = cmd.status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "criu dump exited with {status}"
+        )))
+    }
+}
+
+/// CRIU's `--action-script`: at `post-dump` the image is written and the process still
+/// frozen, so the image is published before the process is killed — whoever sees it
+/// die can restore at once. Failing here fails the dump, and the process is resumed.
+fn after_dump(args: &HelperArgs, action: &str) -> i32 {
+    if action != "post-dump" {
+        return 0;
+    }
+    match publish(args) {
+        Ok(()) => 0,
         Err(e) => {
-            let _ = std::fs::write(args.staging.join(LOG), format!("Error: cannot run {}: {e}\n", args.criu.display()));
-            Err(())
+            eprintln!(
+                "crac: publishing the image {} failed: {e}",
+                args.image_dir.display()
+            );
+            1
         }
     }
 }
@@ -173,10 +219,22 @@ fn publish(args: &HelperArgs) -> std::io::Result<()> {
     let draft = std::fs::read_to_string(&draft_path)?;
     std::fs::remove_file(&draft_path)?;
     let mut manifest = Manifest::parse(&draft_path, &draft).map_err(std::io::Error::other)?;
-    // This helper is the same executable: its identity is the process's.
-    let exe = std::path::Path::new("/proc/self/exe");
-    manifest.executable_stat = ExeStat::of(exe)?;
-    manifest.executable_sha256 = image::sha256(exe)?;
-    manifest.criu_version = criu::version(&args.criu)?;
+    let env =
+        |key: &str| std::env::var(key).map_err(|_| std::io::Error::other(format!("{key} not set")));
+    manifest.executable_sha256 = env(SHA_ENV)?;
+    manifest.criu_version = env(CRIU_VERSION_ENV)?;
+    let stat: Vec<i128> = env(STAT_ENV)?
+        .split(' ')
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [size, mtime_ns, dev, ino] = stat[..] else {
+        return Err(std::io::Error::other("malformed executable stat"));
+    };
+    manifest.executable_stat = ExeStat {
+        size: size as u64,
+        mtime_ns,
+        dev: dev as u64,
+        ino: ino as u64,
+    };
     image::publish(&args.staging, &args.image_dir, manifest)
 }

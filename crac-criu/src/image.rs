@@ -25,7 +25,10 @@ pub fn failed_log(final_dir: &Path) -> PathBuf {
 }
 
 fn sibling(final_dir: &Path, suffix: &str) -> PathBuf {
-    let name = final_dir.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = final_dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let dot = if suffix.starts_with(".tmp") { "." } else { "" };
     final_dir.with_file_name(format!("{dot}{name}{suffix}"))
 }
@@ -33,10 +36,12 @@ fn sibling(final_dir: &Path, suffix: &str) -> PathBuf {
 /// Creates an empty private staging directory, removing leftovers of a crashed dump.
 pub fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
     let parent = final_dir.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(|e| Error::Io("creating the image's parent directory", e))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::Io("creating the image's parent directory", e))?;
     let staging = staging_dir(final_dir, pid);
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| Error::Io("removing a stale staging directory", e))?;
+        std::fs::remove_dir_all(&staging)
+            .map_err(|e| Error::Io("removing a stale staging directory", e))?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)
@@ -46,7 +51,8 @@ pub fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
 }
 
 /// Completes the manifest with what only the finished dump knows, writes it last, and
-/// swaps the staging directory into place; the previous image is removed only after.
+/// swaps the staging directory into place. The previous image, if any, is left at the
+/// staging path for the caller to remove once the new one is safely in place.
 pub fn publish(staging: &Path, final_dir: &Path, mut manifest: Manifest) -> std::io::Result<()> {
     manifest.files = image_files(staging)?;
     let mut file = std::fs::File::create(staging.join(FILE_NAME))?;
@@ -58,7 +64,6 @@ pub fn publish(staging: &Path, final_dir: &Path, mut manifest: Manifest) -> std:
     std::fs::File::open(staging)?.sync_all()?;
     if final_dir.exists() {
         exchange(staging, final_dir)?;
-        std::fs::remove_dir_all(staging)?;
     } else {
         std::fs::rename(staging, final_dir)?;
     }
@@ -73,7 +78,8 @@ fn image_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name != FILE_NAME && entry.file_type()?.is_file() {
+        // CRIU is still writing its log: it is kept beside the image files, not listed
+        if name != FILE_NAME && name != crate::helper::LOG && entry.file_type()?.is_file() {
             files.push((name, entry.metadata()?.len()));
         }
     }
@@ -86,16 +92,30 @@ fn exchange(a: &Path, b: &Path) -> std::io::Result<()> {
     let (a, b) = (cstr(a)?, cstr(b)?);
     // SAFETY: two valid NUL-terminated paths.
     let rc = unsafe {
-        libc::renameat2(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::RENAME_EXCHANGE)
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
     };
-    if rc == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// SHA-256 of a file, hex.
 pub fn sha256(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 /// `uname -r`.
@@ -124,7 +144,9 @@ pub fn validate(dir: &Path) -> Result<Manifest, Error> {
         problem,
     };
     if !dir.is_dir() {
-        return Err(refuse("no such directory; take a checkpoint first (CRAC_CHECKPOINT_TO)".into()));
+        return Err(refuse(
+            "no such directory; take a checkpoint first (CRAC_CHECKPOINT_TO)".into(),
+        ));
     }
     let manifest = Manifest::read(dir)?;
     for (name, size) in &manifest.files {
@@ -137,7 +159,11 @@ pub fn validate(dir: &Path) -> Result<Manifest, Error> {
                     m.len()
                 )));
             }
-            Err(e) => return Err(refuse(format!("image file {name}: {e}; the image is incomplete"))),
+            Err(e) => {
+                return Err(refuse(format!(
+                    "image file {name}: {e}; the image is incomplete"
+                )));
+            }
         }
     }
     check_executable(&manifest).map_err(refuse)?;
@@ -161,7 +187,10 @@ pub fn validate(dir: &Path) -> Result<Manifest, Error> {
 fn check_executable(m: &Manifest) -> Result<(), String> {
     let exe = &m.executable;
     let stat = ExeStat::of(exe).map_err(|e| {
-        format!("the checkpointed executable {} is not available: {e}", exe.display())
+        format!(
+            "the checkpointed executable {} is not available: {e}",
+            exe.display()
+        )
     })?;
     if stat == m.executable_stat {
         return Ok(());

@@ -75,7 +75,10 @@ impl Engine for Criu {
     fn probe(&self) -> Result<(), BoxError> {
         config::Config::from_env()?;
         if !nix::unistd::geteuid().is_root() {
-            return Err("CRIU needs root (or CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE): run as root".into());
+            return Err(
+                "CRIU needs root (or CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE): run as root"
+                    .into(),
+            );
         }
         Ok(())
     }

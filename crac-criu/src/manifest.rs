@@ -95,10 +95,19 @@ impl Manifest {
         let mut out = format!("format {FORMAT}\n");
         let created = self.created.duration_since(UNIX_EPOCH).unwrap_or_default();
         let s = &self.executable_stat;
-        let _ = writeln!(out, "created {} {}", created.as_secs(), created.subsec_nanos());
+        let _ = writeln!(
+            out,
+            "created {} {}",
+            created.as_secs(),
+            created.subsec_nanos()
+        );
         let _ = writeln!(out, "executable {}", self.executable.display());
         let _ = writeln!(out, "executable-sha256 {}", self.executable_sha256);
-        let _ = writeln!(out, "executable-stat {} {} {} {}", s.size, s.mtime_ns, s.dev, s.ino);
+        let _ = writeln!(
+            out,
+            "executable-stat {} {} {} {}",
+            s.size, s.mtime_ns, s.dev, s.ino
+        );
         let _ = writeln!(out, "kernel {}", self.kernel);
         let _ = writeln!(out, "cpu-flags {}", self.cpu_flags.join(" "));
         let _ = writeln!(out, "criu-version {}", self.criu_version);
@@ -137,7 +146,10 @@ impl Manifest {
         for (i, line) in text.lines().enumerate().skip(1) {
             let n = i + 1;
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
-            let num = |v: &str| v.parse::<i128>().map_err(|_| bad(n, format!("`{key}`: not a number: {v:?}")));
+            let num = |v: &str| {
+                v.parse::<i128>()
+                    .map_err(|_| bad(n, format!("`{key}`: not a number: {v:?}")))
+            };
             let fields: Vec<&str> = value.split(' ').collect();
             match key {
                 "created" if fields.len() == 2 => {
@@ -268,7 +280,12 @@ mod tests {
             created: UNIX_EPOCH + Duration::new(1_700_000_000, 123),
             executable: "/usr/bin/app".into(),
             executable_sha256: "ab".repeat(32),
-            executable_stat: ExeStat { size: 10, mtime_ns: 5, dev: 2, ino: 3 },
+            executable_stat: ExeStat {
+                size: 10,
+                mtime_ns: 5,
+                dev: 2,
+                ino: 3,
+            },
             kernel: "6.18.44".into(),
             cpu_flags: vec!["sse2".into(), "avx2".into()],
             criu_version: "4.2.1".into(),
@@ -277,7 +294,12 @@ mod tests {
             tids: vec![42, 43],
             resident_bytes: 1 << 20,
             restore_options: vec!["--tcp-close".into()],
-            plan: vec![PlanLine { rank: 1, kind: "resource".into(), depth: 0, name: "db pool".into() }],
+            plan: vec![PlanLine {
+                rank: 1,
+                kind: "resource".into(),
+                depth: 0,
+                name: "db pool".into(),
+            }],
             files: vec![("pages-1.img".into(), 4096)],
         }
     }
@@ -291,11 +313,24 @@ mod tests {
     #[test]
     fn foreign_and_damaged_manifests_are_refused_with_the_reason() {
         let err = Manifest::parse(Path::new("m"), "{\"json\": true}").unwrap_err();
-        assert!(err.to_string().starts_with("m: not a crac-rs image manifest"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("m: not a crac-rs image manifest"),
+            "{err}"
+        );
         let text = sample().render().replace("pid 42\n", "pid forty-two\n");
         let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
-        assert!(err.to_string().contains("`pid`: not a number: \"forty-two\""), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`pid`: not a number: \"forty-two\""),
+            "{err}"
+        );
         let text = sample().render().replace("waiter-tid 42\n", "");
-        assert_eq!(Manifest::parse(Path::new("m"), &text).unwrap_err().to_string(), "m: missing `waiter-tid`");
+        assert_eq!(
+            Manifest::parse(Path::new("m"), &text)
+                .unwrap_err()
+                .to_string(),
+            "m: missing `waiter-tid`"
+        );
     }
 }

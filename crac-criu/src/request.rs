@@ -35,7 +35,9 @@ fn serve() {
         return;
     }
     loop {
-        let Ok(Some(request)) = signal::wait(None) else { continue };
+        let Ok(Some(request)) = signal::wait(None) else {
+            continue;
+        };
         if request.message != Message::Go {
             continue;
         }
@@ -68,7 +70,8 @@ pub fn send(pid: libc::pid_t) -> Result<Answer, Error> {
     let me = std::process::id() as libc::pid_t;
     let mask = signal::block().map_err(|e| Error::Io("blocking the answer signal", e))?;
     let result = (|| {
-        signal::send(pid, thread, Message::Go).map_err(|e| Error::Io("signalling the process", e))?;
+        signal::send(pid, thread, Message::Go)
+            .map_err(|e| Error::Io("signalling the process", e))?;
         loop {
             match signal::wait(Some(Duration::from_millis(100))) {
                 Ok(Some(answer)) if answer.sender == pid => {
@@ -77,19 +80,36 @@ pub fn send(pid: libc::pid_t) -> Result<Answer, Error> {
                     let _ = std::fs::remove_file(&file);
                     return match answer.message {
                         Message::LeftRunning => Ok(Answer::LeftRunning),
-                        _ => Err(Error::Helper(format!("process {pid} refused the checkpoint: {text}"))),
+                        _ => Err(Error::Helper(format!(
+                            "process {pid} refused the checkpoint: {text}"
+                        ))),
                     };
                 }
                 Ok(_) => {}
                 Err(e) => return Err(Error::Io("waiting for the answer", e)),
             }
-            if std::fs::metadata(format!("/proc/{pid}")).is_err() {
+            if !alive(pid) {
                 return Ok(Answer::Checkpointed);
             }
         }
     })();
     signal::restore_mask(&mask);
     result
+}
+
+/// Running or stopped; a zombie (dumped and killed, not yet reaped) counts as gone.
+fn alive(pid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            Some(
+                stat.rsplit_once(')')?
+                    .1
+                    .trim_start()
+                    .starts_with(['Z', 'X']),
+            )
+        })
+        .is_some_and(|dead| !dead)
 }
 
 fn find_thread(pid: libc::pid_t) -> Result<libc::pid_t, Error> {

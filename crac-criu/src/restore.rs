@@ -21,8 +21,14 @@ const IMAGE_ENV: &str = "CRAC_RESTORE_IMAGE";
 const RESUMED_ENV: &str = "CRAC_RESTORE_RESUMED";
 
 /// Signals a restorer passes on to the restored process.
-const FORWARDED: [libc::c_int; 6] =
-    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+const FORWARDED: [libc::c_int; 6] = [
+    libc::SIGINT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -39,10 +45,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
     let criu = config::criu_binary().map_err(|e| Error::Config(e.0))?;
-    let log = options
-        .log
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id())));
+    let log = options.log.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
+    });
     let resumed = log.with_extension("resumed");
     let _ = std::fs::remove_file(&resumed);
     let mut cmd = Command::new(criu);
@@ -58,7 +63,8 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .env(IMAGE_ENV, dir)
         .env(RESUMED_ENV, &resumed);
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
-        cmd.arg("--inherit-fd").arg(format!("fd[{fd}]:/memfd:{name}"));
+        cmd.arg("--inherit-fd")
+            .arg(format!("fd[{fd}]:/memfd:{name}"));
     }
     cmd.arg("--exec-cmd")
         .arg("--")
@@ -67,9 +73,13 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(manifest.pid.to_string());
 
     let forwarding = Forwarding::start();
-    let mut child = cmd.spawn().map_err(|e| Error::Io("running criu restore", e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Io("running criu restore", e))?;
     forwarding.to(child.id() as libc::pid_t);
-    let status = child.wait().map_err(|e| Error::Io("waiting for the restored process", e))?;
+    let status = child
+        .wait()
+        .map_err(|e| Error::Io("waiting for the restored process", e))?;
     if std::fs::remove_file(&resumed).is_err() {
         return Err(Error::Restore {
             reason: criu::log_digest(&log, 8),
@@ -84,7 +94,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
 
 fn exit_code(status: std::process::ExitStatus) -> i32 {
     use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.
@@ -106,8 +118,11 @@ pub fn action_script(action: &str) -> Result<(), Error> {
     if action != "post-resume" {
         return Ok(());
     }
-    let dir = std::env::var_os(IMAGE_ENV)
-        .ok_or_else(|| Error::Config(format!("{IMAGE_ENV} is not set: the action script runs under crac restore only")))?;
+    let dir = std::env::var_os(IMAGE_ENV).ok_or_else(|| {
+        Error::Config(format!(
+            "{IMAGE_ENV} is not set: the action script runs under crac restore only"
+        ))
+    })?;
     let manifest = Manifest::read(Path::new(&dir))?;
     let pid = std::env::var("CRTOOLS_INIT_PID")
         .ok()

@@ -26,7 +26,10 @@ const WAKE_GRACE: Duration = Duration::from_secs(5);
 
 pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutcome, Error> {
     become_session_leader()?;
-    let claimed: Vec<i32> = crac_core::claimed_fds().into_iter().map(|(fd, _)| fd).collect();
+    let claimed: Vec<i32> = crac_core::claimed_fds()
+        .into_iter()
+        .map(|(fd, _)| fd)
+        .collect();
     fdcheck::check(&config.fd_policy, &claimed)?;
 
     let pid = std::process::id() as i32;
@@ -36,7 +39,12 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
         created: SystemTime::now(),
         executable: std::env::current_exe().map_err(|e| Error::Io("locating the executable", e))?,
         executable_sha256: String::new(),
-        executable_stat: ExeStat { size: 0, mtime_ns: 0, dev: 0, ino: 0 },
+        executable_stat: ExeStat {
+            size: 0,
+            mtime_ns: 0,
+            dev: 0,
+            ino: 0,
+        },
         kernel: image::kernel_release(),
         cpu_flags: image::cpu_flags(),
         criu_version: String::new(),
@@ -74,13 +82,19 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
     outcome
 }
 
-fn run_helper(args: &HelperArgs, mut draft: Manifest, config: &Config) -> Result<EngineOutcome, Error> {
+fn run_helper(
+    args: &HelperArgs,
+    mut draft: Manifest,
+    config: &Config,
+) -> Result<EngineOutcome, Error> {
     let status = Command::new("/proc/self/exe")
         .envs(args.to_env())
         .status()
         .map_err(|e| Error::Io("starting the dump helper", e))?;
     if !status.success() {
-        return Err(Error::Helper(format!("the dump helper failed to start ({status})")));
+        return Err(Error::Helper(format!(
+            "the dump helper failed to start ({status})"
+        )));
     }
     let ready = signal::wait(Some(HELPER_START))
         .map_err(|e| Error::Io("waiting for the dump helper", e))?
@@ -127,7 +141,12 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
     loop {
         match signal::wait(Some(Duration::from_secs(1))) {
             Err(e) => return Err(Error::Io("waiting in place for the dump", e)),
-            Ok(Some(r)) if matches!(r.message, Message::Restored | Message::LeftRunning | Message::DumpFailed) => {
+            Ok(Some(r))
+                if matches!(
+                    r.message,
+                    Message::Restored | Message::LeftRunning | Message::DumpFailed
+                ) =>
+            {
                 return Ok(r.message);
             }
             Ok(_) => {}

@@ -7,7 +7,6 @@
 use std::io;
 use std::time::Duration;
 
-
 /// Values carried by the signal (`si_value`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]

@@ -155,7 +155,11 @@ fn parse_opt(meta: ParseNestedMeta, site: Site, opts: &mut Vec<Opt>, errors: &mu
                 Err(unknown_key(&meta.path, &name, site))
             }
         }
-        None => Err(unknown_key(&meta.path, &meta.path.to_token_stream().to_string(), site)),
+        None => Err(unknown_key(
+            &meta.path,
+            &meta.path.to_token_stream().to_string(),
+            site,
+        )),
     };
     match result {
         Ok(opt) => opts.push(opt),
@@ -208,9 +212,9 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
         }
         "name" => {
             equals(meta, key)?;
-            let lit = input
-                .parse::<LitStr>()
-                .map_err(|e| syn::Error::new(e.span(), format!("expected a string: {}", usage(key))))?;
+            let lit = input.parse::<LitStr>().map_err(|e| {
+                syn::Error::new(e.span(), format!("expected a string: {}", usage(key)))
+            })?;
             Value::Name(lit)
         }
         _ => {
@@ -220,16 +224,19 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
             } else {
                 "a path to a function"
             };
-            let path = input
-                .parse::<Path>()
-                .map_err(|e| syn::Error::new(e.span(), format!("expected {what}: {}", usage(key))))?;
+            let path = input.parse::<Path>().map_err(|e| {
+                syn::Error::new(e.span(), format!("expected {what}: {}", usage(key)))
+            })?;
             Value::Path(path)
         }
     };
     if !input.is_empty() && !input.peek(Token![,]) {
         let message = match value {
             Value::Flag => format!("`{key}` takes no value: write {}", usage(key)),
-            _ => format!("expected `,` after the value of `{key}`: write {}", usage(key)),
+            _ => format!(
+                "expected `,` after the value of `{key}`: write {}",
+                usage(key)
+            ),
         };
         return Err(input.error(message));
     }

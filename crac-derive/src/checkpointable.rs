@@ -5,12 +5,15 @@
 //!
 //! ```text
 //! const _: () = {
-//!     impl Ranked for Cache { const RANK: u32 = rank_after(&[<Db as Ranked>::RANK]); }
+//!     impl Ranked for Cache { const RANK: u32 = { let deps = [<Db as Ranked>::RANK]; rank_after(&deps) }; }
 //!     const _: u32 = <Cache as Ranked>::RANK;
 //!     impl Resource for Cache {
 //!         fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
 //!             let mut steps = Steps::new(Resource::name(self), Phase::BeforeCheckpoint);
-//!             steps.run("", || HookResult::into_hook_result(Self::flush(self, event)));
+//!             steps.run("", || {
+//!                 let hook: fn(&Self, &Checkpoint) -> _ = Self::flush;
+//!                 HookResult::into_hook_result(hook(self, event))
+//!             });
 //!             steps.run("conn", || Delegate::before_checkpoint(&self.conn, event));
 //!             steps.finish()
 //!         }
@@ -24,14 +27,16 @@
 //!     }
 //! };
 //! ```
+//!
+//! All paths are absolute (`::crac::__private::...`); `event` and `steps` are hygienic.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
 use syn::{Data, DeriveInput, GenericParam, Generics, Ident, LitStr, Member, Path, Type};
 
 use crate::attr::{self, Errors, Opt, Site, Value};
+use crate::call::{self, span_range};
 use crate::rank;
 
 pub fn derive(input: DeriveInput) -> TokenStream {
@@ -67,7 +72,9 @@ enum Role {
     Resource,
     With(Path),
     Reseed,
-    Secret { reload: Option<Path> },
+    Secret {
+        reload: Option<Path>,
+    },
 }
 
 struct Field {
@@ -94,7 +101,10 @@ fn validate(input: &DeriveInput, errors: &mut Errors) -> Model {
             ),
         );
     }
-    let opts = type_opts(&attr::parse_attrs(&input.attrs, Site::Struct, errors), errors);
+    let opts = type_opts(
+        &attr::parse_attrs(&input.attrs, Site::Struct, errors),
+        errors,
+    );
     let fields = match &input.data {
         Data::Struct(data) => data
             .fields
@@ -110,7 +120,10 @@ fn validate(input: &DeriveInput, errors: &mut Errors) -> Model {
                     .as_ref()
                     .map_or_else(|| index.to_string(), |ident| ident.unraw().to_string()),
                 ty: field.ty.clone(),
-                role: role(&attr::parse_attrs(&field.attrs, Site::Field, errors), errors),
+                role: role(
+                    &attr::parse_attrs(&field.attrs, Site::Field, errors),
+                    errors,
+                ),
             })
             .collect(),
         Data::Enum(data) => {
@@ -168,15 +181,20 @@ fn role(opts: &[Opt], errors: &mut Errors) -> Role {
         }
     }
     let path = |key: &str| {
-        kept.iter().find(|opt| opt.name() == key).map(|opt| match &opt.value {
-            Value::Path(path) => path.clone(),
-            _ => unreachable!("attr parses `{key}` as a path"),
-        })
+        kept.iter()
+            .find(|opt| opt.name() == key)
+            .map(|opt| match &opt.value {
+                Value::Path(path) => path.clone(),
+                _ => unreachable!("attr parses `{key}` as a path"),
+            })
     };
     let reload = path("reload");
     let has = |key: &str| kept.iter().any(|opt| opt.name() == key);
     if reload.is_some() && !has("secret") {
-        let opt = kept.iter().find(|opt| opt.name() == "reload").expect("reload is kept");
+        let opt = kept
+            .iter()
+            .find(|opt| opt.name() == "reload")
+            .expect("reload is kept");
         errors.spanned(
             &opt.key,
             "`reload` only applies to secrets: write `#[crac(secret, reload = Self::method)]`",
@@ -231,10 +249,13 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
     // Hygienic locals: user paths expanded next to them cannot see or shadow them.
     let event = Ident::new("event", Span::mixed_site());
     let steps = Ident::new("steps", Span::mixed_site());
-    let own = |path: &Option<Path>| {
+    let own = |path: &Option<Path>, event_ty: &str| {
         path.as_ref().map(|path| {
-            let call = quote_spanned!(path.span()=> #path(self, #event));
-            (String::new(), hook_result(call, path.span()))
+            let at = span_range(path);
+            let event_ty = Ident::new(event_ty, at.0);
+            let check = call::coerce(path, quote!(&Self, &::crac::#event_ty), quote!(_), at);
+            let convert = call::into_hook_result(call::call(quote!(self, #event), at), at.0);
+            (String::new(), quote!({ #check #convert }))
         })
     };
     let field_steps: Vec<_> = model
@@ -244,16 +265,19 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
         .collect();
     // Before checkpoint: the type's own logic, then fields from the last one up;
     // after restore: the exact reverse.
-    let before: Vec<_> = own(&model.opts.before_checkpoint)
+    let before: Vec<_> = own(&model.opts.before_checkpoint, "Checkpoint")
         .into_iter()
-        .chain(field_steps.iter().rev().filter_map(|(label, before, _)| {
-            before.clone().map(|step| (label.clone(), step))
-        }))
+        .chain(
+            field_steps
+                .iter()
+                .rev()
+                .filter_map(|(label, before, _)| before.clone().map(|step| (label.clone(), step))),
+        )
         .collect();
     let after: Vec<_> = field_steps
         .iter()
         .filter_map(|(label, _, after)| after.clone().map(|step| (label.clone(), step)))
-        .chain(own(&model.opts.after_restore))
+        .chain(own(&model.opts.after_restore, "Restore"))
         .collect();
     let before = hook_body(quote!(BeforeCheckpoint), before, &steps);
     let after = hook_body(quote!(AfterRestore), after, &steps);
@@ -267,10 +291,14 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
     });
     let bounded = with_resource_bounds(&input.generics);
     let (resource_generics, _, resource_where) = bounded.split_for_impl();
-    quote! {
+    // Spanned at the type's name: cycle errors then read "RANK of <impl at (the name)>".
+    let ranked = quote_spanned! {ident.span()=>
         impl #impl_generics ::crac::__private::Ranked for #ident #ty_generics #where_clause {
             const RANK: ::core::primitive::u32 = #rank;
         }
+    };
+    quote! {
+        #ranked
         #forced
         impl #resource_generics ::crac::Resource for #ident #ty_generics #resource_where {
             fn before_checkpoint(
@@ -297,19 +325,37 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
 /// spanned at the field's type (or the user's path), so that "does not implement
 /// `Delegate`/`Reseed`/`Secret`" errors point at the field.
 fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Option<TokenStream>) {
-    let member = &field.member;
-    let span = field.ty.span();
+    // `&self.member` runs from the type's first token to its last: trait errors
+    // ("`u32` cannot be used with `#[crac(reseed)]`") underline the field's whole type.
+    let (span, last) = span_range(&field.ty);
+    let mut member = field.member.clone();
+    match &mut member {
+        Member::Named(ident) => ident.set_span(last),
+        Member::Unnamed(index) => index.span = last,
+    }
     let (before, after) = match &field.role {
         Role::Untouched => (None, None),
         Role::Resource => (
-            Some(quote_spanned!(span=> ::crac::__private::Delegate::before_checkpoint(&self.#member, #event))),
-            Some(quote_spanned!(span=> ::crac::__private::Delegate::after_restore(&self.#member, #event))),
+            Some(
+                quote_spanned!(span=> ::crac::__private::Delegate::before_checkpoint(&self.#member, #event)),
+            ),
+            Some(
+                quote_spanned!(span=> ::crac::__private::Delegate::after_restore(&self.#member, #event)),
+            ),
         ),
         Role::With(module) => {
-            let span = module.span();
-            let before = quote_spanned!(span=> #module::before_checkpoint(&self.#member, #event));
-            let after = quote_spanned!(span=> #module::after_restore(&self.#member, #event));
-            (Some(hook_result(before, span)), Some(hook_result(after, span)))
+            // A direct call, so that `&self.field` may deref-coerce to the parameter
+            // type. The event is re-bound at the module path so that a wrong parameter
+            // type is reported there (a multi-segment path cannot resolve to the local).
+            let (first, last) = span_range(module);
+            let local = Ident::new("event", last);
+            let step = |function: &str| {
+                let function = Ident::new(function, last);
+                let call = quote_spanned!(first=> #module::#function(&self.#member, #local));
+                let convert = call::into_hook_result(call, first);
+                quote!({ let #local = #event; #convert })
+            };
+            (Some(step("before_checkpoint")), Some(step("after_restore")))
         }
         Role::Reseed => (
             None,
@@ -321,10 +367,18 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
                 ::crac::__private::Result::Ok(())
             }};
             let reload = reload.as_ref().map(|path| {
-                let value = Ident::new("value", Span::mixed_site());
-                quote_spanned! {path.span()=> {
-                    let #value = #path(self)?;
-                    ::crac::__private::Secret::replace(&self.#member, #value);
+                // The expected type names the secret's value: a function returning
+                // something else is reported at the path, with both signatures.
+                let at = span_range(path);
+                let ty = &field.ty;
+                let value = quote!(<#ty as ::crac::__private::Secret>::Value);
+                let ret = quote!(::crac::__private::Result<#value, _>);
+                let check = call::coerce(path, quote!(&Self), ret, at);
+                let load = call::call(quote!(self), at);
+                let question = quote_spanned!(at.1=> ?);
+                quote_spanned! {at.0=> {
+                    #check
+                    ::crac::__private::Secret::replace(&self.#member, #load #question);
                     ::crac::__private::Result::Ok(())
                 }}
             });
@@ -332,12 +386,6 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
         }
     };
     (field.label.clone(), before, after)
-}
-
-/// `HookResult::into_hook_result(call)`, spanned so that an unsupported return type is
-/// reported at `span`.
-pub fn hook_result(call: TokenStream, span: Span) -> TokenStream {
-    quote_spanned!(span=> ::crac::__private::HookResult::into_hook_result(#call))
 }
 
 /// Runs every step through `Steps`, so that all run and their failures are collected.
@@ -360,7 +408,10 @@ fn hook_body(phase: TokenStream, steps: Vec<(String, TokenStream)>, var: &Ident)
 /// requires of `Self`.
 fn with_resource_bounds(generics: &Generics) -> Generics {
     let mut bounded = generics.clone();
-    let params: Vec<_> = bounded.type_params().map(|param| param.ident.clone()).collect();
+    let params: Vec<_> = bounded
+        .type_params()
+        .map(|param| param.ident.clone())
+        .collect();
     let where_clause = bounded.make_where_clause();
     for param in params {
         where_clause.predicates.push(syn::parse_quote!(

@@ -6,13 +6,13 @@
 //! #[doc(hidden)] #[allow(non_camel_case_types, dead_code)]
 //! struct flush {}            // type namespace only: `depends_on(flush)` names it
 //! const _: () = {
-//!     impl Ranked for flush { const RANK: u32 = rank_after(&[...]); }
+//!     impl Ranked for flush { const RANK: u32 = { let deps = [...]; rank_after(&deps) }; }
 //!     inventory::submit! { StaticHook {
 //!         name: concat!(module_path!(), "::", "flush"),
 //!         rank: <flush as Ranked>::RANK,
 //!         run: HookFn::BeforeCheckpoint(|event| {
-//!             let result = { let hook: fn(&Checkpoint) -> _ = flush; hook(event) };
-//!             HookResult::into_hook_result(result)
+//!             let hook: fn(&Checkpoint) -> _ = flush;
+//!             HookResult::into_hook_result(hook(event))
 //!         }),
 //!     } }
 //! };
@@ -24,11 +24,10 @@
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Item, LitStr, ReturnType, Safety, Signature, Type};
 
 use crate::attr::{self, Errors, Value};
-use crate::checkpointable::hook_result;
+use crate::call::{self, span_range};
 use crate::rank;
 
 #[derive(Clone, Copy)]
@@ -66,7 +65,11 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(other) => {
             errors.spanned(
                 other,
-                format!("{} goes on a free function: {}", kind.attr(), kind.signature()),
+                format!(
+                    "{} goes on a free function: {}",
+                    kind.attr(),
+                    kind.signature()
+                ),
             );
             let errors = errors.to_compile_errors();
             return quote!(#item #errors);
@@ -80,20 +83,26 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
     let fname = &sig.ident;
     let (arg, is_method) = check_signature(sig, kind, &mut errors);
 
-    // The marker type `depends_on(fname)` resolves to. Not inside an impl: a struct
-    // cannot go there, and the receiver error already explains the problem.
+    if is_method {
+        // Inside an impl: no item can be added next to it, the error says why.
+        let errors = errors.to_compile_errors();
+        return quote!(#item #errors);
+    }
+    // The type `depends_on(fname)` resolves to.
     let vis = &func.vis;
-    let marker = (!is_method).then(|| {
-        quote! {
-            #[doc(hidden)]
-            #[allow(non_camel_case_types, dead_code)]
-            #vis struct #fname {}
-        }
-    });
+    let marker = quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types, dead_code)]
+        #vis struct #fname {}
+    };
     let items = if !errors.is_empty() {
         quote!(impl ::crac::__private::Ranked for #fname { const RANK: ::core::primitive::u32 = 0; })
     } else {
         let rank = rank::rank_expr(&deps);
+        let variant = match kind {
+            Kind::BeforeCheckpoint => quote!(BeforeCheckpoint),
+            Kind::OnRestore => quote!(OnRestore),
+        };
         let name = match name {
             Some(name) => quote!(#name),
             None => {
@@ -101,45 +110,21 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
                 quote!(::core::concat!(::core::module_path!(), "::", #fname))
             }
         };
-        let event = Ident::new("event", Span::mixed_site());
-        let call = match arg {
-            // The coercion to the expected `fn` pointer type makes a wrong argument
-            // type an error at the user's argument type, "expected fn(&Checkpoint)".
-            Some(ty) => {
-                let span = ty.span();
-                let event_ty = Ident::new(kind.events().0, span);
-                let hook = Ident::new("hook", Span::mixed_site().located_at(span));
-                quote_spanned! {span=> {
-                    let #hook: fn(&::crac::#event_ty) -> _ = #fname;
-                    #hook(#event)
-                }}
-            }
-            None => quote!(#fname()),
-        };
-        // Bound to a variable at the return type's span: an unsupported return type
-        // is reported there (with `HookResult`'s message).
-        let ret_span = match &sig.output {
-            ReturnType::Type(_, ty) => ty.span(),
-            ReturnType::Default => fname.span(),
-        };
-        let result = Ident::new("result", Span::mixed_site().located_at(ret_span));
-        let convert = hook_result(quote!(#result), ret_span);
-        let variant = match kind {
-            Kind::BeforeCheckpoint => quote!(BeforeCheckpoint),
-            Kind::OnRestore => quote!(OnRestore),
-        };
-        quote! {
+        let run = run_closure(fname, arg, &sig.output, kind);
+        // Spanned at the function's name: a cycle error then reads "RANK of <impl at
+        // (the name)>" for each function of the cycle.
+        let ranked = quote_spanned! {fname.span()=>
             impl ::crac::__private::Ranked for #fname {
                 const RANK: ::core::primitive::u32 = #rank;
             }
+        };
+        quote! {
+            #ranked
             ::crac::__private::inventory::submit! {
                 ::crac::__private::StaticHook {
                     name: #name,
                     rank: <#fname as ::crac::__private::Ranked>::RANK,
-                    run: ::crac::__private::HookFn::#variant(|#event| {
-                        let #result = #call;
-                        #convert
-                    }),
+                    run: ::crac::__private::HookFn::#variant(#run),
                 }
             }
         }
@@ -150,6 +135,42 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
         #marker
         #errors
         const _: () = { #items };
+    }
+}
+
+/// The closure stored in `HookFn`: calls the function and converts its result.
+///
+/// A wrong argument type fails the coercion to the `fn` pointer type crac calls, and is
+/// reported at the user's argument type; an unsupported return type fails `HookResult`,
+/// and is reported at the user's return type.
+fn run_closure(fname: &Ident, arg: Option<&Type>, output: &ReturnType, kind: Kind) -> TokenStream {
+    let ret = match output {
+        ReturnType::Type(_, ty) => span_range(ty),
+        ReturnType::Default => (fname.span(), fname.span()),
+    };
+    let (param, check, args) = match arg {
+        None => (
+            quote!(_),
+            call::coerce(fname, TokenStream::new(), quote!(_), ret),
+            TokenStream::new(),
+        ),
+        Some(ty) => {
+            let at = span_range(ty);
+            let event_ty = Ident::new(kind.events().0, at.0);
+            // The coerced value is spanned there too: the mismatch is the argument's.
+            let mut value = fname.clone();
+            value.set_span(at.0);
+            let event = Ident::new("event", Span::mixed_site());
+            let check = call::coerce(value, quote!(&::crac::#event_ty), quote!(_), at);
+            (quote!(#event), check, quote!(#event))
+        }
+    };
+    let convert = call::into_hook_result(call::call(args, ret), ret.0);
+    quote! {
+        |#param| {
+            #check
+            #convert
+        }
     }
 }
 
@@ -167,7 +188,11 @@ fn options(args: TokenStream, errors: &mut Errors) -> (Option<LitStr>, Vec<Type>
 
 /// Reports every unsupported part of the signature. Returns the event argument's type,
 /// if any, and whether the function is a method.
-fn check_signature<'a>(sig: &'a Signature, kind: Kind, errors: &mut Errors) -> (Option<&'a Type>, bool) {
+fn check_signature<'a>(
+    sig: &'a Signature,
+    kind: Kind,
+    errors: &mut Errors,
+) -> (Option<&'a Type>, bool) {
     let attr = kind.attr();
     if let Some(token) = &sig.constness {
         errors.spanned(token, format!("{attr} functions cannot be `const`"));
@@ -184,7 +209,9 @@ fn check_signature<'a>(sig: &'a Signature, kind: Kind, errors: &mut Errors) -> (
     if let Safety::Unsafe(token) = &sig.safety {
         errors.spanned(
             token,
-            format!("{attr} functions cannot be `unsafe`: put the `unsafe` block inside the function"),
+            format!(
+                "{attr} functions cannot be `unsafe`: put the `unsafe` block inside the function"
+            ),
         );
     }
     if let Some(abi) = &sig.abi {
@@ -207,59 +234,64 @@ fn check_signature<'a>(sig: &'a Signature, kind: Kind, errors: &mut Errors) -> (
     let (event, other) = kind.events();
     let mut arg = None;
     let mut is_method = false;
-    for (index, input) in sig.inputs.iter().enumerate() {
-        match input {
+    let mut typed_args = 0;
+    for input in &sig.inputs {
+        let typed = match input {
             FnArg::Receiver(receiver) => {
                 is_method = true;
+                let own = match kind {
+                    Kind::BeforeCheckpoint => "before_checkpoint",
+                    Kind::OnRestore => "after_restore",
+                };
                 errors.spanned(
                     receiver,
                     format!(
                         "{attr} goes on a free function, not a method: write {}; for logic \
                          that needs an instance, derive `Checkpointable` and use \
-                         `#[crac({} = Self::method)]`",
+                         `#[crac({own} = Self::method)]`",
                         kind.signature(),
-                        match kind {
-                            Kind::BeforeCheckpoint => "before_checkpoint",
-                            Kind::OnRestore => "after_restore",
-                        }
                     ),
                 );
+                continue;
             }
-            FnArg::Typed(_) if index > 0 => {
-                errors.spanned(
-                    input,
-                    format!(
-                        "{attr} functions take at most one argument, the event: {}",
-                        kind.signature()
-                    ),
-                );
-            }
-            FnArg::Typed(typed) => match &*typed.ty {
-                Type::Reference(reference) if reference.mutability.is_some() => {
-                    errors.spanned(
-                        &typed.ty,
-                        format!("the event is passed by shared reference: `&crac::{event}`, not `&mut`"),
-                    );
-                }
-                Type::Reference(reference) if last_ident_is(&reference.elem, other) => {
-                    let right = match kind {
-                        Kind::BeforeCheckpoint => "#[crac::on_restore]",
-                        Kind::OnRestore => "#[crac::before_checkpoint]",
-                    };
-                    errors.spanned(
-                        &typed.ty,
-                        format!(
-                            "{attr} functions receive `&crac::{event}`; `&{other}` is the \
-                             event of {right} functions"
-                        ),
-                    );
-                }
-                Type::Reference(_) => arg = Some(&*typed.ty),
-                _ => errors.spanned(
-                    &typed.ty,
-                    format!("the event is passed by reference: write `&crac::{event}`"),
+            FnArg::Typed(typed) => typed,
+        };
+        typed_args += 1;
+        if typed_args > 1 {
+            errors.spanned(
+                input,
+                format!(
+                    "{attr} functions take at most one argument, the event: {}",
+                    kind.signature()
                 ),
-            },
+            );
+            continue;
+        }
+        match &*typed.ty {
+            Type::Reference(reference) if reference.mutability.is_some() => errors.spanned(
+                &typed.ty,
+                format!("the event is passed by shared reference: `&crac::{event}`, not `&mut`"),
+            ),
+            // A likely mix-up, worth a better message than a type mismatch.
+            Type::Reference(reference) if last_ident_is(&reference.elem, other) => {
+                let right = match kind {
+                    Kind::BeforeCheckpoint => "#[crac::on_restore]",
+                    Kind::OnRestore => "#[crac::before_checkpoint]",
+                };
+                errors.spanned(
+                    &typed.ty,
+                    format!(
+                        "{attr} functions receive `&crac::{event}`; `&{other}` is the event of \
+                         {right} functions"
+                    ),
+                );
+            }
+            // Any other reference: the compiler checks it against the expected type.
+            Type::Reference(_) => arg = Some(&*typed.ty),
+            _ => errors.spanned(
+                &typed.ty,
+                format!("the event is passed by reference: write `&crac::{event}`"),
+            ),
         }
     }
     (arg, is_method)

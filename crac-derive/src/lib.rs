@@ -1,13 +1,14 @@
 //! The procedural macros of crac-rs. Use them through the `crac` crate, which re-exports
 //! them: the generated code refers to `::crac` only.
 //!
-//! Each macro goes parse ([`attr`]) → validate → expand, reports every mistake of an
+//! Each macro goes parse (`attr`) → validate → expand, reports every mistake of an
 //! item in one compilation, and after an error still emits a minimal valid
 //! implementation so that one mistake does not cascade into more errors.
 
 use proc_macro::TokenStream;
 
 mod attr;
+mod call;
 mod checkpointable;
 mod hook_fn;
 mod rank;
@@ -93,8 +94,16 @@ mod rank;
 /// # Generics
 ///
 /// Type and const parameters are supported; `Resource` is implemented where every type
-/// parameter is `Send + Sync + 'static`. Lifetime parameters are rejected: a registered
-/// resource lives as long as the process.
+/// parameter is `Send + Sync + 'static`. Bounds the field options need are written on the
+/// struct, e.g. `struct Pool<C: crac::Resource> { #[crac(resource)] conn: C }`. Lifetime
+/// parameters are rejected: a registered resource lives as long as the process.
+///
+/// # Errors
+///
+/// Mistakes in the attributes are compile errors at the offending tokens, all reported
+/// at once: unknown or duplicated options, wrong values, conflicting field options, a
+/// field type the option cannot handle, a function with the wrong signature, a
+/// dependency that is not a crac participant, a dependency cycle.
 #[proc_macro_derive(Checkpointable, attributes(crac))]
 pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
     let input = syn::parse_macro_input!(input as syn::DeriveInput);

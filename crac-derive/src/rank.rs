@@ -10,17 +10,22 @@ use syn::spanned::Spanned;
 /// `rank_after(&[<Dep as Ranked>::RANK, ...])`. Each term carries the span of the
 /// dependency as the user wrote it, so "not found" and "not `Ranked`" errors point there.
 pub fn rank_expr(deps: &[Type]) -> TokenStream {
-    let ranks = deps.iter().map(|dep| {
-        quote_spanned!(dep.span()=> <#dep as ::crac::__private::Ranked>::RANK)
-    });
-    quote!(::crac::__private::rank_after(&[#(#ranks),*]))
+    let ranks = deps
+        .iter()
+        .map(|dep| quote_spanned!(dep.span()=> <#dep as ::crac::__private::Ranked>::RANK));
+    // A local rather than `&[...]`: a promoted constant would add three more notes to
+    // every link of a cycle error.
+    quote!({
+        let deps: [::core::primitive::u32; _] = [#(#ranks),*];
+        ::crac::__private::rank_after(&deps)
+    })
 }
 
 /// Forces the evaluation of a rank expression. Constants are evaluated only when used,
 /// and a cycle (A → B → C → A) is only an error (E0391) once something evaluates it:
 /// without this, a cycle between types nobody registers would compile.
 pub fn force(expr: TokenStream) -> TokenStream {
-    quote!(const _: u32 = #expr;)
+    quote!(const _: ::core::primitive::u32 = #expr;)
 }
 
 /// The dependencies a forced evaluation can name outside the impl: those that do not
