@@ -102,12 +102,13 @@ fn run_helper(
         .ok_or_else(|| Error::Helper("the dump helper did not report ready within 30 s".into()))?;
     let helper = ready.sender;
 
+    // Return freed heap to the kernel, so the image holds live memory only.
+    // SAFETY: malloc_trim only releases free pages.
+    unsafe { libc::malloc_trim(0) };
     draft.resident_bytes = resident_bytes();
     std::fs::write(args.staging.join(crate::helper::DRAFT), draft.render())
         .map_err(|e| Error::Io("writing the manifest draft", e))?;
     stdio::swap_to_memfds().map_err(|e| Error::Io("handing stdio over", e))?;
-    // SAFETY: malloc_trim only returns free heap pages to the kernel.
-    unsafe { libc::malloc_trim(0) };
     let dumped_at = SystemTime::now();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
         let _ = stdio::take_back(helper);
