@@ -15,13 +15,13 @@ const ADDR: &str = "127.0.0.1:17878";
 fn first_answer(deadline: Duration) -> String {
     let start = Instant::now();
     loop {
-        if let Ok(mut stream) = TcpStream::connect(ADDR) {
-            if stream.write_all(b"search ka\n").is_ok() {
-                let mut line = String::new();
-                if BufReader::new(&stream).read_line(&mut line).is_ok() && !line.is_empty() {
-                    return line;
-                }
-            }
+        let mut line = String::new();
+        if let Ok(mut stream) = TcpStream::connect(ADDR)
+            && stream.write_all(b"search ka\n").is_ok()
+            && BufReader::new(&stream).read_line(&mut line).is_ok()
+            && !line.is_empty()
+        {
+            return line;
         }
         assert!(
             start.elapsed() < deadline,

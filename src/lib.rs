@@ -35,6 +35,8 @@
 //!
 //! See the README for the semantics table and the engines.
 
+#![warn(missing_docs)]
+
 pub use crac_core::{
     BoxError, Checkpoint, Context, Error, Failure, Failures, Kind, Outcome, Phase, Plan, PlanEntry,
     Ranked, Resource, Restore, engine, field, global, plan, rank_after, register, register_engine,

@@ -155,7 +155,7 @@ fn criu_ready() -> bool {
     let problem = if !is_root() {
         Some("not root".to_string())
     } else {
-        match crac::criu::config::criu_binary() {
+        match crac::criu::criu_binary() {
             Err(e) => Some(e.to_string()),
             Ok(criu) => match Command::new(&criu).arg("check").output() {
                 Ok(out) if out.status.success() => None,
@@ -382,6 +382,41 @@ fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_std
 }
 
 #[test]
+fn a_process_started_on_a_terminal_is_restored_onto_a_pipe() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("tty");
+    let image = dir.join("image");
+    let run = Run::new("plain", &image);
+    // util-linux `script` runs the program on a pseudo-terminal of its own
+    let program = format!(
+        "{} app --exact --nocapture --test-threads=1 -q",
+        run.exe.display()
+    );
+    let mut cmd = Command::new("script");
+    only_stdio(&mut cmd)
+        .args(["-qfec", &program, "/dev/null"])
+        .env("CRAC_E2E_SCENARIO", "plain")
+        .env("CRAC_CHECKPOINT_TO", &image)
+        .stdin(Stdio::null());
+    let original = cmd.output().expect("util-linux `script` is installed");
+    assert!(
+        text(&original.stdout).contains("hook index before_checkpoint"),
+        "{original:?}"
+    );
+    let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
+    let out = restore(&image);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "round 1 outcome Restored generation 1 checksum {checksum}\nexiting 7\n"
+        )),
+        "{out:?}"
+    );
+}
+
+#[test]
 fn a_restored_process_can_checkpoint_again_and_be_restored_again() {
     if !criu_ready() {
         return;
@@ -597,6 +632,26 @@ fn a_truncated_image_is_refused_before_criu_runs() {
             size / 2
         )
     );
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    std::fs::write(
+        image.join("crac-manifest"),
+        manifest.replace("\ncpu-flags ", "\ncpu-flags crac_quantum_unit "),
+    )
+    .unwrap();
+    let out = restore(&image);
+    assert!(
+        text(&out.stderr).contains(
+            "this CPU lacks features the checkpointed process may use: crac_quantum_unit;"
+        ),
+        "{out:?}"
+    );
+
     std::fs::remove_file(image.join("crac-manifest")).unwrap();
     let out = restore(&image);
     assert!(

@@ -95,11 +95,6 @@ impl Policy {
     }
 }
 
-/// Fds the policy refused, for the error message.
-#[derive(Debug, thiserror::Error)]
-#[error("{}", refusal_message(.0))]
-pub struct Refused(pub Vec<FdInfo>);
-
 fn refusal_message(fds: &[FdInfo]) -> String {
     let mut text = format!(
         "{} open file descriptor{} would be captured in the image:",
@@ -137,7 +132,7 @@ pub fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), crate::Error> {
     if refused.is_empty() {
         Ok(())
     } else {
-        Err(crate::Error::OpenFds(Refused(refused)))
+        Err(crate::Error::OpenFds(refusal_message(&refused)))
     }
 }
 

@@ -8,16 +8,18 @@
 //! published atomically with its [`manifest`]. The restore path: [`restore`].
 //! Settings: [`config`].
 
+#![warn(missing_docs)]
+
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("crac-criu supports 64-bit Linux only");
 
-pub mod config;
-pub mod criu;
-pub mod fdcheck;
-pub mod fdinfo;
+mod config;
+mod criu;
+mod fdcheck;
+mod fdinfo;
 mod helper;
-pub mod image;
-pub mod manifest;
+mod image;
+mod manifest;
 pub mod request;
 pub mod restore;
 mod selfdump;
@@ -29,6 +31,7 @@ use std::path::PathBuf;
 use crac_core::BoxError;
 use crac_core::engine::{Engine, EngineOutcome, Request};
 
+pub use config::criu_binary;
 pub use request::checkpoint_on_request;
 
 /// What can go wrong in the criu engine and in restores.
@@ -38,24 +41,44 @@ pub enum Error {
     /// A setting is missing or wrong; the message names the variable.
     #[error("{0}")]
     Config(String),
-    /// The open-resource check refused the checkpoint.
-    #[error("checkpoint refused: {0}")]
-    OpenFds(#[from] fdcheck::Refused),
+    /// The open-resource check refused the checkpoint: the message names every fd.
+    #[error("{0}")]
+    OpenFds(String),
     /// `criu dump` failed; the process was not dumped and continues.
     #[error("criu dump failed; the process was not checkpointed and continues:\n{reason}\nfull CRIU log: {}", log.display())]
-    Dump { reason: String, log: PathBuf },
+    Dump {
+        /// The error lines of CRIU's log.
+        reason: String,
+        /// The whole log.
+        log: PathBuf,
+    },
     /// `criu restore` failed.
     #[error("criu restore failed:\n{reason}\nfull CRIU log: {}", log.display())]
-    Restore { reason: String, log: PathBuf },
+    Restore {
+        /// The error lines of CRIU's log.
+        reason: String,
+        /// The whole log.
+        log: PathBuf,
+    },
     /// The image cannot be restored here; nothing was touched.
     #[error("cannot restore {}: {problem}", dir.display())]
-    Image { dir: PathBuf, problem: String },
+    Image {
+        /// The image directory.
+        dir: PathBuf,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
     /// A PID or TID of the image is taken on this host.
     #[error(
         "PID {id} recorded in the image is in use by `{holder}`: a restore needs the original PID and \
          thread IDs free; stop that process (or restore in a fresh PID namespace)"
     )]
-    PidInUse { id: i32, holder: String },
+    PidInUse {
+        /// The PID or TID.
+        id: i32,
+        /// The command name of the process holding it.
+        holder: String,
+    },
     /// The dump helper misbehaved, or the process cannot be dumped as started.
     #[error("{0}")]
     Helper(String),

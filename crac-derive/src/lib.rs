@@ -5,6 +5,8 @@
 //! item in one compilation, and after an error still emits a minimal valid
 //! implementation so that one mistake does not cascade into more errors.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 
 mod attr;
