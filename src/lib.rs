@@ -65,3 +65,8 @@ pub use crac_derive::{Checkpointable, before_checkpoint, on_restore};
 
 #[doc(hidden)]
 pub use crac_core::__private;
+
+/// The README's examples compile (they are doc tests of this item).
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
