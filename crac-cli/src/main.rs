@@ -38,6 +38,13 @@ enum Command {
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
     Wait { pid: i32 },
+    /// PID 1 of a private PID namespace: run APP as PID 2 (internal).
+    #[command(name = "__init", hide = true)]
+    Init {
+        app: std::ffi::OsString,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,6 +75,7 @@ fn main() -> ExitCode {
             0
         }),
         Command::Wait { pid } => restore::wait_for(pid),
+        Command::Init { app, args } => crac_criu::namespace::init(&app, &args),
     })
 }
 

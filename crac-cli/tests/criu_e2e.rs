@@ -68,6 +68,14 @@ impl Server {
     }
 }
 
+/// What must differ between copies restored from one image.
+#[derive(Checkpointable)]
+#[crac(name = "ids")]
+struct Ids {
+    #[crac(reseed)]
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -113,6 +121,22 @@ fn app() {
         (listener, client, accepted, claim)
     });
 
+    if scenario == "unique" {
+        let ids = Arc::new(Ids {
+            rng: Mutex::new(rand::make_rng()),
+        });
+        crac::register(&ids);
+        let restore = crac::checkpoint_restore().unwrap();
+        let random = rand::RngExt::random::<u64>(&mut *ids.rng.lock().unwrap());
+        say(&format!(
+            "unique {:?} instance {:032x} random {random:016x} pid {} checksum {}",
+            restore.outcome(),
+            restore.instance_id,
+            std::process::id(),
+            index.checksum()
+        ));
+        std::process::exit(7);
+    }
     if scenario == "request" {
         crac::checkpoint_on_request().unwrap();
         say("ready");
@@ -213,6 +237,8 @@ struct Run {
     scenario: &'static str,
     image: PathBuf,
     env: Vec<(&'static str, String)>,
+    /// Launch in a private PID namespace (`crac __init`), so the image restores many times at once.
+    private_pids: bool,
 }
 
 impl Run {
@@ -222,6 +248,7 @@ impl Run {
             scenario,
             image: image.to_path_buf(),
             env: Vec::new(),
+            private_pids: false,
         }
     }
 
@@ -231,10 +258,20 @@ impl Run {
     }
 
     fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.exe);
+        let args = ["app", "--exact", "--nocapture", "--test-threads=1", "-q"];
+        let mut cmd = if self.private_pids {
+            crac::criu::namespace::launch(
+                Path::new(env!("CARGO_BIN_EXE_crac")),
+                self.exe.as_os_str(),
+                args.map(AsRef::as_ref),
+            )
+        } else {
+            let mut cmd = Command::new(&self.exe);
+            cmd.args(args);
+            cmd
+        };
         only_stdio(&mut cmd);
-        cmd.args(["app", "--exact", "--nocapture", "--test-threads=1", "-q"])
-            .env("CRAC_E2E_SCENARIO", self.scenario)
+        cmd.env("CRAC_E2E_SCENARIO", self.scenario)
             .env("CRAC_CHECKPOINT_TO", &self.image)
             .env_remove("CRAC_ENGINE")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -285,6 +322,7 @@ fn lines(out: &str) -> Vec<&str> {
                 "ready",
                 "restored ",
                 "connection ",
+                "unique ",
             ]
             .iter()
             .any(|p| l.starts_with(p))
@@ -772,4 +810,81 @@ fn crac_checkpoint_asks_a_running_process_to_checkpoint_itself() {
     assert!(text(&not_enabled.stderr).contains(
         "does not accept checkpoint requests: it must call crac::checkpoint_on_request()"
     ));
+}
+
+#[test]
+fn one_image_restores_eight_times_at_once_and_every_copy_is_unique() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("eight");
+    let image = dir.join("image");
+    let mut run = Run::new("unique", &image);
+    run.private_pids = true;
+    let original = run.output();
+    assert_eq!(original.status.code(), Some(128 + 9), "{original:?}");
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    assert!(
+        manifest.contains("\npid 2\n") && manifest.contains("\npid-namespace private\n"),
+        "{manifest}"
+    );
+    let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
+
+    let started = Instant::now();
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            only_stdio(&mut Command::new(env!("CARGO_BIN_EXE_crac")))
+                .args(["restore", image.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = copies
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    eprintln!(
+        "8 concurrent restores all answered in {:?}",
+        started.elapsed()
+    );
+    let mut instances = std::collections::HashSet::new();
+    let mut randoms = std::collections::HashSet::new();
+    for out in &outputs {
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "every exit code propagates: {out:?}"
+        );
+        let stdout = text(&out.stdout);
+        let line = lines(&stdout)
+            .into_iter()
+            .find(|l| l.starts_with("unique "))
+            .unwrap_or_else(|| panic!("{out:?}"));
+        let words: Vec<&str> = line.split(' ').collect();
+        assert_eq!(words[1], "Restored", "{line}");
+        assert_eq!(
+            words[7], "2",
+            "each copy is PID 2 of its own namespace: {line}"
+        );
+        assert_eq!(words[9], checksum, "{line}");
+        instances.insert(words[3].to_string());
+        randoms.insert(words[5].to_string());
+    }
+    assert_eq!(instances.len(), 8, "a different instance id in every copy");
+    assert_eq!(
+        randoms.len(),
+        8,
+        "a differently reseeded generator in every copy"
+    );
+
+    let again = restore(&image);
+    assert_eq!(
+        again.status.code(),
+        Some(7),
+        "the image restores again after its copies exited: {again:?}"
+    );
+    assert!(text(&again.stdout).contains(&format!("pid 2 checksum {checksum}")));
 }

@@ -40,6 +40,8 @@ pub struct Restore {
     /// Time between the image being taken and the process running again, when the
     /// engine knows it.
     pub checkpointed_for: Option<Duration>,
+    /// This process's [`instance_id`](crate::instance_id): new in every restored copy.
+    pub instance_id: u128,
 }
 
 impl Restore {

@@ -10,6 +10,7 @@ use crate::engine::{self, EngineOutcome, Request};
 use crate::error::{Error, Failures};
 use crate::event::{Checkpoint, Outcome, Restore};
 use crate::hooks;
+use crate::instance;
 use crate::participant::{self, Ranked};
 use crate::plan::Plan;
 
@@ -71,6 +72,7 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         generation: RESTORES.load(Ordering::Relaxed),
         engine: engine.name(),
         checkpointed_for,
+        instance_id: instance::current(outcome == Outcome::Restored),
     };
     let failures = participant::restore_pass(&participants, &restore);
     if failures.is_empty() {
@@ -96,6 +98,7 @@ fn roll_back(participants: &[Ranked], event: &Checkpoint) -> Failures {
         generation: RESTORES.load(Ordering::Relaxed),
         engine: event.engine,
         checkpointed_for: None,
+        instance_id: instance::current(false),
     };
     participant::restore_pass(participants, &restore)
 }

@@ -20,11 +20,13 @@ mod fdinfo;
 mod helper;
 mod image;
 mod manifest;
+pub mod namespace;
 pub mod request;
 pub mod restore;
 mod selfdump;
 mod signal;
 mod stdio;
+mod supervise;
 
 use std::path::PathBuf;
 

@@ -15,6 +15,7 @@
 //! | `cpu-flags` | `/proc/cpuinfo` flags of the host; all must exist where it is restored |
 //! | `criu-version` | `criu --version` of the dumping CRIU |
 //! | `pid`, `waiter-tid`, `tids` | the process, the thread waiting in place, all threads |
+//! | `pid-namespace` | `private` (taken as PID 2 of its own namespace: restore in a fresh one) or `host` |
 //! | `resident-bytes` | resident memory when dumped |
 //! | `restore-option` | a CRIU option restore must repeat (repeats) |
 //! | `plan` | `rank kind depth name`, the checkpoint plan in order (repeats) |
@@ -69,6 +70,7 @@ pub struct Manifest {
     pub pid: i32,
     pub waiter_tid: i32,
     pub tids: Vec<i32>,
+    pub private_pid_namespace: bool,
     pub resident_bytes: u64,
     pub restore_options: Vec<String>,
     pub plan: Vec<PlanLine>,
@@ -115,6 +117,12 @@ impl Manifest {
         let _ = writeln!(out, "waiter-tid {}", self.waiter_tid);
         let tids: Vec<String> = self.tids.iter().map(i32::to_string).collect();
         let _ = writeln!(out, "tids {}", tids.join(" "));
+        let namespace = if self.private_pid_namespace {
+            "private"
+        } else {
+            "host"
+        };
+        let _ = writeln!(out, "pid-namespace {namespace}");
         let _ = writeln!(out, "resident-bytes {}", self.resident_bytes);
         for option in &self.restore_options {
             let _ = writeln!(out, "restore-option {option}");
@@ -178,6 +186,18 @@ impl Manifest {
                         .map(|t| num(t).map(|t| t as i32))
                         .collect::<Result<_, _>>()?
                 }
+                "pid-namespace" => {
+                    m.namespace = Some(match value {
+                        "private" => true,
+                        "host" => false,
+                        other => {
+                            return Err(bad(
+                                n,
+                                format!("`pid-namespace`: {other:?} is not private or host"),
+                            ));
+                        }
+                    })
+                }
                 "resident-bytes" => m.resident = Some(num(value)? as u64),
                 "restore-option" => m.restore_options.push(value.to_string()),
                 "plan" => {
@@ -240,6 +260,7 @@ struct Draft {
     pid: Option<i32>,
     waiter_tid: Option<i32>,
     tids: Vec<i32>,
+    namespace: Option<bool>,
     resident: Option<u64>,
     restore_options: Vec<String>,
     plan: Vec<PlanLine>,
@@ -263,6 +284,7 @@ impl Draft {
             pid: self.pid.ok_or_else(|| missing("pid"))?,
             waiter_tid: self.waiter_tid.ok_or_else(|| missing("waiter-tid"))?,
             tids: self.tids,
+            private_pid_namespace: self.namespace.ok_or_else(|| missing("pid-namespace"))?,
             resident_bytes: self.resident.ok_or_else(|| missing("resident-bytes"))?,
             restore_options: self.restore_options,
             plan: self.plan,
@@ -292,6 +314,7 @@ mod tests {
             pid: 42,
             waiter_tid: 42,
             tids: vec![42, 43],
+            private_pid_namespace: true,
             resident_bytes: 1 << 20,
             restore_options: vec!["--tcp-close".into()],
             plan: vec![PlanLine {

@@ -12,23 +12,14 @@ use std::process::Command;
 use crate::criu::STDIO_MEMFDS;
 use crate::manifest::Manifest;
 use crate::signal::{self, Message};
-use crate::{Error, config, criu, image};
+use crate::supervise::Forwarding;
+use crate::{Error, config, criu, image, namespace};
 
 /// Environment through which the action script finds the image being restored.
 const IMAGE_ENV: &str = "CRAC_RESTORE_IMAGE";
 /// A file the action script creates at `post-resume`: proof that CRIU restored the
 /// process (its exit status alone cannot be told from the restored process's).
 const RESUMED_ENV: &str = "CRAC_RESTORE_RESUMED";
-
-/// Signals a restorer passes on to the restored process.
-const FORWARDED: [libc::c_int; 6] = [
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -43,14 +34,21 @@ pub struct RestoreOptions {
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
     let manifest = image::validate(dir)?;
-    check_ids_free(&manifest)?;
+    if !manifest.private_pid_namespace {
+        check_ids_free(&manifest)?;
+    }
     let criu = config::criu_binary().map_err(|e| Error::Config(e.0))?;
     let log = options.log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
     });
     let resumed = log.with_extension("resumed");
     let _ = std::fs::remove_file(&resumed);
-    let mut cmd = Command::new(criu);
+    // An image from a private namespace is restored in a fresh one, CRIU as its PID 1.
+    let mut cmd = if manifest.private_pid_namespace {
+        namespace::unshare(&criu)
+    } else {
+        Command::new(&criu)
+    };
     cmd.arg("restore")
         .arg("-D")
         .arg(dir)
@@ -76,7 +74,13 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Io("running criu restore", e))?;
-    forwarding.to(child.id() as libc::pid_t);
+    let pid = child.id() as libc::pid_t;
+    // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
+    forwarding.to(if manifest.private_pid_namespace {
+        first_child(pid)
+    } else {
+        pid
+    });
     let status = child
         .wait()
         .map_err(|e| Error::Io("waiting for the restored process", e))?;
@@ -97,6 +101,23 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+pub use crate::supervise::wait_for;
+
+/// The first child of `pid`, waiting briefly for it to appear; `pid` itself if none does.
+fn first_child(pid: libc::pid_t) -> libc::pid_t {
+    let children = format!("/proc/{pid}/task/{pid}/children");
+    for _ in 0..500 {
+        let found = std::fs::read_to_string(&children)
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse().ok());
+        if let Some(child) = found {
+            return child;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    pid
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.
@@ -133,70 +154,4 @@ pub fn action_script(action: &str) -> Result<(), Error> {
     }
     signal::send(pid, manifest.waiter_tid, Message::Restored)
         .map_err(|e| Error::Io("waking the restored process", e))
-}
-
-/// `--exec-cmd` mode: CRIU has become this tool, parent of the restored process `pid`.
-/// Forwards signals to it and returns its exit code.
-pub fn wait_for(pid: libc::pid_t) -> Result<i32, Error> {
-    let forwarding = Forwarding::start();
-    forwarding.to(pid);
-    let mut status = 0;
-    loop {
-        // SAFETY: waits for our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        if rc == pid {
-            break;
-        }
-        let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(Error::Io("waiting for the restored process", err));
-        }
-    }
-    Ok(if libc::WIFEXITED(status) {
-        libc::WEXITSTATUS(status)
-    } else {
-        128 + libc::WTERMSIG(status)
-    })
-}
-
-/// Passes termination and user signals on to the restored process: they are blocked in
-/// the calling thread (and threads it starts later) and a thread forwards them.
-struct Forwarding {
-    target: std::sync::Arc<std::sync::atomic::AtomicI32>,
-}
-
-impl Forwarding {
-    fn start() -> Forwarding {
-        let target = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
-        // SAFETY: builds and installs a signal mask for this thread.
-        let set = unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for sig in FORWARDED {
-                libc::sigaddset(&mut set, sig);
-            }
-            libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            set
-        };
-        let forward_to = target.clone();
-        std::thread::spawn(move || {
-            loop {
-                let mut sig = 0;
-                // SAFETY: waits on the blocked set built above.
-                if unsafe { libc::sigwait(&set, &mut sig) } != 0 {
-                    continue;
-                }
-                let pid = forward_to.load(std::sync::atomic::Ordering::SeqCst);
-                if pid > 0 {
-                    // SAFETY: plain kill of the process we restored.
-                    unsafe { libc::kill(pid, sig) };
-                }
-            }
-        });
-        Forwarding { target }
-    }
-
-    fn to(&self, pid: libc::pid_t) {
-        self.target.store(pid, std::sync::atomic::Ordering::SeqCst);
-    }
 }

@@ -51,6 +51,7 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
         pid,
         waiter_tid: tid,
         tids: threads(),
+        private_pid_namespace: crate::namespace::private(),
         resident_bytes: 0,
         restore_options: criu::restore_options(&config.criu_opts),
         plan: plan
