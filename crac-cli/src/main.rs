@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use crac_criu::request::Answer;
 use crac_criu::restore::{self, RestoreOptions};
+use crac_criu::restore_args::RestoreArgs;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +32,12 @@ enum Command {
         /// CRIU log verbosity, 0–4.
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
         log_level: Option<u8>,
+        /// Set K=V in the restored process's environment before its after_restore hooks run.
+        #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+        env: Vec<(String, String)>,
+        /// New arguments for the restored process (crac::Restore::args).
+        #[arg(last = true)]
+        args: Vec<String>,
     },
     /// Ask the running process PID (which called crac::checkpoint_on_request) to
     /// checkpoint itself, and report the outcome.
@@ -60,9 +67,18 @@ fn main() -> ExitCode {
             dir,
             log,
             log_level,
-        } => std::env::current_exe()
-            .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
-            .and_then(|tool| restore::restore(&dir, &tool, &RestoreOptions { log, log_level })),
+            env,
+            args,
+        } => {
+            let options = RestoreOptions {
+                log,
+                log_level,
+                given: RestoreArgs { args, env },
+            };
+            std::env::current_exe()
+                .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+                .and_then(|tool| restore::restore(&dir, &tool, &options))
+        }
         Command::Checkpoint { pid } => crac_criu::request::send(pid).map(|answer| {
             match answer {
                 Answer::Checkpointed => {
@@ -77,6 +93,13 @@ fn main() -> ExitCode {
         Command::Wait { pid } => restore::wait_for(pid),
         Command::Init { app, args } => crac_criu::namespace::init(&app, &args),
     })
+}
+
+fn parse_env(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("`{text}`: expected KEY=VALUE")),
+    }
 }
 
 fn report(result: Result<i32, crac_criu::Error>) -> ExitCode {

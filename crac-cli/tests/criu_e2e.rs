@@ -76,6 +76,20 @@ struct Ids {
     rng: Mutex<rand::rngs::StdRng>,
 }
 
+/// Reconnects to wherever the restore-time environment says.
+#[derive(Checkpointable)]
+#[crac(name = "upstream", after_restore = Self::reconnect)]
+struct Upstream;
+
+impl Upstream {
+    fn reconnect(&self, restore: &Restore) {
+        if restore.is_restored() {
+            let target = std::env::var("CRAC_E2E_UPSTREAM").unwrap_or_else(|_| "unset".into());
+            say(&format!("restored upstream {target}"));
+        }
+    }
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -134,6 +148,16 @@ fn app() {
             restore.instance_id,
             std::process::id(),
             index.checksum()
+        ));
+        std::process::exit(7);
+    }
+    if scenario == "args" {
+        let upstream = Arc::new(Upstream);
+        crac::register(&upstream);
+        let restore = crac::checkpoint_restore().unwrap();
+        say(&format!(
+            "restored args {:?} env {:?}",
+            restore.args, restore.env
         ));
         std::process::exit(7);
     }
@@ -887,4 +911,44 @@ fn one_image_restores_eight_times_at_once_and_every_copy_is_unique() {
         "the image restores again after its copies exited: {again:?}"
     );
     assert!(text(&again.stdout).contains(&format!("pid 2 checksum {checksum}")));
+}
+
+#[test]
+fn a_restore_passes_new_arguments_and_environment_before_the_hooks_run() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("args");
+    let image = dir.join("image");
+    let original = Run::new("args", &image)
+        .env("CRAC_E2E_UPSTREAM", "10.0.0.1:5432")
+        .output();
+    assert!(killed_by_sigkill(original.status), "{original:?}");
+    let out = crac(&[
+        "restore",
+        image.to_str().unwrap(),
+        "--env",
+        "CRAC_E2E_UPSTREAM=10.0.0.2:5432",
+        "--env",
+        "EXTRA=a b=c",
+        "--",
+        "--port",
+        "9090",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        lines(&stdout)[1..],
+        [
+            "restored upstream 10.0.0.2:5432",
+            "hook server after_restore Restored",
+            r#"restored args ["--port", "9090"] env [("CRAC_E2E_UPSTREAM", "10.0.0.2:5432"), ("EXTRA", "a b=c")]"#,
+        ],
+        "{stdout}"
+    );
+    let plain = restore(&image);
+    assert!(
+        text(&plain.stdout).contains("restored upstream 10.0.0.1:5432\nhook server after_restore Restored\nrestored args [] env []"),
+        "{plain:?}"
+    );
 }

@@ -54,6 +54,11 @@ pub enum EngineOutcome {
     Restored {
         /// Time between taking the image and running again, if known.
         checkpointed_for: Option<Duration>,
+        /// Arguments given at restore time (CRaC's new arguments for a restored process).
+        args: Vec<String>,
+        /// Environment variables given at restore time; set in the process before any
+        /// `after_restore` hook runs.
+        env: Vec<(String, String)>,
     },
     /// The image was taken and this is the original process, still running.
     LeftRunning,

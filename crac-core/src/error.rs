@@ -122,7 +122,7 @@ pub enum Error {
         /// The failed `after_restore` hooks.
         failures: Failures,
         /// The event the hooks received.
-        restore: Restore,
+        restore: Box<Restore>,
     },
     /// No engine is compiled in or selected.
     #[error(

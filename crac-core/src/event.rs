@@ -42,6 +42,11 @@ pub struct Restore {
     pub checkpointed_for: Option<Duration>,
     /// This process's [`instance_id`](crate::instance_id): new in every restored copy.
     pub instance_id: u128,
+    /// Arguments the restorer passed (`crac restore DIR -- ARGS`); empty otherwise.
+    pub args: Vec<String>,
+    /// Environment variables the restorer passed (`crac restore DIR --env K=V`), already
+    /// set in the process environment when `after_restore` hooks run.
+    pub env: Vec<(String, String)>,
 }
 
 impl Restore {

@@ -50,15 +50,25 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         return Err(Error::CheckpointRefused { failures });
     }
 
-    let (outcome, checkpointed_for) = match engine.checkpoint(&Request {
+    let (outcome, checkpointed_for, args, env) = match engine.checkpoint(&Request {
         event: &event,
         participants: &participants,
     }) {
-        Ok(EngineOutcome::Restored { checkpointed_for }) => {
+        Ok(EngineOutcome::Restored {
+            checkpointed_for,
+            args,
+            env,
+        }) => {
             RESTORES.fetch_add(1, Ordering::Relaxed);
-            (Outcome::Restored, checkpointed_for)
+            for (key, value) in &env {
+                // SAFETY: CRaC semantics ask for the restore-time environment before the
+                // hooks run. Other threads of a just-restored process may read the
+                // environment meanwhile; crac-rs's own threads do not.
+                unsafe { std::env::set_var(key, value) };
+            }
+            (Outcome::Restored, checkpointed_for, args, env)
         }
-        Ok(EngineOutcome::LeftRunning) => (Outcome::LeftRunning, None),
+        Ok(EngineOutcome::LeftRunning) => (Outcome::LeftRunning, None, Vec::new(), Vec::new()),
         Err(source) => {
             return Err(Error::EngineFailed {
                 engine: engine.name(),
@@ -73,12 +83,17 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         engine: engine.name(),
         checkpointed_for,
         instance_id: instance::current(outcome == Outcome::Restored),
+        args,
+        env,
     };
     let failures = participant::restore_pass(&participants, &restore);
     if failures.is_empty() {
         Ok(restore)
     } else {
-        Err(Error::RestoreFailed { failures, restore })
+        Err(Error::RestoreFailed {
+            failures,
+            restore: Box::new(restore),
+        })
     }
 }
 
@@ -99,6 +114,8 @@ fn roll_back(participants: &[Ranked], event: &Checkpoint) -> Failures {
         engine: event.engine,
         checkpointed_for: None,
         instance_id: instance::current(false),
+        args: Vec::new(),
+        env: Vec::new(),
     };
     participant::restore_pass(participants, &restore)
 }

@@ -18,6 +18,8 @@ impl Engine for Simulate {
         let taken = Instant::now();
         Ok(EngineOutcome::Restored {
             checkpointed_for: Some(taken.elapsed()),
+            args: Vec::new(),
+            env: Vec::new(),
         })
     }
 }

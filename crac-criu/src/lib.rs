@@ -23,6 +23,7 @@ mod manifest;
 pub mod namespace;
 pub mod request;
 pub mod restore;
+pub mod restore_args;
 mod selfdump;
 mod signal;
 mod stdio;

@@ -24,6 +24,8 @@ const RESUMED_ENV: &str = "CRAC_RESTORE_RESUMED";
 /// How to restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
+    /// Arguments and environment for the restored process.
+    pub given: crate::restore_args::RestoreArgs,
     /// Where CRIU writes its restore log; default: a file in the temp directory.
     pub log: Option<PathBuf>,
     /// CRIU log verbosity (0–4), default 2.
@@ -60,6 +62,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(tool)
         .env(IMAGE_ENV, dir)
         .env(RESUMED_ENV, &resumed);
+    let (_given, given_spec) = crate::restore_args::for_criu(&options.given)
+        .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
+    cmd.arg("--inherit-fd").arg(given_spec);
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
         cmd.arg("--inherit-fd")
             .arg(format!("fd[{fd}]:/memfd:{name}"));

@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::helper::HelperArgs;
 use crate::manifest::{ExeStat, Manifest, PlanLine};
 use crate::signal::{self, Message};
-use crate::{Error, criu, fdcheck, image, stdio};
+use crate::{Error, criu, fdcheck, image, restore_args, stdio};
 
 const HELPER_START: Duration = Duration::from_secs(30);
 /// After the helper is gone, how long a restored copy may wait for its wake-up message.
@@ -109,6 +109,8 @@ fn run_helper(
     draft.resident_bytes = resident_bytes();
     std::fs::write(args.staging.join(crate::helper::DRAFT), draft.render())
         .map_err(|e| Error::Io("writing the manifest draft", e))?;
+    let placeholder = restore_args::placeholder()
+        .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
     stdio::swap_to_memfds().map_err(|e| Error::Io("handing stdio over", e))?;
     let dumped_at = SystemTime::now();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
@@ -117,9 +119,14 @@ fn run_helper(
     }
 
     match wait_for_outcome(helper)? {
-        Message::Restored => Ok(EngineOutcome::Restored {
-            checkpointed_for: dumped_at.elapsed().ok(),
-        }),
+        Message::Restored => {
+            let given = restore_args::read(placeholder);
+            Ok(EngineOutcome::Restored {
+                checkpointed_for: dumped_at.elapsed().ok(),
+                args: given.args,
+                env: given.env,
+            })
+        }
         message => {
             let taken_back = stdio::take_back(helper);
             let _ = signal::send(helper, helper, Message::Release);

@@ -1,0 +1,99 @@
+//! Restore-time arguments and environment (CRaC lets a restore pass new ones).
+//!
+//! The process holds an empty memfd named [`MEMFD`] while it is dumped; `crac restore`
+//! writes the arguments into a memfd of its own and has CRIU put it in that place
+//! (`--inherit-fd`), so the restored process reads them from the same fd. A restore
+//! that passes nothing leaves the placeholder empty.
+
+use std::ffi::CString;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The memfd's name, as CRIU records it: `/memfd:crac-args`.
+pub const MEMFD: &str = "crac-args";
+
+/// What a restorer passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RestoreArgs {
+    /// New arguments.
+    pub args: Vec<String>,
+    /// New environment variables.
+    pub env: Vec<(String, String)>,
+}
+
+impl RestoreArgs {
+    /// NUL-terminated records: `A<arg>` or `E<key>=<value>`.
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for arg in &self.args {
+            out.extend_from_slice(format!("A{arg}\0").as_bytes());
+        }
+        for (key, value) in &self.env {
+            out.extend_from_slice(format!("E{key}={value}\0").as_bytes());
+        }
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> RestoreArgs {
+        let mut parsed = RestoreArgs::default();
+        for record in bytes.split(|b| *b == 0).map(String::from_utf8_lossy) {
+            if let Some(arg) = record.strip_prefix('A') {
+                parsed.args.push(arg.to_string());
+            } else if let Some((key, value)) =
+                record.strip_prefix('E').and_then(|kv| kv.split_once('='))
+            {
+                parsed.env.push((key.to_string(), value.to_string()));
+            }
+        }
+        parsed
+    }
+}
+
+fn memfd(flags: libc::c_uint) -> std::io::Result<std::fs::File> {
+    let name = CString::new(MEMFD).expect("no NUL in a constant");
+    // SAFETY: memfd_create returns a new fd we own, or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd nobody else owns.
+    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Process side: the empty placeholder held during the dump.
+pub fn placeholder() -> std::io::Result<std::fs::File> {
+    memfd(libc::MFD_CLOEXEC)
+}
+
+/// Process side, after a restore: what the restorer put in the placeholder's place.
+pub fn read(mut placeholder: std::fs::File) -> RestoreArgs {
+    let mut bytes = Vec::new();
+    let _ = placeholder
+        .rewind()
+        .and_then(|()| placeholder.read_to_end(&mut bytes));
+    RestoreArgs::decode(&bytes)
+}
+
+/// Restorer side: a memfd holding `args`, inherited by CRIU (not close-on-exec), and
+/// the `--inherit-fd` value that maps it onto the placeholder.
+pub fn for_criu(args: &RestoreArgs) -> std::io::Result<(std::fs::File, String)> {
+    let mut file = memfd(0)?;
+    file.write_all(&args.encode())?;
+    let spec = format!("fd[{}]:/memfd:{MEMFD}", file.as_raw_fd());
+    Ok((file, spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_survive_the_round_trip() {
+        let args = RestoreArgs {
+            args: vec!["--port".into(), "9 0".into(), String::new()],
+            env: vec![("DB_URL".into(), "postgres://h/db?a=b".into())],
+        };
+        assert_eq!(RestoreArgs::decode(&args.encode()), args);
+        assert_eq!(RestoreArgs::decode(b""), RestoreArgs::default());
+    }
+}
