@@ -272,7 +272,7 @@ fn an_unknown_engine_lists_the_available_ones() {
     let err = crac::use_engine("podman").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown checkpoint engine `podman` (from crac::use_engine); available: criu, failing, keep-running, simulate, unavailable"
+        "unknown checkpoint engine `podman` (from crac::use_engine); available: criu, failing, keep-running, panicking, simulate, unavailable"
     );
 }
 
@@ -485,4 +485,89 @@ fn nested_contexts_notify_their_members_at_their_position() {
             "after:rolled-back",
         ]
     );
+}
+
+struct Panicking;
+impl Engine for Panicking {
+    fn name(&self) -> &'static str {
+        "panicking"
+    }
+    fn checkpoint(&self, _: &Request<'_>) -> Result<EngineOutcome, BoxError> {
+        panic!("engine bug")
+    }
+}
+crac::register_engine!(Panicking);
+
+#[test]
+fn a_panicking_engine_is_an_engine_failure_and_everyone_rolls_back() {
+    let _serial = serial();
+    crac::use_engine("panicking").unwrap();
+    let log = Log::default();
+    let a = Recorder::new("a", &log);
+    crac::register(&a);
+    let err = crac::checkpoint_restore().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "checkpoint failed in engine `panicking`, resources rolled back: panicked: engine bug"
+    );
+    assert_eq!(log.take(), ["a:checkpoint", "a:rolled-back"]);
+}
+
+#[test]
+fn a_resource_registered_twice_is_notified_once() {
+    let _serial = serial();
+    simulate();
+    let log = Log::default();
+    let a = Recorder::new("a", &log);
+    let b = Recorder::new("b", &log);
+    crac::register(&a);
+    crac::register(&b);
+    crac::register(&a);
+    assert_eq!(
+        crac::plan().names(),
+        ["b", "a"],
+        "kept at its first registration"
+    );
+    crac::checkpoint_restore().unwrap();
+    assert_eq!(
+        log.take(),
+        ["b:checkpoint", "a:checkpoint", "a:restored", "b:restored"]
+    );
+}
+
+#[test]
+fn a_context_inside_itself_is_refused_by_name_instead_of_recursing() {
+    let _serial = serial();
+    simulate();
+    let log = Log::default();
+    let outer = Arc::new(Context::new("outer"));
+    let inner = Arc::new(Context::new("inner"));
+    let a = Recorder::new("a", &log);
+    inner.register(&a);
+    inner.register(&outer);
+    outer.register(&inner);
+    crac::register(&outer);
+    let rows: Vec<_> = crac::plan()
+        .entries
+        .iter()
+        .map(|e| (e.name.clone(), e.depth))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("outer".to_string(), 0),
+            ("inner".to_string(), 1),
+            ("outer".to_string(), 2),
+            ("a".to_string(), 2)
+        ]
+    );
+    let err = crac::checkpoint_restore().unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "`outer` failed in before_checkpoint: context `outer` is registered inside itself \
+             (directly or through nested contexts); register it in one place only"
+        ),
+        "{err}"
+    );
+    assert_eq!(log.take(), ["a:checkpoint", "a:rolled-back"]);
 }

@@ -42,6 +42,14 @@ enum Command {
     /// Ask the running process PID (which called crac::checkpoint_on_request) to
     /// checkpoint itself, and report the outcome.
     Checkpoint { pid: i32 },
+    /// Describe the image in DIR and say whether it can be restored on this host
+    /// (exit status 0 if it can, 1 if not).
+    Inspect {
+        dir: PathBuf,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
     Wait { pid: i32 },
@@ -89,6 +97,17 @@ fn main() -> ExitCode {
                 }
             }
             0
+        }),
+        Command::Inspect { dir, json } => crac_criu::inspect::inspect(&dir).map(|image| {
+            println!(
+                "{}",
+                if json {
+                    image.to_json()
+                } else {
+                    image.to_text()
+                }
+            );
+            i32::from(!image.is_restorable())
         }),
         Command::Wait { pid } => restore::wait_for(pid),
         Command::Init { app, args } => crac_criu::namespace::init(&app, &args),

@@ -1,6 +1,7 @@
 //! [`Context`]: a named group of resources that is itself a resource, and the global one.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::event::{Checkpoint, Restore};
@@ -29,6 +30,19 @@ pub struct Context {
     /// The members notified by the last `before_checkpoint`: `after_restore` walks exactly
     /// these back, even if the registry changed in between.
     notified: Mutex<Vec<Ranked>>,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A context being walked by this thread; leaves the walk when dropped.
+pub(crate) struct Active;
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        ACTIVE.with_borrow_mut(|active| active.pop());
+    }
 }
 
 static GLOBAL: Context = Context::named(Cow::Borrowed("global"));
@@ -74,6 +88,36 @@ impl Context {
         participant::in_checkpoint_order(self.registry.live(), &[])
     }
 
+    /// During a checkpoint, the members actually notified; otherwise the current ones.
+    pub(crate) fn members_for_plan(&self) -> Vec<Ranked> {
+        let notified = self.notified.lock().unwrap_or_else(PoisonError::into_inner);
+        if notified.is_empty() {
+            drop(notified);
+            self.members()
+        } else {
+            notified.clone()
+        }
+    }
+
+    /// Marks this context as being walked by this thread, or refuses if it already is:
+    /// a context registered (directly or through others) inside itself would recurse
+    /// forever.
+    pub(crate) fn enter(&self) -> Result<Active, BoxError> {
+        let address = self as *const Context as usize;
+        ACTIVE.with_borrow_mut(|active| {
+            if active.contains(&address) {
+                return Err(format!(
+                    "context `{}` is registered inside itself (directly or through nested \
+                     contexts); register it in one place only",
+                    self.name
+                )
+                .into());
+            }
+            active.push(address);
+            Ok(Active)
+        })
+    }
+
     pub(crate) fn registry(&self) -> &Registry {
         &self.registry
     }
@@ -81,6 +125,7 @@ impl Context {
 
 impl Resource for Context {
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
+        let _active = self.enter()?;
         let members = self.members();
         let failures = participant::checkpoint_pass(&members, event);
         *self.notified.lock().unwrap_or_else(PoisonError::into_inner) = members;
@@ -88,6 +133,7 @@ impl Resource for Context {
     }
 
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
+        let _active = self.enter()?;
         let members =
             std::mem::take(&mut *self.notified.lock().unwrap_or_else(PoisonError::into_inner));
         participant::restore_pass(&members, event).into_result()

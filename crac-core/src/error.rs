@@ -106,12 +106,12 @@ pub enum Error {
     },
     /// The engine could not take the image: every participant was rolled back and the
     /// process continues.
-    #[error("checkpoint failed in engine `{engine}`, resources rolled back: {source}{}", rollback_note(.rollback))]
+    #[error("checkpoint failed in engine `{engine}`, resources rolled back: {reason}{}", rollback_note(.rollback))]
     EngineFailed {
         /// The engine's name.
         engine: &'static str,
-        /// The engine's reason.
-        source: BoxError,
+        /// The engine's reason (a panic of the engine becomes one too).
+        reason: BoxError,
         /// Failures while rolling back, if any.
         rollback: Failures,
     },
@@ -177,9 +177,9 @@ impl Error {
     }
 }
 
-/// Runs one hook; a panic becomes that hook's error instead of unwinding through the
-/// protocol and leaving other resources un-notified.
-pub(crate) fn catch_panic(hook: impl FnOnce() -> Result<(), BoxError>) -> Result<(), BoxError> {
+/// Runs one hook (or the engine); a panic becomes its error instead of unwinding
+/// through the protocol and leaving other resources un-notified or un-rolled-back.
+pub(crate) fn catch_panic<T>(hook: impl FnOnce() -> Result<T, BoxError>) -> Result<T, BoxError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(hook)) {
         Ok(result) => result,
         Err(payload) => {

@@ -6,8 +6,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Checkpoint {
-    /// 1 for the first checkpoint of this process lineage, counting checkpoints taken
-    /// before earlier restores too.
+    /// 1 for the first checkpoint attempt of this process lineage; every attempt counts,
+    /// refused and failed ones too, and attempts made before earlier restores.
     pub generation: u64,
     /// The engine that will take the image (`"criu"`, `"simulate"`, ...).
     pub engine: &'static str,

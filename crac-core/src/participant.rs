@@ -11,11 +11,13 @@ use crate::ordering::{Seq, sort_for_checkpoint};
 use crate::registry::Live;
 use crate::resource::{BoxError, Resource};
 
+#[derive(Clone)]
 pub(crate) enum Participant {
     Resource(Arc<dyn Resource>),
     Hook(&'static StaticHook),
 }
 
+#[derive(Clone)]
 pub(crate) struct Ranked {
     pub participant: Participant,
     pub rank: u32,

@@ -71,8 +71,9 @@ impl Plan {
             });
             if let Participant::Resource(r) = p
                 && let Some(context) = r.as_context()
+                && let Ok(_active) = context.enter()
             {
-                self.extend(&context.members(), depth + 1);
+                self.extend(&context.members_for_plan(), depth + 1);
             }
         }
     }

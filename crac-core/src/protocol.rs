@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::context;
 use crate::engine::{self, EngineOutcome, Request};
-use crate::error::{Error, Failures};
+use crate::error::{Error, Failures, catch_panic};
 use crate::event::{Checkpoint, Outcome, Restore};
 use crate::hooks;
 use crate::instance;
@@ -50,10 +50,11 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         return Err(Error::CheckpointRefused { failures });
     }
 
-    let (outcome, checkpointed_for, args, env) = match engine.checkpoint(&Request {
+    let request = Request {
         event: &event,
         participants: &participants,
-    }) {
+    };
+    let (outcome, checkpointed_for, args, env) = match catch_panic(|| engine.checkpoint(&request)) {
         Ok(EngineOutcome::Restored {
             checkpointed_for,
             args,
@@ -69,10 +70,10 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
             (Outcome::Restored, checkpointed_for, args, env)
         }
         Ok(EngineOutcome::LeftRunning) => (Outcome::LeftRunning, None, Vec::new(), Vec::new()),
-        Err(source) => {
+        Err(reason) => {
             return Err(Error::EngineFailed {
                 engine: engine.name(),
-                source,
+                reason,
                 rollback: roll_back(&participants, &event),
             });
         }

@@ -4,6 +4,8 @@
 //! push under a short lock. Resources the user dropped are pruned lazily: when the list
 //! has doubled since the last prune, and whenever a checkpoint reads it.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::ordering::Seq;
@@ -59,13 +61,20 @@ impl Registry {
         });
     }
 
-    /// The resources still alive, in registration order.
+    /// The resources still alive, in registration order. A resource registered more than
+    /// once counts once, at its first registration (dropping the duplicates here keeps
+    /// registration itself a plain push).
     pub fn live(&self) -> Vec<Live> {
         let mut inner = self.lock();
         let mut live = Vec::with_capacity(inner.entries.len());
+        let mut seen: HashSet<usize, BuildHasherDefault<AddressHasher>> =
+            HashSet::with_capacity_and_hasher(inner.entries.len(), Default::default());
         inner
             .entries
             .retain(|entry| match entry.resource.upgrade() {
+                Some(resource) if !seen.insert(Arc::as_ptr(&resource) as *const () as usize) => {
+                    false
+                }
                 Some(resource) => {
                     live.push(Live {
                         resource,
@@ -83,6 +92,24 @@ impl Registry {
         // Hooks never run under this lock, so poisoning can only come from an allocation
         // failure; the list itself is always consistent.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Hashes addresses: already unique, they only need spreading.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8 | *b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -19,6 +19,7 @@ mod fdcheck;
 mod fdinfo;
 mod helper;
 mod image;
+pub mod inspect;
 mod manifest;
 pub mod namespace;
 pub mod request;

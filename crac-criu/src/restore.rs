@@ -36,9 +36,7 @@ pub struct RestoreOptions {
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
     let manifest = image::validate(dir)?;
-    if !manifest.private_pid_namespace {
-        check_ids_free(&manifest)?;
-    }
+    check_ids_free(&manifest)?;
     let criu = config::criu_binary().map_err(|e| Error::Config(e.0))?;
     let log = options.log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
@@ -126,7 +124,10 @@ fn first_child(pid: libc::pid_t) -> libc::pid_t {
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.
-fn check_ids_free(m: &Manifest) -> Result<(), Error> {
+pub(crate) fn check_ids_free(m: &Manifest) -> Result<(), Error> {
+    if m.private_pid_namespace {
+        return Ok(()); // restored in a fresh namespace, where they are free
+    }
     for &id in std::iter::once(&m.pid).chain(&m.tids) {
         if let Ok(comm) = std::fs::read_to_string(format!("/proc/{id}/comm")) {
             return Err(Error::PidInUse {

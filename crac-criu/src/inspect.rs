@@ -1,0 +1,180 @@
+//! `crac inspect`: what an image is, and whether it can be restored here and why not.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::UNIX_EPOCH;
+
+use crate::manifest::Manifest;
+use crate::{Error, image, restore};
+
+/// An image, described.
+#[derive(Debug)]
+pub struct Inspection {
+    manifest: Manifest,
+    bytes_on_disk: u64,
+    /// `Ok` if `crac restore` would start CRIU, else the reason it would refuse.
+    restorable: Result<(), String>,
+}
+
+/// Reads and checks the image in `dir`; fails only when there is no manifest to describe.
+pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
+    let manifest = Manifest::read(dir)?;
+    let restorable = image::validate(dir)
+        .and_then(|m| restore::check_ids_free(&m))
+        .map_err(|e| e.to_string());
+    let bytes_on_disk = std::fs::read_dir(dir)
+        .map_err(|e| Error::Io("listing the image", e))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    Ok(Inspection {
+        manifest,
+        bytes_on_disk,
+        restorable,
+    })
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)
+}
+
+impl Inspection {
+    /// Whether `crac restore` would proceed.
+    pub fn is_restorable(&self) -> bool {
+        self.restorable.is_ok()
+    }
+
+    /// For people.
+    pub fn to_text(&self) -> String {
+        let m = &self.manifest;
+        let created = m
+            .created
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let mut out = String::new();
+        let _ = writeln!(out, "created       {created} (Unix time)");
+        let _ = writeln!(
+            out,
+            "executable    {} (sha256 {})",
+            m.executable.display(),
+            m.executable_sha256
+        );
+        let _ = writeln!(out, "criu          {}", m.criu_version);
+        let _ = writeln!(out, "kernel        {}", m.kernel);
+        let _ = writeln!(
+            out,
+            "pid           {}{}",
+            m.pid,
+            if m.private_pid_namespace {
+                " in a private PID namespace (restores concurrently)"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            out,
+            "size on disk  {} (resident memory when dumped: {})",
+            mb(self.bytes_on_disk),
+            mb(m.resident_bytes)
+        );
+        if !m.restore_options.is_empty() {
+            let _ = writeln!(out, "criu options  {}", m.restore_options.join(" "));
+        }
+        let _ = writeln!(
+            out,
+            "plan          {} participants, in checkpoint order:",
+            m.plan.len()
+        );
+        for p in &m.plan {
+            let _ = writeln!(
+                out,
+                "  {:indent$}{} [rank {}, {}]",
+                "",
+                p.name,
+                p.rank,
+                p.kind,
+                indent = 2 * p.depth
+            );
+        }
+        match &self.restorable {
+            Ok(()) => out.push_str("restorable    yes, on this host\n"),
+            Err(why) => {
+                let _ = writeln!(out, "restorable    no: {why}");
+            }
+        }
+        out
+    }
+
+    /// For machines: one JSON object.
+    pub fn to_json(&self) -> String {
+        let m = &self.manifest;
+        let created = m.created.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let plan: Vec<String> = m
+            .plan
+            .iter()
+            .map(|p| {
+                format!(
+                    r#"{{"name":{},"rank":{},"kind":{},"depth":{}}}"#,
+                    json(&p.name),
+                    p.rank,
+                    json(&p.kind),
+                    p.depth
+                )
+            })
+            .collect();
+        let options: Vec<String> = m.restore_options.iter().map(|o| json(o)).collect();
+        format!(
+            concat!(
+                r#"{{"created_unix":{},"executable":{},"executable_sha256":{},"criu_version":{},"#,
+                r#""kernel":{},"pid":{},"private_pid_namespace":{},"bytes_on_disk":{},"resident_bytes":{},"#,
+                r#""restore_options":[{}],"plan":[{}],"restorable":{},"refusal":{}}}"#
+            ),
+            created.as_secs(),
+            json(&m.executable.to_string_lossy()),
+            json(&m.executable_sha256),
+            json(&m.criu_version),
+            json(&m.kernel),
+            m.pid,
+            m.private_pid_namespace,
+            self.bytes_on_disk,
+            m.resident_bytes,
+            options.join(","),
+            plan.join(","),
+            self.restorable.is_ok(),
+            self.restorable
+                .as_ref()
+                .err()
+                .map_or("null".to_string(), |why| json(why)),
+        )
+    }
+}
+
+/// A JSON string literal.
+fn json(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json("a \"b\"\\\n\u{1}"), r#""a \"b\"\\\n\u0001""#);
+    }
+}
