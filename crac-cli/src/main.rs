@@ -89,12 +89,16 @@ fn main() -> ExitCode {
         }
         Command::Checkpoint { pid } => crac_criu::request::send(pid).map(|answer| {
             match answer {
-                Answer::Checkpointed => {
-                    eprintln!("crac: process {pid} was checkpointed and has stopped")
-                }
-                Answer::LeftRunning => {
+                Answer::Checkpointed(dir) => eprintln!(
+                    "crac: process {pid} was checkpointed to {} and has stopped",
+                    dir.display()
+                ),
+                Answer::LeftRunning(problems) if problems.is_empty() => {
                     eprintln!("crac: process {pid} was checkpointed and keeps running")
                 }
+                Answer::LeftRunning(problems) => eprintln!(
+                    "crac: process {pid} was checkpointed and keeps running, but after restore {problems}"
+                ),
             }
             0
         }),

@@ -818,8 +818,9 @@ fn crac_checkpoint_asks_a_running_process_to_checkpoint_itself() {
     assert_eq!(
         text(&asked.stderr),
         format!(
-            "crac: process {} was checkpointed and has stopped\n",
-            child.id()
+            "crac: process {} was checkpointed to {} and has stopped\n",
+            child.id(),
+            image.display()
         )
     );
     assert!(killed_by_sigkill(child.wait().unwrap()));
@@ -950,5 +951,34 @@ fn a_restore_passes_new_arguments_and_environment_before_the_hooks_run() {
     assert!(
         text(&plain.stdout).contains("restored upstream 10.0.0.1:5432\nhook server after_restore Restored\nrestored args [] env []"),
         "{plain:?}"
+    );
+}
+
+#[test]
+fn a_directory_that_holds_other_files_is_never_used_as_the_image() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("not-an-image");
+    std::fs::write(dir.join("important.txt"), "keep me").unwrap();
+    let out = Run::new("plain", &dir)
+        .env("CRAC_LEAVE_RUNNING", "1")
+        .output();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(&format!(
+            "round 1 error checkpoint engine `criu` is unavailable: CRAC_CHECKPOINT_TO={}: holds files but no crac image; a checkpoint replaces that directory, so point it at a directory of its own",
+            dir.display()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("hook "),
+        "refused before any hook ran: {stdout}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("important.txt")).unwrap(),
+        "keep me"
     );
 }

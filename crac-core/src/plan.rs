@@ -79,21 +79,26 @@ impl Plan {
     }
 }
 
+impl Kind {
+    /// `resource`, `context`, `before_checkpoint` or `on_restore`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Resource => "resource",
+            Kind::Context => "context",
+            Kind::BeforeCheckpoint => "before_checkpoint",
+            Kind::OnRestore => "on_restore",
+        }
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for e in &self.entries {
-            let kind = match e.kind {
-                Kind::Resource => "resource",
-                Kind::Context => "context",
-                Kind::BeforeCheckpoint => "before_checkpoint fn",
-                Kind::OnRestore => "on_restore fn",
-            };
+            let (name, rank, kind) = (&e.name, e.rank, e.kind.as_str());
             writeln!(
                 f,
-                "{:indent$}{} [rank {}, {kind}]",
+                "{:indent$}{name} [rank {rank}, {kind}]",
                 "",
-                e.name,
-                e.rank,
                 indent = 2 * e.depth
             )?;
         }

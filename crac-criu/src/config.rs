@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 
+use crate::Error;
 use crate::fdcheck::Policy;
 
 /// One checkpoint's settings.
@@ -24,31 +25,27 @@ pub struct Config {
     pub log_level: u8,
 }
 
-/// A setting that is missing or malformed; the message names the variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
-
 impl Config {
     /// Reads every variable; the first problem found is reported with its variable.
-    pub fn from_env() -> Result<Config, ConfigError> {
+    pub fn from_env() -> Result<Config, Error> {
         let image_dir = match std::env::var_os("CRAC_CHECKPOINT_TO") {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => {
-                return Err(ConfigError(
+                return Err(Error::Config(
                     "CRAC_CHECKPOINT_TO is not set: set it to the directory the image should be \
                      written to, e.g. CRAC_CHECKPOINT_TO=/var/lib/myapp/image"
                         .into(),
                 ));
             }
         };
-        let image_dir = std::path::absolute(&image_dir)
-            .map_err(|e| ConfigError(format!("CRAC_CHECKPOINT_TO={}: {e}", image_dir.display())))?;
+        let image_dir = std::path::absolute(&image_dir).map_err(|e| {
+            Error::Config(format!("CRAC_CHECKPOINT_TO={}: {e}", image_dir.display()))
+        })?;
         let leave_running = match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
             Err(_) | Ok("") | Ok("0") | Ok("false") => false,
             Ok("1") | Ok("true") => true,
             Ok(other) => {
-                return Err(ConfigError(format!(
+                return Err(Error::Config(format!(
                     "CRAC_LEAVE_RUNNING={other:?}: expected 1 or 0"
                 )));
             }
@@ -58,22 +55,30 @@ impl Config {
             Ok(level) => match level.parse::<u8>() {
                 Ok(level) if level <= 4 => level,
                 _ => {
-                    return Err(ConfigError(format!(
+                    return Err(Error::Config(format!(
                         "CRAC_LOG={level:?}: expected a CRIU log level from 0 to 4"
                     )));
                 }
             },
         };
         let fd_policy = Policy::parse(&std::env::var("CRAC_FD_POLICY").unwrap_or_default())
-            .map_err(|e| ConfigError(format!("CRAC_FD_POLICY: {e}")))?;
+            .map_err(|e| Error::Config(format!("CRAC_FD_POLICY: {e}")))?;
+        let criu_opts: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if let Some(owned) = criu_opts.iter().find(|o| engine_owned(o)) {
+            return Err(Error::Config(format!(
+                "CRAC_CRIU_OPTS: `{owned}` is set by crac itself (image directory, log, target, \
+                 action script, verbosity, leave-running); use CRAC_CHECKPOINT_TO, CRAC_LOG or \
+                 CRAC_LEAVE_RUNNING instead"
+            )));
+        }
         Ok(Config {
             image_dir,
             criu: criu_binary()?,
-            criu_opts: std::env::var("CRAC_CRIU_OPTS")
-                .unwrap_or_default()
-                .split_whitespace()
-                .map(String::from)
-                .collect(),
+            criu_opts,
             leave_running,
             fd_policy,
             log_level,
@@ -81,14 +86,38 @@ impl Config {
     }
 }
 
+/// Options the engine passes itself: giving them again would break the protocol.
+fn engine_owned(option: &str) -> bool {
+    const OWNED: [&str; 14] = [
+        "-D",
+        "--images-dir",
+        "-o",
+        "--log-file",
+        "-t",
+        "--tree",
+        "-R",
+        "--leave-running",
+        "--action-script",
+        "-W",
+        "--work-dir",
+        "-v",
+        "--restore-detached",
+        "-d",
+    ];
+    OWNED
+        .iter()
+        .any(|o| option == *o || option.starts_with(&format!("{o}=")))
+        || (option.starts_with("-v") && option[2..].chars().all(|c| c.is_ascii_digit() || c == 'v'))
+}
+
 /// `CRAC_CRIU`, else `criu` on `PATH`, else where `scripts/install-criu.sh` puts it.
-pub fn criu_binary() -> Result<PathBuf, ConfigError> {
+pub fn criu_binary() -> Result<PathBuf, Error> {
     if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(ConfigError(format!(
+            Err(Error::Config(format!(
                 "CRAC_CRIU={}: no such file; point it at a CRIU 4.1+ binary",
                 path.display()
             )))
@@ -101,7 +130,7 @@ pub fn criu_binary() -> Result<PathBuf, ConfigError> {
         .map(|dir| dir.join("criu"))
         .find(|candidate| candidate.is_file());
     on_path.ok_or_else(|| {
-        ConfigError(
+        Error::Config(
             "criu not found on PATH: install CRIU 4.1+ with scripts/install-criu.sh, or set \
              CRAC_CRIU to its path"
                 .into(),

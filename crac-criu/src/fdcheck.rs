@@ -7,7 +7,9 @@
 //! wins: selectors `kind:<kind>` (file, dir, pipe, fifo, tcp-listen, tcp, udp, unix,
 //! socket, memfd, anon, other), `path:<prefix>*` or `path:<exact path>`, and `default`;
 //! actions `error`, `ignore` (keep it: CRIU will try to carry it into the image) and
-//! `close` (the engine closes it before dumping). Example:
+//! `close` (the engine points the fd at `/dev/null` before dumping, so its owner's later
+//! reads and writes fail harmlessly instead of hitting a reused fd number; it is not
+//! reopened, even if the checkpoint fails). Example:
 //! `CRAC_FD_POLICY=path:/var/log/*=close,kind:tcp-listen=ignore`.
 
 use std::os::fd::RawFd;
@@ -123,10 +125,7 @@ pub fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), crate::Error> {
         match policy.action(&fd) {
             Action::Error => refused.push(fd),
             Action::Ignore => {}
-            // SAFETY: the user's policy says nobody needs this fd any more.
-            Action::Close => unsafe {
-                libc::close(fd.fd);
-            },
+            Action::Close => detach(fd.fd)?,
         }
     }
     if refused.is_empty() {
@@ -134,6 +133,23 @@ pub fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), crate::Error> {
     } else {
         Err(crate::Error::OpenFds(refusal_message(&refused)))
     }
+}
+
+/// Points `fd` at `/dev/null`: whatever owns it keeps a valid fd of its own.
+fn detach(fd: RawFd) -> Result<(), crate::Error> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| crate::Error::Io("opening /dev/null", e))?;
+    // SAFETY: dup2 onto an fd the policy gave up; the owner's fd number stays valid.
+    if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } < 0 {
+        return Err(crate::Error::Io(
+            "detaching an fd",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

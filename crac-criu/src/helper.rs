@@ -134,11 +134,19 @@ fn run(args: HelperArgs) -> i32 {
             Message::LeftRunning
         }
         Err(e) => {
-            let log = args.staging.join(LOG);
-            if !log.exists() {
-                let _ = std::fs::write(&log, format!("Error: {e}\n"));
+            let failed_log = image::failed_log(&args.image_dir);
+            if args.staging.join(DRAFT).exists() {
+                // not published: the staging directory is this attempt's; keep its log only
+                let log = args.staging.join(LOG);
+                if !log.exists() {
+                    let _ = std::fs::write(&log, format!("Error: {e}\n"));
+                }
+                let _ = std::fs::rename(&log, &failed_log);
+            } else {
+                // CRIU failed after its post-dump script published the (complete) image:
+                // the staging path holds the previous image now
+                let _ = std::fs::copy(args.image_dir.join(LOG), &failed_log);
             }
-            let _ = std::fs::rename(&log, image::failed_log(&args.image_dir));
             let _ = std::fs::remove_dir_all(&args.staging);
             Message::DumpFailed
         }

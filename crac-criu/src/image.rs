@@ -33,6 +33,30 @@ fn sibling(final_dir: &Path, suffix: &str) -> PathBuf {
     final_dir.with_file_name(format!("{dot}{name}{suffix}"))
 }
 
+/// Refuses an image directory that holds something else: publishing swaps it away and
+/// deletes it, so it must be absent, empty, or a previous image.
+pub fn check_target(final_dir: &Path) -> Result<(), Error> {
+    let refuse = |problem: &str| {
+        Err(Error::Config(format!(
+            "CRAC_CHECKPOINT_TO={}: {problem}; a checkpoint replaces that directory, so point \
+             it at a directory of its own",
+            final_dir.display()
+        )))
+    };
+    match std::fs::read_dir(final_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => refuse("is not a directory"),
+        Err(e) => refuse(&e.to_string()),
+        Ok(mut entries) => {
+            if entries.next().is_none() || final_dir.join(FILE_NAME).is_file() {
+                Ok(())
+            } else {
+                refuse("holds files but no crac image")
+            }
+        }
+    }
+}
+
 /// Creates an empty private staging directory, removing leftovers of a crashed dump.
 pub fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
     let parent = final_dir.parent().unwrap_or(Path::new("/"));
@@ -54,6 +78,7 @@ pub fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
 /// swaps the staging directory into place. The previous image, if any, is left at the
 /// staging path for the caller to remove once the new one is safely in place.
 pub fn publish(staging: &Path, final_dir: &Path, mut manifest: Manifest) -> std::io::Result<()> {
+    check_target(final_dir).map_err(std::io::Error::other)?;
     manifest.files = image_files(staging)?;
     let mut file = std::fs::File::create(staging.join(FILE_NAME))?;
     file.write_all(manifest.render().as_bytes())?;
@@ -204,6 +229,8 @@ fn check_executable(m: &Manifest) -> Result<(), String> {
          needs the exact binary; rebuild the image with the new binary",
         exe.display(),
         &hash[..12],
-        &m.executable_sha256[..12.min(m.executable_sha256.len())]
+        m.executable_sha256
+            .get(..12)
+            .unwrap_or(&m.executable_sha256)
     ))
 }

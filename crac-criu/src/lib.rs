@@ -22,6 +22,7 @@ mod image;
 pub mod inspect;
 mod manifest;
 pub mod namespace;
+mod procfs;
 pub mod request;
 pub mod restore;
 pub mod restore_args;
@@ -100,13 +101,12 @@ impl Engine for Criu {
     }
 
     fn probe(&self) -> Result<(), BoxError> {
-        config::Config::from_env()?;
+        let config = config::Config::from_env()?;
         if !nix::unistd::geteuid().is_root() {
-            return Err(
-                "CRIU needs root (or CAP_CHECKPOINT_RESTORE and CAP_SYS_PTRACE): run as root"
-                    .into(),
-            );
+            return Err("the criu engine needs root: run the process as root".into());
         }
+        image::check_target(&config.image_dir)?;
+        selfdump::check_startable()?;
         Ok(())
     }
 

@@ -154,36 +154,40 @@ impl Manifest {
         for (i, line) in text.lines().enumerate().skip(1) {
             let n = i + 1;
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
-            let num = |v: &str| {
-                v.parse::<i128>()
-                    .map_err(|_| bad(n, format!("`{key}`: not a number: {v:?}")))
-            };
             let fields: Vec<&str> = value.split(' ').collect();
             match key {
                 "created" if fields.len() == 2 => {
-                    let secs = num(fields[0])? as u64;
-                    let nanos = num(fields[1])? as u32;
-                    m.created = Some(UNIX_EPOCH + Duration::new(secs, nanos));
+                    let (secs, nanos): (u64, u32) = (
+                        number(path, n, key, fields[0])?,
+                        number(path, n, key, fields[1])?,
+                    );
+                    let since_epoch =
+                        Duration::from_secs(secs).checked_add(Duration::from_nanos(nanos.into()));
+                    m.created = Some(
+                        since_epoch
+                            .and_then(|d| UNIX_EPOCH.checked_add(d))
+                            .ok_or_else(|| bad(n, "`created` is out of range".into()))?,
+                    );
                 }
                 "executable" => m.executable = Some(PathBuf::from(value)),
                 "executable-sha256" => m.sha = Some(value.to_string()),
                 "executable-stat" if fields.len() == 4 => {
                     m.stat = Some(ExeStat {
-                        size: num(fields[0])? as u64,
-                        mtime_ns: num(fields[1])?,
-                        dev: num(fields[2])? as u64,
-                        ino: num(fields[3])? as u64,
+                        size: number::<u64>(path, n, key, fields[0])?,
+                        mtime_ns: number::<i128>(path, n, key, fields[1])?,
+                        dev: number::<u64>(path, n, key, fields[2])?,
+                        ino: number::<u64>(path, n, key, fields[3])?,
                     })
                 }
                 "kernel" => m.kernel = Some(value.to_string()),
                 "cpu-flags" => m.cpu_flags = value.split_whitespace().map(String::from).collect(),
                 "criu-version" => m.criu_version = Some(value.to_string()),
-                "pid" => m.pid = Some(num(value)? as i32),
-                "waiter-tid" => m.waiter_tid = Some(num(value)? as i32),
+                "pid" => m.pid = Some(number::<i32>(path, n, key, value)?),
+                "waiter-tid" => m.waiter_tid = Some(number::<i32>(path, n, key, value)?),
                 "tids" => {
                     m.tids = value
                         .split_whitespace()
-                        .map(|t| num(t).map(|t| t as i32))
+                        .map(|t| number::<i32>(path, n, key, t))
                         .collect::<Result<_, _>>()?
                 }
                 "pid-namespace" => {
@@ -198,7 +202,7 @@ impl Manifest {
                         }
                     })
                 }
-                "resident-bytes" => m.resident = Some(num(value)? as u64),
+                "resident-bytes" => m.resident = Some(number::<u64>(path, n, key, value)?),
                 "restore-option" => m.restore_options.push(value.to_string()),
                 "plan" => {
                     let mut parts = value.splitn(4, ' ');
@@ -208,9 +212,9 @@ impl Manifest {
                         return Err(bad(n, "`plan` needs rank, kind, depth and name".into()));
                     };
                     m.plan.push(PlanLine {
-                        rank: num(rank)? as u32,
+                        rank: number::<u32>(path, n, key, rank)?,
                         kind: kind.to_string(),
-                        depth: num(depth)? as usize,
+                        depth: number::<usize>(path, n, key, depth)?,
                         name: name.to_string(),
                     });
                 }
@@ -218,7 +222,8 @@ impl Manifest {
                     let Some((size, name)) = value.split_once(' ') else {
                         return Err(bad(n, "`file` needs size and name".into()));
                     };
-                    m.files.push((name.to_string(), num(size)? as u64));
+                    m.files
+                        .push((name.to_string(), number::<u64>(path, n, key, size)?));
                 }
                 "" => {}
                 _ => return Err(bad(n, format!("unknown or malformed entry `{key}`"))),
@@ -246,6 +251,21 @@ impl Manifest {
             problem: e.to_string(),
         })
     }
+}
+
+/// One numeric field, parsed into its own type so that out-of-range values are refused
+/// rather than wrapped.
+fn number<T: std::str::FromStr>(
+    path: &Path,
+    line: usize,
+    key: &str,
+    text: &str,
+) -> Result<T, ManifestError> {
+    text.parse().map_err(|_| ManifestError::Malformed {
+        path: path.into(),
+        line,
+        problem: format!("`{key}`: not a valid number: {text:?}"),
+    })
 }
 
 #[derive(Default)]
@@ -334,6 +354,26 @@ mod tests {
     }
 
     #[test]
+    fn out_of_range_values_are_refused_not_wrapped() {
+        let text = sample().render().replace("pid 42\n", "pid 4294967338\n");
+        let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("`pid`: not a valid number: \"4294967338\""),
+            "{err}"
+        );
+        let created = sample().render().replace(
+            "created 1700000000 123",
+            "created 18446744073709551615 999999999",
+        );
+        let err = Manifest::parse(Path::new("m"), &created).unwrap_err();
+        assert!(
+            err.to_string().contains("`created` is out of range"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn foreign_and_damaged_manifests_are_refused_with_the_reason() {
         let err = Manifest::parse(Path::new("m"), "{\"json\": true}").unwrap_err();
         assert!(
@@ -345,7 +385,7 @@ mod tests {
         let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
         assert!(
             err.to_string()
-                .contains("`pid`: not a number: \"forty-two\""),
+                .contains("`pid`: not a valid number: \"forty-two\""),
             "{err}"
         );
         let text = sample().render().replace("waiter-tid 42\n", "");

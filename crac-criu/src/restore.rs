@@ -12,7 +12,9 @@ use std::process::Command;
 use crate::criu::STDIO_MEMFDS;
 use crate::manifest::Manifest;
 use crate::signal::{self, Message};
-use crate::supervise::Forwarding;
+use std::os::unix::process::ExitStatusExt;
+
+use crate::supervise::{self, Forwarding};
 use crate::{Error, config, criu, image, namespace};
 
 /// Environment through which the action script finds the image being restored.
@@ -37,7 +39,7 @@ pub struct RestoreOptions {
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
-    let criu = config::criu_binary().map_err(|e| Error::Config(e.0))?;
+    let criu = config::criu_binary()?;
     let log = options.log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
     });
@@ -55,7 +57,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg("-o")
         .arg(&log)
         .arg(format!("-v{}", options.log_level.unwrap_or(2)))
-        .args(&manifest.restore_options)
+        .args(criu::restore_options(&manifest.restore_options))
         .arg("--action-script")
         .arg(tool)
         .env(IMAGE_ENV, dir)
@@ -74,9 +76,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(manifest.pid.to_string());
 
     let forwarding = Forwarding::start();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| Error::Io("running criu restore", e))?;
+    let mut child = cmd.spawn().map_err(|e| {
+        let what = if manifest.private_pid_namespace {
+            "running `unshare` (util-linux) and criu restore"
+        } else {
+            "running criu restore"
+        };
+        Error::Io(what, e)
+    })?;
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     forwarding.to(if manifest.private_pid_namespace {
@@ -96,14 +103,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     if options.log.is_none() {
         let _ = std::fs::remove_file(&log);
     }
-    Ok(exit_code(status))
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+    Ok(supervise::exit_code(status.into_raw()))
 }
 
 pub use crate::supervise::wait_for;

@@ -1,7 +1,8 @@
 //! The self-dump protocol, process side: a process cannot run CRIU on itself (CRIU must
 //! not be inside the dumped tree), so it starts a detached helper and waits in place.
 //!
-//! 1. `setsid()` (CRIU restores a session leader without needing a terminal), open-fd check.
+//! 1. Open-fd check, then `setsid()` (CRIU restores a session leader without needing a
+//!    terminal; [`Criu::probe`](crate::Criu) has already checked that it can succeed).
 //! 2. Spawn the helper (this executable, re-executed in helper mode, see [`crate::helper`]);
 //!    it double-forks away from this process and reports `HelperReady`, holding our stdio.
 //! 3. Swap stdio for memfds, return freed heap to the OS, send `Go`, wait for a message.
@@ -18,19 +19,19 @@ use crate::config::Config;
 use crate::helper::HelperArgs;
 use crate::manifest::{ExeStat, Manifest, PlanLine};
 use crate::signal::{self, Message};
-use crate::{Error, criu, fdcheck, image, restore_args, stdio};
+use crate::{Error, criu, fdcheck, image, procfs, restore_args, stdio};
 
 const HELPER_START: Duration = Duration::from_secs(30);
 /// After the helper is gone, how long a restored copy may wait for its wake-up message.
 const WAKE_GRACE: Duration = Duration::from_secs(5);
 
 pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutcome, Error> {
-    become_session_leader()?;
     let claimed: Vec<i32> = crac_core::claimed_fds()
         .into_iter()
         .map(|(fd, _)| fd)
         .collect();
     fdcheck::check(&config.fd_policy, &claimed)?;
+    become_session_leader()?;
 
     let pid = std::process::id() as i32;
     let tid = nix::unistd::gettid().as_raw();
@@ -50,7 +51,7 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
         criu_version: String::new(),
         pid,
         waiter_tid: tid,
-        tids: threads(),
+        tids: procfs::numbered("/proc/self/task"),
         private_pid_namespace: crate::namespace::private(),
         resident_bytes: 0,
         restore_options: criu::restore_options(&config.criu_opts),
@@ -59,7 +60,7 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
             .iter()
             .map(|e| PlanLine {
                 rank: e.rank,
-                kind: format!("{:?}", e.kind).to_lowercase(),
+                kind: e.kind.as_str().to_string(),
                 depth: e.depth,
                 name: e.name.clone(),
             })
@@ -80,6 +81,10 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
     let mask = signal::block().map_err(|e| Error::Io("blocking the wake-up signal", e))?;
     let outcome = run_helper(&args, draft, config);
     signal::restore_mask(&mask);
+    if outcome.is_err() {
+        // nothing of a failed attempt may look like an image; CRIU's log was moved aside
+        let _ = std::fs::remove_dir_all(&staging);
+    }
     outcome
 }
 
@@ -97,11 +102,7 @@ fn run_helper(
             "the dump helper failed to start ({status})"
         )));
     }
-    let ready = signal::wait(Some(HELPER_START))
-        .map_err(|e| Error::Io("waiting for the dump helper", e))?
-        .filter(|r| r.message == Message::HelperReady)
-        .ok_or_else(|| Error::Helper("the dump helper did not report ready within 30 s".into()))?;
-    let helper = ready.sender;
+    let helper = wait_until_ready()?;
 
     // Return freed heap to the kernel, so the image holds live memory only.
     // SAFETY: malloc_trim only releases free pages.
@@ -111,7 +112,10 @@ fn run_helper(
         .map_err(|e| Error::Io("writing the manifest draft", e))?;
     let placeholder = restore_args::placeholder()
         .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
-    stdio::swap_to_memfds().map_err(|e| Error::Io("handing stdio over", e))?;
+    if let Err(e) = stdio::swap_to_memfds() {
+        let _ = stdio::take_back(helper);
+        return Err(Error::Io("handing stdio over", e));
+    }
     let dumped_at = SystemTime::now();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
         let _ = stdio::take_back(helper);
@@ -130,15 +134,38 @@ fn run_helper(
         message => {
             let taken_back = stdio::take_back(helper);
             let _ = signal::send(helper, helper, Message::Release);
-            taken_back.map_err(|e| Error::Io("taking stdio back from the dump helper", e))?;
+            let lost_stdio = |e: std::io::Error| {
+                format!("\n(stdio could not be taken back from the helper: {e})")
+            };
             if message == Message::LeftRunning {
-                return Ok(EngineOutcome::LeftRunning);
+                return taken_back
+                    .map(|()| EngineOutcome::LeftRunning)
+                    .map_err(|e| Error::Io("taking stdio back from the dump helper", e));
             }
             let log = image::failed_log(&config.image_dir);
-            Err(Error::Dump {
-                reason: criu::log_digest(&log, 8),
-                log,
-            })
+            let mut reason = criu::log_digest(&log, 8);
+            if let Err(e) = taken_back {
+                reason.push_str(&lost_stdio(e));
+            }
+            Err(Error::Dump { reason, log })
+        }
+    }
+}
+
+/// Waits for the helper's `HelperReady`; returns its PID.
+fn wait_until_ready() -> Result<libc::pid_t, Error> {
+    let deadline = std::time::Instant::now() + HELPER_START;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match signal::wait(Some(left)).map_err(|e| Error::Io("waiting for the dump helper", e))? {
+            Some(r) if r.message == Message::HelperReady => return Ok(r.sender),
+            Some(_) => continue, // a stale message of an earlier attempt
+            None => {
+                return Err(Error::Helper(format!(
+                    "the dump helper did not report ready within {} s",
+                    HELPER_START.as_secs()
+                )));
+            }
         }
     }
 }
@@ -160,9 +187,7 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
             }
             Ok(_) => {}
         }
-        // SAFETY: signal 0 only checks that the process exists.
-        let alive = unsafe { libc::kill(helper, 0) } == 0;
-        match (alive, gone_since) {
+        match (procfs::alive(helper), gone_since) {
             (true, _) => gone_since = None,
             (false, None) => gone_since = Some(std::time::Instant::now()),
             (false, Some(since)) if since.elapsed() > WAKE_GRACE => {
@@ -175,29 +200,42 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
     }
 }
 
-/// CRIU restores a session leader without a terminal; anything else needs `--shell-job`,
-/// which cannot restore without one.
+/// Whether this process can be dumped as it was started: checked before any hook runs.
+/// CRIU restores a session leader without a terminal (anything else needs
+/// `--shell-job`, which cannot restore without one), and PID 1 would be its own
+/// helper's parent.
+pub fn check_startable() -> Result<(), Error> {
+    let pid = nix::unistd::getpid();
+    if pid.as_raw() == 1 {
+        return Err(Error::Config(
+            "PID 1 cannot checkpoint itself (its dump helper would be its own child): run it \
+             under `crac __init` or another init"
+                .into(),
+        ));
+    }
+    let leads_session = nix::unistd::getsid(None).ok() == Some(pid);
+    let leads_group = nix::unistd::getpgrp() == pid;
+    if leads_group && !leads_session {
+        return Err(Error::Config(
+            "the process leads a process group (as shells start jobs) and so cannot become a \
+             session leader, which CRIU needs to restore it without a terminal: start it with \
+             `setsid`"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Detaches from the caller's session (irreversible; [`check_startable`] made sure it
+/// succeeds). A process checkpointed once stays a session leader.
 fn become_session_leader() -> Result<(), Error> {
     let pid = nix::unistd::getpid();
     if nix::unistd::getsid(None).ok() == Some(pid) {
         return Ok(());
     }
-    nix::unistd::setsid().map(|_| ()).map_err(|e| {
-        Error::Helper(format!(
-            "cannot become a session leader ({e}): the process leads a process group, as shells \
-             start jobs; start it with `setsid` (or `crac run`) so it can be checkpointed"
-        ))
-    })
-}
-
-fn threads() -> Vec<i32> {
-    let mut tids: Vec<i32> = std::fs::read_dir("/proc/self/task")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    tids.sort_unstable();
-    tids
+    nix::unistd::setsid()
+        .map(|_| ())
+        .map_err(|e| Error::Config(format!("cannot become a session leader: {e}")))
 }
 
 fn resident_bytes() -> u64 {

@@ -1,19 +1,22 @@
 //! The one real-time signal the self-dump protocol speaks, and the values it carries.
 //!
 //! The waiting thread blocks the signal and waits for it with `sigtimedwait`; senders
-//! address that thread (`rt_tgsigqueueinfo`), so other threads never see it and need no
-//! setup. A restored process keeps its TIDs, so the restorer can address it too.
+//! address that thread (`rt_tgsigqueueinfo`), so other threads never see it. A no-op
+//! handler is installed as well, so that a signal arriving late (after a timeout, or at
+//! a stale thread) is ignored instead of killing the process. A restored process keeps
+//! its TIDs, so the restorer can address it too.
 
 use std::io;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// Values carried by the signal (`si_value`).
+/// What a signal says (the low 8 bits of `si_value`; the rest is a payload).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i32)]
+#[repr(u8)]
 pub enum Message {
     /// helper → process: I am running and hold your original stdio.
     HelperReady = 1,
-    /// process → helper: everything is released, dump me.
+    /// process → helper: everything is released, dump me. Also requester → process:
+    /// checkpoint yourself (payload: the requester's answer fd).
     Go = 2,
     /// restorer → process: you run from an image.
     Restored = 3,
@@ -26,30 +29,46 @@ pub enum Message {
 }
 
 impl Message {
-    fn from_value(value: i32) -> Option<Message> {
-        [
-            Message::HelperReady,
-            Message::Go,
-            Message::Restored,
-            Message::LeftRunning,
-            Message::DumpFailed,
-            Message::Release,
-        ]
-        .into_iter()
-        .find(|m| *m as i32 == value)
-    }
+    const ALL: [Message; 6] = [
+        Message::HelperReady,
+        Message::Go,
+        Message::Restored,
+        Message::LeftRunning,
+        Message::DumpFailed,
+        Message::Release,
+    ];
 }
 
-/// The signal number: fixed relative to `SIGRTMIN`, the same in every crac-rs process.
-pub fn number() -> libc::c_int {
-    libc::SIGRTMIN() + 7
+/// The signal number. Fixed rather than relative to libc's `SIGRTMIN`, which differs
+/// between glibc and musl: a `crac` built against one must reach programs built
+/// against the other.
+const NUMBER: libc::c_int = 41;
+
+fn number() -> libc::c_int {
+    debug_assert!((libc::SIGRTMIN()..=libc::SIGRTMAX()).contains(&NUMBER));
+    NUMBER
 }
 
 /// The calling thread's signal mask, to put back with [`restore_mask`].
 pub struct Mask(libc::sigset_t);
 
-/// Blocks the signal in the calling thread, so it can be waited for.
+extern "C" fn ignore(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::c_void) {}
+
+/// Blocks the signal in the calling thread, so it can be waited for, and makes sure a
+/// stray one can never terminate the process.
 pub fn block() -> io::Result<Mask> {
+    static HANDLER: std::sync::Once = std::sync::Once::new();
+    HANDLER.call_once(|| {
+        // SAFETY: installs a handler that does nothing; SIG_IGN would instead discard
+        // signals already queued for a waiting thread.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = ignore as *const () as usize;
+            action.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(number(), &action, std::ptr::null_mut());
+        }
+    });
     let raw = raw_set();
     // SAFETY: plain mask manipulation of the calling thread; `old` is written on success.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
@@ -76,11 +95,12 @@ fn raw_set() -> libc::sigset_t {
     }
 }
 
-/// A received message and who sent it.
+/// A received message, who sent it, and its payload.
 #[derive(Debug, Clone, Copy)]
 pub struct Received {
     pub message: Message,
     pub sender: libc::pid_t,
+    pub payload: u32,
 }
 
 /// Waits for the next protocol message (the signal must be blocked in this thread).
@@ -88,14 +108,14 @@ pub struct Received {
 /// carrying an unknown value (another program's) are ignored.
 pub fn wait(timeout: Option<Duration>) -> io::Result<Option<Received>> {
     let raw = raw_set();
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         // SAFETY: siginfo is written by the kernel on success.
         let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
         let rc = match deadline {
             None => unsafe { libc::sigwaitinfo(&raw, &mut info) },
             Some(deadline) => {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let left = deadline.saturating_duration_since(Instant::now());
                 let ts = libc::timespec {
                     tv_sec: left.as_secs() as libc::time_t,
                     tv_nsec: left.subsec_nanos() as libc::c_long,
@@ -112,15 +132,31 @@ pub fn wait(timeout: Option<Duration>) -> io::Result<Option<Received>> {
             }
         }
         // SAFETY: the signal was queued with a value (SI_QUEUE), so si_value and si_pid are set.
-        let (value, sender) = unsafe { (info.si_value().sival_ptr as usize as i32, info.si_pid()) };
-        if let Some(message) = Message::from_value(value) {
-            return Ok(Some(Received { message, sender }));
+        let (value, sender) = unsafe { (info.si_value().sival_ptr as usize as u64, info.si_pid()) };
+        let found = Message::ALL.into_iter().find(|m| *m as u64 == value & 0xff);
+        if let Some(message) = found {
+            let payload = (value >> 8) as u32;
+            return Ok(Some(Received {
+                message,
+                sender,
+                payload,
+            }));
         }
     }
 }
 
 /// Sends `message` to thread `tid` of process `pid`.
 pub fn send(pid: libc::pid_t, tid: libc::pid_t, message: Message) -> io::Result<()> {
+    send_with(pid, tid, message, 0)
+}
+
+/// Sends `message` with a payload to thread `tid` of process `pid`.
+pub fn send_with(
+    pid: libc::pid_t,
+    tid: libc::pid_t,
+    message: Message,
+    payload: u32,
+) -> io::Result<()> {
     // SAFETY: a zeroed siginfo filled with the fields rt_tgsigqueueinfo reads.
     let rc = unsafe {
         let mut info: libc::siginfo_t = std::mem::zeroed();
@@ -132,8 +168,8 @@ pub fn send(pid: libc::pid_t, tid: libc::pid_t, message: Message) -> io::Result<
         let fields = raw.add(16) as *mut libc::c_int;
         *fields = libc::getpid();
         *fields.add(1) = libc::getuid() as libc::c_int;
-        let value = fields.add(2) as *mut usize;
-        *value = message as i32 as usize;
+        let value = fields.add(2) as *mut u64;
+        *value = message as u64 | (payload as u64) << 8;
         libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, number(), &info)
     };
     if rc < 0 {

@@ -19,8 +19,8 @@ const FORWARDED: [libc::c_int; 6] = [
 ];
 
 /// Passes signals on to a target process: they are blocked in the calling thread (and
-/// threads and children it starts later inherit nothing of it: Rust resets the mask of
-/// spawned children) and a thread forwards them.
+/// so in threads it starts later, the forwarding thread included, which waits for
+/// them; Rust resets the mask of spawned child processes) and a thread forwards them.
 pub struct Forwarding {
     target: Arc<AtomicI32>,
 }
@@ -92,7 +92,8 @@ pub fn wait_for(pid: libc::pid_t) -> Result<i32, Error> {
     }
 }
 
-fn exit_code(status: libc::c_int) -> i32 {
+/// A wait status as a shell reports it: the exit code, or 128 + the killing signal.
+pub fn exit_code(status: libc::c_int) -> i32 {
     if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
     } else {
