@@ -76,14 +76,11 @@ impl fmt::Display for FdInfo {
 
 /// Every open fd of this process, except the one used to list them.
 pub fn list() -> std::io::Result<Vec<FdInfo>> {
-    let mut fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    fds.sort_unstable();
+    std::fs::metadata("/proc/self/fd")?;
     let sockets = SocketTable::read();
-    Ok(fds
+    Ok(crate::procfs::numbered("/proc/self/fd")
         .into_iter()
-        // the directory handle used above is closed by now: its link is gone
+        // the directory handle used to list them is closed by now: its link is gone
         .filter_map(|fd| describe(fd, &sockets))
         .collect())
 }
