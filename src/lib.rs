@@ -48,7 +48,7 @@ pub use crac_core::{FdClaim, claim_fd, claimed_fds};
 #[cfg(all(feature = "criu", target_os = "linux"))]
 pub use crac_criu as criu;
 #[cfg(all(feature = "criu", target_os = "linux"))]
-pub use crac_criu::checkpoint_on_request;
+pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready};
 
 /// Notifies every participant, asks the selected engine for an image, and returns once
 /// the process runs again — restored, left running, or rolled back after a failure.

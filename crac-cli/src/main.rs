@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use crac_criu::request::Answer;
 use crac_criu::restore::{self, RestoreOptions};
 use crac_criu::restore_args::RestoreArgs;
+use crac_criu::run::{self, RunOptions, Trigger};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,28 @@ enum Command {
         /// New arguments for the restored process (crac::Restore::args).
         #[arg(last = true)]
         args: Vec<String>,
+    },
+    /// Restore the image in --image if it is valid for APP on this host; otherwise start
+    /// APP in a private PID namespace, checkpoint it when it is ready, and restore it at
+    /// once. The container entrypoint in one command.
+    Run {
+        /// The image directory.
+        #[arg(long)]
+        image: PathBuf,
+        /// When the first run checkpoints: `ready` (the app calls crac::ready()),
+        /// `request` (crac checkpoint PID), or `timeout=SECS`.
+        #[arg(long, default_value = "ready", value_parser = parse_trigger)]
+        on: Trigger,
+        /// Also re-checkpoint every SECS seconds, left running, when the app reaches
+        /// crac::at_consistent_point().
+        #[arg(long, value_name = "SECS")]
+        every: Option<u64>,
+        /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
+        #[arg(long)]
+        replace_invalid: bool,
+        /// The application and its arguments.
+        #[arg(last = true, required = true)]
+        app: Vec<std::ffi::OsString>,
     },
     /// Ask the running process PID (which called crac::checkpoint_on_request) to
     /// checkpoint itself, and report the outcome.
@@ -102,6 +125,23 @@ fn main() -> ExitCode {
             }
             0
         }),
+        Command::Run {
+            image,
+            on,
+            every,
+            replace_invalid,
+            app,
+        } => {
+            let options = RunOptions {
+                image,
+                trigger: on,
+                every,
+                replace_invalid,
+            };
+            std::env::current_exe()
+                .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+                .and_then(|tool| run::run(&options, &tool, &app[0], &app[1..]))
+        }
         Command::Inspect { dir, json } => crac_criu::inspect::inspect(&dir).map(|image| {
             println!(
                 "{}",
@@ -116,6 +156,19 @@ fn main() -> ExitCode {
         Command::Wait { pid } => restore::wait_for(pid),
         Command::Init { app, args } => crac_criu::namespace::init(&app, &args),
     })
+}
+
+fn parse_trigger(text: &str) -> Result<Trigger, String> {
+    match text {
+        "ready" => Ok(Trigger::Ready),
+        "request" => Ok(Trigger::Request),
+        _ => match text.strip_prefix("timeout=").map(str::parse::<f64>) {
+            Some(Ok(secs)) if secs >= 0.0 => {
+                Ok(Trigger::Timeout(std::time::Duration::from_secs_f64(secs)))
+            }
+            _ => Err(format!("`{text}`: expected ready, request or timeout=SECS")),
+        },
+    }
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {

@@ -161,6 +161,16 @@ fn app() {
         ));
         std::process::exit(7);
     }
+    if scenario == "ready" {
+        let restore = crac::ready().unwrap();
+        say(&format!(
+            "ready {:?} checksum {}",
+            restore.map(|r| r.outcome()),
+            index.checksum()
+        ));
+        say("exiting 7");
+        std::process::exit(7);
+    }
     if scenario == "request" {
         crac::checkpoint_on_request().unwrap();
         say("ready");
@@ -347,6 +357,7 @@ fn lines(out: &str) -> Vec<&str> {
                 "restored ",
                 "connection ",
                 "unique ",
+                "ready ",
             ]
             .iter()
             .any(|p| l.starts_with(p))
@@ -981,4 +992,114 @@ fn a_directory_that_holds_other_files_is_never_used_as_the_image() {
         std::fs::read_to_string(dir.join("important.txt")).unwrap(),
         "keep me"
     );
+}
+
+/// `crac run --image DIR -- <this test binary in app mode>` for `scenario`.
+fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_crac"));
+    only_stdio(&mut cmd)
+        .args(["run", "--image", image.to_str().unwrap()])
+        .args(extra)
+        .arg("--")
+        .arg(exe)
+        .args(["app", "--exact", "--nocapture", "--test-threads=1", "-q"])
+        .env("CRAC_E2E_SCENARIO", scenario)
+        .env_remove("CRAC_CHECKPOINT_TO")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("run");
+    let image = dir.join("image");
+    let exe = std::env::current_exe().unwrap();
+
+    let first = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(first.status.code(), Some(7), "{first:?}");
+    let stdout = text(&first.stdout);
+    let checksum = checksum_of(lines(&stdout)[0]).to_string();
+    assert_eq!(
+        lines(&stdout),
+        [
+            format!("pid 2 checksum {checksum}").as_str(),
+            "hook server before_checkpoint",
+            "hook index before_checkpoint",
+            "hook index after_restore Restored",
+            "hook server after_restore Restored",
+            &format!("ready Some(Restored) checksum {checksum}"),
+            "exiting 7",
+        ],
+        "the first run warms up, is checkpointed at ready, and goes on restored"
+    );
+    assert!(text(&first.stderr).contains(&format!(
+        "crac: image written to {}; restoring it",
+        image.display()
+    )));
+
+    let later = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(later.status.code(), Some(7), "{later:?}");
+    assert_eq!(
+        lines(&text(&later.stdout)),
+        [
+            "hook index after_restore Restored",
+            "hook server after_restore Restored",
+            &format!("ready Some(Restored) checksum {checksum}"),
+            "exiting 7",
+        ],
+        "later runs restore without warming up"
+    );
+
+    let plain = Run::new("ready", &dir.join("unused")).output();
+    assert_eq!(plain.status.code(), Some(7));
+    assert!(
+        text(&plain.stdout).contains("ready None checksum"),
+        "without crac run, ready() does nothing"
+    );
+}
+
+#[test]
+fn crac_run_never_restores_a_foreign_image_blindly() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("run-foreign");
+    let image = dir.join("image");
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(crac_run(&exe, &image, "ready", &[]).status.code(), Some(7));
+
+    let other = dir.join("other-app");
+    std::fs::copy(&exe, &other).unwrap();
+    let refused = crac_run(&other, &image, "ready", &[]);
+    assert_eq!(refused.status.code(), Some(70), "{refused:?}");
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "it was taken from {}, not {}",
+            exe.display(),
+            other.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pass --replace-invalid to take a fresh checkpoint instead"),
+        "{stderr}"
+    );
+
+    let replaced = crac_run(&other, &image, "ready", &["--replace-invalid"]);
+    assert_eq!(replaced.status.code(), Some(7), "{replaced:?}");
+    assert!(
+        text(&replaced.stderr).contains("crac: replacing the image in"),
+        "{replaced:?}"
+    );
+    assert!(
+        text(&replaced.stdout).starts_with("\nrunning 1 test\npid 2 checksum"),
+        "a fresh warm-up: {replaced:?}"
+    );
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    assert!(manifest.contains(&format!("executable {}\n", other.display())));
 }

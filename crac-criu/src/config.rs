@@ -41,15 +41,16 @@ impl Config {
         let image_dir = std::path::absolute(&image_dir).map_err(|e| {
             Error::Config(format!("CRAC_CHECKPOINT_TO={}: {e}", image_dir.display()))
         })?;
-        let leave_running = match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
-            Err(_) | Ok("") | Ok("0") | Ok("false") => false,
-            Ok("1") | Ok("true") => true,
-            Ok(other) => {
-                return Err(Error::Config(format!(
-                    "CRAC_LEAVE_RUNNING={other:?}: expected 1 or 0"
-                )));
-            }
-        };
+        let leave_running = crate::ready::LEAVE_RUNNING.load(std::sync::atomic::Ordering::SeqCst)
+            || match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
+                Err(_) | Ok("") | Ok("0") | Ok("false") => false,
+                Ok("1") | Ok("true") => true,
+                Ok(other) => {
+                    return Err(Error::Config(format!(
+                        "CRAC_LEAVE_RUNNING={other:?}: expected 1 or 0"
+                    )));
+                }
+            };
         let log_level = match std::env::var("CRAC_LOG").as_deref() {
             Err(_) | Ok("") => 2,
             Ok(level) => match level.parse::<u8>() {

@@ -23,9 +23,11 @@ pub mod inspect;
 mod manifest;
 pub mod namespace;
 mod procfs;
+mod ready;
 pub mod request;
 pub mod restore;
 pub mod restore_args;
+pub mod run;
 mod selfdump;
 mod signal;
 mod stdio;
@@ -37,6 +39,7 @@ use crac_core::BoxError;
 use crac_core::engine::{Engine, EngineOutcome, Request};
 
 pub use config::criu_binary;
+pub use ready::{INTERVAL_ENV, ON_READY_ENV, at_consistent_point, ready};
 pub use request::checkpoint_on_request;
 
 /// What can go wrong in the criu engine and in restores.

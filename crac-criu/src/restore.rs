@@ -109,7 +109,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
 pub use crate::supervise::wait_for;
 
 /// The first child of `pid`, waiting briefly for it to appear; `pid` itself if none does.
-fn first_child(pid: libc::pid_t) -> libc::pid_t {
+pub(crate) fn first_child(pid: libc::pid_t) -> libc::pid_t {
     let children = format!("/proc/{pid}/task/{pid}/children");
     for _ in 0..500 {
         let found = std::fs::read_to_string(&children)

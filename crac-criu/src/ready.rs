@@ -1,0 +1,77 @@
+//! The application's side of `crac run`: the points at which a checkpoint may be taken.
+//!
+//! [`ready`] is where a freshly started service is warm (Spring's
+//! `-Dspring.context.checkpoint=onRefresh`): when `crac run` started the process to
+//! produce an image (`CRAC_CHECKPOINT_ON_READY=1`), the first call checkpoints it;
+//! otherwise it does nothing. [`at_consistent_point`] is where the application's state
+//! is consistent (Kafka Streams' commit): with `CRAC_CHECKPOINT_INTERVAL=SECS` it takes
+//! a left-running checkpoint when that much time has passed since the last one, so that
+//! after a crash `crac run` restarts from the last consistent image instead of cold.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crac_core::{Error, Restore};
+
+/// Set by `crac run` for a process started to produce an image.
+pub const ON_READY_ENV: &str = "CRAC_CHECKPOINT_ON_READY";
+/// Seconds between checkpoints taken at consistent points.
+pub const INTERVAL_ENV: &str = "CRAC_CHECKPOINT_INTERVAL";
+
+static READY_DONE: AtomicBool = AtomicBool::new(false);
+/// Unix seconds when the next periodic checkpoint is due; 0 until first read, MAX: never.
+static DUE: AtomicU64 = AtomicU64::new(0);
+/// When set, the criu engine leaves the process running whatever `CRAC_LEAVE_RUNNING` says.
+pub(crate) static LEAVE_RUNNING: AtomicBool = AtomicBool::new(false);
+
+/// The service is warm. Checkpoints once if `crac run` asked for it (returning the
+/// restore, in the restored copy); otherwise returns `Ok(None)` at once.
+pub fn ready() -> Result<Option<Restore>, Error> {
+    if std::env::var_os(ON_READY_ENV).is_none_or(|v| v != "1")
+        || READY_DONE.swap(true, Ordering::SeqCst)
+    {
+        return Ok(None);
+    }
+    crac_core::checkpoint_restore().map(Some)
+}
+
+/// The application's state is consistent here. Takes a left-running checkpoint when
+/// `CRAC_CHECKPOINT_INTERVAL` seconds have passed since the last one (costs an atomic
+/// load and a clock read otherwise); returns its outcome, or `Ok(None)`.
+pub fn at_consistent_point() -> Result<Option<Restore>, Error> {
+    let now = unix_secs();
+    let due = match DUE.load(Ordering::Relaxed) {
+        0 => {
+            let first = interval().map_or(u64::MAX, |every| now + every);
+            DUE.store(first, Ordering::Relaxed);
+            first
+        }
+        due => due,
+    };
+    if now < due {
+        return Ok(None);
+    }
+    let Some(every) = interval() else {
+        DUE.store(u64::MAX, Ordering::Relaxed);
+        return Ok(None);
+    };
+    DUE.store(now + every, Ordering::Relaxed);
+    LEAVE_RUNNING.store(true, Ordering::SeqCst);
+    let outcome = crac_core::checkpoint_restore();
+    LEAVE_RUNNING.store(false, Ordering::SeqCst);
+    outcome.map(Some)
+}
+
+fn interval() -> Option<u64> {
+    std::env::var(INTERVAL_ENV)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|every| *every > 0)
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

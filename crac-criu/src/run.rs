@@ -1,0 +1,184 @@
+//! `crac run`: the container entrypoint in one command. Restore the image if there is a
+//! valid one for this executable and host; otherwise start the application in a private
+//! PID namespace, let it warm up, take the image at the point it declares (or on
+//! request, or after a timeout), and restore it at once — so the first run behaves like
+//! every later one. An invalid or foreign image is never restored blindly: it is refused,
+//! or with `replace_invalid` replaced by a fresh checkpoint.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::manifest::{FILE_NAME, Manifest};
+use crate::restore::{RestoreOptions, first_child, restore};
+use crate::restore_args::RestoreArgs;
+use crate::supervise::{self, Forwarding};
+use crate::{Error, image, namespace, ready};
+
+/// When the first run takes its image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// When the application calls `crac::ready()`.
+    Ready,
+    /// On `crac checkpoint PID` (the application calls `crac::checkpoint_on_request()`).
+    Request,
+    /// This long after start (the application calls `crac::checkpoint_on_request()`).
+    Timeout(Duration),
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The image directory.
+    pub image: PathBuf,
+    /// When the first run checkpoints.
+    pub trigger: Trigger,
+    /// Re-checkpoint (left running) at consistent points every this many seconds.
+    pub every: Option<u64>,
+    /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
+    pub replace_invalid: bool,
+}
+
+/// Runs `app` with `args` as `options` say; returns the exit code to exit with.
+pub fn run(
+    options: &RunOptions,
+    tool: &Path,
+    app: &OsStr,
+    args: &[OsString],
+) -> Result<i32, Error> {
+    let app = resolve(app)?;
+    let given = RestoreArgs {
+        args: Vec::new(),
+        env: options
+            .every
+            .map(|every| (ready::INTERVAL_ENV.to_string(), every.to_string()))
+            .into_iter()
+            .collect(),
+    };
+    let restore_options = RestoreOptions {
+        given,
+        ..Default::default()
+    };
+    if options.image.join(FILE_NAME).exists() {
+        match usable(&options.image, &app) {
+            Ok(()) => return restore(&options.image, tool, &restore_options),
+            Err(problem) if options.replace_invalid => {
+                eprintln!(
+                    "crac: replacing the image in {}: {problem}",
+                    options.image.display()
+                );
+                std::fs::remove_dir_all(&options.image)
+                    .map_err(|e| Error::Io("removing the old image", e))?;
+            }
+            Err(problem) => {
+                return Err(Error::Image {
+                    dir: options.image.clone(),
+                    problem: format!(
+                        "{problem}; pass --replace-invalid to take a fresh checkpoint instead"
+                    ),
+                });
+            }
+        }
+    }
+    image::check_target(&options.image)?;
+
+    let status = first_run(options, tool, &app, args)?;
+    if options.image.join(FILE_NAME).exists() {
+        eprintln!(
+            "crac: image written to {}; restoring it",
+            options.image.display()
+        );
+        restore(&options.image, tool, &restore_options)
+    } else {
+        eprintln!(
+            "crac: {} exited (status {status}) without taking an image in {}",
+            app.display(),
+            options.image.display()
+        );
+        Ok(status)
+    }
+}
+
+/// An image exists: can it be restored here, and is it this application's?
+fn usable(dir: &Path, app: &Path) -> Result<(), String> {
+    let manifest: Manifest = image::validate(dir).map_err(|e| e.to_string())?;
+    if manifest.executable != app {
+        return Err(format!(
+            "it was taken from {}, not {}",
+            manifest.executable.display(),
+            app.display()
+        ));
+    }
+    if !manifest.private_pid_namespace {
+        return Err("it was not taken under crac run (it needs its original PID)".into());
+    }
+    Ok(())
+}
+
+/// Starts the application to take the image; returns its exit code.
+fn first_run(
+    options: &RunOptions,
+    tool: &Path,
+    app: &Path,
+    args: &[OsString],
+) -> Result<i32, Error> {
+    let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
+    cmd.env("CRAC_CHECKPOINT_TO", &options.image)
+        .env("CRAC_ENGINE", "criu");
+    if options.trigger == Trigger::Ready {
+        cmd.env(ready::ON_READY_ENV, "1");
+    }
+    if let Some(every) = options.every {
+        cmd.env(ready::INTERVAL_ENV, every.to_string());
+    }
+    let forwarding = Forwarding::start();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::Io("running `unshare` (util-linux)", e))?;
+    let init = first_child(child.id() as libc::pid_t);
+    forwarding.to(init);
+    let app_pid = first_child(init);
+    match options.trigger {
+        Trigger::Ready => eprintln!(
+            "crac: no image in {}: started {} (PID {app_pid}); it is checkpointed when it calls crac::ready()",
+            options.image.display(),
+            app.display()
+        ),
+        Trigger::Request => eprintln!(
+            "crac: no image in {}: started {} (PID {app_pid}); checkpoint it with `crac checkpoint {app_pid}`",
+            options.image.display(),
+            app.display()
+        ),
+        Trigger::Timeout(after) => {
+            std::thread::spawn(move || {
+                std::thread::sleep(after);
+                if let Err(e) = crate::request::send(app_pid) {
+                    eprintln!("crac: the timed checkpoint failed: {e}");
+                }
+            });
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Io("waiting for the application", e))?;
+    Ok(supervise::exit_code(
+        std::os::unix::process::ExitStatusExt::into_raw(status),
+    ))
+}
+
+/// `app` as an absolute path, searched in `PATH` when it has no slash.
+fn resolve(app: &OsStr) -> Result<PathBuf, Error> {
+    let path = Path::new(app);
+    let found = if path.components().count() > 1 {
+        Some(path.to_path_buf())
+    } else {
+        std::env::var_os("PATH")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|dir| dir.join(path))
+            .find(|candidate| candidate.is_file())
+    };
+    found
+        .and_then(|p| p.canonicalize().ok())
+        .ok_or_else(|| Error::Config(format!("cannot find the program {}", path.display())))
+}
