@@ -402,3 +402,72 @@ fn a_single_own_failure_is_reported_as_is_and_tuple_fields_by_index() {
       - `pair.0` failed in after_restore: vault unreachable"
     );
 }
+
+/// What `Pool` needs of its connection: `Send`, not `Sync`.
+trait Reopen: Send {
+    fn reopen(&self);
+}
+
+impl Reopen for std::cell::Cell<u32> {
+    fn reopen(&self) {
+        self.set(self.get() + 1);
+    }
+}
+
+/// `Sync` for any `C: Send`, through the `Mutex`: the impl is bounded on the type, not
+/// on each parameter.
+#[derive(Checkpointable)]
+#[crac(after_restore = Self::reopen)]
+struct Pool<C: Reopen> {
+    conn: Mutex<C>,
+}
+
+impl<C: Reopen> Pool<C> {
+    fn reopen(&self, _: &Restore) {
+        self.conn.lock().unwrap().reopen();
+    }
+}
+
+#[test]
+fn a_generic_type_needs_only_itself_to_be_send_and_sync() {
+    let _serial = serial();
+    let pool = Arc::new(Pool {
+        conn: Mutex::new(std::cell::Cell::new(0_u32)),
+    });
+    crac::register(&pool);
+
+    crac::checkpoint_restore().unwrap();
+
+    assert_eq!(pool.conn.lock().unwrap().get(), 1);
+}
+
+#[derive(Checkpointable)]
+struct Dynamic {
+    #[crac(resource)]
+    inner: Arc<dyn Resource>,
+    #[crac(resource)]
+    wrapped: Mutex<Option<Arc<dyn Resource>>>,
+}
+
+#[test]
+fn resource_delegates_to_trait_objects() {
+    let _serial = serial();
+    let log = Log::default();
+    let dynamic = Arc::new(Dynamic {
+        inner: Arc::new(Probe::new("inner", &log)),
+        wrapped: Mutex::new(Some(Arc::new(Probe::new("wrapped", &log)))),
+    });
+    crac::register(&dynamic);
+
+    crac::checkpoint_restore().unwrap();
+
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "wrapped before",
+            "inner before",
+            "inner after",
+            "wrapped after"
+        ]
+    );
+}

@@ -53,6 +53,75 @@ mod nested {
     }
 }
 
+/// Equal ranks (0), names in the opposite order of the paths.
+mod by_path {
+    #[crac::on_restore(name = "b: hooks::by_path::a_path")]
+    pub fn a_path() {}
+
+    #[crac::on_restore(name = "a: hooks::by_path::b_path")]
+    pub fn b_path() {}
+}
+
+/// Generated bindings must not collide with the user's items in scope, and generated
+/// items must not need an `allow` that a `forbid` would reject.
+mod collisions {
+    #![allow(non_upper_case_globals)]
+    #![forbid(non_camel_case_types, dead_code)]
+
+    use std::sync::Mutex;
+
+    use crac::{BoxError, Checkpoint, Checkpointable, Restore};
+
+    pub const event: u32 = 1;
+    pub static hook: u32 = 2;
+    pub const steps: u32 = 3;
+    pub const deps: u32 = 4;
+
+    pub mod recorded {
+        use super::*;
+
+        pub fn before_checkpoint(log: &Mutex<Vec<String>>, _: &Checkpoint) {
+            log.lock().unwrap().push("field before".into());
+        }
+
+        pub fn after_restore(log: &Mutex<Vec<String>>, _: &Restore) {
+            log.lock().unwrap().push("field after".into());
+        }
+    }
+
+    #[derive(Checkpointable)]
+    #[crac(depends_on(super::Store))]
+    #[crac(before_checkpoint = Self::before, after_restore = Self::after)]
+    pub struct Collide {
+        #[crac(with = recorded)]
+        pub log: Mutex<Vec<String>>,
+        #[crac(secret, reload = Self::reload)]
+        pub key: Mutex<String>,
+    }
+
+    impl Collide {
+        fn before(&self, checkpoint: &Checkpoint) {
+            assert_eq!(checkpoint.engine, "simulate");
+            self.log.lock().unwrap().push("own before".into());
+        }
+        fn after(&self, _: &Restore) -> Result<(), BoxError> {
+            self.log.lock().unwrap().push("own after".into());
+            Ok(())
+        }
+        fn reload(&self) -> Result<String, BoxError> {
+            Ok(format!("{}", event + hook + steps + deps))
+        }
+    }
+
+    #[crac::before_checkpoint(depends_on(Collide))]
+    pub fn flush(checkpoint: &Checkpoint) {
+        assert_eq!(checkpoint.engine, "simulate");
+    }
+
+    #[crac::on_restore(depends_on(flush))]
+    pub fn reopen() {}
+}
+
 #[crac::on_restore(depends_on(nested::restore_plain, Store))]
 fn restore_event(event: &crac::Restore) {
     assert!(event.is_restored());
@@ -66,6 +135,9 @@ fn ranks_follow_depends_on_across_hooks_and_types() {
     assert_eq!(<Store as Ranked>::RANK, 1);
     assert_eq!(<with_event as Ranked>::RANK, 2);
     assert_eq!(<restore_event as Ranked>::RANK, 2);
+    assert_eq!(<collisions::Collide as Ranked>::RANK, 2);
+    assert_eq!(<collisions::flush as Ranked>::RANK, 3);
+    assert_eq!(<collisions::reopen as Ranked>::RANK, 4);
 }
 
 #[test]
@@ -84,14 +156,63 @@ fn the_plan_lists_hooks_with_their_names_ranks_and_kinds() {
     assert_eq!(
         entries,
         [
-            // Equal ranks: registered resources, then hooks by descending name.
+            ("hooks::collisions::reopen", 4, Kind::OnRestore, 0),
+            ("hooks::collisions::flush", 3, Kind::BeforeCheckpoint, 0),
+            // Equal ranks: registered resources, then hooks by descending full path.
             ("hooks::with_event", 2, Kind::BeforeCheckpoint, 0),
             ("hooks::restore_event", 2, Kind::OnRestore, 0),
             ("hooks::Store", 1, Kind::Resource, 0),
-            ("nested restore", 0, Kind::OnRestore, 0),
             ("hooks::plain", 0, Kind::BeforeCheckpoint, 0),
+            ("nested restore", 0, Kind::OnRestore, 0),
+            ("a: hooks::by_path::b_path", 0, Kind::OnRestore, 0),
+            ("b: hooks::by_path::a_path", 0, Kind::OnRestore, 0),
         ]
     );
+}
+
+#[test]
+fn hooks_of_equal_rank_are_ordered_by_full_path_not_by_name() {
+    let _serial = serial();
+
+    let plan = crac::plan();
+
+    // Hooks count as registered in the order of their paths: `hooks::by_path::a_path`,
+    // `hooks::by_path::b_path`, `hooks::nested::restore_plain`, `hooks::plain`; at equal
+    // rank, checkpoint order is the reverse. By name it would be `nested restore`,
+    // `hooks::plain`, `b: ...`, `a: ...`.
+    let rank_zero: Vec<_> = plan
+        .entries
+        .iter()
+        .filter(|e| e.rank == 0)
+        .map(|e| e.name.as_str())
+        .collect();
+    assert_eq!(
+        rank_zero,
+        [
+            "hooks::plain",
+            "nested restore",
+            "a: hooks::by_path::b_path",
+            "b: hooks::by_path::a_path",
+        ]
+    );
+}
+
+#[test]
+fn generated_bindings_do_not_collide_with_items_in_scope() {
+    let _serial = serial();
+    let collide = Arc::new(collisions::Collide {
+        log: std::sync::Mutex::new(Vec::new()),
+        key: std::sync::Mutex::new("key".into()),
+    });
+    crac::register(&collide);
+
+    crac::checkpoint_restore().unwrap();
+
+    assert_eq!(
+        *collide.log.lock().unwrap(),
+        ["own before", "field before", "field after", "own after"]
+    );
+    assert_eq!(*collide.key.lock().unwrap(), "10");
 }
 
 #[test]

@@ -104,7 +104,11 @@ fn main() -> ExitCode {
             let options = RestoreOptions {
                 log,
                 log_level,
-                given: RestoreArgs { args, env },
+                given: RestoreArgs {
+                    args,
+                    env,
+                    began: None,
+                },
             };
             std::env::current_exe()
                 .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))

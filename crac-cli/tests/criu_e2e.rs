@@ -171,6 +171,28 @@ fn app() {
         say("exiting 7");
         std::process::exit(7);
     }
+    if scenario == "periodic" {
+        // a service loop: work, then a consistent point; crashes after two images
+        let mut images = 0;
+        for round in 0.. {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(restore) = crac::at_consistent_point().unwrap() {
+                say(&format!(
+                    "periodic {:?} at round {round}",
+                    restore.outcome()
+                ));
+                if restore.is_restored() {
+                    say("exiting 7");
+                    std::process::exit(7);
+                }
+                images += 1;
+                if images == 2 {
+                    say("crashing");
+                    std::process::abort();
+                }
+            }
+        }
+    }
     if scenario == "request" {
         crac::checkpoint_on_request().unwrap();
         say("ready");
@@ -358,6 +380,8 @@ fn lines(out: &str) -> Vec<&str> {
                 "connection ",
                 "unique ",
                 "ready ",
+                "periodic ",
+                "crashing",
             ]
             .iter()
             .any(|p| l.starts_with(p))
@@ -446,6 +470,12 @@ fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_std
             "exiting 7",
         ],
         "{restored}"
+    );
+    let summary = text(&out.stderr);
+    assert!(
+        summary.starts_with("crac: restored in ")
+            && summary.contains(" ms (2 participants notified in "),
+        "a one-line summary on stderr: {summary}"
     );
     assert_eq!(
         std::fs::read_to_string(&log_path).unwrap(),
@@ -1102,4 +1132,39 @@ fn crac_run_never_restores_a_foreign_image_blindly() {
     );
     let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
     assert!(manifest.contains(&format!("executable {}\n", other.display())));
+}
+
+#[test]
+fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("periodic");
+    let image = dir.join("image");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_run(
+        &exe,
+        &image,
+        "periodic",
+        &["--on", "request", "--every", "1"],
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let l = lines(&stdout);
+    let second = l
+        .iter()
+        .filter(|l| l.starts_with("periodic LeftRunning"))
+        .nth(1)
+        .expect("two periodic images");
+    let round = second.rsplit(' ').next().unwrap();
+    assert!(l.contains(&"crashing"), "{stdout}");
+    assert_eq!(
+        l[l.len() - 2..],
+        [
+            format!("periodic Restored at round {round}").as_str(),
+            "exiting 7"
+        ],
+        "restarted from the last consistent image, not cold: {stdout}"
+    );
+    assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
 }

@@ -6,7 +6,7 @@
 //! [`register_engine!`](crate::register_engine) and are chosen by name.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::error::Error;
 use crate::event::Checkpoint;
@@ -59,6 +59,9 @@ pub enum EngineOutcome {
         /// Environment variables given at restore time; set in the process before any
         /// `after_restore` hook runs.
         env: Vec<(String, String)>,
+        /// When the restore was started (by `crac restore`), if known: the process then
+        /// reports on stderr how long it took to be running again, hooks included.
+        restore_began: Option<SystemTime>,
     },
     /// The image was taken and this is the original process, still running.
     LeftRunning,

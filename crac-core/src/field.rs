@@ -7,8 +7,8 @@ use crate::error::{Failure, Failures, Phase, catch_panic};
 use crate::event::{Checkpoint, Restore};
 use crate::resource::{BoxError, Resource};
 
-/// A field marked `#[crac(resource)]`: a [`Resource`], directly or inside `Arc`,
-/// `Option`, `Mutex` or `RwLock`.
+/// A field marked `#[crac(resource)]`: a [`Resource`] (`dyn Resource` included), directly
+/// or inside `Arc`, `Option`, `Mutex` or `RwLock`, e.g. `Arc<dyn Resource>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be used with `#[crac(resource)]`",
     label = "not a `crac::Resource`",
@@ -22,7 +22,7 @@ pub trait Delegate {
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError>;
 }
 
-impl<R: Resource> Delegate for R {
+impl<R: Resource + ?Sized> Delegate for R {
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
         Resource::before_checkpoint(self, event)
     }

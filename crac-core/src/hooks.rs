@@ -8,8 +8,11 @@ use crate::resource::BoxError;
 /// One annotated function, submitted to `inventory` by the attribute macros.
 #[doc(hidden)]
 pub struct StaticHook {
-    /// `module::path::function`.
+    /// The name in plans and errors: the macro's `name = "..."`, or else [`path`](Self::path).
     pub name: &'static str,
+    /// `crate::module::function`, the function's full path: hooks count as registered in
+    /// the order of their paths, whatever their names.
+    pub path: &'static str,
     /// Its compile-time [`Ranked::RANK`](crate::Ranked::RANK).
     pub rank: u32,
     /// The wrapped function.
@@ -27,12 +30,12 @@ pub enum HookFn {
 
 inventory::collect!(StaticHook);
 
-/// Every hook linked into the program, sorted by name (their registration order).
+/// Every hook linked into the program, sorted by full path (their registration order).
 pub(crate) fn all() -> &'static [&'static StaticHook] {
     static SORTED: OnceLock<Vec<&'static StaticHook>> = OnceLock::new();
     SORTED.get_or_init(|| {
         let mut hooks: Vec<_> = inventory::iter::<StaticHook>.into_iter().collect();
-        hooks.sort_by_key(|hook| hook.name);
+        hooks.sort_by_key(|hook| hook.path);
         hooks
     })
 }

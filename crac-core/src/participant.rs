@@ -55,7 +55,7 @@ impl Participant {
     }
 }
 
-/// Live resources (in registration order) and hooks (sorted by name), in checkpoint order.
+/// Live resources (in registration order) and hooks (sorted by full path), in checkpoint order.
 pub(crate) fn in_checkpoint_order(live: Vec<Live>, hooks: &[&'static StaticHook]) -> Vec<Ranked> {
     let mut all: Vec<Ranked> = live
         .into_iter()

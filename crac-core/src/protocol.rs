@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use crate::context;
 use crate::engine::{self, EngineOutcome, Request};
@@ -43,7 +44,20 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         generation: CHECKPOINTS.fetch_add(1, Ordering::Relaxed) + 1,
         engine: engine.name(),
     };
+    let _span = tracing::info_span!(
+        "crac_checkpoint",
+        engine = engine.name(),
+        generation = event.generation,
+        participants = participants.len()
+    )
+    .entered();
+    let phase = Instant::now();
     let mut failures = participant::checkpoint_pass(&participants, &event);
+    tracing::info!(
+        phase = "before_checkpoint",
+        ms = ms(phase),
+        failures = failures.0.len()
+    );
     if !failures.is_empty() {
         let rollback = roll_back(&participants, &event);
         failures.0.extend(rollback.0);
@@ -54,12 +68,18 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         event: &event,
         participants: &participants,
     };
-    let (outcome, checkpointed_for, args, env) = match catch_panic(|| engine.checkpoint(&request)) {
+    let phase = Instant::now();
+    let engine_result = catch_panic(|| engine.checkpoint(&request));
+    tracing::info!(phase = "engine", ms = ms(phase), ok = engine_result.is_ok());
+    let mut restore_began = None;
+    let (outcome, checkpointed_for, args, env) = match engine_result {
         Ok(EngineOutcome::Restored {
             checkpointed_for,
             args,
             env,
+            restore_began: began,
         }) => {
+            restore_began = began;
             RESTORES.fetch_add(1, Ordering::Relaxed);
             for (key, value) in &env {
                 // SAFETY: CRaC semantics ask for the restore-time environment before the
@@ -87,7 +107,21 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         args,
         env,
     };
+    let phase = Instant::now();
     let failures = participant::restore_pass(&participants, &restore);
+    tracing::info!(
+        phase = "after_restore",
+        ms = ms(phase),
+        failures = failures.0.len()
+    );
+    if let Some(began) = restore_began {
+        let total = began.elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
+        eprintln!(
+            "crac: restored in {total:.0} ms ({} participants notified in {:.1} ms)",
+            participants.len(),
+            ms(phase)
+        );
+    }
     if failures.is_empty() {
         Ok(restore)
     } else {
@@ -106,6 +140,10 @@ pub fn plan() -> Plan {
 
 fn global_participants() -> Vec<Ranked> {
     participant::in_checkpoint_order(context::global().registry().live(), hooks::all())
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1000.0
 }
 
 fn roll_back(participants: &[Ranked], event: &Checkpoint) -> Failures {

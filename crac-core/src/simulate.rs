@@ -20,6 +20,7 @@ impl Engine for Simulate {
             checkpointed_for: Some(taken.elapsed()),
             args: Vec::new(),
             env: Vec::new(),
+            restore_began: None,
         })
     }
 }

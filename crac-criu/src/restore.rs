@@ -37,6 +37,7 @@ pub struct RestoreOptions {
 /// Restores the image in `dir` and waits for the restored process; returns its exit code
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
+    let began = std::time::SystemTime::now();
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
     let criu = config::criu_binary()?;
@@ -62,7 +63,11 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(tool)
         .env(IMAGE_ENV, dir)
         .env(RESUMED_ENV, &resumed);
-    let (_given, given_spec) = crate::restore_args::for_criu(&options.given)
+    let given = crate::restore_args::RestoreArgs {
+        began: Some(began),
+        ..options.given.clone()
+    };
+    let (_given, given_spec) = crate::restore_args::for_criu(&given)
         .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
     cmd.arg("--inherit-fd").arg(given_spec);
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {

@@ -8,6 +8,7 @@
 use std::ffi::CString;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The memfd's name, as CRIU records it: `/memfd:crac-args`.
 pub const MEMFD: &str = "crac-args";
@@ -19,12 +20,17 @@ pub struct RestoreArgs {
     pub args: Vec<String>,
     /// New environment variables.
     pub env: Vec<(String, String)>,
+    /// When the restore began, for the restored process's report.
+    pub began: Option<SystemTime>,
 }
 
 impl RestoreArgs {
-    /// NUL-terminated records: `A<arg>` or `E<key>=<value>`.
+    /// NUL-terminated records: `A<arg>`, `E<key>=<value>`, `T<nanoseconds since the epoch>`.
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
+        if let Some(nanos) = self.began.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+            out.extend_from_slice(format!("T{}\0", nanos.as_nanos()).as_bytes());
+        }
         for arg in &self.args {
             out.extend_from_slice(format!("A{arg}\0").as_bytes());
         }
@@ -43,6 +49,8 @@ impl RestoreArgs {
                 record.strip_prefix('E').and_then(|kv| kv.split_once('='))
             {
                 parsed.env.push((key.to_string(), value.to_string()));
+            } else if let Some(Ok(nanos)) = record.strip_prefix('T').map(str::parse::<u64>) {
+                parsed.began = UNIX_EPOCH.checked_add(Duration::from_nanos(nanos));
             }
         }
         parsed
@@ -92,6 +100,7 @@ mod tests {
         let args = RestoreArgs {
             args: vec!["--port".into(), "9 0".into(), String::new()],
             env: vec![("DB_URL".into(), "postgres://h/db?a=b".into())],
+            began: Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789)),
         };
         assert_eq!(RestoreArgs::decode(&args.encode()), args);
         assert_eq!(RestoreArgs::decode(b""), RestoreArgs::default());

@@ -49,6 +49,7 @@ pub fn run(
     let app = resolve(app)?;
     let given = RestoreArgs {
         args: Vec::new(),
+        began: None,
         env: options
             .every
             .map(|every| (ready::INTERVAL_ENV.to_string(), every.to_string()))

@@ -129,6 +129,7 @@ fn run_helper(
                 checkpointed_for: dumped_at.elapsed().ok(),
                 args: given.args,
                 env: given.env,
+                restore_began: given.began,
             })
         }
         message => {

@@ -18,14 +18,15 @@ pub fn span_range(tokens: &impl ToTokens) -> (Span, Span) {
     (first, last)
 }
 
-/// The local holding the coerced function. Call-site hygiene is safe here: it is bound
-/// after its initializer (the user's path) is resolved, and nothing of the user's is
-/// expanded after it in its block.
+/// The local holding the coerced function. It has call-site hygiene (its uses are
+/// spanned at the user's tokens, for the errors), so it is named not to collide with
+/// the user's items: a `const hook`, `static hook` or unit `struct hook` in scope would
+/// make `let hook` a pattern. Nothing of the user's is expanded after it in its block.
 fn hook() -> Ident {
-    Ident::new("hook", Span::call_site())
+    Ident::new("__crac_hook", Span::call_site())
 }
 
-/// `let hook: fn(params) -> ret = value;`. Coercing the user's function to the `fn`
+/// `let __crac_hook: fn(params) -> ret = value;`. Coercing the user's function to the `fn`
 /// pointer type crac calls turns any signature mismatch into one error, "expected fn
 /// pointer `for<'a> fn(&'a Checkpoint) -> _`, found fn item `fn(&String) {flush}`", with
 /// the expected type underlined over `at`. `ret` is usually `_`, left to the function.
@@ -45,7 +46,7 @@ pub fn coerce(
     quote!(let #hook: #expected = #value;)
 }
 
-/// `hook(args)`, an expression covering `at`.
+/// `__crac_hook(args)`, an expression covering `at`.
 pub fn call(args: TokenStream, at: (Span, Span)) -> TokenStream {
     let mut hook = hook();
     hook.set_span(at.0);

@@ -5,30 +5,35 @@
 //!
 //! ```text
 //! const _: () = {
-//!     impl Ranked for Cache { const RANK: u32 = { let deps = [<Db as Ranked>::RANK]; rank_after(&deps) }; }
+//!     impl Ranked for Cache {
+//!         const RANK: u32 = { let __crac_deps = [<Db as Ranked>::RANK]; rank_after(&__crac_deps) };
+//!     }
 //!     const _: u32 = <Cache as Ranked>::RANK;
 //!     impl Resource for Cache {
-//!         fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
-//!             let mut steps = Steps::new(Resource::name(self), Phase::BeforeCheckpoint);
-//!             steps.run("", || {
-//!                 let hook: fn(&Self, &Checkpoint) -> _ = Self::flush;
-//!                 HookResult::into_hook_result(hook(self, event))
+//!         fn before_checkpoint(&self, __crac_event: &Checkpoint) -> Result<(), BoxError> {
+//!             let mut __crac_steps = Steps::new(Resource::name(self), Phase::BeforeCheckpoint);
+//!             __crac_steps.run("", || {
+//!                 let __crac_hook: fn(&Self, &Checkpoint) -> _ = Self::flush;
+//!                 HookResult::into_hook_result(__crac_hook(self, __crac_event))
 //!             });
-//!             steps.run("conn", || Delegate::before_checkpoint(&self.conn, event));
-//!             steps.finish()
+//!             __crac_steps.run("conn", || Delegate::before_checkpoint(&self.conn, __crac_event));
+//!             __crac_steps.finish()
 //!         }
-//!         fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
-//!             let mut steps = Steps::new(Resource::name(self), Phase::AfterRestore);
-//!             steps.run("conn", || Delegate::after_restore(&self.conn, event));
-//!             steps.run("rng", || Reseed::reseed(&self.rng));
-//!             steps.finish()
+//!         fn after_restore(&self, __crac_event: &Restore) -> Result<(), BoxError> {
+//!             let mut __crac_steps = Steps::new(Resource::name(self), Phase::AfterRestore);
+//!             __crac_steps.run("conn", || Delegate::after_restore(&self.conn, __crac_event));
+//!             __crac_steps.run("rng", || Reseed::reseed(&self.rng));
+//!             __crac_steps.finish()
 //!         }
 //!         fn rank(&self) -> u32 { <Self as Ranked>::RANK }
 //!     }
 //! };
 //! ```
 //!
-//! All paths are absolute (`::crac::__private::...`); `event` and `steps` are hygienic.
+//! All paths are absolute (`::crac::__private::...`). Generated locals and parameters
+//! are prefixed `__crac_`: whatever their hygiene, a user's `const event`, `static steps`
+//! or unit `struct hook` in scope would otherwise turn a binding of that name into a
+//! pattern. A generic type's impl has the one bound `Type<T>: Send + Sync + 'static`.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
@@ -246,9 +251,11 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
         }
     };
 
-    // Hygienic locals: user paths expanded next to them cannot see or shadow them.
-    let event = Ident::new("event", Span::mixed_site());
-    let steps = Ident::new("steps", Span::mixed_site());
+    // Mixed-site locals: user paths expanded next to them cannot see or shadow them.
+    // Prefixed as well: a user's `const event` in scope would still be found by the
+    // binding, which would then be a pattern.
+    let event = Ident::new("__crac_event", Span::mixed_site());
+    let steps = Ident::new("__crac_steps", Span::mixed_site());
     let own = |path: &Option<Path>, event_ty: &str| {
         path.as_ref().map(|path| {
             let at = span_range(path);
@@ -289,7 +296,7 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
             }
         }
     });
-    let bounded = with_resource_bounds(&input.generics);
+    let bounded = with_resource_bounds(ident, &input.generics);
     let (resource_generics, _, resource_where) = bounded.split_for_impl();
     // Spanned at the type's name: cycle errors then read "RANK of <impl at (the name)>".
     let ranked = quote_spanned! {ident.span()=>
@@ -348,7 +355,7 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
             // type. The event is re-bound at the module path so that a wrong parameter
             // type is reported there (a multi-segment path cannot resolve to the local).
             let (first, last) = span_range(module);
-            let local = Ident::new("event", last);
+            let local = Ident::new("__crac_event", last);
             let step = |function: &str| {
                 let function = Ident::new(function, last);
                 let call = quote_spanned!(first=> #module::#function(&self.#member, #local));
@@ -404,19 +411,18 @@ fn hook_body(phase: TokenStream, steps: Vec<(String, TokenStream)>, var: &Ident)
     }
 }
 
-/// The generics plus `T: Send + Sync + 'static` for each type parameter, as `Resource`
-/// requires of `Self`.
-fn with_resource_bounds(generics: &Generics) -> Generics {
+/// The generics plus `Type<T, ...>: Send + Sync + 'static`, as `Resource` requires of
+/// `Self`. One bound on the type rather than one per parameter: `Pool<C>` holding a
+/// `Mutex<C>` is `Sync` for any `C: Send`. Without type parameters the bound would be
+/// trivial (and an unsatisfied one an error of its own), so it is left to the supertraits.
+fn with_resource_bounds(ident: &Ident, generics: &Generics) -> Generics {
     let mut bounded = generics.clone();
-    let params: Vec<_> = bounded
-        .type_params()
-        .map(|param| param.ident.clone())
-        .collect();
-    let where_clause = bounded.make_where_clause();
-    for param in params {
-        where_clause.predicates.push(syn::parse_quote!(
-            #param: ::core::marker::Send + ::core::marker::Sync + 'static
-        ));
+    if generics.type_params().next().is_some() {
+        let (_, ty_generics, _) = generics.split_for_impl();
+        let bound: syn::WherePredicate = syn::parse_quote!(
+            #ident #ty_generics: ::core::marker::Send + ::core::marker::Sync + 'static
+        );
+        bounded.make_where_clause().predicates.push(bound);
     }
     bounded
 }
@@ -446,7 +452,7 @@ fn fallback(input: &DeriveInput) -> TokenStream {
     if input.generics.lifetimes().next().is_some() {
         return ranked;
     }
-    let bounded = with_resource_bounds(&input.generics);
+    let bounded = with_resource_bounds(ident, &input.generics);
     let (resource_generics, _, resource_where) = bounded.split_for_impl();
     quote! {
         #ranked

@@ -3,16 +3,18 @@
 //! The function is kept as written. Next to it, for `fn flush(event: &Checkpoint)`:
 //!
 //! ```text
-//! #[doc(hidden)] #[allow(non_camel_case_types, dead_code)]
-//! struct flush {}            // type namespace only: `depends_on(flush)` names it
+//! #[doc(hidden)]
+//! struct flush {}            // type namespace only: `depends_on(flush)` names it;
+//!                            // spanned at the attribute, so no lint needs an `allow`
 //! const _: () = {
-//!     impl Ranked for flush { const RANK: u32 = { let deps = [...]; rank_after(&deps) }; }
+//!     impl Ranked for flush { const RANK: u32 = { let __crac_deps = [...]; rank_after(&__crac_deps) }; }
 //!     inventory::submit! { StaticHook {
-//!         name: concat!(module_path!(), "::", "flush"),
+//!         name: concat!(module_path!(), "::", "flush"),   // or the `name = "..."` given
+//!         path: concat!(module_path!(), "::", "flush"),
 //!         rank: <flush as Ranked>::RANK,
-//!         run: HookFn::BeforeCheckpoint(|event| {
-//!             let hook: fn(&Checkpoint) -> _ = flush;
-//!             HookResult::into_hook_result(hook(event))
+//!         run: HookFn::BeforeCheckpoint(|__crac_event| {
+//!             let __crac_hook: fn(&Checkpoint) -> _ = flush;
+//!             HookResult::into_hook_result(__crac_hook(__crac_event))
 //!         }),
 //!     } }
 //! };
@@ -88,12 +90,16 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
         let errors = errors.to_compile_errors();
         return quote!(#item #errors);
     }
-    // The type `depends_on(fname)` resolves to.
+    // The type `depends_on(fname)` resolves to. Its name is spanned at the attribute,
+    // which is the macro's own code: lints about it (`non_camel_case_types`,
+    // `dead_code`) are not reported, so it needs no `#[allow]`, which a user's `forbid`
+    // of those lints would reject. Call-site hygiene: it resolves like the function's name.
     let vis = &func.vis;
+    let mut marker_ident = fname.clone();
+    marker_ident.set_span(Span::call_site());
     let marker = quote! {
         #[doc(hidden)]
-        #[allow(non_camel_case_types, dead_code)]
-        #vis struct #fname {}
+        #vis struct #marker_ident {}
     };
     let items = if !errors.is_empty() {
         quote!(impl ::crac::__private::Ranked for #fname { const RANK: ::core::primitive::u32 = 0; })
@@ -103,12 +109,11 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
             Kind::BeforeCheckpoint => quote!(BeforeCheckpoint),
             Kind::OnRestore => quote!(OnRestore),
         };
+        let fname_str = fname.unraw().to_string();
+        let path = quote!(::core::concat!(::core::module_path!(), "::", #fname_str));
         let name = match name {
             Some(name) => quote!(#name),
-            None => {
-                let fname = fname.unraw().to_string();
-                quote!(::core::concat!(::core::module_path!(), "::", #fname))
-            }
+            None => path.clone(),
         };
         let run = run_closure(fname, arg, &sig.output, kind);
         // Spanned at the function's name: a cycle error then reads "RANK of <impl at
@@ -123,6 +128,7 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
             ::crac::__private::inventory::submit! {
                 ::crac::__private::StaticHook {
                     name: #name,
+                    path: #path,
                     rank: <#fname as ::crac::__private::Ranked>::RANK,
                     run: ::crac::__private::HookFn::#variant(#run),
                 }
@@ -160,7 +166,7 @@ fn run_closure(fname: &Ident, arg: Option<&Type>, output: &ReturnType, kind: Kin
             // The coerced value is spanned there too: the mismatch is the argument's.
             let mut value = fname.clone();
             value.set_span(at.0);
-            let event = Ident::new("event", Span::mixed_site());
+            let event = Ident::new("__crac_event", Span::mixed_site());
             let check = call::coerce(value, quote!(&::crac::#event_ty), quote!(_), at);
             (quote!(#event), check, quote!(#event))
         }

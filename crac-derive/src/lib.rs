@@ -69,7 +69,7 @@ mod rank;
 /// A field does one of these; fields without an attribute are left alone.
 ///
 /// - `#[crac(resource)]`: forwards both hooks to the field, a `crac::Resource`, possibly
-///   inside `Arc`, `Option`, `Mutex` or `RwLock`.
+///   inside `Arc`, `Option`, `Mutex` or `RwLock`; trait objects too (`Arc<dyn Resource>`).
 /// - `#[crac(with = module)]`: calls `module::before_checkpoint(&self.field, event)` and
 ///   `module::after_restore(&self.field, event)`, each returning `()` or `Result<(), E>`.
 ///   For types you cannot derive or implement `Resource` for.
@@ -95,8 +95,10 @@ mod rank;
 ///
 /// # Generics
 ///
-/// Type and const parameters are supported; `Resource` is implemented where every type
-/// parameter is `Send + Sync + 'static`. Bounds the field options need are written on the
+/// Type and const parameters are supported; `Resource` is implemented where the type
+/// itself is `Send + Sync + 'static` (one bound, `Pool<C>: Send + Sync + 'static`, not
+/// one per parameter: `struct Pool<C> { conn: Mutex<C> }` is a resource for any
+/// `C: Send + 'static`, `Sync` or not). Bounds the field options need are written on the
 /// struct, e.g. `struct Pool<C: crac::Resource> { #[crac(resource)] conn: C }`. Lifetime
 /// parameters are rejected: a registered resource lives as long as the process.
 ///
@@ -137,12 +139,22 @@ pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
 /// - `depends_on(A, b_hook, path::C)`: `Checkpointable` types or other hook functions this
 ///   function uses; it runs before them at checkpoint. Cycles are compile errors.
 /// - `name = "..."`: the name in plans and errors; defaults to the function's full path
-///   (`my_crate::module::function`).
+///   (`my_crate::module::function`). It changes nothing else: among participants of
+///   equal rank, hook functions are still ordered by their full path.
 ///
 /// The function can itself be named in `depends_on(...)`: next to it, the macro
 /// declares a hidden type of the same name (types and functions live in different
 /// namespaces), so the function must not share its name with a type in its module, and
 /// must be a free function rather than an associated one.
+///
+/// That type is named like the function, in snake case, but as the macro's own code: no
+/// lint reports it, and it compiles under `#![forbid(non_camel_case_types)]` or
+/// `forbid(dead_code)`. The registration, however, goes through `inventory::submit!`,
+/// whose static carries `#[allow(non_upper_case_globals)]`, and an `allow` cannot
+/// override a `forbid`: under `#![forbid(non_upper_case_globals)]` the function is an
+/// error (E0453), and under `#![forbid(nonstandard_style)]` a future-incompatibility
+/// warning (`forbidden_lint_groups`). Use `deny` for those lints where hooks are
+/// declared.
 #[proc_macro_attribute]
 pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
     hook_fn::expand(hook_fn::Kind::BeforeCheckpoint, args.into(), item.into()).into()
@@ -169,6 +181,10 @@ pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `Result<(), E>` where `E: Into<crac::BoxError>`. Arguments and restrictions are those
 /// of [`macro@before_checkpoint`]: `depends_on(...)` and `name = "..."`. A function
 /// runs after its dependencies at restore (`warm_up` after `reconnect` above).
+///
+/// Like [`macro@before_checkpoint`], it declares a hidden type named like the function,
+/// and cannot be used under `#![forbid(non_upper_case_globals)]` (nor, in the future,
+/// `#![forbid(nonstandard_style)]`): use `deny` there.
 #[proc_macro_attribute]
 pub fn on_restore(args: TokenStream, item: TokenStream) -> TokenStream {
     hook_fn::expand(hook_fn::Kind::OnRestore, args.into(), item.into()).into()

@@ -14,10 +14,11 @@ pub fn rank_expr(deps: &[Type]) -> TokenStream {
         .iter()
         .map(|dep| quote_spanned!(dep.span()=> <#dep as ::crac::__private::Ranked>::RANK));
     // A local rather than `&[...]`: a promoted constant would add three more notes to
-    // every link of a cycle error.
+    // every link of a cycle error. Prefixed: a user's `const deps` in scope would turn
+    // `let deps` into a pattern.
     quote!({
-        let deps: [::core::primitive::u32; _] = [#(#ranks),*];
-        ::crac::__private::rank_after(&deps)
+        let __crac_deps: [::core::primitive::u32; _] = [#(#ranks),*];
+        ::crac::__private::rank_after(&__crac_deps)
     })
 }
 
