@@ -2,6 +2,10 @@
 //!
 //! `restore_bench SERVICE CRAC IMAGE_DIR [RESTORES]` — `scripts/bench.sh` builds both
 //! in release mode and runs this. Needs root and CRIU. Prints a Markdown table.
+//!
+//! The service is checkpointed in a private PID namespace (as `crac run` does), so its
+//! image can also be restored as 8 concurrent copies, each told its own port at restore
+//! time.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -10,13 +14,18 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const ADDR: &str = "127.0.0.1:17878";
+const COPIES: usize = 8;
 
-/// Sends one query, retrying until the service answers; returns the answer.
+/// Sends one query to `ADDR`, retrying until the service answers; returns the answer.
 fn first_answer(deadline: Duration) -> String {
+    first_answer_at(ADDR, deadline)
+}
+
+fn first_answer_at(addr: &str, deadline: Duration) -> String {
     let start = Instant::now();
     loop {
         let mut line = String::new();
-        if let Ok(mut stream) = TcpStream::connect(ADDR)
+        if let Ok(mut stream) = TcpStream::connect(addr)
             && stream.write_all(b"search ka\n").is_ok()
             && BufReader::new(&stream).read_line(&mut line).is_ok()
             && !line.is_empty()
@@ -25,14 +34,18 @@ fn first_answer(deadline: Duration) -> String {
         }
         assert!(
             start.elapsed() < deadline,
-            "no answer from {ADDR} within {deadline:?}"
+            "no answer from {addr} within {deadline:?}"
         );
         std::thread::sleep(Duration::from_millis(1));
     }
 }
 
-fn quit(mut child: Child) -> std::process::ExitStatus {
-    if let Ok(mut stream) = TcpStream::connect(ADDR) {
+fn quit(child: Child) -> std::process::ExitStatus {
+    quit_at(ADDR, child)
+}
+
+fn quit_at(addr: &str, mut child: Child) -> std::process::ExitStatus {
+    if let Ok(mut stream) = TcpStream::connect(addr) {
         let _ = stream.write_all(b"quit\n");
     }
     child.wait().unwrap()
@@ -65,7 +78,7 @@ fn main() {
     let image = Path::new(image);
     let _ = std::fs::remove_dir_all(image);
 
-    eprintln!("1/3 cold start to first answer...");
+    eprintln!("1/4 cold start to first answer...");
     let start = Instant::now();
     let cold_child = Command::new(service)
         .arg(ADDR)
@@ -76,9 +89,8 @@ fn main() {
     let cold = start.elapsed();
     quit(cold_child);
 
-    eprintln!("2/3 warm up and checkpoint...");
-    let checkpointed = Command::new(service)
-        .arg(ADDR)
+    eprintln!("2/4 warm up and checkpoint...");
+    let checkpointed = crac::criu::namespace::launch(Path::new(crac), service.as_str(), [ADDR])
         .env("CRAC_CHECKPOINT_TO", image)
         .stderr(Stdio::piped())
         .output()
@@ -108,7 +120,7 @@ fn main() {
         .unwrap();
     let image_bytes = dir_bytes(image);
 
-    eprintln!("3/3 restore to first answer, {restores} times...");
+    eprintln!("3/4 restore to first answer, {restores} times...");
     let mut times = Vec::new();
     for _ in 0..restores {
         let start = Instant::now();
@@ -129,6 +141,30 @@ fn main() {
     times.sort();
     let median = times[times.len() / 2];
 
+    eprintln!("4/4 {COPIES} concurrent restores, each on its own port...");
+    let start = Instant::now();
+    let copies: Vec<(String, Child)> = (0..COPIES)
+        .map(|i| {
+            let addr = format!("127.0.0.1:{}", 17900 + i);
+            let child = Command::new(crac)
+                .arg("restore")
+                .arg(image)
+                .arg("--env")
+                .arg(format!("SEARCH_ADDR={addr}"))
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            (addr, child)
+        })
+        .collect();
+    for (addr, _) in &copies {
+        assert_eq!(first_answer_at(addr, Duration::from_secs(120)), answer);
+    }
+    let all_copies = start.elapsed();
+    for (addr, child) in copies {
+        assert!(quit_at(&addr, child).success());
+    }
+
     println!("| measure | result |");
     println!("|---|---|");
     println!("| cold start → first answer | {} |", ms(cold));
@@ -141,6 +177,10 @@ fn main() {
     println!(
         "| speed-up | {:.0}× |",
         cold.as_secs_f64() / median.as_secs_f64()
+    );
+    println!(
+        "| {COPIES} concurrent restores of the image → all {COPIES} answered | {} |",
+        ms(all_copies)
     );
     println!(
         "| checkpoint (hooks + dump + publish, until the process is gone) | {} |",

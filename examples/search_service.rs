@@ -146,8 +146,11 @@ impl Listener {
         self.socket.lock().unwrap().take();
         Ok(())
     }
+    /// Binds the address given at restore time (`crac restore --env SEARCH_ADDR=...`),
+    /// so that many copies of one image can serve side by side, or the original one.
     fn bind(&self, _: &Restore) -> Result<(), BoxError> {
-        *self.socket.lock().unwrap() = Some(TcpListener::bind(&self.addr)?);
+        let addr = std::env::var("SEARCH_ADDR").unwrap_or_else(|_| self.addr.clone());
+        *self.socket.lock().unwrap() = Some(TcpListener::bind(&addr)?);
         Ok(())
     }
 }
