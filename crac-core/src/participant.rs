@@ -8,7 +8,6 @@ use crate::error::{Failure, Failures, Phase, catch_panic};
 use crate::event::{Checkpoint, Restore};
 use crate::hooks::{HookFn, StaticHook};
 use crate::ordering::{Seq, sort_for_checkpoint};
-use crate::registry::Live;
 use crate::resource::{BoxError, Resource};
 
 #[derive(Clone)]
@@ -55,24 +54,29 @@ impl Participant {
     }
 }
 
+impl Ranked {
+    pub(crate) fn resource(resource: Arc<dyn Resource>, rank: u32, seq: Seq) -> Ranked {
+        Ranked {
+            participant: Participant::Resource(resource),
+            rank,
+            seq,
+        }
+    }
+}
+
 /// Live resources (in registration order) and hooks (sorted by full path), in checkpoint order.
-pub(crate) fn in_checkpoint_order(live: Vec<Live>, hooks: &[&'static StaticHook]) -> Vec<Ranked> {
-    let mut all: Vec<Ranked> = live
-        .into_iter()
-        .rev()
-        .map(|live| Ranked {
-            participant: Participant::Resource(live.resource),
-            rank: live.rank,
-            seq: live.seq,
-        })
-        .chain(hooks.iter().enumerate().rev().map(|(i, &hook)| Ranked {
-            participant: Participant::Hook(hook),
-            rank: hook.rank,
-            seq: Seq::Static(i),
-        }))
-        .collect();
-    sort_for_checkpoint(&mut all, |p| (p.rank, p.seq));
-    all
+pub(crate) fn in_checkpoint_order(
+    mut live: Vec<Ranked>,
+    hooks: &[&'static StaticHook],
+) -> Vec<Ranked> {
+    live.reverse();
+    live.extend(hooks.iter().enumerate().rev().map(|(i, &hook)| Ranked {
+        participant: Participant::Hook(hook),
+        rank: hook.rank,
+        seq: Seq::Static(i),
+    }));
+    sort_for_checkpoint(&mut live, |p| (p.rank, p.seq));
+    live
 }
 
 /// Notifies every participant, even after one failed, and returns every failure.

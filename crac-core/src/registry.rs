@@ -9,6 +9,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::ordering::Seq;
+use crate::participant::Ranked;
 use crate::resource::Resource;
 
 const FIRST_PRUNE: usize = 64;
@@ -27,13 +28,6 @@ struct Entry {
     resource: Weak<dyn Resource>,
     rank: u32,
     seq: u64,
-}
-
-/// A live registered resource, with what ordering needs.
-pub(crate) struct Live {
-    pub resource: Arc<dyn Resource>,
-    pub rank: u32,
-    pub seq: Seq,
 }
 
 impl Registry {
@@ -64,7 +58,7 @@ impl Registry {
     /// The resources still alive, in registration order. A resource registered more than
     /// once counts once, at its first registration (dropping the duplicates here keeps
     /// registration itself a plain push).
-    pub fn live(&self) -> Vec<Live> {
+    pub fn live(&self) -> Vec<Ranked> {
         let mut inner = self.lock();
         let mut live = Vec::with_capacity(inner.entries.len());
         let mut seen: HashSet<usize, BuildHasherDefault<AddressHasher>> =
@@ -76,11 +70,11 @@ impl Registry {
                     false
                 }
                 Some(resource) => {
-                    live.push(Live {
+                    live.push(Ranked::resource(
                         resource,
-                        rank: entry.rank,
-                        seq: Seq::Dynamic(entry.seq),
-                    });
+                        entry.rank,
+                        Seq::Dynamic(entry.seq),
+                    ));
                     true
                 }
                 None => false,
