@@ -193,7 +193,12 @@ fn dump(args: &HelperArgs, identity: Vec<(&'static str, String)>) -> std::io::Re
     if args.leave_running {
         cmd.arg("--leave-running");
     }
-    let status = cmd.status()?;
+    let mut criu = cmd.spawn()?;
+    let status = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        with_progress(&mut criu, &args.staging)?
+    } else {
+        criu.wait()?
+    };
     if status.success() {
         Ok(())
     } else {
@@ -201,6 +206,39 @@ fn dump(args: &HelperArgs, identity: Vec<(&'static str, String)>) -> std::io::Re
             "criu dump exited with {status}"
         )))
     }
+}
+
+/// Waits for CRIU, showing on the terminal (the process's original stderr, which this
+/// helper holds) how much of the image is written.
+fn with_progress(
+    criu: &mut std::process::Child,
+    staging: &Path,
+) -> std::io::Result<std::process::ExitStatus> {
+    let started = std::time::Instant::now();
+    let mut shown = false;
+    let status = loop {
+        if let Some(status) = criu.try_wait()? {
+            break status;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let Ok(entries) = std::fs::read_dir(staging) else {
+            continue; // published: CRIU is about to finish
+        };
+        let written: u64 = entries
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum();
+        eprint!(
+            "\rcrac: dumping… {} MB written in {:.1} s",
+            written >> 20,
+            started.elapsed().as_secs_f64()
+        );
+        shown = true;
+    };
+    if shown {
+        eprintln!();
+    }
+    Ok(status)
 }
 
 /// CRIU's `--action-script`: at `post-dump` the image is written and the process still
