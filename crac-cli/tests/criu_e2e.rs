@@ -1168,3 +1168,70 @@ fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
     );
     assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
 }
+
+#[test]
+fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("inspect");
+    let image = dir.join("image");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let out = crac(&["inspect", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let described = text(&out.stdout);
+    let exe = std::env::current_exe().unwrap();
+    assert!(
+        described.contains(&format!("executable    {} (sha256 ", exe.display())),
+        "{described}"
+    );
+    assert!(described.contains("plan          2 participants, in checkpoint order:\n  server [rank 1, resource]\n  index [rank 0, resource]\n"), "{described}");
+    assert!(
+        described.ends_with("restorable    yes, on this host\n\n"),
+        "{described}"
+    );
+
+    let json = text(&crac(&["inspect", "--json", image.to_str().unwrap()]).stdout);
+    assert!(json.starts_with("{\"created_unix\":"), "{json}");
+    assert!(json.contains(r#""plan":[{"name":"server","rank":1,"kind":"resource","depth":0},{"name":"index","rank":0,"kind":"resource","depth":0}]"#), "{json}");
+    assert!(
+        json.trim_end()
+            .ends_with(r#""restorable":true,"refusal":null}"#),
+        "{json}"
+    );
+
+    let pages = image.join("pages-1.img");
+    let size = std::fs::metadata(&pages).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(size - 1)
+        .unwrap();
+    let broken = crac(&["inspect", "--json", image.to_str().unwrap()]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        text(&broken.stdout).contains(r#""restorable":false,"refusal":"cannot restore "#),
+        "{broken:?}"
+    );
+}
+
+#[test]
+fn crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready() {
+    if !criu_ready() {
+        return;
+    }
+    let dir = scratch("run-timeout");
+    let image = dir.join("image");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_run(&exe, &image, "request", &["--on", "timeout=1"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ready\n"), "{stdout}");
+    assert!(
+        stdout.contains("hook index after_restore Restored"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("restored on request checksum "), "{stdout}");
+    assert!(image.join("crac-manifest").is_file());
+}
