@@ -56,7 +56,8 @@ impl Sessions {
 #[crac::on_restore(depends_on(Sessions))]
 fn announce(restore: &Restore) {
     println!(
-        "  announce: serving again after restore #{}",
+        "  announce: serving again ({:?}; restored {} times so far)",
+        restore.outcome(),
         restore.generation
     );
 }
