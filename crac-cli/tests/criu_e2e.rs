@@ -280,6 +280,17 @@ fn only_stdio(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Skips (or in CI fails) without CRIU; else a fresh directory for one test and the
+/// image path inside it.
+fn setup(name: &str) -> Option<(PathBuf, PathBuf)> {
+    if !criu_ready() {
+        return None;
+    }
+    let dir = scratch(name);
+    let image = dir.join("image");
+    Some((dir, image))
+}
+
 /// A fresh directory for one test's images and files.
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crac-e2e-{}-{name}", std::process::id()));
@@ -412,11 +423,9 @@ fn killed_by_sigkill(status: std::process::ExitStatus) -> bool {
 
 #[test]
 fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_stdout() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("plain") else {
         return;
-    }
-    let dir = scratch("plain");
-    let image = dir.join("image");
+    };
     // stdout is a regular file (not O_APPEND) that grows after the dump: the hard case
     let log_path = dir.join("original-stdout");
     let log = std::fs::File::create(&log_path).unwrap();
@@ -486,11 +495,9 @@ fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_std
 
 #[test]
 fn a_process_started_on_a_terminal_is_restored_onto_a_pipe() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("tty") else {
         return;
-    }
-    let dir = scratch("tty");
-    let image = dir.join("image");
+    };
     let run = Run::new("plain", &image);
     // util-linux `script` runs the program on a pseudo-terminal of its own
     let program = format!(
@@ -521,11 +528,9 @@ fn a_process_started_on_a_terminal_is_restored_onto_a_pipe() {
 
 #[test]
 fn a_restored_process_can_checkpoint_again_and_be_restored_again() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("twice") else {
         return;
-    }
-    let dir = scratch("twice");
-    let image = dir.join("image");
+    };
     let first = Run::new("twice", &image).output();
     assert!(killed_by_sigkill(first.status));
     let checksum = checksum_of(lines(&text(&first.stdout))[0]).to_string();
@@ -558,11 +563,9 @@ fn a_restored_process_can_checkpoint_again_and_be_restored_again() {
 
 #[test]
 fn a_failing_hook_means_no_image_and_the_process_continues_rolled_back() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("hook-error") else {
         return;
-    }
-    let dir = scratch("hook-error");
-    let image = dir.join("image");
+    };
     let out = Run::new("hook-error", &image).output();
     assert_eq!(out.status.code(), Some(3));
     let stdout = text(&out.stdout);
@@ -592,11 +595,9 @@ fn a_failing_hook_means_no_image_and_the_process_continues_rolled_back() {
 
 #[test]
 fn an_unclaimed_open_file_is_refused_by_name() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("open-file") else {
         return;
-    }
-    let dir = scratch("open-file");
-    let image = dir.join("image");
+    };
     let out = Run::new("open-file", &image).output();
     assert_eq!(out.status.code(), Some(3));
     let stdout = text(&out.stdout);
@@ -614,11 +615,9 @@ fn an_unclaimed_open_file_is_refused_by_name() {
 
 #[test]
 fn an_established_tcp_connection_is_refused_before_criu_sees_it() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("tcp") else {
         return;
-    }
-    let dir = scratch("tcp");
-    let image = dir.join("image");
+    };
     let out = Run::new("tcp", &image).output();
     assert_eq!(out.status.code(), Some(3));
     let stdout = text(&out.stdout);
@@ -647,11 +646,9 @@ fn an_established_tcp_connection_is_refused_before_criu_sees_it() {
 
 #[test]
 fn when_criu_fails_the_process_continues_and_the_error_carries_criu_reason() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("criu-fails") else {
         return;
-    }
-    let dir = scratch("criu-fails");
-    let image = dir.join("image");
+    };
     // let the connection through the fd check: CRIU itself refuses it
     let out = Run::new("tcp", &image)
         .env("CRAC_FD_POLICY", "kind:tcp=ignore")
@@ -681,11 +678,9 @@ fn when_criu_fails_the_process_continues_and_the_error_carries_criu_reason() {
 
 #[test]
 fn a_left_running_checkpoint_continues_and_its_image_restores_later() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("leave-running") else {
         return;
-    }
-    let dir = scratch("leave-running");
-    let image = dir.join("image");
+    };
     let out = Run::new("plain", &image)
         .env("CRAC_LEAVE_RUNNING", "1")
         .output();
@@ -710,11 +705,9 @@ fn a_left_running_checkpoint_continues_and_its_image_restores_later() {
 
 #[test]
 fn a_truncated_image_is_refused_before_criu_runs() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("truncated") else {
         return;
-    }
-    let dir = scratch("truncated");
-    let image = dir.join("image");
+    };
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
     let pages = image.join("pages-1.img");
     let size = std::fs::metadata(&pages).unwrap().len();
@@ -765,11 +758,9 @@ fn a_truncated_image_is_refused_before_criu_runs() {
 
 #[test]
 fn an_image_is_refused_when_the_executable_changed() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("other-exe") else {
         return;
-    }
-    let dir = scratch("other-exe");
-    let image = dir.join("image");
+    };
     let exe = dir.join("app-copy");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     let mut run = Run::new("plain", &image);
@@ -799,11 +790,9 @@ fn an_image_is_refused_when_the_executable_changed() {
 
 #[test]
 fn a_restore_says_which_process_holds_the_pid() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("pid-taken") else {
         return;
-    }
-    let dir = scratch("pid-taken");
-    let image = dir.join("image");
+    };
     assert!(killed_by_sigkill(
         Run::new("linger", &image).output().status
     ));
@@ -837,11 +826,9 @@ fn a_restore_says_which_process_holds_the_pid() {
 
 #[test]
 fn crac_checkpoint_asks_a_running_process_to_checkpoint_itself() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("request") else {
         return;
-    }
-    let dir = scratch("request");
-    let image = dir.join("image");
+    };
     let out_path = dir.join("stdout");
     let mut child =
         Run::new("request", &image).spawn(std::fs::File::create(&out_path).unwrap().into());
@@ -880,11 +867,9 @@ fn crac_checkpoint_asks_a_running_process_to_checkpoint_itself() {
 
 #[test]
 fn one_image_restores_eight_times_at_once_and_every_copy_is_unique() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("eight") else {
         return;
-    }
-    let dir = scratch("eight");
-    let image = dir.join("image");
+    };
     let mut run = Run::new("unique", &image);
     run.private_pids = true;
     let original = run.output();
@@ -957,11 +942,9 @@ fn one_image_restores_eight_times_at_once_and_every_copy_is_unique() {
 
 #[test]
 fn a_restore_passes_new_arguments_and_environment_before_the_hooks_run() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("args") else {
         return;
-    }
-    let dir = scratch("args");
-    let image = dir.join("image");
+    };
     let original = Run::new("args", &image)
         .env("CRAC_E2E_UPSTREAM", "10.0.0.1:5432")
         .output();
@@ -1042,11 +1025,9 @@ fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output 
 
 #[test]
 fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("run") else {
         return;
-    }
-    let dir = scratch("run");
-    let image = dir.join("image");
+    };
     let exe = std::env::current_exe().unwrap();
 
     let first = crac_run(&exe, &image, "ready", &[]);
@@ -1094,11 +1075,9 @@ fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_ru
 
 #[test]
 fn crac_run_never_restores_a_foreign_image_blindly() {
-    if !criu_ready() {
+    let Some((dir, image)) = setup("run-foreign") else {
         return;
-    }
-    let dir = scratch("run-foreign");
-    let image = dir.join("image");
+    };
     let exe = std::env::current_exe().unwrap();
     assert_eq!(crac_run(&exe, &image, "ready", &[]).status.code(), Some(7));
 
@@ -1136,11 +1115,9 @@ fn crac_run_never_restores_a_foreign_image_blindly() {
 
 #[test]
 fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("periodic") else {
         return;
-    }
-    let dir = scratch("periodic");
-    let image = dir.join("image");
+    };
     let exe = std::env::current_exe().unwrap();
     let out = crac_run(
         &exe,
@@ -1171,11 +1148,9 @@ fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
 
 #[test]
 fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("inspect") else {
         return;
-    }
-    let dir = scratch("inspect");
-    let image = dir.join("image");
+    };
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
     let out = crac(&["inspect", image.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -1218,11 +1193,9 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
 
 #[test]
 fn crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready() {
-    if !criu_ready() {
+    let Some((_, image)) = setup("run-timeout") else {
         return;
-    }
-    let dir = scratch("run-timeout");
-    let image = dir.join("image");
+    };
     let exe = std::env::current_exe().unwrap();
     let out = crac_run(&exe, &image, "request", &["--on", "timeout=1"]);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
