@@ -58,6 +58,9 @@ enum Command {
         /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
         #[arg(long)]
         replace_invalid: bool,
+        /// Set K=V for the application, at start and again at every restore.
+        #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+        env: Vec<(String, String)>,
         /// The application and its arguments.
         #[arg(last = true, required = true)]
         app: Vec<std::ffi::OsString>,
@@ -134,6 +137,7 @@ fn main() -> ExitCode {
             on,
             every,
             replace_invalid,
+            env,
             app,
         } => {
             let options = RunOptions {
@@ -141,6 +145,7 @@ fn main() -> ExitCode {
                 trigger: on,
                 every,
                 replace_invalid,
+                env,
             };
             std::env::current_exe()
                 .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))

@@ -992,7 +992,7 @@ fn a_directory_that_holds_other_files_is_never_used_as_the_image() {
     let stdout = text(&out.stdout);
     assert!(
         stdout.contains(&format!(
-            "round 1 error checkpoint engine `criu` is unavailable: CRAC_CHECKPOINT_TO={}: holds files but no crac image; a checkpoint replaces that directory, so point it at a directory of its own",
+            "round 1 error checkpoint engine `criu` is unavailable: the image directory {} (CRAC_CHECKPOINT_TO, crac run --image) holds files but no crac image; a checkpoint replaces that directory, so point it at a directory of its own",
             dir.display()
         )),
         "{stdout}"

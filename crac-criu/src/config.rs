@@ -41,7 +41,7 @@ impl Config {
         let image_dir = std::path::absolute(&image_dir).map_err(|e| {
             Error::Config(format!("CRAC_CHECKPOINT_TO={}: {e}", image_dir.display()))
         })?;
-        let leave_running = crate::ready::LEAVE_RUNNING.load(std::sync::atomic::Ordering::SeqCst)
+        let leave_running = crate::ready::LEAVE_RUNNING.get()
             || match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
                 Err(_) | Ok("") | Ok("0") | Ok("false") => false,
                 Ok("1") | Ok("true") => true,

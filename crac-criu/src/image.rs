@@ -14,9 +14,11 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::manifest::{ExeStat, FILE_NAME, Manifest};
 
-/// Where a dump in progress writes: `.<name>.tmp-<pid>` beside the final directory.
+/// Where a dump in progress writes: `.<name>.tmp-<pid>-<random>` beside the final
+/// directory (copies restored from one image all have the same PID).
 pub fn staging_dir(final_dir: &Path, pid: i32) -> PathBuf {
-    sibling(final_dir, &format!(".tmp-{pid}"))
+    let unique = crac_core::instance_id() as u32;
+    sibling(final_dir, &format!(".tmp-{pid}-{unique:08x}"))
 }
 
 /// Where CRIU's log of a failed dump is kept: `<name>.dump-failed.log` beside it.
@@ -38,8 +40,8 @@ fn sibling(final_dir: &Path, suffix: &str) -> PathBuf {
 pub fn check_target(final_dir: &Path) -> Result<(), Error> {
     let refuse = |problem: &str| {
         Err(Error::Config(format!(
-            "CRAC_CHECKPOINT_TO={}: {problem}; a checkpoint replaces that directory, so point \
-             it at a directory of its own",
+            "the image directory {} (CRAC_CHECKPOINT_TO, crac run --image) {problem}; a \
+             checkpoint replaces that directory, so point it at a directory of its own",
             final_dir.display()
         )))
     };
@@ -168,6 +170,9 @@ pub fn validate(dir: &Path) -> Result<Manifest, Error> {
         dir: dir.into(),
         problem,
     };
+    if dir.exists() && !dir.is_dir() {
+        return Err(refuse("not a directory".into()));
+    }
     if !dir.is_dir() {
         return Err(refuse(
             "no such directory; take a checkpoint first (CRAC_CHECKPOINT_TO)".into(),

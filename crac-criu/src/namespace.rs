@@ -34,9 +34,9 @@ pub fn launch<S: AsRef<OsStr>>(tool: &Path, app: S, args: impl IntoIterator<Item
 /// `__init`: PID 1 of the namespace. Starts the application (PID 2), forwards signals to
 /// it, reaps orphans, and exits with its exit code.
 pub fn init(app: &OsStr, args: &[std::ffi::OsString]) -> Result<i32, Error> {
-    let child = Command::new(app)
-        .args(args)
-        .env(ENV, "private")
+    let mut cmd = Command::new(app);
+    cmd.args(args).env(ENV, "private");
+    let child = crate::supervise::application(&mut cmd)
         .spawn()
         .map_err(|e| Error::Config(format!("cannot start {}: {e}", app.to_string_lossy())))?;
     crate::supervise::wait_for(child.id() as libc::pid_t)

@@ -21,8 +21,12 @@ pub const INTERVAL_ENV: &str = "CRAC_CHECKPOINT_INTERVAL";
 static READY_DONE: AtomicBool = AtomicBool::new(false);
 /// Unix seconds when the next periodic checkpoint is due; 0 until first read, MAX: never.
 static DUE: AtomicU64 = AtomicU64::new(0);
-/// When set, the criu engine leaves the process running whatever `CRAC_LEAVE_RUNNING` says.
-pub(crate) static LEAVE_RUNNING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set while this thread takes a periodic checkpoint: the engine runs on the calling
+    /// thread, so it leaves the process running for this checkpoint only, whatever other
+    /// threads ask for meanwhile.
+    pub(crate) static LEAVE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// The service is warm. Checkpoints once if `crac run` asked for it (returning the
 /// restore, in the restored copy); otherwise returns `Ok(None)` at once.
@@ -56,10 +60,15 @@ pub fn at_consistent_point() -> Result<Option<Restore>, Error> {
         return Ok(None);
     };
     DUE.store(now + every, Ordering::Relaxed);
-    LEAVE_RUNNING.store(true, Ordering::SeqCst);
+    LEAVE_RUNNING.set(true);
     let outcome = crac_core::checkpoint_restore();
-    LEAVE_RUNNING.store(false, Ordering::SeqCst);
+    LEAVE_RUNNING.set(false);
     outcome.map(Some)
+}
+
+/// A restored copy reads its interval again: the restorer may have given a new one.
+pub(crate) fn reset_schedule() {
+    DUE.store(0, Ordering::Relaxed);
 }
 
 fn interval() -> Option<u64> {

@@ -3,14 +3,14 @@
 //!
 //! A process opts in with [`checkpoint_on_request`], which starts a thread named
 //! `crac-request`. The requester finds that thread in `/proc/PID/task` and signals it
-//! directly (no other thread is disturbed), with the number of a pipe it holds open. The
-//! thread runs the checkpoint and, if it is still the original process afterwards (left
-//! running, or failed), writes the outcome into that pipe through
-//! `/proc/<requester>/fd/<n>` and signals back. When the dump stops the process, its
-//! death and the new image are the answer.
+//! directly (no other thread is disturbed) with a random request number. The thread runs
+//! the checkpoint and, if it is still the original process afterwards (left running, or
+//! failed), writes the outcome to `.<image>.answer-<number>` beside its image directory —
+//! a place both sides see even when the process lives in its own PID namespace, where it
+//! cannot see the requester. When the dump stops the process, its death and the new
+//! image are the answer.
 
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
@@ -44,23 +44,45 @@ fn serve() {
         if request.message != Message::Go {
             continue;
         }
-        let (message, text) = match crac_core::checkpoint_restore() {
+        let (outcome, text) = match crac_core::checkpoint_restore() {
             Ok(restore) if restore.is_restored() => continue, // a new life: nobody is waiting
             Err(CoreError::RestoreFailed { restore, .. }) if restore.is_restored() => continue,
-            Ok(_) => (Message::LeftRunning, String::new()),
-            Err(CoreError::RestoreFailed { failures, .. }) => {
-                (Message::LeftRunning, failures.to_string())
-            }
-            Err(e) => (Message::DumpFailed, e.to_string()),
+            Ok(_) => (LEFT_RUNNING, String::new()),
+            Err(CoreError::RestoreFailed { failures, .. }) => (LEFT_RUNNING, failures.to_string()),
+            Err(e) => (FAILED, e.to_string()),
         };
-        let answer = std::fs::OpenOptions::new()
-            .write(true)
-            .open(format!("/proc/{}/fd/{}", request.sender, request.payload));
-        if let Ok(mut pipe) = answer {
-            let _ = pipe.write_all(text.as_bytes());
+        if let Some(dir) = std::env::var_os("CRAC_CHECKPOINT_TO") {
+            let path = answer_file(std::path::Path::new(&dir), request.payload);
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            let _ = write_answer(&path, &format!("{outcome}\n{text}"));
         }
-        let _ = signal::send(request.sender, request.sender, message);
     }
+}
+
+const LEFT_RUNNING: &str = "left-running";
+const FAILED: &str = "failed";
+
+fn answer_file(image: &std::path::Path, number: u32) -> PathBuf {
+    let name = image
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    image.with_file_name(format!(".{name}.answer-{number}"))
+}
+
+/// Root writes here: never through a symlink, never readable by others.
+fn write_answer(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(text.as_bytes())
 }
 
 /// How a requested checkpoint ended, seen from the requester.
@@ -76,55 +98,38 @@ pub enum Answer {
 /// Asks process `pid` to checkpoint itself and waits for the answer.
 pub fn send(pid: libc::pid_t) -> Result<Answer, Error> {
     let thread = find_thread(pid)?;
-    let image = image_dir(pid);
-    let asked_at = SystemTime::now();
-    let (mut reader, writer) = pipe().map_err(|e| Error::Io("creating the answer pipe", e))?;
-    let mask = signal::block().map_err(|e| Error::Io("blocking the answer signal", e))?;
-    let result = (|| {
-        signal::send_with(pid, thread, Message::Go, writer.as_raw_fd() as u32)
-            .map_err(|e| Error::Io("signalling the process", e))?;
-        loop {
-            match signal::wait(Some(Duration::from_millis(100))) {
-                Ok(Some(answer)) if answer.sender == pid => {
-                    drop(writer);
-                    let mut text = String::new();
-                    let _ = reader.read_to_string(&mut text);
-                    return match answer.message {
-                        Message::LeftRunning => Ok(Answer::LeftRunning(text)),
-                        _ => Err(Error::Helper(format!(
-                            "process {pid} did not checkpoint: {text}"
-                        ))),
-                    };
-                }
-                Ok(_) => {}
-                Err(e) => return Err(Error::Io("waiting for the answer", e)),
-            }
-            if !procfs::alive(pid) {
-                return match image.filter(|dir| published_since(dir, asked_at)) {
-                    Some(dir) => Ok(Answer::Checkpointed(dir)),
-                    None => Err(Error::Helper(format!(
-                        "process {pid} exited without reporting an outcome and wrote no new image"
-                    ))),
-                };
-            }
-        }
-    })();
-    signal::restore_mask(&mask);
-    result
-}
-
-fn pipe() -> std::io::Result<(std::fs::File, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills both fds on success; each is owned exactly once below.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds nobody else owns.
-    unsafe {
-        Ok((
-            std::fs::File::from_raw_fd(fds[0]),
-            OwnedFd::from_raw_fd(fds[1]),
+    let image = image_dir(pid).ok_or_else(|| {
+        Error::Config(format!(
+            "process {pid} has no CRAC_CHECKPOINT_TO: it cannot be checkpointed"
         ))
+    })?;
+    // random enough to tell this request's answer from a stale one
+    let number = (crac_core::instance_id() as u32) ^ std::process::id();
+    let answer = answer_file(&image, number);
+    let asked_at = SystemTime::now();
+    signal::send_with(pid, thread, Message::Go, number)
+        .map_err(|e| Error::Io("signalling the process", e))?;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&answer) {
+            let _ = std::fs::remove_file(&answer);
+            let (outcome, detail) = text.split_once('\n').unwrap_or((&text, ""));
+            return match outcome {
+                LEFT_RUNNING => Ok(Answer::LeftRunning(detail.to_string())),
+                _ => Err(Error::Helper(format!(
+                    "process {pid} did not checkpoint: {detail}"
+                ))),
+            };
+        }
+        if !procfs::alive(pid) {
+            return if published_since(&image, asked_at) {
+                Ok(Answer::Checkpointed(image))
+            } else {
+                Err(Error::Helper(format!(
+                    "process {pid} exited without reporting an outcome and wrote no new image"
+                )))
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -135,6 +140,11 @@ fn image_dir(pid: libc::pid_t) -> Option<PathBuf> {
         .split(|b| *b == 0)
         .find_map(|var| var.strip_prefix(b"CRAC_CHECKPOINT_TO="))
         .map(|dir| PathBuf::from(String::from_utf8_lossy(dir).into_owned()))
+        // relative to the process's working directory, not ours
+        .map(|dir| match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) if dir.is_relative() => cwd.join(dir),
+            _ => dir,
+        })
 }
 
 fn published_since(dir: &std::path::Path, since: SystemTime) -> bool {

@@ -14,7 +14,7 @@ use crate::manifest::Manifest;
 use crate::signal::{self, Message};
 use std::os::unix::process::ExitStatusExt;
 
-use crate::supervise::{self, Forwarding};
+use crate::supervise;
 use crate::{Error, config, criu, image, namespace};
 
 /// Environment through which the action script finds the image being restored.
@@ -38,6 +38,16 @@ pub struct RestoreOptions {
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
     let began = std::time::SystemTime::now();
+    // CRIU changes into the image directory before it calls back: relative paths would
+    // point elsewhere by then.
+    let absolute = |p: &Path| {
+        std::path::absolute(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
+    };
+    let dir = &absolute(dir)?;
+    let options = &RestoreOptions {
+        log: options.log.as_deref().map(absolute).transpose()?,
+        ..options.clone()
+    };
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
     let criu = config::criu_binary()?;
@@ -80,7 +90,10 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg("__wait")
         .arg(manifest.pid.to_string());
 
-    let forwarding = Forwarding::start();
+    // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
+    // The forwarded signals stay blocked in CRIU and pending through its exec into
+    // `__wait`, which forwards them once the process is back.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().map_err(|e| {
         let what = if manifest.private_pid_namespace {
             "running `unshare` (util-linux) and criu restore"
@@ -91,14 +104,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     })?;
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
-    forwarding.to(if manifest.private_pid_namespace {
-        first_child(pid)
+    supervise::forward_to(if manifest.private_pid_namespace {
+        first_child(pid).unwrap_or(pid)
     } else {
         pid
     });
-    let status = child
-        .wait()
-        .map_err(|e| Error::Io("waiting for the restored process", e))?;
+    let status = child.wait();
+    supervise::forward_to(0);
+    let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     if std::fs::remove_file(&resumed).is_err() {
         return Err(Error::Restore {
             reason: criu::log_digest(&log, 8),
@@ -113,19 +126,22 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
 
 pub use crate::supervise::wait_for;
 
-/// The first child of `pid`, waiting briefly for it to appear; `pid` itself if none does.
-pub(crate) fn first_child(pid: libc::pid_t) -> libc::pid_t {
+/// The first child of `pid`, waiting up to 5 s for it to appear.
+pub(crate) fn first_child(pid: libc::pid_t) -> Option<libc::pid_t> {
     let children = format!("/proc/{pid}/task/{pid}/children");
-    for _ in 0..500 {
+    for _ in 0..2500 {
         let found = std::fs::read_to_string(&children)
             .ok()
             .and_then(|text| text.split_whitespace().next()?.parse().ok());
-        if let Some(child) = found {
-            return child;
+        if found.is_some() {
+            return found;
+        }
+        if !crate::procfs::alive(pid) {
+            return None;
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    pid
+    None
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.

@@ -6,14 +6,15 @@
 //! or with `replace_invalid` replaced by a fresh checkpoint.
 
 use std::ffi::{OsStr, OsString};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::manifest::{FILE_NAME, Manifest};
 use crate::restore::{RestoreOptions, first_child, restore};
 use crate::restore_args::RestoreArgs;
-use crate::supervise::{self, Forwarding};
-use crate::{Error, image, namespace, ready};
+use crate::supervise;
+use crate::{Error, image, namespace, procfs, ready};
 
 /// When the first run takes its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,9 @@ pub struct RunOptions {
     pub every: Option<u64>,
     /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
     pub replace_invalid: bool,
+    /// Environment for the application: set at start, and passed again to every
+    /// restore (an image keeps the environment it was taken with).
+    pub env: Vec<(String, String)>,
 }
 
 /// Runs `app` with `args` as `options` say; returns the exit code to exit with.
@@ -47,33 +51,41 @@ pub fn run(
     args: &[OsString],
 ) -> Result<i32, Error> {
     let app = resolve(app)?;
+    let image = std::path::absolute(&options.image)
+        .map_err(|e| Error::Config(format!("--image {}: {e}", options.image.display())))?;
+    // A restored copy receives this run's arguments and environment (and interval) as
+    // restore-time ones: `Restore::args`, `Restore::env`.
+    let mut env = options.env.clone();
+    env.push((
+        ready::INTERVAL_ENV.to_string(),
+        options.every.unwrap_or(0).to_string(),
+    ));
     let given = RestoreArgs {
-        args: Vec::new(),
-        began: None,
-        env: options
-            .every
-            .map(|every| (ready::INTERVAL_ENV.to_string(), every.to_string()))
-            .into_iter()
+        args: args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
             .collect(),
+        env,
+        began: None,
     };
     let restore_options = RestoreOptions {
         given,
         ..Default::default()
     };
-    if options.image.join(FILE_NAME).exists() {
-        match usable(&options.image, &app) {
-            Ok(()) => return restore(&options.image, tool, &restore_options),
+    if image.join(FILE_NAME).exists() {
+        match usable(&image, &app) {
+            Ok(()) => return restore(&image, tool, &restore_options),
             Err(problem) if options.replace_invalid => {
                 eprintln!(
                     "crac: replacing the image in {}: {problem}",
-                    options.image.display()
+                    image.display()
                 );
-                std::fs::remove_dir_all(&options.image)
+                std::fs::remove_dir_all(&image)
                     .map_err(|e| Error::Io("removing the old image", e))?;
             }
             Err(problem) => {
                 return Err(Error::Image {
-                    dir: options.image.clone(),
+                    dir: image,
                     problem: format!(
                         "{problem}; pass --replace-invalid to take a fresh checkpoint instead"
                     ),
@@ -81,21 +93,27 @@ pub fn run(
             }
         }
     }
-    image::check_target(&options.image)?;
+    image::check_target(&image)?;
 
-    let status = first_run(options, tool, &app, args)?;
-    if options.image.join(FILE_NAME).exists() {
-        eprintln!(
-            "crac: image written to {}; restoring it",
-            options.image.display()
-        );
-        restore(&options.image, tool, &restore_options)
+    let started = SystemTime::now();
+    let status = first_run(options, &image, tool, &app, args)?;
+    // The dump stops the process with SIGKILL; a crash after a periodic image also ends
+    // in a signal. A process that exited on its own is not brought back.
+    let killed = status > 128;
+    let fresh = std::fs::metadata(image.join(FILE_NAME))
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified >= started);
+    if killed && fresh {
+        eprintln!("crac: image written to {}; restoring it", image.display());
+        restore(&image, tool, &restore_options)
     } else {
-        eprintln!(
-            "crac: {} exited (status {status}) without taking an image in {}",
-            app.display(),
-            options.image.display()
-        );
+        if !fresh {
+            eprintln!(
+                "crac: {} exited (status {status}) without taking an image in {}",
+                app.display(),
+                image.display()
+            );
+        }
         Ok(status)
     }
 }
@@ -119,52 +137,70 @@ fn usable(dir: &Path, app: &Path) -> Result<(), String> {
 /// Starts the application to take the image; returns its exit code.
 fn first_run(
     options: &RunOptions,
+    image: &Path,
     tool: &Path,
     app: &Path,
     args: &[OsString],
 ) -> Result<i32, Error> {
     let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
-    cmd.env("CRAC_CHECKPOINT_TO", &options.image)
-        .env("CRAC_ENGINE", "criu");
+    cmd.env("CRAC_CHECKPOINT_TO", image)
+        .env("CRAC_ENGINE", "criu")
+        .env_remove("CRAC_LEAVE_RUNNING")
+        .envs(options.env.iter().map(|(k, v)| (k, v)));
     if options.trigger == Trigger::Ready {
         cmd.env(ready::ON_READY_ENV, "1");
     }
     if let Some(every) = options.every {
         cmd.env(ready::INTERVAL_ENV, every.to_string());
     }
-    let forwarding = Forwarding::start();
+    // SAFETY: close_range and prctl are async-signal-safe. As an entrypoint, crac run
+    // hands the application stdio only, and takes the namespace down if it dies itself.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close_range(3, libc::c_uint::MAX, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.process_group(0);
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Io("running `unshare` (util-linux)", e))?;
-    let init = first_child(child.id() as libc::pid_t);
-    forwarding.to(init);
-    let app_pid = first_child(init);
+    let started =
+        first_child(child.id() as libc::pid_t).and_then(|init| Some((init, first_child(init)?)));
+    if let Some((init, app_pid)) = started {
+        supervise::forward_to(init);
+        announce(options, image, app, app_pid);
+    }
+    let status = child.wait();
+    supervise::forward_to(0);
+    let status = status.map_err(|e| Error::Io("waiting for the application", e))?;
+    Ok(supervise::exit_code(status.into_raw()))
+}
+
+fn announce(options: &RunOptions, image: &Path, app: &Path, app_pid: libc::pid_t) {
     match options.trigger {
         Trigger::Ready => eprintln!(
             "crac: no image in {}: started {} (PID {app_pid}); it is checkpointed when it calls crac::ready()",
-            options.image.display(),
+            image.display(),
             app.display()
         ),
         Trigger::Request => eprintln!(
             "crac: no image in {}: started {} (PID {app_pid}); checkpoint it with `crac checkpoint {app_pid}`",
-            options.image.display(),
+            image.display(),
             app.display()
         ),
         Trigger::Timeout(after) => {
             std::thread::spawn(move || {
                 std::thread::sleep(after);
-                if let Err(e) = crate::request::send(app_pid) {
+                if procfs::alive(app_pid)
+                    && let Err(e) = crate::request::send(app_pid)
+                {
                     eprintln!("crac: the timed checkpoint failed: {e}");
                 }
             });
         }
     }
-    let status = child
-        .wait()
-        .map_err(|e| Error::Io("waiting for the application", e))?;
-    Ok(supervise::exit_code(
-        std::os::unix::process::ExitStatusExt::into_raw(status),
-    ))
 }
 
 /// `app` as an absolute path, searched in `PATH` when it has no slash.

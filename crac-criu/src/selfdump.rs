@@ -125,6 +125,7 @@ fn run_helper(
     match wait_for_outcome(helper)? {
         Message::Restored => {
             let given = restore_args::read(placeholder);
+            crate::ready::reset_schedule();
             Ok(EngineOutcome::Restored {
                 checkpointed_for: dumped_at.elapsed().ok(),
                 args: given.args,
