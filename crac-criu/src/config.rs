@@ -3,7 +3,7 @@
 //! | variable | meaning | default |
 //! |---|---|---|
 //! | `CRAC_CHECKPOINT_TO` | image directory to write (like `-XX:CRaCCheckpointTo`) | required |
-//! | `CRAC_CRIU` | the `criu` binary | `criu` on `PATH`, then `/usr/local/sbin/criu` |
+//! | `CRAC_CRIU` | the `criu` binary | `criu` on `PATH`, then `/usr/local/sbin`, `/usr/sbin` |
 //! | `CRAC_CRIU_OPTS` | extra CRIU options, space separated (recorded; restore repeats them) | none |
 //! | `CRAC_LEAVE_RUNNING` | `1`: keep the process running after the image is taken | `0` |
 //! | `CRAC_FD_POLICY` | what to do with unclaimed fds, see [`crate::fdcheck`] | `error` for all |

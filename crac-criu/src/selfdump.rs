@@ -194,7 +194,9 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
             (false, None) => gone_since = Some(std::time::Instant::now()),
             (false, Some(since)) if since.elapsed() > WAKE_GRACE => {
                 return Err(Error::Helper(
-                    "the dump helper exited without reporting an outcome; stdio is lost".into(),
+                    "no outcome arrived: the dump helper is gone and no restorer woke this process \
+                     (stdio may still be the memfds of the dump)"
+                        .into(),
                 ));
             }
             (false, Some(_)) => {}
