@@ -59,6 +59,14 @@ pub fn check_target(final_dir: &Path) -> Result<(), Error> {
     }
 }
 
+/// Whether `dir` holds an image published at or after `since` (its manifest is written
+/// last, so its time is the image's).
+pub fn published_since(dir: &Path, since: std::time::SystemTime) -> bool {
+    std::fs::metadata(dir.join(FILE_NAME))
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified >= since)
+}
+
 /// Creates an empty private staging directory, removing leftovers of a crashed dump.
 pub fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
     let parent = final_dir.parent().unwrap_or(Path::new("/"));

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use crac_core::Error as CoreError;
 
 use crate::signal::{self, Message};
-use crate::{Error, procfs};
+use crate::{Error, image, procfs};
 
 const THREAD: &str = "crac-request";
 
@@ -121,7 +121,7 @@ pub fn send(pid: libc::pid_t) -> Result<Answer, Error> {
             };
         }
         if !procfs::alive(pid) {
-            return if published_since(&image, asked_at) {
+            return if image::published_since(&image, asked_at) {
                 Ok(Answer::Checkpointed(image))
             } else {
                 Err(Error::Helper(format!(
@@ -145,12 +145,6 @@ fn image_dir(pid: libc::pid_t) -> Option<PathBuf> {
             Ok(cwd) if dir.is_relative() => cwd.join(dir),
             _ => dir,
         })
-}
-
-fn published_since(dir: &std::path::Path, since: SystemTime) -> bool {
-    std::fs::metadata(dir.join(crate::manifest::FILE_NAME))
-        .and_then(|m| m.modified())
-        .is_ok_and(|modified| modified >= since)
 }
 
 fn find_thread(pid: libc::pid_t) -> Result<libc::pid_t, Error> {

@@ -100,9 +100,7 @@ pub fn run(
     // The dump stops the process with SIGKILL; a crash after a periodic image also ends
     // in a signal. A process that exited on its own is not brought back.
     let killed = status > 128;
-    let fresh = std::fs::metadata(image.join(FILE_NAME))
-        .and_then(|m| m.modified())
-        .is_ok_and(|modified| modified >= started);
+    let fresh = image::published_since(&image, started);
     if killed && fresh {
         eprintln!("crac: image written to {}; restoring it", image.display());
         restore(&image, tool, &restore_options)
