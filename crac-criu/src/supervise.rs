@@ -77,14 +77,17 @@ pub fn forward_to(pid: libc::pid_t) {
 /// Makes `cmd` start an application: with the forwarded signals unblocked (a child
 /// inherits its parent's signal mask, and an application must be able to receive
 /// SIGTERM), and in a session of its own — what CRIU needs to restore it without a
-/// terminal, and so a terminal's Ctrl-C reaches it once, through the forwarder.
+/// terminal, and so a terminal's Ctrl-C reaches it once, through the forwarder. Fds
+/// beyond stdio that the launcher inherited (IDE terminals and CI runners leak them) do
+/// not reach it: the open-resource check would rightly refuse them.
 pub fn application(cmd: &mut Command) -> &mut Command {
     let set = forwarded_set();
-    // SAFETY: sigprocmask and setsid are async-signal-safe.
+    // SAFETY: sigprocmask, setsid and close_range are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             libc::sigprocmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut());
             libc::setsid();
+            libc::close_range(3, libc::c_uint::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int);
             Ok(())
         })
     }
