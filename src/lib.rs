@@ -38,9 +38,9 @@
 #![warn(missing_docs)]
 
 pub use crac_core::{
-    BoxError, Checkpoint, Context, Error, Failure, Failures, Kind, Outcome, Phase, Plan, PlanEntry,
-    Ranked, Resource, Restore, engine, field, global, plan, rank_after, register, register_engine,
-    use_engine,
+    BoxError, Checkpoint, Context, Error, Failure, Failures, Outcome, Phase, Plan, PlanEntry,
+    PlanEntryKind, Ranked, Resource, Restore, engine, field, global, instance_id, plan, rank_after,
+    register, register_engine, use_engine,
 };
 #[cfg(unix)]
 pub use crac_core::{FdClaim, claim_fd, claimed_fds};

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use crac::{BoxError, Checkpoint, Checkpointable, Kind, Ranked, Restore};
+use crac::{BoxError, Checkpoint, Checkpointable, PlanEntryKind, Ranked, Restore};
 
 static LOCK: Mutex<()> = Mutex::new(());
 static LOG: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
@@ -156,16 +156,21 @@ fn the_plan_lists_hooks_with_their_names_ranks_and_kinds() {
     assert_eq!(
         entries,
         [
-            ("hooks::collisions::reopen", 4, Kind::OnRestore, 0),
-            ("hooks::collisions::flush", 3, Kind::BeforeCheckpoint, 0),
+            ("hooks::collisions::reopen", 4, PlanEntryKind::OnRestore, 0),
+            (
+                "hooks::collisions::flush",
+                3,
+                PlanEntryKind::BeforeCheckpoint,
+                0
+            ),
             // Equal ranks: registered resources, then hooks by descending full path.
-            ("hooks::with_event", 2, Kind::BeforeCheckpoint, 0),
-            ("hooks::restore_event", 2, Kind::OnRestore, 0),
-            ("hooks::Store", 1, Kind::Resource, 0),
-            ("hooks::plain", 0, Kind::BeforeCheckpoint, 0),
-            ("nested restore", 0, Kind::OnRestore, 0),
-            ("a: hooks::by_path::b_path", 0, Kind::OnRestore, 0),
-            ("b: hooks::by_path::a_path", 0, Kind::OnRestore, 0),
+            ("hooks::with_event", 2, PlanEntryKind::BeforeCheckpoint, 0),
+            ("hooks::restore_event", 2, PlanEntryKind::OnRestore, 0),
+            ("hooks::Store", 1, PlanEntryKind::Resource, 0),
+            ("hooks::plain", 0, PlanEntryKind::BeforeCheckpoint, 0),
+            ("nested restore", 0, PlanEntryKind::OnRestore, 0),
+            ("a: hooks::by_path::b_path", 0, PlanEntryKind::OnRestore, 0),
+            ("b: hooks::by_path::a_path", 0, PlanEntryKind::OnRestore, 0),
         ]
     );
 }

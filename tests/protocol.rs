@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{Behaviour, Log, Recorder, serial};
 use crac::engine::{Engine, EngineOutcome, Request};
-use crac::{BoxError, Checkpoint, Context, Error, Kind, Outcome, Phase, Resource, Restore};
+use crac::{
+    BoxError, Checkpoint, Context, Error, Outcome, Phase, PlanEntryKind, Resource, Restore,
+};
 
 struct Failing;
 impl Engine for Failing {
@@ -301,7 +303,7 @@ fn generations_count_checkpoints_and_restores() {
     let first = crac::checkpoint_restore().unwrap();
     let second = crac::checkpoint_restore().unwrap();
     assert_eq!(second.generation, first.generation + 1);
-    assert!(second.checkpointed_for.is_some());
+    assert_eq!(second.checkpointed_for, Some(std::time::Duration::ZERO));
 }
 
 struct Reentrant(Mutex<Option<Error>>);
@@ -438,12 +440,12 @@ fn nested_contexts_notify_their_members_at_their_position() {
     assert_eq!(
         rows,
         [
-            ("after", Kind::Resource, 0),
-            ("db", Kind::Context, 0),
-            ("db.cache", Kind::Context, 1),
-            ("cache", Kind::Resource, 2),
-            ("pool", Kind::Resource, 1),
-            ("before", Kind::Resource, 0),
+            ("after", PlanEntryKind::Resource, 0),
+            ("db", PlanEntryKind::Context, 0),
+            ("db.cache", PlanEntryKind::Context, 1),
+            ("cache", PlanEntryKind::Resource, 2),
+            ("pool", PlanEntryKind::Resource, 1),
+            ("before", PlanEntryKind::Resource, 0),
         ]
     );
     crac::checkpoint_restore().unwrap();

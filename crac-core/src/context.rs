@@ -1,14 +1,17 @@
 //! [`Context`]: a named group of resources that is itself a resource, and the global one.
 
+use std::any::Any;
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
-use crate::participant::{self, Ranked};
+use crate::hooks;
+use crate::participant::{self, Group, RankedParticipant, WeakParticipant};
 use crate::plan::Plan;
 use crate::registry::Registry;
-use crate::resource::{BoxError, Resource};
+use crate::resource::Resource;
 
 /// A named group of resources, notified in dependency and registration order when the
 /// context itself is notified.
@@ -29,7 +32,7 @@ pub struct Context {
     registry: Registry,
     /// The members notified by the last `before_checkpoint`: `after_restore` walks exactly
     /// these back, even if the registry changed in between.
-    notified: Mutex<Vec<Ranked>>,
+    notified: Mutex<Vec<RankedParticipant>>,
 }
 
 thread_local! {
@@ -37,7 +40,7 @@ thread_local! {
 }
 
 /// A context being walked by this thread; leaves the walk when dropped.
-pub(crate) struct Active;
+struct Active;
 
 impl Drop for Active {
     fn drop(&mut self) {
@@ -75,8 +78,12 @@ impl Context {
     /// Adds `resource` to this context, weakly.
     pub fn register<R: Resource>(&self, resource: &Arc<R>) {
         let rank = resource.rank();
-        let weak: std::sync::Weak<R> = Arc::downgrade(resource);
-        self.registry.register(weak, rank);
+        // A nested context is a group its plan looks into; resolved per type at compile time.
+        let participant = match (resource as &dyn Any).downcast_ref::<Arc<Context>>() {
+            Some(context) => WeakParticipant::Group(Arc::downgrade(context) as Weak<dyn Group>),
+            None => WeakParticipant::Resource(Arc::downgrade(resource) as Weak<dyn Resource>),
+        };
+        self.registry.register(participant, rank);
     }
 
     /// This context's members in checkpoint order, nested contexts expanded.
@@ -84,12 +91,12 @@ impl Context {
         Plan::of(&self.members())
     }
 
-    pub(crate) fn members(&self) -> Vec<Ranked> {
+    fn members(&self) -> Vec<RankedParticipant> {
         participant::in_checkpoint_order(self.registry.live(), &[])
     }
 
     /// During a checkpoint, the members actually notified; otherwise the current ones.
-    pub(crate) fn members_for_plan(&self) -> Vec<Ranked> {
+    fn members_for_plan(&self) -> Vec<RankedParticipant> {
         let notified = self.notified.lock().unwrap_or_else(PoisonError::into_inner);
         if notified.is_empty() {
             drop(notified);
@@ -102,7 +109,7 @@ impl Context {
     /// Marks this context as being walked by this thread, or refuses if it already is:
     /// a context registered (directly or through others) inside itself would recurse
     /// forever.
-    pub(crate) fn enter(&self) -> Result<Active, BoxError> {
+    fn enter(&self) -> Result<Active, BoxError> {
         let address = self as *const Context as usize;
         ACTIVE.with_borrow_mut(|active| {
             if active.contains(&address) {
@@ -117,10 +124,12 @@ impl Context {
             Ok(Active)
         })
     }
+}
 
-    pub(crate) fn registry(&self) -> &Registry {
-        &self.registry
-    }
+/// The global context's members and the link-time hooks, in checkpoint order: what
+/// [`checkpoint_restore`](crate::checkpoint_restore) notifies.
+pub(crate) fn global_participants() -> Vec<RankedParticipant> {
+    participant::in_checkpoint_order(GLOBAL.registry.live(), hooks::all())
 }
 
 impl Resource for Context {
@@ -142,8 +151,12 @@ impl Resource for Context {
     fn name(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.name)
     }
+}
 
-    fn as_context(&self) -> Option<&Context> {
-        Some(self)
+impl Group for Context {
+    fn visit_members(&self, visit: &mut dyn FnMut(&[RankedParticipant])) {
+        if let Ok(_active) = self.enter() {
+            visit(&self.members_for_plan());
+        }
     }
 }

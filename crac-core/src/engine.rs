@@ -8,11 +8,10 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use crate::error::Error;
+use crate::error::{BoxError, Error};
 use crate::event::Checkpoint;
-use crate::participant::Ranked;
+use crate::participant::RankedParticipant;
 use crate::plan::Plan;
-use crate::resource::BoxError;
 
 /// Takes the image once every participant has released its state.
 pub trait Engine: Sync {
@@ -35,7 +34,7 @@ pub trait Engine: Sync {
 pub struct Request<'a> {
     /// The event participants received.
     pub event: &'a Checkpoint,
-    pub(crate) participants: &'a [Ranked],
+    pub(crate) participants: &'a [RankedParticipant],
 }
 
 impl Request<'_> {
@@ -59,8 +58,9 @@ pub enum EngineOutcome {
         /// Environment variables given at restore time; set in the process before any
         /// `after_restore` hook runs.
         env: Vec<(String, String)>,
-        /// When the restore was started (by `crac restore`), if known: the process then
-        /// reports on stderr how long it took to be running again, hooks included.
+        /// When the restore was started (by `crac restore`), if known: the protocol then
+        /// reports how long it took to be running again, hooks included, as a `tracing`
+        /// event.
         restore_began: Option<SystemTime>,
     },
     /// The image was taken and this is the original process, still running.

@@ -3,7 +3,9 @@
 use std::fmt;
 
 use crate::event::Restore;
-use crate::resource::BoxError;
+
+/// The error a hook returns: any error, boxed, so that hooks can use `?` freely.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// The hook a failure happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +96,10 @@ impl fmt::Display for Failures {
 impl std::error::Error for Failures {}
 
 /// Why [`checkpoint_restore`](crate::checkpoint_restore) did not succeed.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` prints the message, as `Display` does, so that `fn main() -> Result<(),
+/// crac::Error>` reports what failed rather than a structure dump.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A `before_checkpoint` hook refused: no image was taken, every participant was
@@ -154,6 +159,12 @@ pub enum Error {
          checkpoint after the hook returns"
     )]
     Reentrant,
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 fn rollback_note(rollback: &Failures) -> String {

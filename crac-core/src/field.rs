@@ -3,9 +3,9 @@
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use crate::error::{Failure, Failures, Phase, catch_panic};
+use crate::error::{BoxError, Failure, Failures, Phase, catch_panic};
 use crate::event::{Checkpoint, Restore};
-use crate::resource::{BoxError, Resource};
+use crate::resource::Resource;
 
 /// A field marked `#[crac(resource)]`: a [`Resource`] (`dyn Resource` included), directly
 /// or inside `Arc`, `Option`, `Mutex` or `RwLock`, e.g. `Arc<dyn Resource>`.

@@ -2,8 +2,8 @@
 
 use std::sync::OnceLock;
 
+use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
-use crate::resource::BoxError;
 
 /// One annotated function, submitted to `inventory` by the attribute macros.
 #[doc(hidden)]

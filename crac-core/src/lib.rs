@@ -26,13 +26,13 @@ mod simulate;
 pub use claims::{FdClaim, claim_fd, claimed_fds};
 pub use context::{Context, global, register};
 pub use engine::use_engine;
-pub use error::{Error, Failure, Failures, Phase};
+pub use error::{BoxError, Error, Failure, Failures, Phase};
 pub use event::{Checkpoint, Outcome, Restore};
 pub use instance::instance_id;
 pub use ordering::{Ranked, rank_after};
-pub use plan::{Kind, Plan, PlanEntry};
+pub use plan::{Plan, PlanEntry, PlanEntryKind};
 pub use protocol::{checkpoint_restore, plan};
-pub use resource::{BoxError, Resource};
+pub use resource::Resource;
 pub use simulate::Simulate;
 
 /// What the macros expand to. Not a public API: it changes without notice.

@@ -39,16 +39,19 @@ pub const fn rank_after(deps: &[u32]) -> u32 {
 /// at runtime, among themselves in order of their full path (`inventory` gives no
 /// stable order of its own).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Seq {
+pub(crate) enum RegistrationOrder {
     Static(usize),
     Dynamic(u64),
 }
 
 /// Sorts participants into checkpoint order; restore order is its reverse.
 ///
-/// `items` must come newest first (descending [`Seq`]): a stable sort by rank then
+/// `items` must come newest first (descending [`RegistrationOrder`]): a stable sort by rank then
 /// keeps that order within each rank, in linear time when ranks are mostly equal.
-pub(crate) fn sort_for_checkpoint<T>(items: &mut [T], key: impl Fn(&T) -> (u32, Seq)) {
+pub(crate) fn sort_for_checkpoint<T>(
+    items: &mut [T],
+    key: impl Fn(&T) -> (u32, RegistrationOrder),
+) {
     debug_assert!(
         items.is_sorted_by(|a, b| key(a).1 >= key(b).1),
         "newest first"
@@ -70,21 +73,21 @@ mod tests {
     #[test]
     fn checkpoint_order_is_rank_descending_then_newest_first() {
         let mut items = vec![
-            (0, Seq::Dynamic(2)),
-            (0, Seq::Dynamic(1)),
-            (1, Seq::Dynamic(0)),
-            (0, Seq::Static(5)),
-            (1, Seq::Static(0)),
+            (0, RegistrationOrder::Dynamic(2)),
+            (0, RegistrationOrder::Dynamic(1)),
+            (1, RegistrationOrder::Dynamic(0)),
+            (0, RegistrationOrder::Static(5)),
+            (1, RegistrationOrder::Static(0)),
         ];
         sort_for_checkpoint(&mut items, |&x| x);
         assert_eq!(
             items,
             [
-                (1, Seq::Dynamic(0)),
-                (1, Seq::Static(0)),
-                (0, Seq::Dynamic(2)),
-                (0, Seq::Dynamic(1)),
-                (0, Seq::Static(5)),
+                (1, RegistrationOrder::Dynamic(0)),
+                (1, RegistrationOrder::Static(0)),
+                (0, RegistrationOrder::Dynamic(2)),
+                (0, RegistrationOrder::Dynamic(1)),
+                (0, RegistrationOrder::Static(5)),
             ]
         );
     }

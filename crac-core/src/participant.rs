@@ -1,39 +1,66 @@
-//! A participant of one checkpoint: a registered resource or a link-time hook, and the
-//! two passes over an ordered list of them.
+//! A participant of one checkpoint — a registered resource, a nested group of them, or a
+//! link-time hook — and the two passes over an ordered list of them.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use crate::error::{Failure, Failures, Phase, catch_panic};
+use crate::error::{BoxError, Failure, Failures, Phase, catch_panic};
 use crate::event::{Checkpoint, Restore};
 use crate::hooks::{HookFn, StaticHook};
-use crate::ordering::{Seq, sort_for_checkpoint};
-use crate::resource::{BoxError, Resource};
+use crate::ordering::{RegistrationOrder, sort_for_checkpoint};
+use crate::resource::Resource;
+
+/// A resource that holds other participants (a [`Context`](crate::Context)): plans list
+/// its members after it, one level deeper.
+pub(crate) trait Group: Resource {
+    /// Calls `visit` with the members a plan shows, unless this group is already being
+    /// walked by this thread (it was registered inside itself).
+    fn visit_members(&self, visit: &mut dyn FnMut(&[RankedParticipant]));
+}
 
 #[derive(Clone)]
 pub(crate) enum Participant {
     Resource(Arc<dyn Resource>),
+    Group(Arc<dyn Group>),
     Hook(&'static StaticHook),
 }
 
+/// A participant as the registry holds it: weakly, so that dropping it unregisters it.
+pub(crate) enum WeakParticipant {
+    Resource(Weak<dyn Resource>),
+    Group(Weak<dyn Group>),
+}
+
+/// A participant with its place in the order.
 #[derive(Clone)]
-pub(crate) struct Ranked {
-    pub participant: Participant,
-    pub rank: u32,
-    seq: Seq,
+pub(crate) struct RankedParticipant {
+    pub(crate) participant: Participant,
+    pub(crate) rank: u32,
+    order: RegistrationOrder,
 }
 
 impl Participant {
-    pub fn name(&self) -> Cow<'_, str> {
+    pub(crate) fn name(&self) -> Cow<'_, str> {
         match self {
             Participant::Resource(resource) => resource.name(),
+            Participant::Group(group) => group.name(),
             Participant::Hook(hook) => Cow::Borrowed(hook.name),
+        }
+    }
+
+    /// Identifies the registered object, so that one registered twice counts once.
+    pub(crate) fn address(&self) -> usize {
+        match self {
+            Participant::Resource(resource) => Arc::as_ptr(resource) as *const () as usize,
+            Participant::Group(group) => Arc::as_ptr(group) as *const () as usize,
+            Participant::Hook(hook) => *hook as *const StaticHook as usize,
         }
     }
 
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
         match self {
             Participant::Resource(resource) => resource.before_checkpoint(event),
+            Participant::Group(group) => group.before_checkpoint(event),
             Participant::Hook(StaticHook {
                 run: HookFn::BeforeCheckpoint(hook),
                 ..
@@ -45,6 +72,7 @@ impl Participant {
     fn after_restore(&self, event: &Restore) -> Result<(), BoxError> {
         match self {
             Participant::Resource(resource) => resource.after_restore(event),
+            Participant::Group(group) => group.after_restore(event),
             Participant::Hook(StaticHook {
                 run: HookFn::OnRestore(hook),
                 ..
@@ -54,33 +82,56 @@ impl Participant {
     }
 }
 
-impl Ranked {
-    pub(crate) fn resource(resource: Arc<dyn Resource>, rank: u32, seq: Seq) -> Ranked {
-        Ranked {
-            participant: Participant::Resource(resource),
-            rank,
-            seq,
+impl WeakParticipant {
+    pub(crate) fn upgrade(&self) -> Option<Participant> {
+        match self {
+            WeakParticipant::Resource(weak) => weak.upgrade().map(Participant::Resource),
+            WeakParticipant::Group(weak) => weak.upgrade().map(Participant::Group),
+        }
+    }
+
+    pub(crate) fn is_dropped(&self) -> bool {
+        match self {
+            WeakParticipant::Resource(weak) => weak.strong_count() == 0,
+            WeakParticipant::Group(weak) => weak.strong_count() == 0,
         }
     }
 }
 
-/// Live resources (in registration order) and hooks (sorted by full path), in checkpoint order.
+impl RankedParticipant {
+    pub(crate) fn registered(participant: Participant, rank: u32, seq: u64) -> Self {
+        RankedParticipant {
+            participant,
+            rank,
+            order: RegistrationOrder::Dynamic(seq),
+        }
+    }
+}
+
+/// Live registered participants (in registration order) and hooks (sorted by full
+/// path), in checkpoint order.
 pub(crate) fn in_checkpoint_order(
-    mut live: Vec<Ranked>,
+    mut live: Vec<RankedParticipant>,
     hooks: &[&'static StaticHook],
-) -> Vec<Ranked> {
+) -> Vec<RankedParticipant> {
     live.reverse();
-    live.extend(hooks.iter().enumerate().rev().map(|(i, &hook)| Ranked {
-        participant: Participant::Hook(hook),
-        rank: hook.rank,
-        seq: Seq::Static(i),
-    }));
-    sort_for_checkpoint(&mut live, |p| (p.rank, p.seq));
+    live.extend(
+        hooks
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, &hook)| RankedParticipant {
+                participant: Participant::Hook(hook),
+                rank: hook.rank,
+                order: RegistrationOrder::Static(i),
+            }),
+    );
+    sort_for_checkpoint(&mut live, |p| (p.rank, p.order));
     live
 }
 
 /// Notifies every participant, even after one failed, and returns every failure.
-pub(crate) fn checkpoint_pass(plan: &[Ranked], event: &Checkpoint) -> Failures {
+pub(crate) fn checkpoint_pass(plan: &[RankedParticipant], event: &Checkpoint) -> Failures {
     let mut failures = Failures::default();
     for ranked in plan {
         let p = &ranked.participant;
@@ -96,7 +147,7 @@ pub(crate) fn checkpoint_pass(plan: &[Ranked], event: &Checkpoint) -> Failures {
 }
 
 /// The exact reverse of [`checkpoint_pass`].
-pub(crate) fn restore_pass(plan: &[Ranked], event: &Restore) -> Failures {
+pub(crate) fn restore_pass(plan: &[RankedParticipant], event: &Restore) -> Failures {
     let mut failures = Failures::default();
     for ranked in plan.iter().rev() {
         let p = &ranked.participant;

@@ -3,12 +3,12 @@
 use std::fmt;
 
 use crate::hooks::HookFn;
-use crate::participant::{Participant, Ranked};
+use crate::participant::{Participant, RankedParticipant};
 
 /// What kind of participant a [`PlanEntry`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
-pub enum Kind {
+pub enum PlanEntryKind {
     /// A registered [`Resource`](crate::Resource).
     Resource,
     /// A registered [`Context`](crate::Context); its members follow at `depth + 1`.
@@ -27,7 +27,7 @@ pub struct PlanEntry {
     /// Its rank in the dependency graph.
     pub rank: u32,
     /// What it is.
-    pub kind: Kind,
+    pub kind: PlanEntryKind,
     /// 0 for the global context's members, 1 for members of a context registered there...
     pub depth: usize,
 }
@@ -46,21 +46,21 @@ impl Plan {
         self.entries.iter().map(|e| e.name.as_str()).collect()
     }
 
-    pub(crate) fn of(participants: &[Ranked]) -> Plan {
+    pub(crate) fn of(participants: &[RankedParticipant]) -> Plan {
         let mut plan = Plan::default();
         plan.extend(participants, 0);
         plan
     }
 
-    pub(crate) fn extend(&mut self, participants: &[Ranked], depth: usize) {
+    fn extend(&mut self, participants: &[RankedParticipant], depth: usize) {
         for ranked in participants {
             let p = &ranked.participant;
             let kind = match p {
-                Participant::Resource(r) if r.as_context().is_some() => Kind::Context,
-                Participant::Resource(_) => Kind::Resource,
+                Participant::Group(_) => PlanEntryKind::Context,
+                Participant::Resource(_) => PlanEntryKind::Resource,
                 Participant::Hook(hook) => match hook.run {
-                    HookFn::BeforeCheckpoint(_) => Kind::BeforeCheckpoint,
-                    HookFn::OnRestore(_) => Kind::OnRestore,
+                    HookFn::BeforeCheckpoint(_) => PlanEntryKind::BeforeCheckpoint,
+                    HookFn::OnRestore(_) => PlanEntryKind::OnRestore,
                 },
             };
             self.entries.push(PlanEntry {
@@ -69,24 +69,21 @@ impl Plan {
                 kind,
                 depth,
             });
-            if let Participant::Resource(r) = p
-                && let Some(context) = r.as_context()
-                && let Ok(_active) = context.enter()
-            {
-                self.extend(&context.members_for_plan(), depth + 1);
+            if let Participant::Group(group) = p {
+                group.visit_members(&mut |members| self.extend(members, depth + 1));
             }
         }
     }
 }
 
-impl Kind {
+impl PlanEntryKind {
     /// `resource`, `context`, `before_checkpoint` or `on_restore`.
     pub fn as_str(self) -> &'static str {
         match self {
-            Kind::Resource => "resource",
-            Kind::Context => "context",
-            Kind::BeforeCheckpoint => "before_checkpoint",
-            Kind::OnRestore => "on_restore",
+            PlanEntryKind::Resource => "resource",
+            PlanEntryKind::Context => "context",
+            PlanEntryKind::BeforeCheckpoint => "before_checkpoint",
+            PlanEntryKind::OnRestore => "on_restore",
         }
     }
 }

@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
-use crate::context;
+use crate::context::global_participants;
 use crate::engine::{self, EngineOutcome, Request};
 use crate::error::{Error, Failures, catch_panic};
 use crate::event::{Checkpoint, Outcome, Restore};
-use crate::hooks;
 use crate::instance;
-use crate::participant::{self, Ranked};
+use crate::participant::{self, RankedParticipant};
 use crate::plan::Plan;
 
 /// Counters live in the process image, so a restored copy continues them.
@@ -115,11 +114,11 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
         failures = failures.0.len()
     );
     if let Some(began) = restore_began {
-        let total = began.elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
-        eprintln!(
-            "crac: restored in {total:.0} ms ({} participants notified in {:.1} ms)",
-            participants.len(),
-            ms(phase)
+        tracing::info!(
+            ms = began.elapsed().unwrap_or_default().as_secs_f64() * 1000.0,
+            participants = participants.len(),
+            hooks_ms = ms(phase),
+            "restored"
         );
     }
     if failures.is_empty() {
@@ -138,15 +137,11 @@ pub fn plan() -> Plan {
     Plan::of(&global_participants())
 }
 
-fn global_participants() -> Vec<Ranked> {
-    participant::in_checkpoint_order(context::global().registry().live(), hooks::all())
-}
-
 fn ms(since: Instant) -> f64 {
     since.elapsed().as_secs_f64() * 1000.0
 }
 
-fn roll_back(participants: &[Ranked], event: &Checkpoint) -> Failures {
+fn roll_back(participants: &[RankedParticipant], event: &Checkpoint) -> Failures {
     let restore = Restore {
         outcome: Outcome::RolledBack,
         generation: RESTORES.load(Ordering::Relaxed),

@@ -1,4 +1,4 @@
-//! The registry: weak references to registered resources, with their rank and order.
+//! The registry: weak references to registered participants, with their rank and order.
 //!
 //! Registration is the only cost a resource pays until a checkpoint happens, so it is a
 //! push under a short lock. Resources the user dropped are pruned lazily: when the list
@@ -6,11 +6,9 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::ordering::Seq;
-use crate::participant::Ranked;
-use crate::resource::Resource;
+use crate::participant::{Participant, RankedParticipant, WeakParticipant};
 
 const FIRST_PRUNE: usize = 64;
 
@@ -25,13 +23,13 @@ struct Inner {
 }
 
 struct Entry {
-    resource: Weak<dyn Resource>,
+    participant: WeakParticipant,
     rank: u32,
     seq: u64,
 }
 
 impl Registry {
-    pub const fn new() -> Self {
+    pub(crate) const fn new() -> Self {
         Registry {
             inner: Mutex::new(Inner {
                 entries: Vec::new(),
@@ -41,7 +39,7 @@ impl Registry {
         }
     }
 
-    pub fn register(&self, resource: Weak<dyn Resource>, rank: u32) {
+    pub(crate) fn register(&self, participant: WeakParticipant, rank: u32) {
         let mut inner = self.lock();
         if inner.entries.len() >= inner.prune_at {
             inner.prune();
@@ -49,36 +47,42 @@ impl Registry {
         let seq = inner.next_seq;
         inner.next_seq += 1;
         inner.entries.push(Entry {
-            resource,
+            participant,
             rank,
             seq,
         });
     }
 
-    /// The resources still alive, in registration order. A resource registered more than
+    /// The participants still alive, in registration order. One registered more than
     /// once counts once, at its first registration (dropping the duplicates here keeps
     /// registration itself a plain push).
-    pub fn live(&self) -> Vec<Ranked> {
+    pub(crate) fn live(&self) -> Vec<RankedParticipant> {
         let mut inner = self.lock();
         let mut live = Vec::with_capacity(inner.entries.len());
+        // Strong references released only after the lock: if one is the last, the
+        // user's `Drop` runs, and it may register.
+        let mut duplicates: Vec<Participant> = Vec::new();
         let mut seen: HashSet<usize, BuildHasherDefault<AddressHasher>> =
             HashSet::with_capacity_and_hasher(inner.entries.len(), Default::default());
         inner
             .entries
-            .retain(|entry| match entry.resource.upgrade() {
-                Some(resource) if !seen.insert(Arc::as_ptr(&resource) as *const () as usize) => {
+            .retain(|entry| match entry.participant.upgrade() {
+                Some(participant) if !seen.insert(participant.address()) => {
+                    duplicates.push(participant);
                     false
                 }
-                Some(resource) => {
-                    live.push(Ranked::resource(
-                        resource,
+                Some(participant) => {
+                    live.push(RankedParticipant::registered(
+                        participant,
                         entry.rank,
-                        Seq::Dynamic(entry.seq),
+                        entry.seq,
                     ));
                     true
                 }
                 None => false,
             });
+        drop(inner);
+        drop(duplicates);
         live
     }
 
@@ -109,8 +113,7 @@ impl Hasher for AddressHasher {
 
 impl Inner {
     fn prune(&mut self) {
-        self.entries
-            .retain(|entry| entry.resource.strong_count() > 0);
+        self.entries.retain(|entry| !entry.participant.is_dropped());
         self.prune_at = (self.entries.len() * 2).max(FIRST_PRUNE);
     }
 }

@@ -2,11 +2,8 @@
 
 use std::borrow::Cow;
 
-use crate::context::Context;
+use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
-
-/// The error a hook returns: any error, boxed, so that hooks can use `?` freely.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Something that holds state a process snapshot must not capture as is.
 ///
@@ -59,11 +56,5 @@ pub trait Resource: Send + Sync + 'static {
     /// depend on something.
     fn rank(&self) -> u32 {
         0
-    }
-
-    /// Lets the plan look inside nested contexts; only [`Context`] overrides it.
-    #[doc(hidden)]
-    fn as_context(&self) -> Option<&Context> {
-        None
     }
 }
