@@ -90,7 +90,12 @@ fn main() {
     quit(cold_child);
 
     eprintln!("2/4 warm up and checkpoint...");
-    let checkpointed = crac::criu::namespace::launch(Path::new(crac), service.as_str(), [ADDR])
+    // As `crac run` does: the service is PID 2 of its own PID namespace, under `crac __init`,
+    // so that its image restores as many concurrent copies.
+    let checkpointed = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(crac)
+        .args(["__init", "--", service.as_str(), ADDR])
         .env("CRAC_CHECKPOINT_TO", image)
         .stderr(Stdio::piped())
         .output()

@@ -44,9 +44,13 @@ pub use crac_core::{
 };
 #[cfg(unix)]
 pub use crac_core::{FdClaim, claim_fd, claimed_fds};
-/// The CRIU engine, for tools and tests that drive it directly.
+/// The CRIU engine: the engine itself and the errors it reports.
 #[cfg(all(feature = "criu", target_os = "linux"))]
-pub use crac_criu as criu;
+pub mod criu {
+    pub use crac_criu::{
+        Criu, Error, FdKind, HelperFailure, NotCheckpointable, OpenFd, RequestFailure,
+    };
+}
 #[cfg(all(feature = "criu", target_os = "linux"))]
 pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready};
 

@@ -1,14 +1,16 @@
-//! `crac`: restore a crac-rs image, ask a running process to checkpoint itself.
-//! A thin shell over `crac_criu`; see `crac --help`.
+//! `crac`: run a service from its image (`crac run`), restore an image (`crac restore`),
+//! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
+//! (`crac inspect`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use crac_criu::request::Answer;
-use crac_criu::restore::{self, RestoreOptions};
-use crac_criu::restore_args::RestoreArgs;
-use crac_criu::run::{self, RunOptions, Trigger};
+use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
+use crac_criu::launcher::restore::{self, RestoreOptions};
+use crac_criu::launcher::run::{self, RunOptions, Trigger};
+use crac_criu::launcher::{RestoreArgs, inspect, namespace, wait_for};
 
 #[derive(Parser)]
 #[command(
@@ -67,7 +69,12 @@ enum Command {
     },
     /// Ask the running process PID (which called crac::checkpoint_on_request) to
     /// checkpoint itself, and report the outcome.
-    Checkpoint { pid: i32 },
+    Checkpoint {
+        pid: i32,
+        /// Give up waiting for the outcome after SECS seconds (default 300).
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
+    },
     /// Describe the image in DIR and say whether it can be restored on this host
     /// (exit status 0 if it can, 1 if not).
     Inspect {
@@ -117,7 +124,7 @@ fn main() -> ExitCode {
                 .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
                 .and_then(|tool| restore::restore(&dir, &tool, &options))
         }
-        Command::Checkpoint { pid } => crac_criu::request::send(pid).map(|answer| {
+        Command::Checkpoint { pid, timeout } => request_client::send(pid, timeout.unwrap_or(ANSWER_DEADLINE)).map(|answer| {
             match answer {
                 Answer::Checkpointed(dir) => eprintln!(
                     "crac: process {pid} was checkpointed to {} and has stopped",
@@ -151,7 +158,7 @@ fn main() -> ExitCode {
                 .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
                 .and_then(|tool| run::run(&options, &tool, &app[0], &app[1..]))
         }
-        Command::Inspect { dir, json } => crac_criu::inspect::inspect(&dir).map(|image| {
+        Command::Inspect { dir, json } => inspect::inspect(&dir).map(|image| {
             println!(
                 "{}",
                 if json {
@@ -162,8 +169,8 @@ fn main() -> ExitCode {
             );
             i32::from(!image.is_restorable())
         }),
-        Command::Wait { pid } => restore::wait_for(pid),
-        Command::Init { app, args } => crac_criu::namespace::init(&app, &args),
+        Command::Wait { pid } => wait_for(pid),
+        Command::Init { app, args } => namespace::init(&app, &args),
     })
 }
 
@@ -171,13 +178,19 @@ fn parse_trigger(text: &str) -> Result<Trigger, String> {
     match text {
         "ready" => Ok(Trigger::Ready),
         "request" => Ok(Trigger::Request),
-        _ => match text.strip_prefix("timeout=").map(str::parse::<f64>) {
-            Some(Ok(secs)) if secs >= 0.0 => {
-                Ok(Trigger::Timeout(std::time::Duration::from_secs_f64(secs)))
-            }
-            _ => Err(format!("`{text}`: expected ready, request or timeout=SECS")),
+        _ => match text.strip_prefix("timeout=") {
+            Some(secs) => parse_seconds(secs).map(Trigger::Timeout),
+            None => Err(format!("`{text}`: expected ready, request or timeout=SECS")),
         },
     }
+}
+
+/// A finite, non-negative number of seconds (fractions allowed).
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| format!("`{text}`: expected a number of seconds, from 0 to about 10^19"))
 }
 
 fn parse_env(text: &str) -> Result<(String, String), String> {

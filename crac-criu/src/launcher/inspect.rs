@@ -4,8 +4,9 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use crate::manifest::Manifest;
-use crate::{Error, image, restore};
+use crate::error::Error;
+use crate::image::{self, manifest::Manifest};
+use crate::launcher::restore;
 
 /// An image, described.
 #[derive(Debug)]

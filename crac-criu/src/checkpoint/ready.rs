@@ -13,10 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crac_core::{Error, Restore};
 
-/// Set by `crac run` for a process started to produce an image.
-pub const ON_READY_ENV: &str = "CRAC_CHECKPOINT_ON_READY";
-/// Seconds between checkpoints taken at consistent points.
-pub const INTERVAL_ENV: &str = "CRAC_CHECKPOINT_INTERVAL";
+use crate::wire::env::{INTERVAL, ON_READY};
 
 static READY_DONE: AtomicBool = AtomicBool::new(false);
 /// Unix seconds when the next periodic checkpoint is due; 0 until first read, MAX: never.
@@ -25,13 +22,18 @@ thread_local! {
     /// Set while this thread takes a periodic checkpoint: the engine runs on the calling
     /// thread, so it leaves the process running for this checkpoint only, whatever other
     /// threads ask for meanwhile.
-    pub(crate) static LEAVE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static LEAVE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the checkpoint this thread is taking must leave the process running.
+pub(crate) fn leave_running_here() -> bool {
+    LEAVE_RUNNING.get()
 }
 
 /// The service is warm. Checkpoints once if `crac run` asked for it (returning the
 /// restore, in the restored copy); otherwise returns `Ok(None)` at once.
 pub fn ready() -> Result<Option<Restore>, Error> {
-    if std::env::var_os(ON_READY_ENV).is_none_or(|v| v != "1")
+    if std::env::var_os(ON_READY).is_none_or(|v| v != "1")
         || READY_DONE.swap(true, Ordering::SeqCst)
     {
         return Ok(None);
@@ -72,7 +74,7 @@ pub(crate) fn reset_schedule() {
 }
 
 fn interval() -> Option<u64> {
-    std::env::var(INTERVAL_ENV)
+    std::env::var(INTERVAL)
         .ok()?
         .parse()
         .ok()

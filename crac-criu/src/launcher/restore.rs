@@ -8,26 +8,31 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::criu::STDIO_MEMFDS;
-use crate::manifest::Manifest;
-use crate::signal::{self, Message};
-use std::os::unix::process::ExitStatusExt;
-
-use crate::supervise;
-use crate::{Error, config, criu, image, namespace};
+use crate::error::Error;
+use crate::image::{self, manifest::Manifest};
+use crate::launcher::namespace;
+use crate::launcher::supervise::{self, Ended};
+use crate::sys::{criu, procfs};
+use crate::wire::STDIO_MEMFDS;
+use crate::wire::restore_args::{ForCriu, RestoreArgs};
+use crate::wire::signal::{self, Message};
 
 /// Environment through which the action script finds the image being restored.
 const IMAGE_ENV: &str = "CRAC_RESTORE_IMAGE";
 /// A file the action script creates at `post-resume`: proof that CRIU restored the
 /// process (its exit status alone cannot be told from the restored process's).
 const RESUMED_ENV: &str = "CRAC_RESTORE_RESUMED";
+/// When the restore began, in nanoseconds since the Unix epoch: the action script
+/// reports how long CRIU took.
+const BEGAN_ENV: &str = "CRAC_RESTORE_BEGAN";
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreOptions {
     /// Arguments and environment for the restored process.
-    pub given: crate::restore_args::RestoreArgs,
+    pub given: RestoreArgs,
     /// Where CRIU writes its restore log; default: a file in the temp directory.
     pub log: Option<PathBuf>,
     /// CRIU log verbosity (0–4), default 2.
@@ -37,12 +42,11 @@ pub struct RestoreOptions {
 /// Restores the image in `dir` and waits for the restored process; returns its exit code
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
-    let began = std::time::SystemTime::now();
+    let began = SystemTime::now();
     // CRIU changes into the image directory before it calls back: relative paths would
     // point elsewhere by then.
-    let absolute = |p: &Path| {
-        std::path::absolute(p).map_err(|e| Error::Config(format!("{}: {e}", p.display())))
-    };
+    let absolute =
+        |p: &Path| std::path::absolute(p).map_err(|e| Error::Io("resolving a relative path", e));
     let dir = &absolute(dir)?;
     let options = &RestoreOptions {
         log: options.log.as_deref().map(absolute).transpose()?,
@@ -50,7 +54,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     };
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
-    let criu = config::criu_binary()?;
+    let criu = criu::criu_binary()?;
     let log = options.log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
     });
@@ -72,14 +76,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg("--action-script")
         .arg(tool)
         .env(IMAGE_ENV, dir)
-        .env(RESUMED_ENV, &resumed);
-    let given = crate::restore_args::RestoreArgs {
+        .env(RESUMED_ENV, &resumed)
+        .env(BEGAN_ENV, nanos_since_epoch(began).to_string());
+    let given = ForCriu::new(&RestoreArgs {
         began: Some(began),
         ..options.given.clone()
-    };
-    let (_given, given_spec) = crate::restore_args::for_criu(&given)
-        .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
-    cmd.arg("--inherit-fd").arg(given_spec);
+    })
+    .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
+    cmd.arg("--inherit-fd").arg(given.inherit_fd_spec());
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
         cmd.arg("--inherit-fd")
             .arg(format!("fd[{fd}]:/memfd:{name}"));
@@ -102,15 +106,17 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         };
         Error::Io(what, e)
     })?;
+    // CRIU has inherited the memfd: ours may go (named, so that it lives until here).
+    drop(given);
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     supervise::forward_to(if manifest.private_pid_namespace {
-        first_child(pid).unwrap_or(pid)
+        procfs::first_child(pid).unwrap_or(pid)
     } else {
         pid
-    });
+    })?;
     let status = child.wait();
-    supervise::forward_to(0);
+    supervise::forward_to(0)?;
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     if std::fs::remove_file(&resumed).is_err() {
         return Err(Error::Restore {
@@ -121,27 +127,11 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     if options.log.is_none() {
         let _ = std::fs::remove_file(&log);
     }
-    Ok(supervise::exit_code(status.into_raw()))
+    Ok(Ended::from(status).code())
 }
 
-pub use crate::supervise::wait_for;
-
-/// The first child of `pid`, waiting up to 5 s for it to appear.
-pub(crate) fn first_child(pid: libc::pid_t) -> Option<libc::pid_t> {
-    let children = format!("/proc/{pid}/task/{pid}/children");
-    for _ in 0..2500 {
-        let found = std::fs::read_to_string(&children)
-            .ok()
-            .and_then(|text| text.split_whitespace().next()?.parse().ok());
-        if found.is_some() {
-            return found;
-        }
-        if !crate::procfs::alive(pid) {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    None
+fn nanos_since_epoch(time: SystemTime) -> u128 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.
@@ -166,10 +156,9 @@ pub fn action_script(action: &str) -> Result<(), Error> {
     if action != "post-resume" {
         return Ok(());
     }
-    let dir = std::env::var_os(IMAGE_ENV).ok_or_else(|| {
-        Error::Config(format!(
-            "{IMAGE_ENV} is not set: the action script runs under crac restore only"
-        ))
+    let dir = std::env::var_os(IMAGE_ENV).ok_or_else(|| Error::Setting {
+        setting: IMAGE_ENV,
+        problem: "not set: the action script runs under crac restore only".into(),
     })?;
     let manifest = Manifest::read(Path::new(&dir))?;
     let pid = std::env::var("CRTOOLS_INIT_PID")
@@ -180,5 +169,16 @@ pub fn action_script(action: &str) -> Result<(), Error> {
         std::fs::write(resumed, b"").map_err(|e| Error::Io("marking the restore done", e))?;
     }
     signal::send(pid, manifest.waiter_tid, Message::Restored)
-        .map_err(|e| Error::Io("waking the restored process", e))
+        .map_err(|e| Error::Io("waking the restored process", e))?;
+    // CRIU's stderr is the restorer's: the user sees how long the restore took.
+    if let Some(nanos) = std::env::var(BEGAN_ENV)
+        .ok()
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let took = (UNIX_EPOCH + Duration::from_nanos(nanos))
+            .elapsed()
+            .unwrap_or_default();
+        eprintln!("crac: restored in {} ms", took.as_millis());
+    }
+    Ok(())
 }

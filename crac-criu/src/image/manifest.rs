@@ -25,20 +25,22 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub const FILE_NAME: &str = "crac-manifest";
+use crate::error::Error;
+
+pub(crate) const FILE_NAME: &str = "crac-manifest";
 const FORMAT: &str = "crac-image 1";
 
 /// Identity of an executable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExeStat {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub dev: u64,
-    pub ino: u64,
+pub(crate) struct ExeStat {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i128,
+    pub(crate) dev: u64,
+    pub(crate) ino: u64,
 }
 
 impl ExeStat {
-    pub fn of(path: &Path) -> std::io::Result<ExeStat> {
+    pub(crate) fn of(path: &Path) -> std::io::Result<ExeStat> {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path)?;
         Ok(ExeStat {
@@ -51,35 +53,35 @@ impl ExeStat {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PlanLine {
-    pub rank: u32,
-    pub kind: String,
-    pub depth: usize,
-    pub name: String,
+pub(crate) struct PlanLine {
+    pub(crate) rank: u32,
+    pub(crate) kind: String,
+    pub(crate) depth: usize,
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
-    pub created: SystemTime,
-    pub executable: PathBuf,
-    pub executable_sha256: String,
-    pub executable_stat: ExeStat,
-    pub kernel: String,
-    pub cpu_flags: Vec<String>,
-    pub criu_version: String,
-    pub pid: i32,
-    pub waiter_tid: i32,
-    pub tids: Vec<i32>,
-    pub private_pid_namespace: bool,
-    pub resident_bytes: u64,
-    pub restore_options: Vec<String>,
-    pub plan: Vec<PlanLine>,
-    pub files: Vec<(String, u64)>,
+pub(crate) struct Manifest {
+    pub(crate) created: SystemTime,
+    pub(crate) executable: PathBuf,
+    pub(crate) executable_sha256: String,
+    pub(crate) executable_stat: ExeStat,
+    pub(crate) kernel: String,
+    pub(crate) cpu_flags: Vec<String>,
+    pub(crate) criu_version: String,
+    pub(crate) pid: i32,
+    pub(crate) waiter_tid: i32,
+    pub(crate) tids: Vec<i32>,
+    pub(crate) private_pid_namespace: bool,
+    pub(crate) resident_bytes: u64,
+    pub(crate) restore_options: Vec<String>,
+    pub(crate) plan: Vec<PlanLine>,
+    pub(crate) files: Vec<(String, u64)>,
 }
 
 /// Why a manifest could not be read.
 #[derive(Debug, thiserror::Error)]
-pub enum ManifestError {
+pub(crate) enum ManifestError {
     #[error("{path}: not a crac-rs image manifest (first line {found:?}, expected {FORMAT:?})")]
     Foreign { path: PathBuf, found: String },
     #[error("{path}: line {line}: {problem}")]
@@ -93,7 +95,7 @@ pub enum ManifestError {
 }
 
 impl Manifest {
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = format!("format {FORMAT}\n");
         let created = self.created.duration_since(UNIX_EPOCH).unwrap_or_default();
         let s = &self.executable_stat;
@@ -137,7 +139,7 @@ impl Manifest {
         out
     }
 
-    pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+    pub(crate) fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         let first = text.lines().next().unwrap_or("");
         if first != format!("format {FORMAT}") {
             return Err(ManifestError::Foreign {
@@ -233,9 +235,9 @@ impl Manifest {
     }
 
     /// Reads `DIR/crac-manifest`.
-    pub fn read(dir: &Path) -> Result<Manifest, crate::Error> {
+    pub(crate) fn read(dir: &Path) -> Result<Manifest, Error> {
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|e| crate::Error::Image {
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::Image {
             dir: dir.into(),
             problem: if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
@@ -246,7 +248,7 @@ impl Manifest {
                 format!("reading {FILE_NAME}: {e}")
             },
         })?;
-        Manifest::parse(&path, &text).map_err(|e| crate::Error::Image {
+        Manifest::parse(&path, &text).map_err(|e| Error::Image {
             dir: dir.into(),
             problem: e.to_string(),
         })

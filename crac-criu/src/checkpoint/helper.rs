@@ -10,15 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::manifest::{ExeStat, Manifest};
-use crate::signal::{self, Message};
-use crate::{criu, image};
+use crate::image::manifest::{ExeStat, Manifest};
+use crate::image::{self, DRAFT, LOG};
+use crate::sys::{criu, process};
+use crate::wire::signal::{self, Message};
 
 const ENV: &str = "CRAC_DUMP_HELPER";
-/// The manifest as the process knows it, completed by the helper after the dump.
-pub const DRAFT: &str = "crac-manifest.draft";
-/// CRIU's log of the dump, kept in the image (not part of it: see [`image::publish`]).
-pub const LOG: &str = "dump.log";
 const SHA_ENV: &str = "CRAC_DUMP_EXE_SHA256";
 const STAT_ENV: &str = "CRAC_DUMP_EXE_STAT";
 const CRIU_VERSION_ENV: &str = "CRAC_DUMP_CRIU_VERSION";
@@ -26,19 +23,19 @@ const GO_TIMEOUT: Duration = Duration::from_secs(30);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the process tells its helper, through the environment.
-pub struct HelperArgs {
-    pub pid: i32,
-    pub tid: i32,
-    pub staging: PathBuf,
-    pub image_dir: PathBuf,
-    pub criu: PathBuf,
-    pub criu_opts: Vec<String>,
-    pub leave_running: bool,
-    pub log_level: u8,
+pub(crate) struct HelperArgs {
+    pub(crate) pid: i32,
+    pub(crate) tid: i32,
+    pub(crate) staging: PathBuf,
+    pub(crate) image_dir: PathBuf,
+    pub(crate) criu: PathBuf,
+    pub(crate) criu_opts: Vec<String>,
+    pub(crate) leave_running: bool,
+    pub(crate) log_level: u8,
 }
 
 impl HelperArgs {
-    pub fn to_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn to_env(&self) -> Vec<(String, String)> {
         let fields = [
             self.pid.to_string(),
             self.tid.to_string(),
@@ -73,11 +70,17 @@ impl HelperArgs {
     }
 }
 
+// SAFETY: the loader calls every `.init_array` entry once, before `main`, as a plain
+// `extern "C" fn()`, which is the type stored here. The entry is sound to run that early
+// because it returns at once unless this process is a dump helper, and a helper never
+// returns into the program: it reads its environment, does its work with std (whose
+// runtime needs no initialisation beyond what the C runtime has done by then), and exits.
 #[used]
 #[unsafe(link_section = ".init_array")]
 static HELPER_ENTRY: extern "C" fn() = enter_if_helper;
 
-pub fn entry_point() -> *const () {
+/// The entry's address, for the facade to reference so that the linker keeps it.
+pub(crate) fn entry_point() -> *const () {
     &HELPER_ENTRY as *const _ as *const ()
 }
 
@@ -104,15 +107,19 @@ extern "C" fn enter_if_helper() {
 fn run(args: HelperArgs) -> i32 {
     // The first process only exists to be waited for by the process being dumped; the
     // second, orphaned, is outside the dumped tree.
-    // SAFETY: this process is single-threaded (before main), so fork is sound.
-    match unsafe { libc::fork() } {
-        -1 => return 1,
-        0 => {}
-        _ => return 0,
+    // SAFETY: this runs before `main`, from the `.init_array` entry, while the process
+    // has its only thread.
+    match unsafe { process::fork_single_threaded() } {
+        Err(_) => return 1,
+        Ok(true) => {}
+        Ok(false) => return 0,
     }
-    // SAFETY: plain syscall; failing only means we already lead a session.
-    unsafe { libc::setsid() };
-    if signal::block().is_err() || signal::send(args.pid, args.tid, Message::HelperReady).is_err() {
+    // A new session: the terminal's signals meant for the process must not reach the
+    // helper. The child of a fork is never a group leader, so setsid cannot fail.
+    if nix::unistd::setsid().is_err()
+        || signal::block().is_err()
+        || signal::send(args.pid, args.tid, Message::HelperReady).is_err()
+    {
         return 1;
     }
     // Work the image needs but the frozen process need not wait for.

@@ -6,8 +6,10 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 
-/// The kinds a policy can name (`kind:<name>`).
+/// What an open fd is; a policy names kinds as `kind:<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+#[allow(missing_docs)] // the names say it; `FdKind::name` gives the policy's spelling
 pub enum FdKind {
     File,
     Directory,
@@ -24,7 +26,7 @@ pub enum FdKind {
 }
 
 impl FdKind {
-    pub const ALL: [FdKind; 12] = [
+    pub(crate) const ALL: [FdKind; 12] = [
         FdKind::File,
         FdKind::Directory,
         FdKind::Pipe,
@@ -39,6 +41,7 @@ impl FdKind {
         FdKind::Other,
     ];
 
+    /// The name `CRAC_FD_POLICY` uses (`tcp-listen`, `file`, ...).
     pub fn name(self) -> &'static str {
         match self {
             FdKind::File => "file",
@@ -57,10 +60,13 @@ impl FdKind {
     }
 }
 
-/// One open fd.
+/// One open fd, as the open-resource check saw it.
 #[derive(Debug, Clone)]
-pub struct FdInfo {
+#[non_exhaustive]
+pub struct OpenFd {
+    /// Its number.
     pub fd: RawFd,
+    /// What it is.
     pub kind: FdKind,
     /// The file path for files, directories and fifos.
     pub path: Option<PathBuf>,
@@ -68,27 +74,27 @@ pub struct FdInfo {
     pub target: String,
 }
 
-impl fmt::Display for FdInfo {
+impl fmt::Display for OpenFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "fd {} ({}): {}", self.fd, self.kind.name(), self.target)
     }
 }
 
 /// Every open fd of this process, except the one used to list them.
-pub fn list() -> std::io::Result<Vec<FdInfo>> {
+pub(crate) fn list() -> std::io::Result<Vec<OpenFd>> {
     std::fs::metadata("/proc/self/fd")?;
     let sockets = SocketTable::read();
-    Ok(crate::procfs::numbered("/proc/self/fd")
+    Ok(crate::sys::procfs::numbered("/proc/self/fd")
         .into_iter()
         // the directory handle used to list them is closed by now: its link is gone
         .filter_map(|fd| describe(fd, &sockets))
         .collect())
 }
 
-fn describe(fd: RawFd, sockets: &SocketTable) -> Option<FdInfo> {
+fn describe(fd: RawFd, sockets: &SocketTable) -> Option<OpenFd> {
     let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
     let text = link.to_string_lossy().into_owned();
-    let info = |kind, path: Option<PathBuf>, target: String| FdInfo {
+    let info = |kind, path: Option<PathBuf>, target: String| OpenFd {
         fd,
         kind,
         path,

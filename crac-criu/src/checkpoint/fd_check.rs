@@ -14,10 +14,12 @@
 
 use std::os::fd::RawFd;
 
-use crate::fdinfo::{FdInfo, FdKind};
+use crate::checkpoint::fd_info::{self, FdKind, OpenFd};
+use crate::error::Error;
+use crate::sys::fd;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
+enum Action {
     Error,
     Ignore,
     Close,
@@ -33,12 +35,12 @@ enum Selector {
 
 /// The parsed `CRAC_FD_POLICY`.
 #[derive(Debug, Clone, Default)]
-pub struct Policy {
+pub(crate) struct Policy {
     rules: Vec<(Selector, Action)>,
 }
 
 impl Policy {
-    pub fn parse(text: &str) -> Result<Policy, String> {
+    pub(crate) fn parse(text: &str) -> Result<Policy, String> {
         let mut rules = Vec::new();
         for rule in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             let (selector, action) = rule
@@ -81,7 +83,7 @@ impl Policy {
         Ok(Policy { rules })
     }
 
-    fn action(&self, fd: &FdInfo) -> Action {
+    fn action(&self, fd: &OpenFd) -> Action {
         let path = fd.path.as_ref().map(|p| p.to_string_lossy());
         self.rules
             .iter()
@@ -97,26 +99,10 @@ impl Policy {
     }
 }
 
-fn refusal_message(fds: &[FdInfo]) -> String {
-    let mut text = format!(
-        "{} open file descriptor{} would be captured in the image:",
-        fds.len(),
-        if fds.len() == 1 { "" } else { "s" }
-    );
-    for fd in fds {
-        text.push_str(&format!("\n  - {fd}"));
-    }
-    text.push_str(
-        "\nclose them in a resource's before_checkpoint (and reopen in after_restore), claim the \
-         ones CRIU can carry with crac::claim_fd, or set CRAC_FD_POLICY (e.g. path:/tmp/*=ignore)",
-    );
-    text
-}
-
 /// Applies the policy to every fd except stdio and `claimed`: closes those marked
 /// `close`, and refuses with every `error` one named.
-pub fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), crate::Error> {
-    let fds = crate::fdinfo::list().map_err(|e| crate::Error::Io("listing /proc/self/fd", e))?;
+pub(crate) fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), Error> {
+    let fds = fd_info::list().map_err(|e| Error::Io("listing /proc/self/fd", e))?;
     let mut refused = Vec::new();
     for fd in fds
         .into_iter()
@@ -131,33 +117,23 @@ pub fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), crate::Error> {
     if refused.is_empty() {
         Ok(())
     } else {
-        Err(crate::Error::OpenFds(refusal_message(&refused)))
+        Err(Error::OpenFds { fds: refused })
     }
 }
 
-/// Points `fd` at `/dev/null`: whatever owns it keeps a valid fd of its own.
-fn detach(fd: RawFd) -> Result<(), crate::Error> {
-    let null = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-        .map_err(|e| crate::Error::Io("opening /dev/null", e))?;
-    // SAFETY: dup2 onto an fd the policy gave up; the owner's fd number stays valid.
-    if unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), fd) } < 0 {
-        return Err(crate::Error::Io(
-            "detaching an fd",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+/// Points `number` at `/dev/null`: whatever owns it keeps a valid fd of its own.
+fn detach(number: RawFd) -> Result<(), Error> {
+    let null = fd::dev_null().map_err(|e| Error::Io("opening /dev/null", e))?;
+    fd::redirect(number, std::os::fd::AsFd::as_fd(&null))
+        .map_err(|e| Error::Io("detaching an fd", e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn fd(kind: FdKind, path: Option<&str>) -> FdInfo {
-        FdInfo {
+    fn fd(kind: FdKind, path: Option<&str>) -> OpenFd {
+        OpenFd {
             fd: 7,
             kind,
             path: path.map(Into::into),

@@ -3,7 +3,7 @@
 //!
 //! 1. Open-fd check, then `setsid()` (CRIU restores a session leader without needing a
 //!    terminal; [`Criu::probe`](crate::Criu) has already checked that it can succeed).
-//! 2. Spawn the helper (this executable, re-executed in helper mode, see [`crate::helper`]);
+//! 2. Spawn the helper (this executable, re-executed in helper mode, see [`super::helper`]);
 //!    it double-forks away from this process and reports `HelperReady`, holding our stdio.
 //! 3. Swap stdio for memfds, return freed heap to the OS, send `Go`, wait for a message.
 //! 4. The message says how we come back: `Restored` (from `crac restore`'s post-resume
@@ -15,22 +15,26 @@ use std::time::{Duration, SystemTime};
 
 use crac_core::engine::EngineOutcome;
 
-use crate::config::Config;
-use crate::helper::HelperArgs;
-use crate::manifest::{ExeStat, Manifest, PlanLine};
-use crate::signal::{self, Message};
-use crate::{Error, criu, fdcheck, image, procfs, restore_args, stdio};
+use crate::checkpoint::config::Config;
+use crate::checkpoint::helper::HelperArgs;
+use crate::checkpoint::{fd_check, ready, stdio};
+use crate::error::{Error, HelperFailure, NotCheckpointable};
+use crate::image::manifest::{ExeStat, Manifest, PlanLine};
+use crate::image::{self, DRAFT};
+use crate::sys::{criu, process, procfs};
+use crate::wire::signal::{self, Message};
+use crate::wire::{env, restore_args};
 
 const HELPER_START: Duration = Duration::from_secs(30);
 /// After the helper is gone, how long a restored copy may wait for its wake-up message.
 const WAKE_GRACE: Duration = Duration::from_secs(5);
 
-pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutcome, Error> {
+pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutcome, Error> {
     let claimed: Vec<i32> = crac_core::claimed_fds()
         .into_iter()
         .map(|(fd, _)| fd)
         .collect();
-    fdcheck::check(&config.fd_policy, &claimed)?;
+    fd_check::check(&config.fd_policy, &claimed)?;
     become_session_leader()?;
 
     let pid = std::process::id() as i32;
@@ -52,7 +56,7 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
         pid,
         waiter_tid: tid,
         tids: procfs::numbered("/proc/self/task"),
-        private_pid_namespace: crate::namespace::private(),
+        private_pid_namespace: env::in_private_pid_namespace(),
         resident_bytes: 0,
         restore_options: criu::restore_options(&config.criu_opts),
         plan: plan
@@ -80,7 +84,9 @@ pub fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutco
 
     let mask = signal::block().map_err(|e| Error::Io("blocking the wake-up signal", e))?;
     let outcome = run_helper(&args, draft, config);
-    signal::restore_mask(&mask);
+    // A mask that cannot be put back leaves the signal blocked in this thread: harmless,
+    // as its no-op handler makes stray ones harmless anyway.
+    let _ = signal::restore_mask(&mask);
     if outcome.is_err() {
         // nothing of a failed attempt may look like an image; CRIU's log was moved aside
         let _ = std::fs::remove_dir_all(&staging);
@@ -98,17 +104,13 @@ fn run_helper(
         .status()
         .map_err(|e| Error::Io("starting the dump helper", e))?;
     if !status.success() {
-        return Err(Error::Helper(format!(
-            "the dump helper failed to start ({status})"
-        )));
+        return Err(HelperFailure::Start(status).into());
     }
     let helper = wait_until_ready()?;
 
-    // Return freed heap to the kernel, so the image holds live memory only.
-    // SAFETY: malloc_trim only releases free pages.
-    unsafe { libc::malloc_trim(0) };
+    process::release_free_heap();
     draft.resident_bytes = resident_bytes();
-    std::fs::write(args.staging.join(crate::helper::DRAFT), draft.render())
+    std::fs::write(args.staging.join(DRAFT), draft.render())
         .map_err(|e| Error::Io("writing the manifest draft", e))?;
     let placeholder = restore_args::placeholder()
         .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
@@ -125,7 +127,7 @@ fn run_helper(
     match wait_for_outcome(helper)? {
         Message::Restored => {
             let given = restore_args::read(placeholder);
-            crate::ready::reset_schedule();
+            ready::reset_schedule();
             Ok(EngineOutcome::Restored {
                 checkpointed_for: dumped_at.elapsed().ok(),
                 args: given.args,
@@ -162,12 +164,7 @@ fn wait_until_ready() -> Result<libc::pid_t, Error> {
         match signal::wait(Some(left)).map_err(|e| Error::Io("waiting for the dump helper", e))? {
             Some(r) if r.message == Message::HelperReady => return Ok(r.sender),
             Some(_) => continue, // a stale message of an earlier attempt
-            None => {
-                return Err(Error::Helper(format!(
-                    "the dump helper did not report ready within {} s",
-                    HELPER_START.as_secs()
-                )));
-            }
+            None => return Err(HelperFailure::NotReady(HELPER_START).into()),
         }
     }
 }
@@ -193,11 +190,7 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
             (true, _) => gone_since = None,
             (false, None) => gone_since = Some(std::time::Instant::now()),
             (false, Some(since)) if since.elapsed() > WAKE_GRACE => {
-                return Err(Error::Helper(
-                    "no outcome arrived: the dump helper is gone and no restorer woke this process \
-                     (stdio may still be the memfds of the dump)"
-                        .into(),
-                ));
+                return Err(HelperFailure::NoOutcome.into());
             }
             (false, Some(_)) => {}
         }
@@ -208,24 +201,18 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
 /// CRIU restores a session leader without a terminal (anything else needs
 /// `--shell-job`, which cannot restore without one), and PID 1 would be its own
 /// helper's parent.
-pub fn check_startable() -> Result<(), Error> {
+pub(crate) fn check_startable() -> Result<(), NotCheckpointable> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(NotCheckpointable::NotRoot);
+    }
     let pid = nix::unistd::getpid();
     if pid.as_raw() == 1 {
-        return Err(Error::Config(
-            "PID 1 cannot checkpoint itself (its dump helper would be its own child): run it \
-             under `crac __init` or another init"
-                .into(),
-        ));
+        return Err(NotCheckpointable::Pid1);
     }
     let leads_session = nix::unistd::getsid(None).ok() == Some(pid);
     let leads_group = nix::unistd::getpgrp() == pid;
     if leads_group && !leads_session {
-        return Err(Error::Config(
-            "the process leads a process group (as shells start jobs) and so cannot become a \
-             session leader, which CRIU needs to restore it without a terminal: start it with \
-             `setsid`"
-                .into(),
-        ));
+        return Err(NotCheckpointable::ProcessGroupLeader);
     }
     Ok(())
 }
@@ -239,7 +226,7 @@ fn become_session_leader() -> Result<(), Error> {
     }
     nix::unistd::setsid()
         .map(|_| ())
-        .map_err(|e| Error::Config(format!("cannot become a session leader: {e}")))
+        .map_err(|e| Error::Io("becoming a session leader", e.into()))
 }
 
 fn resident_bytes() -> u64 {

@@ -1,10 +1,29 @@
-//! Running the `criu` binary and reading its logs.
+//! The `criu` binary: finding it, its version, the options both sides need, its logs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Names CRIU gives the memfds that stand in for stdio in the image (see [`crate::stdio`]).
-pub const STDIO_MEMFDS: [&str; 3] = ["crac-stdin", "crac-stdout", "crac-stderr"];
+use crate::error::Error;
+
+/// `CRAC_CRIU`, else `criu` on `PATH`, else where `scripts/install-criu.sh` puts it.
+pub(crate) fn criu_binary() -> Result<PathBuf, Error> {
+    if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(Error::Setting {
+                setting: "CRAC_CRIU",
+                problem: format!(
+                    "{}: no such file; point it at a CRIU 4.1+ binary",
+                    path.display()
+                ),
+            })
+        };
+    }
+    crate::sys::process::find_program(Path::new("criu"), &["/usr/local/sbin", "/usr/sbin"])
+        .ok_or(Error::CriuNotFound)
+}
 
 /// CRIU options that must be given to restore too when they were given to dump.
 const BOTH_SIDES: [&str; 6] = [
@@ -17,7 +36,7 @@ const BOTH_SIDES: [&str; 6] = [
 ];
 
 /// The subset of `options` that restore must repeat (with their values).
-pub fn restore_options(options: &[String]) -> Vec<String> {
+pub(crate) fn restore_options(options: &[String]) -> Vec<String> {
     options
         .iter()
         .filter(|o| {
@@ -30,7 +49,7 @@ pub fn restore_options(options: &[String]) -> Vec<String> {
 }
 
 /// `criu --version`'s version number.
-pub fn version(criu: &Path) -> std::io::Result<String> {
+pub(crate) fn version(criu: &Path) -> std::io::Result<String> {
     let out = Command::new(criu)
         .arg("--version")
         .stderr(Stdio::null())
@@ -45,7 +64,7 @@ pub fn version(criu: &Path) -> std::io::Result<String> {
 
 /// The lines of a CRIU log that explain a failure: its errors, without the RLIMIT one
 /// every run logs on these hosts, at most the last `max`.
-pub fn log_digest(log: &Path, max: usize) -> String {
+pub(crate) fn log_digest(log: &Path, max: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let errors: Vec<&str> = text
         .lines()

@@ -6,15 +6,21 @@
 //! or with `replace_invalid` replaced by a fresh checkpoint.
 
 use std::ffi::{OsStr, OsString};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::io::Read as _;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::manifest::{FILE_NAME, Manifest};
-use crate::restore::{RestoreOptions, first_child, restore};
-use crate::restore_args::RestoreArgs;
-use crate::supervise;
-use crate::{Error, image, namespace, procfs, ready};
+use crate::error::Error;
+use crate::image::{self, manifest::FILE_NAME};
+use crate::launcher::namespace;
+use crate::launcher::request_client::{self, ANSWER_DEADLINE};
+use crate::launcher::restore::{RestoreOptions, restore};
+use crate::launcher::supervise::{self, Ended};
+use crate::sys::{fd, process, procfs};
+use crate::wire::env::{INTERVAL, ON_READY};
+use crate::wire::restore_args::RestoreArgs;
 
 /// When the first run takes its image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,15 +57,14 @@ pub fn run(
     args: &[OsString],
 ) -> Result<i32, Error> {
     let app = resolve(app)?;
-    let image = std::path::absolute(&options.image)
-        .map_err(|e| Error::Config(format!("--image {}: {e}", options.image.display())))?;
+    let image = std::path::absolute(&options.image).map_err(|e| Error::Setting {
+        setting: "--image",
+        problem: format!("{}: {e}", options.image.display()),
+    })?;
     // A restored copy receives this run's arguments and environment (and interval) as
     // restore-time ones: `Restore::args`, `Restore::env`.
     let mut env = options.env.clone();
-    env.push((
-        ready::INTERVAL_ENV.to_string(),
-        options.every.unwrap_or(0).to_string(),
-    ));
+    env.push((INTERVAL.to_string(), options.every.unwrap_or(0).to_string()));
     let given = RestoreArgs {
         args: args
             .iter()
@@ -96,10 +101,11 @@ pub fn run(
     image::check_target(&image)?;
 
     let started = SystemTime::now();
-    let status = first_run(options, &image, tool, &app, args)?;
+    let ended = first_run(options, &image, tool, &app, args)?;
     // The dump stops the process with SIGKILL; a crash after a periodic image also ends
     // in a signal. A process that exited on its own is not brought back.
-    let killed = status > 128;
+    let killed = matches!(ended, Ended::Killed(_));
+    let status = ended.code();
     let fresh = image::published_since(&image, started);
     if killed && fresh {
         eprintln!("crac: image written to {}; restoring it", image.display());
@@ -118,7 +124,7 @@ pub fn run(
 
 /// An image exists: can it be restored here, and is it this application's?
 fn usable(dir: &Path, app: &Path) -> Result<(), String> {
-    let manifest: Manifest = image::validate(dir).map_err(|e| e.to_string())?;
+    let manifest = image::validate(dir).map_err(|e| e.to_string())?;
     if manifest.executable != app {
         return Err(format!(
             "it was taken from {}, not {}",
@@ -132,31 +138,40 @@ fn usable(dir: &Path, app: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Starts the application to take the image; returns its exit code.
+/// Starts the application to take the image; returns how it ended.
 fn first_run(
     options: &RunOptions,
     image: &Path,
     tool: &Path,
     app: &Path,
     args: &[OsString],
-) -> Result<i32, Error> {
+) -> Result<Ended, Error> {
     let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
     cmd.env("CRAC_CHECKPOINT_TO", image)
         .env("CRAC_ENGINE", "criu")
         .env_remove("CRAC_LEAVE_RUNNING")
         .envs(options.env.iter().map(|(k, v)| (k, v)));
     if options.trigger == Trigger::Ready {
-        cmd.env(ready::ON_READY_ENV, "1");
+        cmd.env(ON_READY, "1");
     }
     if let Some(every) = options.every {
-        cmd.env(ready::INTERVAL_ENV, every.to_string());
+        cmd.env(INTERVAL, every.to_string());
     }
-    // SAFETY: close_range and prctl are async-signal-safe. As an entrypoint, crac run
-    // hands the application stdio only, and takes the namespace down if it dies itself.
+    // `__init` reports on fd 3 whether the application exited or was killed.
+    const REPORT_FD: i32 = 3;
+    let (report, report_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Io("creating a pipe", e.into()))?;
+    let writer = report_writer.as_raw_fd();
+    cmd.env(namespace::REPORT_FD_ENV, REPORT_FD.to_string());
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (close_range, dup2/fcntl, prctl). As an entrypoint, crac
+    // run hands the namespace stdio and the report pipe only, and takes the namespace
+    // down if it dies itself.
     unsafe {
-        cmd.pre_exec(|| {
-            libc::close_range(3, libc::c_uint::MAX, 0);
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        cmd.pre_exec(move || {
+            fd::close_on_exec_beyond_stdio()?;
+            fd::inherit_as(writer, REPORT_FD)?;
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
             Ok(())
         });
     }
@@ -164,16 +179,23 @@ fn first_run(
     let mut child = cmd
         .spawn()
         .map_err(|e| Error::Io("running `unshare` (util-linux)", e))?;
-    let started =
-        first_child(child.id() as libc::pid_t).and_then(|init| Some((init, first_child(init)?)));
+    drop(report_writer);
+    let started = procfs::first_child(child.id() as libc::pid_t)
+        .and_then(|init| Some((init, procfs::first_child(init)?)));
     if let Some((init, app_pid)) = started {
-        supervise::forward_to(init);
+        supervise::forward_to(init)?;
         announce(options, image, app, app_pid);
     }
     let status = child.wait();
-    supervise::forward_to(0);
+    supervise::forward_to(0)?;
     let status = status.map_err(|e| Error::Io("waiting for the application", e))?;
-    Ok(supervise::exit_code(status.into_raw()))
+    let mut reported = String::new();
+    let _ = std::fs::File::from(report).read_to_string(&mut reported);
+    Ok(match reported.split_once(' ') {
+        Some(("exited", code)) => code.parse().map_or(Ended::from(status), Ended::Exited),
+        Some(("killed", signal)) => signal.parse().map_or(Ended::from(status), Ended::Killed),
+        _ => Ended::from(status),
+    })
 }
 
 fn announce(options: &RunOptions, image: &Path, app: &Path, app_pid: libc::pid_t) {
@@ -192,7 +214,7 @@ fn announce(options: &RunOptions, image: &Path, app: &Path, app_pid: libc::pid_t
             std::thread::spawn(move || {
                 std::thread::sleep(after);
                 if procfs::alive(app_pid)
-                    && let Err(e) = crate::request::send(app_pid)
+                    && let Err(e) = request_client::send(app_pid, ANSWER_DEADLINE)
                 {
                     eprintln!("crac: the timed checkpoint failed: {e}");
                 }
@@ -207,13 +229,9 @@ fn resolve(app: &OsStr) -> Result<PathBuf, Error> {
     let found = if path.components().count() > 1 {
         Some(path.to_path_buf())
     } else {
-        std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join(path))
-            .find(|candidate| candidate.is_file())
+        process::find_program(path, &[])
     };
     found
         .and_then(|p| p.canonicalize().ok())
-        .ok_or_else(|| Error::Config(format!("cannot find the program {}", path.display())))
+        .ok_or_else(|| Error::ProgramNotFound(path.to_path_buf()))
 }

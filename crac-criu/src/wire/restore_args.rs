@@ -5,13 +5,14 @@
 //! (`--inherit-fd`), so the restored process reads them from the same fd. A restore
 //! that passes nothing leaves the placeholder empty.
 
-use std::ffi::CString;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sys::fd::memfd;
+
 /// The memfd's name, as CRIU records it: `/memfd:crac-args`.
-pub const MEMFD: &str = "crac-args";
+const MEMFD: &str = "crac-args";
 
 /// What a restorer passes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,24 +58,13 @@ impl RestoreArgs {
     }
 }
 
-fn memfd(flags: libc::c_uint) -> std::io::Result<std::fs::File> {
-    let name = CString::new(MEMFD).expect("no NUL in a constant");
-    // SAFETY: memfd_create returns a new fd we own, or -1.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: a fresh fd nobody else owns.
-    Ok(std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
-}
-
 /// Process side: the empty placeholder held during the dump.
-pub fn placeholder() -> std::io::Result<std::fs::File> {
-    memfd(libc::MFD_CLOEXEC)
+pub(crate) fn placeholder() -> std::io::Result<std::fs::File> {
+    memfd(MEMFD, false)
 }
 
 /// Process side, after a restore: what the restorer put in the placeholder's place.
-pub fn read(mut placeholder: std::fs::File) -> RestoreArgs {
+pub(crate) fn read(mut placeholder: std::fs::File) -> RestoreArgs {
     let mut bytes = Vec::new();
     let _ = placeholder
         .rewind()
@@ -82,13 +72,23 @@ pub fn read(mut placeholder: std::fs::File) -> RestoreArgs {
     RestoreArgs::decode(&bytes)
 }
 
-/// Restorer side: a memfd holding `args`, inherited by CRIU (not close-on-exec), and
-/// the `--inherit-fd` value that maps it onto the placeholder.
-pub fn for_criu(args: &RestoreArgs) -> std::io::Result<(std::fs::File, String)> {
-    let mut file = memfd(0)?;
-    file.write_all(&args.encode())?;
-    let spec = format!("fd[{}]:/memfd:{MEMFD}", file.as_raw_fd());
-    Ok((file, spec))
+/// Restorer side: `args` in a memfd that CRIU inherits and puts in the placeholder's place.
+/// It must stay open until CRIU has started: hence a value to hold, not just an argument.
+pub(crate) struct ForCriu {
+    memfd: std::fs::File,
+}
+
+impl ForCriu {
+    pub(crate) fn new(args: &RestoreArgs) -> std::io::Result<ForCriu> {
+        let mut memfd = memfd(MEMFD, true)?;
+        memfd.write_all(&args.encode())?;
+        Ok(ForCriu { memfd })
+    }
+
+    /// The `--inherit-fd` value that maps the memfd onto the placeholder.
+    pub(crate) fn inherit_fd_spec(&self) -> String {
+        format!("fd[{}]:/memfd:{MEMFD}", self.memfd.as_raw_fd())
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,125 @@
+//! Configuration, CRaC-style: environment variables, read when a checkpoint starts.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `CRAC_CHECKPOINT_TO` | image directory to write (like `-XX:CRaCCheckpointTo`) | required |
+//! | `CRAC_CRIU` | the `criu` binary | `criu` on `PATH`, then `/usr/local/sbin`, `/usr/sbin` |
+//! | `CRAC_CRIU_OPTS` | extra CRIU options, space separated (recorded; restore repeats them) | none |
+//! | `CRAC_LEAVE_RUNNING` | `1`: keep the process running after the image is taken | `0` |
+//! | `CRAC_FD_POLICY` | what to do with unclaimed fds, see [`crate::checkpoint::fd_check`] | `error` for all |
+//! | `CRAC_LOG` | CRIU log verbosity, 0–4 | `2` |
+
+use std::path::PathBuf;
+
+use crate::checkpoint::fd_check::Policy;
+use crate::error::Error;
+use crate::sys::criu::criu_binary;
+
+/// One checkpoint's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) image_dir: PathBuf,
+    pub(crate) criu: PathBuf,
+    pub(crate) criu_opts: Vec<String>,
+    pub(crate) leave_running: bool,
+    pub(crate) fd_policy: Policy,
+    pub(crate) log_level: u8,
+}
+
+fn invalid(setting: &'static str, problem: String) -> Error {
+    Error::Setting { setting, problem }
+}
+
+impl Config {
+    /// Reads every variable; the first problem found is reported with its variable.
+    pub(crate) fn from_env() -> Result<Config, Error> {
+        let image_dir = match std::env::var_os("CRAC_CHECKPOINT_TO") {
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+            _ => {
+                return Err(invalid(
+                    "CRAC_CHECKPOINT_TO",
+                    "not set: set it to the directory the image should be written to, e.g. \
+                     CRAC_CHECKPOINT_TO=/var/lib/myapp/image"
+                        .into(),
+                ));
+            }
+        };
+        let image_dir = std::path::absolute(&image_dir).map_err(|e| {
+            invalid(
+                "CRAC_CHECKPOINT_TO",
+                format!("{}: {e}", image_dir.display()),
+            )
+        })?;
+        let leave_running = match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
+            Err(_) | Ok("") | Ok("0") | Ok("false") => false,
+            Ok("1") | Ok("true") => true,
+            Ok(other) => {
+                return Err(invalid(
+                    "CRAC_LEAVE_RUNNING",
+                    format!("{other:?}: expected 1 or 0"),
+                ));
+            }
+        };
+        let log_level = match std::env::var("CRAC_LOG").as_deref() {
+            Err(_) | Ok("") => 2,
+            Ok(level) => match level.parse::<u8>() {
+                Ok(level) if level <= 4 => level,
+                _ => {
+                    return Err(invalid(
+                        "CRAC_LOG",
+                        format!("{level:?}: expected a CRIU log level from 0 to 4"),
+                    ));
+                }
+            },
+        };
+        let fd_policy = Policy::parse(&std::env::var("CRAC_FD_POLICY").unwrap_or_default())
+            .map_err(|e| invalid("CRAC_FD_POLICY", e))?;
+        let criu_opts: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        if let Some(owned) = criu_opts.iter().find(|o| engine_owned(o)) {
+            return Err(invalid(
+                "CRAC_CRIU_OPTS",
+                format!(
+                    "`{owned}` is set by crac itself (image directory, log, target, action \
+                     script, verbosity, leave-running); use CRAC_CHECKPOINT_TO, CRAC_LOG or \
+                     CRAC_LEAVE_RUNNING instead"
+                ),
+            ));
+        }
+        Ok(Config {
+            image_dir,
+            criu: criu_binary()?,
+            criu_opts,
+            leave_running,
+            fd_policy,
+            log_level,
+        })
+    }
+}
+
+/// Options the engine passes itself: giving them again would break the protocol.
+fn engine_owned(option: &str) -> bool {
+    const OWNED: [&str; 14] = [
+        "-D",
+        "--images-dir",
+        "-o",
+        "--log-file",
+        "-t",
+        "--tree",
+        "-R",
+        "--leave-running",
+        "--action-script",
+        "-W",
+        "--work-dir",
+        "-v",
+        "--restore-detached",
+        "-d",
+    ];
+    OWNED
+        .iter()
+        .any(|o| option == *o || option.starts_with(&format!("{o}=")))
+        || (option.starts_with("-v") && option[2..].chars().all(|c| c.is_ascii_digit() || c == 'v'))
+}

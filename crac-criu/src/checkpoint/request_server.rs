@@ -1,0 +1,58 @@
+//! Serving `crac checkpoint PID`, the `jcmd PID JDK.checkpoint` of crac-rs.
+//!
+//! A process opts in with [`checkpoint_on_request`], which starts a thread named
+//! [`THREAD`]. The requester finds that thread in `/proc/PID/task` and signals it
+//! directly (no other thread is disturbed) with a random request number. The thread runs
+//! the checkpoint and, if it is still the original process afterwards (left running, or
+//! failed), writes the outcome as the request's [answer](crate::wire::answer). When the
+//! dump stops the process, its death and the new image are the answer.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use crac_core::Error as CoreError;
+
+use crate::wire::answer;
+use crate::wire::signal::{self, Message};
+
+/// The serving thread's name, which the requester looks for.
+pub(crate) const THREAD: &str = "crac-request";
+
+/// Starts the thread that serves `crac checkpoint PID`; later calls return the first
+/// call's result.
+pub fn checkpoint_on_request() -> std::io::Result<()> {
+    static STARTED: OnceLock<Result<(), std::io::ErrorKind>> = OnceLock::new();
+    let started = STARTED.get_or_init(|| {
+        // blocked before the thread exists, so no request can arrive unblocked
+        let mask = signal::block().map_err(|e| e.kind())?;
+        let spawned = std::thread::Builder::new().name(THREAD.into()).spawn(serve);
+        signal::restore_mask(&mask).map_err(|e| e.kind())?;
+        spawned.map(|_| ()).map_err(|e| e.kind())
+    });
+    started.map_err(std::io::Error::from)
+}
+
+fn serve() {
+    loop {
+        let Ok(Some(request)) = signal::wait(None) else {
+            continue;
+        };
+        if request.message != Message::Go {
+            continue;
+        }
+        let (outcome, text) = match crac_core::checkpoint_restore() {
+            Ok(restore) if restore.is_restored() => continue, // a new life: nobody is waiting
+            Err(CoreError::RestoreFailed { restore, .. }) if restore.is_restored() => continue,
+            Ok(_) => (answer::LEFT_RUNNING, String::new()),
+            Err(CoreError::RestoreFailed { failures, .. }) => {
+                (answer::LEFT_RUNNING, failures.to_string())
+            }
+            Err(e) => (answer::FAILED, e.to_string()),
+        };
+        if let Some(dir) = std::env::var_os("CRAC_CHECKPOINT_TO") {
+            let path = answer::path(Path::new(&dir), request.payload);
+            // Nobody to tell if this fails: the requester's deadline reports it.
+            let _ = answer::write(&path, outcome, &text);
+        }
+    }
+}

@@ -1,0 +1,32 @@
+//! The engine crac-core sees: [`Criu`], registered with the highest default priority.
+
+use crac_core::BoxError;
+use crac_core::engine::{Engine, EngineOutcome, Request};
+
+use crate::checkpoint::config::Config;
+use crate::checkpoint::{ready, self_dump};
+use crate::image;
+
+/// The engine: selected by `CRAC_ENGINE=criu`, and the default where it is compiled in.
+pub struct Criu;
+
+impl Engine for Criu {
+    fn name(&self) -> &'static str {
+        "criu"
+    }
+
+    fn probe(&self) -> Result<(), BoxError> {
+        let config = Config::from_env()?;
+        self_dump::check_startable()?;
+        image::check_target(&config.image_dir)?;
+        Ok(())
+    }
+
+    fn checkpoint(&self, request: &Request<'_>) -> Result<EngineOutcome, BoxError> {
+        let mut config = Config::from_env()?;
+        config.leave_running |= ready::leave_running_here();
+        Ok(self_dump::checkpoint(&config, &request.plan())?)
+    }
+}
+
+crac_core::register_engine!(Criu, default_priority = Some(10));

@@ -1,0 +1,128 @@
+//! The image directory: written to a temporary sibling and published by an atomic
+//! rename only once complete, so a failed or crashed dump never leaves something that
+//! looks restorable and never destroys the previous good image. Mode 0700: an image
+//! holds the process's memory.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+use crate::image::host::{cpu_flags, sha256};
+use crate::image::manifest::{ExeStat, FILE_NAME, Manifest};
+
+/// A path beside the image directory: `<name><suffix>`, or `.<name><suffix>` if hidden.
+pub(crate) fn sibling(dir: &Path, suffix: &str, hidden: bool) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    let dot = if hidden { "." } else { "" };
+    dir.with_file_name(format!("{dot}{name}{suffix}"))
+}
+
+/// Refuses an image directory that holds something else: publishing swaps it away and
+/// deletes it, so it must be absent, empty, or a previous image.
+pub(crate) fn check_target(final_dir: &Path) -> Result<(), Error> {
+    let refuse = |problem: &str| {
+        Err(Error::ImageTarget {
+            dir: final_dir.to_path_buf(),
+            problem: problem.to_string(),
+        })
+    };
+    match std::fs::read_dir(final_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => refuse("is not a directory"),
+        Err(e) => refuse(&e.to_string()),
+        Ok(mut entries) => {
+            if entries.next().is_none() || final_dir.join(FILE_NAME).is_file() {
+                Ok(())
+            } else {
+                refuse("holds files but no crac image")
+            }
+        }
+    }
+}
+
+/// Whether `dir` holds an image published at or after `since` (its manifest is written
+/// last, so its time is the image's).
+pub(crate) fn published_since(dir: &Path, since: std::time::SystemTime) -> bool {
+    std::fs::metadata(dir.join(FILE_NAME))
+        .and_then(|m| m.modified())
+        .is_ok_and(|modified| modified >= since)
+}
+
+/// Checks that `dir` holds a complete image that can be restored on this host by this
+/// executable; nothing is touched. Returns its manifest.
+pub(crate) fn validate(dir: &Path) -> Result<Manifest, Error> {
+    let refuse = |problem: String| Error::Image {
+        dir: dir.into(),
+        problem,
+    };
+    if dir.exists() && !dir.is_dir() {
+        return Err(refuse("not a directory".into()));
+    }
+    if !dir.is_dir() {
+        return Err(refuse(
+            "no such directory; take a checkpoint first (CRAC_CHECKPOINT_TO)".into(),
+        ));
+    }
+    let manifest = Manifest::read(dir)?;
+    for (name, size) in &manifest.files {
+        match std::fs::metadata(dir.join(name)) {
+            Ok(m) if m.len() == *size => {}
+            Ok(m) => {
+                return Err(refuse(format!(
+                    "image file {name} is {} bytes, the manifest says {size}: the image is truncated \
+                     or corrupt; take a new checkpoint",
+                    m.len()
+                )));
+            }
+            Err(e) => {
+                return Err(refuse(format!(
+                    "image file {name}: {e}; the image is incomplete"
+                )));
+            }
+        }
+    }
+    check_executable(&manifest).map_err(refuse)?;
+    let here = cpu_flags();
+    let missing: Vec<&str> = manifest
+        .cpu_flags
+        .iter()
+        .filter(|f| !here.contains(f))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() && !here.is_empty() {
+        return Err(refuse(format!(
+            "this CPU lacks features the checkpointed process may use: {}; restore on a host with \
+             the same CPU features",
+            missing.join(" ")
+        )));
+    }
+    Ok(manifest)
+}
+
+fn check_executable(m: &Manifest) -> Result<(), String> {
+    let exe = &m.executable;
+    let stat = ExeStat::of(exe).map_err(|e| {
+        format!(
+            "the checkpointed executable {} is not available: {e}",
+            exe.display()
+        )
+    })?;
+    if stat == m.executable_stat {
+        return Ok(());
+    }
+    let hash = sha256(exe).map_err(|e| format!("reading {}: {e}", exe.display()))?;
+    if hash == m.executable_sha256 {
+        return Ok(());
+    }
+    Err(format!(
+        "{} is not the executable that was checkpointed (sha256 {}…, image expects {}…): restore \
+         needs the exact binary; rebuild the image with the new binary",
+        exe.display(),
+        &hash[..12],
+        m.executable_sha256
+            .get(..12)
+            .unwrap_or(&m.executable_sha256)
+    ))
+}

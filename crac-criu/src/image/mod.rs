@@ -1,0 +1,13 @@
+//! The image: a directory CRIU writes through a private staging sibling, published by an
+//! atomic rename with its manifest written last, and checked before any restore.
+
+mod directory;
+mod host;
+pub(crate) mod manifest;
+mod publish;
+mod staging;
+
+pub(crate) use directory::{check_target, published_since, sibling, validate};
+pub(crate) use host::{cpu_flags, kernel_release, sha256};
+pub(crate) use publish::publish;
+pub(crate) use staging::{DRAFT, LOG, create_staging, failed_log};

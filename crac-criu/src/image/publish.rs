@@ -1,0 +1,50 @@
+//! Publishing: the manifest is completed and written last, everything is synced, and the
+//! staging directory is swapped into place in one rename.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use crate::image::manifest::{FILE_NAME, Manifest};
+use crate::image::{LOG, check_target};
+
+/// Completes the manifest with what only the finished dump knows, writes it last, and
+/// swaps the staging directory into place. The previous image, if any, is left at the
+/// staging path for the caller to remove once the new one is safely in place.
+pub(crate) fn publish(
+    staging: &Path,
+    final_dir: &Path,
+    mut manifest: Manifest,
+) -> std::io::Result<()> {
+    check_target(final_dir).map_err(std::io::Error::other)?;
+    manifest.files = image_files(staging)?;
+    let mut file = std::fs::File::create(staging.join(FILE_NAME))?;
+    file.write_all(manifest.render().as_bytes())?;
+    file.sync_all()?;
+    for (name, _) in &manifest.files {
+        std::fs::File::open(staging.join(name))?.sync_all()?;
+    }
+    std::fs::File::open(staging)?.sync_all()?;
+    if final_dir.exists() {
+        crate::sys::fs::exchange(staging, final_dir)?;
+    } else {
+        std::fs::rename(staging, final_dir)?;
+    }
+    if let Some(parent) = final_dir.parent() {
+        std::fs::File::open(parent)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn image_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // CRIU is still writing its log: it is kept beside the image files, not listed
+        if name != FILE_NAME && name != LOG && entry.file_type()?.is_file() {
+            files.push((name, entry.metadata()?.len()));
+        }
+    }
+    files.sort();
+    Ok(files)
+}

@@ -1,0 +1,70 @@
+//! Private PID namespaces: one image, many concurrent copies.
+//!
+//! A restore needs the PIDs the image was taken with. An application launched with
+//! [`launch`] runs as PID 2 of a namespace of its own, under `crac __init` as PID 1; its
+//! image then records PID 2, and every restore runs CRIU as PID 1 of a fresh namespace,
+//! where PID 2 is always free — so any number of copies can run at once.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write as _;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Command;
+
+use crate::error::Error;
+use crate::launcher::supervise::{self, Ended};
+use crate::wire::env::PID_NAMESPACE;
+
+/// Set for `__init` by a launcher that wants to learn how the application ended (an
+/// exit code alone cannot tell an exit with 137 from a SIGKILL): the number of an fd
+/// to write `exited N` or `killed N` to.
+pub(crate) const REPORT_FD_ENV: &str = "CRAC_INIT_REPORT_FD";
+
+/// The command that runs `program` in a fresh PID and mount namespace (with its own
+/// `/proc`), as PID 1 there.
+pub(crate) fn unshare<S: AsRef<OsStr>>(program: S) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(program);
+    cmd
+}
+
+/// The command that launches `app` with `args` as PID 2 of a private namespace, under
+/// `tool __init` (`tool` is the `crac` executable).
+pub(crate) fn launch<S: AsRef<OsStr>>(
+    tool: &Path,
+    app: S,
+    args: impl IntoIterator<Item = S>,
+) -> Command {
+    let mut cmd = unshare(tool);
+    cmd.arg("__init").arg("--").arg(app).args(args);
+    cmd
+}
+
+/// `__init`: PID 1 of the namespace. Starts the application (PID 2) with stdio only,
+/// forwards signals to it, reaps orphans, and exits with its exit code.
+pub fn init(app: &OsStr, args: &[OsString]) -> Result<i32, Error> {
+    let mut cmd = Command::new(app);
+    cmd.args(args)
+        .env(PID_NAMESPACE, "private")
+        .env_remove(REPORT_FD_ENV);
+    let child = supervise::application(&mut cmd)
+        .spawn()
+        .map_err(|e| Error::Io("starting the application", e))?;
+    let ended = supervise::wait_for_end(child.id() as libc::pid_t)?;
+    if let Some(fd) = std::env::var(REPORT_FD_ENV)
+        .ok()
+        .and_then(|fd| fd.parse::<i32>().ok())
+        .filter(|fd| *fd > 2)
+    {
+        // SAFETY: the launcher passed this fd for us alone, and nothing else here uses it.
+        let mut report = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let line = match ended {
+            Ended::Exited(code) => format!("exited {code}"),
+            Ended::Killed(signal) => format!("killed {signal}"),
+        };
+        // The launcher falls back on the exit code if the report is lost.
+        let _ = report.write_all(line.as_bytes());
+    }
+    Ok(ended.code())
+}

@@ -1,0 +1,95 @@
+//! Asking a running process to checkpoint itself: `crac checkpoint PID` (the serving
+//! side is [`crate::checkpoint::request_server`]).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::checkpoint::request_server::THREAD;
+use crate::error::{Error, RequestFailure};
+use crate::image;
+use crate::sys::procfs;
+use crate::wire::answer;
+use crate::wire::signal::{self, Message};
+
+/// How long a requester waits for the process to answer: the hooks and the dump of a
+/// large image take seconds, not minutes.
+pub const ANSWER_DEADLINE: Duration = Duration::from_secs(300);
+
+/// How a requested checkpoint ended, seen from the requester.
+#[derive(Debug)]
+pub enum Answer {
+    /// The image was written to this directory and the dump stopped the process.
+    Checkpointed(PathBuf),
+    /// The image was taken and the process keeps running; the text lists any
+    /// `after_restore` failures.
+    LeftRunning(String),
+}
+
+/// Asks process `pid` to checkpoint itself and waits for the answer, at most `deadline`.
+pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, Error> {
+    let thread = find_thread(pid)?;
+    let image = image_dir(pid).ok_or(RequestFailure::NoImageDir(pid))?;
+    // random enough to tell this request's answer from a stale one
+    let number = (crac_core::instance_id() as u32) ^ std::process::id();
+    let answer = answer::path(&image, number);
+    let asked_at = SystemTime::now();
+    let started = Instant::now();
+    signal::send_with(pid, thread, Message::Go, number)
+        .map_err(|e| Error::Io("signalling the process", e))?;
+    loop {
+        if let Some((outcome, detail)) = answer::take(&answer) {
+            return if outcome == answer::LEFT_RUNNING {
+                Ok(Answer::LeftRunning(detail))
+            } else {
+                Err(RequestFailure::Refused {
+                    pid,
+                    reason: detail,
+                }
+                .into())
+            };
+        }
+        if !procfs::alive(pid) {
+            return if image::published_since(&image, asked_at) {
+                Ok(Answer::Checkpointed(image))
+            } else {
+                Err(RequestFailure::ExitedWithoutImage(pid).into())
+            };
+        }
+        if started.elapsed() > deadline {
+            return Err(RequestFailure::NoAnswer {
+                pid,
+                waited: deadline,
+                answer,
+            }
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The process's `CRAC_CHECKPOINT_TO`, read from its environment.
+fn image_dir(pid: libc::pid_t) -> Option<PathBuf> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ
+        .split(|b| *b == 0)
+        .find_map(|var| var.strip_prefix(b"CRAC_CHECKPOINT_TO="))
+        .map(|dir| PathBuf::from(String::from_utf8_lossy(dir).into_owned()))
+        // relative to the process's working directory, not ours
+        .map(|dir| match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) if dir.is_relative() => cwd.join(dir),
+            _ => dir,
+        })
+}
+
+fn find_thread(pid: libc::pid_t) -> Result<libc::pid_t, RequestFailure> {
+    if !procfs::alive(pid) {
+        return Err(RequestFailure::NoProcess(pid));
+    }
+    procfs::numbered(&format!("/proc/{pid}/task"))
+        .into_iter()
+        .find(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.trim() == THREAD)
+        })
+        .ok_or(RequestFailure::NotAccepting(pid))
+}

@@ -1,0 +1,160 @@
+//! Supervising a process as its parent: forward termination and user signals to it,
+//! reap every child (as PID 1 of a namespace, orphans land here too), and report its
+//! exit status. Used by `crac restore` (parent of CRIU), by `__wait` (what CRIU becomes
+//! after a restore), by `__init` (PID 1 of a private PID namespace) and by `crac run`.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::error::Error;
+use crate::sys::fd;
+
+/// Signals passed on to the supervised process.
+const FORWARDED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
+
+/// Where forwarded signals go; 0: nowhere. One forwarding thread per process.
+static TARGET: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn ignore(_: libc::c_int) {}
+
+fn forwarded_set() -> SigSet {
+    FORWARDED.into_iter().collect()
+}
+
+/// Forwards the signals from now on to `pid` (0: drop them). The first call blocks them
+/// in the calling thread (so in threads it starts later, the forwarding thread included)
+/// and starts the thread; the no-op handlers matter only as PID 1 of a namespace, where
+/// the kernel drops signals without a handler before they can be waited for.
+pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
+    static STARTED: OnceLock<Result<(), Errno>> = OnceLock::new();
+    STARTED
+        .get_or_init(|| {
+            let set = forwarded_set();
+            let noop = SigAction::new(
+                SigHandler::Handler(ignore),
+                SaFlags::empty(),
+                SigSet::empty(),
+            );
+            for sig in FORWARDED {
+                // SAFETY: the handler does nothing, so it is async-signal-safe, and it
+                // replaces no handler anyone relies on (this is a supervisor process).
+                unsafe { signal::sigaction(sig, &noop) }?;
+            }
+            set.thread_block()?;
+            std::thread::spawn(move || {
+                loop {
+                    let Ok(sig) = set.wait() else { continue };
+                    let target = TARGET.load(Ordering::SeqCst);
+                    if target > 0 {
+                        // gone already: nothing left to forward to
+                        let _ = signal::kill(Pid::from_raw(target), sig);
+                    }
+                }
+            });
+            Ok(())
+        })
+        .map_err(|e| Error::Io("setting up signal forwarding", e.into()))?;
+    TARGET.store(pid, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Makes `cmd` start an application: with the forwarded signals unblocked (a child
+/// inherits its parent's signal mask, and an application must be able to receive
+/// SIGTERM), in a session of its own — what CRIU needs to restore it without a
+/// terminal, and so a terminal's Ctrl-C reaches it once, through the forwarder — and
+/// with stdio only: fds the launcher inherited (IDE terminals and CI runners leak them)
+/// would rightly make the open-resource check refuse the checkpoint.
+pub(crate) fn application(cmd: &mut Command) -> &mut Command {
+    let set = forwarded_set();
+    // SAFETY: the closure runs in the forked child before exec and only makes
+    // async-signal-safe calls (sigprocmask, setsid, close_range); it allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            set.thread_unblock()?;
+            nix::unistd::setsid()?;
+            fd::close_on_exec_beyond_stdio()
+        })
+    }
+}
+
+/// Forwards signals to our child `pid`, reaps every child, and returns `pid`'s exit
+/// code (128 + signal if it was killed). As PID 1 of a namespace, it then keeps reaping
+/// for a while: leaving kills every process of the namespace, the dump helper included,
+/// which may still be removing a replaced image.
+pub fn wait_for(pid: libc::pid_t) -> Result<i32, Error> {
+    wait_for_end(pid).map(Ended::code)
+}
+
+/// How a supervised process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It exited with this code.
+    Exited(i32),
+    /// This signal killed it.
+    Killed(i32),
+}
+
+impl Ended {
+    /// As a shell reports it: the exit code, or 128 + the killing signal.
+    pub(crate) fn code(self) -> i32 {
+        match self {
+            Ended::Exited(code) => code,
+            Ended::Killed(signal) => 128 + signal,
+        }
+    }
+}
+
+impl From<std::process::ExitStatus> for Ended {
+    fn from(status: std::process::ExitStatus) -> Ended {
+        use std::os::unix::process::ExitStatusExt;
+        match status.signal() {
+            Some(signal) => Ended::Killed(signal),
+            None => Ended::Exited(status.code().unwrap_or(0)),
+        }
+    }
+}
+
+/// [`wait_for`], telling an exit from a death by signal.
+pub(crate) fn wait_for_end(pid: libc::pid_t) -> Result<Ended, Error> {
+    forward_to(pid)?;
+    let status = reap_until(pid);
+    forward_to(0)?;
+    if std::process::id() == 1 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline && waitpid(None::<Pid>, Some(WaitPidFlag::WNOHANG)).is_ok()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    status
+}
+
+fn reap_until(pid: libc::pid_t) -> Result<Ended, Error> {
+    loop {
+        match waitpid(None::<Pid>, None) {
+            Ok(WaitStatus::Exited(reaped, code)) if reaped.as_raw() == pid => {
+                return Ok(Ended::Exited(code));
+            }
+            Ok(WaitStatus::Signaled(reaped, signal, _)) if reaped.as_raw() == pid => {
+                return Ok(Ended::Killed(signal as i32));
+            }
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => return Err(Error::Io("waiting for the supervised process", e.into())),
+        }
+    }
+}

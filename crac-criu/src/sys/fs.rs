@@ -1,0 +1,27 @@
+//! File-system calls std does not have.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Swaps two paths in one atomic step (`renameat2` with `RENAME_EXCHANGE`): at every
+/// moment each name refers to a complete directory.
+pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
+    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (a, b) = (cstr(a)?, cstr(b)?);
+    // SAFETY: two valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_EXCHANGE,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

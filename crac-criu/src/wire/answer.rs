@@ -1,0 +1,40 @@
+//! The answer to `crac checkpoint PID`: a file `.<image>.answer-<number>` beside the
+//! image directory — a place both sides see even when the process lives in its own PID
+//! namespace, where it cannot see the requester. One line with the outcome, then detail.
+
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The image was taken and the process keeps running.
+pub(crate) const LEFT_RUNNING: &str = "left-running";
+/// No image was taken; the detail says why.
+pub(crate) const FAILED: &str = "failed";
+
+/// Where the answer to request `number` for `image` is written.
+pub(crate) fn path(image: &Path, number: u32) -> PathBuf {
+    crate::image::sibling(image, &format!(".answer-{number}"), true)
+}
+
+/// Writes an answer. Root writes here: never through a symlink, never readable by others.
+pub(crate) fn write(path: &Path, outcome: &str, detail: &str) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?
+        .write_all(format!("{outcome}\n{detail}").as_bytes())
+}
+
+/// Reads and removes an answer, if it is there: `(outcome, detail)`.
+pub(crate) fn take(path: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let _ = std::fs::remove_file(path);
+    let (outcome, detail) = text.split_once('\n').unwrap_or((&text, ""));
+    Some((outcome.to_string(), detail.to_string()))
+}

@@ -1,0 +1,13 @@
+//! The wire between the two sides of a checkpoint — the process (with its dump helper)
+//! and the `crac` command: the signal they speak, the memfds a restore substitutes,
+//! the environment `crac run` sets, and the answer to a checkpoint request. Both sides
+//! depend on this folder; it depends on neither.
+
+pub(crate) mod answer;
+pub(crate) mod env;
+pub(crate) mod restore_args;
+pub(crate) mod signal;
+
+/// Names of the memfds that stand in for stdio in an image: a restore maps its own
+/// stdio onto them (`--inherit-fd fd[N]:/memfd:<name>`).
+pub(crate) const STDIO_MEMFDS: [&str; 3] = ["crac-stdin", "crac-stdout", "crac-stderr"];
