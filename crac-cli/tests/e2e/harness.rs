@@ -77,6 +77,29 @@ pub fn only_stdio(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// Starts `cmd` as a careless shell, IDE terminal or CI runner would: with /dev/null
+/// on fd 10 and a pipe's write end on fd 251, both inherited (not close-on-exec).
+pub fn stray_fds(cmd: &mut Command) -> &mut Command {
+    // SAFETY: open, pipe, dup2 and close are async-signal-safe; the fds are the child's.
+    unsafe {
+        cmd.pre_exec(|| {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            let mut pipe = [0; 2];
+            if null < 0
+                || libc::pipe(pipe.as_mut_ptr()) < 0
+                || libc::dup2(null, 10) < 0
+                || libc::dup2(pipe[1], 251) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in [null, pipe[0], pipe[1]] {
+                libc::close(fd);
+            }
+            Ok(())
+        })
+    }
+}
+
 /// A fresh directory for one test, and the image path inside it.
 pub fn setup(name: &str) -> (PathBuf, PathBuf) {
     let dir = scratch(name);
@@ -116,6 +139,8 @@ pub struct Run {
     env: Vec<(&'static str, String)>,
     /// Launch in a private PID namespace (`crac __init`), so the image restores many times at once.
     pub private_pids: bool,
+    /// Leave stray inherited fds open in the launched command instead of only stdio.
+    pub stray_fds: bool,
 }
 
 impl Run {
@@ -126,6 +151,7 @@ impl Run {
             image: image.to_path_buf(),
             env: Vec::new(),
             private_pids: false,
+            stray_fds: false,
         }
     }
 
@@ -140,7 +166,11 @@ impl Run {
         } else {
             Command::new(&self.exe)
         };
-        only_stdio(&mut cmd);
+        if self.stray_fds {
+            stray_fds(&mut cmd);
+        } else {
+            only_stdio(&mut cmd);
+        }
         cmd.env("CRAC_E2E_SCENARIO", self.scenario)
             .env("CRAC_CHECKPOINT_TO", &self.image)
             .env_remove("CRAC_ENGINE")
@@ -176,17 +206,22 @@ pub fn restore(image: &Path) -> Output {
     crac(&["restore", image.to_str().unwrap()])
 }
 
-/// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, with stdio only, to its end.
-pub fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output {
+/// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, not yet started.
+pub fn crac_run_command(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(crac_bin());
-    only_stdio(&mut cmd)
-        .args(["run", "--image", image.to_str().unwrap()])
+    cmd.args(["run", "--image", image.to_str().unwrap()])
         .args(extra)
         .arg("--")
         .arg(exe)
         .env("CRAC_E2E_SCENARIO", scenario)
         .env_remove("CRAC_CHECKPOINT_TO")
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, with stdio only, to its end.
+pub fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output {
+    only_stdio(&mut crac_run_command(exe, image, scenario, extra))
         .output()
         .unwrap()
 }

@@ -1,13 +1,17 @@
-//! `crac run`: checkpoint at ready or after a timeout, restore on every later run,
-//! refuse a foreign image, restart from the last image after a crash.
+//! `crac run` and the private-namespace launcher: checkpoint at ready or after a
+//! timeout, restore on every later run, refuse a foreign image, restart from the last
+//! image after a crash, and start cleanly from a shell that leaks fds.
 
-use crate::harness::{Run, checksum_of, crac_run, lines, setup, tests, text};
+use crate::harness::{
+    Run, checksum_of, crac_run, crac_run_command, lines, restore, setup, stray_fds, tests, text,
+};
 
 tests![
     crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run,
     crac_run_never_restores_a_foreign_image_blindly,
     after_a_crash_crac_run_restarts_from_the_last_consistent_image,
     crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready,
+    a_launcher_works_from_a_shell_with_stray_inherited_fds,
 ];
 
 fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run() {
@@ -137,4 +141,40 @@ fn crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready() {
     );
     assert!(stdout.contains("restored on request checksum "), "{stdout}");
     assert!(image.join("crac-manifest").is_file());
+}
+
+/// Shells, IDE terminals and CI runners leak fds into what they start, and the
+/// application's open-resource check would refuse them: neither launcher may pass them
+/// on. `crac run` closes them itself; `crac __init`, also started directly, must too.
+fn a_launcher_works_from_a_shell_with_stray_inherited_fds() {
+    let (dir, image) = setup("stray-fds");
+    let mut run = Run::new("plain", &image);
+    run.private_pids = true;
+    run.stray_fds = true;
+    let original = run.output();
+    assert_eq!(
+        original.status.code(),
+        Some(128 + 9),
+        "the dump stops the application, and `crac __init` reports it: {original:?}"
+    );
+    let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
+    let restored = restore(&image);
+    assert_eq!(restored.status.code(), Some(7), "{restored:?}");
+    assert!(
+        text(&restored.stdout).contains(&format!(
+            "round 1 outcome Restored generation 1 checksum {checksum}\nexiting 7\n"
+        )),
+        "{restored:?}"
+    );
+
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = crac_run_command(&exe, &dir.join("run-image"), "ready", &[]);
+    let out = stray_fds(&mut cmd).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let checksum = checksum_of(lines(&stdout)[0]);
+    assert!(
+        stdout.contains(&format!("ready Some(Restored) checksum {checksum}\n")),
+        "{stdout}"
+    );
 }
