@@ -2,28 +2,17 @@
 //! and go through `crac::checkpoint_restore()` with the `simulate` engine.
 //!
 //! Tests of one file run on parallel threads and share the global registry: each takes
-//! `LOCK` and drops its resources before releasing it.
+//! `serial()` and drops its resources before releasing it.
+
+mod common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
+use common::{Log, serial};
 use crac::{BoxError, Checkpoint, Checkpointable, Ranked, Resource, Restore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    let guard = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-    crac::use_engine("simulate").expect("the simulate engine is compiled in");
-    guard
-}
-
-type Log = Arc<Mutex<Vec<String>>>;
-
-fn push(log: &Log, entry: String) {
-    log.lock().unwrap().push(entry);
-}
 
 /// A leaf resource recording its hooks.
 #[derive(Checkpointable)]
@@ -41,10 +30,10 @@ impl Probe {
         }
     }
     fn before(&self, _: &Checkpoint) {
-        push(&self.log, format!("{} before", self.label));
+        self.log.push(format!("{} before", self.label));
     }
     fn after(&self, _: &Restore) -> Result<(), BoxError> {
-        push(&self.log, format!("{} after", self.label));
+        self.log.push(format!("{} after", self.label));
         Ok(())
     }
 }
@@ -69,17 +58,18 @@ struct Ordered {
 
 impl Ordered {
     fn before(&self, _: &Checkpoint) -> Result<(), std::io::Error> {
-        push(&self.log, "own before".into());
+        self.log.push("own before".into());
         Ok(())
     }
     fn after(&self, _: &Restore) {
-        push(&self.log, "own after".into());
+        self.log.push("own after".into());
     }
 }
 
 #[test]
 fn own_hooks_wrap_the_fields_in_reverse_order_and_delegation_reaches_through_wrappers() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let log = Log::default();
     let ordered = Arc::new(Ordered {
         log: log.clone(),
@@ -96,7 +86,7 @@ fn own_hooks_wrap_the_fields_in_reverse_order_and_delegation_reaches_through_wra
 
     assert!(restore.is_restored());
     assert_eq!(
-        *log.lock().unwrap(),
+        log.take(),
         [
             "own before",
             "fourth before",
@@ -140,6 +130,7 @@ struct Tuple(
 #[test]
 fn with_module_gets_the_field_and_the_event() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let tuple = Arc::new(Tuple(Mutex::new(Vec::new()), 0));
     crac::register(&tuple);
 
@@ -163,6 +154,7 @@ struct Seeded {
 #[test]
 fn reseed_replaces_the_generator_state() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let seeded = Arc::new(Seeded {
         mutex: Mutex::new(StdRng::seed_from_u64(7)),
         rwlock: RwLock::new(StdRng::seed_from_u64(7)),
@@ -219,6 +211,7 @@ impl Observer {
 #[test]
 fn secrets_are_wiped_before_checkpoint_and_reloaded_after_restore() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     assert_eq!(<Observer as Ranked>::RANK, 0);
     assert_eq!(<Vault as Ranked>::RANK, 1);
     let vault = Arc::new(Vault {
@@ -280,6 +273,7 @@ where
 #[test]
 fn generic_types_and_dependency_ranks() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     assert_eq!(<Probe as Ranked>::RANK, 0);
     assert_eq!(<Tuple as Ranked>::RANK, 0);
     assert_eq!(<Inner<Probe> as Ranked>::RANK, 1);
@@ -295,7 +289,7 @@ fn generic_types_and_dependency_ranks() {
 
     crac::checkpoint_restore().unwrap();
 
-    assert_eq!(*log.lock().unwrap(), ["inner before", "inner after"]);
+    assert_eq!(log.take(), ["inner before", "inner after"]);
 }
 
 mod failing {
@@ -328,6 +322,7 @@ impl Flaky {
 #[test]
 fn every_step_runs_and_failures_name_type_and_field() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let log = Log::default();
     let flaky = Arc::new(Flaky {
         a: "a is not ready",
@@ -347,7 +342,7 @@ fn every_step_runs_and_failures_name_type_and_field() {
       - `flaky.a` failed in before_checkpoint: a is not ready"
     );
     // The field between the failing ones was still notified, then rolled back.
-    assert_eq!(*log.lock().unwrap(), ["fine before", "fine after"]);
+    assert_eq!(log.take(), ["fine before", "fine after"]);
 }
 
 #[derive(Checkpointable)]
@@ -376,6 +371,7 @@ impl Pair {
 #[test]
 fn a_single_own_failure_is_reported_as_is_and_tuple_fields_by_index() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let alone = Arc::new(Alone);
     crac::register(&alone);
 
@@ -431,6 +427,7 @@ impl<C: Reopen> Pool<C> {
 #[test]
 fn a_generic_type_needs_only_itself_to_be_send_and_sync() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let pool = Arc::new(Pool {
         conn: Mutex::new(std::cell::Cell::new(0_u32)),
     });
@@ -452,6 +449,7 @@ struct Dynamic {
 #[test]
 fn resource_delegates_to_trait_objects() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let log = Log::default();
     let dynamic = Arc::new(Dynamic {
         inner: Arc::new(Probe::new("inner", &log)),
@@ -462,7 +460,7 @@ fn resource_delegates_to_trait_objects() {
     crac::checkpoint_restore().unwrap();
 
     assert_eq!(
-        *log.lock().unwrap(),
+        log.take(),
         [
             "wrapped before",
             "inner before",

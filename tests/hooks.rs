@@ -1,22 +1,18 @@
 //! `#[crac::before_checkpoint]` and `#[crac::on_restore]`. Hook functions are part of
 //! every checkpoint of this test binary, so this file holds only these.
 
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+mod common;
 
+use std::sync::{Arc, LazyLock};
+
+use common::{Log, serial};
 use crac::{BoxError, Checkpoint, Checkpointable, PlanEntryKind, Ranked, Restore};
 
-static LOCK: Mutex<()> = Mutex::new(());
-static LOG: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+/// Hook functions have no `self` to hold a log: they share this one.
+static LOG: LazyLock<Log> = LazyLock::new(Log::default);
 
-fn serial() -> MutexGuard<'static, ()> {
-    let guard = LOCK.lock().unwrap_or_else(PoisonError::into_inner);
-    crac::use_engine("simulate").expect("the simulate engine is compiled in");
-    LOG.lock().unwrap().clear();
-    guard
-}
-
-fn log(entry: &'static str) {
-    LOG.lock().unwrap().push(entry);
+fn log(entry: &str) {
+    LOG.push(entry.into());
 }
 
 #[crac::before_checkpoint]
@@ -143,6 +139,7 @@ fn ranks_follow_depends_on_across_hooks_and_types() {
 #[test]
 fn the_plan_lists_hooks_with_their_names_ranks_and_kinds() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let store = Arc::new(Store);
     crac::register(&store);
 
@@ -178,6 +175,7 @@ fn the_plan_lists_hooks_with_their_names_ranks_and_kinds() {
 #[test]
 fn hooks_of_equal_rank_are_ordered_by_full_path_not_by_name() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
 
     let plan = crac::plan();
 
@@ -205,6 +203,7 @@ fn hooks_of_equal_rank_are_ordered_by_full_path_not_by_name() {
 #[test]
 fn generated_bindings_do_not_collide_with_items_in_scope() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let collide = Arc::new(collisions::Collide {
         log: std::sync::Mutex::new(Vec::new()),
         key: std::sync::Mutex::new("key".into()),
@@ -223,13 +222,15 @@ fn generated_bindings_do_not_collide_with_items_in_scope() {
 #[test]
 fn hooks_run_in_dependency_order_each_in_its_phase() {
     let _serial = serial();
+    crac::use_engine("simulate").unwrap();
     let store = Arc::new(Store);
     crac::register(&store);
+    LOG.take(); // drops what earlier checkpoints of this binary logged
 
     crac::checkpoint_restore().unwrap();
 
     assert_eq!(
-        *LOG.lock().unwrap(),
+        LOG.take(),
         [
             "with_event",
             "Store before",

@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
@@ -24,8 +26,9 @@ const IMAGE_ENV: &str = "CRAC_RESTORE_IMAGE";
 /// A file the action script creates at `post-resume`: proof that CRIU restored the
 /// process (its exit status alone cannot be told from the restored process's).
 const RESUMED_ENV: &str = "CRAC_RESTORE_RESUMED";
-/// When the restore began, in nanoseconds since the Unix epoch: the action script
-/// reports how long CRIU took.
+/// When the restore began, in nanoseconds since the Unix epoch: the action script writes
+/// how long CRIU took into the `resumed` file, and the restorer reports it (CRIU sends
+/// its scripts' own output to its log).
 const BEGAN_ENV: &str = "CRAC_RESTORE_BEGAN";
 
 /// How to restore.
@@ -108,6 +111,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     })?;
     // CRIU has inherited the memfd: ours may go (named, so that it lives until here).
     drop(given);
+    let reporter = report_when_resumed(resumed.clone());
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     supervise::forward_to(if manifest.private_pid_namespace {
@@ -117,6 +121,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     })?;
     let status = child.wait();
     supervise::forward_to(0)?;
+    drop(reporter);
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     if std::fs::remove_file(&resumed).is_err() {
         return Err(Error::Restore {
@@ -128,6 +133,45 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         let _ = std::fs::remove_file(&log);
     }
     Ok(Ended::from(status).code())
+}
+
+/// Prints `crac: restored in N ms` once the action script has marked the process
+/// resumed. Dropping it looks one last time, then stops (the restore ended or failed).
+fn report_when_resumed(resumed: PathBuf) -> impl Drop {
+    struct Reporter {
+        stop: Arc<AtomicBool>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    }
+    impl Drop for Reporter {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Relaxed);
+            if let Some(thread) = self.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = Arc::clone(&stop);
+    let thread = std::thread::spawn(move || {
+        loop {
+            let last_look = stopped.load(Ordering::Relaxed);
+            if let Some(ms) = std::fs::read_to_string(&resumed)
+                .ok()
+                .and_then(|text| text.strip_suffix('\n')?.parse::<u128>().ok())
+            {
+                eprintln!("crac: restored in {ms} ms");
+                return;
+            }
+            if last_look {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    Reporter {
+        stop,
+        thread: Some(thread),
+    }
 }
 
 fn nanos_since_epoch(time: SystemTime) -> u128 {
@@ -166,19 +210,15 @@ pub fn action_script(action: &str) -> Result<(), Error> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(manifest.pid);
     if let Some(resumed) = std::env::var_os(RESUMED_ENV) {
-        std::fs::write(resumed, b"").map_err(|e| Error::Io("marking the restore done", e))?;
+        let began = std::env::var(BEGAN_ENV)
+            .ok()
+            .and_then(|nanos| nanos.parse::<u64>().ok())
+            .map_or(UNIX_EPOCH, |nanos| UNIX_EPOCH + Duration::from_nanos(nanos));
+        let took = began.elapsed().unwrap_or_default().as_millis();
+        std::fs::write(resumed, format!("{took}\n"))
+            .map_err(|e| Error::Io("marking the restore done", e))?;
     }
     signal::send(pid, manifest.waiter_tid, Message::Restored)
         .map_err(|e| Error::Io("waking the restored process", e))?;
-    // CRIU's stderr is the restorer's: the user sees how long the restore took.
-    if let Some(nanos) = std::env::var(BEGAN_ENV)
-        .ok()
-        .and_then(|n| n.parse::<u64>().ok())
-    {
-        let took = (UNIX_EPOCH + Duration::from_nanos(nanos))
-            .elapsed()
-            .unwrap_or_default();
-        eprintln!("crac: restored in {} ms", took.as_millis());
-    }
     Ok(())
 }

@@ -1,0 +1,275 @@
+//! What every topic shares: whether CRIU can run here, scratch directories, starting
+//! the scenario and the `crac` binary, and reading what they printed.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+
+/// One topic's tests, by name.
+pub type Tests = &'static [(&'static str, fn())];
+
+/// `tests![a, b]` exports functions `a` and `b` as the topic's `TESTS`, named as written.
+macro_rules! tests {
+    ($($test:ident),+ $(,)?) => {
+        pub const TESTS: $crate::harness::Tests = &[$((stringify!($test), $test)),+];
+    };
+}
+pub(crate) use tests;
+
+/// Why CRIU end-to-end tests cannot run here, if they cannot: they need root and a CRIU
+/// that passes `criu check`.
+pub fn criu_problem() -> Option<String> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not root".into());
+    }
+    let criu = match criu() {
+        Ok(criu) => criu,
+        Err(why) => return Some(why),
+    };
+    match Command::new(&criu).arg("check").output() {
+        Ok(out) if out.status.success() => None,
+        Ok(out) => Some(
+            format!(
+                "`{} check` failed ({}) {}",
+                criu.display(),
+                out.status,
+                text(&out.stderr).trim()
+            )
+            .trim_end()
+            .to_string(),
+        ),
+        Err(e) => Some(format!("cannot run {}: {e}", criu.display())),
+    }
+}
+
+/// CRIU where the library looks for it: `CRAC_CRIU`, else `PATH`, else the two places
+/// `scripts/install-criu.sh` and distributions install it.
+fn criu() -> Result<PathBuf, String> {
+    if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
+        let path = PathBuf::from(path);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(format!("CRAC_CRIU={}: no such file", path.display()))
+        };
+    }
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain(["/usr/local/sbin".into(), "/usr/sbin".into()])
+        .map(|dir| dir.join("criu"))
+        .find(|candidate| candidate.is_file())
+        .ok_or_else(|| "criu not found on PATH, in /usr/local/sbin or /usr/sbin".into())
+}
+
+/// Starts `cmd` with stdio only, as a service manager would: fds the test runner
+/// inherited from its own parent must not reach the checkpointed program (the
+/// open-resource check would rightly refuse them).
+pub fn only_stdio(cmd: &mut Command) -> &mut Command {
+    // SAFETY: close_range is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::close_range(3, libc::c_uint::MAX, 0);
+            Ok(())
+        })
+    }
+}
+
+/// Starts `cmd` as a careless shell, IDE terminal or CI runner would: with /dev/null
+/// on fd 10 and a pipe's write end on fd 251, both inherited (not close-on-exec).
+pub fn stray_fds(cmd: &mut Command) -> &mut Command {
+    // SAFETY: open, pipe, dup2 and close are async-signal-safe; the fds are the child's.
+    unsafe {
+        cmd.pre_exec(|| {
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+            let mut pipe = [0; 2];
+            if null < 0
+                || libc::pipe(pipe.as_mut_ptr()) < 0
+                || libc::dup2(null, 10) < 0
+                || libc::dup2(pipe[1], 251) < 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            for fd in [null, pipe[0], pipe[1]] {
+                libc::close(fd);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// A fresh directory for one test, and the image path inside it.
+pub fn setup(name: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch(name);
+    let image = dir.join("image");
+    (dir, image)
+}
+
+/// A fresh directory for one test's images and files.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crac-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The `crac` binary cargo built for these tests.
+pub fn crac_bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_crac"))
+}
+
+/// `exe` as PID 2 of a private PID namespace, under `crac __init` as PID 1 — what
+/// `crac run` launches, spelled out here so these tests depend only on the binary.
+pub fn in_private_pids(exe: &Path) -> Command {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(crac_bin())
+        .args(["__init", "--"])
+        .arg(exe);
+    cmd
+}
+
+/// One start of the scenario program, checkpointing to `image`.
+pub struct Run {
+    pub exe: PathBuf,
+    scenario: &'static str,
+    image: PathBuf,
+    env: Vec<(&'static str, String)>,
+    /// Launch in a private PID namespace (`crac __init`), so the image restores many times at once.
+    pub private_pids: bool,
+    /// Leave stray inherited fds open in the launched command instead of only stdio.
+    pub stray_fds: bool,
+}
+
+impl Run {
+    pub fn new(scenario: &'static str, image: &Path) -> Run {
+        Run {
+            exe: std::env::current_exe().unwrap(),
+            scenario,
+            image: image.to_path_buf(),
+            env: Vec::new(),
+            private_pids: false,
+            stray_fds: false,
+        }
+    }
+
+    pub fn env(mut self, key: &'static str, value: &str) -> Run {
+        self.env.push((key, value.to_string()));
+        self
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = if self.private_pids {
+            in_private_pids(&self.exe)
+        } else {
+            Command::new(&self.exe)
+        };
+        if self.stray_fds {
+            stray_fds(&mut cmd);
+        } else {
+            only_stdio(&mut cmd);
+        }
+        cmd.env("CRAC_E2E_SCENARIO", self.scenario)
+            .env("CRAC_CHECKPOINT_TO", &self.image)
+            .env_remove("CRAC_ENGINE")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs the scenario to its end with stdout captured.
+    pub fn output(&self) -> Output {
+        self.command().stderr(Stdio::piped()).output().unwrap()
+    }
+
+    pub fn spawn(&self, stdout: Stdio) -> Child {
+        self.command()
+            .stdout(stdout)
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap()
+    }
+}
+
+/// `crac ARGS` with stdio only.
+pub fn crac(args: &[&str]) -> Output {
+    only_stdio(&mut Command::new(crac_bin()))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn restore(image: &Path) -> Output {
+    crac(&["restore", image.to_str().unwrap()])
+}
+
+/// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, not yet started.
+pub fn crac_run_command(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(crac_bin());
+    cmd.args(["run", "--image", image.to_str().unwrap()])
+        .args(extra)
+        .arg("--")
+        .arg(exe)
+        .env("CRAC_E2E_SCENARIO", scenario)
+        .env_remove("CRAC_CHECKPOINT_TO")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, with stdio only, to its end.
+pub fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output {
+    only_stdio(&mut crac_run_command(exe, image, scenario, extra))
+        .output()
+        .unwrap()
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The lines the scenario printed, in order, without what else shares the stream
+/// (`script` on a terminal, or a stray line from a launcher).
+pub fn lines(out: &str) -> Vec<&str> {
+    out.lines()
+        .filter(|l| {
+            [
+                "pid ",
+                "hook ",
+                "round ",
+                "exiting",
+                "still ",
+                "ready",
+                "restored ",
+                "connection ",
+                "unique ",
+                "periodic ",
+                "crashing",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+        })
+        .collect()
+}
+
+/// The last word of a line: the checksum in the scenario's lines that end with one.
+pub fn checksum_of(line: &str) -> &str {
+    line.rsplit(' ').next().unwrap()
+}
+
+/// Kills a spawned program if the test fails before it ends.
+pub struct KillOnDrop(pub u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: plain kill; harmless if the process is gone.
+        unsafe { libc::kill(self.0 as i32, libc::SIGKILL) };
+    }
+}
+
+pub fn killed_by_sigkill(status: ExitStatus) -> bool {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal() == Some(9)
+}

@@ -1,0 +1,47 @@
+//! `crac inspect`: describing an image, in text and JSON, and whether it restores here.
+
+use crate::harness::{Run, crac, killed_by_sigkill, setup, tests, text};
+
+tests![crac_inspect_describes_an_image_and_says_whether_it_restores_here];
+
+fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
+    let (_, image) = setup("inspect");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let out = crac(&["inspect", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let described = text(&out.stdout);
+    let exe = std::env::current_exe().unwrap();
+    assert!(
+        described.contains(&format!("executable    {} (sha256 ", exe.display())),
+        "{described}"
+    );
+    assert!(described.contains("plan          2 participants, in checkpoint order:\n  server [rank 1, resource]\n  index [rank 0, resource]\n"), "{described}");
+    assert!(
+        described.ends_with("restorable    yes, on this host\n\n"),
+        "{described}"
+    );
+
+    let json = text(&crac(&["inspect", "--json", image.to_str().unwrap()]).stdout);
+    assert!(json.starts_with("{\"created_unix\":"), "{json}");
+    assert!(json.contains(r#""plan":[{"name":"server","rank":1,"kind":"resource","depth":0},{"name":"index","rank":0,"kind":"resource","depth":0}]"#), "{json}");
+    assert!(
+        json.trim_end()
+            .ends_with(r#""restorable":true,"refusal":null}"#),
+        "{json}"
+    );
+
+    let pages = image.join("pages-1.img");
+    let size = std::fs::metadata(&pages).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_len(size - 1)
+        .unwrap();
+    let broken = crac(&["inspect", "--json", image.to_str().unwrap()]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(
+        text(&broken.stdout).contains(r#""restorable":false,"refusal":"cannot restore "#),
+        "{broken:?}"
+    );
+}

@@ -1,0 +1,80 @@
+//! End to end with real CRIU: a program warms state, checkpoints itself, is killed, and
+//! `crac restore` brings it back; both sides print what they observe and the tests
+//! compare. They live beside the `crac` binary so that cargo builds it for them.
+//!
+//! Layout:
+//! - `main.rs`: this entry; runs the scenario, or the tests with libtest-mimic.
+//! - `scenario.rs`: the program under test. It is this executable itself, started with
+//!   `CRAC_E2E_SCENARIO=<name>`: `main` then runs that scenario and never the tests.
+//! - `harness.rs`: scratch directories, starting the scenario and `crac`, reading output.
+//! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
+//!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
+//!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures).
+//!
+//! Tests are named `topic::test`, and the usual test arguments work: run a subset with
+//! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
+//! with `-- --list`.
+//!
+//! Needs root and CRIU 4.1+ (`scripts/install-criu.sh`). Without them every test is
+//! reported as ignored and the reason printed once; with `CI=true` every test fails
+//! with the reason instead.
+
+mod harness;
+mod scenario;
+
+mod faults;
+mod inspect;
+mod request;
+mod restore;
+mod run;
+
+use libtest_mimic::{Arguments, Completion, Trial};
+
+fn main() {
+    if let Ok(name) = std::env::var("CRAC_E2E_SCENARIO") {
+        scenario::run(&name);
+    }
+    let args = Arguments::from_args();
+    // Listing runs nothing, so it needs no CRIU.
+    let problem = if args.list {
+        None
+    } else {
+        harness::criu_problem()
+    };
+    let ci = std::env::var("CI").as_deref() == Ok("true");
+    if let Some(why) = &problem
+        && !ci
+    {
+        eprintln!("CRIU end-to-end tests ignored: {why} (run scripts/install-criu.sh as root)");
+    }
+    let topics = [
+        ("restore", restore::TESTS),
+        ("run", run::TESTS),
+        ("request", request::TESTS),
+        ("inspect", inspect::TESTS),
+        ("faults", faults::TESTS),
+    ];
+    let trials = topics
+        .into_iter()
+        .flat_map(|(topic, tests)| tests.iter().map(move |&(name, test)| (topic, name, test)))
+        .map(|(topic, name, test)| {
+            let name = format!("{topic}::{name}");
+            match problem.clone() {
+                None => Trial::test(name, move || {
+                    test();
+                    Ok(())
+                }),
+                Some(why) if ci => Trial::test(name, move || {
+                    Err(format!(
+                        "CRIU end-to-end tests cannot run: {why} (CI=true: this is a failure; \
+                         run scripts/install-criu.sh as root)"
+                    )
+                    .into())
+                }),
+                // Ignored when run, not flagged: `--include-ignored` cannot make it fail.
+                Some(_) => Trial::ignorable_test(name, || Ok(Completion::ignored())),
+            }
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}

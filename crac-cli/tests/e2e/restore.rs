@@ -1,0 +1,316 @@
+//! `crac restore`: a checkpointed program comes back with its state, its hooks run, and
+//! its output goes to the restorer — on a pipe, twice, left running, with new arguments,
+//! as eight copies at once, and with a clear error when its PID is taken.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    KillOnDrop, Run, checksum_of, crac, killed_by_sigkill, lines, only_stdio, restore, setup,
+    tests, text,
+};
+
+tests![
+    restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_stdout,
+    a_process_started_on_a_terminal_is_restored_onto_a_pipe,
+    a_restored_process_can_checkpoint_again_and_be_restored_again,
+    a_left_running_checkpoint_continues_and_its_image_restores_later,
+    a_restore_passes_new_arguments_and_environment_before_the_hooks_run,
+    one_image_restores_eight_times_at_once_and_every_copy_is_unique,
+    a_restore_says_which_process_holds_the_pid,
+];
+
+fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_stdout() {
+    let (dir, image) = setup("plain");
+    // stdout is a regular file (not O_APPEND) that grows after the dump: the hard case
+    let log_path = dir.join("original-stdout");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let status = Run::new("plain", &image).spawn(log.into()).wait().unwrap();
+    assert!(
+        killed_by_sigkill(status),
+        "the dump stops the original: {status:?}"
+    );
+    let original = std::fs::read_to_string(&log_path).unwrap();
+    assert_eq!(
+        lines(&original)[1..],
+        [
+            "hook server before_checkpoint",
+            "hook index before_checkpoint"
+        ],
+        "{original}"
+    );
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log_path)
+        .unwrap()
+        .write_all(b"grown\n")
+        .unwrap();
+
+    let meta = std::fs::metadata(&image).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o700
+    );
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    assert!(
+        manifest.contains("\nplan 1 resource 0 server\nplan 0 resource 0 index\n"),
+        "{manifest}"
+    );
+
+    let out = restore(&image);
+    let restored = text(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "exit code propagates; stderr: {}",
+        text(&out.stderr)
+    );
+    let want_checksum = checksum_of(lines(&original)[0]);
+    assert_eq!(
+        lines(&restored),
+        [
+            "hook index after_restore Restored",
+            "hook server after_restore Restored",
+            &format!("round 1 outcome Restored generation 1 checksum {want_checksum}"),
+            "exiting 7",
+        ],
+        "{restored}"
+    );
+    // The restorer reports how long CRIU took; the restored process itself prints
+    // nothing (its hooks' figures are a tracing event).
+    let summary = text(&out.stderr);
+    assert!(
+        summary.starts_with("crac: restored in ") && summary.ends_with(" ms\n"),
+        "a one-line summary on stderr: {summary}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&log_path).unwrap(),
+        format!("{original}grown\n"),
+        "nothing written after restore leaks into the original stdout"
+    );
+}
+
+fn a_process_started_on_a_terminal_is_restored_onto_a_pipe() {
+    let (_, image) = setup("tty");
+    let run = Run::new("plain", &image);
+    // util-linux `script` runs the program on a pseudo-terminal of its own
+    let program = run.exe.display().to_string();
+    let mut cmd = Command::new("script");
+    only_stdio(&mut cmd)
+        .args(["-qfec", &program, "/dev/null"])
+        .env("CRAC_E2E_SCENARIO", "plain")
+        .env("CRAC_CHECKPOINT_TO", &image)
+        .stdin(Stdio::null());
+    let original = cmd.output().expect("util-linux `script` is installed");
+    assert!(
+        text(&original.stdout).contains("hook index before_checkpoint"),
+        "{original:?}"
+    );
+    let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
+    let out = restore(&image);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(
+        text(&out.stdout).contains(&format!(
+            "round 1 outcome Restored generation 1 checksum {checksum}\nexiting 7\n"
+        )),
+        "{out:?}"
+    );
+}
+
+fn a_restored_process_can_checkpoint_again_and_be_restored_again() {
+    let (_, image) = setup("twice");
+    let first = Run::new("twice", &image).output();
+    assert!(killed_by_sigkill(first.status));
+    let checksum = checksum_of(lines(&text(&first.stdout))[0]).to_string();
+
+    let second = restore(&image);
+    assert!(
+        second.status.code() == Some(128 + 9),
+        "the second dump stops the restored copy: {second:?}"
+    );
+    assert_eq!(
+        lines(&text(&second.stdout)),
+        [
+            "hook index after_restore Restored",
+            "hook server after_restore Restored",
+            &format!("round 1 outcome Restored generation 1 checksum {checksum}"),
+            "hook server before_checkpoint",
+            "hook index before_checkpoint",
+        ]
+    );
+    let third = restore(&image);
+    assert_eq!(third.status.code(), Some(7));
+    assert_eq!(
+        lines(&text(&third.stdout))[2..],
+        [
+            &format!("round 2 outcome Restored generation 2 checksum {checksum}"),
+            "exiting 7"
+        ]
+    );
+}
+
+fn a_left_running_checkpoint_continues_and_its_image_restores_later() {
+    let (_, image) = setup("leave-running");
+    let out = Run::new("plain", &image)
+        .env("CRAC_LEAVE_RUNNING", "1")
+        .output();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let checksum = checksum_of(lines(&stdout)[0]).to_string();
+    assert_eq!(
+        lines(&stdout)[3..],
+        [
+            "hook index after_restore LeftRunning",
+            "hook server after_restore LeftRunning",
+            &format!("round 1 outcome LeftRunning generation 0 checksum {checksum}"),
+            "exiting 7",
+        ]
+    );
+    let restored = restore(&image);
+    assert_eq!(restored.status.code(), Some(7));
+    assert!(text(&restored.stdout).contains(&format!(
+        "round 1 outcome Restored generation 1 checksum {checksum}"
+    )));
+}
+
+fn a_restore_passes_new_arguments_and_environment_before_the_hooks_run() {
+    let (_, image) = setup("args");
+    let original = Run::new("args", &image)
+        .env("CRAC_E2E_UPSTREAM", "10.0.0.1:5432")
+        .output();
+    assert!(killed_by_sigkill(original.status), "{original:?}");
+    let out = crac(&[
+        "restore",
+        image.to_str().unwrap(),
+        "--env",
+        "CRAC_E2E_UPSTREAM=10.0.0.2:5432",
+        "--env",
+        "EXTRA=a b=c",
+        "--",
+        "--port",
+        "9090",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        lines(&stdout)[1..],
+        [
+            "restored upstream 10.0.0.2:5432",
+            "hook server after_restore Restored",
+            r#"restored args ["--port", "9090"] env [("CRAC_E2E_UPSTREAM", "10.0.0.2:5432"), ("EXTRA", "a b=c")]"#,
+        ],
+        "{stdout}"
+    );
+    let plain = restore(&image);
+    assert!(
+        text(&plain.stdout).contains("restored upstream 10.0.0.1:5432\nhook server after_restore Restored\nrestored args [] env []"),
+        "{plain:?}"
+    );
+}
+
+fn one_image_restores_eight_times_at_once_and_every_copy_is_unique() {
+    let (_, image) = setup("eight");
+    let mut run = Run::new("unique", &image);
+    run.private_pids = true;
+    let original = run.output();
+    assert_eq!(original.status.code(), Some(128 + 9), "{original:?}");
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    assert!(
+        manifest.contains("\npid 2\n") && manifest.contains("\npid-namespace private\n"),
+        "{manifest}"
+    );
+    let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
+
+    let started = Instant::now();
+    let copies: Vec<_> = (0..8)
+        .map(|_| {
+            only_stdio(&mut Command::new(env!("CARGO_BIN_EXE_crac")))
+                .args(["restore", image.to_str().unwrap()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = copies
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    eprintln!(
+        "8 concurrent restores all answered in {:?}",
+        started.elapsed()
+    );
+    let mut instances = std::collections::HashSet::new();
+    let mut randoms = std::collections::HashSet::new();
+    for out in &outputs {
+        assert_eq!(
+            out.status.code(),
+            Some(7),
+            "every exit code propagates: {out:?}"
+        );
+        let stdout = text(&out.stdout);
+        let line = lines(&stdout)
+            .into_iter()
+            .find(|l| l.starts_with("unique "))
+            .unwrap_or_else(|| panic!("{out:?}"));
+        let words: Vec<&str> = line.split(' ').collect();
+        assert_eq!(words[1], "Restored", "{line}");
+        assert_eq!(
+            words[7], "2",
+            "each copy is PID 2 of its own namespace: {line}"
+        );
+        assert_eq!(words[9], checksum, "{line}");
+        instances.insert(words[3].to_string());
+        randoms.insert(words[5].to_string());
+    }
+    assert_eq!(instances.len(), 8, "a different instance id in every copy");
+    assert_eq!(
+        randoms.len(),
+        8,
+        "a differently reseeded generator in every copy"
+    );
+
+    let again = restore(&image);
+    assert_eq!(
+        again.status.code(),
+        Some(7),
+        "the image restores again after its copies exited: {again:?}"
+    );
+    assert!(text(&again.stdout).contains(&format!("pid 2 checksum {checksum}")));
+}
+
+fn a_restore_says_which_process_holds_the_pid() {
+    let (_, image) = setup("pid-taken");
+    assert!(killed_by_sigkill(
+        Run::new("linger", &image).output().status
+    ));
+    let first = only_stdio(&mut Command::new(env!("CARGO_BIN_EXE_crac")))
+        .args(["restore", image.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnDrop(first.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    let pid = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("pid "))
+        .unwrap()
+        .to_string();
+    while !Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "first restore did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let second = restore(&image);
+    assert_eq!(second.status.code(), Some(70));
+    let stderr = text(&second.stderr);
+    assert!(
+        stderr.contains(&format!("PID {pid} recorded in the image is in use by `")),
+        "{stderr}"
+    );
+    assert_eq!(first.wait_with_output().unwrap().status.code(), Some(7));
+}

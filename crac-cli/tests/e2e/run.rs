@@ -1,0 +1,180 @@
+//! `crac run` and the private-namespace launcher: checkpoint at ready or after a
+//! timeout, restore on every later run, refuse a foreign image, restart from the last
+//! image after a crash, and start cleanly from a shell that leaks fds.
+
+use crate::harness::{
+    Run, checksum_of, crac_run, crac_run_command, lines, restore, setup, stray_fds, tests, text,
+};
+
+tests![
+    crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run,
+    crac_run_never_restores_a_foreign_image_blindly,
+    after_a_crash_crac_run_restarts_from_the_last_consistent_image,
+    crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready,
+    a_launcher_works_from_a_shell_with_stray_inherited_fds,
+];
+
+fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run() {
+    let (dir, image) = setup("run");
+    let exe = std::env::current_exe().unwrap();
+
+    let first = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(first.status.code(), Some(7), "{first:?}");
+    let stdout = text(&first.stdout);
+    let checksum = checksum_of(lines(&stdout)[0]).to_string();
+    assert_eq!(
+        lines(&stdout),
+        [
+            format!("pid 2 checksum {checksum}").as_str(),
+            "hook server before_checkpoint",
+            "hook index before_checkpoint",
+            "hook index after_restore Restored",
+            "hook server after_restore Restored",
+            &format!("ready Some(Restored) checksum {checksum}"),
+            "exiting 7",
+        ],
+        "the first run warms up, is checkpointed at ready, and goes on restored"
+    );
+    assert!(text(&first.stderr).contains(&format!(
+        "crac: image written to {}; restoring it",
+        image.display()
+    )));
+
+    let later = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(later.status.code(), Some(7), "{later:?}");
+    assert_eq!(
+        lines(&text(&later.stdout)),
+        [
+            "hook index after_restore Restored",
+            "hook server after_restore Restored",
+            &format!("ready Some(Restored) checksum {checksum}"),
+            "exiting 7",
+        ],
+        "later runs restore without warming up"
+    );
+
+    let plain = Run::new("ready", &dir.join("unused")).output();
+    assert_eq!(plain.status.code(), Some(7));
+    assert!(
+        text(&plain.stdout).contains("ready None checksum"),
+        "without crac run, ready() does nothing"
+    );
+}
+
+fn crac_run_never_restores_a_foreign_image_blindly() {
+    let (dir, image) = setup("run-foreign");
+    let exe = std::env::current_exe().unwrap();
+    assert_eq!(crac_run(&exe, &image, "ready", &[]).status.code(), Some(7));
+
+    let other = dir.join("other-app");
+    std::fs::copy(&exe, &other).unwrap();
+    let refused = crac_run(&other, &image, "ready", &[]);
+    assert_eq!(refused.status.code(), Some(70), "{refused:?}");
+    let stderr = text(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "it was taken from {}, not {}",
+            exe.display(),
+            other.display()
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pass --replace-invalid to take a fresh checkpoint instead"),
+        "{stderr}"
+    );
+
+    let replaced = crac_run(&other, &image, "ready", &["--replace-invalid"]);
+    assert_eq!(replaced.status.code(), Some(7), "{replaced:?}");
+    assert!(
+        text(&replaced.stderr).contains("crac: replacing the image in"),
+        "{replaced:?}"
+    );
+    assert!(
+        text(&replaced.stdout).starts_with("pid 2 checksum"),
+        "a fresh warm-up: {replaced:?}"
+    );
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    assert!(manifest.contains(&format!("executable {}\n", other.display())));
+}
+
+fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
+    let (_, image) = setup("periodic");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_run(
+        &exe,
+        &image,
+        "periodic",
+        &["--on", "request", "--every", "1"],
+    );
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let l = lines(&stdout);
+    let second = l
+        .iter()
+        .filter(|l| l.starts_with("periodic LeftRunning"))
+        .nth(1)
+        .expect("two periodic images");
+    let round = second.rsplit(' ').next().unwrap();
+    assert!(l.contains(&"crashing"), "{stdout}");
+    assert_eq!(
+        l[l.len() - 2..],
+        [
+            format!("periodic Restored at round {round}").as_str(),
+            "exiting 7"
+        ],
+        "restarted from the last consistent image, not cold: {stdout}"
+    );
+    assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
+}
+
+fn crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready() {
+    let (_, image) = setup("run-timeout");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_run(&exe, &image, "request", &["--on", "timeout=1"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ready\n"), "{stdout}");
+    assert!(
+        stdout.contains("hook index after_restore Restored"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("restored on request checksum "), "{stdout}");
+    assert!(image.join("crac-manifest").is_file());
+}
+
+/// Shells, IDE terminals and CI runners leak fds into what they start, and the
+/// application's open-resource check would refuse them: neither launcher may pass them
+/// on. `crac run` closes them itself; `crac __init`, also started directly, must too.
+fn a_launcher_works_from_a_shell_with_stray_inherited_fds() {
+    let (dir, image) = setup("stray-fds");
+    let mut run = Run::new("plain", &image);
+    run.private_pids = true;
+    run.stray_fds = true;
+    let original = run.output();
+    assert_eq!(
+        original.status.code(),
+        Some(128 + 9),
+        "the dump stops the application, and `crac __init` reports it: {original:?}"
+    );
+    let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
+    let restored = restore(&image);
+    assert_eq!(restored.status.code(), Some(7), "{restored:?}");
+    assert!(
+        text(&restored.stdout).contains(&format!(
+            "round 1 outcome Restored generation 1 checksum {checksum}\nexiting 7\n"
+        )),
+        "{restored:?}"
+    );
+
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = crac_run_command(&exe, &dir.join("run-image"), "ready", &[]);
+    let out = stray_fds(&mut cmd).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let checksum = checksum_of(lines(&stdout)[0]);
+    assert!(
+        stdout.contains(&format!("ready Some(Restored) checksum {checksum}\n")),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,217 @@
+//! The program under test, run by this executable when `CRAC_E2E_SCENARIO` names a
+//! scenario: it warms up state, checkpoints through the `crac` API, and prints each
+//! step (hooks, outcomes, a checksum of its state) for the tests to compare.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crac::{BoxError, Checkpoint, Checkpointable, Restore};
+
+#[derive(Checkpointable)]
+#[crac(name = "index", before_checkpoint = Self::park, after_restore = Self::resume)]
+struct Index {
+    entries: Mutex<HashMap<u64, u64>>,
+}
+
+impl Index {
+    fn park(&self, _: &Checkpoint) -> Result<(), BoxError> {
+        say("hook index before_checkpoint");
+        Ok(())
+    }
+    fn resume(&self, restore: &Restore) -> Result<(), BoxError> {
+        say(&format!("hook index after_restore {:?}", restore.outcome()));
+        Ok(())
+    }
+    fn checksum(&self) -> u64 {
+        let entries = self.entries.lock().unwrap();
+        entries
+            .iter()
+            .fold(0u64, |acc, (k, v)| acc.wrapping_add(k.wrapping_mul(31) ^ v))
+    }
+}
+
+#[derive(Checkpointable)]
+#[crac(name = "server", depends_on(Index), before_checkpoint = Self::close, after_restore = Self::open)]
+struct Server {
+    refuse: bool,
+    restored: AtomicBool,
+}
+
+impl Server {
+    fn close(&self, _: &Checkpoint) -> Result<(), BoxError> {
+        say("hook server before_checkpoint");
+        if self.refuse {
+            return Err("requests still in flight".into());
+        }
+        Ok(())
+    }
+    fn open(&self, restore: &Restore) -> Result<(), BoxError> {
+        say(&format!(
+            "hook server after_restore {:?}",
+            restore.outcome()
+        ));
+        self.restored.store(restore.is_restored(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// What must differ between copies restored from one image.
+#[derive(Checkpointable)]
+#[crac(name = "ids")]
+struct Ids {
+    #[crac(reseed)]
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+/// Reconnects to wherever the restore-time environment says.
+#[derive(Checkpointable)]
+#[crac(name = "upstream", after_restore = Self::reconnect)]
+struct Upstream;
+
+impl Upstream {
+    fn reconnect(&self, restore: &Restore) {
+        if restore.is_restored() {
+            let target = std::env::var("CRAC_E2E_UPSTREAM").unwrap_or_else(|_| "unset".into());
+            say(&format!("restored upstream {target}"));
+        }
+    }
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Runs `scenario`: warms the index, then checkpoints as the scenario says, printing
+/// what it observes; always ends the process.
+pub fn run(scenario: &str) -> ! {
+    let index = Arc::new(Index {
+        entries: Mutex::new(
+            (0..200_000u64)
+                .map(|i| (i, i.wrapping_mul(2_654_435_761) % 1_000_003))
+                .collect(),
+        ),
+    });
+    let server = Arc::new(Server {
+        refuse: scenario == "hook-error",
+        restored: AtomicBool::new(false),
+    });
+    crac::register(&index);
+    crac::register(&server);
+    say(&format!(
+        "pid {} checksum {}",
+        std::process::id(),
+        index.checksum()
+    ));
+
+    // Held across the checkpoint on purpose, for the open-resource check to find.
+    let _file = (scenario == "open-file").then(|| std::fs::File::open("/etc/hostname").unwrap());
+    let _tcp = (scenario == "tcp").then(|| {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let accepted = listener.accept().unwrap().0;
+        let claim = crac::claim_fd(&listener, "test listener");
+        say(&format!(
+            "connection {} -> {}",
+            client.local_addr().unwrap(),
+            listener.local_addr().unwrap()
+        ));
+        (listener, client, accepted, claim)
+    });
+
+    if scenario == "unique" {
+        let ids = Arc::new(Ids {
+            rng: Mutex::new(rand::make_rng()),
+        });
+        crac::register(&ids);
+        let restore = crac::checkpoint_restore().unwrap();
+        let random = rand::RngExt::random::<u64>(&mut *ids.rng.lock().unwrap());
+        say(&format!(
+            "unique {:?} instance {:032x} random {random:016x} pid {} checksum {}",
+            restore.outcome(),
+            restore.instance_id,
+            std::process::id(),
+            index.checksum()
+        ));
+        std::process::exit(7);
+    }
+    if scenario == "args" {
+        let upstream = Arc::new(Upstream);
+        crac::register(&upstream);
+        let restore = crac::checkpoint_restore().unwrap();
+        say(&format!(
+            "restored args {:?} env {:?}",
+            restore.args, restore.env
+        ));
+        std::process::exit(7);
+    }
+    if scenario == "ready" {
+        let restore = crac::ready().unwrap();
+        say(&format!(
+            "ready {:?} checksum {}",
+            restore.map(|r| r.outcome()),
+            index.checksum()
+        ));
+        say("exiting 7");
+        std::process::exit(7);
+    }
+    if scenario == "periodic" {
+        // a service loop: work, then a consistent point; crashes after two images
+        let mut images = 0;
+        for round in 0.. {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(restore) = crac::at_consistent_point().unwrap() {
+                say(&format!(
+                    "periodic {:?} at round {round}",
+                    restore.outcome()
+                ));
+                if restore.is_restored() {
+                    say("exiting 7");
+                    std::process::exit(7);
+                }
+                images += 1;
+                if images == 2 {
+                    say("crashing");
+                    std::process::abort();
+                }
+            }
+        }
+    }
+    if scenario == "request" {
+        crac::checkpoint_on_request().unwrap();
+        say("ready");
+        while !server.restored.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        say(&format!(
+            "restored on request checksum {}",
+            index.checksum()
+        ));
+        std::process::exit(7);
+    }
+    let rounds = if scenario == "twice" { 2 } else { 1 };
+    for round in 1..=rounds {
+        match crac::checkpoint_restore() {
+            Ok(restore) => say(&format!(
+                "round {round} outcome {:?} generation {} checksum {}",
+                restore.outcome(),
+                restore.generation,
+                index.checksum()
+            )),
+            Err(e) => {
+                say(&format!("round {round} error {e}"));
+                say(&format!("still running checksum {}", index.checksum()));
+                std::process::exit(3);
+            }
+        }
+    }
+    if scenario == "linger" {
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    say("exiting 7");
+    std::process::exit(7);
+}
