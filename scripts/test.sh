@@ -18,6 +18,8 @@ step "tests without the criu engine (the no-engine facade)"
 cargo test --locked --no-default-features --test no_engine
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+step "docs (every public item documented, every link resolves)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "format"
 cargo fmt --all -- --check
 step "all checks passed"

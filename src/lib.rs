@@ -35,8 +35,6 @@
 //!
 //! See the README for the semantics table and the engines.
 
-#![warn(missing_docs)]
-
 pub use crac_core::{
     BoxError, Checkpoint, Context, Error, Failure, Failures, Outcome, Phase, Plan, PlanEntry,
     PlanEntryKind, Ranked, Resource, Restore, engine, field, global, instance_id, plan, rank_after,

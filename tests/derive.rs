@@ -105,14 +105,17 @@ fn own_hooks_wrap_the_fields_in_reverse_order_and_delegation_reaches_through_wra
 mod recorded {
     use super::*;
 
-    pub fn before_checkpoint(calls: &Mutex<Vec<String>>, event: &Checkpoint) {
+    pub(crate) fn before_checkpoint(calls: &Mutex<Vec<String>>, event: &Checkpoint) {
         calls
             .lock()
             .unwrap()
             .push(format!("before {}", event.engine));
     }
 
-    pub fn after_restore(calls: &Mutex<Vec<String>>, event: &Restore) -> Result<(), BoxError> {
+    pub(crate) fn after_restore(
+        calls: &Mutex<Vec<String>>,
+        event: &Restore,
+    ) -> Result<(), BoxError> {
         calls
             .lock()
             .unwrap()
@@ -295,11 +298,11 @@ fn generic_types_and_dependency_ranks() {
 mod failing {
     use super::*;
 
-    pub fn before_checkpoint(reason: &&'static str, _: &Checkpoint) -> Result<(), BoxError> {
+    pub(crate) fn before_checkpoint(reason: &&'static str, _: &Checkpoint) -> Result<(), BoxError> {
         Err((*reason).into())
     }
 
-    pub fn after_restore(_: &&'static str, _: &Restore) {}
+    pub(crate) fn after_restore(_: &&'static str, _: &Restore) {}
 }
 
 #[derive(Checkpointable)]

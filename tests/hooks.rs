@@ -43,7 +43,7 @@ fn with_event(event: &Checkpoint) -> Result<(), BoxError> {
 
 mod nested {
     #[crac::on_restore(name = "nested restore")]
-    pub fn restore_plain() -> Result<(), std::io::Error> {
+    pub(crate) fn restore_plain() -> Result<(), std::io::Error> {
         super::log("nested restore");
         Ok(())
     }
@@ -52,10 +52,10 @@ mod nested {
 /// Equal ranks (0), names in the opposite order of the paths.
 mod by_path {
     #[crac::on_restore(name = "b: hooks::by_path::a_path")]
-    pub fn a_path() {}
+    pub(crate) fn a_path() {}
 
     #[crac::on_restore(name = "a: hooks::by_path::b_path")]
-    pub fn b_path() {}
+    pub(crate) fn b_path() {}
 }
 
 /// Generated bindings must not collide with the user's items in scope, and generated
@@ -68,19 +68,19 @@ mod collisions {
 
     use crac::{BoxError, Checkpoint, Checkpointable, Restore};
 
-    pub const event: u32 = 1;
-    pub static hook: u32 = 2;
-    pub const steps: u32 = 3;
-    pub const deps: u32 = 4;
+    pub(crate) const event: u32 = 1;
+    pub(crate) static hook: u32 = 2;
+    pub(crate) const steps: u32 = 3;
+    pub(crate) const deps: u32 = 4;
 
-    pub mod recorded {
+    pub(crate) mod recorded {
         use super::*;
 
-        pub fn before_checkpoint(log: &Mutex<Vec<String>>, _: &Checkpoint) {
+        pub(crate) fn before_checkpoint(log: &Mutex<Vec<String>>, _: &Checkpoint) {
             log.lock().unwrap().push("field before".into());
         }
 
-        pub fn after_restore(log: &Mutex<Vec<String>>, _: &Restore) {
+        pub(crate) fn after_restore(log: &Mutex<Vec<String>>, _: &Restore) {
             log.lock().unwrap().push("field after".into());
         }
     }
@@ -88,11 +88,11 @@ mod collisions {
     #[derive(Checkpointable)]
     #[crac(depends_on(super::Store))]
     #[crac(before_checkpoint = Self::before, after_restore = Self::after)]
-    pub struct Collide {
+    pub(crate) struct Collide {
         #[crac(with = recorded)]
-        pub log: Mutex<Vec<String>>,
+        pub(crate) log: Mutex<Vec<String>>,
         #[crac(secret, reload = Self::reload)]
-        pub key: Mutex<String>,
+        pub(crate) key: Mutex<String>,
     }
 
     impl Collide {
@@ -110,12 +110,12 @@ mod collisions {
     }
 
     #[crac::before_checkpoint(depends_on(Collide))]
-    pub fn flush(checkpoint: &Checkpoint) {
+    pub(crate) fn flush(checkpoint: &Checkpoint) {
         assert_eq!(checkpoint.engine, "simulate");
     }
 
     #[crac::on_restore(depends_on(flush))]
-    pub fn reopen() {}
+    pub(crate) fn reopen() {}
 }
 
 #[crac::on_restore(depends_on(nested::restore_plain, Store))]

@@ -35,6 +35,14 @@ pub struct Context {
     notified: Mutex<Vec<RankedParticipant>>,
 }
 
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
 thread_local! {
     static ACTIVE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }

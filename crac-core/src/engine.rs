@@ -37,6 +37,15 @@ pub struct Request<'a> {
     pub(crate) participants: &'a [RankedParticipant],
 }
 
+impl std::fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("event", self.event)
+            .field("participants", &self.participants.len())
+            .finish()
+    }
+}
+
 impl Request<'_> {
     /// Who was notified, in checkpoint order (engines record it in their image). Built
     /// on demand: the protocol itself never needs the names.
@@ -74,6 +83,15 @@ pub struct EngineRegistration {
     /// Engines with a priority can be chosen without `CRAC_ENGINE`; the highest wins.
     /// `None` for engines that must be asked for by name (like `simulate`).
     pub default_priority: Option<u32>,
+}
+
+impl std::fmt::Debug for EngineRegistration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineRegistration")
+            .field("engine", &self.engine.name())
+            .field("default_priority", &self.default_priority)
+            .finish()
+    }
 }
 
 inventory::collect!(EngineRegistration);

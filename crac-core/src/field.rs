@@ -178,6 +178,7 @@ mod zeroize_impls {
 /// The steps of one derived hook: each runs even if an earlier one failed, and the
 /// failures come back as one error naming `Type.field`.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct Steps<'a> {
     owner: Cow<'a, str>,
     phase: Phase,

@@ -7,6 +7,7 @@ use crate::event::{Checkpoint, Restore};
 
 /// One annotated function, submitted to `inventory` by the attribute macros.
 #[doc(hidden)]
+#[derive(Debug)]
 pub struct StaticHook {
     /// The name in plans and errors: the macro's `name = "..."`, or else [`path`](Self::path).
     pub name: &'static str,
@@ -21,6 +22,7 @@ pub struct StaticHook {
 
 /// Which event an annotated function takes.
 #[doc(hidden)]
+#[derive(Debug)]
 pub enum HookFn {
     /// `#[before_checkpoint]`.
     BeforeCheckpoint(fn(&Checkpoint) -> Result<(), BoxError>),

@@ -3,8 +3,6 @@
 //!
 //! Use it through the `crac` facade crate; the paths documented there are the stable ones.
 
-#![warn(missing_docs)]
-
 #[cfg(unix)]
 mod claims;
 mod context;

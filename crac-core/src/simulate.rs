@@ -7,6 +7,7 @@ use crate::engine::{Engine, EngineOutcome, Request};
 use crate::error::BoxError;
 
 /// Selected with `CRAC_ENGINE=simulate` or `crac::use_engine("simulate")`.
+#[derive(Debug)]
 pub struct Simulate;
 
 impl Engine for Simulate {

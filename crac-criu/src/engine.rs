@@ -8,6 +8,7 @@ use crate::checkpoint::{ready, self_dump};
 use crate::image;
 
 /// The engine: selected by `CRAC_ENGINE=criu`, and the default where it is compiled in.
+#[derive(Debug)]
 pub struct Criu;
 
 impl Engine for Criu {

@@ -18,26 +18,26 @@ use syn::{Attribute, Ident, LitStr, Path, Token, Type};
 
 /// Every error of one macro invocation, reported together.
 #[derive(Default)]
-pub struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    pub fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    pub fn spanned(&mut self, tokens: impl ToTokens, message: impl Display) {
+    pub(crate) fn spanned(&mut self, tokens: impl ToTokens, message: impl Display) {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }
 
     /// One `compile_error!` per error; nothing when there is none.
-    pub fn to_compile_errors(&self) -> TokenStream {
+    pub(crate) fn to_compile_errors(&self) -> TokenStream {
         self.0
             .as_ref()
             .map(syn::Error::to_compile_error)
@@ -47,7 +47,7 @@ impl Errors {
 
 /// Where options are written; decides which keys are valid there.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Site {
+pub(crate) enum Site {
     Struct,
     Field,
     HookFn,
@@ -89,19 +89,19 @@ fn usage(key: &str) -> &'static str {
 }
 
 /// One option, as written.
-pub struct Opt {
+pub(crate) struct Opt {
     /// The key as written, for spans and messages (`r#` stripped by [`Opt::name`]).
-    pub key: Ident,
-    pub value: Value,
+    pub(crate) key: Ident,
+    pub(crate) value: Value,
 }
 
 impl Opt {
-    pub fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         self.key.unraw().to_string()
     }
 }
 
-pub enum Value {
+pub(crate) enum Value {
     /// `name = "..."`
     Name(LitStr),
     /// `depends_on(A, b, c::D)`
@@ -113,7 +113,7 @@ pub enum Value {
 }
 
 /// The options of every `#[crac(...)]` among `attrs`, in source order.
-pub fn parse_attrs(attrs: &[Attribute], site: Site, errors: &mut Errors) -> Vec<Opt> {
+pub(crate) fn parse_attrs(attrs: &[Attribute], site: Site, errors: &mut Errors) -> Vec<Opt> {
     let mut opts = Vec::new();
     for attr in attrs.iter().filter(|attr| attr.path().is_ident("crac")) {
         let result = attr.parse_nested_meta(|meta| {
@@ -130,7 +130,7 @@ pub fn parse_attrs(attrs: &[Attribute], site: Site, errors: &mut Errors) -> Vec<
 }
 
 /// The options of `#[crac::before_checkpoint(...)]` / `#[crac::on_restore(...)]`.
-pub fn parse_args(args: TokenStream, errors: &mut Errors) -> Vec<Opt> {
+pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> Vec<Opt> {
     let mut opts = Vec::new();
     let parser = syn::meta::parser(|meta| {
         parse_opt(meta, Site::HookFn, &mut opts, errors);
@@ -266,7 +266,7 @@ fn skip_to_comma(input: ParseStream) {
 
 /// Stores the value of a key that may be given once; a repetition is an error at the
 /// repeated key.
-pub fn set_once<T>(slot: &mut Option<T>, value: T, opt: &Opt, errors: &mut Errors) {
+pub(crate) fn set_once<T>(slot: &mut Option<T>, value: T, opt: &Opt, errors: &mut Errors) {
     if slot.is_some() {
         errors.spanned(&opt.key, format!("duplicate `{}`", opt.name()));
     } else {

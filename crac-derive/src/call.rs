@@ -9,7 +9,7 @@ use proc_macro2::{Delimiter, Group, Ident, Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 
 /// The first and last spans of `tokens`.
-pub fn span_range(tokens: &impl ToTokens) -> (Span, Span) {
+pub(crate) fn span_range(tokens: &impl ToTokens) -> (Span, Span) {
     let mut tokens = tokens.to_token_stream().into_iter();
     let first = tokens
         .next()
@@ -30,7 +30,7 @@ fn hook() -> Ident {
 /// pointer type crac calls turns any signature mismatch into one error, "expected fn
 /// pointer `for<'a> fn(&'a Checkpoint) -> _`, found fn item `fn(&String) {flush}`", with
 /// the expected type underlined over `at`. `ret` is usually `_`, left to the function.
-pub fn coerce(
+pub(crate) fn coerce(
     value: impl ToTokens,
     params: TokenStream,
     ret: TokenStream,
@@ -47,7 +47,7 @@ pub fn coerce(
 }
 
 /// `__crac_hook(args)`, an expression covering `at`.
-pub fn call(args: TokenStream, at: (Span, Span)) -> TokenStream {
+pub(crate) fn call(args: TokenStream, at: (Span, Span)) -> TokenStream {
     let mut hook = hook();
     hook.set_span(at.0);
     let mut args = Group::new(Delimiter::Parenthesis, args);
@@ -57,7 +57,7 @@ pub fn call(args: TokenStream, at: (Span, Span)) -> TokenStream {
 
 /// `HookResult::into_hook_result(expr)`: an unsupported return type is reported at
 /// `expr`, with `HookResult`'s message.
-pub fn into_hook_result(expr: TokenStream, first: Span) -> TokenStream {
+pub(crate) fn into_hook_result(expr: TokenStream, first: Span) -> TokenStream {
     let convert = quote_spanned!(first=> ::crac::__private::HookResult::into_hook_result);
     quote!(#convert(#expr))
 }

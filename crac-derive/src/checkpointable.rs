@@ -44,7 +44,7 @@ use crate::attr::{self, Errors, Opt, Site, Value};
 use crate::call::{self, span_range};
 use crate::rank;
 
-pub fn derive(input: DeriveInput) -> TokenStream {
+pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
     let model = validate(&input, &mut errors);
     // With errors, a minimal but valid implementation keeps one mistake from turning

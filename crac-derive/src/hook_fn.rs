@@ -33,24 +33,24 @@ use crate::call::{self, span_range};
 use crate::rank;
 
 #[derive(Clone, Copy)]
-pub enum Kind {
+pub(crate) enum HookKind {
     BeforeCheckpoint,
     OnRestore,
 }
 
-impl Kind {
+impl HookKind {
     fn attr(self) -> &'static str {
         match self {
-            Kind::BeforeCheckpoint => "#[crac::before_checkpoint]",
-            Kind::OnRestore => "#[crac::on_restore]",
+            HookKind::BeforeCheckpoint => "#[crac::before_checkpoint]",
+            HookKind::OnRestore => "#[crac::on_restore]",
         }
     }
 
     /// The event type's name, and the other kind's.
     fn events(self) -> (&'static str, &'static str) {
         match self {
-            Kind::BeforeCheckpoint => ("Checkpoint", "Restore"),
-            Kind::OnRestore => ("Restore", "Checkpoint"),
+            HookKind::BeforeCheckpoint => ("Checkpoint", "Restore"),
+            HookKind::OnRestore => ("Restore", "Checkpoint"),
         }
     }
 
@@ -59,7 +59,7 @@ impl Kind {
     }
 }
 
-pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
     let (name, deps) = options(args, &mut errors);
     let func = match syn::parse2::<Item>(item.clone()) {
@@ -106,8 +106,8 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
     } else {
         let rank = rank::rank_expr(&deps);
         let variant = match kind {
-            Kind::BeforeCheckpoint => quote!(BeforeCheckpoint),
-            Kind::OnRestore => quote!(OnRestore),
+            HookKind::BeforeCheckpoint => quote!(BeforeCheckpoint),
+            HookKind::OnRestore => quote!(OnRestore),
         };
         let fname_str = fname.unraw().to_string();
         let path = quote!(::core::concat!(::core::module_path!(), "::", #fname_str));
@@ -149,7 +149,12 @@ pub fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
 /// A wrong argument type fails the coercion to the `fn` pointer type crac calls, and is
 /// reported at the user's argument type; an unsupported return type fails `HookResult`,
 /// and is reported at the user's return type.
-fn run_closure(fname: &Ident, arg: Option<&Type>, output: &ReturnType, kind: Kind) -> TokenStream {
+fn run_closure(
+    fname: &Ident,
+    arg: Option<&Type>,
+    output: &ReturnType,
+    kind: HookKind,
+) -> TokenStream {
     let ret = match output {
         ReturnType::Type(_, ty) => span_range(ty),
         ReturnType::Default => (fname.span(), fname.span()),
@@ -196,7 +201,7 @@ fn options(args: TokenStream, errors: &mut Errors) -> (Option<LitStr>, Vec<Type>
 /// if any, and whether the function is a method.
 fn check_signature<'a>(
     sig: &'a Signature,
-    kind: Kind,
+    kind: HookKind,
     errors: &mut Errors,
 ) -> (Option<&'a Type>, bool) {
     let attr = kind.attr();
@@ -246,8 +251,8 @@ fn check_signature<'a>(
             FnArg::Receiver(receiver) => {
                 is_method = true;
                 let own = match kind {
-                    Kind::BeforeCheckpoint => "before_checkpoint",
-                    Kind::OnRestore => "after_restore",
+                    HookKind::BeforeCheckpoint => "before_checkpoint",
+                    HookKind::OnRestore => "after_restore",
                 };
                 errors.spanned(
                     receiver,
@@ -281,8 +286,8 @@ fn check_signature<'a>(
             // A likely mix-up, worth a better message than a type mismatch.
             Type::Reference(reference) if last_ident_is(&reference.elem, other) => {
                 let right = match kind {
-                    Kind::BeforeCheckpoint => "#[crac::on_restore]",
-                    Kind::OnRestore => "#[crac::before_checkpoint]",
+                    HookKind::BeforeCheckpoint => "#[crac::on_restore]",
+                    HookKind::OnRestore => "#[crac::before_checkpoint]",
                 };
                 errors.spanned(
                     &typed.ty,

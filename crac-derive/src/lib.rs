@@ -5,8 +5,6 @@
 //! item in one compilation, and after an error still emits a minimal valid
 //! implementation so that one mistake does not cascade into more errors.
 
-#![warn(missing_docs)]
-
 use proc_macro::TokenStream;
 
 mod attr;
@@ -157,7 +155,12 @@ pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
 /// declared.
 #[proc_macro_attribute]
 pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
-    hook_fn::expand(hook_fn::Kind::BeforeCheckpoint, args.into(), item.into()).into()
+    hook_fn::expand(
+        hook_fn::HookKind::BeforeCheckpoint,
+        args.into(),
+        item.into(),
+    )
+    .into()
 }
 
 /// Runs a free function after every restore (and after a checkpoint that leaves the
@@ -187,5 +190,5 @@ pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `#![forbid(nonstandard_style)]`): use `deny` there.
 #[proc_macro_attribute]
 pub fn on_restore(args: TokenStream, item: TokenStream) -> TokenStream {
-    hook_fn::expand(hook_fn::Kind::OnRestore, args.into(), item.into()).into()
+    hook_fn::expand(hook_fn::HookKind::OnRestore, args.into(), item.into()).into()
 }

@@ -9,7 +9,7 @@ use syn::spanned::Spanned;
 
 /// `rank_after(&[<Dep as Ranked>::RANK, ...])`. Each term carries the span of the
 /// dependency as the user wrote it, so "not found" and "not `Ranked`" errors point there.
-pub fn rank_expr(deps: &[Type]) -> TokenStream {
+pub(crate) fn rank_expr(deps: &[Type]) -> TokenStream {
     let ranks = deps
         .iter()
         .map(|dep| quote_spanned!(dep.span()=> <#dep as ::crac::__private::Ranked>::RANK));
@@ -25,13 +25,13 @@ pub fn rank_expr(deps: &[Type]) -> TokenStream {
 /// Forces the evaluation of a rank expression. Constants are evaluated only when used,
 /// and a cycle (A → B → C → A) is only an error (E0391) once something evaluates it:
 /// without this, a cycle between types nobody registers would compile.
-pub fn force(expr: TokenStream) -> TokenStream {
+pub(crate) fn force(expr: TokenStream) -> TokenStream {
     quote!(const _: ::core::primitive::u32 = #expr;)
 }
 
 /// The dependencies a forced evaluation can name outside the impl: those that do not
 /// mention the impl's generic parameters (or `Self`).
-pub fn outside_impl(deps: &[Type], params: &[Ident]) -> Vec<Type> {
+pub(crate) fn outside_impl(deps: &[Type], params: &[Ident]) -> Vec<Type> {
     fn mentions(tokens: TokenStream, params: &[Ident]) -> bool {
         tokens.into_iter().any(|tree| match tree {
             TokenTree::Ident(ident) => ident == "Self" || params.contains(&ident),

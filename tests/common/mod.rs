@@ -8,44 +8,44 @@ use crac::{BoxError, Checkpoint, Outcome, Resource, Restore};
 
 /// Test binaries share one global registry across their test threads: tests that use it
 /// take this lock first.
-pub fn serial() -> MutexGuard<'static, ()> {
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[derive(Clone, Default)]
-pub struct Log(Arc<Mutex<Vec<String>>>);
+pub(crate) struct Log(Arc<Mutex<Vec<String>>>);
 
 impl Log {
-    pub fn push(&self, entry: String) {
+    pub(crate) fn push(&self, entry: String) {
         self.0.lock().unwrap().push(entry);
     }
-    pub fn take(&self) -> Vec<String> {
+    pub(crate) fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.0.lock().unwrap())
     }
 }
 
 #[derive(Clone, Copy, PartialEq)]
-pub enum Behaviour {
+pub(crate) enum Behaviour {
     Ok,
     FailCheckpoint,
     PanicCheckpoint,
     FailRestore,
 }
 
-pub struct Recorder {
-    pub name: String,
-    pub rank: u32,
-    pub behaviour: Behaviour,
-    pub log: Log,
+pub(crate) struct Recorder {
+    pub(crate) name: String,
+    pub(crate) rank: u32,
+    pub(crate) behaviour: Behaviour,
+    pub(crate) log: Log,
 }
 
 impl Recorder {
-    pub fn new(name: &str, log: &Log) -> Arc<Self> {
+    pub(crate) fn new(name: &str, log: &Log) -> Arc<Self> {
         Self::with(name, 0, Behaviour::Ok, log)
     }
 
-    pub fn with(name: &str, rank: u32, behaviour: Behaviour, log: &Log) -> Arc<Self> {
+    pub(crate) fn with(name: &str, rank: u32, behaviour: Behaviour, log: &Log) -> Arc<Self> {
         Arc::new(Recorder {
             name: name.to_string(),
             rank,
@@ -65,7 +65,7 @@ fn outcome(event: &Restore) -> &'static str {
 }
 
 #[derive(Debug)]
-pub struct Cause;
+pub(crate) struct Cause;
 
 impl std::fmt::Display for Cause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,7 +75,7 @@ impl std::fmt::Display for Cause {
 impl std::error::Error for Cause {}
 
 #[derive(Debug)]
-pub struct WithCause;
+pub(crate) struct WithCause;
 
 impl std::fmt::Display for WithCause {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -6,19 +6,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
 /// One topic's tests, by name.
-pub type Tests = &'static [(&'static str, fn())];
+pub(crate) type Tests = &'static [(&'static str, fn())];
 
 /// `tests![a, b]` exports functions `a` and `b` as the topic's `TESTS`, named as written.
 macro_rules! tests {
     ($($test:ident),+ $(,)?) => {
-        pub const TESTS: $crate::harness::Tests = &[$((stringify!($test), $test)),+];
+        pub(crate) const TESTS: $crate::harness::Tests = &[$((stringify!($test), $test)),+];
     };
 }
 pub(crate) use tests;
 
 /// Why CRIU end-to-end tests cannot run here, if they cannot: they need root and a CRIU
 /// that passes `criu check`.
-pub fn criu_problem() -> Option<String> {
+pub(crate) fn criu_problem() -> Option<String> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
         return Some("not root".into());
@@ -67,48 +67,57 @@ fn criu() -> Result<PathBuf, String> {
 /// Starts `cmd` with stdio only, as a service manager would: fds the test runner
 /// inherited from its own parent must not reach the checkpointed program (the
 /// open-resource check would rightly refuse them).
-pub fn only_stdio(cmd: &mut Command) -> &mut Command {
-    // SAFETY: close_range is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::close_range(3, libc::c_uint::MAX, 0);
-            Ok(())
-        })
+pub(crate) fn only_stdio(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the hook only calls close_range, which is async-signal-safe.
+    unsafe { cmd.pre_exec(close_beyond_stdio) }
+}
+
+fn close_beyond_stdio() -> std::io::Result<()> {
+    // SAFETY: in the child about to exec, every fd beyond stdio is the child's to close.
+    checked(unsafe { libc::close_range(3, libc::c_uint::MAX, 0) })
+}
+
+fn checked(rc: libc::c_int) -> std::io::Result<()> {
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    Ok(())
 }
 
 /// Starts `cmd` as a careless shell, IDE terminal or CI runner would: with /dev/null
 /// on fd 10 and a pipe's write end on fd 251, both inherited (not close-on-exec).
-pub fn stray_fds(cmd: &mut Command) -> &mut Command {
-    // SAFETY: open, pipe, dup2 and close are async-signal-safe; the fds are the child's.
-    unsafe {
-        cmd.pre_exec(|| {
-            let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
-            let mut pipe = [0; 2];
-            if null < 0
-                || libc::pipe(pipe.as_mut_ptr()) < 0
-                || libc::dup2(null, 10) < 0
-                || libc::dup2(pipe[1], 251) < 0
-            {
-                return Err(std::io::Error::last_os_error());
-            }
-            for fd in [null, pipe[0], pipe[1]] {
-                libc::close(fd);
-            }
-            Ok(())
-        })
+pub(crate) fn stray_fds(cmd: &mut Command) -> &mut Command {
+    // SAFETY: the hook only makes async-signal-safe calls (open, pipe, dup2, close).
+    unsafe { cmd.pre_exec(open_stray_fds) }
+}
+
+fn open_stray_fds() -> std::io::Result<()> {
+    // SAFETY: a NUL-terminated path; the new fd is the child's.
+    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY) };
+    checked(null)?;
+    let mut pipe = [0; 2];
+    // SAFETY: `pipe` has room for the two fds the call writes.
+    checked(unsafe { libc::pipe(pipe.as_mut_ptr()) })?;
+    // SAFETY: fds 10 and 251 are free in the child, or taken over on purpose.
+    checked(unsafe { libc::dup2(null, 10) })?;
+    // SAFETY: as above.
+    checked(unsafe { libc::dup2(pipe[1], 251) })?;
+    for fd in [null, pipe[0], pipe[1]] {
+        // SAFETY: the child's own fds, copied above where they must stay.
+        checked(unsafe { libc::close(fd) })?;
     }
+    Ok(())
 }
 
 /// A fresh directory for one test, and the image path inside it.
-pub fn setup(name: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn setup(name: &str) -> (PathBuf, PathBuf) {
     let dir = scratch(name);
     let image = dir.join("image");
     (dir, image)
 }
 
 /// A fresh directory for one test's images and files.
-pub fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crac-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -116,13 +125,13 @@ pub fn scratch(name: &str) -> PathBuf {
 }
 
 /// The `crac` binary cargo built for these tests.
-pub fn crac_bin() -> &'static Path {
+pub(crate) fn crac_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_crac"))
 }
 
 /// `exe` as PID 2 of a private PID namespace, under `crac __init` as PID 1 — what
 /// `crac run` launches, spelled out here so these tests depend only on the binary.
-pub fn in_private_pids(exe: &Path) -> Command {
+pub(crate) fn in_private_pids(exe: &Path) -> Command {
     let mut cmd = Command::new("unshare");
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(crac_bin())
@@ -132,19 +141,19 @@ pub fn in_private_pids(exe: &Path) -> Command {
 }
 
 /// One start of the scenario program, checkpointing to `image`.
-pub struct Run {
-    pub exe: PathBuf,
+pub(crate) struct Run {
+    pub(crate) exe: PathBuf,
     scenario: &'static str,
     image: PathBuf,
     env: Vec<(&'static str, String)>,
     /// Launch in a private PID namespace (`crac __init`), so the image restores many times at once.
-    pub private_pids: bool,
+    pub(crate) private_pids: bool,
     /// Leave stray inherited fds open in the launched command instead of only stdio.
-    pub stray_fds: bool,
+    pub(crate) stray_fds: bool,
 }
 
 impl Run {
-    pub fn new(scenario: &'static str, image: &Path) -> Run {
+    pub(crate) fn new(scenario: &'static str, image: &Path) -> Run {
         Run {
             exe: std::env::current_exe().unwrap(),
             scenario,
@@ -155,7 +164,7 @@ impl Run {
         }
     }
 
-    pub fn env(mut self, key: &'static str, value: &str) -> Run {
+    pub(crate) fn env(mut self, key: &'static str, value: &str) -> Run {
         self.env.push((key, value.to_string()));
         self
     }
@@ -180,11 +189,11 @@ impl Run {
     }
 
     /// Runs the scenario to its end with stdout captured.
-    pub fn output(&self) -> Output {
+    pub(crate) fn output(&self) -> Output {
         self.command().stderr(Stdio::piped()).output().unwrap()
     }
 
-    pub fn spawn(&self, stdout: Stdio) -> Child {
+    pub(crate) fn spawn(&self, stdout: Stdio) -> Child {
         self.command()
             .stdout(stdout)
             .stderr(Stdio::inherit())
@@ -194,7 +203,7 @@ impl Run {
 }
 
 /// `crac ARGS` with stdio only.
-pub fn crac(args: &[&str]) -> Output {
+pub(crate) fn crac(args: &[&str]) -> Output {
     only_stdio(&mut Command::new(crac_bin()))
         .args(args)
         .stdin(Stdio::null())
@@ -202,12 +211,17 @@ pub fn crac(args: &[&str]) -> Output {
         .unwrap()
 }
 
-pub fn restore(image: &Path) -> Output {
+pub(crate) fn restore(image: &Path) -> Output {
     crac(&["restore", image.to_str().unwrap()])
 }
 
 /// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, not yet started.
-pub fn crac_run_command(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Command {
+pub(crate) fn crac_run_command(
+    exe: &Path,
+    image: &Path,
+    scenario: &str,
+    extra: &[&str],
+) -> Command {
     let mut cmd = Command::new(crac_bin());
     cmd.args(["run", "--image", image.to_str().unwrap()])
         .args(extra)
@@ -220,19 +234,19 @@ pub fn crac_run_command(exe: &Path, image: &Path, scenario: &str, extra: &[&str]
 }
 
 /// `crac run --image IMAGE EXTRA -- EXE` for `scenario`, with stdio only, to its end.
-pub fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output {
+pub(crate) fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str]) -> Output {
     only_stdio(&mut crac_run_command(exe, image, scenario, extra))
         .output()
         .unwrap()
 }
 
-pub fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// The lines the scenario printed, in order, without what else shares the stream
 /// (`script` on a terminal, or a stray line from a launcher).
-pub fn lines(out: &str) -> Vec<&str> {
+pub(crate) fn lines(out: &str) -> Vec<&str> {
     out.lines()
         .filter(|l| {
             [
@@ -255,12 +269,12 @@ pub fn lines(out: &str) -> Vec<&str> {
 }
 
 /// The last word of a line: the checksum in the scenario's lines that end with one.
-pub fn checksum_of(line: &str) -> &str {
+pub(crate) fn checksum_of(line: &str) -> &str {
     line.rsplit(' ').next().unwrap()
 }
 
 /// Kills a spawned program if the test fails before it ends.
-pub struct KillOnDrop(pub u32);
+pub(crate) struct KillOnDrop(pub u32);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -269,7 +283,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-pub fn killed_by_sigkill(status: ExitStatus) -> bool {
+pub(crate) fn killed_by_sigkill(status: ExitStatus) -> bool {
     use std::os::unix::process::ExitStatusExt;
     status.signal() == Some(9)
 }

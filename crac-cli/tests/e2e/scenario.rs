@@ -88,7 +88,7 @@ fn say(line: &str) {
 
 /// Runs `scenario`: warms the index, then checkpoints as the scenario says, printing
 /// what it observes; always ends the process.
-pub fn run(scenario: &str) -> ! {
+pub(crate) fn run(scenario: &str) -> ! {
     let index = Arc::new(Index {
         entries: Mutex::new(
             (0..200_000u64)

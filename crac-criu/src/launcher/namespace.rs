@@ -1,18 +1,18 @@
 //! Private PID namespaces: one image, many concurrent copies.
 //!
 //! A restore needs the PIDs the image was taken with. An application launched with
-//! [`launch`] runs as PID 2 of a namespace of its own, under `crac __init` as PID 1; its
+//! `launch` runs as PID 2 of a namespace of its own, under `crac __init` as PID 1; its
 //! image then records PID 2, and every restore runs CRIU as PID 1 of a fresh namespace,
 //! where PID 2 is always free — so any number of copies can run at once.
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::process::Command;
 
 use crate::error::Error;
 use crate::launcher::supervise::{self, Ended};
+use crate::sys::fd;
 use crate::wire::env::PID_NAMESPACE;
 
 /// Set for `__init` by a launcher that wants to learn how the application ended (an
@@ -52,13 +52,11 @@ pub fn init(app: &OsStr, args: &[OsString]) -> Result<i32, Error> {
         .spawn()
         .map_err(|e| Error::Io("starting the application", e))?;
     let ended = supervise::wait_for_end(child.id() as libc::pid_t)?;
-    if let Some(fd) = std::env::var(REPORT_FD_ENV)
+    if let Some(Ok(mut report)) = std::env::var(REPORT_FD_ENV)
         .ok()
         .and_then(|fd| fd.parse::<i32>().ok())
-        .filter(|fd| *fd > 2)
+        .map(fd::inherited)
     {
-        // SAFETY: the launcher passed this fd for us alone, and nothing else here uses it.
-        let mut report = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
         let line = match ended {
             Ended::Exited(code) => format!("exited {code}"),
             Ended::Killed(signal) => format!("killed {signal}"),

@@ -1,5 +1,5 @@
 //! Asking a running process to checkpoint itself: `crac checkpoint PID` (the serving
-//! side is [`crate::checkpoint::request_server`]).
+//! side is `checkpoint/request_server.rs`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};

@@ -10,12 +10,13 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::{self, SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::error::Error;
 use crate::sys::fd;
+use crate::sys::signal::ignore_strays;
 
 /// Signals passed on to the supervised process.
 const FORWARDED: [Signal; 6] = [
@@ -30,8 +31,6 @@ const FORWARDED: [Signal; 6] = [
 /// Where forwarded signals go; 0: nowhere. One forwarding thread per process.
 static TARGET: AtomicI32 = AtomicI32::new(0);
 
-extern "C" fn ignore(_: libc::c_int) {}
-
 fn forwarded_set() -> SigSet {
     FORWARDED.into_iter().collect()
 }
@@ -41,21 +40,15 @@ fn forwarded_set() -> SigSet {
 /// and starts the thread; the no-op handlers matter only as PID 1 of a namespace, where
 /// the kernel drops signals without a handler before they can be waited for.
 pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
-    static STARTED: OnceLock<Result<(), Errno>> = OnceLock::new();
+    static STARTED: OnceLock<Result<(), std::io::ErrorKind>> = OnceLock::new();
     STARTED
         .get_or_init(|| {
             let set = forwarded_set();
-            let noop = SigAction::new(
-                SigHandler::Handler(ignore),
-                SaFlags::empty(),
-                SigSet::empty(),
-            );
             for sig in FORWARDED {
-                // SAFETY: the handler does nothing, so it is async-signal-safe, and it
-                // replaces no handler anyone relies on (this is a supervisor process).
-                unsafe { signal::sigaction(sig, &noop) }?;
+                ignore_strays(sig as libc::c_int).map_err(|e| e.kind())?;
             }
-            set.thread_block()?;
+            set.thread_block()
+                .map_err(|e| std::io::Error::from(e).kind())?;
             std::thread::spawn(move || {
                 loop {
                     let Ok(sig) = set.wait() else { continue };
@@ -68,7 +61,7 @@ pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
             });
             Ok(())
         })
-        .map_err(|e| Error::Io("setting up signal forwarding", e.into()))?;
+        .map_err(|kind| Error::Io("setting up signal forwarding", kind.into()))?;
     TARGET.store(pid, Ordering::SeqCst);
     Ok(())
 }

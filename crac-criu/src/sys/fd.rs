@@ -108,3 +108,18 @@ pub(crate) fn inherit_as(fd: RawFd, target: RawFd) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Takes ownership of fd `number`, which the process that started us passed for us
+/// alone (its number in an environment variable). Fails if it is not open.
+pub(crate) fn inherited(number: RawFd) -> io::Result<File> {
+    if number < 3 {
+        return Err(io::Error::other("stdio is not an inherited fd"));
+    }
+    // SAFETY: F_GETFD only reads the flags of an fd number; it fails if none is open.
+    if unsafe { libc::fcntl(number, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open, and by the launcher's contract nothing else in this
+    // process refers to it, so it can have one owner: this file.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(number) }))
+}

@@ -20,7 +20,8 @@ extern "C" fn do_nothing(_: libc::c_int, _: *mut libc::siginfo_t, _: *mut libc::
 
 /// Installs a handler that does nothing for `signal`: a stray one can then never
 /// terminate the process (SIG_IGN instead would discard signals already queued for a
-/// thread that waits for them).
+/// thread that waits for them), and as PID 1 of a namespace the kernel delivers it
+/// (it drops signals PID 1 has no handler for before they can be waited for).
 pub(crate) fn ignore_strays(signal: libc::c_int) -> io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
@@ -90,8 +91,10 @@ pub(crate) fn wait(signal: libc::c_int, timeout: Option<Duration>) -> io::Result
             _ => Err(err),
         };
     }
-    // SAFETY: the kernel filled `info` for a queued signal: the queue fields are set.
-    let (value, sender) = unsafe { (info.si_value().sival_ptr as usize as u64, info.si_pid()) };
+    // SAFETY: the kernel filled `info` for a queued signal: its value field is set...
+    let value = unsafe { info.si_value() }.sival_ptr as usize as u64;
+    // SAFETY: ...and so is its sender.
+    let sender = unsafe { info.si_pid() };
     Ok(Some(Queued { value, sender }))
 }
 
@@ -109,6 +112,7 @@ pub(crate) fn queue(
     // libc has no setters for the queue fields. In the kernel's 64-bit layout they
     // follow si_signo, si_errno, si_code and padding, at offset 16: pid, uid, value.
     #[repr(C)]
+    #[derive(Debug)]
     struct QueueFields {
         pid: libc::pid_t,
         uid: libc::uid_t,
@@ -121,14 +125,10 @@ pub(crate) fn queue(
     };
     const _: () =
         assert!(16 + std::mem::size_of::<QueueFields>() <= std::mem::size_of::<libc::siginfo_t>());
+    let at = (&mut info as *mut libc::siginfo_t as *mut u8).wrapping_add(16);
     // SAFETY: the write stays inside `info` (asserted above), at the offset the kernel
     // reads the queue fields from; QueueFields is plain data.
-    unsafe {
-        std::ptr::write_unaligned(
-            (&mut info as *mut libc::siginfo_t as *mut u8).add(16) as *mut QueueFields,
-            fields,
-        )
-    };
+    unsafe { std::ptr::write_unaligned(at as *mut QueueFields, fields) };
     // SAFETY: integers and a fully initialised siginfo the kernel only reads.
     let rc = unsafe { libc::syscall(libc::SYS_rt_tgsigqueueinfo, pid, tid, signal, &info) };
     if rc < 0 {
