@@ -328,6 +328,14 @@ fn checkpoint_restore_from_inside_a_hook_is_refused() {
     assert!(matches!(inner, Some(Error::Reentrant)), "{inner:?}");
 }
 
+#[test]
+fn an_error_debug_prints_its_message_as_main_shows_it() {
+    // `fn main() -> Result<(), crac::Error>` prints the error with `Debug`
+    let error = Error::Reentrant;
+    assert_eq!(format!("{error:?}"), error.to_string());
+    assert!(format!("{error:?}").starts_with("checkpoint_restore() called from inside"));
+}
+
 struct Exclusive {
     busy: AtomicBool,
     overlaps: AtomicUsize,

@@ -209,3 +209,24 @@ fn report(result: Result<i32, crac_criu::Error>) -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_must_be_finite_and_not_negative() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        for bad in ["inf", "1e20", "-1", "NaN", "soon"] {
+            assert!(
+                parse_seconds(bad)
+                    .unwrap_err()
+                    .starts_with(&format!("`{bad}`"))
+            );
+        }
+        assert!(matches!(
+            parse_trigger("timeout=inf"),
+            Err(e) if e.contains("expected a number of seconds")
+        ));
+    }
+}

@@ -10,6 +10,7 @@ tests![
     crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run,
     crac_run_never_restores_a_foreign_image_blindly,
     after_a_crash_crac_run_restarts_from_the_last_consistent_image,
+    an_app_that_exits_by_itself_is_not_restored_whatever_its_exit_code,
     crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready,
     a_launcher_works_from_a_shell_with_stray_inherited_fds,
 ];
@@ -126,6 +127,26 @@ fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
         "restarted from the last consistent image, not cold: {stdout}"
     );
     assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
+}
+
+fn an_app_that_exits_by_itself_is_not_restored_whatever_its_exit_code() {
+    let (_, image) = setup("periodic-exit");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_run(
+        &exe,
+        &image,
+        "periodic-exit",
+        &["--on", "request", "--every", "1"],
+    );
+    // 137 looks like SIGKILL to a shell; `crac run` learns from `crac __init` that the
+    // app exited, so the periodic image stays unused.
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert_eq!(lines(&stdout).last(), Some(&"exiting 137"), "{stdout}");
+    assert!(
+        !text(&out.stderr).contains("restoring it"),
+        "a clean exit is not undone: {out:?}"
+    );
 }
 
 fn crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready() {

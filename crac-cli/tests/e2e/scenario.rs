@@ -159,8 +159,9 @@ pub(crate) fn run(scenario: &str) -> ! {
         say("exiting 7");
         std::process::exit(7);
     }
-    if scenario == "periodic" {
-        // a service loop: work, then a consistent point; crashes after two images
+    if scenario == "periodic" || scenario == "periodic-exit" {
+        // a service loop: work, then a consistent point; crashes (or, in `periodic-exit`,
+        // exits by itself with a code a shell would read as a signal) after two images
         let mut images = 0;
         for round in 0.. {
             std::thread::sleep(Duration::from_millis(200));
@@ -174,6 +175,10 @@ pub(crate) fn run(scenario: &str) -> ! {
                     std::process::exit(7);
                 }
                 images += 1;
+                if images == 2 && scenario == "periodic-exit" {
+                    say("exiting 137");
+                    std::process::exit(137);
+                }
                 if images == 2 {
                     say("crashing");
                     std::process::abort();

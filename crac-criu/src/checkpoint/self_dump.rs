@@ -114,6 +114,8 @@ fn run_helper(
         .map_err(|e| Error::Io("writing the manifest draft", e))?;
     let placeholder = restore_args::placeholder()
         .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
+    // On these two failures the helper, never told to go, gives up on its own; stdio
+    // is taken back as far as it can be, and the failure that stopped us is reported.
     if let Err(e) = stdio::swap_to_memfds() {
         let _ = stdio::take_back(helper);
         return Err(Error::Io("handing stdio over", e));
@@ -137,6 +139,7 @@ fn run_helper(
         }
         message => {
             let taken_back = stdio::take_back(helper);
+            // a helper that misses this exits on its own after RELEASE_TIMEOUT
             let _ = signal::send(helper, helper, Message::Release);
             let lost_stdio = |e: std::io::Error| {
                 format!("\n(stdio could not be taken back from the helper: {e})")

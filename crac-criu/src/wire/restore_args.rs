@@ -66,6 +66,7 @@ pub(crate) fn placeholder() -> std::io::Result<std::fs::File> {
 /// Process side, after a restore: what the restorer put in the placeholder's place.
 pub(crate) fn read(mut placeholder: std::fs::File) -> RestoreArgs {
     let mut bytes = Vec::new();
+    // The process was restored either way: an unreadable memfd reads as "nothing passed".
     let _ = placeholder
         .rewind()
         .and_then(|()| placeholder.read_to_end(&mut bytes));
