@@ -55,8 +55,8 @@ fn crac_checkpoint_gives_up_with_a_message_when_no_answer_can_come() {
     // beside the image, cannot be written either.
     let blocker = dir.join("blocker");
     std::fs::write(&blocker, b"").unwrap();
-    let child = ready_for_requests(&blocker.join("image"), &dir.join("stdout"));
-    let _reaper = KillOnDrop(child.id());
+    let mut child = ready_for_requests(&blocker.join("image"), &dir.join("stdout"));
+    let reaper = KillOnDrop(child.id());
     let asked = crac(&["checkpoint", &child.id().to_string(), "--timeout", "2"]);
     assert_eq!(asked.status.code(), Some(70), "{asked:?}");
     assert!(
