@@ -63,4 +63,6 @@ fn crac_checkpoint_gives_up_with_a_message_when_no_answer_can_come() {
         text(&asked.stderr).contains(&format!("process {} did not answer within 2 s", child.id())),
         "{asked:?}"
     );
+    drop(reaper);
+    child.wait().unwrap();
 }
