@@ -1,6 +1,9 @@
 //! The module graph of every crate reads one way: no module reaches (through `crate::`
-//! or `super::` paths in its code) a module that reaches back to it. `lib.rs` is left
-//! out: it only declares modules and re-exports them.
+//! or `super::` paths in its code) a module that reaches back to it, and neither does a
+//! top-level folder of modules (`checkpoint/` may use `sys/`, then `sys/` uses nothing
+//! of `checkpoint/`). `lib.rs` is left out: it only declares modules and re-exports them;
+//! a path through a folder's re-export (`crate::image::publish`, re-exported by
+//! `image/mod.rs` from `image::publish`) counts as a use of the module it comes from.
 //!
 //! A textual scan, not a compiler pass: it reads the code outside comments and outside
 //! a file's trailing `#[cfg(test)] mod tests`, which may use anything.
@@ -22,11 +25,22 @@ fn no_crate_has_an_import_cycle() {
     let mut cycles = Vec::new();
     for krate in CRATES {
         let modules = modules(&root.join(krate));
+        let reexports = reexports(&modules);
         let graph: BTreeMap<String, BTreeSet<String>> = modules
             .iter()
-            .map(|(name, code)| (name.clone(), references(name, code, &modules)))
+            .map(|(name, code)| (name.clone(), references(name, code, &modules, &reexports)))
             .collect();
-        cycles.extend(find_cycle(&graph).map(|cycle| format!("{krate}: {}", cycle.join(" -> "))));
+        let mut folders: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (from, tos) in &graph {
+            let top = |m: &str| m.split("::").next().unwrap_or(m).to_string();
+            let entry = folders.entry(top(from)).or_default();
+            entry.extend(tos.iter().map(|to| top(to)).filter(|to| *to != top(from)));
+        }
+        for (level, graph) in [("modules", &graph), ("folders", &folders)] {
+            cycles.extend(
+                find_cycle(graph).map(|cycle| format!("{krate} ({level}): {}", cycle.join(" -> "))),
+            );
+        }
     }
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
@@ -74,8 +88,37 @@ fn code_of(text: &str) -> String {
         .join("\n")
 }
 
+/// `(module, item)` → the child module a folder's `mod.rs` re-exports `item` from.
+type Reexports = BTreeMap<(String, String), String>;
+
+fn reexports(modules: &BTreeMap<String, String>) -> Reexports {
+    let mut found = Reexports::new();
+    for (name, code) in modules {
+        for prefix in ["pub(crate) use ", "pub use "] {
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find(prefix) {
+                rest = &rest[at + prefix.len()..];
+                let mut paths = Vec::new();
+                expand(name, rest, &mut paths);
+                for path in paths {
+                    let item = path.rsplit("::").next().unwrap_or(&path).to_string();
+                    if let Some(child) = owning_module(&path, modules).filter(|c| c != name) {
+                        found.insert((name.clone(), item), child);
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The other modules `code` (of module `name`) refers to.
-fn references(name: &str, code: &str, modules: &BTreeMap<String, String>) -> BTreeSet<String> {
+fn references(
+    name: &str,
+    code: &str,
+    modules: &BTreeMap<String, String>,
+    reexports: &Reexports,
+) -> BTreeSet<String> {
     let parent: Vec<&str> = name.split("::").collect();
     let parent = parent[..parent.len() - 1].join("::");
     let mut paths = Vec::new();
@@ -92,7 +135,19 @@ fn references(name: &str, code: &str, modules: &BTreeMap<String, String>) -> BTr
     }
     paths
         .iter()
-        .filter_map(|path| owning_module(path, modules))
+        .filter_map(|path| {
+            let module = owning_module(path, modules)?;
+            let item = path[module.len()..]
+                .trim_start_matches(':')
+                .split("::")
+                .next();
+            Some(
+                match item.and_then(|i| reexports.get(&(module.clone(), i.to_string()))) {
+                    Some(origin) => origin.clone(),
+                    None => module,
+                },
+            )
+        })
         .filter(|module| module != name)
         .collect()
 }
@@ -183,8 +238,17 @@ fn the_scan_sees_grouped_nested_and_parent_paths() {
         .into();
     let code = "use crate::{a::X, b, d::{e::Y}};\nlet x = super::f::g();\nlet y = crate::c::Z;";
     assert_eq!(
-        references("d::e", code, &modules),
+        references("d::e", code, &modules, &Reexports::new()),
         ["a", "b", "c", "d::f"].map(String::from).into()
+    );
+    let folder: BTreeMap<String, String> =
+        [("d", "pub(crate) use e::{Y, Z};"), ("d::e", ""), ("a", "")]
+            .map(|(m, code)| (m.to_string(), code.to_string()))
+            .into();
+    let reexported = reexports(&folder);
+    assert_eq!(
+        references("a", "use crate::d::Z;", &folder, &reexported),
+        ["d::e".to_string()].into()
     );
     let graph: BTreeMap<String, BTreeSet<String>> = [
         ("a".to_string(), ["b".to_string()].into()),

@@ -45,7 +45,10 @@ pub struct Restore {
     /// Arguments the restorer passed (`crac restore DIR -- ARGS`); empty otherwise.
     pub args: Vec<String>,
     /// Environment variables the restorer passed (`crac restore DIR --env K=V`), already
-    /// set in the process environment when `after_restore` hooks run.
+    /// set in the process environment when `after_restore` hooks run. They are set while
+    /// the application's other threads run: a process whose threads may read the
+    /// environment concurrently (C's `getenv` in DNS resolution or `localtime`) must not
+    /// be given variables this way, and reads them here instead.
     pub env: Vec<(String, String)>,
 }
 

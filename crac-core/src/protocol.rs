@@ -81,9 +81,11 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
             restore_began = began;
             RESTORES.fetch_add(1, Ordering::Relaxed);
             for (key, value) in &env {
-                // SAFETY: CRaC semantics ask for the restore-time environment before the
-                // hooks run. Other threads of a just-restored process may read the
-                // environment meanwhile; crac-rs's own threads do not.
+                // SAFETY: `set_var` is sound while no other thread reads or writes the
+                // environment. crac-rs's own threads never do; the application's are
+                // covered by the contract `Restore::env` and the README state: whoever
+                // passes restore-time variables to a process whose threads may call
+                // `getenv` meanwhile reads `Restore::env` instead (or passes none).
                 unsafe { std::env::set_var(key, value) };
             }
             (Outcome::Restored, checkpointed_for, args, env)

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::checkpoint::fd_info::OpenFd;
+use crate::sys::criu::CriuMissing;
+use crate::sys::fd_info::OpenFd;
 
 /// What can go wrong in the criu engine and in restores.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,14 @@ pub enum Error {
          to its path"
     )]
     CriuNotFound,
+    /// A program could not be started.
+    #[error("cannot start {}: {source}", program.display())]
+    Start {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The image directory holds something a checkpoint must not replace.
     #[error(
         "the image directory {} (CRAC_CHECKPOINT_TO, crac run --image) {problem}; a checkpoint \
@@ -175,6 +184,21 @@ pub enum RequestFailure {
         /// Where the answer was expected.
         answer: PathBuf,
     },
+}
+
+impl From<CriuMissing> for Error {
+    fn from(missing: CriuMissing) -> Error {
+        match missing {
+            CriuMissing::NoSuchFile(path) => Error::Setting {
+                setting: "CRAC_CRIU",
+                problem: format!(
+                    "{}: no such file; point it at a CRIU 4.1+ binary",
+                    path.display()
+                ),
+            },
+            CriuMissing::NotFound => Error::CriuNotFound,
+        }
+    }
 }
 
 fn open_fds_message(fds: &[OpenFd]) -> String {

@@ -29,11 +29,11 @@ pub mod launcher;
 mod sys;
 mod wire;
 
-pub use checkpoint::fd_info::{FdKind, OpenFd};
 pub use checkpoint::ready::{at_consistent_point, ready};
 pub use checkpoint::request_server::checkpoint_on_request;
 pub use engine::Criu;
 pub use error::{Error, HelperFailure, NotCheckpointable, RequestFailure};
+pub use sys::fd_info::{FdKind, OpenFd};
 
 /// Referenced by the `crac` facade so that this crate — its engine registration and
 /// its dump-helper entry point, both reached only through link sections — is linked in.

@@ -14,9 +14,9 @@
 
 use std::os::fd::RawFd;
 
-use crate::checkpoint::fd_info::{self, FdKind, OpenFd};
 use crate::error::Error;
 use crate::sys::fd;
+use crate::sys::fd_info::{self, FdKind, OpenFd};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::image::manifest::{ExeStat, Manifest};
 use crate::image::{self, DRAFT, LOG};
-use crate::sys::{criu, process};
+use crate::sys::{criu, process, procfs};
 use crate::wire::signal::{self, Message};
 
 const ENV: &str = "CRAC_DUMP_HELPER";
@@ -70,11 +70,13 @@ impl HelperArgs {
     }
 }
 
-// SAFETY: the loader calls every `.init_array` entry once, before `main`, as a plain
-// `extern "C" fn()`, which is the type stored here. The entry is sound to run that early
-// because it returns at once unless this process is a dump helper, and a helper never
-// returns into the program: it reads its environment, does its work with std (whose
-// runtime needs no initialisation beyond what the C runtime has done by then), and exits.
+// SAFETY: the loader calls every `.init_array` entry once, before `main`, with the C
+// calling convention. glibc passes (argc, argv, envp); a function that takes no
+// arguments ignores them under the SysV ABI, so `extern "C" fn()` is a valid type here.
+// The entry is sound to run that early because it returns at once unless this process
+// is a dump helper, and a helper never returns into the program: it reads its
+// environment, does its work with std (whose runtime needs no initialisation beyond
+// what the C runtime has done by then), and exits.
 #[used]
 #[unsafe(link_section = ".init_array")]
 static HELPER_ENTRY: extern "C" fn() = enter_if_helper;
@@ -106,9 +108,14 @@ extern "C" fn enter_if_helper() {
 
 fn run(args: HelperArgs) -> i32 {
     // The first process only exists to be waited for by the process being dumped; the
-    // second, orphaned, is outside the dumped tree.
-    // SAFETY: this runs before `main`, from the `.init_array` entry, while the process
-    // has its only thread.
+    // second, orphaned, is outside the dumped tree. Another library's constructor could
+    // have started a thread before this one ran: then the helper refuses to fork.
+    if procfs::numbered("/proc/self/task").len() != 1 {
+        eprintln!("crac: the dump helper has more than one thread before main; cannot fork");
+        return 1;
+    }
+    // SAFETY: the process has a single thread (checked just above; nothing runs
+    // concurrently before `main` that could start one).
     match unsafe { process::fork_single_threaded() } {
         Err(_) => return 1,
         Ok(true) => {}

@@ -5,7 +5,6 @@
 
 pub(crate) mod config;
 pub(crate) mod fd_check;
-pub(crate) mod fd_info;
 pub(crate) mod helper;
 pub(crate) mod ready;
 pub(crate) mod request_server;

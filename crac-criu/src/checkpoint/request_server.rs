@@ -1,10 +1,10 @@
 //! Serving `crac checkpoint PID`, the `jcmd PID JDK.checkpoint` of crac-rs.
 //!
 //! A process opts in with [`checkpoint_on_request`], which starts a thread named
-//! [`THREAD`]. The requester finds that thread in `/proc/PID/task` and signals it
+//! `crac-request`. The requester finds that thread in `/proc/PID/task` and signals it
 //! directly (no other thread is disturbed) with a random request number. The thread runs
 //! the checkpoint and, if it is still the original process afterwards (left running, or
-//! failed), writes the outcome as the request's [answer](crate::wire::answer). When the
+//! failed), writes the outcome as the request's answer (see `wire/request.rs`). When the
 //! dump stops the process, its death and the new image are the answer.
 
 use std::path::Path;
@@ -12,11 +12,8 @@ use std::sync::OnceLock;
 
 use crac_core::Error as CoreError;
 
-use crate::wire::answer;
+use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
-
-/// The serving thread's name, which the requester looks for.
-pub(crate) const THREAD: &str = "crac-request";
 
 /// Starts the thread that serves `crac checkpoint PID`; later calls return the first
 /// call's result.
@@ -26,7 +23,9 @@ pub fn checkpoint_on_request() -> std::io::Result<()> {
         // blocked before the thread exists, so no request can arrive unblocked
         let mask = signal::block().map_err(|e| e.kind())?;
         let spawned = std::thread::Builder::new().name(THREAD.into()).spawn(serve);
-        signal::restore_mask(&mask).map_err(|e| e.kind())?;
+        // Left blocked in this thread if it cannot be put back: harmless, its stray
+        // signals are ignored anyway; the server runs either way.
+        let _ = signal::restore_mask(&mask);
         spawned.map(|_| ()).map_err(|e| e.kind())
     });
     started.map_err(std::io::Error::from)
@@ -50,9 +49,9 @@ fn serve() {
             Err(e) => (answer::FAILED, e.to_string()),
         };
         if let Some(dir) = std::env::var_os("CRAC_CHECKPOINT_TO") {
-            let path = answer::path(Path::new(&dir), request.payload);
+            let path = answer::answer_path(Path::new(&dir), request.payload);
             // Nobody to tell if this fails: the requester's deadline reports it.
-            let _ = answer::write(&path, outcome, &text);
+            let _ = answer::write_answer(&path, outcome, &text);
         }
     }
 }

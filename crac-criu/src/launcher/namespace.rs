@@ -50,13 +50,16 @@ pub fn init(app: &OsStr, args: &[OsString]) -> Result<i32, Error> {
         .env_remove(REPORT_FD_ENV);
     let child = supervise::application(&mut cmd)
         .spawn()
-        .map_err(|e| Error::Io("starting the application", e))?;
+        .map_err(|source| Error::Start {
+            program: app.into(),
+            source,
+        })?;
     let ended = supervise::wait_for_end(child.id() as libc::pid_t)?;
-    if let Some(Ok(mut report)) = std::env::var(REPORT_FD_ENV)
+    let report_fd = std::env::var(REPORT_FD_ENV)
         .ok()
-        .and_then(|fd| fd.parse::<i32>().ok())
-        .map(fd::inherited)
-    {
+        .and_then(|fd| fd.parse().ok());
+    // SAFETY: `crac run` passed this fd for `__init` alone; nothing here opened it.
+    if let Some(Ok(mut report)) = report_fd.map(|fd| unsafe { fd::inherited(fd) }) {
         let line = match ended {
             Ended::Exited(code) => format!("exited {code}"),
             Ended::Killed(signal) => format!("killed {signal}"),

@@ -4,11 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
-use crate::checkpoint::request_server::THREAD;
 use crate::error::{Error, RequestFailure};
 use crate::image;
 use crate::sys::procfs;
-use crate::wire::answer;
+use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 
 /// How long a requester waits for the process to answer: the hooks and the dump of a
@@ -31,13 +30,13 @@ pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, Error> {
     let image = image_dir(pid).ok_or(RequestFailure::NoImageDir(pid))?;
     // random enough to tell this request's answer from a stale one
     let number = (crac_core::instance_id() as u32) ^ std::process::id();
-    let answer = answer::path(&image, number);
+    let answer = answer::answer_path(&image, number);
     let asked_at = SystemTime::now();
     let started = Instant::now();
     signal::send_with(pid, thread, Message::Go, number)
         .map_err(|e| Error::Io("signalling the process", e))?;
     loop {
-        if let Some((outcome, detail)) = answer::take(&answer) {
+        if let Some((outcome, detail)) = answer::take_answer(&answer) {
             return if outcome == answer::LEFT_RUNNING {
                 Ok(Answer::LeftRunning(detail))
             } else {

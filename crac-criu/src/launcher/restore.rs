@@ -18,7 +18,7 @@ use crate::launcher::namespace;
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{criu, procfs};
 use crate::wire::STDIO_MEMFDS;
-use crate::wire::restore_args::{ForCriu, RestoreArgs};
+use crate::wire::restore_args::{self, RestoreArgs};
 use crate::wire::signal::{self, Message};
 
 /// Environment through which the action script finds the image being restored.
@@ -48,8 +48,12 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     let began = SystemTime::now();
     // CRIU changes into the image directory before it calls back: relative paths would
     // point elsewhere by then.
-    let absolute =
-        |p: &Path| std::path::absolute(p).map_err(|e| Error::Io("resolving a relative path", e));
+    let absolute = |p: &Path| {
+        std::path::absolute(p).map_err(|e| Error::Setting {
+            setting: "crac restore",
+            problem: format!("{}: {e}", p.display()),
+        })
+    };
     let dir = &absolute(dir)?;
     let options = &RestoreOptions {
         log: options.log.as_deref().map(absolute).transpose()?,
@@ -81,12 +85,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .env(IMAGE_ENV, dir)
         .env(RESUMED_ENV, &resumed)
         .env(BEGAN_ENV, nanos_since_epoch(began).to_string());
-    let given = ForCriu::new(&RestoreArgs {
-        began: Some(began),
-        ..options.given.clone()
-    })
+    restore_args::pass_to(
+        &mut cmd,
+        &RestoreArgs {
+            began: Some(began),
+            ..options.given.clone()
+        },
+    )
     .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
-    cmd.arg("--inherit-fd").arg(given.inherit_fd_spec());
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
         cmd.arg("--inherit-fd")
             .arg(format!("fd[{fd}]:/memfd:{name}"));
@@ -109,8 +115,6 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         };
         Error::Io(what, e)
     })?;
-    // CRIU has inherited the memfd: ours may go (named, so that it lives until here).
-    drop(given);
     let reporter = report_when_resumed(resumed.clone());
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead

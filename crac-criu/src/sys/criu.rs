@@ -3,26 +3,27 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::error::Error;
+/// Why no `criu` binary was found.
+#[derive(Debug)]
+pub(crate) enum CriuMissing {
+    /// `CRAC_CRIU` names no file.
+    NoSuchFile(PathBuf),
+    /// Not on `PATH`, nor where `scripts/install-criu.sh` puts it.
+    NotFound,
+}
 
 /// `CRAC_CRIU`, else `criu` on `PATH`, else where `scripts/install-criu.sh` puts it.
-pub(crate) fn criu_binary() -> Result<PathBuf, Error> {
+pub(crate) fn criu_binary() -> Result<PathBuf, CriuMissing> {
     if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)
         } else {
-            Err(Error::Setting {
-                setting: "CRAC_CRIU",
-                problem: format!(
-                    "{}: no such file; point it at a CRIU 4.1+ binary",
-                    path.display()
-                ),
-            })
+            Err(CriuMissing::NoSuchFile(path))
         };
     }
     crate::sys::process::find_program(Path::new("criu"), &["/usr/local/sbin", "/usr/sbin"])
-        .ok_or(Error::CriuNotFound)
+        .ok_or(CriuMissing::NotFound)
 }
 
 /// CRIU options that must be given to restore too when they were given to dump.

@@ -18,7 +18,8 @@ pub(crate) fn memfd(name: &str, inherited: bool) -> io::Result<File> {
 }
 
 /// Makes fd number `target` refer to what `source` refers to. Whoever owns `target`
-/// keeps a valid fd of that number: only what it refers to changes.
+/// keeps a valid fd of that number: only what it refers to changes — which is the point
+/// where it is used: stdio handed over, and fds the policy detaches to `/dev/null`.
 pub(crate) fn redirect(target: RawFd, source: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: dup2 replaces `target` atomically, so no other owner ever sees it closed
     // or reused; `source` is borrowed, so it is open for the whole call.
@@ -109,9 +110,13 @@ pub(crate) fn inherit_as(fd: RawFd, target: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// Takes ownership of fd `number`, which the process that started us passed for us
-/// alone (its number in an environment variable). Fails if it is not open.
-pub(crate) fn inherited(number: RawFd) -> io::Result<File> {
+/// Takes ownership of fd `number`, which the process that started us passed (its
+/// number in an environment variable). Fails if it is not open.
+///
+/// # Safety
+///
+/// Nothing else in this process may own or use fd `number`.
+pub(crate) unsafe fn inherited(number: RawFd) -> io::Result<File> {
     if number < 3 {
         return Err(io::Error::other("stdio is not an inherited fd"));
     }
@@ -119,7 +124,6 @@ pub(crate) fn inherited(number: RawFd) -> io::Result<File> {
     if unsafe { libc::fcntl(number, libc::F_GETFD) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the fd is open, and by the launcher's contract nothing else in this
-    // process refers to it, so it can have one owner: this file.
+    // SAFETY: the fd is open, and the caller guarantees nothing else owns it.
     Ok(File::from(unsafe { OwnedFd::from_raw_fd(number) }))
 }

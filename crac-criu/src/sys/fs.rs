@@ -6,7 +6,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Swaps two paths in one atomic step (`renameat2` with `RENAME_EXCHANGE`): at every
-/// moment each name refers to a complete directory.
+/// moment each name refers to a complete directory. A raw call because nix offers
+/// `renameat2` on glibc targets only, and this crate builds for musl too.
 pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
     let (a, b) = (cstr(a)?, cstr(b)?);

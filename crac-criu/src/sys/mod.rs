@@ -5,6 +5,7 @@
 
 pub(crate) mod criu;
 pub(crate) mod fd;
+pub(crate) mod fd_info;
 pub(crate) mod fs;
 pub(crate) mod process;
 pub(crate) mod procfs;

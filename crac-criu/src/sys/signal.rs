@@ -35,21 +35,23 @@ pub(crate) fn ignore_strays(signal: libc::c_int) -> io::Result<()> {
     Ok(())
 }
 
-fn set_of(signal: libc::c_int) -> libc::sigset_t {
+fn set_of(signal: libc::c_int) -> io::Result<libc::sigset_t> {
     // SAFETY: a zeroed sigset_t is an empty set on Linux; sigaddset only writes into it.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `set` is a valid set and `signal` a valid number (checked by the caller's
-    // constant); sigaddset fails only for invalid numbers.
-    unsafe { libc::sigaddset(&mut set, signal) };
-    set
+    // SAFETY: `set` is a valid set; an invalid signal number is an error, not UB.
+    if unsafe { libc::sigaddset(&mut set, signal) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(set)
 }
 
 /// Blocks `signal` in the calling thread (and so in threads it starts later).
 pub(crate) fn block(signal: libc::c_int) -> io::Result<SavedMask> {
     // SAFETY: zeroed is a valid sigset_t for pthread_sigmask to overwrite.
     let mut old: libc::sigset_t = unsafe { std::mem::zeroed() };
+    let set = set_of(signal)?;
     // SAFETY: both sets are valid; only the calling thread's mask changes.
-    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set_of(signal), &mut old) };
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, &mut old) };
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
@@ -69,7 +71,7 @@ pub(crate) fn restore_mask(saved: &SavedMask) -> io::Result<()> {
 /// Waits up to `timeout` (forever if `None`) for `signal`, which must be blocked in
 /// this thread. `None` on timeout; EINTR is returned as an error for the caller to retry.
 pub(crate) fn wait(signal: libc::c_int, timeout: Option<Duration>) -> io::Result<Option<Queued>> {
-    let set = set_of(signal);
+    let set = set_of(signal)?;
     // SAFETY: zeroed is a valid siginfo_t for the kernel to fill.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     let rc = match timeout {
@@ -91,9 +93,11 @@ pub(crate) fn wait(signal: libc::c_int, timeout: Option<Duration>) -> io::Result
             _ => Err(err),
         };
     }
-    // SAFETY: the kernel filled `info` for a queued signal: its value field is set...
+    // SAFETY: `info` is plain data, zero-initialised and then written by the kernel, so
+    // reading its union as the queue fields is defined whatever kind of signal came (a
+    // plain `kill` leaves the value 0, which no protocol message uses).
     let value = unsafe { info.si_value() }.sival_ptr as usize as u64;
-    // SAFETY: ...and so is its sender.
+    // SAFETY: as above.
     let sender = unsafe { info.si_pid() };
     Ok(Some(Queued { value, sender }))
 }
@@ -109,8 +113,9 @@ pub(crate) fn queue(
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     info.si_signo = signal;
     info.si_code = libc::SI_QUEUE;
-    // libc has no setters for the queue fields. In the kernel's 64-bit layout they
-    // follow si_signo, si_errno, si_code and padding, at offset 16: pid, uid, value.
+    // libc has no setters for the queue fields. In the kernel's 64-bit layout (the only
+    // one this crate builds for: see the `compile_error!` in lib.rs) they follow
+    // si_signo, si_errno, si_code and padding, at offset 16: pid, uid, value.
     #[repr(C)]
     #[derive(Debug)]
     struct QueueFields {

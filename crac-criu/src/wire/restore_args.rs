@@ -7,6 +7,8 @@
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::sys::fd::memfd;
@@ -73,23 +75,24 @@ pub(crate) fn read(mut placeholder: std::fs::File) -> RestoreArgs {
     RestoreArgs::decode(&bytes)
 }
 
-/// Restorer side: `args` in a memfd that CRIU inherits and puts in the placeholder's place.
-/// It must stay open until CRIU has started: hence a value to hold, not just an argument.
-pub(crate) struct ForCriu {
-    memfd: std::fs::File,
-}
-
-impl ForCriu {
-    pub(crate) fn new(args: &RestoreArgs) -> std::io::Result<ForCriu> {
-        let mut memfd = memfd(MEMFD, true)?;
-        memfd.write_all(&args.encode())?;
-        Ok(ForCriu { memfd })
-    }
-
-    /// The `--inherit-fd` value that maps the memfd onto the placeholder.
-    pub(crate) fn inherit_fd_spec(&self) -> String {
-        format!("fd[{}]:/memfd:{MEMFD}", self.memfd.as_raw_fd())
-    }
+/// Restorer side: hands `args` to a `criu restore` command — a memfd that CRIU
+/// inherits and puts in the placeholder's place (`--inherit-fd`). The command itself
+/// holds the memfd open (in its `pre_exec` closure) until it is dropped, so it cannot be
+/// closed before CRIU has started.
+pub(crate) fn pass_to(cmd: &mut Command, args: &RestoreArgs) -> std::io::Result<()> {
+    let mut memfd = memfd(MEMFD, true)?;
+    memfd.write_all(&args.encode())?;
+    cmd.arg("--inherit-fd")
+        .arg(format!("fd[{}]:/memfd:{MEMFD}", memfd.as_raw_fd()));
+    // SAFETY: the closure does nothing in the child (it only owns the memfd in the
+    // parent), so it is trivially async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let _held = &memfd;
+            Ok(())
+        })
+    };
+    Ok(())
 }
 
 #[cfg(test)]

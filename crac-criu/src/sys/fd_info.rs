@@ -1,5 +1,5 @@
 //! What an open fd is: its kind and a human description of its target, from
-//! `/proc/self/fd` and the kernel's socket tables.
+//! `/proc/self/fd` and the kernel's socket tables (for the open-resource check).
 
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

@@ -1,10 +1,14 @@
-//! The answer to `crac checkpoint PID`: a file `.<image>.answer-<number>` beside the
-//! image directory — a place both sides see even when the process lives in its own PID
-//! namespace, where it cannot see the requester. One line with the outcome, then detail.
+//! A checkpoint request (`crac checkpoint PID`): the thread that serves it, found by its
+//! name, and the answer — a file `.<image>.answer-<number>` beside the image directory,
+//! a place both sides see even when the process lives in its own PID namespace, where it
+//! cannot see the requester. One line with the outcome, then detail.
 
 use std::io::Write as _;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+/// The serving thread's name, which the requester looks for in `/proc/PID/task`.
+pub(crate) const THREAD: &str = "crac-request";
 
 /// The image was taken and the process keeps running.
 pub(crate) const LEFT_RUNNING: &str = "left-running";
@@ -12,12 +16,12 @@ pub(crate) const LEFT_RUNNING: &str = "left-running";
 pub(crate) const FAILED: &str = "failed";
 
 /// Where the answer to request `number` for `image` is written.
-pub(crate) fn path(image: &Path, number: u32) -> PathBuf {
+pub(crate) fn answer_path(image: &Path, number: u32) -> PathBuf {
     crate::image::sibling(image, &format!(".answer-{number}"), true)
 }
 
 /// Writes an answer. Root writes here: never through a symlink, never readable by others.
-pub(crate) fn write(path: &Path, outcome: &str, detail: &str) -> std::io::Result<()> {
+pub(crate) fn write_answer(path: &Path, outcome: &str, detail: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
@@ -32,7 +36,7 @@ pub(crate) fn write(path: &Path, outcome: &str, detail: &str) -> std::io::Result
 }
 
 /// Reads and removes an answer, if it is there: `(outcome, detail)`.
-pub(crate) fn take(path: &Path) -> Option<(String, String)> {
+pub(crate) fn take_answer(path: &Path) -> Option<(String, String)> {
     let text = std::fs::read_to_string(path).ok()?;
     let _ = std::fs::remove_file(path);
     let (outcome, detail) = text.split_once('\n').unwrap_or((&text, ""));
