@@ -9,8 +9,8 @@
 //! | `checkpoint/` | linked into the application, runs at checkpoint: settings, the open-fd check, stdio handover, the self-dump protocol and its helper, `ready`/`at_consistent_point`, the request server |
 //! | `launcher/` | what the `crac` command runs: restore, `crac run`, private PID namespaces, supervision, inspection, the request client |
 //! | `image/` | the image directory: staging, publishing, the manifest, validation |
-//! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, `crac run`'s environment, request answers |
-//! | `sys/` | thin OS wrappers: procfs, the `criu` binary, fds, signals, processes |
+//! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, `crac run`'s environment, checkpoint requests |
+//! | `sys/` | thin OS wrappers, depending on nothing else of the crate: procfs, what an fd is, the `criu` binary, fds, signals, processes |
 //!
 //! The checkpoint path, after the hooks have run (see `crac-core`): `engine` →
 //! `checkpoint/fd_check` → `checkpoint/self_dump` (a detached `checkpoint/helper` runs

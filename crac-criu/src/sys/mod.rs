@@ -1,7 +1,8 @@
 //! Thin OS wrappers. Every raw call sits behind a small safe function here, through nix
 //! where nix has the call, with one `unsafe` block per raw call whose `SAFETY:` comment
-//! says why it is sound. The rest of the crate holds no `unsafe` but the dump helper's
-//! pre-`main` entry and the `pre_exec` hooks of launchers.
+//! says why it is sound. Elsewhere in the crate `unsafe` appears only where the
+//! contract is the caller's: `pre_exec` hooks, the dump helper's pre-`main` entry and
+//! fork, and taking ownership of an fd a launcher passed.
 
 pub(crate) mod criu;
 pub(crate) mod fd;
