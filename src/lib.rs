@@ -46,7 +46,8 @@ pub use crac_core::{FdClaim, claim_fd, claimed_fds};
 #[cfg(all(feature = "criu", target_os = "linux"))]
 pub mod criu {
     pub use crac_criu::{
-        Criu, Error, FdKind, HelperFailure, NotCheckpointable, OpenFd, RequestFailure,
+        Criu, Error, FdAction, FdKind, FdPolicy, HelperFailure, NotCheckpointable, OpenFd,
+        RequestFailure, set_fd_policy,
     };
 }
 #[cfg(all(feature = "criu", target_os = "linux"))]

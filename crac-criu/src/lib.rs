@@ -29,6 +29,7 @@ pub mod launcher;
 mod sys;
 mod wire;
 
+pub use checkpoint::fd_check::{FdAction, FdPolicy, set_fd_policy};
 pub use checkpoint::ready::{at_consistent_point, ready};
 pub use checkpoint::request_server::checkpoint_on_request;
 pub use engine::Criu;

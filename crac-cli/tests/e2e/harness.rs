@@ -261,6 +261,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "unique ",
                 "periodic ",
                 "crashing",
+                "tokio ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

@@ -9,7 +9,8 @@
 //! - `harness.rs`: scratch directories, starting the scenario and `crac`, reading output.
 //! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
-//!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures).
+//!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures),
+//!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
@@ -27,6 +28,7 @@ mod inspect;
 mod request;
 mod restore;
 mod run;
+mod runtime_fds;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -53,6 +55,7 @@ fn main() {
         ("request", request::TESTS),
         ("inspect", inspect::TESTS),
         ("faults", faults::TESTS),
+        ("runtime_fds", runtime_fds::TESTS),
     ];
     let trials = topics
         .into_iter()

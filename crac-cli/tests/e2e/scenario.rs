@@ -108,7 +108,14 @@ pub(crate) fn run(scenario: &str) -> ! {
         index.checksum()
     ));
 
+    if let Some(flavor) = scenario.strip_prefix("tokio-") {
+        tokio_service(flavor, &index);
+    }
     // Held across the checkpoint on purpose, for the open-resource check to find.
+    let _peer = (scenario == "unix-peer").then(|| {
+        std::os::unix::net::UnixStream::connect(std::env::var("CRAC_E2E_UNIX_PEER").unwrap())
+            .unwrap()
+    });
     let _file = (scenario == "open-file").then(|| std::fs::File::open("/etc/hostname").unwrap());
     let _tcp = (scenario == "tcp").then(|| {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -218,5 +225,52 @@ pub(crate) fn run(scenario: &str) -> ! {
         std::thread::sleep(Duration::from_millis(1500));
     }
     say("exiting 7");
+    std::process::exit(7);
+}
+
+/// A tokio runtime of the given flavor (`multi` or `current`) with its I/O, timer and
+/// signal drivers in use — their epoll, eventfd and socketpair fds are open at the
+/// checkpoint — checkpointed from a blocking task, then used again after the restore.
+fn tokio_service(flavor: &str, index: &Index) -> ! {
+    let mut builder = match flavor {
+        "multi" => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    };
+    let runtime = builder.enable_all().build().unwrap();
+    let line = runtime.block_on(async {
+        let _signals =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let outcome = tokio::task::spawn_blocking(crac::checkpoint_restore)
+            .await
+            .unwrap()
+            .map(|r| format!("{:?}", r.outcome()))
+            .unwrap_or_else(|e| format!("error {e}"));
+        // the runtime's drivers work after the restore: a timer and a TCP round trip
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let echo = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut byte = [0u8];
+            tokio::io::AsyncReadExt::read_exact(&mut socket, &mut byte)
+                .await
+                .unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut socket, &byte)
+                .await
+                .unwrap();
+        });
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut client, b"x")
+            .await
+            .unwrap();
+        let mut byte = [0u8];
+        tokio::io::AsyncReadExt::read_exact(&mut client, &mut byte)
+            .await
+            .unwrap();
+        echo.await.unwrap();
+        format!("tokio {outcome} echo {}", byte[0] as char)
+    });
+    say(&format!("{line} checksum {}", index.checksum()));
     std::process::exit(7);
 }

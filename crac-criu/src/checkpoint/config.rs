@@ -11,7 +11,7 @@
 
 use std::path::PathBuf;
 
-use crate::checkpoint::fd_check::Policy;
+use crate::checkpoint::fd_check::FdPolicy;
 use crate::error::Error;
 use crate::sys::criu::criu_binary;
 
@@ -22,7 +22,7 @@ pub(crate) struct Config {
     pub(crate) criu: PathBuf,
     pub(crate) criu_opts: Vec<String>,
     pub(crate) leave_running: bool,
-    pub(crate) fd_policy: Policy,
+    pub(crate) fd_policy: FdPolicy,
     pub(crate) log_level: u8,
 }
 
@@ -72,7 +72,7 @@ impl Config {
                 }
             },
         };
-        let fd_policy = Policy::parse(&std::env::var("CRAC_FD_POLICY").unwrap_or_default())
+        let fd_policy = FdPolicy::parse(&std::env::var("CRAC_FD_POLICY").unwrap_or_default())
             .map_err(|e| invalid("CRAC_FD_POLICY", e))?;
         let criu_opts: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
             .unwrap_or_default()

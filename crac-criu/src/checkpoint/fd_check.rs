@@ -1,27 +1,45 @@
 //! The open-resource check (CRaC's fd check): before dumping, every fd that is not stdio
-//! and not claimed by a resource is judged by the policy — refused by default, so the
-//! checkpoint fails with a message naming it instead of CRIU failing cryptically or an
-//! image silently capturing a connection.
+//! and not claimed by a resource is judged by the policy, so that the checkpoint fails
+//! with a message naming it instead of CRIU failing cryptically or an image silently
+//! capturing a connection.
 //!
-//! `CRAC_FD_POLICY` is a comma-separated list of `SELECTOR=ACTION` rules, first match
-//! wins: selectors `kind:<kind>` (file, dir, pipe, fifo, tcp-listen, tcp, udp, unix,
-//! socket, memfd, anon, other), `path:<prefix>*` or `path:<exact path>`, and `default`;
-//! actions `error`, `ignore` (keep it: CRIU will try to carry it into the image) and
-//! `close` (the engine points the fd at `/dev/null` before dumping, so its owner's later
-//! reads and writes fail harmlessly instead of hitting a reused fd number; it is not
-//! reopened, even if the checkpoint fails). Example:
+//! Rules come from `CRAC_FD_POLICY`, then from the application ([`set_fd_policy`]);
+//! the first that matches decides. `CRAC_FD_POLICY` is a comma-separated list of
+//! `SELECTOR=ACTION` rules: selectors `kind:<kind>` (file, dir, pipe, fifo, tcp-listen,
+//! tcp, udp, unix, socket, memfd, anon, other), `path:<prefix>*` or `path:<exact path>`,
+//! and `default`; actions `error`, `ignore` (keep it: CRIU will try to carry it into the
+//! image) and `close` (the engine points the fd at `/dev/null` before dumping, so its
+//! owner's later reads and writes fail harmlessly instead of hitting a reused fd
+//! number; it is not reopened, even if the checkpoint fails). Example:
 //! `CRAC_FD_POLICY=path:/var/log/*=close,kind:tcp-listen=ignore`.
+//!
+//! When no rule matches, an fd whose kernel object lives wholly inside the process
+//! (an async runtime's epoll, eventfd and timerfd, its signal socketpair, an in-process
+//! pipe) is carried — CRIU restores those — and anything else is refused. Refusals are
+//! checked again for a short grace: a client dropped just before the checkpoint may
+//! still be closing its socket on another thread.
 
 use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::sys::fd;
 use crate::sys::fd_info::{self, FdKind, OpenFd};
 
+/// How long refused fds are looked at again before the checkpoint is refused.
+const CLOSE_GRACE: Duration = Duration::from_millis(250);
+
+/// What happens to an fd nobody claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+#[non_exhaustive]
+pub enum FdAction {
+    /// Refuse the checkpoint, naming the fd.
     Error,
+    /// Let CRIU carry it into the image.
     Ignore,
+    /// Point it at `/dev/null` before the dump (it is not reopened).
     Close,
 }
 
@@ -29,27 +47,78 @@ enum Action {
 enum Selector {
     Kind(FdKind),
     PathPrefix(String),
-    Path(String),
+    Path(PathBuf),
     Default,
 }
 
-/// The parsed `CRAC_FD_POLICY`.
+/// Rules for the fds nobody claimed, first match wins; set once with [`set_fd_policy`].
+///
+/// ```
+/// use crac::criu::{FdAction, FdKind, FdPolicy};
+///
+/// crac::criu::set_fd_policy(
+///     FdPolicy::new()
+///         .path_prefix("/var/log/", FdAction::Close)
+///         .kind(FdKind::TcpListen, FdAction::Ignore),
+/// );
+/// ```
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Policy {
-    rules: Vec<(Selector, Action)>,
+pub struct FdPolicy {
+    rules: Vec<(Selector, FdAction)>,
 }
 
-impl Policy {
-    pub(crate) fn parse(text: &str) -> Result<Policy, String> {
+static APPLICATION_POLICY: Mutex<Option<FdPolicy>> = Mutex::new(None);
+
+/// Sets the application's rules, consulted after `CRAC_FD_POLICY`'s (so that an
+/// operator can override them without a rebuild).
+pub fn set_fd_policy(policy: FdPolicy) {
+    *APPLICATION_POLICY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner) = Some(policy);
+}
+
+impl FdPolicy {
+    /// No rules: only fds wholly inside the process pass.
+    pub fn new() -> FdPolicy {
+        FdPolicy::default()
+    }
+
+    /// Every fd of this kind.
+    pub fn kind(mut self, kind: FdKind, action: FdAction) -> FdPolicy {
+        self.rules.push((Selector::Kind(kind), action));
+        self
+    }
+
+    /// The file at exactly this path.
+    pub fn path(mut self, path: impl Into<PathBuf>, action: FdAction) -> FdPolicy {
+        self.rules.push((Selector::Path(path.into()), action));
+        self
+    }
+
+    /// Files whose path starts with `prefix`.
+    pub fn path_prefix(mut self, prefix: impl Into<String>, action: FdAction) -> FdPolicy {
+        self.rules
+            .push((Selector::PathPrefix(prefix.into()), action));
+        self
+    }
+
+    /// Every fd no earlier rule matched, in-process ones included.
+    pub fn otherwise(mut self, action: FdAction) -> FdPolicy {
+        self.rules.push((Selector::Default, action));
+        self
+    }
+
+    /// `CRAC_FD_POLICY`'s rules.
+    pub(crate) fn parse(text: &str) -> Result<FdPolicy, String> {
         let mut rules = Vec::new();
         for rule in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             let (selector, action) = rule
                 .rsplit_once('=')
                 .ok_or_else(|| format!("`{rule}`: expected SELECTOR=ACTION"))?;
             let action = match action {
-                "error" => Action::Error,
-                "ignore" => Action::Ignore,
-                "close" => Action::Close,
+                "error" => FdAction::Error,
+                "ignore" => FdAction::Ignore,
+                "close" => FdAction::Close,
                 other => {
                     return Err(format!(
                         "`{rule}`: unknown action `{other}` (error, ignore, close)"
@@ -71,7 +140,7 @@ impl Policy {
             } else if let Some(path) = selector.strip_prefix("path:") {
                 match path.strip_suffix('*') {
                     Some(prefix) => Selector::PathPrefix(prefix.to_string()),
-                    None => Selector::Path(path.to_string()),
+                    None => Selector::Path(path.into()),
                 }
             } else {
                 return Err(format!(
@@ -80,39 +149,67 @@ impl Policy {
             };
             rules.push((selector, action));
         }
-        Ok(Policy { rules })
+        Ok(FdPolicy { rules })
     }
 
-    fn action(&self, fd: &OpenFd) -> Action {
-        let path = fd.path.as_ref().map(|p| p.to_string_lossy());
+    fn rule_for(&self, fd: &OpenFd) -> Option<FdAction> {
+        let path = fd.path.as_deref();
         self.rules
             .iter()
             .find(|(selector, _)| match selector {
                 Selector::Kind(kind) => *kind == fd.kind,
-                Selector::PathPrefix(prefix) => path
-                    .as_ref()
-                    .is_some_and(|p| p.starts_with(prefix.as_str())),
-                Selector::Path(exact) => path.as_deref() == Some(exact.as_str()),
+                Selector::PathPrefix(prefix) => {
+                    path.is_some_and(|p| p.to_string_lossy().starts_with(prefix.as_str()))
+                }
+                Selector::Path(exact) => path == Some(exact.as_path()),
                 Selector::Default => true,
             })
-            .map_or(Action::Error, |(_, action)| *action)
+            .map(|(_, action)| *action)
     }
+}
+
+/// The environment's rules, then the application's, then the built-in default.
+fn action(env: &FdPolicy, application: Option<&FdPolicy>, fd: &OpenFd) -> FdAction {
+    env.rule_for(fd)
+        .or_else(|| application.and_then(|p| p.rule_for(fd)))
+        .unwrap_or(if fd.in_process {
+            FdAction::Ignore
+        } else {
+            FdAction::Error
+        })
 }
 
 /// Applies the policy to every fd except stdio and `claimed`: closes those marked
 /// `close`, and refuses with every `error` one named.
-pub(crate) fn check(policy: &Policy, claimed: &[RawFd]) -> Result<(), Error> {
-    let fds = fd_info::list().map_err(|e| Error::Io("listing /proc/self/fd", e))?;
+pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<(), Error> {
+    let application = APPLICATION_POLICY
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    let judge = |fds: Vec<OpenFd>| {
+        fds.into_iter()
+            .filter(|fd| fd.fd > 2 && !claimed.contains(&fd.fd))
+            .map(|fd| (action(env, application.as_ref(), &fd), fd))
+            .collect::<Vec<_>>()
+    };
+    let list = || fd_info::list().map_err(|e| Error::Io("listing /proc/self/fd", e));
     let mut refused = Vec::new();
-    for fd in fds
-        .into_iter()
-        .filter(|fd| fd.fd > 2 && !claimed.contains(&fd.fd))
-    {
-        match policy.action(&fd) {
-            Action::Error => refused.push(fd),
-            Action::Ignore => {}
-            Action::Close => detach(fd.fd)?,
+    for (action, fd) in judge(list()?) {
+        match action {
+            FdAction::Error => refused.push(fd),
+            FdAction::Ignore => {}
+            FdAction::Close => detach(fd.fd)?,
         }
+    }
+    let grace = Instant::now() + CLOSE_GRACE;
+    while !refused.is_empty() && Instant::now() < grace {
+        std::thread::sleep(Duration::from_millis(10));
+        let still: Vec<OpenFd> = judge(list()?)
+            .into_iter()
+            .filter(|(action, _)| *action == FdAction::Error)
+            .map(|(_, fd)| fd)
+            .collect();
+        refused.retain(|r| still.iter().any(|s| s.fd == r.fd && s.target == r.target));
     }
     if refused.is_empty() {
         Ok(())
@@ -138,39 +235,69 @@ mod tests {
             kind,
             path: path.map(Into::into),
             target: String::new(),
+            in_process: false,
+            inherited: false,
         }
+    }
+
+    fn decide(policy: &FdPolicy, fd: &OpenFd) -> FdAction {
+        action(policy, None, fd)
     }
 
     #[test]
     fn first_matching_rule_wins_and_the_default_is_error() {
         let policy =
-            Policy::parse("path:/var/log/*=close, kind:file=ignore,kind:tcp=error").unwrap();
+            FdPolicy::parse("path:/var/log/*=close, kind:file=ignore,kind:tcp=error").unwrap();
         assert_eq!(
-            policy.action(&fd(FdKind::File, Some("/var/log/app.log"))),
-            Action::Close
+            decide(&policy, &fd(FdKind::File, Some("/var/log/app.log"))),
+            FdAction::Close
         );
         assert_eq!(
-            policy.action(&fd(FdKind::File, Some("/etc/hosts"))),
-            Action::Ignore
+            decide(&policy, &fd(FdKind::File, Some("/etc/hosts"))),
+            FdAction::Ignore
         );
-        assert_eq!(policy.action(&fd(FdKind::Unix, None)), Action::Error);
-        let lenient = Policy::parse("default=ignore").unwrap();
-        assert_eq!(lenient.action(&fd(FdKind::Tcp, None)), Action::Ignore);
+        assert_eq!(decide(&policy, &fd(FdKind::Unix, None)), FdAction::Error);
+        let lenient = FdPolicy::parse("default=ignore").unwrap();
+        assert_eq!(decide(&lenient, &fd(FdKind::Tcp, None)), FdAction::Ignore);
+    }
+
+    #[test]
+    fn in_process_objects_pass_unless_a_rule_says_otherwise() {
+        let epoll = OpenFd {
+            in_process: true,
+            ..fd(FdKind::Anon, None)
+        };
+        assert_eq!(decide(&FdPolicy::new(), &epoll), FdAction::Ignore);
+        let strict = FdPolicy::new().kind(FdKind::Anon, FdAction::Error);
+        assert_eq!(decide(&strict, &epoll), FdAction::Error);
+    }
+
+    #[test]
+    fn the_environment_s_rules_come_before_the_application_s() {
+        let env = FdPolicy::parse("kind:file=error").unwrap();
+        let application = FdPolicy::new()
+            .kind(FdKind::File, FdAction::Ignore)
+            .path("/etc/hosts", FdAction::Close)
+            .kind(FdKind::Tcp, FdAction::Ignore);
+        let file = fd(FdKind::File, Some("/etc/hosts"));
+        assert_eq!(action(&env, Some(&application), &file), FdAction::Error);
+        let tcp = fd(FdKind::Tcp, None);
+        assert_eq!(action(&env, Some(&application), &tcp), FdAction::Ignore);
     }
 
     #[test]
     fn malformed_policies_say_what_is_wrong() {
         assert_eq!(
-            Policy::parse("kind:sock=ignore").unwrap_err(),
+            FdPolicy::parse("kind:sock=ignore").unwrap_err(),
             "`kind:sock=ignore`: unknown kind `sock` (file, dir, pipe, fifo, tcp-listen, tcp, udp, \
              unix, socket, memfd, anon, other)"
         );
         assert_eq!(
-            Policy::parse("path:/tmp=keep").unwrap_err(),
+            FdPolicy::parse("path:/tmp=keep").unwrap_err(),
             "`path:/tmp=keep`: unknown action `keep` (error, ignore, close)"
         );
         assert_eq!(
-            Policy::parse("ignore").unwrap_err(),
+            FdPolicy::parse("ignore").unwrap_err(),
             "`ignore`: expected SELECTOR=ACTION"
         );
     }

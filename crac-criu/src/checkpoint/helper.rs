@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::image::manifest::{ExeStat, Manifest};
 use crate::image::{self, DRAFT, LOG};
-use crate::sys::{criu, process, procfs};
+use crate::sys::{criu, fd_info, process, procfs};
 use crate::wire::signal::{self, Message};
 
 const ENV: &str = "CRAC_DUMP_HELPER";
@@ -86,10 +86,12 @@ pub(crate) fn entry_point() -> *const () {
     &HELPER_ENTRY as *const _ as *const ()
 }
 
-/// Runs before `main` in every program linking crac-criu; does nothing unless this
-/// process was started as a dump helper, or by CRIU as the helper's action script.
+/// Runs before `main` in every program linking crac-criu. In a dump helper (or CRIU's
+/// action script) it does the helper's work and exits; in the application it only
+/// notes the fds the parent passed on, for the open-resource check to name.
 extern "C" fn enter_if_helper() {
     if std::env::var_os(ENV).is_none() {
+        fd_info::record_inherited();
         return;
     }
     let code = match (

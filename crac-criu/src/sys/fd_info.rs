@@ -1,10 +1,16 @@
-//! What an open fd is: its kind and a human description of its target, from
-//! `/proc/self/fd` and the kernel's socket tables (for the open-resource check).
+//! What an open fd is: its kind, a description of its target for messages, whether the
+//! kernel object behind it lives wholly inside this process (so CRIU carries it), and
+//! whether it was inherited from the parent — read from `/proc/self/fd`, `fdinfo`, the
+//! kernel's socket tables and its unix socket diagnostics.
 
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use crate::sys::{procfs, unix_diag};
 
 /// What an open fd is; a policy names kinds as `kind:<name>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,58 +76,159 @@ pub struct OpenFd {
     pub kind: FdKind,
     /// The file path for files, directories and fifos.
     pub path: Option<PathBuf>,
-    /// What the fd refers to, for messages: a path, socket addresses and state, ...
+    /// What the fd refers to, for messages: a path, socket addresses and state, the
+    /// process at the other end, ...
     pub target: String,
+    /// The kernel object and everything connected to it are inside this process (an
+    /// epoll, eventfd, timerfd, signalfd or inotify instance; a socketpair or pipe whose
+    /// every end is ours), so CRIU carries it into the image whole.
+    pub in_process: bool,
+    /// Open under this number, to the same thing, since the process started: inherited
+    /// from the parent process rather than opened by the program.
+    pub inherited: bool,
 }
 
 impl fmt::Display for OpenFd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "fd {} ({}): {}", self.fd, self.kind.name(), self.target)
+        write!(f, "fd {} ({}): {}", self.fd, self.kind.name(), self.target)?;
+        if self.inherited {
+            f.write_str(" — inherited from the parent process")?;
+        }
+        Ok(())
     }
+}
+
+/// Anonymous-inode objects CRIU restores (their targets are inside the image too).
+const CARRIED_ANON: [&str; 5] = [
+    "[eventpoll]",
+    "[eventfd]",
+    "[timerfd]",
+    "[signalfd]",
+    "inotify",
+];
+
+static AT_START: OnceLock<Vec<(RawFd, String)>> = OnceLock::new();
+
+/// Remembers the fds open when the process starts (before `main`): they are the ones
+/// its parent passed on.
+pub(crate) fn record_inherited() {
+    AT_START.get_or_init(|| {
+        procfs::numbered("/proc/self/fd")
+            .into_iter()
+            .filter(|fd| *fd > 2)
+            .filter_map(|fd| Some((fd, link(fd)?)))
+            .collect()
+    });
+}
+
+fn link(fd: RawFd) -> Option<String> {
+    std::fs::read_link(format!("/proc/self/fd/{fd}"))
+        .ok()
+        .map(|l| l.to_string_lossy().into_owned())
 }
 
 /// Every open fd of this process, except the one used to list them.
 pub(crate) fn list() -> std::io::Result<Vec<OpenFd>> {
     std::fs::metadata("/proc/self/fd")?;
-    let sockets = SocketTable::read();
-    Ok(crate::sys::procfs::numbered("/proc/self/fd")
+    let links: Vec<(RawFd, String)> = procfs::numbered("/proc/self/fd")
         .into_iter()
         // the directory handle used to list them is closed by now: its link is gone
-        .filter_map(|fd| describe(fd, &sockets))
+        .filter_map(|fd| Some((fd, link(fd)?)))
+        .collect();
+    let ours = Ours::of(&links);
+    let sockets = SocketTable::read();
+    let at_start = AT_START.get().map_or(&[][..], Vec::as_slice);
+    Ok(links
+        .iter()
+        .map(|(fd, text)| {
+            let mut info = describe(*fd, text, &sockets, &ours);
+            info.inherited = at_start.iter().any(|(f, t)| f == fd && t == text);
+            info
+        })
         .collect())
 }
 
-fn describe(fd: RawFd, sockets: &SocketTable) -> Option<OpenFd> {
-    let link = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
-    let text = link.to_string_lossy().into_owned();
-    let info = |kind, path: Option<PathBuf>, target: String| OpenFd {
+/// What this process holds: its socket inodes, and for each pipe inode whether it holds
+/// a read end and a write end.
+struct Ours {
+    sockets: HashSet<u64>,
+    pipes: HashMap<u64, (bool, bool)>,
+    unix_peers: HashMap<u64, u64>,
+}
+
+impl Ours {
+    fn of(links: &[(RawFd, String)]) -> Ours {
+        let mut ours = Ours {
+            sockets: HashSet::new(),
+            pipes: HashMap::new(),
+            // without diagnostics no socketpair is known to be internal: all are refused
+            unix_peers: unix_diag::peers().unwrap_or_default(),
+        };
+        for (fd, text) in links {
+            if let Some(inode) = bracketed(text, "socket:") {
+                ours.sockets.insert(inode);
+            } else if let Some(inode) = bracketed(text, "pipe:") {
+                let ends = ours.pipes.entry(inode).or_default();
+                match access_mode(*fd) {
+                    Some(libc::O_RDONLY) => ends.0 = true,
+                    Some(libc::O_WRONLY) => ends.1 = true,
+                    _ => *ends = (true, true),
+                }
+            }
+        }
+        ours
+    }
+}
+
+/// `O_RDONLY`, `O_WRONLY` or `O_RDWR`, from `/proc/self/fdinfo`.
+fn access_mode(fd: RawFd) -> Option<i32> {
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:"))?.trim();
+    Some(i32::from_str_radix(flags, 8).ok()? & libc::O_ACCMODE)
+}
+
+fn describe(fd: RawFd, text: &str, sockets: &SocketTable, ours: &Ours) -> OpenFd {
+    let info = |kind, path: Option<PathBuf>, target: String, in_process| OpenFd {
         fd,
         kind,
         path,
         target,
+        in_process,
+        inherited: false,
     };
-    if let Some(inode) = bracketed(&text, "socket:") {
-        let (kind, target) = sockets.describe(inode);
-        return Some(info(kind, None, target));
+    if let Some(inode) = bracketed(text, "socket:") {
+        let (kind, target, in_process) = sockets.describe(inode, ours);
+        return info(kind, None, target, in_process);
     }
-    if bracketed(&text, "pipe:").is_some() {
-        return Some(info(FdKind::Pipe, None, text));
+    if let Some(inode) = bracketed(text, "pipe:") {
+        let both_ends = ours.pipes.get(&inode) == Some(&(true, true));
+        let target = if both_ends {
+            format!("{text}, both ends in this process")
+        } else {
+            format!("{text}, its other end outside this process")
+        };
+        return info(FdKind::Pipe, None, target, both_ends);
     }
     if let Some(rest) = text.strip_prefix("anon_inode:") {
-        return Some(info(FdKind::Anon, None, rest.to_string()));
+        return info(
+            FdKind::Anon,
+            None,
+            rest.to_string(),
+            CARRIED_ANON.contains(&rest),
+        );
     }
     if text.starts_with("/memfd:") {
-        return Some(info(FdKind::Memfd, None, text));
+        return info(FdKind::Memfd, None, text.to_string(), false);
     }
     if !text.starts_with('/') {
-        return Some(info(FdKind::Other, None, text));
+        return info(FdKind::Other, None, text.to_string(), false);
     }
-    let kind = match std::fs::metadata(&link) {
+    let kind = match std::fs::metadata(text) {
         Ok(m) if m.is_dir() => FdKind::Directory,
         Ok(m) if std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()) => FdKind::Fifo,
         _ => FdKind::File,
     };
-    Some(info(kind, Some(link), text))
+    info(kind, Some(PathBuf::from(text)), text.to_string(), false)
 }
 
 fn bracketed(text: &str, prefix: &str) -> Option<u64> {
@@ -132,19 +239,52 @@ fn bracketed(text: &str, prefix: &str) -> Option<u64> {
         .ok()
 }
 
-/// The kernel's socket tables, keyed by inode.
+/// The process holding socket `inode`, as `process PID (name)`: found by scanning every
+/// process's fds, which only a checkpoint that is about to be refused pays for.
+fn holder(inode: u64) -> Option<String> {
+    let wanted = format!("socket:[{inode}]");
+    for pid in procfs::numbered("/proc") {
+        for fd in procfs::numbered(&format!("/proc/{pid}/fd")) {
+            let held = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"));
+            if held.is_ok_and(|l| l.as_os_str() == wanted.as_str()) {
+                let name = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+                return Some(format!("process {pid} ({})", name.trim()));
+            }
+        }
+    }
+    None
+}
+
+/// A TCP or UDP socket of the kernel's tables.
+struct InetSocket {
+    inode: u64,
+    kind: FdKind,
+    local: SocketAddr,
+    remote: SocketAddr,
+    state: &'static str,
+}
+
+/// A unix socket of the kernel's table.
+struct UnixSocket {
+    inode: u64,
+    description: String,
+    connected: bool,
+}
+
+/// The kernel's socket tables.
 struct SocketTable {
-    entries: Vec<(u64, FdKind, String)>,
+    inet: Vec<InetSocket>,
+    unix: Vec<UnixSocket>,
 }
 
 impl SocketTable {
     fn read() -> SocketTable {
-        let mut entries = Vec::new();
-        for (file, proto) in [
-            ("tcp", "TCP"),
-            ("tcp6", "TCP"),
-            ("udp", "UDP"),
-            ("udp6", "UDP"),
+        let mut inet = Vec::new();
+        for (file, udp) in [
+            ("tcp", false),
+            ("tcp6", false),
+            ("udp", true),
+            ("udp6", true),
         ] {
             let Ok(text) = std::fs::read_to_string(format!("/proc/self/net/{file}")) else {
                 continue;
@@ -162,19 +302,21 @@ impl SocketTable {
                     continue;
                 };
                 let state = tcp_state(state);
-                let kind = match (proto, state) {
-                    ("UDP", _) => FdKind::Udp,
+                let kind = match (udp, state) {
+                    (true, _) => FdKind::Udp,
                     (_, "LISTEN") => FdKind::TcpListen,
                     _ => FdKind::Tcp,
                 };
-                let target = match kind {
-                    FdKind::TcpListen => format!("TCP listening on {local}"),
-                    FdKind::Udp => format!("UDP socket bound to {local}"),
-                    _ => format!("TCP {local} -> {remote} ({state})"),
-                };
-                entries.push((inode, kind, target));
+                inet.push(InetSocket {
+                    inode,
+                    kind,
+                    local,
+                    remote,
+                    state,
+                });
             }
         }
+        let mut unix = Vec::new();
         if let Ok(text) = std::fs::read_to_string("/proc/self/net/unix") {
             for line in text.lines().skip(1) {
                 let cols: Vec<&str> = line.split_whitespace().collect();
@@ -186,33 +328,73 @@ impl SocketTable {
                     Some(&"0005") => "seqpacket",
                     _ => "stream",
                 };
-                let state = if cols.get(5) == Some(&"03") {
-                    "connected"
-                } else {
-                    "unconnected"
-                };
-                let path = cols
-                    .get(7)
-                    .map_or("(unnamed)".to_string(), |p| p.to_string());
-                entries.push((
+                let connected = cols.get(5) == Some(&"03");
+                let path = cols.get(7).map_or("(unnamed)", |p| p);
+                unix.push(UnixSocket {
                     inode,
-                    FdKind::Unix,
-                    format!("unix {kind} socket {path}, {state}"),
-                ));
+                    description: format!("unix {kind} socket {path}"),
+                    connected,
+                });
             }
         }
-        SocketTable { entries }
+        SocketTable { inet, unix }
     }
 
-    fn describe(&self, inode: u64) -> (FdKind, String) {
-        self.entries
-            .iter()
-            .find(|(i, _, _)| *i == inode)
-            .map(|(_, kind, target)| (*kind, target.clone()))
-            .unwrap_or((
-                FdKind::Socket,
-                format!("socket inode {inode} (netlink, packet or other family)"),
-            ))
+    /// Kind, description and whether CRIU carries it whole.
+    fn describe(&self, inode: u64, ours: &Ours) -> (FdKind, String, bool) {
+        if let Some(s) = self.inet.iter().find(|s| s.inode == inode) {
+            return match s.kind {
+                FdKind::TcpListen => (s.kind, format!("TCP listening on {}", s.local), false),
+                FdKind::Udp => (s.kind, format!("UDP socket bound to {}", s.local), false),
+                _ => {
+                    let peer = self
+                        .inet
+                        .iter()
+                        .find(|p| {
+                            p.kind == FdKind::Tcp && p.local == s.remote && p.remote == s.local
+                        })
+                        .map(|p| {
+                            if p.inode == 0 {
+                                // queued on a listener, not yet held by any fd
+                                "not yet accepted".to_string()
+                            } else if ours.sockets.contains(&p.inode) {
+                                "this process".to_string()
+                            } else {
+                                holder(p.inode).unwrap_or_else(|| "another process".into())
+                            }
+                        });
+                    let mut target = format!("TCP {} -> {} ({})", s.local, s.remote, s.state);
+                    if let Some(peer) = peer {
+                        target.push_str(&format!(", peer: {peer}"));
+                    }
+                    (s.kind, target, false)
+                }
+            };
+        }
+        if let Some(s) = self.unix.iter().find(|s| s.inode == inode) {
+            let peer = ours.unix_peers.get(&inode);
+            let internal = peer.is_some_and(|p| ours.sockets.contains(p));
+            let target = match (s.connected || peer.is_some(), peer) {
+                (_, Some(_)) if internal => {
+                    format!("{}, connected within this process", s.description)
+                }
+                (_, Some(p)) => format!(
+                    "{}, connected to {}",
+                    s.description,
+                    holder(*p).unwrap_or_else(|| {
+                        "a socket outside this process (not yet accepted, or in another PID namespace)".into()
+                    })
+                ),
+                (true, None) => format!("{}, connected", s.description),
+                (false, None) => format!("{}, unconnected", s.description),
+            };
+            return (FdKind::Unix, target, internal);
+        }
+        (
+            FdKind::Socket,
+            format!("socket inode {inode} (netlink, packet or other family)"),
+            false,
+        )
     }
 }
 
@@ -295,10 +477,34 @@ mod tests {
         assert_eq!(
             conn.target,
             format!(
-                "TCP {} -> {} (ESTABLISHED)",
+                "TCP {} -> {} (ESTABLISHED), peer: not yet accepted",
                 client.local_addr().unwrap(),
                 server.local_addr().unwrap()
             )
+        );
+    }
+
+    #[test]
+    fn objects_wholly_inside_the_process_are_told_from_connections_out_of_it() {
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (reader, writer) = std::io::pipe().unwrap();
+        let fds = list().unwrap();
+        let find = |fd: RawFd| fds.iter().find(|f| f.fd == fd).unwrap();
+        use std::os::fd::AsRawFd;
+        let pair = find(a.as_raw_fd());
+        assert!(pair.in_process, "{pair}");
+        assert!(
+            pair.target.ends_with("connected within this process"),
+            "{pair}"
+        );
+        assert!(find(reader.as_raw_fd()).in_process);
+        drop(writer);
+        let fds = list().unwrap();
+        let half = fds.iter().find(|f| f.fd == reader.as_raw_fd()).unwrap();
+        assert!(!half.in_process, "{half}");
+        assert!(
+            half.target.ends_with("its other end outside this process"),
+            "{half}"
         );
     }
 }

@@ -11,3 +11,4 @@ pub(crate) mod fs;
 pub(crate) mod process;
 pub(crate) mod procfs;
 pub(crate) mod signal;
+pub(crate) mod unix_diag;
