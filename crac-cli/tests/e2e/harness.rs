@@ -262,6 +262,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "periodic ",
                 "crashing",
                 "tokio ",
+                "clock ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

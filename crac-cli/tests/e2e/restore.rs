@@ -20,6 +20,7 @@ tests![
     a_restore_passes_new_arguments_and_environment_before_the_hooks_run,
     one_image_restores_eight_times_at_once_and_every_copy_is_unique,
     a_restore_says_which_process_holds_the_pid,
+    time_in_the_image_passes_for_the_wall_clock_only,
 ];
 
 fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_stdout() {
@@ -313,4 +314,34 @@ fn a_restore_says_which_process_holds_the_pid() {
         "{stderr}"
     );
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(7));
+}
+
+/// What the README's rule on time says: `Instant` (CLOCK_MONOTONIC, and so tokio's
+/// timers) does not count the time the image slept, `SystemTime` does, and
+/// `Restore::checkpointed_for` is that wall-clock gap.
+fn time_in_the_image_passes_for_the_wall_clock_only() {
+    let (_, image) = setup("clock");
+    let first = Run::new("clock", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let out = restore(&image);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let line = lines(&stdout)
+        .into_iter()
+        .find(|l| l.starts_with("clock "))
+        .unwrap();
+    let field = |name: &str| -> u64 {
+        let words: Vec<&str> = line.split(' ').collect();
+        let at = words.iter().position(|w| *w == name).unwrap();
+        words[at + 1].parse().unwrap()
+    };
+    assert!(line.starts_with("clock Restored "), "{line}");
+    assert!(
+        field("monotonic") < 1000,
+        "the image's sleep is not monotonic time: {line}"
+    );
+    assert!(field("wall") >= 2000, "the wall clock counts it: {line}");
+    assert!(field("checkpointed_for") >= 2000, "{line}");
+    assert!(field("checkpointed_for") <= field("wall"), "{line}");
 }

@@ -108,6 +108,18 @@ pub(crate) fn run(scenario: &str) -> ! {
         index.checksum()
     ));
 
+    if scenario == "clock" {
+        let (monotonic, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+        let restore = crac::checkpoint_restore().unwrap();
+        say(&format!(
+            "clock {:?} monotonic {} wall {} checkpointed_for {}",
+            restore.outcome(),
+            monotonic.elapsed().as_millis(),
+            wall.elapsed().unwrap().as_millis(),
+            restore.checkpointed_for.unwrap().as_millis()
+        ));
+        std::process::exit(7);
+    }
     if let Some(flavor) = scenario.strip_prefix("tokio-") {
         tokio_service(flavor, &index);
     }
