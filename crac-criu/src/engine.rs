@@ -5,6 +5,7 @@ use crac_core::engine::{Engine, EngineOutcome, Request};
 
 use crate::checkpoint::config::Config;
 use crate::checkpoint::{ready, self_dump};
+use crate::error::NotCheckpointable;
 use crate::image;
 
 /// The engine: selected by `CRAC_ENGINE=criu`, and the default where it is compiled in.
@@ -17,6 +18,9 @@ impl Engine for Criu {
     }
 
     fn probe(&self) -> Result<(), BoxError> {
+        if ready::direct_under_crac_run() {
+            return Err(NotCheckpointable::UnderCracRun.into());
+        }
         let config = Config::from_env()?;
         self_dump::check_startable()?;
         image::check_target(&config.image_dir)?;

@@ -116,6 +116,15 @@ pub enum NotCheckpointable {
          `crac __init` or another init"
     )]
     Pid1,
+    /// The process runs under `crac run`, which takes its images itself.
+    #[error(
+        "this process runs under `crac run`, which takes its images itself (at crac::ready(), \
+         on `crac checkpoint PID`, or periodically at crac::at_consistent_point()); a direct \
+         checkpoint_restore() would replace that image and stop the service: call \
+         crac::ready() instead (it does nothing outside `crac run`), or start the program \
+         without `crac run`"
+    )]
+    UnderCracRun,
     /// A process-group leader cannot become the session leader CRIU needs.
     #[error(
         "the process leads a process group (as shells start jobs) and so cannot become a session \

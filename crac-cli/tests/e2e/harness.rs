@@ -263,6 +263,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "crashing",
                 "tokio ",
                 "clock ",
+                "direct ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

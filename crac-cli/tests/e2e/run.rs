@@ -13,6 +13,7 @@ tests![
     an_app_that_exits_by_itself_is_not_restored_whatever_its_exit_code,
     crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready,
     a_launcher_works_from_a_shell_with_stray_inherited_fds,
+    a_direct_checkpoint_under_crac_run_is_refused_and_the_image_kept,
 ];
 
 fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run() {
@@ -197,5 +198,30 @@ fn a_launcher_works_from_a_shell_with_stray_inherited_fds() {
     assert!(
         stdout.contains(&format!("ready Some(Restored) checksum {checksum}\n")),
         "{stdout}"
+    );
+}
+
+/// The double-checkpoint trap: a program that calls `ready()` and then, because
+/// `CRAC_CHECKPOINT_TO` is set, `checkpoint_restore()` would replace `crac run`'s image
+/// and stop the service; the second call is refused with the reason instead.
+fn a_direct_checkpoint_under_crac_run_is_refused_and_the_image_kept() {
+    let (_, image) = setup("run-direct");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_run(&exe, &image, "ready-then-direct", &[]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let line = lines(&stdout)
+        .into_iter()
+        .find(|l| l.starts_with("direct "))
+        .unwrap();
+    assert!(
+        line.starts_with("direct after ready Some(Restored): Err(")
+            && line.contains("this process runs under `crac run`, which takes its images itself"),
+        "{line}"
+    );
+    let again = crac_run(&exe, &image, "ready-then-direct", &[]);
+    assert!(
+        text(&again.stdout).contains("direct after ready Some(Restored)"),
+        "the image taken at ready() is still the one restored: {again:?}"
     );
 }

@@ -108,6 +108,13 @@ pub(crate) fn run(scenario: &str) -> ! {
         index.checksum()
     ));
 
+    if scenario == "ready-then-direct" {
+        // the README's direct pattern in a program that also calls ready()
+        let first = crac::ready().unwrap().map(|r| r.outcome());
+        let second = crac::checkpoint_restore().map(|r| r.outcome());
+        say(&format!("direct after ready {first:?}: {second:?}"));
+        std::process::exit(7);
+    }
     if scenario == "clock" {
         let (monotonic, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
         let restore = crac::checkpoint_restore().unwrap();

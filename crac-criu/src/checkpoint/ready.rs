@@ -7,13 +7,17 @@
 //! is consistent (Kafka Streams' commit): with `CRAC_CHECKPOINT_INTERVAL=SECS` it takes
 //! a left-running checkpoint when that much time has passed since the last one, so that
 //! after a crash `crac run` restarts from the last consistent image instead of cold.
+//!
+//! Under `crac run` these points (and `crac checkpoint` requests) are the only way to a
+//! checkpoint: a direct `checkpoint_restore()` is refused, since it would replace the
+//! image `crac run` restores and stop the service.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crac_core::{Error, Restore};
 
-use crate::wire::env::{INTERVAL, ON_READY};
+use crate::wire::env::{INTERVAL, MANAGED, ON_READY};
 
 static READY_DONE: AtomicBool = AtomicBool::new(false);
 /// Unix seconds when the next periodic checkpoint is due; 0 until first read, MAX: never.
@@ -23,6 +27,23 @@ thread_local! {
     /// thread, so it leaves the process running for this checkpoint only, whatever other
     /// threads ask for meanwhile.
     static LEAVE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Set while this thread checkpoints at one of `crac run`'s points.
+    static AT_A_POINT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether a checkpoint on this thread would collide with `crac run`'s own: the process
+/// runs under `crac run` and the checkpoint was not asked for at one of its points.
+pub(crate) fn direct_under_crac_run() -> bool {
+    std::env::var_os(MANAGED).is_some() && !AT_A_POINT.get()
+}
+
+/// Runs the protocol as `crac run` intends it (from `ready`, `at_consistent_point` or a
+/// request).
+pub(crate) fn checkpoint_at_a_point() -> Result<Restore, Error> {
+    AT_A_POINT.set(true);
+    let outcome = crac_core::checkpoint_restore();
+    AT_A_POINT.set(false);
+    outcome
 }
 
 /// Whether the checkpoint this thread is taking must leave the process running.
@@ -38,7 +59,7 @@ pub fn ready() -> Result<Option<Restore>, Error> {
     {
         return Ok(None);
     }
-    crac_core::checkpoint_restore().map(Some)
+    checkpoint_at_a_point().map(Some)
 }
 
 /// The application's state is consistent here. Takes a left-running checkpoint when
@@ -63,7 +84,7 @@ pub fn at_consistent_point() -> Result<Option<Restore>, Error> {
     };
     DUE.store(now + every, Ordering::Relaxed);
     LEAVE_RUNNING.set(true);
-    let outcome = crac_core::checkpoint_restore();
+    let outcome = checkpoint_at_a_point();
     LEAVE_RUNNING.set(false);
     outcome.map(Some)
 }

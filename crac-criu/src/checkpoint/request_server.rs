@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 
 use crac_core::Error as CoreError;
 
+use crate::checkpoint::ready;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 
@@ -39,7 +40,7 @@ fn serve() {
         if request.message != Message::Go {
             continue;
         }
-        let (outcome, text) = match crac_core::checkpoint_restore() {
+        let (outcome, text) = match ready::checkpoint_at_a_point() {
             Ok(restore) if restore.is_restored() => continue, // a new life: nobody is waiting
             Err(CoreError::RestoreFailed { restore, .. }) if restore.is_restored() => continue,
             Ok(_) => (answer::LEFT_RUNNING, String::new()),

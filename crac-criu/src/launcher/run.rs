@@ -19,7 +19,7 @@ use crate::launcher::request_client::{self, ANSWER_DEADLINE};
 use crate::launcher::restore::{RestoreOptions, restore};
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{fd, process, procfs};
-use crate::wire::env::{INTERVAL, ON_READY};
+use crate::wire::env::{INTERVAL, MANAGED, ON_READY};
 use crate::wire::restore_args::RestoreArgs;
 
 /// When the first run takes its image.
@@ -148,6 +148,7 @@ fn first_run(
 ) -> Result<Ended, Error> {
     let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
     cmd.env("CRAC_CHECKPOINT_TO", image)
+        .env(MANAGED, "1")
         .env("CRAC_ENGINE", "criu")
         .env_remove("CRAC_LEAVE_RUNNING")
         .envs(options.env.iter().map(|(k, v)| (k, v)));

@@ -4,6 +4,9 @@
 pub(crate) const ON_READY: &str = "CRAC_CHECKPOINT_ON_READY";
 /// Seconds between checkpoints taken at consistent points.
 pub(crate) const INTERVAL: &str = "CRAC_CHECKPOINT_INTERVAL";
+/// Set for an application `crac run` started (and so in every copy restored from its
+/// images): `crac run` takes its images, a direct `checkpoint_restore()` is refused.
+pub(crate) const MANAGED: &str = "CRAC_RUN";
 /// `private`: the process runs as PID 2 of its own namespace, under `crac __init`.
 pub(crate) const PID_NAMESPACE: &str = "CRAC_PID_NAMESPACE";
 
