@@ -14,12 +14,15 @@ step "build"
 cargo build --workspace --all-targets --locked
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
 cargo test --workspace --locked
+step "tests with the tokio feature (async hooks on the application's runtime)"
+cargo test --locked --features tokio --test async_hooks --test async_hooks_without_a_runtime
+cargo test --locked --features tokio --doc -p crac
 step "tests without the criu engine (the no-engine facade)"
 cargo test --locked --no-default-features --test no_engine
 step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "docs (every public item documented, every link resolves)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked
 step "format"
 cargo fmt --all -- --check
 step "all checks passed"

@@ -66,6 +66,71 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
 }
 pub use crac_derive::{Checkpointable, before_checkpoint, on_restore};
 
+/// Checkpoints started from async code (feature `tokio`): the protocol runs on a thread
+/// of its own while the application's runtime keeps running its tasks, and async hooks
+/// (`async fn` in `#[derive(Checkpointable)]` and the hook attributes) run on that
+/// runtime. Works on current-thread and multi-thread runtimes, from `main` or a task.
+///
+/// ```
+/// use crac::{BoxError, Checkpoint, Checkpointable, Restore};
+///
+/// #[derive(Checkpointable)]
+/// #[crac(before_checkpoint = Self::drain, after_restore = Self::reconnect)]
+/// struct Client;
+///
+/// impl Client {
+///     async fn drain(&self, _: &Checkpoint) -> Result<(), BoxError> {
+///         tokio::task::yield_now().await; // flush, close, await the close
+///         Ok(())
+///     }
+///     async fn reconnect(&self, _: &Restore) {}
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), crac::Error> {
+/// let client = std::sync::Arc::new(Client);
+/// crac::register(&client);
+/// crac::use_engine("simulate")?;
+/// let restore = crac::tokio::checkpoint_restore().await?;
+/// assert!(restore.is_restored());
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+pub mod tokio {
+    use crate::{Error, Restore};
+    use crac_core::tokio::{off_runtime, remember_runtime};
+
+    /// [`crate::checkpoint_restore`], awaited: run off the runtime's threads.
+    pub async fn checkpoint_restore() -> Result<Restore, Error> {
+        off_runtime(crate::checkpoint_restore).await
+    }
+
+    /// [`crate::ready`], awaited: run off the runtime's threads.
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub async fn ready() -> Result<Option<Restore>, Error> {
+        off_runtime(crac_criu::ready).await
+    }
+
+    /// [`crate::at_consistent_point`], awaited: costs an atomic load and a clock read
+    /// unless a periodic checkpoint is due, which then runs off the runtime's threads.
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub async fn at_consistent_point() -> Result<Option<Restore>, Error> {
+        if !crac_criu::consistent_point_due() {
+            return Ok(None);
+        }
+        off_runtime(crac_criu::at_consistent_point).await
+    }
+
+    /// [`crate::checkpoint_on_request`], called on the runtime: requested checkpoints
+    /// run their async hooks on it.
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub fn checkpoint_on_request() -> std::io::Result<()> {
+        remember_runtime();
+        crac_criu::checkpoint_on_request()
+    }
+}
+
 #[doc(hidden)]
 pub use crac_core::__private;
 

@@ -45,7 +45,8 @@ pub(crate) fn all() -> &'static [&'static StaticHook] {
 /// What a hook function may return: `()` or `Result<(), E>` with `E: Into<BoxError>`.
 #[diagnostic::on_unimplemented(
     message = "a crac hook must return `()` or `Result<(), E>` where `E: Into<crac::BoxError>`, not `{Self}`",
-    label = "unsupported return type"
+    label = "unsupported return type",
+    note = "an `async fn` hook (returning `impl Future`) needs crac's `tokio` feature: `crac = {{ version = \"0.1\", features = [\"tokio\"] }}`"
 )]
 #[doc(hidden)]
 pub trait HookResult {
@@ -62,5 +63,50 @@ impl HookResult for () {
 impl<E: Into<BoxError>> HookResult for Result<(), E> {
     fn into_hook_result(self) -> Result<(), BoxError> {
         self.map_err(Into::into)
+    }
+}
+
+/// Without the `tokio` feature an async hook cannot run: this bound says so.
+#[cfg(not(feature = "tokio"))]
+#[doc(hidden)]
+pub fn block_on_hook<F>(_: F) -> Result<(), BoxError>
+where
+    F: std::future::Future + AsyncHooksNeedTokio,
+{
+    unreachable!("AsyncHooksNeedTokio has no implementation")
+}
+
+/// Implemented by nothing: the bound of `block_on_hook` without the `tokio` feature.
+#[cfg(not(feature = "tokio"))]
+#[diagnostic::on_unimplemented(
+    message = "async crac hooks need crac's `tokio` feature",
+    label = "this hook is `async`",
+    note = "enable it: `crac = {{ version = \"0.1\", features = [\"tokio\"] }}`; async hooks then run on the application's tokio runtime"
+)]
+#[doc(hidden)]
+pub trait AsyncHooksNeedTokio {}
+
+/// A `before_checkpoint`/`after_restore` method named in `#[crac(...)]` (or a `with`
+/// module's function): `fn(&S, &E)`, or with the `tokio` feature an `async fn`,
+/// returning `()` or `Result<(), E>`. `Marker` only tells the two apart.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be this crac hook",
+    label = "expected `fn(&{S}, &{E})`, or an `async fn` of that signature (crac feature `tokio`), returning `()` or `Result<(), E>`",
+    note = "a crac hook returns `()` or `Result<(), E>` where `E: Into<crac::BoxError>`"
+)]
+#[doc(hidden)]
+pub trait MethodHook<S: ?Sized, E, Marker> {
+    /// Calls the hook and converts its result.
+    fn call_hook(&self, owner: &S, event: &E) -> Result<(), BoxError>;
+}
+
+/// `Marker` of synchronous hook methods.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SyncHook<R>(std::marker::PhantomData<R>);
+
+impl<S: ?Sized, E, R: HookResult, F: Fn(&S, &E) -> R> MethodHook<S, E, SyncHook<R>> for F {
+    fn call_hook(&self, owner: &S, event: &E) -> Result<(), BoxError> {
+        self(owner, event).into_hook_result()
     }
 }

@@ -19,6 +19,8 @@ mod protocol;
 mod registry;
 mod resource;
 mod simulate;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 
 #[cfg(unix)]
 pub use claims::{FdClaim, claim_fd, claimed_fds};
@@ -38,8 +40,12 @@ pub use simulate::Simulate;
 pub mod __private {
     pub use crate::error::Phase;
     pub use crate::field::{Delegate, Reseed, Secret, Steps};
-    pub use crate::hooks::{HookFn, HookResult, StaticHook};
+    #[cfg(not(feature = "tokio"))]
+    pub use crate::hooks::block_on_hook;
+    pub use crate::hooks::{HookFn, HookResult, MethodHook, StaticHook};
     pub use crate::ordering::{Ranked, rank_after};
+    #[cfg(feature = "tokio")]
+    pub use crate::tokio::block_on_hook;
     pub use inventory;
     pub use std::borrow::Cow;
     pub use std::result::Result;

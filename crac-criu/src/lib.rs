@@ -30,7 +30,7 @@ mod sys;
 mod wire;
 
 pub use checkpoint::fd_check::{FdAction, FdPolicy, set_fd_policy};
-pub use checkpoint::ready::{at_consistent_point, ready};
+pub use checkpoint::ready::{at_consistent_point, consistent_point_due, ready};
 pub use checkpoint::request_server::checkpoint_on_request;
 pub use engine::Criu;
 pub use error::{Error, HelperFailure, NotCheckpointable, RequestFailure};

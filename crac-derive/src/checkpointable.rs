@@ -256,13 +256,16 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
     // binding, which would then be a pattern.
     let event = Ident::new("__crac_event", Span::mixed_site());
     let steps = Ident::new("__crac_steps", Span::mixed_site());
+    // Through `MethodHook`, which takes `fn(&Self, &Event)` and, with crac's `tokio`
+    // feature, `async fn`: a wrong signature or return type is reported at the path.
     let own = |path: &Option<Path>, event_ty: &str| {
         path.as_ref().map(|path| {
             let at = span_range(path);
             let event_ty = Ident::new(event_ty, at.0);
-            let check = call::coerce(path, quote!(&Self, &::crac::#event_ty), quote!(_), at);
-            let convert = call::into_hook_result(call::call(quote!(self, #event), at), at.0);
-            (String::new(), quote!({ #check #convert }))
+            let call = quote_spanned! {at.0=>
+                ::crac::__private::MethodHook::<Self, ::crac::#event_ty, _>::call_hook(&#path, self, #event)
+            };
+            (String::new(), call)
         })
     };
     let field_steps: Vec<_> = model
@@ -351,18 +354,21 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
             ),
         ),
         Role::With(module) => {
-            // A direct call, so that `&self.field` may deref-coerce to the parameter
-            // type. The event is re-bound at the module path so that a wrong parameter
-            // type is reported there (a multi-segment path cannot resolve to the local).
+            // `module::function(&field, event)` through `MethodHook`, like the type's own
+            // hooks: sync or (feature `tokio`) async, errors reported at the module path.
             let (first, last) = span_range(module);
-            let local = Ident::new("__crac_event", last);
-            let step = |function: &str| {
+            let step = |function: &str, event_ty: &str| {
                 let function = Ident::new(function, last);
-                let call = quote_spanned!(first=> #module::#function(&self.#member, #local));
-                let convert = call::into_hook_result(call, first);
-                quote!({ let #local = #event; #convert })
+                let event_ty = Ident::new(event_ty, first);
+                quote_spanned! {first=>
+                    ::crac::__private::MethodHook::<_, ::crac::#event_ty, _>::call_hook(
+                        &#module::#function, &self.#member, #event)
+                }
             };
-            (Some(step("before_checkpoint")), Some(step("after_restore")))
+            (
+                Some(step("before_checkpoint", "Checkpoint")),
+                Some(step("after_restore", "Restore")),
+            )
         }
         Role::Reseed => (
             None,

@@ -115,7 +115,10 @@ pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> To
             Some(name) => quote!(#name),
             None => path.clone(),
         };
-        let run = run_closure(fname, arg, &sig.output, kind);
+        let run = match &sig.asyncness {
+            Some(token) => async_run_closure(fname, arg, token.span),
+            None => run_closure(fname, arg, &sig.output, kind),
+        };
         // Spanned at the function's name: a cycle error then reads "RANK of <impl at
         // (the name)>" for each function of the cycle.
         let ranked = quote_spanned! {fname.span()=>
@@ -185,6 +188,19 @@ fn run_closure(
     }
 }
 
+/// The closure stored in `HookFn` for an `async fn`: runs the future to completion on
+/// the application's runtime (crac feature `tokio`; without it the error is reported at
+/// `async`). Its argument type is checked at the call, against the event.
+fn async_run_closure(fname: &Ident, arg: Option<&Type>, at: Span) -> TokenStream {
+    let event = Ident::new("__crac_event", Span::mixed_site());
+    let (param, args) = match arg {
+        None => (quote!(_), TokenStream::new()),
+        Some(_) => (quote!(#event), quote!(#event)),
+    };
+    let run = quote_spanned!(at=> ::crac::__private::block_on_hook(#fname(#args)));
+    quote!(|#param| #run)
+}
+
 fn options(args: TokenStream, errors: &mut Errors) -> (Option<LitStr>, Vec<Type>) {
     let (mut name, mut deps) = (None, None);
     for opt in attr::parse_args(args, errors) {
@@ -207,15 +223,6 @@ fn check_signature<'a>(
     let attr = kind.attr();
     if let Some(token) = &sig.constness {
         errors.spanned(token, format!("{attr} functions cannot be `const`"));
-    }
-    if let Some(token) = &sig.asyncness {
-        errors.spanned(
-            token,
-            format!(
-                "{attr} functions cannot be `async`: hooks run synchronously while the process \
-                 is checkpointed; block on the asynchronous work inside the function"
-            ),
-        );
     }
     if let Safety::Unsafe(token) = &sig.safety {
         errors.spanned(

@@ -66,18 +66,10 @@ pub fn ready() -> Result<Option<Restore>, Error> {
 /// `CRAC_CHECKPOINT_INTERVAL` seconds have passed since the last one (costs an atomic
 /// load and a clock read otherwise); returns its outcome, or `Ok(None)`.
 pub fn at_consistent_point() -> Result<Option<Restore>, Error> {
-    let now = unix_secs();
-    let due = match DUE.load(Ordering::Relaxed) {
-        0 => {
-            let first = interval().map_or(u64::MAX, |every| now + every);
-            DUE.store(first, Ordering::Relaxed);
-            first
-        }
-        due => due,
-    };
-    if now < due {
+    if !consistent_point_due() {
         return Ok(None);
     }
+    let now = unix_secs();
     let Some(every) = interval() else {
         DUE.store(u64::MAX, Ordering::Relaxed);
         return Ok(None);
@@ -87,6 +79,22 @@ pub fn at_consistent_point() -> Result<Option<Restore>, Error> {
     let outcome = checkpoint_at_a_point();
     LEAVE_RUNNING.set(false);
     outcome.map(Some)
+}
+
+/// Whether [`at_consistent_point`] would checkpoint now: for callers that must prepare
+/// (the async variant moves off the runtime first).
+#[doc(hidden)]
+pub fn consistent_point_due() -> bool {
+    let now = unix_secs();
+    let due = match DUE.load(Ordering::Relaxed) {
+        0 => {
+            let first = interval().map_or(u64::MAX, |every| now + every);
+            DUE.store(first, Ordering::Relaxed);
+            first
+        }
+        due => due,
+    };
+    now >= due
 }
 
 /// A restored copy reads its interval again: the restorer may have given a new one.
