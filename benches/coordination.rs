@@ -45,3 +45,10 @@ fn register(bencher: divan::Bencher) {
             r
         });
 }
+
+/// One operation through an open `Gate`: enter, then leave (the quiesce point's hot path).
+#[divan::bench]
+fn gate_pass(bencher: divan::Bencher) {
+    let gate = crac::Gate::new("bench");
+    bencher.bench(|| drop(divan::black_box(&gate).enter()));
+}
