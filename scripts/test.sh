@@ -16,6 +16,7 @@ step "tests (unit, integration, compile-fail snapshots, doc tests)"
 cargo test --workspace --locked
 step "tests with the tokio feature (async hooks on the application's runtime)"
 cargo test --locked --features tokio --test async_hooks --test async_hooks_without_a_runtime
+cargo test --locked --features axum --test listener
 cargo test --locked --features tokio --doc -p crac
 step "tests without the criu engine (the no-engine facade)"
 cargo test --locked --no-default-features --test no_engine

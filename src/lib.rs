@@ -101,6 +101,8 @@ pub mod tokio {
     use crate::{Error, Restore};
     use crac_core::tokio::{off_runtime, remember_runtime};
 
+    pub use crac_core::tokio::{Connection, Listener};
+
     /// [`crate::checkpoint_restore`], awaited: run off the runtime's threads.
     pub async fn checkpoint_restore() -> Result<Restore, Error> {
         off_runtime(crate::checkpoint_restore).await

@@ -8,6 +8,13 @@
 //! thread of its own, remembered as the place where async hooks may block on the
 //! application's runtime, while that runtime keeps running every other task: a hook
 //! that waits for the server task to drain gets it drained.
+//!
+//! [`Listener`] is a TCP listener built on this: it drains and closes before a
+//! checkpoint and binds again after the restore.
+
+mod listener;
+
+pub use listener::{Connection, Listener};
 
 use std::cell::RefCell;
 use std::future::Future;

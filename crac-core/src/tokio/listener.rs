@@ -1,0 +1,308 @@
+//! [`Listener`]: a tokio TCP listener that takes part in checkpoints. Before the image
+//! is taken it stops accepting, lets the requests in flight finish (idle keep-alive
+//! connections are ended at once; busy ones get a deadline, then the checkpoint is
+//! refused naming them — see [`Connection`] for what counts as idle), and closes its
+//! socket, so that the open-resource check passes
+//! and copies restored from one image never share a listening socket. After a restore
+//! it binds again — to the address given at restore time when there is one.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
+use tokio::runtime::Handle;
+
+use crate::error::BoxError;
+use crate::event::{Checkpoint, Restore};
+use crate::resource::Resource;
+
+/// A TCP listener that drains and closes before a checkpoint and binds again after the
+/// restore; it registers itself when bound. With the `axum` feature it is an
+/// `axum::serve::Listener`: `axum::serve(crac::tokio::Listener::bind(addr).await?, app)`.
+///
+/// ```no_run
+/// # async fn serve() -> std::io::Result<()> {
+/// let listener = crac::tokio::Listener::bind("0.0.0.0:8080")
+///     .await?
+///     .restore_address_from("PORT"); // `crac restore --env PORT=8081` moves it
+/// loop {
+///     let (connection, peer) = listener.accept().await?;
+///     // hand `connection` (AsyncRead + AsyncWrite) to hyper, tonic, ...
+/// #   drop((connection, peer));
+/// }
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Listener {
+    shared: Arc<Shared>,
+}
+
+/// An accepted connection: the stream, counted as open until dropped. While its
+/// listener drains, a connection that has answered everything it read (an idle
+/// keep-alive connection of a request/response protocol such as HTTP/1) sees the end
+/// of its stream instead of waiting for the next request; one that has read a request
+/// it has not answered yet is left to finish.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    id: u64,
+    /// Nothing read since the last write: no request is under way.
+    answered: bool,
+}
+
+#[derive(Debug)]
+struct Shared {
+    runtime: Handle,
+    address_env: Mutex<Option<String>>,
+    drain_deadline: Mutex<Duration>,
+    /// The address bound last: where the listener binds again by default.
+    address: Mutex<SocketAddr>,
+    socket: Mutex<Option<TcpListener>>,
+    /// The task waiting in `accept`, woken when the socket goes or comes back.
+    acceptor: Mutex<Option<Waker>>,
+    draining: AtomicBool,
+    /// Open connections: their peer and, while a read waits, its waker.
+    connections: Mutex<HashMap<u64, (SocketAddr, Option<Waker>)>>,
+    closed: Condvar,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Listener {
+    /// Binds (on the current tokio runtime) and registers the listener, weakly: it takes
+    /// part in checkpoints for as long as it or one of its connections lives.
+    pub async fn bind(address: impl ToSocketAddrs) -> io::Result<Listener> {
+        let socket = TcpListener::bind(address).await?;
+        let shared = Arc::new(Shared {
+            runtime: Handle::current(),
+            address_env: Mutex::new(None),
+            drain_deadline: Mutex::new(Duration::from_secs(10)),
+            address: Mutex::new(socket.local_addr()?),
+            socket: Mutex::new(Some(socket)),
+            acceptor: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            connections: Mutex::new(HashMap::new()),
+            closed: Condvar::new(),
+            next_id: AtomicU64::new(0),
+        });
+        crate::context::register(&shared);
+        Ok(Listener { shared })
+    }
+
+    /// After a restore, bind to the address the restorer passed as `name`
+    /// (`crac restore --env NAME=...`, `Restore::env`): a port (`8081`, same host as
+    /// before) or `host:port`. Without it, the listener binds where it was.
+    pub fn restore_address_from(self, name: &str) -> Listener {
+        *lock(&self.shared.address_env) = Some(name.to_string());
+        self
+    }
+
+    /// How long requests in flight may take to finish before the checkpoint is refused
+    /// (default 10 s).
+    pub fn with_drain_deadline(self, deadline: Duration) -> Listener {
+        *lock(&self.shared.drain_deadline) = deadline;
+        self
+    }
+
+    /// The next connection. Waits through a checkpoint: nothing is accepted between the
+    /// drain and the restore.
+    pub async fn accept(&self) -> io::Result<(Connection, SocketAddr)> {
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(Connection, SocketAddr)>> {
+        let shared = &self.shared;
+        *lock(&shared.acceptor) = Some(cx.waker().clone());
+        let socket = lock(&shared.socket);
+        let Some(socket) = socket.as_ref() else {
+            return Poll::Pending; // checkpointing: woken when the socket is back
+        };
+        let (stream, peer) = std::task::ready!(socket.poll_accept(cx))?;
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.connections).insert(id, (peer, None));
+        Poll::Ready(Ok((
+            Connection {
+                stream,
+                shared: Arc::clone(shared),
+                id,
+                answered: true,
+            },
+            peer,
+        )))
+    }
+
+    /// The address the listener is bound to now.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(*lock(&self.shared.address))
+    }
+}
+
+impl Shared {
+    fn wake_acceptor(&self) {
+        if let Some(waker) = lock(&self.acceptor).take() {
+            waker.wake();
+        }
+    }
+
+    /// Where to bind after a restore: the restore-time variable, else the last address.
+    fn restore_address(&self, restore: &Restore) -> Result<SocketAddr, BoxError> {
+        let last = *lock(&self.address);
+        let Some(name) = lock(&self.address_env).clone() else {
+            return Ok(last);
+        };
+        // Only what this restore passed: the process environment also holds values of
+        // earlier restores and of the first start.
+        let given = restore.env.iter().find(|(key, _)| *key == name);
+        let Some((_, value)) = given else {
+            return Ok(last);
+        };
+        if let Ok(port) = value.parse::<u16>() {
+            return Ok(SocketAddr::new(last.ip(), port));
+        }
+        value
+            .parse()
+            .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
+    }
+}
+
+impl Resource for Shared {
+    fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
+        self.draining.store(true, Ordering::SeqCst);
+        drop(lock(&self.socket).take());
+        self.wake_acceptor();
+        let deadline = *lock(&self.drain_deadline);
+        let until = Instant::now() + deadline;
+        let mut connections = lock(&self.connections);
+        // Idle connections end their stream when woken (see `Connection::poll_read`).
+        for (_, waker) in connections.values_mut() {
+            if let Some(waker) = waker.take() {
+                waker.wake();
+            }
+        }
+        while !connections.is_empty() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                let peers: Vec<String> = connections.values().map(|(p, _)| p.to_string()).collect();
+                return Err(format!(
+                    "{} connection(s) still busy after {deadline:?}: {}",
+                    peers.len(),
+                    peers.join(", ")
+                )
+                .into());
+            }
+            connections = self
+                .closed
+                .wait_timeout(connections, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        Ok(())
+    }
+
+    fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
+        let address = self.restore_address(restore)?;
+        let socket = std::net::TcpListener::bind(address)
+            .and_then(|socket| {
+                socket.set_nonblocking(true)?;
+                let _runtime = self.runtime.enter();
+                TcpListener::from_std(socket)
+            })
+            .map_err(|e| format!("binding {address} again: {e}"))?;
+        *lock(&self.address) = socket.local_addr()?;
+        *lock(&self.socket) = Some(socket);
+        self.draining.store(false, Ordering::SeqCst);
+        self.wake_acceptor();
+        Ok(())
+    }
+
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Owned(format!("listener {}", lock(&self.address)))
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.stream).poll_read(cx, buf);
+        match &read {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => self.answered = false,
+            Poll::Pending => {
+                // Stored before looking at `draining`: a drain starting in between wakes it.
+                if let Some(entry) = lock(&self.shared.connections).get_mut(&self.id) {
+                    entry.1 = Some(cx.waker().clone());
+                }
+                if self.answered && self.shared.draining.load(Ordering::SeqCst) {
+                    return Poll::Ready(Ok(())); // idle: end of stream
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+        read
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = Pin::new(&mut self.stream).poll_write(cx, buf);
+        if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
+            self.answered = true;
+        }
+        written
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        lock(&self.shared.connections).remove(&self.id);
+        self.shared.closed.notify_all();
+    }
+}
+
+#[cfg(feature = "axum")]
+impl axum::serve::Listener for Listener {
+    type Io = Connection;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Connection, SocketAddr) {
+        loop {
+            match Listener::accept(self).await {
+                Ok(accepted) => return accepted,
+                // Out of fds, or a connection reset before it was accepted: as axum's
+                // own listener does, wait a little and go on.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        Listener::local_addr(self)
+    }
+}
