@@ -10,6 +10,11 @@ if ! ./scripts/install-criu.sh; then
     if [ "${CI:-}" = true ]; then exit 1; fi
     echo "CRIU is unavailable: the end-to-end tests will be reported as ignored (they fail under CI=true)"
 fi
+step "servers the tests talk to (redis-server)"
+if ! ./scripts/install-servers.sh; then
+    if [ "${CI:-}" = true ]; then exit 1; fi
+    echo "the servers could not be installed: the client tests will fail, naming what is missing"
+fi
 step "build"
 cargo build --workspace --all-targets --locked
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
@@ -17,6 +22,7 @@ cargo test --workspace --locked
 step "tests with the tokio feature (async hooks on the application's runtime)"
 cargo test --locked --features tokio --test async_hooks --test async_hooks_without_a_runtime
 cargo test --locked --features axum --test listener
+cargo test --locked --features tokio --test redis_client
 cargo test --locked --features tokio --doc -p crac
 step "tests without the criu engine (the no-engine facade)"
 cargo test --locked --no-default-features --test no_engine

@@ -10,10 +10,13 @@
 //! that waits for the server task to drain gets it drained.
 //!
 //! [`Listener`] is a TCP listener built on this: it drains and closes before a
-//! checkpoint and binds again after the restore.
+//! checkpoint and binds again after the restore. [`Client`] holds a connection to a
+//! server: closed before a checkpoint, made again after the restore.
 
+mod client;
 mod listener;
 
+pub use client::{Borrowed, Client};
 pub use listener::{Connection, Listener};
 
 use std::cell::RefCell;

@@ -1,0 +1,150 @@
+//! `crac::tokio::Client` with a real redis server (feature `tokio`): the connection is
+//! closed before the checkpoint and made again after it (a new redis client id), a
+//! server down at restore time fails the restore by name unless the client reconnects
+//! lazily, and then the first use connects once the server is back. `scripts/test.sh`
+//! installs `redis-server`; each test starts its own on a free loopback port.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::serial;
+use crac::tokio::Client;
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+struct RedisServer {
+    port: u16,
+    process: Child,
+}
+
+impl RedisServer {
+    fn start_on(port: u16) -> RedisServer {
+        let process = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start redis-server ({e}): scripts/test.sh installs it \
+                     (apt-get install redis-server)"
+                )
+            });
+        let server = RedisServer { port, process };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        server
+    }
+
+    fn start() -> RedisServer {
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        RedisServer::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+async fn client(url: String) -> Result<Client<MultiplexedConnection>, crac::BoxError> {
+    Client::connect("redis", move || {
+        let url = url.clone();
+        async move {
+            let client = redis::Client::open(url)?;
+            Ok(client.get_multiplexed_async_connection().await?)
+        }
+    })
+    .await
+}
+
+async fn client_id(redis: &Client<MultiplexedConnection>) -> i64 {
+    let mut connection = redis.get().await.unwrap().clone();
+    redis::cmd("CLIENT")
+        .arg("ID")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
+fn on_runtime(test: impl std::future::Future<Output = ()>) {
+    let _serial = serial();
+    crac::use_engine("simulate").unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
+#[test]
+fn the_connection_is_closed_before_the_checkpoint_and_made_again_after() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let redis = client(server.url()).await.unwrap();
+        let mut connection = redis.get().await.unwrap().clone();
+        let () = connection.set("warm", 42).await.unwrap();
+        drop(connection);
+        let before = client_id(&redis).await;
+        crac::tokio::checkpoint_restore().await.unwrap();
+        let after = client_id(&redis).await;
+        assert_ne!(before, after, "a new connection after the restore");
+        let mut connection = redis.get().await.unwrap().clone();
+        let warm: i64 = connection.get("warm").await.unwrap();
+        assert_eq!(warm, 42);
+    });
+}
+
+#[test]
+fn a_server_down_at_restore_fails_the_restore_by_name() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let redis = client(server.url()).await.unwrap();
+        drop(server);
+        let error = crac::tokio::checkpoint_restore().await.unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.starts_with("after restore, 1 failure:")
+                && text.contains("`redis` failed in after_restore: connecting `redis` again:")
+                && text.contains("use reconnect_lazily()"),
+            "{text}"
+        );
+        drop(redis);
+    });
+}
+
+#[test]
+fn a_lazy_client_restores_while_the_server_is_down_and_connects_on_first_use() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let port = server.port;
+        let redis = client(server.url()).await.unwrap().reconnect_lazily();
+        drop(server);
+        crac::tokio::checkpoint_restore().await.unwrap();
+        let down = redis.get().await.map(|_| ()).unwrap_err();
+        assert!(
+            down.to_string().starts_with("connecting `redis`: "),
+            "{down}"
+        );
+        let _server = RedisServer::start_on(port);
+        let mut connection = redis.get().await.unwrap().clone();
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(pong, "PONG");
+    });
+}
