@@ -17,6 +17,8 @@ if ! ./scripts/install-servers.sh; then
 fi
 step "build"
 cargo build --workspace --all-targets --locked
+# the service the CRIU end-to-end tests run (crac-cli/tests/e2e/services.rs)
+cargo build --locked --features axum --example axum_service
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
 cargo test --workspace --locked
 step "tests with the tokio feature (async hooks on the application's runtime)"

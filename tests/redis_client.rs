@@ -6,59 +6,11 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
+use common::redis_server::RedisServer;
 use common::serial;
 use crac::tokio::Client;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
-
-struct RedisServer {
-    port: u16,
-    process: Child,
-}
-
-impl RedisServer {
-    fn start_on(port: u16) -> RedisServer {
-        let process = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir", "/tmp"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start redis-server ({e}): scripts/test.sh installs it \
-                     (apt-get install redis-server)"
-                )
-            });
-        let server = RedisServer { port, process };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn start() -> RedisServer {
-        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = free.local_addr().unwrap().port();
-        drop(free);
-        RedisServer::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
-}
 
 async fn client(url: String) -> Result<Client<MultiplexedConnection>, crac::BoxError> {
     Client::connect("redis", move || {

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crac::{BoxError, Checkpoint, Outcome, Resource, Restore};
 
+pub(crate) mod redis_server;
+
 /// Test binaries share one global registry across their test threads: tests that use it
 /// take this lock first.
 pub(crate) fn serial() -> MutexGuard<'static, ()> {

@@ -10,7 +10,8 @@
 //! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures),
-//!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check).
+//!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
+//!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
@@ -21,6 +22,8 @@
 //! with the reason instead.
 
 mod harness;
+#[path = "../../../tests/common/redis_server.rs"]
+mod redis_server;
 mod scenario;
 
 mod faults;
@@ -29,6 +32,7 @@ mod request;
 mod restore;
 mod run;
 mod runtime_fds;
+mod services;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -56,6 +60,7 @@ fn main() {
         ("inspect", inspect::TESTS),
         ("faults", faults::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
+        ("services", services::TESTS),
     ];
     let trials = topics
         .into_iter()

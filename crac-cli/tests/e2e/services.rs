@@ -1,0 +1,171 @@
+//! A real service under `crac run`: `examples/axum_service.rs` (axum on a multi-thread
+//! tokio runtime, a warm cache, a redis connection; built by `scripts/test.sh` with
+//! `cargo build --features axum --example axum_service`), a real redis-server, and HTTP
+//! clients. The first run is checkpointed at `ready()` and restored at once; three more
+//! copies restore from the image concurrently, each on its own port; a copy restored
+//! while redis is down answers 503 until redis is back.
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{KillOnDrop, crac_bin, setup, tests};
+use crate::redis_server::RedisServer;
+
+tests![an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage];
+
+fn service_binary() -> PathBuf {
+    // target/debug/deps/e2e-… → target/debug/examples/axum_service
+    let exe = std::env::current_exe().unwrap();
+    let binary = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/axum_service");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it first with `cargo build --features axum --example \
+         axum_service` (scripts/test.sh does)",
+        binary.display()
+    );
+    binary
+}
+
+fn free_port() -> u16 {
+    let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap().port()
+}
+
+/// `GET path` on `port` with a fresh connection: the status and the body, retried until
+/// something answers (a restored copy binds within milliseconds; a first run warms up).
+fn http_get(port: u16, path: &str) -> (u16, String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
+            write!(
+                stream,
+                "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
+            )?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok(response)
+        });
+        if let Ok(response) = attempt
+            && let Some((head, body)) = response.split_once("\r\n\r\n")
+        {
+            let status = head
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0);
+            return (status, body.to_string());
+        }
+        assert!(Instant::now() < deadline, "nothing answered on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `item 7 = VALUE (hits N, instance ID)` → (VALUE, N, ID).
+fn parse(body: &str) -> (String, u64, String) {
+    let words: Vec<&str> = body.split_whitespace().collect();
+    let value = words[3].to_string();
+    let hits = words[5].trim_end_matches(',').parse().unwrap();
+    let instance = words[7].trim_end_matches(')').to_string();
+    (value, hits, instance)
+}
+
+/// A `crac run` or `crac restore` of the service, stopped as an operator would: SIGTERM,
+/// which it forwards to the service, then a wait for both to end.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SAFETY: a plain kill of our own child; harmless if it is gone.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.0.try_wait().unwrap().is_none() {
+            if Instant::now() > deadline {
+                drop(KillOnDrop(self.0.id()));
+                let _ = self.0.wait();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn start(mut command: Command) -> Running {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage() {
+    let service = service_binary();
+    let (_, image) = setup("axum-service");
+    let redis = RedisServer::start();
+    let first_port = free_port();
+    let mut run = Command::new(crac_bin());
+    run.args(["run", "--image", image.to_str().unwrap()])
+        .args(["--env", &format!("REDIS_URL={}", redis.url())])
+        .args(["--env", &format!("ADDR=127.0.0.1:{first_port}")])
+        .args(["--env", "CACHE_MB=16", "--"])
+        .arg(&service);
+    let _first = start(run);
+    let (status, body) = http_get(first_port, "/item/7");
+    assert_eq!(status, 200, "{body}");
+    let (value, hits, first_instance) = parse(&body);
+    assert_eq!(hits, 1, "{body}");
+
+    let copies: Vec<(u16, Running)> = (0..3)
+        .map(|_| {
+            let port = free_port();
+            let mut restore = Command::new(crac_bin());
+            restore
+                .args(["restore", image.to_str().unwrap()])
+                .args(["--env", &format!("PORT={port}")]);
+            (port, start(restore))
+        })
+        .collect();
+    let mut instances = vec![first_instance];
+    for (port, _) in &copies {
+        let (status, body) = http_get(*port, "/item/7");
+        assert_eq!(status, 200, "{body}");
+        let (copy_value, _, instance) = parse(&body);
+        assert_eq!(copy_value, value, "the warm cache came back");
+        instances.push(instance);
+    }
+    let (_, body) = http_get(first_port, "/item/7");
+    assert_eq!(
+        parse(&body).1,
+        5,
+        "one redis counts every copy's hit: {body}"
+    );
+    instances.sort();
+    instances.dedup();
+    assert_eq!(instances.len(), 4, "every copy has its own instance id");
+
+    // a copy restored while redis is down starts, answers 503, then recovers
+    let redis_port = redis.port;
+    drop(redis);
+    let port = free_port();
+    let mut restore = Command::new(crac_bin());
+    restore
+        .args(["restore", image.to_str().unwrap()])
+        .args(["--env", &format!("PORT={port}")]);
+    let _late = start(restore);
+    let (status, body) = http_get(port, "/item/7");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("connecting `redis`: "), "{body}");
+    let _redis = RedisServer::start_on(redis_port);
+    let (status, body) = http_get(port, "/item/7");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(parse(&body).0, value);
+}
