@@ -17,8 +17,8 @@ if ! ./scripts/install-servers.sh; then
 fi
 step "build"
 cargo build --workspace --all-targets --locked
-# the service the CRIU end-to-end tests run (crac-cli/tests/e2e/services.rs)
-cargo build --locked --features axum --example axum_service
+# the services the CRIU end-to-end tests run (crac-cli/tests/e2e/services.rs)
+cargo build --locked --features axum --example axum_service --example stream_pipeline
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
 cargo test --workspace --locked
 step "tests with the tokio feature (async hooks on the application's runtime)"

@@ -1,9 +1,14 @@
-//! A real service under `crac run`: `examples/axum_service.rs` (axum on a multi-thread
-//! tokio runtime, a warm cache, a redis connection; built by `scripts/test.sh` with
-//! `cargo build --features axum --example axum_service`), a real redis-server, and HTTP
-//! clients. The first run is checkpointed at `ready()` and restored at once; three more
-//! copies restore from the image concurrently, each on its own port; a copy restored
-//! while redis is down answers 503 until redis is back.
+//! Real services under `crac run`, with a real redis-server, built by `scripts/test.sh`
+//! (`cargo build --features axum --example axum_service --example stream_pipeline`):
+//!
+//! - `examples/axum_service.rs` (axum on a multi-thread tokio runtime, a warm cache, a
+//!   redis connection) and HTTP clients: the first run is checkpointed at `ready()` and
+//!   restored at once; three more copies restore from the image concurrently, each on
+//!   its own port; a copy restored while redis is down answers 503 until redis is back.
+//! - `examples/stream_pipeline.rs`, the seeds' Kafka workloads on Redis Streams: a
+//!   producer checkpointed with batches in flight delivers every message exactly once; a
+//!   state store checkpointed at consistent points that crashes resumes from its last
+//!   image without counting anything twice.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -14,21 +19,26 @@ use std::time::{Duration, Instant};
 use crate::harness::{KillOnDrop, crac_bin, setup, tests};
 use crate::redis_server::RedisServer;
 
-tests![an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage];
+tests![
+    an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage,
+    a_producer_checkpointed_with_batches_in_flight_delivers_every_message_once,
+    a_state_store_that_crashes_resumes_from_its_last_consistent_image,
+];
 
-fn service_binary() -> PathBuf {
-    // target/debug/deps/e2e-… → target/debug/examples/axum_service
+/// An example binary: target/debug/deps/e2e-… → target/debug/examples/NAME.
+fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe
         .parent()
         .unwrap()
         .parent()
         .unwrap()
-        .join("examples/axum_service");
+        .join("examples")
+        .join(name);
     assert!(
         binary.is_file(),
         "{} is missing: build it first with `cargo build --features axum --example \
-         axum_service` (scripts/test.sh does)",
+         {name}` (scripts/test.sh does)",
         binary.display()
     );
     binary
@@ -108,7 +118,7 @@ fn start(mut command: Command) -> Running {
 }
 
 fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage() {
-    let service = service_binary();
+    let service = example("axum_service");
     let (_, image) = setup("axum-service");
     let redis = RedisServer::start();
     let first_port = free_port();
@@ -168,4 +178,104 @@ fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outag
     let (status, body) = http_get(port, "/item/7");
     assert_eq!(status, 200, "{body}");
     assert_eq!(parse(&body).0, value);
+}
+
+/// The `seq` values of every message in the stream, in order, read with `redis-cli`.
+fn stream_seqs(redis: &RedisServer, stream: &str) -> Vec<u64> {
+    let out = Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "--raw",
+            "XRANGE",
+            stream,
+            "-",
+            "+",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    lines
+        .windows(2)
+        .filter(|pair| pair[0] == "seq")
+        .map(|pair| pair[1].parse().unwrap())
+        .collect()
+}
+
+/// `crac run --image IMAGE EXTRA -- stream_pipeline MODE` to its end: its stdout.
+fn pipeline(image: &std::path::Path, redis: &RedisServer, mode: &str, extra: &[&str]) -> String {
+    let out = Command::new(crac_bin())
+        .args(["run", "--image", image.to_str().unwrap()])
+        .args([
+            "--env",
+            &format!("REDIS_URL={}", redis.url()),
+            "--env",
+            "MESSAGES=400",
+        ])
+        .args(extra)
+        .arg("--")
+        .arg(example("stream_pipeline"))
+        .arg(mode)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    stdout
+}
+
+fn a_producer_checkpointed_with_batches_in_flight_delivers_every_message_once() {
+    let (_, image) = setup("producer");
+    let redis = RedisServer::start();
+    let stdout = pipeline(&image, &redis, "produce", &[]);
+    assert_eq!(
+        stdout, "produced 400\n",
+        "the restored copy finished the run"
+    );
+    let mut seqs = stream_seqs(&redis, "events");
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (0..400).collect::<Vec<u64>>(),
+        "none lost, none twice"
+    );
+}
+
+fn a_state_store_that_crashes_resumes_from_its_last_consistent_image() {
+    let (dir, image) = setup("state-store");
+    let redis = RedisServer::start();
+    pipeline(&dir.join("producer-image"), &redis, "produce", &[]);
+    let marker = dir.join("crashed");
+    let stdout = pipeline(
+        &image,
+        &redis,
+        "consume",
+        &[
+            "--every",
+            "1",
+            "--on",
+            "request",
+            "--env",
+            "CRASH_AFTER=250",
+            "--env",
+            "PAUSE_MS=50",
+            "--env",
+            &format!("CRASH_MARKER={}", marker.display()),
+        ],
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("crashing after "), "{stdout}");
+    assert!(
+        lines[1].starts_with("resumed at offset "),
+        "from the last image: {stdout}"
+    );
+    let truth: Vec<String> = (0..7)
+        .map(|k| format!("k{k}={}", (0..400u64).filter(|seq| seq % 7 == k).count()))
+        .collect();
+    assert_eq!(
+        lines[2],
+        format!("consumed 400 counts {}", truth.join(",")),
+        "every message counted once: {stdout}"
+    );
 }
