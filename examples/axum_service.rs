@@ -2,8 +2,9 @@
 //! checkpointable with crac-rs. The lines that are crac's are marked `// crac`: the
 //! listener, the redis client and the point where the service is warm — five lines.
 //!
-//! `ADDR` (default 127.0.0.1:3000), `REDIS_URL` (default redis://127.0.0.1:6379/) and
-//! `CACHE_MB` (default 100) configure it. Run it under `crac run`: the first run warms
+//! `ADDR` (default 127.0.0.1:3000), `REDIS_URL` (default redis://127.0.0.1:6379/),
+//! `CACHE_MB` (default 100) and `TOKIO_RUNTIME` (`multi_thread`, the default, or
+//! `current_thread`) configure it. Run it under `crac run`: the first run warms
 //! the cache, is checkpointed at `ready()` and restored at once; every later run (and
 //! every concurrent copy, each given its own `--env PORT=...`) starts from the image.
 //!
@@ -65,8 +66,15 @@ async fn item(
     ))
 }
 
-#[tokio::main]
-async fn main() -> Result<(), crac::BoxError> {
+fn main() -> Result<(), crac::BoxError> {
+    let mut runtime = match std::env::var("TOKIO_RUNTIME").as_deref() {
+        Ok("current_thread") => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    runtime.enable_all().build()?.block_on(serve())
+}
+
+async fn serve() -> Result<(), crac::BoxError> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let started = std::time::Instant::now();

@@ -264,6 +264,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "tokio ",
                 "clock ",
                 "direct ",
+                "listening ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

@@ -21,6 +21,7 @@ tests![
     one_image_restores_eight_times_at_once_and_every_copy_is_unique,
     a_restore_says_which_process_holds_the_pid,
     time_in_the_image_passes_for_the_wall_clock_only,
+    a_carried_listener_is_never_shared_by_a_second_copy,
 ];
 
 fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_stdout() {
@@ -344,4 +345,59 @@ fn time_in_the_image_passes_for_the_wall_clock_only() {
     assert!(field("wall") >= 2000, "the wall clock counts it: {line}");
     assert!(field("checkpointed_for") >= 2000, "{line}");
     assert!(field("checkpointed_for") <= field("wall"), "{line}");
+}
+
+/// A listening socket kept in the image (claimed) without `SO_REUSEPORT`: the first copy
+/// restores and listens; a second one is refused, naming the address, instead of
+/// silently sharing the socket with the first.
+fn a_carried_listener_is_never_shared_by_a_second_copy() {
+    let (_, image) = setup("carried-listener");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut run = Run::new("carried-listener", &image).env("CRAC_E2E_LISTEN", &address);
+    run.private_pids = true;
+    let first = run.output();
+    assert_eq!(
+        first.status.code(),
+        Some(137),
+        "stopped by the dump: {first:?}"
+    );
+    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    assert!(
+        manifest.contains(&format!("\nlistener {address} exclusive\n")),
+        "{manifest}"
+    );
+
+    let copy = std::process::Command::new(crate::harness::crac_bin())
+        .args(["restore", image.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnDrop(copy.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(&address).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first copy did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = restore(&image);
+    assert_eq!(second.status.code(), Some(70), "{second:?}");
+    assert!(
+        text(&second.stderr).contains(&format!(
+            "the image carries a socket listening on {address} without SO_REUSEPORT"
+        )),
+        "{second:?}"
+    );
+    let first_copy = copy.wait_with_output().unwrap();
+    assert_eq!(first_copy.status.code(), Some(7));
+    assert!(
+        text(&first_copy.stdout).contains("listening Restored"),
+        "{first_copy:?}"
+    );
 }

@@ -108,6 +108,16 @@ pub(crate) fn run(scenario: &str) -> ! {
         index.checksum()
     ));
 
+    if scenario == "carried-listener" {
+        // a listening socket the program keeps through the checkpoint, on purpose
+        let listener =
+            std::net::TcpListener::bind(std::env::var("CRAC_E2E_LISTEN").unwrap()).unwrap();
+        let _claim = crac::claim_fd(&listener, "carried listener");
+        let restore = crac::checkpoint_restore().unwrap();
+        say(&format!("listening {:?}", restore.outcome()));
+        std::thread::sleep(Duration::from_secs(3));
+        std::process::exit(7);
+    }
     if scenario == "ready-then-direct" {
         // the README's direct pattern in a program that also calls ready()
         let first = crac::ready().unwrap().map(|r| r.outcome());

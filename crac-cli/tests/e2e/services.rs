@@ -21,6 +21,7 @@ use crate::redis_server::RedisServer;
 
 tests![
     an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage,
+    the_axum_service_on_a_current_thread_runtime_restores_too,
     a_producer_checkpointed_with_batches_in_flight_delivers_every_message_once,
     a_state_store_that_crashes_resumes_from_its_last_consistent_image,
 ];
@@ -178,6 +179,37 @@ fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outag
     let (status, body) = http_get(port, "/item/7");
     assert_eq!(status, 200, "{body}");
     assert_eq!(parse(&body).0, value);
+}
+
+fn the_axum_service_on_a_current_thread_runtime_restores_too() {
+    let (_, image) = setup("axum-current-thread");
+    let redis = RedisServer::start();
+    let port = free_port();
+    let mut run = Command::new(crac_bin());
+    run.args(["run", "--image", image.to_str().unwrap()])
+        .args(["--env", &format!("REDIS_URL={}", redis.url())])
+        .args(["--env", &format!("ADDR=127.0.0.1:{port}")])
+        .args([
+            "--env",
+            "CACHE_MB=16",
+            "--env",
+            "TOKIO_RUNTIME=current_thread",
+            "--",
+        ])
+        .arg(example("axum_service"));
+    let _first = start(run);
+    let (status, body) = http_get(port, "/item/3");
+    assert_eq!(status, 200, "{body}");
+    let copy_port = free_port();
+    let mut restore = Command::new(crac_bin());
+    restore
+        .args(["restore", image.to_str().unwrap()])
+        .args(["--env", &format!("PORT={copy_port}")]);
+    let _copy = start(restore);
+    let (status, copy_body) = http_get(copy_port, "/item/3");
+    assert_eq!(status, 200, "{copy_body}");
+    assert_eq!(parse(&copy_body).0, parse(&body).0);
+    assert_eq!(parse(&copy_body).1, 2, "{copy_body}");
 }
 
 /// The `seq` values of every message in the stream, in order, read with `redis-cli`.

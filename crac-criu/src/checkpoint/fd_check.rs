@@ -25,6 +25,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
+use crate::image::manifest::CarriedListener;
 use crate::sys::fd;
 use crate::sys::fd_info::{self, FdKind, OpenFd};
 
@@ -180,8 +181,9 @@ fn action(env: &FdPolicy, application: Option<&FdPolicy>, fd: &OpenFd) -> FdActi
 }
 
 /// Applies the policy to every fd except stdio and `claimed`: closes those marked
-/// `close`, and refuses with every `error` one named.
-pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<(), Error> {
+/// `close`, and refuses with every `error` one named. Returns the listening sockets the
+/// image will carry (claimed or let through), for the manifest.
+pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedListener>, Error> {
     let application = APPLICATION_POLICY
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -193,11 +195,16 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<(), Error> {
             .collect::<Vec<_>>()
     };
     let list = || fd_info::list().map_err(|e| Error::Io("listing /proc/self/fd", e));
+    let fds = list()?;
+    let mut listeners = Vec::new();
+    for fd in fds.iter().filter(|fd| claimed.contains(&fd.fd)) {
+        listeners.extend(carried_listener(fd));
+    }
     let mut refused = Vec::new();
-    for (action, fd) in judge(list()?) {
+    for (action, fd) in judge(fds) {
         match action {
             FdAction::Error => refused.push(fd),
-            FdAction::Ignore => {}
+            FdAction::Ignore => listeners.extend(carried_listener(&fd)),
             FdAction::Close => detach(fd.fd)?,
         }
     }
@@ -212,10 +219,18 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<(), Error> {
         refused.retain(|r| still.iter().any(|s| s.fd == r.fd && s.target == r.target));
     }
     if refused.is_empty() {
-        Ok(())
+        Ok(listeners)
     } else {
         Err(Error::OpenFds { fds: refused })
     }
+}
+
+fn carried_listener(fd: &OpenFd) -> Option<CarriedListener> {
+    Some(CarriedListener {
+        address: fd.listening_on?,
+        // unknown counts as not shared: the restore then refuses rather than duplicates
+        shared: fd::reuse_port(fd.fd).unwrap_or(false),
+    })
 }
 
 /// Points `number` at `/dev/null`: whatever owns it keeps a valid fd of its own.
@@ -237,6 +252,7 @@ mod tests {
             target: String::new(),
             in_process: false,
             inherited: false,
+            listening_on: None,
         }
     }
 

@@ -34,7 +34,7 @@ pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<Engi
         .into_iter()
         .map(|(fd, _)| fd)
         .collect();
-    fd_check::check(&config.fd_policy, &claimed)?;
+    let listeners = fd_check::check(&config.fd_policy, &claimed)?;
     become_session_leader()?;
 
     let pid = std::process::id() as i32;
@@ -59,6 +59,7 @@ pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<Engi
         private_pid_namespace: env::in_private_pid_namespace(),
         resident_bytes: 0,
         restore_options: criu::restore_options(&config.criu_opts),
+        listeners,
         plan: plan
             .entries
             .iter()

@@ -18,6 +18,7 @@
 //! | `pid-namespace` | `private` (taken as PID 2 of its own namespace: restore in a fresh one) or `host` |
 //! | `resident-bytes` | resident memory when dumped |
 //! | `restore-option` | a CRIU option restore must repeat (repeats) |
+//! | `listener` | `address shared\|exclusive`: a listening TCP socket the image carries, and whether it has `SO_REUSEPORT` (repeats) |
 //! | `plan` | `rank kind depth name`, the checkpoint plan in order (repeats) |
 //! | `file` | `size name` of each image file (repeats) |
 
@@ -52,6 +53,14 @@ impl ExeStat {
     }
 }
 
+/// A listening TCP socket carried in the image: every restored copy gets it, so
+/// concurrent copies share it — which only `SO_REUSEPORT` makes a choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CarriedListener {
+    pub(crate) address: std::net::SocketAddr,
+    pub(crate) shared: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlanLine {
     pub(crate) rank: u32,
@@ -75,6 +84,7 @@ pub(crate) struct Manifest {
     pub(crate) private_pid_namespace: bool,
     pub(crate) resident_bytes: u64,
     pub(crate) restore_options: Vec<String>,
+    pub(crate) listeners: Vec<CarriedListener>,
     pub(crate) plan: Vec<PlanLine>,
     pub(crate) files: Vec<(String, u64)>,
 }
@@ -128,6 +138,10 @@ impl Manifest {
         let _ = writeln!(out, "resident-bytes {}", self.resident_bytes);
         for option in &self.restore_options {
             let _ = writeln!(out, "restore-option {option}");
+        }
+        for l in &self.listeners {
+            let sharing = if l.shared { "shared" } else { "exclusive" };
+            let _ = writeln!(out, "listener {} {sharing}", l.address);
         }
         for p in &self.plan {
             let name = p.name.replace(['\n', '\r'], " ");
@@ -206,6 +220,22 @@ impl Manifest {
                 }
                 "resident-bytes" => m.resident = Some(number::<u64>(path, n, key, value)?),
                 "restore-option" => m.restore_options.push(value.to_string()),
+                "listener" => {
+                    let parsed = match value.split_once(' ') {
+                        Some((address, "shared")) => address.parse().ok().map(|a| (a, true)),
+                        Some((address, "exclusive")) => address.parse().ok().map(|a| (a, false)),
+                        _ => None,
+                    };
+                    let (address, shared) = parsed.ok_or_else(|| {
+                        bad(
+                            n,
+                            format!(
+                                "`listener`: expected `ADDRESS shared|exclusive`, not {value:?}"
+                            ),
+                        )
+                    })?;
+                    m.listeners.push(CarriedListener { address, shared });
+                }
                 "plan" => {
                     let mut parts = value.splitn(4, ' ');
                     let (Some(rank), Some(kind), Some(depth), Some(name)) =
@@ -285,6 +315,7 @@ struct Draft {
     namespace: Option<bool>,
     resident: Option<u64>,
     restore_options: Vec<String>,
+    listeners: Vec<CarriedListener>,
     plan: Vec<PlanLine>,
     files: Vec<(String, u64)>,
 }
@@ -309,6 +340,7 @@ impl Draft {
             private_pid_namespace: self.namespace.ok_or_else(|| missing("pid-namespace"))?,
             resident_bytes: self.resident.ok_or_else(|| missing("resident-bytes"))?,
             restore_options: self.restore_options,
+            listeners: self.listeners,
             plan: self.plan,
             files: self.files,
         })
@@ -339,6 +371,10 @@ mod tests {
             private_pid_namespace: true,
             resident_bytes: 1 << 20,
             restore_options: vec!["--tcp-close".into()],
+            listeners: vec![CarriedListener {
+                address: "127.0.0.1:8080".parse().unwrap(),
+                shared: false,
+            }],
             plan: vec![PlanLine {
                 rank: 1,
                 kind: "resource".into(),

@@ -21,8 +21,9 @@ pub struct Inspection {
 pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
     let manifest = Manifest::read(dir)?;
     let restorable = image::validate(dir)
-        .and_then(|m| restore::check_ids_free(&m))
-        .map_err(|e| e.to_string());
+        .and_then(|m| restore::check_ids_free(&m).map(|()| m))
+        .map_err(|e| e.to_string())
+        .and_then(|m| restore::check_listeners_free(&m));
     let bytes_on_disk = std::fs::read_dir(dir)
         .map_err(|e| Error::Io("listing the image", e))?
         .filter_map(|e| e.ok()?.metadata().ok())

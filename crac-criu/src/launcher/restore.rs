@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::image::{self, manifest::Manifest};
 use crate::launcher::namespace;
 use crate::launcher::supervise::{self, Ended};
-use crate::sys::{criu, procfs};
+use crate::sys::{criu, fd_info, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};
 use crate::wire::signal::{self, Message};
@@ -61,6 +61,10 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     };
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
+    check_listeners_free(&manifest).map_err(|problem| Error::Image {
+        dir: dir.clone(),
+        problem,
+    })?;
     let criu = criu::criu_binary()?;
     let log = options.log.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
@@ -180,6 +184,26 @@ fn report_when_resumed(resumed: PathBuf) -> impl Drop {
 
 fn nanos_since_epoch(time: SystemTime) -> u128 {
     time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+}
+
+/// A listening socket the image carries without `SO_REUSEPORT` must not be listened on
+/// already: a second copy would share it, and requests would reach one copy only.
+pub(crate) fn check_listeners_free(m: &Manifest) -> Result<(), String> {
+    match m
+        .listeners
+        .iter()
+        .find(|l| !l.shared && fd_info::someone_listens_on(l.address))
+    {
+        None => Ok(()),
+        Some(l) => Err(format!(
+            "the image carries a socket listening on {} without SO_REUSEPORT, and something \
+             listens there already (another copy of this image?): a second copy would share \
+             that socket and only one would get requests. Close it before the checkpoint \
+             (crac::tokio::Listener does, and binds again per copy with --env PORT=...), or \
+             set SO_REUSEPORT on it",
+            l.address
+        )),
+    }
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.

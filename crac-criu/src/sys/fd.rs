@@ -84,6 +84,28 @@ pub(crate) fn close_on_exec_beyond_stdio() -> io::Result<()> {
     Ok(())
 }
 
+/// Whether the socket `fd` has `SO_REUSEPORT` set (several sockets may listen on its
+/// address).
+pub(crate) fn reuse_port(fd: RawFd) -> io::Result<bool> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `value` and `len` are valid for the int-sized option getsockopt writes;
+    // an fd that is not a socket is an error, not UB.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEPORT,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value != 0)
+}
+
 /// `/dev/null`, readable and writable.
 pub(crate) fn dev_null() -> io::Result<File> {
     std::fs::OpenOptions::new()

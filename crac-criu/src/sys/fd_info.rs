@@ -86,6 +86,8 @@ pub struct OpenFd {
     /// Open under this number, to the same thing, since the process started: inherited
     /// from the parent process rather than opened by the program.
     pub inherited: bool,
+    /// For a listening TCP socket, the address it listens on.
+    pub(crate) listening_on: Option<SocketAddr>,
 }
 
 impl fmt::Display for OpenFd {
@@ -195,10 +197,14 @@ fn describe(fd: RawFd, text: &str, sockets: &SocketTable, ours: &Ours) -> OpenFd
         target,
         in_process,
         inherited: false,
+        listening_on: None,
     };
     if let Some(inode) = bracketed(text, "socket:") {
         let (kind, target, in_process) = sockets.describe(inode, ours);
-        return info(kind, None, target, in_process);
+        return OpenFd {
+            listening_on: sockets.listening_on(inode),
+            ..info(kind, None, target, in_process)
+        };
     }
     if let Some(inode) = bracketed(text, "pipe:") {
         let both_ends = ours.pipes.get(&inode) == Some(&(true, true));
@@ -253,6 +259,18 @@ fn holder(inode: u64) -> Option<String> {
         }
     }
     None
+}
+
+/// Whether a TCP socket of this network namespace listens on `address` (or on the
+/// same port of the wildcard address, or on any address when `address` is a wildcard).
+pub(crate) fn someone_listens_on(address: SocketAddr) -> bool {
+    SocketTable::read().inet.iter().any(|s| {
+        s.kind == FdKind::TcpListen
+            && s.local.port() == address.port()
+            && (s.local.ip() == address.ip()
+                || s.local.ip().is_unspecified()
+                || address.ip().is_unspecified())
+    })
 }
 
 /// A TCP or UDP socket of the kernel's tables.
@@ -338,6 +356,14 @@ impl SocketTable {
             }
         }
         SocketTable { inet, unix }
+    }
+
+    /// The address a listening TCP socket listens on.
+    fn listening_on(&self, inode: u64) -> Option<SocketAddr> {
+        self.inet
+            .iter()
+            .find(|s| s.inode == inode && s.kind == FdKind::TcpListen)
+            .map(|s| s.local)
     }
 
     /// Kind, description and whether CRIU carries it whole.
