@@ -5,40 +5,18 @@
 //! when one is given. The clients are plain TCP sockets speaking HTTP/1.1.
 
 mod common;
+// in its own module: only these tests register the engine
+#[path = "common/restoring.rs"]
+mod restoring;
 
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing;
 use common::serial;
-use crac::engine::{Engine, EngineOutcome, Request};
+use restoring::PORT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Restores at once, passing `PORT` when a test set one.
-struct Restoring;
-static PORT: Mutex<Option<u16>> = Mutex::new(None);
-
-impl Engine for Restoring {
-    fn name(&self) -> &'static str {
-        "restoring"
-    }
-    fn checkpoint(&self, _: &Request<'_>) -> Result<EngineOutcome, crac::BoxError> {
-        let env = PORT
-            .lock()
-            .unwrap()
-            .map(|port| vec![("CRAC_TEST_PORT".to_string(), port.to_string())])
-            .unwrap_or_default();
-        Ok(EngineOutcome::Restored {
-            checkpointed_for: None,
-            args: Vec::new(),
-            env,
-            restore_began: None,
-        })
-    }
-}
-crac::register_engine!(Restoring);
 
 async fn serve(deadline: Duration) -> std::net::SocketAddr {
     let app = Router::new()

@@ -1,0 +1,245 @@
+//! [`BlockingListener`]: a blocking TCP listener that takes part in checkpoints, for servers
+//! that accept on a thread (the tokio one is `crac::tokio::Listener`). Before the image
+//! it stops accepting — a thread blocked in `accept` is woken by a connection of its
+//! own — waits for the
+//! connections it handed out to be closed (within a deadline, else the checkpoint is
+//! refused naming them) and closes its socket; after a restore it binds again, to the
+//! address given at restore time when there is one.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::BoxError;
+use crate::event::{Checkpoint, Restore};
+use crate::resource::Resource;
+
+/// A blocking TCP listener that closes before a checkpoint and binds again after it;
+/// it registers itself when bound.
+///
+/// ```no_run
+/// let listener = crac::BlockingListener::bind("0.0.0.0:7878")?.restore_address_from("PORT");
+/// loop {
+///     let (connection, peer) = listener.accept()?; // waits through a checkpoint
+///     std::thread::spawn(move || {
+///         // serve `connection` (a `TcpStream` once dereferenced); the checkpoint waits
+///         // until it is dropped
+///         drop((connection, peer));
+///     });
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct BlockingListener {
+    shared: Arc<Shared>,
+}
+
+/// An accepted connection: a `TcpStream` (through `Deref`), open for the checkpoint's
+/// drain until dropped.
+#[derive(Debug)]
+pub struct BlockingConnection {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    id: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    address_env: Mutex<Option<String>>,
+    drain_deadline: Mutex<Duration>,
+    state: Mutex<State>,
+    changed: Condvar,
+    next_id: AtomicU64,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Shared with the threads blocked in `accept`; `None` from the drain to the restore.
+    socket: Option<Arc<TcpListener>>,
+    address: SocketAddr,
+    connections: HashMap<u64, SocketAddr>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl BlockingListener {
+    /// Binds and registers the listener, weakly: it takes part in checkpoints while it or
+    /// one of its connections lives.
+    pub fn bind(address: impl ToSocketAddrs) -> io::Result<BlockingListener> {
+        let socket = TcpListener::bind(address)?;
+        let shared = Arc::new(Shared {
+            address_env: Mutex::new(None),
+            drain_deadline: Mutex::new(Duration::from_secs(10)),
+            state: Mutex::new(State {
+                address: socket.local_addr()?,
+                socket: Some(Arc::new(socket)),
+                connections: HashMap::new(),
+            }),
+            changed: Condvar::new(),
+            next_id: AtomicU64::new(0),
+        });
+        crate::context::register(&shared);
+        Ok(BlockingListener { shared })
+    }
+
+    /// After a restore, bind to the address the restorer passed as `name`
+    /// (`crac restore --env NAME=...`): a port (same host as before) or `host:port`.
+    pub fn restore_address_from(self, name: &str) -> BlockingListener {
+        *lock(&self.shared.address_env) = Some(name.to_string());
+        self
+    }
+
+    /// How long open connections may take to close before the checkpoint is refused
+    /// (default 10 s).
+    pub fn with_drain_deadline(self, deadline: Duration) -> BlockingListener {
+        *lock(&self.shared.drain_deadline) = deadline;
+        self
+    }
+
+    /// The next connection; waits through a checkpoint.
+    pub fn accept(&self) -> io::Result<(BlockingConnection, SocketAddr)> {
+        let shared = &self.shared;
+        loop {
+            let socket = {
+                let state = lock(&shared.state);
+                let state = shared
+                    .changed
+                    .wait_while(state, |s| s.socket.is_none())
+                    .unwrap_or_else(PoisonError::into_inner);
+                Arc::clone(state.socket.as_ref().expect("waited for it"))
+            };
+            let accepted = socket.accept();
+            drop(socket);
+            let mut state = lock(&shared.state);
+            if state.socket.is_none() {
+                // woken by the drain (or accepted just before it): not handed out
+                shared.changed.notify_all();
+                continue;
+            }
+            let (stream, peer) = accepted?;
+            let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+            state.connections.insert(id, peer);
+            let connection = BlockingConnection {
+                stream,
+                shared: Arc::clone(shared),
+                id,
+            };
+            return Ok((connection, peer));
+        }
+    }
+
+    /// The address the listener is bound to now.
+    pub fn local_addr(&self) -> SocketAddr {
+        lock(&self.shared.state).address
+    }
+}
+
+impl Shared {
+    fn restore_address(&self, last: SocketAddr, restore: &Restore) -> Result<SocketAddr, BoxError> {
+        let Some(name) = lock(&self.address_env).clone() else {
+            return Ok(last);
+        };
+        let Some((_, value)) = restore.env.iter().find(|(key, _)| *key == name) else {
+            return Ok(last);
+        };
+        if let Ok(port) = value.parse::<u16>() {
+            return Ok(SocketAddr::new(last.ip(), port));
+        }
+        value
+            .parse()
+            .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
+    }
+}
+
+impl Resource for Shared {
+    fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
+        let deadline = *lock(&self.drain_deadline);
+        let until = Instant::now() + deadline;
+        let mut state = lock(&self.state);
+        if let Some(socket) = state.socket.take() {
+            // The socket stays open until the last thread blocked in accept(2) on it lets
+            // go; a connection of our own wakes each of them.
+            let wake = wake_address(state.address);
+            while Arc::strong_count(&socket) > 1 || !state.connections.is_empty() {
+                if Arc::strong_count(&socket) > 1 {
+                    drop(TcpStream::connect_timeout(
+                        &wake,
+                        Duration::from_millis(100),
+                    ));
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    let peers: Vec<String> = state
+                        .connections
+                        .values()
+                        .map(ToString::to_string)
+                        .collect();
+                    state.socket = None;
+                    return Err(format!(
+                        "{} connection(s) still open after {deadline:?}: {}",
+                        peers.len(),
+                        peers.join(", ")
+                    )
+                    .into());
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, left.min(Duration::from_millis(50)))
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+        Ok(())
+    }
+
+    fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
+        let mut state = lock(&self.state);
+        let address = self.restore_address(state.address, restore)?;
+        let socket =
+            TcpListener::bind(address).map_err(|e| format!("binding {address} again: {e}"))?;
+        state.address = socket.local_addr()?;
+        state.socket = Some(Arc::new(socket));
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn name(&self) -> Cow<'_, str> {
+        Cow::Owned(format!("listener {}", lock(&self.state).address))
+    }
+}
+
+/// Where a connection of our own reaches the listener: loopback for a wildcard address.
+fn wake_address(bound: SocketAddr) -> SocketAddr {
+    match bound.ip() {
+        ip if !ip.is_unspecified() => bound,
+        std::net::IpAddr::V4(_) => SocketAddr::from(([127, 0, 0, 1], bound.port())),
+        std::net::IpAddr::V6(_) => SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, bound.port())),
+    }
+}
+
+impl Deref for BlockingConnection {
+    type Target = TcpStream;
+    fn deref(&self) -> &TcpStream {
+        &self.stream
+    }
+}
+
+impl DerefMut for BlockingConnection {
+    fn deref_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+}
+
+impl Drop for BlockingConnection {
+    fn drop(&mut self) {
+        lock(&self.shared.state).connections.remove(&self.id);
+        self.shared.changed.notify_all();
+    }
+}
