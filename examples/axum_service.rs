@@ -1,6 +1,6 @@
 //! An axum service with a warm in-memory cache and a redis connection, made
 //! checkpointable with crac-rs. The lines that are crac's are marked `// crac`: the
-//! listener, the redis client and the point where the service is warm — five lines.
+//! listener, the redis client and the point where the service is warm.
 //!
 //! `ADDR` (default 127.0.0.1:3000), `REDIS_URL` (default redis://127.0.0.1:6379/),
 //! `CACHE_MB` (default 100) and `TOKIO_RUNTIME` (`multi_thread`, the default, or
@@ -55,11 +55,17 @@ async fn item(
 ) -> Result<String, (StatusCode, String)> {
     let value = service.cache[n % service.cache.len()];
     let unavailable = |e: crac::BoxError| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-    let mut redis = service.redis.get().await.map_err(unavailable)?.clone();
-    let hits: u64 = redis
-        .incr(format!("hits:{n}"), 1)
-        .await
-        .map_err(|e| unavailable(e.into()))?;
+    // borrowed for the whole request: a checkpoint waits for it
+    let borrowed = service.redis.get().await.map_err(unavailable)?; // crac
+    let counted = borrowed.clone().incr(format!("hits:{n}"), 1).await;
+    drop(borrowed);
+    let hits: u64 = match counted {
+        Ok(hits) => hits,
+        Err(e) => {
+            service.redis.reset().await; // crac: the next request connects again
+            return Err(unavailable(e.into()));
+        }
+    };
     Ok(format!(
         "item {n} = {value} (hits {hits}, instance {:08x})\n",
         crac::instance_id() as u32
@@ -79,13 +85,12 @@ async fn serve() -> Result<(), crac::BoxError> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let started = std::time::Instant::now();
     let cache = warm_cache();
+    // crac: the connect function, called again after every restore
     let redis = Client::connect("redis", move || {
-        // crac
         let client = redis::Client::open(url.clone());
         async move { Ok(client?.get_multiplexed_async_connection().await?) }
     })
-    .await?
-    .reconnect_lazily(); // crac
+    .await?;
     let listener = Listener::bind(&addr).await?.restore_address_from("PORT"); // crac
     eprintln!(
         "axum_service: warm in {:.1} s",

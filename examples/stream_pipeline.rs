@@ -44,6 +44,8 @@ async fn connect() -> Result<Redis, crac::BoxError> {
 }
 
 /// Sends one batch through the gate: the pass is held until redis acknowledged it.
+/// A broker farther away than loopback is simulated by a few milliseconds of latency,
+/// so that batches are really in flight when the checkpoint comes.
 async fn send_batch(
     redis: &Redis,
     sends: &Gate,
@@ -52,6 +54,7 @@ async fn send_batch(
     end: u64,
 ) -> Result<(), crac::BoxError> {
     let _pass = sends.enter_async().await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let borrowed = redis.get().await?;
     let mut pipeline = redis::pipe();
     for seq in first..end {
@@ -69,15 +72,21 @@ async fn send_batch(
 
 async fn produce(stream: String, messages: u64) -> Result<(), crac::BoxError> {
     let redis = Arc::new(connect().await?);
-    // Registered after the client, so notified before it (newest first): the gate
-    // drains while the connection is still there for the batches in flight.
+    // A gate drains before the clients it uses are closed: its rank is above theirs.
     let sends = Arc::new(Gate::new("producer sends"));
     crac::register(&sends);
     let stream = Arc::new(stream);
     let mut in_flight = tokio::task::JoinSet::new();
     for first in (0..messages).step_by(BATCH as usize) {
         if first == messages / 2 / BATCH * BATCH {
-            // half way, with batches in flight: the image (under crac run)
+            // half way, once a batch is on the wire: the image (under crac run)
+            for _ in 0..100 {
+                if sends.in_flight() > 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            println!("in flight at the checkpoint: {}", sends.in_flight());
             crac::tokio::ready().await?;
         }
         while in_flight.len() >= 4 {

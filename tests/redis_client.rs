@@ -1,7 +1,8 @@
 //! `crac::tokio::Client` with a real redis server (feature `tokio`): the connection is
-//! closed before the checkpoint and made again after it (a new redis client id), a
-//! server down at restore time fails the restore by name unless the client reconnects
-//! lazily, and then the first use connects once the server is back. `scripts/test.sh`
+//! closed before the checkpoint and made again after it (a new redis client id); a
+//! server down at restore time does not fail the restore — the first use connects once
+//! it is back — unless the connection is required; a connection borrowed past the
+//! drain deadline refuses the checkpoint. `scripts/test.sh`
 //! installs `redis-server`; each test starts its own on a free loopback port.
 
 mod common;
@@ -61,17 +62,20 @@ fn the_connection_is_closed_before_the_checkpoint_and_made_again_after() {
 }
 
 #[test]
-fn a_server_down_at_restore_fails_the_restore_by_name() {
+fn a_required_connection_down_at_restore_fails_the_restore_by_name() {
     on_runtime(async {
         let server = RedisServer::start();
-        let redis = client(server.url()).await.unwrap();
+        let redis = client(server.url())
+            .await
+            .unwrap()
+            .require_connection_at_restore();
         drop(server);
         let error = crac::tokio::checkpoint_restore().await.unwrap_err();
         let text = error.to_string();
         assert!(
             text.starts_with("after restore, 1 failure:")
                 && text.contains("`redis` failed in after_restore: connecting `redis` again:")
-                && text.contains("use reconnect_lazily()"),
+                && text.contains("require_connection_at_restore()"),
             "{text}"
         );
         drop(redis);
@@ -79,11 +83,11 @@ fn a_server_down_at_restore_fails_the_restore_by_name() {
 }
 
 #[test]
-fn a_lazy_client_restores_while_the_server_is_down_and_connects_on_first_use() {
+fn a_restore_with_the_server_down_succeeds_and_the_first_use_connects_once_it_is_back() {
     on_runtime(async {
         let server = RedisServer::start();
         let port = server.port;
-        let redis = client(server.url()).await.unwrap().reconnect_lazily();
+        let redis = client(server.url()).await.unwrap();
         drop(server);
         crac::tokio::checkpoint_restore().await.unwrap();
         let down = redis.get().await.map(|_| ()).unwrap_err();
@@ -91,12 +95,48 @@ fn a_lazy_client_restores_while_the_server_is_down_and_connects_on_first_use() {
             down.to_string().starts_with("connecting `redis`: "),
             "{down}"
         );
-        let _server = RedisServer::start_on(port);
+        let server = RedisServer::start_on(port);
         let mut connection = redis.get().await.unwrap().clone();
         let pong: String = redis::cmd("PING")
             .query_async(&mut connection)
             .await
             .unwrap();
         assert_eq!(pong, "PONG");
+        // the server restarts: the old connection is broken until reset
+        drop((connection, server));
+        let _server = RedisServer::start_on(port);
+        redis.reset().await;
+        let mut connection = redis.get().await.unwrap().clone();
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(pong, "PONG");
+    });
+}
+
+#[test]
+fn a_connection_borrowed_past_the_deadline_refuses_the_checkpoint_by_name() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let redis = client(server.url())
+            .await
+            .unwrap()
+            .with_drain_deadline(std::time::Duration::from_millis(50));
+        let borrowed = redis.get().await.unwrap();
+        let error = crac::tokio::checkpoint_restore().await.unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("`redis`: a borrowed connection was not given back within 50ms"),
+            "{error}"
+        );
+        drop(borrowed);
+        let mut connection = redis.get().await.unwrap().clone();
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(pong, "PONG", "rolled back: connected");
     });
 }

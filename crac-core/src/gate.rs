@@ -141,6 +141,8 @@ impl Drop for Pass<'_> {
 
 impl Resource for Gate {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
+        #[cfg(feature = "tokio")]
+        crate::tokio::refuse_on_runtime_thread()?;
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
         let deadline = Instant::now() + self.drain_deadline;
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
@@ -171,6 +173,12 @@ impl Resource for Gate {
 
     fn name(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.name)
+    }
+
+    /// Above the clients the operations use (rank 0): the gate drains first, while
+    /// they are still connected, and opens after they are back.
+    fn rank(&self) -> u32 {
+        1
     }
 }
 

@@ -213,6 +213,12 @@ impl Resource for Shared {
     fn name(&self) -> Cow<'_, str> {
         Cow::Owned(format!("listener {}", lock(&self.state).address))
     }
+
+    /// Above the clients the requests use (rank 0): requests drain while they are
+    /// still connected, and the listener opens after they are back.
+    fn rank(&self) -> u32 {
+        1
+    }
 }
 
 /// Where a connection of our own reaches the listener: loopback for a wildcard address.

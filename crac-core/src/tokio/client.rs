@@ -1,6 +1,7 @@
 //! [`Client`]: a connection to a server (redis, PostgreSQL, a broker) that closes
 //! before a checkpoint and connects again after the restore — at once, or on first use
-//! when the server is down at restore time. Users wait while it is closed instead of
+//! when the server is down at restore time (a restore does not fail for a dependency
+//! that is briefly away, unless asked to). Users wait while it is closed instead of
 //! finding it gone.
 
 use std::borrow::Cow;
@@ -8,7 +9,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use tokio::runtime::Handle;
 use tokio::sync::{Notify, RwLock, RwLockReadGuard};
 
 use crate::error::BoxError;
@@ -30,8 +33,7 @@ type Close<C> = Box<dyn Fn(C) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send
 /// let cache = Client::connect("cache", || async {
 ///     Ok(tokio::sync::Mutex::new(tokio::net::TcpStream::connect("127.0.0.1:6379").await?))
 /// })
-/// .await?
-/// .reconnect_lazily(); // a restore does not fail while the server is down
+/// .await?;
 /// cache.get().await?.lock().await.write_all(b"PING\r\n").await?;
 /// # Ok(())
 /// # }
@@ -40,14 +42,29 @@ pub struct Client<C> {
     shared: Arc<Shared<C>>,
 }
 
+/// When a restored copy connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reconnect {
+    /// At once; if the server is down, on first use.
+    Soon,
+    /// On first use.
+    Lazily,
+    /// At once, and the restore fails if it cannot.
+    Required,
+}
+
 struct Shared<C> {
     name: String,
+    runtime: Handle,
     connect: Connect<C>,
     close: Mutex<Option<Close<C>>>,
-    lazy: AtomicBool,
+    reconnect: Mutex<Reconnect>,
+    drain_deadline: Mutex<Duration>,
     connection: RwLock<Option<C>>,
     /// Between `before_checkpoint` and `after_restore`: users wait.
     closed_for_checkpoint: AtomicBool,
+    /// The checkpoint took the connection away (a refused drain leaves it in place).
+    taken: AtomicBool,
     reopened: Notify,
 }
 
@@ -65,11 +82,14 @@ impl<C: Send + Sync + 'static> Client<C> {
         let first = connect().await?;
         let shared = Arc::new(Shared {
             name: name.into(),
+            runtime: Handle::current(),
             connect,
             close: Mutex::new(None),
-            lazy: AtomicBool::new(false),
+            reconnect: Mutex::new(Reconnect::Soon),
+            drain_deadline: Mutex::new(Duration::from_secs(10)),
             connection: RwLock::new(Some(first)),
             closed_for_checkpoint: AtomicBool::new(false),
+            taken: AtomicBool::new(false),
             reopened: Notify::new(),
         });
         crate::context::register(&shared);
@@ -91,10 +111,40 @@ impl<C: Send + Sync + 'static> Client<C> {
         self
     }
 
-    /// After a restore, connect on first use instead of at once: a restore then does not
-    /// fail while the server is down, and the first user gets the connection error.
+    /// After a restore, connect on first use, not at once. (By default a restored copy
+    /// connects at once, and on first use if the server is down then.)
     pub fn reconnect_lazily(self) -> Client<C> {
-        self.shared.lazy.store(true, Ordering::SeqCst);
+        self.set_reconnect(Reconnect::Lazily)
+    }
+
+    /// After a restore, connect at once, and fail the restore if the server is down.
+    pub fn require_connection_at_restore(self) -> Client<C> {
+        self.set_reconnect(Reconnect::Required)
+    }
+
+    /// How long a checkpoint waits for borrowed connections to be given back before it
+    /// is refused (default 10 s).
+    pub fn with_drain_deadline(self, deadline: Duration) -> Client<C> {
+        *self
+            .shared
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = deadline;
+        self
+    }
+
+    /// Drops the connection: the next [`get`](Self::get) connects again (after the
+    /// server restarted, say).
+    pub async fn reset(&self) {
+        self.shared.connection.write().await.take();
+    }
+
+    fn set_reconnect(self, when: Reconnect) -> Client<C> {
+        *self
+            .shared
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = when;
         self
     }
 
@@ -133,10 +183,24 @@ impl<C> std::fmt::Debug for Client<C> {
 }
 
 impl<C: Send + Sync + 'static> Shared<C> {
-    async fn close_for_checkpoint(&self) {
+    async fn close_for_checkpoint(&self) -> Result<(), BoxError> {
         self.closed_for_checkpoint.store(true, Ordering::SeqCst);
+        let deadline = *self
+            .drain_deadline
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         // Waits for every borrowed connection to be given back.
-        let taken = self.connection.write().await.take();
+        let Some(mut slot) = super::within(deadline, self.connection.write()).await else {
+            return Err(format!(
+                "`{}`: a borrowed connection was not given back within {deadline:?} (a task \
+                 holds it across something that waits for this checkpoint?)",
+                self.name
+            )
+            .into());
+        };
+        let taken = slot.take();
+        self.taken.store(true, Ordering::SeqCst);
+        drop(slot);
         let close = self
             .close
             .lock()
@@ -146,34 +210,52 @@ impl<C: Send + Sync + 'static> Shared<C> {
             close(connection).await;
         }
         *self.close.lock().unwrap_or_else(PoisonError::into_inner) = close;
+        Ok(())
     }
 
     async fn reopen(&self) -> Result<(), BoxError> {
-        let connected = if self.lazy.load(Ordering::SeqCst) {
-            Ok(None)
-        } else {
-            (self.connect)().await.map(Some)
+        if !self.taken.swap(false, Ordering::SeqCst) {
+            // rolled back before the connection was taken: it is still there
+            self.closed_for_checkpoint.store(false, Ordering::SeqCst);
+            self.reopened.notify_waiters();
+            return Ok(());
+        }
+        let when = *self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let connected = match when {
+            Reconnect::Lazily => Ok(None),
+            _ => (self.connect)().await.map(Some),
+        };
+        // Stored before users are let in: none of them connects a second time.
+        let outcome = match connected {
+            Ok(connection) => {
+                *self.connection.write().await = connection;
+                Ok(())
+            }
+            Err(e) if when == Reconnect::Required => Err(format!(
+                "connecting `{}` again: {e} (without require_connection_at_restore() it \
+                 would connect on first use)",
+                self.name
+            )
+            .into()),
+            // the server is away: the first user connects
+            Err(_) => Ok(()),
         };
         self.closed_for_checkpoint.store(false, Ordering::SeqCst);
         self.reopened.notify_waiters();
-        *self.connection.write().await = connected.map_err(|e| {
-            format!(
-                "connecting `{}` again: {e} (use reconnect_lazily() if the server may be \
-                 down at restore time)",
-                self.name
-            )
-        })?;
-        Ok(())
+        outcome
     }
 }
 
 impl<C: Send + Sync + 'static> Resource for Shared<C> {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        crate::tokio::block_on_hook(self.close_for_checkpoint())
+        super::block_on_hook_on(Some(&self.runtime), self.close_for_checkpoint())
     }
 
     fn after_restore(&self, _: &Restore) -> Result<(), BoxError> {
-        crate::tokio::block_on_hook(self.reopen())
+        super::block_on_hook_on(Some(&self.runtime), self.reopen())
     }
 
     fn name(&self) -> Cow<'_, str> {

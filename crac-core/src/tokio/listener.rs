@@ -179,6 +179,7 @@ impl Shared {
 
 impl Resource for Shared {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
+        super::refuse_on_runtime_thread()?;
         self.draining.store(true, Ordering::SeqCst);
         drop(lock(&self.socket).take());
         self.wake_acceptor();
@@ -229,6 +230,12 @@ impl Resource for Shared {
 
     fn name(&self) -> Cow<'_, str> {
         Cow::Owned(format!("listener {}", lock(&self.address)))
+    }
+
+    /// Above the clients the requests use (rank 0): requests drain while they are
+    /// still connected, and the listener opens after they are back.
+    fn rank(&self) -> u32 {
+        1
     }
 }
 

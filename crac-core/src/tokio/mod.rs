@@ -83,17 +83,37 @@ where
     F: Future,
     F::Output: HookResult,
 {
-    if let Some(handle) = PROTOCOL_RUNTIME.with_borrow(Clone::clone) {
-        return handle.block_on(future).into_hook_result();
-    }
-    if Handle::try_current().is_ok() {
+    block_on_hook_on(None, future)
+}
+
+/// Refuses to wait on a thread of a tokio runtime outside the protocol's own thread:
+/// the tasks a hook waits for may need that very thread.
+pub(crate) fn refuse_on_runtime_thread() -> Result<(), BoxError> {
+    if PROTOCOL_RUNTIME.with_borrow(Option::is_none) && Handle::try_current().is_ok() {
         return Err(
-            "an async hook cannot run here: the checkpoint was started with a \
-                    blocking call on a thread of the tokio runtime, which the hook's tasks \
-                    may need; start it with crac::tokio::checkpoint_restore().await (or \
+            "a hook cannot wait here: the checkpoint was started with a blocking \
+                    call on a thread of the tokio runtime, which the tasks it waits for may \
+                    need; start it with crac::tokio::checkpoint_restore().await (or \
                     crac::tokio::ready().await)"
                 .into(),
         );
+    }
+    Ok(())
+}
+
+/// [`block_on_hook`], preferring `own` — the runtime a resource was made on — to the
+/// remembered or a private one when the protocol does not run off a runtime.
+pub(crate) fn block_on_hook_on<F>(own: Option<&Handle>, future: F) -> Result<(), BoxError>
+where
+    F: Future,
+    F::Output: HookResult,
+{
+    if let Some(handle) = PROTOCOL_RUNTIME.with_borrow(Clone::clone) {
+        return handle.block_on(future).into_hook_result();
+    }
+    refuse_on_runtime_thread()?;
+    if let Some(handle) = own {
+        return handle.block_on(future).into_hook_result();
     }
     let remembered = APPLICATION_RUNTIME
         .lock()
@@ -119,4 +139,26 @@ impl<S: ?Sized, E, R: HookResult, F: AsyncFn(&S, &E) -> R> MethodHook<S, E, Asyn
     fn call_hook(&self, owner: &S, event: &E) -> Result<(), BoxError> {
         block_on_hook(self(owner, event))
     }
+}
+
+/// `future`'s output, or `None` once `deadline` has passed. The deadline is kept by a
+/// thread of its own: the runtime may have no timer driver.
+pub(crate) async fn within<T>(
+    deadline: std::time::Duration,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    let (expire, expired) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        std::thread::sleep(deadline);
+        let _ = expire.send(());
+    });
+    let mut future = std::pin::pin!(future);
+    let mut expired = std::pin::pin!(expired);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(value) = future.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(value));
+        }
+        expired.as_mut().poll(cx).map(|_| None)
+    })
+    .await
 }

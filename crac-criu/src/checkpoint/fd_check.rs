@@ -208,15 +208,16 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedList
             FdAction::Close => detach(fd.fd)?,
         }
     }
+    // Everything is judged again: a connection that changed state (ESTABLISHED to
+    // CLOSE_WAIT) or an fd number reused meanwhile is still refused.
     let grace = Instant::now() + CLOSE_GRACE;
     while !refused.is_empty() && Instant::now() < grace {
         std::thread::sleep(Duration::from_millis(10));
-        let still: Vec<OpenFd> = judge(list()?)
+        refused = judge(list()?)
             .into_iter()
             .filter(|(action, _)| *action == FdAction::Error)
             .map(|(_, fd)| fd)
             .collect();
-        refused.retain(|r| still.iter().any(|s| s.fd == r.fd && s.target == r.target));
     }
     if refused.is_empty() {
         Ok(listeners)

@@ -145,6 +145,8 @@ pub(crate) fn list() -> std::io::Result<Vec<OpenFd>> {
         .map(|(fd, text)| {
             let mut info = describe(*fd, text, &sockets, &ours);
             info.inherited = at_start.iter().any(|(f, t)| f == fd && t == text);
+            // the parent may hold the other end too (a jobserver pipe, say)
+            info.in_process &= !info.inherited;
             info
         })
         .collect())
@@ -155,7 +157,9 @@ pub(crate) fn list() -> std::io::Result<Vec<OpenFd>> {
 struct Ours {
     sockets: HashSet<u64>,
     pipes: HashMap<u64, (bool, bool)>,
-    unix_peers: HashMap<u64, u64>,
+    /// Without the kernel's socket diagnostics no socketpair is known to be internal:
+    /// all are refused, and say why.
+    unix_peers: Result<HashMap<u64, u64>, String>,
 }
 
 impl Ours {
@@ -163,8 +167,7 @@ impl Ours {
         let mut ours = Ours {
             sockets: HashSet::new(),
             pipes: HashMap::new(),
-            // without diagnostics no socketpair is known to be internal: all are refused
-            unix_peers: unix_diag::peers().unwrap_or_default(),
+            unix_peers: unix_diag::peers().map_err(|e| e.to_string()),
         };
         for (fd, text) in links {
             if let Some(inode) = bracketed(text, "socket:") {
@@ -381,8 +384,8 @@ impl SocketTable {
                         })
                         .map(|p| {
                             if p.inode == 0 {
-                                // queued on a listener, not yet held by any fd
-                                "not yet accepted".to_string()
+                                // queued on a listener, or held by no fd any more
+                                "a socket no process holds (not yet accepted?)".to_string()
                             } else if ours.sockets.contains(&p.inode) {
                                 "this process".to_string()
                             } else {
@@ -398,9 +401,18 @@ impl SocketTable {
             };
         }
         if let Some(s) = self.unix.iter().find(|s| s.inode == inode) {
-            let peer = ours.unix_peers.get(&inode);
+            let peer = ours
+                .unix_peers
+                .as_ref()
+                .ok()
+                .and_then(|peers| peers.get(&inode));
             let internal = peer.is_some_and(|p| ours.sockets.contains(p));
             let target = match (s.connected || peer.is_some(), peer) {
+                (true, None) if ours.unix_peers.is_err() => format!(
+                    "{}, connected (its peer is unknown: socket diagnostics failed: {})",
+                    s.description,
+                    ours.unix_peers.as_ref().err().map_or("", String::as_str)
+                ),
                 (_, Some(_)) if internal => {
                     format!("{}, connected within this process", s.description)
                 }
@@ -503,7 +515,7 @@ mod tests {
         assert_eq!(
             conn.target,
             format!(
-                "TCP {} -> {} (ESTABLISHED), peer: not yet accepted",
+                "TCP {} -> {} (ESTABLISHED), peer: a socket no process holds (not yet accepted?)",
                 client.local_addr().unwrap(),
                 server.local_addr().unwrap()
             )
