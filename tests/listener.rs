@@ -18,12 +18,16 @@ use restoring::PORT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Signalled by the slow handler once it runs: the request is in flight.
+static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 async fn serve(deadline: Duration) -> std::net::SocketAddr {
     let app = Router::new()
         .route("/", routing::get(|| async { "hello" }))
         .route(
             "/slow",
             routing::get(|| async {
+                SLOW_STARTED.notify_one();
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 "slow"
             }),
@@ -87,7 +91,7 @@ fn in_flight_requests_finish_idle_connections_close_and_the_listener_comes_back(
         let mut idle = TcpStream::connect(address).await.unwrap();
         assert_eq!(get_on(&mut idle, "/").await.unwrap(), "hello");
         let in_flight = tokio::spawn(get(address, "/slow"));
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        SLOW_STARTED.notified().await; // the request is being handled
 
         let started = Instant::now();
         let restore = crac::tokio::checkpoint_restore().await.unwrap();
@@ -120,7 +124,7 @@ fn a_request_busy_past_the_deadline_refuses_the_checkpoint_by_peer_and_serving_g
         let mut busy = TcpStream::connect(address).await.unwrap();
         let peer = busy.local_addr().unwrap();
         let slow = tokio::spawn(async move { get_on(&mut busy, "/slow").await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        SLOW_STARTED.notified().await;
         let error = crac::tokio::checkpoint_restore().await.unwrap_err();
         assert!(
             error

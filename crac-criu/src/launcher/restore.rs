@@ -16,7 +16,7 @@ use crate::error::Error;
 use crate::image::{self, manifest::Manifest};
 use crate::launcher::namespace;
 use crate::launcher::supervise::{self, Ended};
-use crate::sys::{criu, fd_info, procfs};
+use crate::sys::{criu, fd_info, fs, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};
 use crate::wire::signal::{self, Message};
@@ -61,6 +61,15 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     };
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
+    // Restores of an image that carries an exclusive listener take turns from this
+    // check until the copy runs (and so listens): copies started at the same moment
+    // cannot all pass it.
+    let listeners_turn = if manifest.listeners.iter().any(|l| !l.shared) {
+        let lock = image::sibling(dir, ".listeners.lock", true);
+        Some(fs::lock_exclusive(&lock).map_err(|e| Error::Io("locking the image's listeners", e))?)
+    } else {
+        None
+    };
     check_listeners_free(&manifest).map_err(|problem| Error::Image {
         dir: dir.clone(),
         problem,
@@ -120,6 +129,12 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         Error::Io(what, e)
     })?;
     let reporter = report_when_resumed(resumed.clone());
+    if let Some(turn) = listeners_turn {
+        while !resumed.exists() && child.try_wait().is_ok_and(|ended| ended.is_none()) {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(turn);
+    }
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     supervise::forward_to(if manifest.private_pid_namespace {
