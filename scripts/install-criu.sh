@@ -7,6 +7,12 @@
 #   3. otherwise build the upstream tarball shipped in Debian's source package of a
 #      newer release (sid, then trixie), fetched through a private apt directory.
 #
+# The CRIU built here keeps its kernel-feature probe (~30 ms, paid by every dump and
+# restore) cached in $RUNDIR/criu.kdat. CRIU only trusts that cache on a tmpfs, and
+# only root may write there (a planted cache would mislead CRIU), so every run of this
+# script makes $RUNDIR a root-only tmpfs if it is not one yet (it is gone after a
+# reboot until the next run; CRIU then probes the kernel again, correctly but slower).
+#
 # Why step 3: Debian 12 ships criu 3.17, which fails on current kernels
 # ("vdso: Unexpected rt vDSO area bounds"), and trixie/sid binary packages need a
 # newer glibc; the upstream source builds fine against Debian 12's libraries.
@@ -25,6 +31,7 @@ set -Eeuo pipefail
 
 readonly MIN_VERSION=4.1
 readonly TARGET=/usr/local/sbin/criu
+readonly RUNDIR=/run/crac-criu
 readonly CACHE_DIR=${CRAC_CRIU_CACHE:-/var/cache/crac-criu-build}
 readonly SUITES=${CRAC_CRIU_SUITES:-sid trixie}
 readonly KEYRING=/usr/share/keyrings/debian-archive-keyring.gpg
@@ -73,10 +80,24 @@ criu_works() {
     [[ $output == *"Looks good."* ]]
 }
 
-# Step 1: nothing to do? Must stay quiet and fast.
+# Step 1: nothing to do? Must stay quiet and fast. A CRIU this script built earlier
+# without the kdat cache directory is rebuilt.
 quick_check() {
     local existing
-    existing=$(command -v criu 2>/dev/null) && criu_works "$existing"
+    existing=$(command -v criu 2>/dev/null) && criu_works "$existing" || return 1
+    [[ $existing != "$TARGET" ]] || grep -qa "$RUNDIR/criu.kdat" "$existing"
+}
+
+# The kdat cache directory: a tmpfs only root can write. Best effort: without it CRIU
+# works, probing the kernel on every call.
+kdat_cache() {
+    [[ $EUID -eq 0 ]] || return 0
+    if ! mountpoint -q "$RUNDIR" 2>/dev/null; then
+        mkdir -p "$RUNDIR"
+        mount -t tmpfs -o mode=0700,size=4m crac-criu-kdat "$RUNDIR" 2>/dev/null ||
+            say "no kdat cache: cannot mount a tmpfs at $RUNDIR; every criu call probes the kernel (~30 ms)"
+    fi
+    chmod 0700 "$RUNDIR" 2>/dev/null || true
 }
 
 # Install packages, refreshing apt's lists once if the first attempt fails (lists
@@ -257,7 +278,11 @@ build_from_source() {
         mv "$src.tmp" "$src"
     fi
 
-    logged make -C "$src" -j"$(nproc)" criu ||
+    # RUNDIR is compiled into kerndat.o only: a cached tree built without it relinks.
+    if ! grep -qa "$RUNDIR/criu.kdat" "$src/criu/kerndat.o" 2>/dev/null; then
+        rm -f "$src/criu/kerndat.o"
+    fi
+    logged make -C "$src" -j"$(nproc)" criu RUNDIR="$RUNDIR" ||
         die "building CRIU $version failed (make criu in $src)"
 
     # Install via rename so a running criu is never overwritten in place.
@@ -279,6 +304,7 @@ $output"
 }
 
 main() {
+    kdat_cache
     if quick_check; then exit 0; fi
 
     [[ $EUID -eq 0 ]] ||
