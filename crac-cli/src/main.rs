@@ -158,17 +158,26 @@ fn main() -> ExitCode {
                 .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
                 .and_then(|tool| run::run(&options, &tool, &app[0], &app[1..]))
         }
-        Command::Inspect { dir, json } => inspect::inspect(&dir).map(|image| {
-            println!(
-                "{}",
-                if json {
-                    image.to_json()
-                } else {
-                    image.to_text()
-                }
-            );
-            i32::from(!image.is_restorable())
-        }),
+        // Exit status 1 for anything that cannot be restored, a missing or foreign
+        // directory included; 70 stays for crac's own failures.
+        Command::Inspect { dir, json } => match inspect::inspect(&dir) {
+            Ok(image) => {
+                println!(
+                    "{}",
+                    if json {
+                        image.to_json()
+                    } else {
+                        image.to_text()
+                    }
+                );
+                Ok(i32::from(!image.is_restorable()))
+            }
+            Err(e @ crac_criu::Error::Image { .. }) => {
+                eprintln!("crac: {e}");
+                Ok(1)
+            }
+            Err(e) => Err(e),
+        },
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })

@@ -44,4 +44,19 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
         text(&broken.stdout).contains(r#""restorable":false,"refusal":"cannot restore "#),
         "{broken:?}"
     );
+
+    // `crac run` names the image once, then the problem
+    let refused = crate::harness::crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(refused.status.code(), Some(70), "{refused:?}");
+    let stderr = text(&refused.stderr);
+    assert_eq!(stderr.matches("cannot restore").count(), 1, "{stderr}");
+    assert!(stderr.contains("is truncated or corrupt"), "{stderr}");
+
+    // a directory that is not an image: "not restorable" (1), not crac's failure (70)
+    let missing = crac(&["inspect", image.with_file_name("nothing").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(
+        text(&missing.stderr).starts_with("crac: cannot restore "),
+        "{missing:?}"
+    );
 }

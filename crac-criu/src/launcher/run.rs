@@ -124,7 +124,11 @@ pub fn run(
 
 /// An image exists: can it be restored here, and is it this application's?
 fn usable(dir: &Path, app: &Path) -> Result<(), String> {
-    let manifest = image::validate(dir).map_err(|e| e.to_string())?;
+    // The problem alone: the caller says which image it is about.
+    let manifest = image::validate(dir).map_err(|e| match e {
+        Error::Image { problem, .. } => problem,
+        other => other.to_string(),
+    })?;
     if manifest.executable != app {
         return Err(format!(
             "it was taken from {}, not {}",
