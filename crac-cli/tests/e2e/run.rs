@@ -3,7 +3,8 @@
 //! image after a crash, and start cleanly from a shell that leaks fds.
 
 use crate::harness::{
-    Run, checksum_of, crac_run, crac_run_command, lines, restore, setup, stray_fds, tests, text,
+    KillOnDrop, Run, checksum_of, crac_run, crac_run_command, lines, restore, setup, stray_fds,
+    tests, text,
 };
 
 tests![
@@ -11,6 +12,8 @@ tests![
     crac_run_never_restores_a_foreign_image_blindly,
     after_a_crash_crac_run_restarts_from_the_last_consistent_image,
     an_app_that_exits_by_itself_is_not_restored_whatever_its_exit_code,
+    a_service_stopped_through_crac_run_stays_stopped_despite_its_periodic_image,
+    a_copy_dies_with_its_restorer_even_when_that_is_killed,
     crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready,
     a_launcher_works_from_a_shell_with_stray_inherited_fds,
     a_direct_checkpoint_under_crac_run_is_refused_and_the_image_kept,
@@ -223,5 +226,97 @@ fn a_direct_checkpoint_under_crac_run_is_refused_and_the_image_kept() {
     assert!(
         text(&again.stdout).contains("direct after ready Some(Restored)"),
         "the image taken at ready() is still the one restored: {again:?}"
+    );
+}
+
+/// `docker stop` on `crac run --every`: the SIGTERM `crac run` passes on kills the app,
+/// and a periodic image exists, but a stopped service is not a crashed one.
+fn a_service_stopped_through_crac_run_stays_stopped_despite_its_periodic_image() {
+    let (dir, image) = setup("stopped");
+    let exe = std::env::current_exe().unwrap();
+    let stdout_path = dir.join("stdout");
+    let mut running = crac_run_command(
+        &exe,
+        &image,
+        "periodic-forever",
+        &["--on", "request", "--every", "1"],
+    )
+    .stdout(std::fs::File::create(&stdout_path).unwrap())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let _reaper = KillOnDrop(running.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&stdout_path)
+        .unwrap()
+        .matches("periodic LeftRunning")
+        .count()
+        < 2
+    {
+        assert!(std::time::Instant::now() < deadline, "no periodic images");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: a plain kill of our own child.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    let status = running.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(running.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(128 + libc::SIGTERM), "{stderr}");
+    assert!(
+        !stderr.contains("restoring it"),
+        "stopped, not restored: {stderr}"
+    );
+}
+
+/// `crac restore` killed with SIGKILL (an OOM killer, a `kill -9`): the copy it restored
+/// in a private namespace does not run on, orphaned. The image is the periodic one of a
+/// service that goes on taking images (and printing a line each second).
+fn a_copy_dies_with_its_restorer_even_when_that_is_killed() {
+    let (dir, image) = setup("orphan");
+    let exe = std::env::current_exe().unwrap();
+    let first = dir.join("first");
+    let mut running = crac_run_command(
+        &exe,
+        &image,
+        "periodic-forever",
+        &["--on", "request", "--every", "1"],
+    )
+    .stdout(std::fs::File::create(&first).unwrap())
+    .spawn()
+    .unwrap();
+    let _reaper = KillOnDrop(running.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !std::fs::read_to_string(&first)
+        .unwrap()
+        .contains("periodic LeftRunning")
+    {
+        assert!(std::time::Instant::now() < deadline, "no periodic image");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // SAFETY: a plain kill of our own child.
+    unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
+    running.wait().unwrap();
+
+    let copy_out = dir.join("copy");
+    let mut copy = std::process::Command::new(crate::harness::crac_bin())
+        .args(["restore", image.to_str().unwrap()])
+        .stdout(std::fs::File::create(&copy_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines_of = || std::fs::read_to_string(&copy_out).unwrap().lines().count();
+    while lines_of() < 2 {
+        assert!(std::time::Instant::now() < deadline, "the copy did not run");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    copy.kill().unwrap(); // SIGKILL
+    copy.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after_kill = lines_of();
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(
+        lines_of(),
+        after_kill,
+        "the copy went on after its restorer was killed"
     );
 }

@@ -195,9 +195,10 @@ pub(crate) fn run(scenario: &str) -> ! {
         say("exiting 7");
         std::process::exit(7);
     }
-    if scenario == "periodic" || scenario == "periodic-exit" {
-        // a service loop: work, then a consistent point; crashes (or, in `periodic-exit`,
-        // exits by itself with a code a shell would read as a signal) after two images
+    if let Some(variant) = scenario.strip_prefix("periodic") {
+        // a service loop: work, then a consistent point; after two images it crashes,
+        // or (`-exit`) exits by itself with a code a shell would read as a signal, or
+        // (`-forever`) goes on until it is stopped
         let mut images = 0;
         for round in 0.. {
             std::thread::sleep(Duration::from_millis(200));
@@ -206,16 +207,16 @@ pub(crate) fn run(scenario: &str) -> ! {
                     "periodic {:?} at round {round}",
                     restore.outcome()
                 ));
-                if restore.is_restored() {
+                if restore.is_restored() && variant != "-forever" {
                     say("exiting 7");
                     std::process::exit(7);
                 }
                 images += 1;
-                if images == 2 && scenario == "periodic-exit" {
+                if images == 2 && variant == "-exit" {
                     say("exiting 137");
                     std::process::exit(137);
                 }
-                if images == 2 {
+                if images == 2 && variant.is_empty() {
                     say("crashing");
                     std::process::abort();
                 }

@@ -120,6 +120,16 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     // The forwarded signals stay blocked in CRIU and pending through its exec into
     // `__wait`, which forwards them once the process is back.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // A restorer that dies (even by SIGKILL) takes its restore down: `unshare`, then
+    // through `--kill-child` the namespace and the copy in it. (A host-namespace copy
+    // loses its `__wait` parent this way, but outlives it.)
+    // SAFETY: the closure only calls prctl, which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+            Ok(())
+        });
+    }
     let mut child = cmd.spawn().map_err(|e| {
         let what = if manifest.private_pid_namespace {
             "running `unshare` (util-linux) and criu restore"

@@ -103,8 +103,9 @@ pub fn run(
     let started = SystemTime::now();
     let ended = first_run(options, &image, tool, &app, args)?;
     // The dump stops the process with SIGKILL; a crash after a periodic image also ends
-    // in a signal. A process that exited on its own is not brought back.
-    let killed = matches!(ended, Ended::Killed(_));
+    // in a signal. A process that exited on its own, or that was stopped by a signal
+    // `crac run` passed on (Ctrl-C, `docker stop`), is not brought back.
+    let killed = matches!(ended, Ended::Killed(_)) && !supervise::stop_was_forwarded();
     let status = ended.code();
     let fresh = image::published_since(&image, started);
     if killed && fresh {
