@@ -98,6 +98,16 @@ pub enum Error {
     /// A program to run was not found.
     #[error("cannot find the program {}", .0.display())]
     ProgramNotFound(PathBuf),
+    /// Something done to a file or directory failed; the message names it.
+    #[error("{action} {}: {source}", path.display())]
+    File {
+        /// What was being done, e.g. "creating the staging directory".
+        action: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// Why it failed.
+        source: std::io::Error,
+    },
     /// A system call failed.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] std::io::Error),

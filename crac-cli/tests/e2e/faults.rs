@@ -15,6 +15,7 @@ tests![
     a_truncated_image_is_refused_before_criu_runs,
     an_image_is_refused_when_the_executable_changed,
     a_directory_that_holds_other_files_is_never_used_as_the_image,
+    a_criu_that_cannot_be_run_is_named,
 ];
 
 fn a_failing_hook_means_no_image_and_the_process_continues_rolled_back() {
@@ -221,5 +222,23 @@ fn a_directory_that_holds_other_files_is_never_used_as_the_image() {
     assert_eq!(
         std::fs::read_to_string(dir.join("important.txt")).unwrap(),
         "keep me"
+    );
+}
+
+/// `CRAC_CRIU` pointing at a file that is not executable: the restore says which file.
+fn a_criu_that_cannot_be_run_is_named() {
+    let (dir, image) = setup("criu-not-executable");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let not_criu = dir.join("criu");
+    std::fs::write(&not_criu, b"not a program").unwrap();
+    let out = std::process::Command::new(crate::harness::crac_bin())
+        .args(["restore", image.to_str().unwrap()])
+        .env("CRAC_CRIU", &not_criu)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    assert!(
+        text(&out.stderr).starts_with(&format!("crac: running {}: ", not_criu.display())),
+        "{out:?}"
     );
 }

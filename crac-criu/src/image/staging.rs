@@ -52,18 +52,28 @@ fn remove_abandoned(final_dir: &Path) {
 /// Creates an empty private staging directory, removing leftovers of crashed dumps.
 pub(crate) fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
     let parent = final_dir.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent)
-        .map_err(|e| Error::Io("creating the image's parent directory", e))?;
+    std::fs::create_dir_all(parent).map_err(|source| Error::File {
+        action: "creating the image's parent directory",
+        path: parent.to_path_buf(),
+        source,
+    })?;
     remove_abandoned(final_dir);
     let staging = staging_dir(final_dir, pid);
     if staging.exists() {
-        std::fs::remove_dir_all(&staging)
-            .map_err(|e| Error::Io("removing a stale staging directory", e))?;
+        std::fs::remove_dir_all(&staging).map_err(|source| Error::File {
+            action: "removing a stale staging directory",
+            path: staging.clone(),
+            source,
+        })?;
     }
     std::fs::DirBuilder::new()
         .mode(0o700)
         .create(&staging)
-        .map_err(|e| Error::Io("creating the staging directory", e))?;
+        .map_err(|source| Error::File {
+            action: "creating the staging directory",
+            path: staging.clone(),
+            source,
+        })?;
     Ok(staging)
 }
 

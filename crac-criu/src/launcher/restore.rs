@@ -66,7 +66,11 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     // cannot all pass it.
     let listeners_turn = if manifest.listeners.iter().any(|l| !l.shared) {
         let lock = image::sibling(dir, ".listeners.lock", true);
-        Some(fs::lock_exclusive(&lock).map_err(|e| Error::Io("locking the image's listeners", e))?)
+        Some(fs::lock_exclusive(&lock).map_err(|source| Error::File {
+            action: "locking",
+            path: lock.clone(),
+            source,
+        })?)
     } else {
         None
     };
@@ -130,13 +134,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
-        let what = if manifest.private_pid_namespace {
-            "running `unshare` (util-linux) and criu restore"
+    let mut child = cmd.spawn().map_err(|source| Error::File {
+        action: if manifest.private_pid_namespace {
+            "running `unshare` (util-linux) with"
         } else {
-            "running criu restore"
-        };
-        Error::Io(what, e)
+            "running"
+        },
+        path: criu.clone(),
+        source,
     })?;
     let reporter = report_when_resumed(resumed.clone());
     if let Some(turn) = listeners_turn {
