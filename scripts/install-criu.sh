@@ -88,16 +88,15 @@ quick_check() {
     [[ $existing != "$TARGET" ]] || grep -qa "$RUNDIR/criu.kdat" "$existing"
 }
 
-# The kdat cache directory: a tmpfs only root can write. Best effort: without it CRIU
-# works, probing the kernel on every call.
+# The kdat cache directory: a tmpfs only root can write (on systemd hosts /run is one
+# already; elsewhere a small one is mounted). Best effort: without it CRIU works,
+# probing the kernel on every call. Fails (quietly) when there is no cache.
 kdat_cache() {
     [[ $EUID -eq 0 ]] || return 0
-    if ! mountpoint -q "$RUNDIR" 2>/dev/null; then
-        mkdir -p "$RUNDIR"
-        mount -t tmpfs -o mode=0700,size=4m crac-criu-kdat "$RUNDIR" 2>/dev/null ||
-            say "no kdat cache: cannot mount a tmpfs at $RUNDIR; every criu call probes the kernel (~30 ms)"
-    fi
+    mkdir -p -m 0700 "$RUNDIR" 2>/dev/null || return 1
     chmod 0700 "$RUNDIR" 2>/dev/null || true
+    [[ $(stat -f -c %T "$RUNDIR" 2>/dev/null) == tmpfs ]] && return 0
+    mount -t tmpfs -o mode=0700,size=4m crac-criu-kdat "$RUNDIR" 2>/dev/null
 }
 
 # Install packages, refreshing apt's lists once if the first attempt fails (lists
@@ -304,8 +303,11 @@ $output"
 }
 
 main() {
-    kdat_cache
+    local cache=yes
+    kdat_cache || cache=no
     if quick_check; then exit 0; fi
+    [[ $cache == yes ]] ||
+        say "no kdat cache: cannot make $RUNDIR a tmpfs; every criu call will probe the kernel (~30-60 ms)"
 
     [[ $EUID -eq 0 ]] ||
         die "installing CRIU needs root; run: sudo $0"

@@ -304,6 +304,7 @@ fn a_copy_dies_with_its_restorer_even_when_that_is_killed() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let _copy_reaper = KillOnDrop(copy.id());
     let lines_of = || std::fs::read_to_string(&copy_out).unwrap().lines().count();
     while lines_of() < 2 {
         assert!(std::time::Instant::now() < deadline, "the copy did not run");

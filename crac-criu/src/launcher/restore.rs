@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
 use crate::image::{self, manifest::Manifest};
@@ -61,18 +61,23 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     };
     let manifest = image::validate(dir)?;
     check_ids_free(&manifest)?;
-    // Restores of an image that carries an exclusive listener take turns from this
-    // check until the copy runs (and so listens): copies started at the same moment
-    // cannot all pass it.
-    let listeners_turn = if manifest.listeners.iter().any(|l| !l.shared) {
-        let lock = image::sibling(dir, ".listeners.lock", true);
-        Some(fs::lock_exclusive(&lock).map_err(|source| Error::File {
+    // Restores of an image that carries an exclusive listener take turns (a lock on the
+    // image directory itself, which works on a read-only volume too) from this check
+    // until the copy listens: copies started at the same moment cannot all pass it.
+    let exclusive: Vec<std::net::SocketAddr> = manifest
+        .listeners
+        .iter()
+        .filter(|l| !l.shared)
+        .map(|l| l.address)
+        .collect();
+    let listeners_turn = if exclusive.is_empty() {
+        None
+    } else {
+        Some(fs::lock_exclusive(dir).map_err(|source| Error::File {
             action: "locking",
-            path: lock.clone(),
+            path: dir.clone(),
             source,
         })?)
-    } else {
-        None
     };
     check_listeners_free(&manifest).map_err(|problem| Error::Image {
         dir: dir.clone(),
@@ -124,15 +129,23 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     // The forwarded signals stay blocked in CRIU and pending through its exec into
     // `__wait`, which forwards them once the process is back.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    // A restorer that dies (even by SIGKILL) takes its restore down: `unshare`, then
-    // through `--kill-child` the namespace and the copy in it. (A host-namespace copy
-    // loses its `__wait` parent this way, but outlives it.)
-    // SAFETY: the closure only calls prctl, which is async-signal-safe.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-            Ok(())
-        });
+    // A restorer that dies (even by SIGKILL) takes a private-namespace restore down:
+    // `unshare`, then through `--kill-child` the namespace and the copy in it. Not a
+    // host-namespace one: killing CRIU half way would leave the copy stuck, holding its
+    // PIDs and ports.
+    if manifest.private_pid_namespace {
+        let restorer = nix::unistd::getpid();
+        // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // the restorer may have died before the death signal was armed
+                if nix::unistd::getppid() != restorer {
+                    return Err(std::io::Error::other("the restorer is gone"));
+                }
+                Ok(())
+            });
+        }
     }
     let mut child = cmd.spawn().map_err(|source| Error::File {
         action: if manifest.private_pid_namespace {
@@ -144,12 +157,6 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         source,
     })?;
     let reporter = report_when_resumed(resumed.clone());
-    if let Some(turn) = listeners_turn {
-        while !resumed.exists() && child.try_wait().is_ok_and(|ended| ended.is_none()) {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        drop(turn);
-    }
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     supervise::forward_to(if manifest.private_pid_namespace {
@@ -157,6 +164,17 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     } else {
         pid
     })?;
+    if let Some(turn) = listeners_turn {
+        // The next restore may check once this copy listens (or is gone, or is slow).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !exclusive.iter().all(|a| fd_info::someone_listens_on(*a))
+            && child.try_wait().is_ok_and(|ended| ended.is_none())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        drop(turn);
+    }
     let status = child.wait();
     supervise::forward_to(0)?;
     drop(reporter);

@@ -105,7 +105,7 @@ pub fn run(
     // The dump stops the process with SIGKILL; a crash after a periodic image also ends
     // in a signal. A process that exited on its own, or that was stopped by a signal
     // `crac run` passed on (Ctrl-C, `docker stop`), is not brought back.
-    let killed = matches!(ended, Ended::Killed(_)) && !supervise::stop_was_forwarded();
+    let killed = matches!(ended, Ended::Killed(signal) if !supervise::was_forwarded(signal));
     let status = ended.code();
     let fresh = image::published_since(&image, started);
     if killed && fresh {

@@ -6,7 +6,7 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -30,13 +30,13 @@ const FORWARDED: [Signal; 6] = [
 
 /// Where forwarded signals go; 0: nowhere. One forwarding thread per process.
 static TARGET: AtomicI32 = AtomicI32::new(0);
-/// A signal that asks to stop (not SIGUSR1/2) was passed on.
-static STOP_FORWARDED: AtomicBool = AtomicBool::new(false);
+/// The signals passed on so far, one bit per signal number.
+static FORWARDED_SO_FAR: AtomicU64 = AtomicU64::new(0);
 
-/// Whether a stop signal (SIGINT, SIGTERM, SIGHUP, SIGQUIT) was passed on to the
-/// supervised process: its death by signal then means "stopped", not "crashed".
-pub(crate) fn stop_was_forwarded() -> bool {
-    STOP_FORWARDED.load(Ordering::SeqCst)
+/// Whether `signal` was passed on to the supervised process: its death by that signal
+/// then means "stopped" (Ctrl-C, `docker stop`), not "crashed".
+pub(crate) fn was_forwarded(signal: i32) -> bool {
+    (0..64).contains(&signal) && FORWARDED_SO_FAR.load(Ordering::SeqCst) & (1 << signal) != 0
 }
 
 fn forwarded_set() -> SigSet {
@@ -62,9 +62,7 @@ pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
                     let Ok(sig) = set.wait() else { continue };
                     let target = TARGET.load(Ordering::SeqCst);
                     if target > 0 {
-                        if !matches!(sig, Signal::SIGUSR1 | Signal::SIGUSR2) {
-                            STOP_FORWARDED.store(true, Ordering::SeqCst);
-                        }
+                        FORWARDED_SO_FAR.fetch_or(1 << sig as i32, Ordering::SeqCst);
                         // gone already: nothing left to forward to
                         let _ = signal::kill(Pid::from_raw(target), sig);
                     }

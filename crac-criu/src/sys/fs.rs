@@ -27,17 +27,10 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// An exclusive `flock` on `path` (created, mode 0600), held until dropped; waits while
-/// another process holds it.
+/// An exclusive `flock` on the directory `path` (opened read-only: no file is made, a
+/// read-only volume will do), held until dropped; waits while another process holds it.
 pub(crate) fn lock_exclusive(path: &Path) -> io::Result<nix::fcntl::Flock<std::fs::File>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+    let file = std::fs::File::open(path)?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| errno.into())
 }
