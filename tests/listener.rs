@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing;
-use common::serial;
 use restoring::PORT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -74,13 +73,7 @@ async fn get(address: std::net::SocketAddr, path: &str) -> std::io::Result<Strin
 }
 
 fn on_runtime(test: impl std::future::Future<Output = ()>) {
-    let _serial = serial();
-    crac::use_engine("restoring").unwrap();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(test);
+    common::on_runtime("restoring", test);
 }
 
 #[test]

@@ -8,7 +8,6 @@
 mod common;
 
 use common::redis_server::RedisServer;
-use common::serial;
 use crac::tokio::Client;
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
@@ -24,6 +23,14 @@ async fn client(url: String) -> Result<Client<MultiplexedConnection>, crac::BoxE
     .await
 }
 
+async fn ping(redis: &Client<MultiplexedConnection>) -> String {
+    let mut connection = redis.get().await.unwrap().clone();
+    redis::cmd("PING")
+        .query_async(&mut connection)
+        .await
+        .unwrap()
+}
+
 async fn client_id(redis: &Client<MultiplexedConnection>) -> i64 {
     let mut connection = redis.get().await.unwrap().clone();
     redis::cmd("CLIENT")
@@ -34,13 +41,7 @@ async fn client_id(redis: &Client<MultiplexedConnection>) -> i64 {
 }
 
 fn on_runtime(test: impl std::future::Future<Output = ()>) {
-    let _serial = serial();
-    crac::use_engine("simulate").unwrap();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(test);
+    common::on_runtime("simulate", test);
 }
 
 #[test]
@@ -96,22 +97,12 @@ fn a_restore_with_the_server_down_succeeds_and_the_first_use_connects_once_it_is
             "{down}"
         );
         let server = RedisServer::start_on(port);
-        let mut connection = redis.get().await.unwrap().clone();
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(pong, "PONG");
+        assert_eq!(ping(&redis).await, "PONG");
         // the server restarts: the old connection is broken until reset
-        drop((connection, server));
+        drop(server);
         let _server = RedisServer::start_on(port);
         redis.reset().await;
-        let mut connection = redis.get().await.unwrap().clone();
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(pong, "PONG");
+        assert_eq!(ping(&redis).await, "PONG");
     });
 }
 
@@ -132,11 +123,6 @@ fn a_connection_borrowed_past_the_deadline_refuses_the_checkpoint_by_name() {
             "{error}"
         );
         drop(borrowed);
-        let mut connection = redis.get().await.unwrap().clone();
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        assert_eq!(pong, "PONG", "rolled back: connected");
+        assert_eq!(ping(&redis).await, "PONG", "rolled back: connected");
     });
 }

@@ -141,21 +141,27 @@ impl BlockingListener {
     }
 }
 
-impl Shared {
-    fn restore_address(&self, last: SocketAddr, restore: &Restore) -> Result<SocketAddr, BoxError> {
-        let Some(name) = lock(&self.address_env).clone() else {
-            return Ok(last);
-        };
-        let Some((_, value)) = restore.env.iter().find(|(key, _)| *key == name) else {
-            return Ok(last);
-        };
-        if let Ok(port) = value.parse::<u16>() {
-            return Ok(SocketAddr::new(last.ip(), port));
-        }
-        value
-            .parse()
-            .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
+/// Where a listener binds after a restore: the address the restorer passed as `name`
+/// (a port, same host as `last`, or `host:port`), else `last`. Only what this restore
+/// passed counts: the process environment also holds values of earlier restores and of
+/// the first start.
+pub(crate) fn restore_address(
+    name: Option<&str>,
+    last: SocketAddr,
+    restore: &Restore,
+) -> Result<SocketAddr, BoxError> {
+    let Some(name) = name else {
+        return Ok(last);
+    };
+    let Some((_, value)) = restore.env.iter().find(|(key, _)| key == name) else {
+        return Ok(last);
+    };
+    if let Ok(port) = value.parse::<u16>() {
+        return Ok(SocketAddr::new(last.ip(), port));
     }
+    value
+        .parse()
+        .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
 }
 
 impl Resource for Shared {
@@ -201,7 +207,8 @@ impl Resource for Shared {
 
     fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
         let mut state = lock(&self.state);
-        let address = self.restore_address(state.address, restore)?;
+        let name = lock(&self.address_env).clone();
+        let address = restore_address(name.as_deref(), state.address, restore)?;
         let socket =
             TcpListener::bind(address).map_err(|e| format!("binding {address} again: {e}"))?;
         state.address = socket.local_addr()?;

@@ -8,6 +8,18 @@ use crac::{BoxError, Checkpoint, Outcome, Resource, Restore};
 
 pub(crate) mod redis_server;
 
+/// Runs `test` on a multi-thread tokio runtime, serialized with the other tests of the
+/// binary, with `engine` selected.
+pub(crate) fn on_runtime(engine: &str, test: impl std::future::Future<Output = ()>) {
+    let _serial = serial();
+    crac::use_engine(engine).unwrap();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(test);
+}
+
 /// Test binaries share one global registry across their test threads: tests that use it
 /// take this lock first.
 pub(crate) fn serial() -> MutexGuard<'static, ()> {

@@ -4,7 +4,7 @@
 use std::io::Write as _;
 
 use crate::harness::{
-    Run, checksum_of, killed_by_sigkill, lines, restore, scratch, setup, tests, text,
+    Run, checksum_of, killed_by_sigkill, lines, restore, scratch, set_len, setup, tests, text,
 };
 
 tests![
@@ -126,12 +126,7 @@ fn a_truncated_image_is_refused_before_criu_runs() {
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
     let pages = image.join("pages-1.img");
     let size = std::fs::metadata(&pages).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pages)
-        .unwrap()
-        .set_len(size / 2)
-        .unwrap();
+    set_len(&pages, size / 2);
     let out = restore(&image);
     assert_eq!(out.status.code(), Some(70));
     assert_eq!(
@@ -143,12 +138,7 @@ fn a_truncated_image_is_refused_before_criu_runs() {
             size / 2
         )
     );
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pages)
-        .unwrap()
-        .set_len(size)
-        .unwrap();
+    set_len(&pages, size);
     let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
     std::fs::write(
         image.join("crac-manifest"),

@@ -240,6 +240,16 @@ pub(crate) fn crac_run(exe: &Path, image: &Path, scenario: &str, extra: &[&str])
         .unwrap()
 }
 
+/// Truncates (or extends) the file at `path` to `len` bytes: damage for an image file.
+pub(crate) fn set_len(path: &Path, len: u64) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

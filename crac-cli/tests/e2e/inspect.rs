@@ -1,6 +1,6 @@
 //! `crac inspect`: describing an image, in text and JSON, and whether it restores here.
 
-use crate::harness::{Run, crac, killed_by_sigkill, setup, tests, text};
+use crate::harness::{Run, crac, killed_by_sigkill, set_len, setup, tests, text};
 
 tests![crac_inspect_describes_an_image_and_says_whether_it_restores_here];
 
@@ -32,12 +32,7 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
 
     let pages = image.join("pages-1.img");
     let size = std::fs::metadata(&pages).unwrap().len();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&pages)
-        .unwrap()
-        .set_len(size - 1)
-        .unwrap();
+    set_len(&pages, size - 1);
     let broken = crac(&["inspect", "--json", image.to_str().unwrap()]);
     assert_eq!(broken.status.code(), Some(1));
     assert!(

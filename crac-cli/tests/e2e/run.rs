@@ -229,33 +229,43 @@ fn a_direct_checkpoint_under_crac_run_is_refused_and_the_image_kept() {
     );
 }
 
-/// `docker stop` on `crac run --every`: the SIGTERM `crac run` passes on kills the app,
-/// and a periodic image exists, but a stopped service is not a crashed one.
-fn a_service_stopped_through_crac_run_stays_stopped_despite_its_periodic_image() {
-    let (dir, image) = setup("stopped");
+/// `crac run --every 1` of a service that goes on taking periodic images, its stdout
+/// in `stdout` and its stderr piped, once it has taken `images` of them.
+fn periodic_service(
+    image: &std::path::Path,
+    stdout: &std::path::Path,
+    images: usize,
+) -> (std::process::Child, KillOnDrop) {
     let exe = std::env::current_exe().unwrap();
-    let stdout_path = dir.join("stdout");
-    let mut running = crac_run_command(
+    let running = crac_run_command(
         &exe,
-        &image,
+        image,
         "periodic-forever",
         &["--on", "request", "--every", "1"],
     )
-    .stdout(std::fs::File::create(&stdout_path).unwrap())
+    .stdout(std::fs::File::create(stdout).unwrap())
     .stderr(std::process::Stdio::piped())
     .spawn()
     .unwrap();
-    let _reaper = KillOnDrop(running.id());
+    let reaper = KillOnDrop(running.id());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while std::fs::read_to_string(&stdout_path)
+    while std::fs::read_to_string(stdout)
         .unwrap()
         .matches("periodic LeftRunning")
         .count()
-        < 2
+        < images
     {
         assert!(std::time::Instant::now() < deadline, "no periodic images");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    (running, reaper)
+}
+
+/// `docker stop` on `crac run --every`: the SIGTERM `crac run` passes on kills the app,
+/// and a periodic image exists, but a stopped service is not a crashed one.
+fn a_service_stopped_through_crac_run_stays_stopped_despite_its_periodic_image() {
+    let (dir, image) = setup("stopped");
+    let (mut running, _reaper) = periodic_service(&image, &dir.join("stdout"), 2);
     // SAFETY: a plain kill of our own child.
     unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
     let status = running.wait().unwrap();
@@ -273,26 +283,7 @@ fn a_service_stopped_through_crac_run_stays_stopped_despite_its_periodic_image()
 /// service that goes on taking images (and printing a line each second).
 fn a_copy_dies_with_its_restorer_even_when_that_is_killed() {
     let (dir, image) = setup("orphan");
-    let exe = std::env::current_exe().unwrap();
-    let first = dir.join("first");
-    let mut running = crac_run_command(
-        &exe,
-        &image,
-        "periodic-forever",
-        &["--on", "request", "--every", "1"],
-    )
-    .stdout(std::fs::File::create(&first).unwrap())
-    .spawn()
-    .unwrap();
-    let _reaper = KillOnDrop(running.id());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !std::fs::read_to_string(&first)
-        .unwrap()
-        .contains("periodic LeftRunning")
-    {
-        assert!(std::time::Instant::now() < deadline, "no periodic image");
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let (mut running, _reaper) = periodic_service(&image, &dir.join("first"), 1);
     // SAFETY: a plain kill of our own child.
     unsafe { libc::kill(running.id() as i32, libc::SIGTERM) };
     running.wait().unwrap();
@@ -306,6 +297,7 @@ fn a_copy_dies_with_its_restorer_even_when_that_is_killed() {
         .unwrap();
     let _copy_reaper = KillOnDrop(copy.id());
     let lines_of = || std::fs::read_to_string(&copy_out).unwrap().lines().count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while lines_of() < 2 {
         assert!(std::time::Instant::now() < deadline, "the copy did not run");
         std::thread::sleep(std::time::Duration::from_millis(50));

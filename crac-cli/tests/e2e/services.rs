@@ -12,7 +12,7 @@
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,18 +118,33 @@ fn start(mut command: Command) -> Running {
     Running(child)
 }
 
-fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage() {
-    let service = example("axum_service");
-    let (_, image) = setup("axum-service");
-    let redis = RedisServer::start();
-    let first_port = free_port();
+/// `crac run` of the axum service (16 MB cache) on `port`, with `redis`, on a tokio
+/// runtime of the given flavor.
+fn run_service(image: &Path, redis: &RedisServer, port: u16, runtime: &str) -> Running {
     let mut run = Command::new(crac_bin());
     run.args(["run", "--image", image.to_str().unwrap()])
         .args(["--env", &format!("REDIS_URL={}", redis.url())])
-        .args(["--env", &format!("ADDR=127.0.0.1:{first_port}")])
-        .args(["--env", "CACHE_MB=16", "--"])
-        .arg(&service);
-    let _first = start(run);
+        .args(["--env", &format!("ADDR=127.0.0.1:{port}")])
+        .args(["--env", "CACHE_MB=16"])
+        .args(["--env", &format!("TOKIO_RUNTIME={runtime}"), "--"])
+        .arg(example("axum_service"));
+    start(run)
+}
+
+/// `crac restore` of the service's image as a copy listening on `port`.
+fn restore_copy(image: &Path, port: u16) -> Running {
+    let mut restore = Command::new(crac_bin());
+    restore
+        .args(["restore", image.to_str().unwrap()])
+        .args(["--env", &format!("PORT={port}")]);
+    start(restore)
+}
+
+fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outage() {
+    let (_, image) = setup("axum-service");
+    let redis = RedisServer::start();
+    let first_port = free_port();
+    let _first = run_service(&image, &redis, first_port, "multi_thread");
     let (status, body) = http_get(first_port, "/item/7");
     assert_eq!(status, 200, "{body}");
     let (value, hits, first_instance) = parse(&body);
@@ -138,11 +153,7 @@ fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outag
     let copies: Vec<(u16, Running)> = (0..3)
         .map(|_| {
             let port = free_port();
-            let mut restore = Command::new(crac_bin());
-            restore
-                .args(["restore", image.to_str().unwrap()])
-                .args(["--env", &format!("PORT={port}")]);
-            (port, start(restore))
+            (port, restore_copy(&image, port))
         })
         .collect();
     let mut instances = vec![first_instance];
@@ -167,11 +178,7 @@ fn an_axum_service_with_redis_restores_as_many_copies_and_outlives_a_redis_outag
     let redis_port = redis.port;
     drop(redis);
     let port = free_port();
-    let mut restore = Command::new(crac_bin());
-    restore
-        .args(["restore", image.to_str().unwrap()])
-        .args(["--env", &format!("PORT={port}")]);
-    let _late = start(restore);
+    let _late = restore_copy(&image, port);
     let (status, body) = http_get(port, "/item/7");
     assert_eq!(status, 503, "{body}");
     assert!(body.starts_with("connecting `redis`: "), "{body}");
@@ -185,27 +192,11 @@ fn the_axum_service_on_a_current_thread_runtime_restores_too() {
     let (_, image) = setup("axum-current-thread");
     let redis = RedisServer::start();
     let port = free_port();
-    let mut run = Command::new(crac_bin());
-    run.args(["run", "--image", image.to_str().unwrap()])
-        .args(["--env", &format!("REDIS_URL={}", redis.url())])
-        .args(["--env", &format!("ADDR=127.0.0.1:{port}")])
-        .args([
-            "--env",
-            "CACHE_MB=16",
-            "--env",
-            "TOKIO_RUNTIME=current_thread",
-            "--",
-        ])
-        .arg(example("axum_service"));
-    let _first = start(run);
+    let _first = run_service(&image, &redis, port, "current_thread");
     let (status, body) = http_get(port, "/item/3");
     assert_eq!(status, 200, "{body}");
     let copy_port = free_port();
-    let mut restore = Command::new(crac_bin());
-    restore
-        .args(["restore", image.to_str().unwrap()])
-        .args(["--env", &format!("PORT={copy_port}")]);
-    let _copy = start(restore);
+    let _copy = restore_copy(&image, copy_port);
     let (status, copy_body) = http_get(copy_port, "/item/3");
     assert_eq!(status, 200, "{copy_body}");
     assert_eq!(parse(&copy_body).0, parse(&body).0);

@@ -155,26 +155,6 @@ impl Shared {
             waker.wake();
         }
     }
-
-    /// Where to bind after a restore: the restore-time variable, else the last address.
-    fn restore_address(&self, restore: &Restore) -> Result<SocketAddr, BoxError> {
-        let last = *lock(&self.address);
-        let Some(name) = lock(&self.address_env).clone() else {
-            return Ok(last);
-        };
-        // Only what this restore passed: the process environment also holds values of
-        // earlier restores and of the first start.
-        let given = restore.env.iter().find(|(key, _)| *key == name);
-        let Some((_, value)) = given else {
-            return Ok(last);
-        };
-        if let Ok(port) = value.parse::<u16>() {
-            return Ok(SocketAddr::new(last.ip(), port));
-        }
-        value
-            .parse()
-            .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
-    }
 }
 
 impl Resource for Shared {
@@ -213,7 +193,9 @@ impl Resource for Shared {
     }
 
     fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
-        let address = self.restore_address(restore)?;
+        let name = lock(&self.address_env).clone();
+        let address =
+            crate::listener::restore_address(name.as_deref(), *lock(&self.address), restore)?;
         let socket = std::net::TcpListener::bind(address)
             .and_then(|socket| {
                 socket.set_nonblocking(true)?;
