@@ -98,14 +98,23 @@ fn open_stray_fds() -> std::io::Result<()> {
     let mut pipe = [0; 2];
     // SAFETY: `pipe` has room for the two fds the call writes.
     checked(unsafe { libc::pipe(pipe.as_mut_ptr()) })?;
-    // SAFETY: fds 10 and 251 are free in the child, or taken over on purpose.
-    checked(unsafe { libc::dup2(null, 10) })?;
-    // SAFETY: as above.
-    checked(unsafe { libc::dup2(pipe[1], 251) })?;
-    for fd in [null, pipe[0], pipe[1]] {
-        // SAFETY: the child's own fds, copied above where they must stay.
-        checked(unsafe { libc::close(fd) })?;
+    move_fd(null, 10)?;
+    move_fd(pipe[1], 251)?;
+    // SAFETY: the child's own read end, never needed.
+    checked(unsafe { libc::close(pipe[0]) })?;
+    Ok(())
+}
+
+/// Puts `fd` at `target`. The fd may already be there: a runner that leaks
+/// fds 3..=9 makes `open` return 10, and closing it after `dup2` would lose it.
+fn move_fd(fd: i32, target: i32) -> std::io::Result<()> {
+    if fd == target {
+        return Ok(());
     }
+    // SAFETY: `target` is free in the child, or taken over on purpose.
+    checked(unsafe { libc::dup2(fd, target) })?;
+    // SAFETY: the child's own copy, duplicated above where it must stay.
+    checked(unsafe { libc::close(fd) })?;
     Ok(())
 }
 
