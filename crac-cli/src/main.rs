@@ -172,7 +172,7 @@ fn main() -> ExitCode {
                 );
                 Ok(i32::from(!image.is_restorable()))
             }
-            Err(e @ crac_criu::Error::Image { .. }) => {
+            Err(e @ (crac_criu::Error::Image { .. } | crac_criu::Error::Damaged { .. })) => {
                 eprintln!("crac: {e}");
                 Ok(1)
             }

@@ -81,6 +81,19 @@ pub enum Error {
         /// What is wrong, and what to do.
         problem: String,
     },
+    /// The image's contents are not what the dump wrote (a file or the manifest damaged,
+    /// edited, added or missing); nothing was restored.
+    #[error(
+        "cannot restore {}: the image was damaged or changed after the dump: {problem}; take a \
+         new checkpoint",
+        dir.display()
+    )]
+    Damaged {
+        /// The image directory.
+        dir: PathBuf,
+        /// Which file, and how it differs.
+        problem: String,
+    },
     /// A PID or TID of the image is taken on this host.
     #[error(
         "PID {id} recorded in the image is in use by `{holder}`: a restore needs the original PID and \

@@ -4,7 +4,8 @@
 use std::io::Write as _;
 
 use crate::harness::{
-    Run, checksum_of, killed_by_sigkill, lines, restore, scratch, set_len, setup, tests, text,
+    Run, checksum_of, forge_manifest, killed_by_sigkill, lines, restore, scratch, set_len, setup,
+    tests, text,
 };
 
 tests![
@@ -132,19 +133,16 @@ fn a_truncated_image_is_refused_before_criu_runs() {
     assert_eq!(
         text(&out.stderr),
         format!(
-            "crac: cannot restore {}: image file pages-1.img is {} bytes, the manifest says {size}: the image \
-             is truncated or corrupt; take a new checkpoint\n",
+            "crac: cannot restore {}: the image was damaged or changed after the dump: image file \
+             pages-1.img is {} bytes, the manifest says {size}; take a new checkpoint\n",
             image.display(),
             size / 2
         )
     );
     set_len(&pages, size);
-    let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
-    std::fs::write(
-        image.join("crac-manifest"),
-        manifest.replace("\ncpu-flags ", "\ncpu-flags crac_quantum_unit "),
-    )
-    .unwrap();
+    forge_manifest(&image, |m| {
+        m.replace("\ncpu-flags ", "\ncpu-flags crac_quantum_unit ")
+    });
     let out = restore(&image);
     assert!(
         text(&out.stderr).contains(

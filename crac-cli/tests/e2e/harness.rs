@@ -259,6 +259,17 @@ pub(crate) fn set_len(path: &Path, len: u64) {
         .unwrap();
 }
 
+/// Rewrites the image's manifest with `edit` and makes its digest match again, as a
+/// forger would: for tests of the checks behind the digest.
+pub(crate) fn forge_manifest(image: &Path, edit: impl FnOnce(String) -> String) {
+    let path = image.join("crac-manifest");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let body = &text[..text.trim_end().rfind('\n').unwrap() + 1];
+    let body = edit(body.to_string());
+    let sealed = format!("{body}manifest-blake3 {}\n", blake3::hash(body.as_bytes()));
+    std::fs::write(path, sealed).unwrap();
+}
+
 pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

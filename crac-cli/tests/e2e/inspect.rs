@@ -45,7 +45,10 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
     assert_eq!(refused.status.code(), Some(70), "{refused:?}");
     let stderr = text(&refused.stderr);
     assert_eq!(stderr.matches("cannot restore").count(), 1, "{stderr}");
-    assert!(stderr.contains("is truncated or corrupt"), "{stderr}");
+    assert!(
+        stderr.contains("the image was damaged or changed after the dump: image file pages-1.img"),
+        "{stderr}"
+    );
 
     // a directory that is not an image: "not restorable" (1), not crac's failure (70)
     let missing = crac(&["inspect", image.with_file_name("nothing").to_str().unwrap()]);

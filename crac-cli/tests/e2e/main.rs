@@ -9,7 +9,8 @@
 //! - `harness.rs`: scratch directories, starting the scenario and `crac`, reading output.
 //! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
-//!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures),
+//!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
+//!   (damaged and edited images),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`).
 //!
@@ -28,6 +29,7 @@ mod scenario;
 
 mod faults;
 mod inspect;
+mod integrity;
 mod request;
 mod restore;
 mod run;
@@ -59,6 +61,7 @@ fn main() {
         ("request", request::TESTS),
         ("inspect", inspect::TESTS),
         ("faults", faults::TESTS),
+        ("integrity", integrity::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
         ("services", services::TESTS),
     ];

@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::image::digest;
 use crate::image::host::{cpu_flags, sha256};
-use crate::image::manifest::{ExeStat, FILE_NAME, Manifest};
+use crate::image::manifest::{ExeStat, FILE_NAME, ImageFile, LOG, Manifest};
 
 /// A path beside the image directory: `<name><suffix>`, or `.<name><suffix>` if hidden.
 pub(crate) fn sibling(dir: &Path, suffix: &str, hidden: bool) -> PathBuf {
@@ -50,9 +51,23 @@ pub(crate) fn published_since(dir: &Path, since: std::time::SystemTime) -> bool 
         .is_ok_and(|modified| modified >= since)
 }
 
-/// Checks that `dir` holds a complete image that can be restored on this host by this
-/// executable; nothing is touched. Returns its manifest.
-pub(crate) fn validate(dir: &Path) -> Result<Manifest, Error> {
+/// How much of an image's contents [`validate`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Contents {
+    /// Every file, page data included.
+    All,
+    /// Every file but the page data, which the caller checks with [`verify_pages`] while
+    /// CRIU reads it.
+    AllButPages,
+}
+
+/// Files CRIU adds to a published image (its statistics) and the dump's log: expected,
+/// never restored from, so not listed in the manifest.
+const UNLISTED: [&str; 3] = [LOG, "stats-dump", "stats-restore"];
+
+/// Checks that `dir` holds a complete, undamaged image that can be restored on this host
+/// by this executable; nothing is touched. Returns its manifest.
+pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, Error> {
     let refuse = |problem: String| Error::Image {
         dir: dir.into(),
         problem,
@@ -66,21 +81,16 @@ pub(crate) fn validate(dir: &Path) -> Result<Manifest, Error> {
         ));
     }
     let manifest = Manifest::read(dir)?;
-    for (name, size) in &manifest.files {
-        match std::fs::metadata(dir.join(name)) {
-            Ok(m) if m.len() == *size => {}
-            Ok(m) => {
-                return Err(refuse(format!(
-                    "image file {name} is {} bytes, the manifest says {size}: the image is truncated \
-                     or corrupt; take a new checkpoint",
-                    m.len()
-                )));
-            }
-            Err(e) => {
-                return Err(refuse(format!(
-                    "image file {name}: {e}; the image is incomplete"
-                )));
-            }
+    let damaged = |problem: String| Error::Damaged {
+        dir: dir.into(),
+        problem,
+    };
+    check_no_stray_files(dir, &manifest).map_err(damaged)?;
+    for file in &manifest.files {
+        if contents == Contents::All || !digest::is_page_data(&file.name) {
+            check_file(dir, file).map_err(damaged)?;
+        } else {
+            check_size(dir, file).map_err(damaged)?;
         }
     }
     check_executable(&manifest).map_err(refuse)?;
@@ -99,6 +109,68 @@ pub(crate) fn validate(dir: &Path) -> Result<Manifest, Error> {
         )));
     }
     Ok(manifest)
+}
+
+/// Checks the page data that [`Contents::AllButPages`] left out.
+pub(crate) fn verify_pages(dir: &Path, manifest: &Manifest) -> Result<(), Error> {
+    manifest
+        .files
+        .iter()
+        .filter(|f| digest::is_page_data(&f.name))
+        .try_for_each(|f| check_file(dir, f))
+        .map_err(|problem| Error::Damaged {
+            dir: dir.into(),
+            problem,
+        })
+}
+
+/// A file nobody listed could be an edit (CRIU reads whatever its image directory holds).
+fn check_no_stray_files(dir: &Path, manifest: &Manifest) -> Result<(), String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("listing it: {e}"))?;
+    for entry in entries {
+        let name = entry
+            .map_err(|e| format!("listing it: {e}"))?
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        let expected = name == FILE_NAME
+            || UNLISTED.contains(&name.as_str())
+            || manifest.files.iter().any(|f| f.name == name);
+        if !expected {
+            return Err(format!(
+                "it holds {name}, which its manifest does not list (remove {name} if it is \
+                 yours)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_size(dir: &Path, file: &ImageFile) -> Result<(), String> {
+    let name = &file.name;
+    match std::fs::metadata(dir.join(name)) {
+        Ok(m) if m.len() == file.size => Ok(()),
+        Ok(m) => Err(format!(
+            "image file {name} is {} bytes, the manifest says {}",
+            m.len(),
+            file.size
+        )),
+        Err(e) => Err(format!("image file {name}: {e}")),
+    }
+}
+
+fn check_file(dir: &Path, file: &ImageFile) -> Result<(), String> {
+    check_size(dir, file)?;
+    let name = &file.name;
+    let found = digest::of_file(&dir.join(name)).map_err(|e| format!("reading {name}: {e}"))?;
+    if found != file.blake3 {
+        return Err(format!(
+            "image file {name} does not match its digest (blake3 {}…, the manifest says {}…)",
+            &found[..12],
+            file.blake3.get(..12).unwrap_or(&file.blake3)
+        ));
+    }
+    Ok(())
 }
 
 fn check_executable(m: &Manifest) -> Result<(), String> {

@@ -2,11 +2,11 @@
 //! directory. Its presence means the image is complete; its contents let a restore
 //! refuse an image that cannot work here before CRIU touches anything.
 //!
-//! One `key value` pair a line; `plan` and `file` repeat. Version 1 keys:
+//! One `key value` pair a line; `plan` and `file` repeat. Version 2 keys:
 //!
 //! | key | value |
 //! |---|---|
-//! | `format` | `crac-image 1` (first line) |
+//! | `format` | `crac-image 2` (first line) |
 //! | `created` | creation time, seconds and nanoseconds since the Unix epoch |
 //! | `executable` | absolute path of the checkpointed executable |
 //! | `executable-sha256` | its SHA-256 |
@@ -20,16 +20,24 @@
 //! | `restore-option` | a CRIU option restore must repeat (repeats) |
 //! | `listener` | `address shared\|exclusive`: a listening TCP socket the image carries, and whether it has `SO_REUSEPORT` (repeats) |
 //! | `plan` | `rank kind depth name`, the checkpoint plan in order (repeats) |
-//! | `file` | `size name` of each image file (repeats) |
+//! | `file` | `size blake3 name` of each image file (repeats) |
+//! | `manifest-blake3` | BLAKE3 of every byte before this line (last line) |
+//!
+//! Version 1 had no digests: such an image is refused, to be taken again.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
+use crate::image::digest;
 
 pub(crate) const FILE_NAME: &str = "crac-manifest";
-const FORMAT: &str = "crac-image 1";
+/// CRIU's log of the dump, kept in the image directory but not listed as part of it.
+pub(crate) const LOG: &str = "dump.log";
+const FORMAT: &str = "crac-image 2";
+/// The last line's key: the digest of the manifest's own text before it.
+const SELF_DIGEST: &str = "manifest-blake3";
 
 /// Identity of an executable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +69,15 @@ pub(crate) struct CarriedListener {
     pub(crate) shared: bool,
 }
 
+/// One file of the image as the dump left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ImageFile {
+    pub(crate) name: String,
+    pub(crate) size: u64,
+    /// BLAKE3 of its contents, hex.
+    pub(crate) blake3: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PlanLine {
     pub(crate) rank: u32,
@@ -86,7 +103,7 @@ pub(crate) struct Manifest {
     pub(crate) restore_options: Vec<String>,
     pub(crate) listeners: Vec<CarriedListener>,
     pub(crate) plan: Vec<PlanLine>,
-    pub(crate) files: Vec<(String, u64)>,
+    pub(crate) files: Vec<ImageFile>,
 }
 
 /// Why a manifest could not be read.
@@ -94,6 +111,16 @@ pub(crate) struct Manifest {
 pub(crate) enum ManifestError {
     #[error("{path}: not a crac-rs image manifest (first line {found:?}, expected {FORMAT:?})")]
     Foreign { path: PathBuf, found: String },
+    #[error(
+        "{path}: an image of an earlier crac-rs ({found:?}), whose contents cannot be checked; \
+         take a new checkpoint"
+    )]
+    Outdated { path: PathBuf, found: String },
+    #[error(
+        "{path}: the manifest was edited or damaged after the dump ({problem}); the image \
+         cannot be trusted: take a new checkpoint"
+    )]
+    Tampered { path: PathBuf, problem: String },
     #[error("{path}: line {line}: {problem}")]
     Malformed {
         path: PathBuf,
@@ -147,20 +174,30 @@ impl Manifest {
             let name = p.name.replace(['\n', '\r'], " ");
             let _ = writeln!(out, "plan {} {} {} {name}", p.rank, p.kind, p.depth);
         }
-        for (name, size) in &self.files {
-            let _ = writeln!(out, "file {size} {name}");
+        for f in &self.files {
+            let _ = writeln!(out, "file {} {} {}", f.size, f.blake3, f.name);
         }
+        let _ = writeln!(out, "{SELF_DIGEST} {}", digest::of_bytes(out.as_bytes()));
         out
     }
 
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         let first = text.lines().next().unwrap_or("");
         if first != format!("format {FORMAT}") {
-            return Err(ManifestError::Foreign {
-                path: path.into(),
-                found: first.chars().take(40).collect(),
+            let found = first.chars().take(40).collect();
+            return Err(if first.starts_with("format crac-image ") {
+                ManifestError::Outdated {
+                    path: path.into(),
+                    found,
+                }
+            } else {
+                ManifestError::Foreign {
+                    path: path.into(),
+                    found,
+                }
             });
         }
+        let text = checked_body(path, text)?;
         let bad = |line: usize, problem: String| ManifestError::Malformed {
             path: path.into(),
             line,
@@ -251,11 +288,17 @@ impl Manifest {
                     });
                 }
                 "file" => {
-                    let Some((size, name)) = value.split_once(' ') else {
-                        return Err(bad(n, "`file` needs size and name".into()));
+                    let mut parts = value.splitn(3, ' ');
+                    let (Some(size), Some(blake3), Some(name)) =
+                        (parts.next(), parts.next(), parts.next())
+                    else {
+                        return Err(bad(n, "`file` needs size, digest and name".into()));
                     };
-                    m.files
-                        .push((name.to_string(), number::<u64>(path, n, key, size)?));
+                    m.files.push(ImageFile {
+                        name: name.to_string(),
+                        size: number::<u64>(path, n, key, size)?,
+                        blake3: blake3.to_string(),
+                    });
                 }
                 "" => {}
                 _ => return Err(bad(n, format!("unknown or malformed entry `{key}`"))),
@@ -278,11 +321,38 @@ impl Manifest {
                 format!("reading {FILE_NAME}: {e}")
             },
         })?;
-        Manifest::parse(&path, &text).map_err(|e| Error::Image {
-            dir: dir.into(),
-            problem: e.to_string(),
+        Manifest::parse(&path, &text).map_err(|e| match e {
+            ManifestError::Tampered { problem, .. } => Error::Damaged {
+                dir: dir.into(),
+                problem: format!("{FILE_NAME}: {problem}"),
+            },
+            e => Error::Image {
+                dir: dir.into(),
+                problem: e.to_string(),
+            },
         })
     }
+}
+
+/// The manifest's text before its last line, once that line's digest is found to match.
+fn checked_body<'t>(path: &Path, text: &'t str) -> Result<&'t str, ManifestError> {
+    let tampered = |problem: &str| ManifestError::Tampered {
+        path: path.into(),
+        problem: problem.to_string(),
+    };
+    let without_newline = text
+        .strip_suffix('\n')
+        .ok_or_else(|| tampered("it does not end with a newline"))?;
+    let start = without_newline.rfind('\n').map_or(0, |i| i + 1);
+    let recorded = without_newline[start..]
+        .strip_prefix(SELF_DIGEST)
+        .and_then(|rest| rest.strip_prefix(' '))
+        .ok_or_else(|| tampered(&format!("its last line is not `{SELF_DIGEST}`")))?;
+    let body = &text[..start];
+    if digest::of_bytes(body.as_bytes()) != recorded {
+        return Err(tampered("its digest does not match its text"));
+    }
+    Ok(body)
 }
 
 /// One numeric field, parsed into its own type so that out-of-range values are refused
@@ -317,7 +387,7 @@ struct Draft {
     restore_options: Vec<String>,
     listeners: Vec<CarriedListener>,
     plan: Vec<PlanLine>,
-    files: Vec<(String, u64)>,
+    files: Vec<ImageFile>,
 }
 
 impl Draft {
@@ -381,8 +451,63 @@ mod tests {
                 depth: 0,
                 name: "db pool".into(),
             }],
-            files: vec![("pages-1.img".into(), 4096)],
+            files: vec![ImageFile {
+                name: "pages-1.img".into(),
+                size: 4096,
+                blake3: digest::of_bytes(b"pages"),
+            }],
         }
+    }
+
+    /// `text` with its digest line made to match again, as a forger would.
+    fn resealed(text: String) -> String {
+        let body = &text[..text.trim_end().rfind('\n').unwrap() + 1];
+        format!(
+            "{body}{SELF_DIGEST} {}\n",
+            digest::of_bytes(body.as_bytes())
+        )
+    }
+
+    #[test]
+    fn an_edited_manifest_is_refused() {
+        let text = sample().render();
+        for edited in [
+            text.replace("cpu-flags sse2 avx2\n", ""),
+            text.replace("waiter-tid 42\n", "waiter-tid 43\n"),
+            text.lines()
+                .filter(|l| !l.starts_with("file "))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+        ] {
+            let err = Manifest::parse(Path::new("m"), &edited).unwrap_err();
+            assert!(
+                err.to_string()
+                    .contains("the manifest was edited or damaged after the dump (its digest"),
+                "{err}"
+            );
+        }
+        let unsealed = text[..text.trim_end().rfind('\n').unwrap() + 1].to_string();
+        let err = Manifest::parse(Path::new("m"), &unsealed).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("its last line is not `manifest-blake3`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_image_of_the_format_without_digests_is_refused_as_outdated() {
+        let old = sample()
+            .render()
+            .replace("format crac-image 2", "format crac-image 1");
+        let err = Manifest::parse(Path::new("m"), &old).unwrap_err();
+        assert!(
+            err.to_string().starts_with(
+                "m: an image of an earlier crac-rs (\"format crac-image 1\"), whose contents \
+                 cannot be checked"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
@@ -393,17 +518,17 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_refused_not_wrapped() {
-        let text = sample().render().replace("pid 42\n", "pid 4294967338\n");
+        let text = resealed(sample().render().replace("pid 42\n", "pid 4294967338\n"));
         let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`pid`: not a valid number: \"4294967338\""),
             "{err}"
         );
-        let created = sample().render().replace(
+        let created = resealed(sample().render().replace(
             "created 1700000000 123",
             "created 18446744073709551615 999999999",
-        );
+        ));
         let err = Manifest::parse(Path::new("m"), &created).unwrap_err();
         assert!(
             err.to_string().contains("`created` is out of range"),
@@ -419,14 +544,14 @@ mod tests {
                 .starts_with("m: not a crac-rs image manifest"),
             "{err}"
         );
-        let text = sample().render().replace("pid 42\n", "pid forty-two\n");
+        let text = resealed(sample().render().replace("pid 42\n", "pid forty-two\n"));
         let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`pid`: not a valid number: \"forty-two\""),
             "{err}"
         );
-        let text = sample().render().replace("waiter-tid 42\n", "");
+        let text = resealed(sample().render().replace("waiter-tid 42\n", ""));
         assert_eq!(
             Manifest::parse(Path::new("m"), &text)
                 .unwrap_err()

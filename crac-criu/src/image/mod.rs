@@ -1,13 +1,17 @@
 //! The image: a directory CRIU writes through a private staging sibling, published by an
 //! atomic rename with its manifest written last, and checked before any restore.
 
+mod digest;
 mod directory;
 mod host;
 pub(crate) mod manifest;
 mod publish;
 mod staging;
 
-pub(crate) use directory::{check_target, published_since, sibling, validate};
+pub(crate) use directory::{
+    Contents, check_target, published_since, sibling, validate, verify_pages,
+};
 pub(crate) use host::{cpu_flags, kernel_release, sha256};
+pub(crate) use manifest::LOG;
 pub(crate) use publish::publish;
-pub(crate) use staging::{DRAFT, LOG, create_staging, failed_log};
+pub(crate) use staging::{DRAFT, create_staging, failed_log};

@@ -4,8 +4,9 @@
 use std::io::Write as _;
 use std::path::Path;
 
-use crate::image::manifest::{FILE_NAME, Manifest};
-use crate::image::{LOG, check_target};
+use crate::image::check_target;
+use crate::image::digest;
+use crate::image::manifest::{FILE_NAME, ImageFile, LOG, Manifest};
 
 /// Completes the manifest with what only the finished dump knows, writes it last, and
 /// swaps the staging directory into place. The previous image, if any, is left at the
@@ -20,8 +21,8 @@ pub(crate) fn publish(
     let mut file = std::fs::File::create(staging.join(FILE_NAME))?;
     file.write_all(manifest.render().as_bytes())?;
     file.sync_all()?;
-    for (name, _) in &manifest.files {
-        std::fs::File::open(staging.join(name))?.sync_all()?;
+    for f in &manifest.files {
+        std::fs::File::open(staging.join(&f.name))?.sync_all()?;
     }
     std::fs::File::open(staging)?.sync_all()?;
     if final_dir.exists() {
@@ -35,16 +36,21 @@ pub(crate) fn publish(
     Ok(())
 }
 
-fn image_files(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
+fn image_files(dir: &Path) -> std::io::Result<Vec<ImageFile>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         // CRIU is still writing its log: it is kept beside the image files, not listed
         if name != FILE_NAME && name != LOG && entry.file_type()?.is_file() {
-            files.push((name, entry.metadata()?.len()));
+            let path = entry.path();
+            files.push(ImageFile {
+                size: entry.metadata()?.len(),
+                blake3: digest::of_file(&path)?,
+                name,
+            });
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(files)
 }

@@ -9,8 +9,6 @@ use crate::image::sibling;
 
 /// The manifest as the process knows it, completed by the helper after the dump.
 pub(crate) const DRAFT: &str = "crac-manifest.draft";
-/// CRIU's log of the dump, kept in the image directory but not listed as part of it.
-pub(crate) const LOG: &str = "dump.log";
 
 /// Where a dump in progress writes: `.<name>.tmp-<pid>-<random>` beside the final
 /// directory (copies restored from one image all have the same PID).

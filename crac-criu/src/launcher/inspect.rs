@@ -20,7 +20,7 @@ pub struct Inspection {
 /// Reads and checks the image in `dir`; fails only when there is no manifest to describe.
 pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
     let manifest = Manifest::read(dir)?;
-    let restorable = image::validate(dir)
+    let restorable = image::validate(dir, image::Contents::All)
         .and_then(|m| restore::check_ids_free(&m).map(|()| m))
         .map_err(|e| e.to_string())
         .and_then(|m| restore::check_listeners_free(&m));

@@ -7,6 +7,7 @@
 
 pub mod inspect;
 pub mod namespace;
+mod page_check;
 pub mod request_client;
 pub mod restore;
 pub mod run;

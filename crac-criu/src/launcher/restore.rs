@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
-use crate::image::{self, manifest::Manifest};
+use crate::image::{self, Contents, manifest::Manifest};
 use crate::launcher::namespace;
+use crate::launcher::page_check::{self, PageCheck};
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{criu, fd_info, fs, procfs};
 use crate::wire::STDIO_MEMFDS;
@@ -59,7 +60,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         log: options.log.as_deref().map(absolute).transpose()?,
         ..options.clone()
     };
-    let manifest = image::validate(dir)?;
+    let manifest = image::validate(dir, Contents::AllButPages)?;
     check_ids_free(&manifest)?;
     // Restores of an image that carries an exclusive listener take turns (a lock on the
     // image directory itself, which works on a read-only volume too) from this check
@@ -124,6 +125,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(tool)
         .arg("__wait")
         .arg(manifest.pid.to_string());
+    let pages = PageCheck::start(dir, &manifest, log.with_extension("verdict"), &mut cmd)?;
 
     // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
     // The forwarded signals stay blocked in CRIU and pending through its exec into
@@ -146,6 +148,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
                 Ok(())
             });
         }
+    }
+    if !manifest.private_pid_namespace {
+        supervise::adopt_orphans()?;
     }
     let mut child = cmd.spawn().map_err(|source| Error::File {
         action: if manifest.private_pid_namespace {
@@ -179,7 +184,12 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     supervise::forward_to(0)?;
     drop(reporter);
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
+    let pages = pages.finish();
     if std::fs::remove_file(&resumed).is_err() {
+        if !manifest.private_pid_namespace {
+            supervise::reap_orphan(manifest.pid); // so that a retry finds the PID free
+        }
+        pages?; // a damaged image is why CRIU stopped
         return Err(Error::Restore {
             reason: criu::log_digest(&log, 8),
             log,
@@ -271,15 +281,22 @@ pub(crate) fn check_ids_free(m: &Manifest) -> Result<(), Error> {
 }
 
 /// `--action-script` mode: CRIU runs the tool with `CRTOOLS_SCRIPT_ACTION` set, for every
-/// stage; at `post-resume` the restored process is woken with its `Restored` message.
+/// stage; at `post-restore` the process is held until its page data is found intact, at
+/// `post-resume` it is woken with its `Restored` message.
 pub fn action_script(action: &str) -> Result<(), Error> {
-    if action != "post-resume" {
+    if action != "post-restore" && action != "post-resume" {
         return Ok(());
     }
     let dir = std::env::var_os(IMAGE_ENV).ok_or_else(|| Error::Setting {
         setting: IMAGE_ENV,
         problem: "not set: the action script runs under crac restore only".into(),
     })?;
+    if action == "post-restore" {
+        return page_check::await_verdict().map_err(|problem| Error::Image {
+            dir: dir.into(),
+            problem,
+        });
+    }
     let manifest = Manifest::read(Path::new(&dir))?;
     let pid = std::env::var("CRTOOLS_INIT_PID")
         .ok()

@@ -78,8 +78,15 @@ pub fn run(
         ..Default::default()
     };
     if image.join(FILE_NAME).exists() {
-        match usable(&image, &app) {
-            Ok(()) => return restore(&image, tool, &restore_options),
+        // The page data is checked while CRIU restores: damage found there is an
+        // invalid image too.
+        let restored =
+            usable(&image, &app).and_then(|()| match restore(&image, tool, &restore_options) {
+                Err(e @ Error::Damaged { .. }) => Err(about_the_image(e)),
+                other => Ok(other),
+            });
+        match restored {
+            Ok(outcome) => return outcome,
             Err(problem) if options.replace_invalid => {
                 eprintln!(
                     "crac: replacing the image in {}: {problem}",
@@ -123,13 +130,23 @@ pub fn run(
     }
 }
 
+/// A refusal without its "cannot restore DIR" opening: the caller says which image.
+fn about_the_image(e: Error) -> String {
+    match e {
+        Error::Image { problem, .. } => problem,
+        Error::Damaged { ref dir, .. } => {
+            let opening = format!("cannot restore {}: ", dir.display());
+            let text = e.to_string();
+            text.strip_prefix(&opening).unwrap_or(&text).to_string()
+        }
+        other => other.to_string(),
+    }
+}
+
 /// An image exists: can it be restored here, and is it this application's?
 fn usable(dir: &Path, app: &Path) -> Result<(), String> {
     // The problem alone: the caller says which image it is about.
-    let manifest = image::validate(dir).map_err(|e| match e {
-        Error::Image { problem, .. } => problem,
-        other => other.to_string(),
-    })?;
+    let manifest = image::validate(dir, image::Contents::AllButPages).map_err(about_the_image)?;
     if manifest.executable != app {
         return Err(format!(
             "it was taken from {}, not {}",

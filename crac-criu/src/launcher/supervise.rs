@@ -131,6 +131,29 @@ impl From<std::process::ExitStatus> for Ended {
     }
 }
 
+/// Makes this process the reaper of its orphaned descendants: a task that CRIU killed in
+/// a failed restore is a zombie when CRIU exits, and would otherwise hold its PID (which
+/// the next restore needs) until PID 1 gets round to it.
+pub(crate) fn adopt_orphans() -> Result<(), Error> {
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| Error::Io("becoming the reaper of the restore's orphans", e.into()))
+}
+
+/// Reaps `pid` if it is (or within a second becomes) this process's dead child: see
+/// [`adopt_orphans`].
+pub(crate) fn reap_orphan(pid: libc::pid_t) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < deadline {
+        match waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) | Err(Errno::EINTR) => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // reaped, or never ours
+            _ => return,
+        }
+    }
+}
+
 /// [`wait_for`], telling an exit from a death by signal.
 pub(crate) fn wait_for_end(pid: libc::pid_t) -> Result<Ended, Error> {
     forward_to(pid)?;

@@ -1,0 +1,106 @@
+//! The page data checked while CRIU restores, not before: hashing it takes about a third
+//! of the time CRIU spends reading it, so the two run side by side on two cores, and the
+//! restored process is held at CRIU's `post-restore` stage until the verdict is in. A
+//! damaged image is therefore refused by name and never runs, at almost no cost in time.
+//!
+//! The restorer hashes; the action script (a child of CRIU) waits for the verdict, which
+//! the restorer publishes as a file by an atomic rename. A failing `post-restore` script
+//! makes CRIU kill the restored tasks before they run (a failing `pre-resume` one is
+//! only logged: CRIU resumes the tasks anyway).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::image::{self, manifest::Manifest};
+
+/// Where the action script finds the verdict.
+const VERDICT_ENV: &str = "CRAC_RESTORE_VERDICT";
+/// The verdict when every page file matches its digest.
+const MATCHES: &str = "ok";
+
+/// The check running beside CRIU.
+pub(crate) struct PageCheck {
+    thread: JoinHandle<Result<(), Error>>,
+    verdict: PathBuf,
+}
+
+impl PageCheck {
+    /// Starts hashing the page data of the image in `dir`. The verdict, one line, is
+    /// written to the file `verdict` (the caller picks a private path), which stays
+    /// locked until then: the action script tells a verdict still to come from one that
+    /// never will (a restorer killed, in any PID namespace) by that lock. `cmd` (CRIU)
+    /// is told where the file is.
+    pub(crate) fn start(
+        dir: &Path,
+        manifest: &Manifest,
+        verdict: PathBuf,
+        cmd: &mut std::process::Command,
+    ) -> Result<PageCheck, Error> {
+        let file = std::fs::File::create(&verdict)
+            .and_then(|file| file.lock().map(|()| file))
+            .map_err(|source| Error::File {
+                action: "creating",
+                path: verdict.clone(),
+                source,
+            })?;
+        cmd.env(VERDICT_ENV, &verdict);
+        let (dir, manifest) = (dir.to_path_buf(), manifest.clone());
+        let thread = std::thread::spawn(move || {
+            let outcome = image::verify_pages(&dir, &manifest);
+            let text = match &outcome {
+                Ok(()) => MATCHES.to_string(),
+                Err(Error::Damaged { problem, .. }) => problem.replace('\n', " "),
+                Err(e) => e.to_string().replace('\n', " "),
+            };
+            // If this fails, the action script finds the lock gone and no verdict, and
+            // refuses to resume; closing the file releases the lock.
+            let _ = (&file).write_all(format!("{text}\n").as_bytes());
+            outcome
+        });
+        Ok(PageCheck { thread, verdict })
+    }
+
+    /// The outcome, once the check is done; its file is removed.
+    pub(crate) fn finish(self) -> Result<(), Error> {
+        let outcome = self.thread.join().unwrap_or_else(|_| {
+            let panicked = std::io::Error::other("the check panicked");
+            Err(Error::Io("checking the page data", panicked))
+        });
+        let _ = std::fs::remove_file(&self.verdict);
+        outcome
+    }
+}
+
+/// In CRIU's `post-restore` action: waits for the restorer's verdict. A problem (which
+/// CRIU logs) makes CRIU abort the restore before the process runs; the restorer reports
+/// the same problem to the user.
+pub(crate) fn await_verdict() -> Result<(), String> {
+    let Some(path) = std::env::var_os(VERDICT_ENV) else {
+        return Ok(()); // a restore that checked everything before CRIU started
+    };
+    let file = std::fs::File::open(&path)
+        .map_err(|e| format!("the page data's verdict {}: {e}", path.display()))?;
+    let verdict = || {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.strip_suffix('\n').map(str::to_string)
+    };
+    loop {
+        if let Some(text) = verdict() {
+            return if text == MATCHES { Ok(()) } else { Err(text) };
+        }
+        if file.try_lock_shared().is_ok() {
+            // unlocked: the verdict is written now, or never will be
+            return match verdict() {
+                Some(text) if text == MATCHES => Ok(()),
+                Some(text) => Err(text),
+                None => Err("the check of the page data ended without a verdict (the \
+                             restorer is gone); the process is not resumed"
+                    .into()),
+            };
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
