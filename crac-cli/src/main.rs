@@ -35,6 +35,9 @@ enum Command {
         /// CRIU log verbosity, 0–4.
         #[arg(long, value_parser = clap::value_parser!(u8).range(0..=4))]
         log_level: Option<u8>,
+        /// Print how long each phase of the restore took, once the process runs.
+        #[arg(short, long)]
+        verbose: bool,
         /// Set K=V in the restored process's environment before its after_restore hooks run.
         #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
         env: Vec<(String, String)>,
@@ -108,12 +111,14 @@ fn main() -> ExitCode {
             dir,
             log,
             log_level,
+            verbose,
             env,
             args,
         } => {
             let options = RestoreOptions {
                 log,
                 log_level,
+                verbose,
                 given: RestoreArgs {
                     args,
                     env,

@@ -8,6 +8,7 @@
 pub mod inspect;
 pub mod namespace;
 mod page_check;
+mod phases;
 pub mod request_client;
 pub mod restore;
 pub mod run;

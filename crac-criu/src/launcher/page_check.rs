@@ -28,7 +28,8 @@ pub(crate) struct PageCheck {
 }
 
 impl PageCheck {
-    /// Starts hashing the page data of the image in `dir`. The verdict, one line, is
+    /// Starts hashing the page data of the image in `dir`, calling `hashed` when done. The
+    /// verdict, one line, is
     /// written to the file `verdict` (the caller picks a private path), which stays
     /// locked until then: the action script tells a verdict still to come from one that
     /// never will (a restorer killed, in any PID namespace) by that lock. `cmd` (CRIU)
@@ -37,6 +38,7 @@ impl PageCheck {
         dir: &Path,
         manifest: &Manifest,
         verdict: PathBuf,
+        hashed: impl FnOnce() + Send + 'static,
         cmd: &mut std::process::Command,
     ) -> Result<PageCheck, Error> {
         let file = std::fs::File::create(&verdict)
@@ -50,6 +52,7 @@ impl PageCheck {
         let (dir, manifest) = (dir.to_path_buf(), manifest.clone());
         let thread = std::thread::spawn(move || {
             let outcome = image::verify_pages(&dir, &manifest);
+            hashed();
             let text = match &outcome {
                 Ok(()) => MATCHES.to_string(),
                 Err(Error::Damaged { problem, .. }) => problem.replace('\n', " "),

@@ -2,20 +2,21 @@
 //! restored process, forward signals, and exit with its exit code.
 //!
 //! CRIU is asked to (a) substitute the restorer's stdio for the image's stdio memfds,
-//! (b) run this executable as its `--action-script`, which at `post-resume` sends the
-//! process its `Restored` message, and (c) `--exec-cmd` this executable as `__wait`, which
-//! becomes the restored process's parent and reports its real exit code.
+//! (b) run this executable as its `--action-script`, which stamps each stage (see
+//! `phases.rs`), holds the process at `post-restore` until its page data is found intact
+//! (`page_check.rs`) and at `post-resume` sends it its `Restored` message, and
+//! (c) `--exec-cmd` this executable as `__wait`, which becomes the restored process's
+//! parent and reports its real exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Error;
 use crate::image::{self, Contents, manifest::Manifest};
 use crate::launcher::namespace;
 use crate::launcher::page_check::{self, PageCheck};
+use crate::launcher::phases;
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{criu, fd_info, fs, procfs};
 use crate::wire::STDIO_MEMFDS;
@@ -24,13 +25,6 @@ use crate::wire::signal::{self, Message};
 
 /// Environment through which the action script finds the image being restored.
 const IMAGE_ENV: &str = "CRAC_RESTORE_IMAGE";
-/// A file the action script creates at `post-resume`: proof that CRIU restored the
-/// process (its exit status alone cannot be told from the restored process's).
-const RESUMED_ENV: &str = "CRAC_RESTORE_RESUMED";
-/// When the restore began, in nanoseconds since the Unix epoch: the action script writes
-/// how long CRIU took into the `resumed` file, and the restorer reports it (CRIU sends
-/// its scripts' own output to its log).
-const BEGAN_ENV: &str = "CRAC_RESTORE_BEGAN";
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]
@@ -41,6 +35,8 @@ pub struct RestoreOptions {
     pub log: Option<PathBuf>,
     /// CRIU log verbosity (0–4), default 2.
     pub log_level: Option<u8>,
+    /// Print how long each phase of the restore took.
+    pub verbose: bool,
 }
 
 /// Restores the image in `dir` and waits for the restored process; returns its exit code
@@ -61,6 +57,12 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         ..options.clone()
     };
     let manifest = image::validate(dir, Contents::AllButPages)?;
+    let log = options.log.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
+    });
+    let stamps = log.with_extension("phases");
+    let _ = std::fs::remove_file(&stamps);
+    let _ = phases::stamp_at(&stamps, began, phases::VALIDATED);
     check_ids_free(&manifest)?;
     // Restores of an image that carries an exclusive listener take turns (a lock on the
     // image directory itself, which works on a read-only volume too) from this check
@@ -85,11 +87,6 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         problem,
     })?;
     let criu = criu::criu_binary()?;
-    let log = options.log.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
-    });
-    let resumed = log.with_extension("resumed");
-    let _ = std::fs::remove_file(&resumed);
     // An image from a private namespace is restored in a fresh one, CRIU as its PID 1.
     let mut cmd = if manifest.private_pid_namespace {
         namespace::unshare(&criu)
@@ -105,9 +102,8 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .args(criu::restore_options(&manifest.restore_options))
         .arg("--action-script")
         .arg(tool)
-        .env(IMAGE_ENV, dir)
-        .env(RESUMED_ENV, &resumed)
-        .env(BEGAN_ENV, nanos_since_epoch(began).to_string());
+        .env(IMAGE_ENV, dir);
+    phases::pass_to(&mut cmd, &stamps, began);
     restore_args::pass_to(
         &mut cmd,
         &RestoreArgs {
@@ -125,7 +121,12 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(tool)
         .arg("__wait")
         .arg(manifest.pid.to_string());
-    let pages = PageCheck::start(dir, &manifest, log.with_extension("verdict"), &mut cmd)?;
+    let hashed = {
+        let stamps = stamps.clone();
+        move || drop(phases::stamp_at(&stamps, began, phases::PAGES_HASHED))
+    };
+    let verdict = log.with_extension("verdict");
+    let pages = PageCheck::start(dir, &manifest, verdict, hashed, &mut cmd)?;
 
     // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
     // The forwarded signals stay blocked in CRIU and pending through its exec into
@@ -161,7 +162,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         path: criu.clone(),
         source,
     })?;
-    let reporter = report_when_resumed(resumed.clone());
+    let reporter = phases::report_when_resumed(stamps.clone(), options.verbose);
     let pid = child.id() as libc::pid_t;
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     supervise::forward_to(if manifest.private_pid_namespace {
@@ -185,7 +186,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     drop(reporter);
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     let pages = pages.finish();
-    if std::fs::remove_file(&resumed).is_err() {
+    let resumed = phases::Stamps::read(&stamps).resumed().is_some();
+    let _ = std::fs::remove_file(&stamps);
+    if !resumed {
         if !manifest.private_pid_namespace {
             supervise::reap_orphan(manifest.pid); // so that a retry finds the PID free
         }
@@ -199,49 +202,6 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         let _ = std::fs::remove_file(&log);
     }
     Ok(Ended::from(status).code())
-}
-
-/// Prints `crac: restored in N ms` once the action script has marked the process
-/// resumed. Dropping it looks one last time, then stops (the restore ended or failed).
-fn report_when_resumed(resumed: PathBuf) -> impl Drop {
-    struct Reporter {
-        stop: Arc<AtomicBool>,
-        thread: Option<std::thread::JoinHandle<()>>,
-    }
-    impl Drop for Reporter {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        loop {
-            let last_look = stopped.load(Ordering::Relaxed);
-            if let Some(ms) = std::fs::read_to_string(&resumed)
-                .ok()
-                .and_then(|text| text.strip_suffix('\n')?.parse::<u128>().ok())
-            {
-                eprintln!("crac: restored in {ms} ms");
-                return;
-            }
-            if last_look {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
-    Reporter {
-        stop,
-        thread: Some(thread),
-    }
-}
-
-fn nanos_since_epoch(time: SystemTime) -> u128 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos())
 }
 
 /// A listening socket the image carries without `SO_REUSEPORT` must not be listened on
@@ -281,36 +241,35 @@ pub(crate) fn check_ids_free(m: &Manifest) -> Result<(), Error> {
 }
 
 /// `--action-script` mode: CRIU runs the tool with `CRTOOLS_SCRIPT_ACTION` set, for every
-/// stage; at `post-restore` the process is held until its page data is found intact, at
-/// `post-resume` it is woken with its `Restored` message.
+/// stage. Each restore stage is stamped; at `post-restore` the process is held until its
+/// page data is found intact, at `post-resume` it is woken with its `Restored` message.
 pub fn action_script(action: &str) -> Result<(), Error> {
-    if action != "post-restore" && action != "post-resume" {
+    if !matches!(action, "pre-restore" | "post-restore" | "post-resume") {
         return Ok(());
     }
     let dir = std::env::var_os(IMAGE_ENV).ok_or_else(|| Error::Setting {
         setting: IMAGE_ENV,
         problem: "not set: the action script runs under crac restore only".into(),
     })?;
+    // A stamp that cannot be written costs the timings, not the restore; a missing
+    // `post-resume` stamp is reported as a failed restore by the restorer.
+    let _ = phases::stamp(action);
     if action == "post-restore" {
-        return page_check::await_verdict().map_err(|problem| Error::Image {
+        let verdict = page_check::await_verdict().map_err(|problem| Error::Damaged {
             dir: dir.into(),
             problem,
         });
+        let _ = phases::stamp(phases::PAGES_CHECKED);
+        return verdict;
+    }
+    if action == "pre-restore" {
+        return Ok(());
     }
     let manifest = Manifest::read(Path::new(&dir))?;
     let pid = std::env::var("CRTOOLS_INIT_PID")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(manifest.pid);
-    if let Some(resumed) = std::env::var_os(RESUMED_ENV) {
-        let began = std::env::var(BEGAN_ENV)
-            .ok()
-            .and_then(|nanos| nanos.parse::<u64>().ok())
-            .map_or(UNIX_EPOCH, |nanos| UNIX_EPOCH + Duration::from_nanos(nanos));
-        let took = began.elapsed().unwrap_or_default().as_millis();
-        std::fs::write(resumed, format!("{took}\n"))
-            .map_err(|e| Error::Io("marking the restore done", e))?;
-    }
     signal::send(pid, manifest.waiter_tid, Message::Restored)
         .map_err(|e| Error::Io("waking the restored process", e))?;
     Ok(())
