@@ -38,6 +38,10 @@ enum Command {
         /// Print how long each phase of the restore took, once the process runs.
         #[arg(short, long)]
         verbose: bool,
+        /// Run the process before its memory is read: a `criu lazy-pages` server fills it
+        /// on first touch and in the background (start time independent of image size).
+        #[arg(long)]
+        lazy: bool,
         /// Set K=V in the restored process's environment before its after_restore hooks run.
         #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
         env: Vec<(String, String)>,
@@ -63,6 +67,9 @@ enum Command {
         /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
         #[arg(long)]
         replace_invalid: bool,
+        /// Restore lazily (see `crac restore --lazy`).
+        #[arg(long)]
+        lazy: bool,
         /// Set K=V for the application, at start and again at every restore.
         #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
         env: Vec<(String, String)>,
@@ -112,6 +119,7 @@ fn main() -> ExitCode {
             log,
             log_level,
             verbose,
+            lazy,
             env,
             args,
         } => {
@@ -119,6 +127,7 @@ fn main() -> ExitCode {
                 log,
                 log_level,
                 verbose,
+                lazy,
                 given: RestoreArgs {
                     args,
                     env,
@@ -149,6 +158,7 @@ fn main() -> ExitCode {
             on,
             every,
             replace_invalid,
+            lazy,
             env,
             app,
         } => {
@@ -157,6 +167,7 @@ fn main() -> ExitCode {
                 trigger: on,
                 every,
                 replace_invalid,
+                lazy,
                 env,
             };
             std::env::current_exe()

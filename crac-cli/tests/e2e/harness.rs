@@ -45,7 +45,7 @@ pub(crate) fn criu_problem() -> Option<String> {
 
 /// CRIU where the library looks for it: `CRAC_CRIU`, else `PATH`, else the two places
 /// `scripts/install-criu.sh` and distributions install it.
-fn criu() -> Result<PathBuf, String> {
+pub(crate) fn criu() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {

@@ -10,7 +10,7 @@
 //! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
-//!   (damaged and edited images),
+//!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`).
 //!
@@ -30,6 +30,7 @@ mod scenario;
 mod faults;
 mod inspect;
 mod integrity;
+mod lazy;
 mod request;
 mod restore;
 mod run;
@@ -62,6 +63,7 @@ fn main() {
         ("inspect", inspect::TESTS),
         ("faults", faults::TESTS),
         ("integrity", integrity::TESTS),
+        ("lazy", lazy::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
         ("services", services::TESTS),
     ];

@@ -6,6 +6,7 @@
 //! never call these.
 
 pub mod inspect;
+mod lazy_pages;
 pub mod namespace;
 mod page_check;
 mod phases;

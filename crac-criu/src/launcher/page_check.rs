@@ -24,43 +24,64 @@ const MATCHES: &str = "ok";
 /// The check running beside CRIU.
 pub(crate) struct PageCheck {
     thread: JoinHandle<Result<(), Error>>,
-    verdict: PathBuf,
+    verdict: Option<PathBuf>,
+}
+
+/// Whether the copy waits for the check.
+pub(crate) enum Hold<'c> {
+    /// Held at `post-restore` until the verdict, one line, is in the file at this path
+    /// (the caller picks a private one). The file stays locked until then: the action
+    /// script tells a verdict still to come from one that never will (a restorer killed,
+    /// in any PID namespace) by that lock. `criu` is told where the file is.
+    Until {
+        verdict: PathBuf,
+        criu: &'c mut std::process::Command,
+    },
+    /// Not held (a lazy restore, whose point is to run before the memory is read): the
+    /// caller stops the copy if the check fails.
+    No,
 }
 
 impl PageCheck {
-    /// Starts hashing the page data of the image in `dir`, calling `hashed` when done. The
-    /// verdict, one line, is
-    /// written to the file `verdict` (the caller picks a private path), which stays
-    /// locked until then: the action script tells a verdict still to come from one that
-    /// never will (a restorer killed, in any PID namespace) by that lock. `cmd` (CRIU)
-    /// is told where the file is.
+    /// Starts hashing the page data of the image in `dir`; `done` is called with the
+    /// outcome as soon as it is known.
     pub(crate) fn start(
         dir: &Path,
         manifest: &Manifest,
-        verdict: PathBuf,
-        hashed: impl FnOnce() + Send + 'static,
-        cmd: &mut std::process::Command,
+        hold: Hold<'_>,
+        done: impl FnOnce(&Result<(), Error>) + Send + 'static,
     ) -> Result<PageCheck, Error> {
-        let file = std::fs::File::create(&verdict)
-            .and_then(|file| file.lock().map(|()| file))
-            .map_err(|source| Error::File {
-                action: "creating",
-                path: verdict.clone(),
-                source,
-            })?;
-        cmd.env(VERDICT_ENV, &verdict);
+        let (file, verdict) = match hold {
+            Hold::Until {
+                verdict: path,
+                criu,
+            } => {
+                let file = std::fs::File::create(&path)
+                    .and_then(|file| file.lock().map(|()| file))
+                    .map_err(|source| Error::File {
+                        action: "creating",
+                        path: path.clone(),
+                        source,
+                    })?;
+                criu.env(VERDICT_ENV, &path);
+                (Some(file), Some(path))
+            }
+            Hold::No => (None, None),
+        };
         let (dir, manifest) = (dir.to_path_buf(), manifest.clone());
         let thread = std::thread::spawn(move || {
             let outcome = image::verify_pages(&dir, &manifest);
-            hashed();
-            let text = match &outcome {
-                Ok(()) => MATCHES.to_string(),
-                Err(Error::Damaged { problem, .. }) => problem.replace('\n', " "),
-                Err(e) => e.to_string().replace('\n', " "),
-            };
-            // If this fails, the action script finds the lock gone and no verdict, and
-            // refuses to resume; closing the file releases the lock.
-            let _ = (&file).write_all(format!("{text}\n").as_bytes());
+            done(&outcome);
+            if let Some(file) = file {
+                let text = match &outcome {
+                    Ok(()) => MATCHES.to_string(),
+                    Err(Error::Damaged { problem, .. }) => problem.replace('\n', " "),
+                    Err(e) => e.to_string().replace('\n', " "),
+                };
+                // If this fails, the action script finds the lock gone and no verdict,
+                // and refuses to resume; closing the file releases the lock.
+                let _ = (&file).write_all(format!("{text}\n").as_bytes());
+            }
             outcome
         });
         Ok(PageCheck { thread, verdict })
@@ -72,7 +93,9 @@ impl PageCheck {
             let panicked = std::io::Error::other("the check panicked");
             Err(Error::Io("checking the page data", panicked))
         });
-        let _ = std::fs::remove_file(&self.verdict);
+        if let Some(verdict) = &self.verdict {
+            let _ = std::fs::remove_file(verdict);
+        }
         outcome
     }
 }

@@ -14,8 +14,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Error;
 use crate::image::{self, Contents, manifest::Manifest};
+use crate::launcher::lazy_pages::{CopyStopper, LazyPages};
 use crate::launcher::namespace;
-use crate::launcher::page_check::{self, PageCheck};
+use crate::launcher::page_check::{self, Hold, PageCheck};
 use crate::launcher::phases;
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{criu, fd_info, fs, procfs};
@@ -37,6 +38,9 @@ pub struct RestoreOptions {
     pub log_level: Option<u8>,
     /// Print how long each phase of the restore took.
     pub verbose: bool,
+    /// Run the process before its memory is read, which a `criu lazy-pages` server then
+    /// fills on demand (see `lazy_pages.rs`).
+    pub lazy: bool,
 }
 
 /// Restores the image in `dir` and waits for the restored process; returns its exit code
@@ -87,6 +91,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         problem,
     })?;
     let criu = criu::criu_binary()?;
+    let log_level = options.log_level.unwrap_or(2);
     // An image from a private namespace is restored in a fresh one, CRIU as its PID 1.
     let mut cmd = if manifest.private_pid_namespace {
         namespace::unshare(&criu)
@@ -98,7 +103,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(dir)
         .arg("-o")
         .arg(&log)
-        .arg(format!("-v{}", options.log_level.unwrap_or(2)))
+        .arg(format!("-v{log_level}"))
         .args(criu::restore_options(&manifest.restore_options))
         .arg("--action-script")
         .arg(tool)
@@ -116,6 +121,15 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         cmd.arg("--inherit-fd")
             .arg(format!("fd[{fd}]:/memfd:{name}"));
     }
+    let lazy = if options.lazy {
+        let (work_dir, lazy_log) = (log.with_extension("lazy"), log.with_extension("lazy.log"));
+        let server = LazyPages::start(&criu, dir, work_dir, lazy_log, log_level)?;
+        server.serve(&mut cmd);
+        Some(server)
+    } else {
+        None
+    };
+    // last: CRIU takes everything after it as the command
     cmd.arg("--exec-cmd")
         .arg("--")
         .arg(tool)
@@ -125,8 +139,18 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         let stamps = stamps.clone();
         move || drop(phases::stamp_at(&stamps, began, phases::PAGES_HASHED))
     };
-    let verdict = log.with_extension("verdict");
-    let pages = PageCheck::start(dir, &manifest, verdict, hashed, &mut cmd)?;
+    // A full restore holds the copy until its page data is checked; a lazy one checks it
+    // once the copy runs (see below).
+    let held = if lazy.is_none() {
+        let hold = Hold::Until {
+            verdict: log.with_extension("verdict"),
+            criu: &mut cmd,
+        };
+        let hashed = hashed.clone();
+        Some(PageCheck::start(dir, &manifest, hold, move |_| hashed())?)
+    } else {
+        None
+    };
 
     // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
     // The forwarded signals stay blocked in CRIU and pending through its exec into
@@ -164,6 +188,24 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     })?;
     let reporter = phases::report_when_resumed(stamps.clone(), options.verbose);
     let pid = child.id() as libc::pid_t;
+    let copy = CopyStopper::new(if manifest.private_pid_namespace {
+        pid
+    } else {
+        manifest.pid
+    });
+    let lazy = lazy.map(|server| server.watch(copy.clone()));
+    let pages = match held {
+        Some(check) => check,
+        None => {
+            let copy = copy.clone();
+            PageCheck::start(dir, &manifest, Hold::No, move |outcome| {
+                hashed();
+                if outcome.is_err() {
+                    copy.stop();
+                }
+            })?
+        }
+    };
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
     supervise::forward_to(if manifest.private_pid_namespace {
         procfs::first_child(pid).unwrap_or(pid)
@@ -182,17 +224,23 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         drop(turn);
     }
     let status = child.wait();
+    copy.ended();
     supervise::forward_to(0)?;
     drop(reporter);
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     let pages = pages.finish();
     let resumed = phases::Stamps::read(&stamps).resumed().is_some();
     let _ = std::fs::remove_file(&stamps);
+    if !resumed && !manifest.private_pid_namespace {
+        supervise::reap_orphan(manifest.pid); // so that a retry finds the PID free
+    }
+    // Why the copy was stopped, or never ran, in order of cause: damaged page data, a
+    // lazy-pages server that died, CRIU.
+    pages?;
+    if let Some(watch) = lazy {
+        watch.finish(options.log.is_some() || !resumed)?;
+    }
     if !resumed {
-        if !manifest.private_pid_namespace {
-            supervise::reap_orphan(manifest.pid); // so that a retry finds the PID free
-        }
-        pages?; // a damaged image is why CRIU stopped
         return Err(Error::Restore {
             reason: criu::log_digest(&log, 8),
             log,

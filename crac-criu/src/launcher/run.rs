@@ -44,6 +44,8 @@ pub struct RunOptions {
     pub every: Option<u64>,
     /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
     pub replace_invalid: bool,
+    /// Restore lazily (see `RestoreOptions::lazy`).
+    pub lazy: bool,
     /// Environment for the application: set at start, and passed again to every
     /// restore (an image keeps the environment it was taken with).
     pub env: Vec<(String, String)>,
@@ -75,6 +77,7 @@ pub fn run(
     };
     let restore_options = RestoreOptions {
         given,
+        lazy: options.lazy,
         ..Default::default()
     };
     if image.join(FILE_NAME).exists() {

@@ -1,0 +1,205 @@
+//! Lazy restore (`crac restore --lazy`): CRIU restores everything but the memory, the
+//! process runs at once, and a `criu lazy-pages` server fills its memory through
+//! userfaultfd — a page on first touch, the rest in the background — so the time to the
+//! first instruction no longer grows with the image.
+//!
+//! The danger is a server that dies before the process has all its memory: the kernel
+//! then resolves the process's next fault on a missing page with a zero page, and its
+//! memory is silently wrong. So the server is watched: if it ends with an error or a
+//! signal, the copy is stopped at once and the restore fails naming the server.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::launcher::supervise::Ended;
+
+/// The socket the server listens on in its work directory (CRIU's name).
+const SOCKET: &str = "lazy-pages.socket";
+
+/// A running `criu lazy-pages` server for one restore.
+pub(crate) struct LazyPages {
+    server: Child,
+    work_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl LazyPages {
+    /// Starts the server for the image in `dir`, with a private work directory
+    /// `work_dir` (which CRIU's restore must share: the server's socket is there), and
+    /// waits until it listens.
+    pub(crate) fn start(
+        criu: &Path,
+        dir: &Path,
+        work_dir: PathBuf,
+        log: PathBuf,
+        log_level: u8,
+    ) -> Result<LazyPages, Error> {
+        let _ = std::fs::remove_dir_all(&work_dir);
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&work_dir)
+            .map_err(|source| Error::File {
+                action: "creating",
+                path: work_dir.clone(),
+                source,
+            })?;
+        let mut server = Command::new(criu)
+            .arg("lazy-pages")
+            .arg("-D")
+            .arg(dir)
+            .arg("-W")
+            .arg(&work_dir)
+            .arg("-o")
+            .arg(&log)
+            .arg(format!("-v{log_level}"))
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::File {
+                action: "running",
+                path: criu.to_path_buf(),
+                source,
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !work_dir.join(SOCKET).exists() {
+            let ended = server.try_wait().ok().flatten();
+            if ended.is_some() || Instant::now() > deadline {
+                let _ = server.kill();
+                let _ = server.wait();
+                return Err(Error::Restore {
+                    reason: format!(
+                        "criu lazy-pages {} before it listened\n{}",
+                        ended.map_or("did not start in 10 s".into(), describe),
+                        crate::sys::criu::log_digest(&log, 8)
+                    ),
+                    log,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(LazyPages {
+            server,
+            work_dir,
+            log,
+        })
+    }
+
+    /// Makes `criu restore` leave the memory to this server.
+    pub(crate) fn serve(&self, restore: &mut Command) {
+        restore.arg("--lazy-pages").arg("-W").arg(&self.work_dir);
+    }
+
+    /// Watches the server from now on: if it fails, `stop_copy` runs.
+    pub(crate) fn watch(self, stop_copy: CopyStopper) -> Watch {
+        let pid = self.server.id();
+        let mut server = self.server;
+        let thread = std::thread::spawn(move || {
+            let ended = server.wait().map_err(|e| e.to_string())?;
+            if ended.success() || stop_copy.is_done() {
+                return Ok(());
+            }
+            stop_copy.stop();
+            Err(describe(ended))
+        });
+        Watch {
+            thread,
+            pid,
+            work_dir: self.work_dir,
+            log: self.log,
+        }
+    }
+}
+
+/// "was killed by signal 9", "exited with status 1".
+fn describe(status: std::process::ExitStatus) -> String {
+    match Ended::from(status) {
+        Ended::Killed(signal) => format!("was killed by signal {signal}"),
+        Ended::Exited(code) => format!("exited with status {code}"),
+    }
+}
+
+/// The server, watched.
+pub(crate) struct Watch {
+    thread: JoinHandle<Result<(), String>>,
+    pid: u32,
+    work_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Watch {
+    /// Once the copy has ended: gives the server a moment to finish on its own, ends
+    /// it otherwise, and says whether it failed while the copy ran. `keep_log` keeps
+    /// its log (the user asked for logs, or the restore failed).
+    pub(crate) fn finish(self, keep_log: bool) -> Result<(), Error> {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !self.thread.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if !self.thread.is_finished() {
+            // SAFETY: plain kill of our own child, not yet reaped (its thread waits).
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+        }
+        let outcome = self
+            .thread
+            .join()
+            .unwrap_or_else(|_| Err("its watcher panicked".into()));
+        let _ = std::fs::remove_dir_all(&self.work_dir);
+        match outcome {
+            Ok(()) => {
+                if !keep_log {
+                    let _ = std::fs::remove_file(&self.log);
+                }
+                Ok(())
+            }
+            Err(how) => Err(Error::Restore {
+                reason: format!(
+                    "the lazy-pages server (criu lazy-pages) {how} before the process had all \
+                     its memory; the process was stopped, as its memory would have been \
+                     incomplete. Restore again (without --lazy to read all memory up front)\n{}",
+                    crate::sys::criu::log_digest(&self.log, 8)
+                ),
+                log: self.log,
+            }),
+        }
+    }
+}
+
+/// Stops a restored copy whose memory cannot be trusted (killed outright: it must not
+/// run another instruction), unless it has already ended.
+#[derive(Debug, Clone)]
+pub(crate) struct CopyStopper {
+    /// Whose SIGKILL ends the copy: the task itself in the host namespace, `unshare`
+    /// (and with it the whole private namespace) otherwise.
+    target: libc::pid_t,
+    done: Arc<AtomicBool>,
+}
+
+impl CopyStopper {
+    pub(crate) fn new(target: libc::pid_t) -> CopyStopper {
+        CopyStopper {
+            target,
+            done: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The copy has ended: its PID may belong to someone else from now on.
+    pub(crate) fn ended(&self) {
+        self.done.store(true, Ordering::SeqCst);
+    }
+
+    fn is_done(&self) -> bool {
+        self.done.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn stop(&self) {
+        if !self.is_done() {
+            // SAFETY: plain kill; the target is the copy or its namespace's `unshare`.
+            unsafe { libc::kill(self.target, libc::SIGKILL) };
+        }
+    }
+}
