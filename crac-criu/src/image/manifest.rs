@@ -560,3 +560,87 @@ mod tests {
         );
     }
 }
+
+/// The parser faces whatever is in an image directory: it must refuse, never panic.
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A manifest whose digest line matches, around `body`.
+    fn sealed(body: &str) -> String {
+        format!(
+            "format {FORMAT}\n{body}{SELF_DIGEST} {}\n",
+            digest::of_bytes(format!("format {FORMAT}\n{body}").as_bytes())
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_are_refused_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let text = String::from_utf8_lossy(&bytes);
+            prop_assert!(Manifest::parse(Path::new("m"), &text).is_err());
+        }
+
+        #[test]
+        fn arbitrary_sealed_lines_parse_or_are_refused_cleanly(
+            lines in proptest::collection::vec(
+                (prop::sample::select(vec![
+                    "created", "executable", "executable-sha256", "executable-stat", "kernel",
+                    "cpu-flags", "criu-version", "pid", "waiter-tid", "tids", "pid-namespace",
+                    "resident-bytes", "restore-option", "listener", "plan", "file", "other",
+                ]), "[ -~]{0,40}"),
+                0..24,
+            )
+        ) {
+            let body: String = lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
+            // Ok or Err, never a panic; an Ok renders back to an equal manifest
+            if let Ok(m) = Manifest::parse(Path::new("m"), &sealed(&body)) {
+                prop_assert_eq!(Manifest::parse(Path::new("m"), &m.render()).unwrap(), m);
+            }
+        }
+
+        #[test]
+        fn names_with_spaces_survive_the_round_trip(name in "[ -~]{1,40}", file in "[!-~][ -~]{0,30}") {
+            let mut m = tests_sample();
+            m.plan[0].name = name;
+            m.files[0].name = file;
+            prop_assert_eq!(Manifest::parse(Path::new("m"), &m.render()).unwrap(), m);
+        }
+    }
+
+    fn tests_sample() -> Manifest {
+        Manifest {
+            created: UNIX_EPOCH,
+            executable: "/app".into(),
+            executable_sha256: "00".repeat(32),
+            executable_stat: ExeStat {
+                size: 1,
+                mtime_ns: 2,
+                dev: 3,
+                ino: 4,
+            },
+            kernel: "6".into(),
+            cpu_flags: vec![],
+            criu_version: "4".into(),
+            pid: 1,
+            waiter_tid: 1,
+            tids: vec![1],
+            private_pid_namespace: false,
+            resident_bytes: 0,
+            restore_options: vec![],
+            listeners: vec![],
+            plan: vec![PlanLine {
+                rank: 0,
+                kind: "resource".into(),
+                depth: 0,
+                name: String::new(),
+            }],
+            files: vec![ImageFile {
+                name: String::new(),
+                size: 0,
+                blake3: digest::of_bytes(b""),
+            }],
+        }
+    }
+}

@@ -109,4 +109,29 @@ mod tests {
         assert_eq!(RestoreArgs::decode(&args.encode()), args);
         assert_eq!(RestoreArgs::decode(b""), RestoreArgs::default());
     }
+
+    proptest::proptest! {
+        /// Whatever is in the memfd (a foreign or newer restorer's records), decoding
+        /// ends without a panic.
+        #[test]
+        fn arbitrary_bytes_decode_without_panicking(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)
+        ) {
+            let _ = RestoreArgs::decode(&bytes);
+        }
+
+        #[test]
+        fn any_arguments_a_shell_can_pass_survive_the_round_trip(
+            args in proptest::collection::vec("[^\\x00]{0,20}", 0..6),
+            env in proptest::collection::vec(("[^\\x00=]{1,12}", "[^\\x00]{0,20}"), 0..6),
+            nanos in proptest::option::of(0u64..u64::MAX),
+        ) {
+            let given = RestoreArgs {
+                args,
+                env,
+                began: nanos.map(|n| UNIX_EPOCH + Duration::from_nanos(n)),
+            };
+            proptest::prop_assert_eq!(RestoreArgs::decode(&given.encode()), given);
+        }
+    }
 }
