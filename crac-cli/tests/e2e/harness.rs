@@ -295,6 +295,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "clock ",
                 "direct ",
                 "listening ",
+                "soak ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

@@ -12,7 +12,8 @@
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
 //!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
-//!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`).
+//!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
+//!   `soak.rs` (a hundred cycles of one lineage).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
@@ -36,6 +37,7 @@ mod restore;
 mod run;
 mod runtime_fds;
 mod services;
+mod soak;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -66,6 +68,7 @@ fn main() {
         ("lazy", lazy::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
         ("services", services::TESTS),
+        ("soak", soak::TESTS),
     ];
     let trials = topics
         .into_iter()

@@ -235,6 +235,31 @@ pub(crate) fn run(scenario: &str) -> ! {
         ));
         std::process::exit(7);
     }
+    if scenario == "soak" {
+        // One lineage: every restored copy reports what it holds, then checkpoints again.
+        loop {
+            let restore = crac::checkpoint_restore().unwrap();
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .to_string()
+            };
+            say(&format!(
+                "soak generation {} fds {} threads {} rss_kb {} checksum {}",
+                restore.generation,
+                std::fs::read_dir("/proc/self/fd").unwrap().count(),
+                field("Threads:"),
+                field("VmRSS:"),
+                index.checksum()
+            ));
+        }
+    }
     let rounds = if scenario == "twice" { 2 } else { 1 };
     for round in 1..=rounds {
         match crac::checkpoint_restore() {
