@@ -42,6 +42,10 @@ enum Command {
         /// on first touch and in the background (start time independent of image size).
         #[arg(long)]
         lazy: bool,
+        /// Give up (stopping CRIU and the half-restored process) if the process has not
+        /// resumed after SECS seconds (default 300).
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
         /// Set K=V in the restored process's environment before its after_restore hooks run.
         #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
         env: Vec<(String, String)>,
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             log_level,
             verbose,
             lazy,
+            timeout,
             env,
             args,
         } => {
@@ -128,6 +133,7 @@ fn main() -> ExitCode {
                 log_level,
                 verbose,
                 lazy,
+                timeout,
                 given: RestoreArgs {
                     args,
                     env,

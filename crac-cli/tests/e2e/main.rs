@@ -8,12 +8,13 @@
 //!   `CRAC_E2E_SCENARIO=<name>`: `main` then runs that scenario and never the tests.
 //! - `harness.rs`: scratch directories, starting the scenario and `crac`, reading output.
 //! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
+//!   `restorer.rs` (the restorer killed, timed out or interrupted),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
 //!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
-//!   `soak.rs` (a hundred cycles of one lineage).
+//!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
@@ -34,10 +35,12 @@ mod integrity;
 mod lazy;
 mod request;
 mod restore;
+mod restorer;
 mod run;
 mod runtime_fds;
 mod services;
 mod soak;
+mod storage;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -60,6 +63,7 @@ fn main() {
     }
     let topics = [
         ("restore", restore::TESTS),
+        ("restorer", restorer::TESTS),
         ("run", run::TESTS),
         ("request", request::TESTS),
         ("inspect", inspect::TESTS),
@@ -69,6 +73,7 @@ fn main() {
         ("runtime_fds", runtime_fds::TESTS),
         ("services", services::TESTS),
         ("soak", soak::TESTS),
+        ("storage", storage::TESTS),
     ];
     let trials = topics
         .into_iter()

@@ -235,6 +235,13 @@ pub(crate) fn run(scenario: &str) -> ! {
         ));
         std::process::exit(7);
     }
+    if scenario == "forever" {
+        let restore = crac::checkpoint_restore().unwrap();
+        say(&format!("round 1 outcome {:?}", restore.outcome()));
+        loop {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     if scenario == "soak" {
         // One lineage: every restored copy reports what it holds, then checkpoints again.
         loop {

@@ -41,12 +41,22 @@ pub struct RestoreOptions {
     /// Run the process before its memory is read, which a `criu lazy-pages` server then
     /// fills on demand (see `lazy_pages.rs`).
     pub lazy: bool,
+    /// Give up on a restore whose process has not resumed after this long (default:
+    /// [`RESTORE_TIMEOUT`]).
+    pub timeout: Option<Duration>,
 }
+
+/// How long CRIU may take to get the process running by default: far beyond any
+/// restore seen (a second or two per GB), short of forever.
+pub const RESTORE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Restores the image in `dir` and waits for the restored process; returns its exit code
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
 pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
     let began = SystemTime::now();
+    // Before any thread or child exists, so that all of them inherit the forwarded
+    // signals blocked: one delivered to another thread would be lost.
+    supervise::forward_to(0)?;
     // CRIU changes into the image directory before it calls back: relative paths would
     // point elsewhere by then.
     let absolute = |p: &Path| {
@@ -62,6 +72,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     };
     let manifest = image::validate(dir, Contents::AllButPages)?;
     let log = options.log.clone().unwrap_or_else(|| {
+        remove_leftovers(&std::env::temp_dir());
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
     });
     let stamps = log.with_extension("phases");
@@ -107,7 +118,8 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .args(criu::restore_options(&manifest.restore_options))
         .arg("--action-script")
         .arg(tool)
-        .env(IMAGE_ENV, dir);
+        .env(IMAGE_ENV, dir)
+        .env(supervise::RESTORER_ENV, std::process::id().to_string());
     phases::pass_to(&mut cmd, &stamps, began);
     restore_args::pass_to(
         &mut cmd,
@@ -212,6 +224,29 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     } else {
         pid
     })?;
+    let timeout = options.timeout.unwrap_or(RESTORE_TIMEOUT);
+    if let Err(why) = await_resume(&mut child, &stamps, Instant::now() + timeout) {
+        // CRIU and whatever it restored so far: nothing of it may run on
+        copy.stop();
+        // SAFETY: plain kill of the process group CRIU (or `unshare`) leads.
+        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        let _ = child.wait();
+        copy.ended();
+        supervise::forward_to(0)?;
+        drop(reporter);
+        let _ = pages.finish();
+        if let Some(watch) = lazy {
+            let _ = watch.finish(true);
+        }
+        if !manifest.private_pid_namespace {
+            supervise::reap_orphan(manifest.pid);
+        }
+        let _ = std::fs::remove_file(&stamps);
+        return Err(Error::Restore {
+            reason: format!("{why}; CRIU and the half-restored process were stopped"),
+            log,
+        });
+    }
     if let Some(turn) = listeners_turn {
         // The next restore may check once this copy listens (or is gone, or is slow).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -250,6 +285,70 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         let _ = std::fs::remove_file(&log);
     }
     Ok(Ended::from(status).code())
+}
+
+/// A failed restore's log is kept for a day (its error names it).
+const FAILED_LOG_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// Removes what restorers that are gone (killed, or crashed) left in `temp`:
+/// `crac-restore-PID.*` whose PID is not running.
+fn remove_leftovers(temp: &Path) {
+    for entry in std::fs::read_dir(temp).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((pid, kind)) = name
+            .strip_prefix("crac-restore-")
+            .and_then(|rest| rest.split_once('.'))
+        else {
+            continue;
+        };
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| at.elapsed().is_ok_and(|age| age > FAILED_LOG_KEPT));
+        let path = entry.path();
+        // Best effort: what cannot be removed now is tried at the next restore.
+        match kind {
+            "lazy" => drop(std::fs::remove_dir_all(&path)),
+            "log" if !old => {}
+            _ => drop(std::fs::remove_file(&path)),
+        }
+    }
+}
+
+/// Waits until the process resumed or CRIU ended; an error says why the restore must be
+/// abandoned instead: the deadline passed, or a stop signal (Ctrl-C, `docker stop`)
+/// came first. Before the process runs, a signal cannot reach it (CRIU holds it), so a
+/// stop means "do not restore".
+fn await_resume(
+    child: &mut std::process::Child,
+    stamps: &Path,
+    deadline: Instant,
+) -> Result<(), String> {
+    const STOPS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
+    loop {
+        // first: CRIU may have ended because of the signal it was passed
+        if let Some(signal) = STOPS.into_iter().find(|&s| supervise::was_received(s)) {
+            return Err(format!(
+                "interrupted by signal {signal} before the process resumed"
+            ));
+        }
+        if phases::Stamps::read(stamps).resumed().is_some()
+            || child.try_wait().is_ok_and(|ended| ended.is_some())
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(
+                "the process had not resumed when the restore timed out (crac \
+                        restore --timeout)"
+                    .into(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 /// A listening socket the image carries without `SO_REUSEPORT` must not be listened on

@@ -32,6 +32,14 @@ const FORWARDED: [Signal; 6] = [
 static TARGET: AtomicI32 = AtomicI32::new(0);
 /// The signals passed on so far, one bit per signal number.
 static FORWARDED_SO_FAR: AtomicU64 = AtomicU64::new(0);
+/// The signals received so far, passed on or not.
+static RECEIVED_SO_FAR: AtomicU64 = AtomicU64::new(0);
+
+/// Whether `signal` (one of those forwarded) reached this process since [`forward_to`]
+/// was first called, whether or not there was anyone to pass it on to.
+pub(crate) fn was_received(signal: i32) -> bool {
+    (0..64).contains(&signal) && RECEIVED_SO_FAR.load(Ordering::SeqCst) & (1 << signal) != 0
+}
 
 /// Whether `signal` was passed on to the supervised process: its death by that signal
 /// then means "stopped" (Ctrl-C, `docker stop`), not "crashed".
@@ -60,6 +68,7 @@ pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
             std::thread::spawn(move || {
                 loop {
                     let Ok(sig) = set.wait() else { continue };
+                    RECEIVED_SO_FAR.fetch_or(1 << sig as i32, Ordering::SeqCst);
                     let target = TARGET.load(Ordering::SeqCst);
                     if target > 0 {
                         FORWARDED_SO_FAR.fetch_or(1 << sig as i32, Ordering::SeqCst);
@@ -99,7 +108,45 @@ pub(crate) fn application(cmd: &mut Command) -> &mut Command {
 /// for a while: leaving kills every process of the namespace, the dump helper included,
 /// which may still be removing a replaced image.
 pub fn wait_for(pid: libc::pid_t) -> Result<i32, Error> {
+    stop_if_orphaned(pid);
     wait_for_end(pid).map(Ended::code)
+}
+
+/// The restorer's PID, for the `__wait` CRIU becomes (see [`stop_if_orphaned`]).
+pub(crate) const RESTORER_ENV: &str = "CRAC_RESTORER";
+
+/// How long a copy whose restorer died has to stop after SIGTERM before SIGKILL.
+const ORPHAN_GRACE: Duration = Duration::from_secs(10);
+
+/// A copy restored in the host PID namespace must not outlive its restorer (one killed
+/// by SIGKILL included): once this process (`__wait`, what CRIU became, whose parent is
+/// the restorer) is orphaned, `pid` gets SIGTERM, and SIGKILL after [`ORPHAN_GRACE`].
+/// In a private namespace the parent is outside it (0) and the namespace already dies
+/// with the restorer.
+fn stop_if_orphaned(pid: libc::pid_t) {
+    // Named by the restorer: it may have died before this process started.
+    let Some(restorer) = std::env::var(RESTORER_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .map(Pid::from_raw)
+    else {
+        return;
+    };
+    if nix::unistd::getppid().as_raw() == 0 {
+        return;
+    }
+    std::thread::spawn(move || {
+        while nix::unistd::getppid() == restorer {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let copy = Pid::from_raw(pid);
+        let _ = signal::kill(copy, Signal::SIGTERM);
+        let deadline = Instant::now() + ORPHAN_GRACE;
+        while Instant::now() < deadline && signal::kill(copy, None).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = signal::kill(copy, Signal::SIGKILL);
+    });
 }
 
 /// How a supervised process ended.

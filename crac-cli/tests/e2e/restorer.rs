@@ -1,0 +1,161 @@
+//! The restorer's own faults: killed while its copy runs, a restore that never resumes,
+//! a stop signal while CRIU works. The copy never outlives the restorer, nothing is
+//! left behind, and the PID is free for the next restore.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::{
+    KillOnDrop, Run, crac_bin, criu, killed_by_sigkill, lines, restore, setup, tests, text,
+};
+
+tests![
+    a_copy_in_the_host_namespace_dies_with_its_killed_restorer_and_its_files_go,
+    a_restore_that_times_out_stops_criu_and_frees_the_pid,
+    a_stop_signal_while_criu_works_abandons_the_restore,
+];
+
+/// The PID the image was taken with.
+fn image_pid(first_stdout: &[u8]) -> i32 {
+    lines(&text(first_stdout))[0]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
+fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < deadline, "{what} within {deadline:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn a_copy_in_the_host_namespace_dies_with_its_killed_restorer_and_its_files_go() {
+    let (dir, image) = setup("restorer-killed");
+    let first = Run::new("forever", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let pid = image_pid(&first.stdout);
+    let out = dir.join("copy");
+    let mut restorer = Command::new(crac_bin())
+        .args(["restore", image.to_str().unwrap()])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnDrop(pid as u32);
+    wait_until("the copy runs", Duration::from_secs(30), || {
+        std::fs::read_to_string(&out).is_ok_and(|t| t.contains("round 1 outcome Restored"))
+    });
+    restorer.kill().unwrap();
+    restorer.wait().unwrap();
+    wait_until(
+        "the copy stops after its restorer was killed",
+        Duration::from_secs(5),
+        || !alive(pid),
+    );
+    // the next restore removes what the killed one left in the temp directory
+    let left = |restorer: u32| {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with(&format!("crac-restore-{restorer}.")) && !name.ends_with(".log")
+            })
+            .count()
+    };
+    let again = Command::new(crac_bin())
+        .args(["restore", image.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _again_reaper = KillOnDrop(pid as u32);
+    wait_until(
+        "the next restore tidied up",
+        Duration::from_secs(30),
+        || left(restorer.id()) == 0,
+    );
+    drop(again);
+}
+
+fn a_restore_that_times_out_stops_criu_and_frees_the_pid() {
+    let (_, image) = setup("restore-timeout");
+    let first = Run::new("plain", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let pid = image_pid(&first.stdout);
+    let out = Command::new(crac_bin())
+        .args(["restore", "--timeout", "0", image.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    assert!(
+        text(&out.stderr).contains(
+            "the process had not resumed when the restore timed out (crac restore --timeout); \
+             CRIU and the half-restored process were stopped"
+        ),
+        "{out:?}"
+    );
+    assert!(!text(&out.stdout).contains("after_restore"), "{out:?}");
+    assert!(!alive(pid), "nothing of the copy runs");
+    // the PID is free again: a restore right away works
+    let again = restore(&image);
+    assert_eq!(again.status.code(), Some(7), "{again:?}");
+}
+
+fn a_stop_signal_while_criu_works_abandons_the_restore() {
+    let (dir, image) = setup("restore-interrupted");
+    let first = Run::new("plain", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let pid = image_pid(&first.stdout);
+    // a CRIU slow to start: the stop signal lands while the restorer waits for it
+    let slow = dir.join("criu");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            criu().unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let restorer = Command::new(crac_bin())
+        .args(["restore", image.to_str().unwrap()])
+        .env("CRAC_CRIU", &slow)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    // SAFETY: a plain kill of our own child.
+    unsafe { libc::kill(restorer.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let out = restorer.wait_with_output().unwrap();
+    let took = started.elapsed();
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("interrupted by signal 15 before the process resumed"),
+        "{out:?}"
+    );
+    assert!(
+        took < Duration::from_millis(2500),
+        "abandoned at once, not after CRIU: {took:?}"
+    );
+    assert!(!alive(pid));
+    assert!(
+        Path::new(&image).join("crac-manifest").is_file(),
+        "the image stays"
+    );
+}
