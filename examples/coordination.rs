@@ -8,6 +8,11 @@ use std::sync::{Arc, Mutex};
 
 use crac::{BoxError, Checkpoint, Checkpointable, Context, Restore};
 
+/// Freed memory is zeroed, so no dropped copy of the signing key reaches an image
+/// (without it, a checkpoint that wipes a `#[crac(secret)]` field is refused).
+#[global_allocator]
+static ALLOC: crac::ScrubbingAlloc = crac::ScrubbingAlloc::new(std::alloc::System);
+
 /// A connection pool: closes its connections before a checkpoint, reopens after.
 #[derive(Checkpointable)]
 #[crac(name = "db-pool", before_checkpoint = Self::close, after_restore = Self::reopen)]

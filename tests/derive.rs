@@ -14,6 +14,10 @@ use crac::{BoxError, Checkpoint, Checkpointable, Ranked, Resource, Restore};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// `#[crac(secret)]` fields need freed memory scrubbed (`tests/unscrubbed_secrets.rs`).
+#[global_allocator]
+static ALLOC: crac::ScrubbingAlloc = crac::ScrubbingAlloc::new(std::alloc::System);
+
 /// A leaf resource recording its hooks.
 #[derive(Checkpointable)]
 #[crac(before_checkpoint = Self::before, after_restore = Self::after)]

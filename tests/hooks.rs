@@ -8,6 +8,10 @@ use std::sync::{Arc, LazyLock};
 use common::{Log, serial};
 use crac::{BoxError, Checkpoint, Checkpointable, PlanEntryKind, Ranked, Restore};
 
+/// `#[crac(secret)]` fields need freed memory scrubbed.
+#[global_allocator]
+static ALLOC: crac::ScrubbingAlloc = crac::ScrubbingAlloc::new(std::alloc::System);
+
 /// Hook functions have no `self` to hold a log: they share this one.
 static LOG: LazyLock<Log> = LazyLock::new(Log::default);
 

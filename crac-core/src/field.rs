@@ -94,7 +94,9 @@ pub trait Reseed {
 }
 
 /// A field marked `#[crac(secret)]`: wiped before checkpoint so the value never reaches
-/// the image, and with `reload = ...` replaced after restore.
+/// the image, and with `reload = ...` replaced after restore. The copies the program
+/// freed are zeroed by [`ScrubbingAlloc`](crate::ScrubbingAlloc), which the checkpoint
+/// requires as the global allocator.
 ///
 /// With the `zeroize` feature, implemented for `Mutex<Z>` and `RwLock<Z>` where
 /// `Z: zeroize::Zeroize` (`String`, `Vec<u8>`, arrays, `Option<Z>`, ...).
@@ -111,6 +113,15 @@ pub trait Secret {
     fn wipe(&self);
     /// Installs a freshly obtained value.
     fn replace(&self, value: Self::Value);
+}
+
+/// What `#[crac(secret)]` does before a checkpoint once the field is wiped: refuses the
+/// checkpoint if freed copies of the secret could still be in the heap (the global
+/// allocator is not a [`ScrubbingAlloc`](crate::ScrubbingAlloc)).
+#[doc(hidden)]
+pub fn secret_wiped() -> Result<(), BoxError> {
+    crate::scrub::require_scrubbing("this #[crac(secret)] field")?;
+    Ok(())
 }
 
 #[cfg(feature = "rand")]

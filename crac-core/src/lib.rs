@@ -20,6 +20,7 @@ mod plan;
 mod protocol;
 mod registry;
 mod resource;
+mod scrub;
 mod simulate;
 #[cfg(feature = "tokio")]
 pub mod tokio;
@@ -37,13 +38,16 @@ pub use ordering::{Ranked, rank_after};
 pub use plan::{Plan, PlanEntry, PlanEntryKind};
 pub use protocol::{checkpoint_restore, plan};
 pub use resource::Resource;
+pub use scrub::ScrubbingAlloc;
+#[doc(hidden)]
+pub use scrub::require_scrubbing;
 pub use simulate::Simulate;
 
 /// What the macros expand to. Not a public API: it changes without notice.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::Phase;
-    pub use crate::field::{Delegate, Reseed, Secret, Steps};
+    pub use crate::field::{Delegate, Reseed, Secret, Steps, secret_wiped};
     #[cfg(not(feature = "tokio"))]
     pub use crate::hooks::block_on_hook;
     pub use crate::hooks::{HookFn, HookResult, MethodHook, StaticHook};

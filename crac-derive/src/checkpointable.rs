@@ -377,7 +377,7 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
         Role::Secret { reload } => {
             let wipe = quote_spanned! {span=> {
                 ::crac::__private::Secret::wipe(&self.#member);
-                ::crac::__private::Result::Ok(())
+                ::crac::__private::secret_wiped()
             }};
             let reload = reload.as_ref().map(|path| {
                 // The expected type names the secret's value: a function returning

@@ -76,7 +76,9 @@ mod rank;
 ///   see `crac::field::Reseed`), so that restored copies do not share a random sequence.
 /// - `#[crac(secret)]`: before checkpoint, wipes the value so that it never reaches the
 ///   image (`Mutex<Z>` or `RwLock<Z>` for any `zeroize::Zeroize` value, with crac's
-///   `zeroize` feature; see `crac::field::Secret`).
+///   `zeroize` feature; see `crac::field::Secret`). Freed copies of it must not reach the
+///   image either: the checkpoint is refused unless the program's global allocator is a
+///   `crac::ScrubbingAlloc`, which zeroes every block it frees.
 /// - `#[crac(secret, reload = path)]`: also, after restore, installs `path(self)?`, where
 ///   `path` returns `Result<Value, E>` (`E: Into<crac::BoxError>`), e.g.
 ///   `Self::load_key` with `fn load_key(&self) -> Result<String, BoxError>`.
