@@ -52,7 +52,7 @@ pub mod criu {
     };
 }
 #[cfg(all(feature = "criu", target_os = "linux"))]
-pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready};
+pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready, secret_env};
 
 /// Notifies every participant, asks the selected engine for an image, and returns once
 /// the process runs again — restored, left running, or rolled back after a failure.

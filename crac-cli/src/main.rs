@@ -46,8 +46,9 @@ enum Command {
         /// resumed after SECS seconds (default 300).
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         timeout: Option<Duration>,
-        /// Set K=V in the restored process's environment before its after_restore hooks run.
-        #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+        /// Set K=V in the restored process's environment before its after_restore hooks run;
+        /// K alone passes this environment's K (for secrets: off the command line).
+        #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
         env: Vec<(String, String)>,
         /// New arguments for the restored process (crac::Restore::args).
         #[arg(last = true)]
@@ -74,8 +75,9 @@ enum Command {
         /// Restore lazily (see `crac restore --lazy`).
         #[arg(long)]
         lazy: bool,
-        /// Set K=V for the application, at start and again at every restore.
-        #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+        /// Set K=V for the application, at start and again at every restore; K alone passes
+        /// this environment's K (for secrets: off the command line).
+        #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
         env: Vec<(String, String)>,
         /// The application and its arguments.
         #[arg(last = true, required = true)]
@@ -224,10 +226,17 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("`{text}`: expected a number of seconds, from 0 to about 10^19"))
 }
 
+/// `KEY=VALUE`, or `KEY` for this environment's value (a secret then stays off the
+/// command line, which every user can read).
 fn parse_env(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
-        _ => Err(format!("`{text}`: expected KEY=VALUE")),
+        None if !text.is_empty() => std::env::var(text)
+            .map(|value| (text.to_string(), value))
+            .map_err(|_| format!("`{text}` is not set in this environment (or is not UTF-8)")),
+        _ => Err(format!(
+            "`{text}`: expected KEY=VALUE, or KEY to pass this environment's KEY"
+        )),
     }
 }
 
@@ -259,5 +268,18 @@ mod tests {
             parse_trigger("timeout=inf"),
             Err(e) if e.contains("expected a number of seconds")
         ));
+    }
+
+    #[test]
+    fn an_env_without_a_value_passes_this_environments() {
+        assert_eq!(parse_env("K=a=b"), Ok(("K".into(), "a=b".into())));
+        let path = std::env::var("PATH").unwrap();
+        assert_eq!(parse_env("PATH"), Ok(("PATH".into(), path)));
+        assert!(
+            parse_env("CRAC_TEST_SURELY_UNSET")
+                .unwrap_err()
+                .contains("is not set")
+        );
+        assert!(parse_env("=v").is_err() && parse_env("").is_err());
     }
 }

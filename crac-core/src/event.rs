@@ -48,7 +48,9 @@ pub struct Restore {
     /// set in the process environment when `after_restore` hooks run. They are set while
     /// the application's other threads run: a process whose threads may read the
     /// environment concurrently (C's `getenv` in DNS resolution or `localtime`) must not
-    /// be given variables this way, and reads them here instead.
+    /// be given variables this way, and reads them here instead. Secret environment
+    /// variables (`CRAC_SECRET_ENV`) are set but not listed, so that a `Restore` the
+    /// application keeps holds no secret.
     pub env: Vec<(String, String)>,
 }
 

@@ -4,7 +4,7 @@ use crac_core::BoxError;
 use crac_core::engine::{Engine, EngineOutcome, Request};
 
 use crate::checkpoint::config::Config;
-use crate::checkpoint::{ready, self_dump};
+use crate::checkpoint::{ready, secret_env, self_dump};
 use crate::error::NotCheckpointable;
 use crate::image;
 
@@ -23,6 +23,7 @@ impl Engine for Criu {
         }
         let config = Config::from_env()?;
         self_dump::check_startable()?;
+        secret_env::check_scrubbing(&secret_env::set_now(&config.secret_env))?;
         image::check_target(&config.image_dir)?;
         Ok(())
     }

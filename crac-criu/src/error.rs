@@ -154,6 +154,10 @@ pub enum NotCheckpointable {
          leader, which CRIU needs to restore it without a terminal: start it with `setsid`"
     )]
     ProcessGroupLeader,
+    /// Secrets would be wiped while freed memory keeps copies of them: the message names
+    /// them and says how to install `crac::ScrubbingAlloc`.
+    #[error("{0}")]
+    FreedMemoryNotScrubbed(String),
 }
 
 /// How the dump helper failed.
@@ -169,7 +173,7 @@ pub enum HelperFailure {
     /// It is gone and no outcome arrived.
     #[error(
         "no outcome arrived: the dump helper is gone and no restorer woke this process (stdio may \
-         still be the memfds of the dump)"
+         still be the memfds of the dump, and secret environment variables are unset)"
     )]
     NoOutcome,
 }

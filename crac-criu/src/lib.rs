@@ -6,11 +6,11 @@
 //!
 //! | folder | what is in it |
 //! |---|---|
-//! | `checkpoint/` | linked into the application, runs at checkpoint: settings, the open-fd check, stdio handover, the self-dump protocol and its helper, `ready`/`at_consistent_point`, the request server |
+//! | `checkpoint/` | linked into the application, runs at checkpoint: settings, the open-fd check, stdio handover, secret environment variables, the self-dump protocol and its helper, `ready`/`at_consistent_point`, the request server |
 //! | `launcher/` | what the `crac` command runs: restore, `crac run`, private PID namespaces, supervision, inspection, the request client |
 //! | `image/` | the image directory: staging, publishing, the manifest, validation |
 //! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, `crac run`'s environment, checkpoint requests |
-//! | `sys/` | thin OS wrappers, depending on nothing else of the crate: procfs, what an fd is, the `criu` binary, fds, signals, processes |
+//! | `sys/` | thin OS wrappers, depending on nothing else of the crate: procfs, what an fd is, the `criu` binary, fds, signals, processes, the C environment, the stack |
 //!
 //! The checkpoint path, after the hooks have run (see `crac-core`): `engine` →
 //! `checkpoint/fd_check` → `checkpoint/self_dump` (a detached `checkpoint/helper` runs
@@ -32,6 +32,7 @@ mod wire;
 pub use checkpoint::fd_check::{FdAction, FdPolicy, set_fd_policy};
 pub use checkpoint::ready::{at_consistent_point, consistent_point_due, ready};
 pub use checkpoint::request_server::checkpoint_on_request;
+pub use checkpoint::secret_env::secret_env;
 pub use engine::Criu;
 pub use error::{Error, HelperFailure, NotCheckpointable, RequestFailure};
 pub use sys::fd_info::{FdKind, OpenFd};

@@ -8,10 +8,12 @@
 //! | `CRAC_LEAVE_RUNNING` | `1`: keep the process running after the image is taken | `0` |
 //! | `CRAC_FD_POLICY` | what to do with unclaimed fds, see [`crate::checkpoint::fd_check`] | `error` for all |
 //! | `CRAC_LOG` | CRIU log verbosity, 0–4 | `2` |
+//! | `CRAC_SECRET_ENV` | secret environment variables, comma-separated, see [`crate::checkpoint::secret_env`] | none |
 
 use std::path::PathBuf;
 
 use crate::checkpoint::fd_check::FdPolicy;
+use crate::checkpoint::secret_env;
 use crate::error::Error;
 use crate::sys::criu::criu_binary;
 
@@ -24,6 +26,7 @@ pub(crate) struct Config {
     pub(crate) leave_running: bool,
     pub(crate) fd_policy: FdPolicy,
     pub(crate) log_level: u8,
+    pub(crate) secret_env: Vec<String>,
 }
 
 fn invalid(setting: &'static str, problem: String) -> Error {
@@ -74,6 +77,8 @@ impl Config {
         };
         let fd_policy = FdPolicy::parse(&std::env::var("CRAC_FD_POLICY").unwrap_or_default())
             .map_err(|e| invalid("CRAC_FD_POLICY", e))?;
+        let secret_env = secret_env::parse(&std::env::var("CRAC_SECRET_ENV").unwrap_or_default())
+            .map_err(|e| invalid("CRAC_SECRET_ENV", e))?;
         let criu_opts: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
             .unwrap_or_default()
             .split_whitespace()
@@ -96,6 +101,7 @@ impl Config {
             leave_running,
             fd_policy,
             log_level,
+            secret_env,
         })
     }
 }

@@ -8,5 +8,6 @@ pub(crate) mod fd_check;
 pub(crate) mod helper;
 pub(crate) mod ready;
 pub(crate) mod request_server;
+pub(crate) mod secret_env;
 pub(crate) mod self_dump;
 mod stdio;

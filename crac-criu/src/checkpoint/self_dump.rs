@@ -5,10 +5,11 @@
 //!    terminal; [`Criu::probe`](crate::Criu) has already checked that it can succeed).
 //! 2. Spawn the helper (this executable, re-executed in helper mode, see [`super::helper`]);
 //!    it double-forks away from this process and reports `HelperReady`, holding our stdio.
-//! 3. Swap stdio for memfds, return freed heap to the OS, send `Go`, wait for a message.
+//! 3. Wipe the secret environment variables (the helper holds them), swap stdio for
+//!    memfds, return freed heap to the OS, send `Go`, wait for a message.
 //! 4. The message says how we come back: `Restored` (from `crac restore`'s post-resume
 //!    hook, in a restored copy), `LeftRunning` or `DumpFailed` (from the helper: take the
-//!    stdio back, let the helper go).
+//!    stdio and the secret environment back, let the helper go).
 
 use std::process::Command;
 use std::time::{Duration, SystemTime};
@@ -17,7 +18,7 @@ use crac_core::engine::EngineOutcome;
 
 use crate::checkpoint::config::Config;
 use crate::checkpoint::helper::HelperArgs;
-use crate::checkpoint::{fd_check, ready, stdio};
+use crate::checkpoint::{fd_check, ready, secret_env, stdio};
 use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::{ExeStat, Manifest, PlanLine};
 use crate::image::{self, DRAFT};
@@ -60,6 +61,7 @@ pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<Engi
         resident_bytes: 0,
         restore_options: criu::restore_options(&config.criu_opts),
         listeners,
+        secret_env: Vec::new(),
         plan: plan
             .entries
             .iter()
@@ -109,27 +111,32 @@ fn run_helper(
     }
     let helper = wait_until_ready()?;
 
+    let wiped = secret_env::set_now(&config.secret_env);
+    draft.secret_env = wiped.clone();
     process::release_free_heap();
     draft.resident_bytes = resident_bytes();
     std::fs::write(args.staging.join(DRAFT), draft.render())
         .map_err(|e| Error::Io("writing the manifest draft", e))?;
     let placeholder = restore_args::placeholder()
         .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
+    // From here on every way back takes them back from the helper, which holds them.
+    secret_env::wipe(&wiped);
     // On these two failures the helper, never told to go, gives up on its own; stdio
     // is taken back as far as it can be, and the failure that stopped us is reported.
     if let Err(e) = stdio::swap_to_memfds() {
-        let _ = stdio::take_back(helper);
+        let _ = take_back(helper, &wiped);
         return Err(Error::Io("handing stdio over", e));
     }
     let dumped_at = SystemTime::now();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
-        let _ = stdio::take_back(helper);
+        let _ = take_back(helper, &wiped);
         return Err(Error::Io("signalling the dump helper", e));
     }
 
     match wait_for_outcome(helper)? {
         Message::Restored => {
-            let given = restore_args::read(placeholder);
+            let mut given = restore_args::read(placeholder);
+            secret_env::install(&secret_env::names(&config.secret_env), &mut given.env);
             ready::reset_schedule();
             Ok(EngineOutcome::Restored {
                 checkpointed_for: dumped_at.elapsed().ok(),
@@ -139,16 +146,18 @@ fn run_helper(
             })
         }
         message => {
-            let taken_back = stdio::take_back(helper);
+            let taken_back = take_back(helper, &wiped);
             // a helper that misses this exits on its own after RELEASE_TIMEOUT
             let _ = signal::send(helper, helper, Message::Release);
             let lost_stdio = |e: std::io::Error| {
-                format!("\n(stdio could not be taken back from the helper: {e})")
+                format!("\n(stdio or secrets could not be taken back from the helper: {e})")
             };
             if message == Message::LeftRunning {
                 return taken_back
                     .map(|()| EngineOutcome::LeftRunning)
-                    .map_err(|e| Error::Io("taking stdio back from the dump helper", e));
+                    .map_err(|e| {
+                        Error::Io("taking stdio and secrets back from the dump helper", e)
+                    });
             }
             let log = image::failed_log(&config.image_dir);
             let mut reason = criu::log_digest(&log, 8);
@@ -158,6 +167,14 @@ fn run_helper(
             Err(Error::Dump { reason, log })
         }
     }
+}
+
+/// What the helper holds for a process that goes on without a restore: its stdio and
+/// its `wiped` secret environment variables.
+fn take_back(helper: libc::pid_t, wiped: &[String]) -> std::io::Result<()> {
+    let stdio = stdio::take_back(helper);
+    let secrets = secret_env::take_back(helper, wiped);
+    stdio.and(secrets)
 }
 
 /// Waits for the helper's `HelperReady`; returns its PID.

@@ -19,6 +19,7 @@
 //! | `resident-bytes` | resident memory when dumped |
 //! | `restore-option` | a CRIU option restore must repeat (repeats) |
 //! | `listener` | `address shared\|exclusive`: a listening TCP socket the image carries, and whether it has `SO_REUSEPORT` (repeats) |
+//! | `secret-env` | the name of a secret environment variable wiped before the dump, which a restore must give again (repeats) |
 //! | `plan` | `rank kind depth name`, the checkpoint plan in order (repeats) |
 //! | `file` | `size blake3 name` of each image file (repeats) |
 //! | `manifest-blake3` | BLAKE3 of every byte before this line (last line) |
@@ -31,6 +32,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::error::Error;
 use crate::image::digest;
+use crate::sys::environ;
 
 pub(crate) const FILE_NAME: &str = "crac-manifest";
 /// CRIU's log of the dump, kept in the image directory but not listed as part of it.
@@ -102,6 +104,7 @@ pub(crate) struct Manifest {
     pub(crate) resident_bytes: u64,
     pub(crate) restore_options: Vec<String>,
     pub(crate) listeners: Vec<CarriedListener>,
+    pub(crate) secret_env: Vec<String>,
     pub(crate) plan: Vec<PlanLine>,
     pub(crate) files: Vec<ImageFile>,
 }
@@ -169,6 +172,9 @@ impl Manifest {
         for l in &self.listeners {
             let sharing = if l.shared { "shared" } else { "exclusive" };
             let _ = writeln!(out, "listener {} {sharing}", l.address);
+        }
+        for name in &self.secret_env {
+            let _ = writeln!(out, "secret-env {name}");
         }
         for p in &self.plan {
             let name = p.name.replace(['\n', '\r'], " ");
@@ -272,6 +278,11 @@ impl Manifest {
                         )
                     })?;
                     m.listeners.push(CarriedListener { address, shared });
+                }
+                "secret-env" => {
+                    environ::c_name(value)
+                        .map_err(|problem| bad(n, format!("`secret-env`: {problem}")))?;
+                    m.secret_env.push(value.to_string());
                 }
                 "plan" => {
                     let mut parts = value.splitn(4, ' ');
@@ -386,6 +397,7 @@ struct Draft {
     resident: Option<u64>,
     restore_options: Vec<String>,
     listeners: Vec<CarriedListener>,
+    secret_env: Vec<String>,
     plan: Vec<PlanLine>,
     files: Vec<ImageFile>,
 }
@@ -411,6 +423,7 @@ impl Draft {
             resident_bytes: self.resident.ok_or_else(|| missing("resident-bytes"))?,
             restore_options: self.restore_options,
             listeners: self.listeners,
+            secret_env: self.secret_env,
             plan: self.plan,
             files: self.files,
         })
@@ -445,6 +458,7 @@ mod tests {
                 address: "127.0.0.1:8080".parse().unwrap(),
                 shared: false,
             }],
+            secret_env: vec!["DB_PASSWORD".into()],
             plan: vec![PlanLine {
                 rank: 1,
                 kind: "resource".into(),
@@ -588,7 +602,8 @@ mod fuzz {
                 (prop::sample::select(vec![
                     "created", "executable", "executable-sha256", "executable-stat", "kernel",
                     "cpu-flags", "criu-version", "pid", "waiter-tid", "tids", "pid-namespace",
-                    "resident-bytes", "restore-option", "listener", "plan", "file", "other",
+                    "resident-bytes", "restore-option", "listener", "secret-env", "plan", "file",
+                    "other",
                 ]), "[ -~]{0,40}"),
                 0..24,
             )
@@ -630,6 +645,7 @@ mod fuzz {
             resident_bytes: 0,
             restore_options: vec![],
             listeners: vec![],
+            secret_env: vec![],
             plan: vec![PlanLine {
                 rank: 0,
                 kind: "resource".into(),

@@ -83,6 +83,13 @@ impl Inspection {
         if !m.restore_options.is_empty() {
             let _ = writeln!(out, "criu options  {}", m.restore_options.join(" "));
         }
+        if !m.secret_env.is_empty() {
+            let _ = writeln!(
+                out,
+                "secret env    {} (wiped; give each at restore: --env NAME)",
+                m.secret_env.join(" ")
+            );
+        }
         let _ = writeln!(
             out,
             "plan          {} participants, in checkpoint order:",
@@ -126,11 +133,12 @@ impl Inspection {
             })
             .collect();
         let options: Vec<String> = m.restore_options.iter().map(|o| json(o)).collect();
+        let secret_env: Vec<String> = m.secret_env.iter().map(|n| json(n)).collect();
         format!(
             concat!(
                 r#"{{"created_unix":{},"executable":{},"executable_sha256":{},"criu_version":{},"#,
                 r#""kernel":{},"pid":{},"private_pid_namespace":{},"bytes_on_disk":{},"resident_bytes":{},"#,
-                r#""restore_options":[{}],"plan":[{}],"restorable":{},"refusal":{}}}"#
+                r#""restore_options":[{}],"secret_env":[{}],"plan":[{}],"restorable":{},"refusal":{}}}"#
             ),
             created.as_secs(),
             json(&m.executable.to_string_lossy()),
@@ -142,6 +150,7 @@ impl Inspection {
             self.bytes_on_disk,
             m.resident_bytes,
             options.join(","),
+            secret_env.join(","),
             plan.join(","),
             self.restorable.is_ok(),
             self.restorable

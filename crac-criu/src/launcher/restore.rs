@@ -79,6 +79,16 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     let _ = std::fs::remove_file(&stamps);
     let _ = phases::stamp_at(&stamps, began, phases::VALIDATED);
     check_ids_free(&manifest)?;
+    if let Some(name) = options.given.first_missing(&manifest.secret_env) {
+        return Err(Error::Image {
+            dir: dir.clone(),
+            problem: format!(
+                "the secret environment variable {name} was wiped before the checkpoint and \
+                 must be given again: pass --env {name} (this environment's value) or \
+                 --env {name}=VALUE"
+            ),
+        });
+    }
     // Restores of an image that carries an exclusive listener take turns (a lock on the
     // image directory itself, which works on a read-only volume too) from this check
     // until the copy listens: copies started at the same moment cannot all pass it.

@@ -5,6 +5,7 @@
 //! fork, and taking ownership of an fd a launcher passed.
 
 pub(crate) mod criu;
+pub(crate) mod environ;
 pub(crate) mod fd;
 pub(crate) mod fd_info;
 pub(crate) mod fs;

@@ -43,3 +43,53 @@ pub(crate) fn first_child(pid: libc::pid_t) -> Option<libc::pid_t> {
     }
     None
 }
+
+/// Where the kernel put this process's initial environment, the NUL-separated
+/// `NAME=value` strings `/proc/self/environ` reads: fields 50 and 51 of `/proc/self/stat`.
+pub(crate) fn env_block() -> Option<(usize, usize)> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // the fields after the command name (which may hold spaces) start at field 3
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((fields.get(47)?.parse().ok()?, fields.get(48)?.parse().ok()?))
+}
+
+/// Whether the `len` bytes at `addr` lie in one writable mapping of this process.
+pub(crate) fn writable(addr: usize, len: usize) -> bool {
+    addr.checked_add(len).is_some_and(|end| {
+        mappings().any(|(start, stop, writable)| writable && start <= addr && end <= stop)
+    })
+}
+
+/// This process's mappings: start, end, and whether they are writable.
+fn mappings() -> impl Iterator<Item = (usize, usize, bool)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+    let parsed: Vec<(usize, usize, bool)> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(' ');
+            let (start, end) = fields.next()?.split_once('-')?;
+            let writable = fields.next()?.get(1..2) == Some("w");
+            Some((
+                usize::from_str_radix(start, 16).ok()?,
+                usize::from_str_radix(end, 16).ok()?,
+                writable,
+            ))
+        })
+        .collect();
+    parsed.into_iter()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_initial_environment_block_is_what_proc_shows_and_is_writable() {
+        let (start, end) = env_block().unwrap();
+        let shown = std::fs::read("/proc/self/environ").unwrap();
+        assert_eq!(end - start, shown.len());
+        assert!(writable(start, end - start));
+        assert!(!writable(start, usize::MAX));
+        assert!(!writable(0, 1));
+    }
+}

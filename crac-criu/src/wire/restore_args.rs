@@ -43,6 +43,14 @@ impl RestoreArgs {
         out
     }
 
+    /// The first of `names` this restore does not give a value.
+    pub(crate) fn first_missing<'a>(&self, names: &'a [String]) -> Option<&'a str> {
+        names
+            .iter()
+            .find(|name| !self.env.iter().any(|(key, _)| key == *name))
+            .map(String::as_str)
+    }
+
     fn decode(bytes: &[u8]) -> RestoreArgs {
         let mut parsed = RestoreArgs::default();
         for record in bytes.split(|b| *b == 0).map(String::from_utf8_lossy) {
@@ -108,6 +116,17 @@ mod tests {
         };
         assert_eq!(RestoreArgs::decode(&args.encode()), args);
         assert_eq!(RestoreArgs::decode(b""), RestoreArgs::default());
+    }
+
+    #[test]
+    fn the_first_secret_not_given_is_named() {
+        let given = RestoreArgs {
+            env: vec![("A".into(), String::new())],
+            ..RestoreArgs::default()
+        };
+        let names = ["A".to_string(), "B".to_string(), "C".to_string()];
+        assert_eq!(given.first_missing(&names), Some("B"));
+        assert_eq!(given.first_missing(&names[..1]), None);
     }
 
     proptest::proptest! {
