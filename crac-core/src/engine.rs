@@ -18,6 +18,11 @@ pub trait Engine: Sync {
     /// The name `CRAC_ENGINE` selects it by.
     fn name(&self) -> &'static str;
 
+    /// Called first, on the thread that checkpoints, from a shallow frame: before the
+    /// protocol's own frames are laid on its stack. The criu engine zeroes what dead
+    /// frames left there (a secret `setenv` copied, say), so that the image holds none of it.
+    fn prepare_thread(&self) {}
+
     /// A cheap check run before any hook: an error means this engine cannot work here
     /// and should say what to install or configure.
     fn probe(&self) -> Result<(), BoxError> {

@@ -7,7 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::context::global_participants;
-use crate::engine::{self, EngineOutcome, Request};
+use crate::engine::{self, Engine, EngineOutcome, Request};
 use crate::error::{Error, Failures, catch_panic};
 use crate::event::{Checkpoint, Outcome, Restore};
 use crate::instance;
@@ -31,6 +31,27 @@ thread_local! {
 /// Calls from several threads are serialized. Resources registered while a checkpoint
 /// is in progress are not notified by it; the next checkpoint includes them.
 pub fn checkpoint_restore() -> Result<Restore, Error> {
+    // Two calls and no local: the protocol's frames are laid down after the engine
+    // prepared the stack below this one.
+    prepare_thread();
+    prepared()
+}
+
+#[inline(never)]
+fn prepare_thread() {
+    if let Some(engine) = selected_engine() {
+        engine.prepare_thread();
+    }
+}
+
+/// In a frame of its own, gone before the engine prepares the stack.
+#[inline(never)]
+fn selected_engine() -> Option<&'static dyn Engine> {
+    engine::selected().ok()
+}
+
+#[inline(never)]
+fn prepared() -> Result<Restore, Error> {
     let _guard = enter()?;
     let engine = engine::selected()?;
     engine.probe().map_err(|reason| Error::Unsupported {

@@ -7,6 +7,7 @@ use crate::checkpoint::config::Config;
 use crate::checkpoint::{ready, secret_env, self_dump};
 use crate::error::NotCheckpointable;
 use crate::image;
+use crate::sys::stack;
 
 /// The engine: selected by `CRAC_ENGINE=criu`, and the default where it is compiled in.
 #[derive(Debug)]
@@ -15,6 +16,10 @@ pub struct Criu;
 impl Engine for Criu {
     fn name(&self) -> &'static str {
         "criu"
+    }
+
+    fn prepare_thread(&self) {
+        stack::scrub_dead_frames();
     }
 
     fn probe(&self) -> Result<(), BoxError> {

@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::{Mutex, PoisonError};
 
 use crate::error::{Error, NotCheckpointable};
-use crate::sys::environ;
+use crate::sys::{environ, stack};
 
 /// Names declared in code, beside `CRAC_SECRET_ENV`'s.
 static DECLARED: Mutex<Vec<String>> = Mutex::new(Vec::new());
@@ -107,6 +107,8 @@ pub(crate) fn install(names: &[String], env: &mut Vec<(String, String)>) {
         }
         !secret
     });
+    // setenv copied each value onto this thread's stack
+    stack::scrub_dead_frames();
 }
 
 /// In a process that goes on without a restore: sets the `wiped` variables again from
@@ -127,6 +129,8 @@ pub(crate) fn take_back(helper: libc::pid_t, wiped: &[String]) -> std::io::Resul
             environ::set(name, OsStr::from_bytes(value));
         }
     }
+    // setenv copied each value onto this thread's stack
+    stack::scrub_dead_frames();
     Ok(())
 }
 

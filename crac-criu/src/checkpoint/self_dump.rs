@@ -22,7 +22,7 @@ use crate::checkpoint::{fd_check, ready, secret_env, stdio};
 use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::{ExeStat, Manifest, PlanLine};
 use crate::image::{self, DRAFT};
-use crate::sys::{criu, process, procfs};
+use crate::sys::{criu, process, procfs, stack};
 use crate::wire::signal::{self, Message};
 use crate::wire::{env, restore_args};
 
@@ -128,6 +128,7 @@ fn run_helper(
         return Err(Error::Io("handing stdio over", e));
     }
     let dumped_at = SystemTime::now();
+    stack::scrub_dead_frames();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
         let _ = take_back(helper, &wiped);
         return Err(Error::Io("signalling the dump helper", e));

@@ -12,4 +12,5 @@ pub(crate) mod fs;
 pub(crate) mod process;
 pub(crate) mod procfs;
 pub(crate) mod signal;
+pub(crate) mod stack;
 pub(crate) mod unix_diag;

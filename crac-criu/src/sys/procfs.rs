@@ -60,6 +60,13 @@ pub(crate) fn writable(addr: usize, len: usize) -> bool {
     })
 }
 
+/// The writable mapping of this process that holds `addr`: its start and end.
+pub(crate) fn mapping_of(addr: usize) -> Option<(usize, usize)> {
+    mappings()
+        .find(|&(start, end, writable)| writable && start <= addr && addr < end)
+        .map(|(start, end, _)| (start, end))
+}
+
 /// This process's mappings: start, end, and whether they are writable.
 fn mappings() -> impl Iterator<Item = (usize, usize, bool)> {
     let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
