@@ -296,6 +296,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "direct ",
                 "listening ",
                 "soak ",
+                "secrets ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

@@ -13,6 +13,7 @@
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
 //!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
+//!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks).
 //!
@@ -38,11 +39,17 @@ mod restore;
 mod restorer;
 mod run;
 mod runtime_fds;
+mod secrets;
 mod services;
 mod soak;
 mod storage;
 
 use libtest_mimic::{Arguments, Completion, Trial};
+
+/// The scenarios hold `#[crac(secret)]` fields and secret environment variables: freed
+/// memory must be scrubbed (`secrets.rs` checks it is, in the image's bytes).
+#[global_allocator]
+static ALLOC: crac::ScrubbingAlloc = crac::ScrubbingAlloc::new(std::alloc::System);
 
 fn main() {
     if let Ok(name) = std::env::var("CRAC_E2E_SCENARIO") {
@@ -71,6 +78,7 @@ fn main() {
         ("integrity", integrity::TESTS),
         ("lazy", lazy::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
+        ("secrets", secrets::TESTS),
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),

@@ -66,6 +66,67 @@ struct Ids {
     rng: Mutex<rand::rngs::StdRng>,
 }
 
+/// Secrets held only by `#[crac(secret)]` fields (`key` reloaded from the secret
+/// environment variable `CRAC_E2E_OPERATOR_SECRET`, `token` not reloaded), beside a
+/// plain field that the image keeps.
+#[derive(Checkpointable)]
+#[crac(name = "vault")]
+struct Vault {
+    #[crac(secret, reload = Self::load_key)]
+    key: Mutex<String>,
+    #[crac(secret)]
+    token: Mutex<String>,
+    plain: Mutex<String>,
+}
+
+impl Vault {
+    fn load_key(&self) -> Result<String, BoxError> {
+        Ok(std::env::var("CRAC_E2E_OPERATOR_SECRET")?)
+    }
+
+    /// The field values from `CRAC_E2E_SEED` (hex): the key's letters in `g..=v`, the
+    /// plain field's in `G..=V`, so that neither the seed nor the other is a match. The
+    /// key is handled as programs handle secrets, leaving copies of it behind: the buffers
+    /// it outgrew, the document it was parsed from, clones, a formatted copy (all freed),
+    /// and a buffer on the stack (a dead frame).
+    fn from_seed() -> Vault {
+        let seed = std::env::var("CRAC_E2E_SEED").unwrap();
+        let spell = |first: u8| -> String {
+            let mut text = String::new();
+            for digit in seed.chars() {
+                text.push((first + digit.to_digit(16).unwrap() as u8) as char);
+            }
+            text
+        };
+        let document = format!(
+            "{{\"note\": \"{}\", \"key\": \"{}\"}}",
+            "-".repeat(400),
+            spell(b'g')
+        );
+        let key = through_the_stack(document.rsplit('"').nth(1).unwrap());
+        drop(document);
+        let clones: Vec<String> = (0..3).map(|_| key.clone()).collect();
+        let doubled = format!("{}:{}", clones[0], clones[1]);
+        let token = doubled[..key.len()].to_string();
+        drop((clones, doubled));
+        Vault {
+            key: Mutex::new(key),
+            token: Mutex::new(token),
+            plain: Mutex::new(spell(b'G')),
+        }
+    }
+}
+
+/// `text` copied through a buffer on the stack, as fixed-size keys are decoded: at the
+/// bottom of a large frame, deeper than the checkpoint's own frames reach.
+#[inline(never)]
+fn through_the_stack(text: &str) -> String {
+    let mut buffer = [0u8; 128 << 10];
+    buffer[..text.len()].copy_from_slice(text.as_bytes());
+    std::hint::black_box(&mut buffer);
+    String::from_utf8(buffer[..text.len()].to_vec()).unwrap()
+}
+
 /// Reconnects to wherever the restore-time environment says.
 #[derive(Checkpointable)]
 #[crac(name = "upstream", after_restore = Self::reconnect)]
@@ -174,6 +235,9 @@ pub(crate) fn run(scenario: &str) -> ! {
             index.checksum()
         ));
         std::process::exit(7);
+    }
+    if scenario == "secrets" {
+        secrets();
     }
     if scenario == "args" {
         let upstream = Arc::new(Upstream);
@@ -287,6 +351,42 @@ pub(crate) fn run(scenario: &str) -> ! {
         std::thread::sleep(Duration::from_millis(1500));
     }
     say("exiting 7");
+    std::process::exit(7);
+}
+
+/// Checkpoints with secrets in `#[crac(secret)]` fields and in two secret environment
+/// variables (`CRAC_E2E_OPERATOR_SECRET`, named by the operator's `CRAC_SECRET_ENV`, and
+/// `CRAC_E2E_CODE_SECRET`, named here), each read the way programs read them (copies,
+/// freed), one set again (so the initial block's copy is no longer the one libc
+/// uses); then prints what it holds after the restore, left-running checkpoint or
+/// failed dump.
+fn secrets() -> ! {
+    crac::secret_env("CRAC_E2E_CODE_SECRET").unwrap();
+    let vault = Arc::new(Vault::from_seed());
+    crac::register(&vault);
+    let read = |name: &str| std::env::var(name).unwrap_or_else(|_| "unset".into());
+    // SAFETY: the scenario has a single thread here.
+    unsafe { std::env::set_var("CRAC_E2E_CODE_SECRET", read("CRAC_E2E_CODE_SECRET").trim()) };
+    let lengths = read("CRAC_E2E_OPERATOR_SECRET").len() + read("CRAC_E2E_CODE_SECRET").len();
+    say(&format!(
+        "secrets read {lengths} bytes of secret environment"
+    ));
+    let outcome = match crac::checkpoint_restore() {
+        Ok(restore) => {
+            let mut listed: Vec<&str> = restore.env.iter().map(|(k, _)| k.as_str()).collect();
+            listed.sort_unstable();
+            format!("{:?} listed {listed:?}", restore.outcome())
+        }
+        Err(e) => format!("error {}", e.to_string().lines().next().unwrap_or("")),
+    };
+    let plain = vault.plain.lock().unwrap().clone();
+    say(&format!(
+        "secrets {outcome} key {} token-len {} plain {plain} operator {} code {}",
+        vault.key.lock().unwrap(),
+        vault.token.lock().unwrap().len(),
+        read("CRAC_E2E_OPERATOR_SECRET"),
+        read("CRAC_E2E_CODE_SECRET"),
+    ));
     std::process::exit(7);
 }
 
