@@ -7,6 +7,12 @@ use crate::error::{BoxError, Failure, Failures, Phase, catch_panic};
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
 
+mod restore_env;
+
+pub use restore_env::RestoreEnv;
+#[doc(hidden)]
+pub use restore_env::apply_restore_env;
+
 /// A field marked `#[crac(resource)]`: a [`Resource`] (`dyn Resource` included), directly
 /// or inside `Arc`, `Option`, `Mutex` or `RwLock`, e.g. `Arc<dyn Resource>`.
 #[diagnostic::on_unimplemented(

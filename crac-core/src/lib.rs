@@ -47,7 +47,9 @@ pub use simulate::Simulate;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::Phase;
-    pub use crate::field::{Delegate, Reseed, Secret, Steps, secret_wiped};
+    pub use crate::field::{
+        Delegate, Reseed, RestoreEnv, Secret, Steps, apply_restore_env, secret_wiped,
+    };
     #[cfg(not(feature = "tokio"))]
     pub use crate::hooks::block_on_hook;
     pub use crate::hooks::{HookFn, HookResult, MethodHook, StaticHook};

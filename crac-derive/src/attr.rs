@@ -32,6 +32,11 @@ impl Errors {
         self.push(syn::Error::new_spanned(tokens, message));
     }
 
+    /// `value`, unless there was an error.
+    pub(crate) fn into_result<T>(self, value: T) -> syn::Result<T> {
+        self.0.map_or(Ok(value), Err)
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }
@@ -57,7 +62,15 @@ impl Site {
     fn keys(self) -> &'static [&'static str] {
         match self {
             Site::Struct => &["name", "depends_on", "before_checkpoint", "after_restore"],
-            Site::Field => &["resource", "skip", "with", "reseed", "secret", "reload"],
+            Site::Field => &[
+                "resource",
+                "skip",
+                "with",
+                "reseed",
+                "secret",
+                "reload",
+                "restore_env",
+            ],
             Site::HookFn => &["depends_on", "name"],
         }
     }
@@ -84,6 +97,7 @@ fn usage(key: &str) -> &'static str {
         "skip" => "`skip`",
         "reseed" => "`reseed`",
         "secret" => "`secret`",
+        "restore_env" => "`restore_env = \"NAME\"` (or `restore_env(\"NAME\", required)`)",
         _ => unreachable!("every key has a usage"),
     }
 }
@@ -110,6 +124,8 @@ pub(crate) enum Value {
     Path(Path),
     /// `resource`, `skip`, `reseed`, `secret`
     Flag,
+    /// `restore_env = "NAME"`, `restore_env("NAME")`, `restore_env("NAME", required)`
+    RestoreEnv { name: LitStr, required: bool },
 }
 
 /// The options of every `#[crac(...)]` among `attrs`, in source order.
@@ -210,6 +226,7 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
             })?;
             Value::DependsOn(deps.into_iter().collect())
         }
+        "restore_env" => restore_env(meta)?,
         "name" => {
             equals(meta, key)?;
             let lit = input.parse::<LitStr>().map_err(|e| {
@@ -241,6 +258,100 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
         return Err(input.error(message));
     }
     Ok(value)
+}
+
+/// `= "NAME"`, or `("NAME")` with `required` after the name: the variable first, as
+/// the one thing the option is about.
+fn restore_env(meta: &ParseNestedMeta) -> syn::Result<Value> {
+    let input = meta.input;
+    if input.peek(Token![=]) {
+        input.parse::<Token![=]>()?;
+        let name = env_var(input, "restore_env")?;
+        return Ok(Value::RestoreEnv {
+            name,
+            required: false,
+        });
+    }
+    if !input.peek(syn::token::Paren) {
+        return Err(needs(meta, "restore_env"));
+    }
+    let content;
+    syn::parenthesized!(content in input);
+    let result = restore_env_list(&content);
+    // After an error, the rest of the list is not read: consumed here, it is not
+    // reported a second time as unexpected tokens.
+    content.parse::<TokenStream>()?;
+    result
+}
+
+fn restore_env_list(content: ParseStream) -> syn::Result<Value> {
+    if content.peek(Ident::peek_any) && content.peek2(Token![=]) {
+        let key = content.call(Ident::parse_any)?;
+        return Err(syn::Error::new_spanned(
+            &key,
+            format!(
+                "`restore_env` takes the variable's name first, as a string, not `{key} = ...`: \
+                 write {}",
+                usage("restore_env")
+            ),
+        ));
+    }
+    let name = env_var(content, "restore_env")?;
+    let mut required = None;
+    let mut errors = Errors::default();
+    if !content.is_empty() {
+        content.parse::<Token![,]>()?;
+        let parser = syn::meta::parser(|option| {
+            if option.path.is_ident("required") {
+                flag(&option, "required", &mut required, &mut errors);
+            } else {
+                errors.spanned(
+                    &option.path,
+                    format!(
+                        "unknown `restore_env` option `{}`: the only one is `required`, as in \
+                         `restore_env(\"NAME\", required)`",
+                        option.path.to_token_stream()
+                    ),
+                );
+            }
+            skip_to_comma(option.input);
+            Ok(())
+        });
+        parser.parse2(content.parse::<TokenStream>()?)?;
+    }
+    errors.into_result(Value::RestoreEnv {
+        name,
+        required: required.is_some(),
+    })
+}
+
+/// An option inside another's parentheses that takes no value; a repetition is an error.
+fn flag(option: &ParseNestedMeta, key: &str, slot: &mut Option<Path>, errors: &mut Errors) {
+    if !option.input.is_empty() && !option.input.peek(Token![,]) {
+        errors.spanned(&option.path, format!("`{key}` takes no value"));
+    } else if slot.is_some() {
+        errors.spanned(&option.path, format!("duplicate `{key}`"));
+    } else {
+        *slot = Some(option.path.clone());
+    }
+}
+
+/// The name of an environment variable, as a string literal that can name one.
+fn env_var(input: ParseStream, key: &str) -> syn::Result<LitStr> {
+    let lit = input.parse::<LitStr>().map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("expected the variable's name as a string: {}", usage(key)),
+        )
+    })?;
+    let name = lit.value();
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err(syn::Error::new_spanned(
+            &lit,
+            "not a valid environment variable name: it must be non-empty, without `=` or NUL",
+        ));
+    }
+    Ok(lit)
 }
 
 fn equals(meta: &ParseNestedMeta, key: &str) -> syn::Result<()> {

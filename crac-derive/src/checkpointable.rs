@@ -80,6 +80,10 @@ enum Role {
     Secret {
         reload: Option<Path>,
     },
+    RestoreEnv {
+        name: LitStr,
+        required: bool,
+    },
 }
 
 struct Field {
@@ -213,6 +217,14 @@ fn role(opts: &[Opt], errors: &mut Errors) -> Role {
         Role::Reseed
     } else if has("secret") {
         Role::Secret { reload }
+    } else if let Some(opt) = kept.iter().find(|opt| opt.name() == "restore_env") {
+        match &opt.value {
+            Value::RestoreEnv { name, required } => Role::RestoreEnv {
+                name: name.clone(),
+                required: *required,
+            },
+            _ => unreachable!("attr parses `restore_env` as a variable"),
+        }
     } else {
         Role::Untouched
     }
@@ -229,7 +241,7 @@ fn conflict(first: &str, then: &str) -> String {
     } else {
         format!(
             "`{then}` conflicts with `{first}`: a field takes one of `resource`, `with`, `reseed`, \
-             `secret` (optionally with `reload`) or `skip`"
+             `secret` (optionally with `reload`), `restore_env` or `skip`"
         )
     }
 }
@@ -373,6 +385,12 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
         Role::Reseed => (
             None,
             Some(quote_spanned!(span=> ::crac::__private::Reseed::reseed(&self.#member))),
+        ),
+        Role::RestoreEnv { name, required } => (
+            None,
+            Some(quote_spanned! {span=>
+                ::crac::__private::apply_restore_env(&self.#member, #name, #required, #event)
+            }),
         ),
         Role::Secret { reload } => {
             let wipe = quote_spanned! {span=> {

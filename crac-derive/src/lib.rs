@@ -38,6 +38,8 @@ mod rank;
 ///     ids: Mutex<rand::rngs::StdRng>,
 ///     #[crac(secret, reload = Self::load_key)]
 ///     key: Mutex<String>,
+///     #[crac(restore_env = "SESSION_TTL")]
+///     ttl_seconds: std::sync::atomic::AtomicU64,
 ///     #[crac(skip)]
 ///     config: String,
 /// }
@@ -82,6 +84,17 @@ mod rank;
 /// - `#[crac(secret, reload = path)]`: also, after restore, installs `path(self)?`, where
 ///   `path` returns `Result<Value, E>` (`E: Into<crac::BoxError>`), e.g.
 ///   `Self::load_key` with `fn load_key(&self) -> Result<String, BoxError>`.
+/// - `#[crac(restore_env = "NAME")]`: after a restore, if the restorer passed `NAME`
+///   (`crac restore IMAGE --env NAME=VALUE`, `crac run --env`), parses it with `FromStr`
+///   and stores it, before the type's own `after_restore`: `Mutex<T>` or `RwLock<T>` for
+///   `T: FromStr` (its error `Display`), an atomic integer or `AtomicBool` (see
+///   `crac::field::RestoreEnv`). A value that does not parse fails the restore, naming
+///   the variable, the value and the type, and the field keeps its value. Without the
+///   variable, or after a rollback or a left-running checkpoint, the field is left alone.
+///   Only the restorer's variables count: a restored process keeps the environment it
+///   was checkpointed with.
+/// - `#[crac(restore_env("NAME", required))]`: the same, and a restore without `NAME`
+///   fails naming it. `restore_env("NAME")` is `restore_env = "NAME"`.
 /// - `#[crac(skip)]`: explicitly nothing, to document that the field survives a
 ///   checkpoint as is. Combines with no other option.
 ///

@@ -297,6 +297,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "listening ",
                 "soak ",
                 "secrets ",
+                "port ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

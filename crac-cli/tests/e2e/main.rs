@@ -11,7 +11,8 @@
 //!   `restorer.rs` (the restorer killed, timed out or interrupted),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
-//!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`),
+//!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`), `fields.rs` (field
+//!   attributes: `restore_env`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
@@ -31,6 +32,7 @@ mod redis_server;
 mod scenario;
 
 mod faults;
+mod fields;
 mod inspect;
 mod integrity;
 mod lazy;
@@ -75,6 +77,7 @@ fn main() {
         ("request", request::TESTS),
         ("inspect", inspect::TESTS),
         ("faults", faults::TESTS),
+        ("fields", fields::TESTS),
         ("integrity", integrity::TESTS),
         ("lazy", lazy::TESTS),
         ("runtime_fds", runtime_fds::TESTS),

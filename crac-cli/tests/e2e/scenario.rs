@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -141,6 +141,14 @@ impl Upstream {
     }
 }
 
+/// A setting the restorer may change: `crac restore IMAGE --env CRAC_E2E_PORT=...`.
+#[derive(Checkpointable)]
+#[crac(name = "listen")]
+struct Listen {
+    #[crac(restore_env = "CRAC_E2E_PORT")]
+    port: AtomicU16,
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -238,6 +246,21 @@ pub(crate) fn run(scenario: &str) -> ! {
     }
     if scenario == "secrets" {
         secrets();
+    }
+    if scenario == "restore-env" {
+        let listen = Arc::new(Listen {
+            port: AtomicU16::new(8080),
+        });
+        crac::register(&listen);
+        let outcome = match crac::checkpoint_restore() {
+            Ok(restore) => format!("{:?}", restore.outcome()),
+            Err(e) => format!("error {e}"),
+        };
+        say(&format!(
+            "port {} {outcome}",
+            listen.port.load(Ordering::SeqCst)
+        ));
+        std::process::exit(7);
     }
     if scenario == "args" {
         let upstream = Arc::new(Upstream);
