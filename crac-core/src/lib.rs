@@ -50,6 +50,8 @@ pub mod __private {
     pub use crate::field::{
         Delegate, Reseed, RestoreEnv, Secret, Steps, apply_restore_env, secret_wiped,
     };
+    #[cfg(target_os = "linux")]
+    pub use crate::field::{Reopen, ReopenOptions, as_reopen, detach_file, reopen_file};
     #[cfg(not(feature = "tokio"))]
     pub use crate::hooks::block_on_hook;
     pub use crate::hooks::{HookFn, HookResult, MethodHook, StaticHook};

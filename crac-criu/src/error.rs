@@ -247,8 +247,9 @@ fn open_fds_message(fds: &[OpenFd]) -> String {
         text.push_str(&format!("\n  - {fd}"));
     }
     text.push_str(
-        "\nclose them in a resource's before_checkpoint (and reopen in after_restore), claim the \
-         ones CRIU can carry with crac::claim_fd, or set CRAC_FD_POLICY (e.g. path:/tmp/*=ignore)",
+        "\nclose them in a resource's before_checkpoint (and reopen in after_restore; a File \
+         field: #[crac(reopen)]), claim the ones CRIU can carry with crac::claim_fd, or set \
+         CRAC_FD_POLICY (e.g. path:/tmp/*=ignore)",
     );
     text
 }

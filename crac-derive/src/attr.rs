@@ -70,6 +70,7 @@ impl Site {
                 "secret",
                 "reload",
                 "restore_env",
+                "reopen",
             ],
             Site::HookFn => &["depends_on", "name"],
         }
@@ -98,6 +99,7 @@ fn usage(key: &str) -> &'static str {
         "reseed" => "`reseed`",
         "secret" => "`secret`",
         "restore_env" => "`restore_env = \"NAME\"` (or `restore_env(\"NAME\", required)`)",
+        "reopen" => "`reopen` (or `reopen(create, path_env = \"VAR\")`)",
         _ => unreachable!("every key has a usage"),
     }
 }
@@ -126,6 +128,11 @@ pub(crate) enum Value {
     Flag,
     /// `restore_env = "NAME"`, `restore_env("NAME")`, `restore_env("NAME", required)`
     RestoreEnv { name: LitStr, required: bool },
+    /// `reopen`, `reopen(create, path_env = "VAR")`
+    Reopen {
+        path_env: Option<LitStr>,
+        create: bool,
+    },
 }
 
 /// The options of every `#[crac(...)]` among `attrs`, in source order.
@@ -227,6 +234,7 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
             Value::DependsOn(deps.into_iter().collect())
         }
         "restore_env" => restore_env(meta)?,
+        "reopen" => reopen(meta)?,
         "name" => {
             equals(meta, key)?;
             let lit = input.parse::<LitStr>().map_err(|e| {
@@ -323,6 +331,60 @@ fn restore_env_list(content: ParseStream) -> syn::Result<Value> {
         name,
         required: required.is_some(),
     })
+}
+
+/// Bare, or with options in parentheses: `create` and `path_env = "VAR"`, in any order.
+fn reopen(meta: &ParseNestedMeta) -> syn::Result<Value> {
+    let mut create = None;
+    let mut path_env = None;
+    if meta.input.peek(Token![=]) {
+        return Err(needs(meta, "reopen"));
+    }
+    if !meta.input.peek(syn::token::Paren) {
+        return Ok(Value::Reopen {
+            path_env,
+            create: false,
+        });
+    }
+    let mut errors = Errors::default();
+    meta.parse_nested_meta(|option| {
+        if option.path.is_ident("create") {
+            flag(&option, "create", &mut create, &mut errors);
+        } else if option.path.is_ident("path_env") {
+            match path_env_value(&option) {
+                Ok(_) if path_env.is_some() => {
+                    errors.spanned(&option.path, "duplicate `path_env`");
+                }
+                Ok(lit) => path_env = Some(lit),
+                Err(error) => errors.push(error),
+            }
+        } else {
+            errors.spanned(
+                &option.path,
+                format!(
+                    "unknown `reopen` option `{}`: valid options are `create` and \
+                     `path_env = \"VAR\"`",
+                    option.path.to_token_stream()
+                ),
+            );
+        }
+        skip_to_comma(option.input);
+        Ok(())
+    })?;
+    errors.into_result(Value::Reopen {
+        path_env,
+        create: create.is_some(),
+    })
+}
+
+fn path_env_value(option: &ParseNestedMeta) -> syn::Result<LitStr> {
+    if !option.input.peek(Token![=]) {
+        return Err(syn::Error::new_spanned(
+            &option.path,
+            "`path_env` is written `path_env = \"VAR\"`, naming a restore-time variable",
+        ));
+    }
+    env_var(option.value()?, "reopen")
 }
 
 /// An option inside another's parentheses that takes no value; a repetition is an error.

@@ -84,6 +84,10 @@ enum Role {
         name: LitStr,
         required: bool,
     },
+    Reopen {
+        path_env: Option<LitStr>,
+        create: bool,
+    },
 }
 
 struct Field {
@@ -225,6 +229,14 @@ fn role(opts: &[Opt], errors: &mut Errors) -> Role {
             },
             _ => unreachable!("attr parses `restore_env` as a variable"),
         }
+    } else if let Some(opt) = kept.iter().find(|opt| opt.name() == "reopen") {
+        match &opt.value {
+            Value::Reopen { path_env, create } => Role::Reopen {
+                path_env: path_env.clone(),
+                create: *create,
+            },
+            _ => unreachable!("attr parses `reopen` with its options"),
+        }
     } else {
         Role::Untouched
     }
@@ -241,7 +253,7 @@ fn conflict(first: &str, then: &str) -> String {
     } else {
         format!(
             "`{then}` conflicts with `{first}`: a field takes one of `resource`, `with`, `reseed`, \
-             `secret` (optionally with `reload`), `restore_env` or `skip`"
+             `secret` (optionally with `reload`), `restore_env`, `reopen` or `skip`"
         )
     }
 }
@@ -392,6 +404,26 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
                 ::crac::__private::apply_restore_env(&self.#member, #name, #required, #event)
             }),
         ),
+        Role::Reopen { path_env, create } => {
+            let label = &field.label;
+            let path_env = match path_env {
+                Some(name) => quote!(::core::option::Option::Some(#name)),
+                None => quote!(::core::option::Option::None),
+            };
+            let file = quote_spanned!(span=> ::crac::__private::as_reopen(&self.#member));
+            (
+                Some(quote! {
+                    ::crac::__private::detach_file(#file, &::crac::Resource::name(self), #label)
+                }),
+                Some(quote! {
+                    ::crac::__private::reopen_file(
+                        #file,
+                        ::crac::__private::ReopenOptions { path_env: #path_env, create: #create },
+                        #event,
+                    )
+                }),
+            )
+        }
         Role::Secret { reload } => {
             let wipe = quote_spanned! {span=> {
                 ::crac::__private::Secret::wipe(&self.#member);

@@ -38,6 +38,8 @@ mod rank;
 ///     ids: Mutex<rand::rngs::StdRng>,
 ///     #[crac(secret, reload = Self::load_key)]
 ///     key: Mutex<String>,
+///     #[crac(reopen)]
+///     journal: Mutex<std::fs::File>,
 ///     #[crac(restore_env = "SESSION_TTL")]
 ///     ttl_seconds: std::sync::atomic::AtomicU64,
 ///     #[crac(skip)]
@@ -95,6 +97,20 @@ mod rank;
 ///   was checkpointed with.
 /// - `#[crac(restore_env("NAME", required))]`: the same, and a restore without `NAME`
 ///   fails naming it. `restore_env("NAME")` is `restore_env = "NAME"`.
+/// - `#[crac(reopen)]`: a `std::fs::File` in `Mutex`/`RwLock`, possibly as `Option<File>`
+///   (see `crac::field::Reopen`; Linux), closed before the checkpoint and opened again
+///   after it by path, with the same access mode and flags (an append-mode file stays
+///   append) and at the same offset, as recorded from `/proc/self/fd` and
+///   `/proc/self/fdinfo`. Until it is back, the field holds a placeholder — `/dev/null`,
+///   read-only: writes fail, reads see end of file — claimed for the open-resource check,
+///   so no `claim_fd` is needed. It is reopened after a restore, on rollback and after a
+///   left-running checkpoint; whatever file is at the path then is the one opened (a
+///   rotated log: the new file, at the recorded offset). A missing file fails the restore
+///   naming its path, and the placeholder stays. A file deleted while open, or an fd
+///   that is not a file on a path, refuses the checkpoint.
+/// - `#[crac(reopen(path_env = "VAR", create))]`, either option alone too: after a restore
+///   whose restorer passed `VAR` (`--env VAR=/new/path`), opens that path instead;
+///   `create` creates a missing file (written from its start).
 /// - `#[crac(skip)]`: explicitly nothing, to document that the field survives a
 ///   checkpoint as is. Combines with no other option.
 ///

@@ -298,6 +298,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "soak ",
                 "secrets ",
                 "port ",
+                "journal ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

@@ -149,6 +149,15 @@ struct Listen {
     port: AtomicU16,
 }
 
+/// A log file closed for the image and reopened after it, where the restorer says
+/// (`--env CRAC_E2E_LOG_AT=...`) or where it was.
+#[derive(Checkpointable)]
+#[crac(name = "journal")]
+struct Journal {
+    #[crac(reopen(path_env = "CRAC_E2E_LOG_AT"))]
+    log: Mutex<std::fs::File>,
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
@@ -260,6 +269,24 @@ pub(crate) fn run(scenario: &str) -> ! {
             "port {} {outcome}",
             listen.port.load(Ordering::SeqCst)
         ));
+        std::process::exit(7);
+    }
+    if scenario == "reopen" {
+        let path = std::env::var("CRAC_E2E_LOG").unwrap();
+        let journal = Arc::new(Journal {
+            log: Mutex::new(std::fs::File::create(path).unwrap()),
+        });
+        crac::register(&journal);
+        journal.log.lock().unwrap().write_all(b"before\n").unwrap();
+        let outcome = match crac::checkpoint_restore() {
+            Ok(restore) => format!("{:?}", restore.outcome()),
+            Err(e) => format!("error {e}"),
+        };
+        let written = match journal.log.lock().unwrap().write_all(b"after\n") {
+            Ok(()) => "written".to_string(),
+            Err(e) => format!("not written: {e}"),
+        };
+        say(&format!("journal {outcome}; after {written}"));
         std::process::exit(7);
     }
     if scenario == "args" {
