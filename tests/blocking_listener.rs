@@ -118,3 +118,13 @@ fn after_a_restore_it_binds_to_the_port_given_at_restore_time() {
     assert_eq!(get(listener.local_addr()).unwrap(), "hello");
     assert!(get(old).is_err(), "the old port is closed");
 }
+
+#[test]
+fn the_plan_shows_the_listener_where_it_was_bound() {
+    let _serial = serial();
+    let (listener, line) = (BlockingListener::bind("127.0.0.1:0"), line!());
+    let _listener = listener.unwrap();
+    let plan = crac::plan();
+    let entry = plan.entries.iter().find(|e| e.location.file() == file!());
+    assert_eq!(entry.map(|e| e.location.line()), Some(line), "{plan}");
+}

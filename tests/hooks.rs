@@ -245,3 +245,55 @@ fn hooks_run_in_dependency_order_each_in_its_phase() {
         ]
     );
 }
+
+/// The line of this file that contains `needle`, counted from 1.
+fn line_of(needle: &str) -> u32 {
+    let at = include_str!("hooks.rs")
+        .lines()
+        .position(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} is in this file"));
+    u32::try_from(at).unwrap() + 1
+}
+
+#[test]
+fn the_plan_says_where_every_participant_comes_from() {
+    let _serial = serial();
+    let store = Arc::new(Store);
+    let group = Arc::new(crac::Context::new("group"));
+    crac::register(&group); // group registered here
+    group.register(&store); // store registered here
+    let plan = crac::plan();
+    let at = |name: &str| {
+        let entry = plan.entries.iter().find(|e| e.name == name).unwrap();
+        (entry.location.file(), entry.location.line())
+    };
+
+    // hook functions: where they are written (the line of their name)
+    assert_eq!(at("hooks::plain"), (file!(), line_of("fn plain()")));
+    assert_eq!(
+        at("nested restore"),
+        (file!(), line_of("fn restore_plain()"))
+    );
+    // registered resources and contexts: the `register` call
+    assert_eq!(at("group"), (file!(), line_of("// group registered here")));
+    assert_eq!(
+        at("hooks::Store"),
+        (file!(), line_of("// store registered here"))
+    );
+
+    let text = plan.to_string();
+    let store_line = format!(
+        "  hooks::Store ({}:{}) [rank 1, resource]\n",
+        file!(),
+        line_of("// store registered here")
+    );
+    assert!(text.contains(&store_line), "{text}");
+    assert!(
+        text.contains(&format!(
+            "hooks::plain ({}:{}) [rank 0",
+            file!(),
+            line_of("fn plain()")
+        )),
+        "{text}"
+    );
+}

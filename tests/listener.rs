@@ -149,3 +149,14 @@ fn after_a_restore_the_listener_binds_to_the_port_given_at_restore_time() {
         assert!(get(address, "/").await.is_err(), "the old port is closed");
     });
 }
+
+#[test]
+fn the_plan_shows_the_listener_where_it_was_bound() {
+    on_runtime(async {
+        let (listener, line) = (crac::tokio::Listener::bind("127.0.0.1:0").await, line!());
+        let _listener = listener.unwrap();
+        let plan = crac::plan();
+        let entry = plan.entries.iter().find(|e| e.location.file() == file!());
+        assert_eq!(entry.map(|e| e.location.line()), Some(line), "{plan}");
+    });
+}

@@ -3,6 +3,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::cell::RefCell;
+use std::panic::Location;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use crate::error::BoxError;
@@ -64,9 +65,11 @@ pub fn global() -> &'static Context {
 }
 
 /// Registers `resource` into the global context. It is held weakly: once the last `Arc`
-/// is dropped, it is no longer notified.
+/// is dropped, it is no longer notified. Plans show where it was registered: the
+/// caller's file and line.
+#[track_caller]
 pub fn register<R: Resource>(resource: &Arc<R>) {
-    GLOBAL.register(resource);
+    GLOBAL.register_at(resource, Location::caller());
 }
 
 impl Context {
@@ -84,14 +87,25 @@ impl Context {
     }
 
     /// Adds `resource` to this context, weakly.
+    #[track_caller]
     pub fn register<R: Resource>(&self, resource: &Arc<R>) {
+        self.register_at(resource, Location::caller());
+    }
+
+    /// [`Context::register`], shown in plans as registered at `location`: for wrappers
+    /// that register on their caller's behalf.
+    pub(crate) fn register_at<R: Resource>(
+        &self,
+        resource: &Arc<R>,
+        location: &'static Location<'static>,
+    ) {
         let rank = resource.rank();
         // A nested context is a group its plan looks into; resolved per type at compile time.
         let participant = match (resource as &dyn Any).downcast_ref::<Arc<Context>>() {
             Some(context) => WeakParticipant::Group(Arc::downgrade(context) as Weak<dyn Group>),
             None => WeakParticipant::Resource(Arc::downgrade(resource) as Weak<dyn Resource>),
         };
-        self.registry.register(participant, rank);
+        self.registry.register(participant, rank, location);
     }
 
     /// This context's members in checkpoint order, nested contexts expanded.

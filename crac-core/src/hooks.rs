@@ -1,5 +1,6 @@
 //! Hook functions collected at link time: `#[before_checkpoint]` and `#[on_restore]`.
 
+use std::panic::Location;
 use std::sync::OnceLock;
 
 use crate::error::BoxError;
@@ -16,8 +17,18 @@ pub struct StaticHook {
     pub path: &'static str,
     /// Its compile-time [`Ranked::RANK`](crate::Ranked::RANK).
     pub rank: u32,
+    /// Where the function is written, from [`here`].
+    pub location: &'static Location<'static>,
     /// The wrapped function.
     pub run: HookFn,
+}
+
+/// The location of the call, at compile time: the macros call it spanned at the
+/// function's name, so that it is the user's file and line.
+#[doc(hidden)]
+#[track_caller]
+pub const fn here() -> &'static Location<'static> {
+    Location::caller()
 }
 
 /// Which event an annotated function takes.

@@ -54,7 +54,7 @@ pub mod __private {
     pub use crate::field::{Reopen, ReopenOptions, as_reopen, detach_file, reopen_file};
     #[cfg(not(feature = "tokio"))]
     pub use crate::hooks::block_on_hook;
-    pub use crate::hooks::{HookFn, HookResult, MethodHook, StaticHook};
+    pub use crate::hooks::{HookFn, HookResult, MethodHook, StaticHook, here};
     pub use crate::ordering::{Ranked, rank_after};
     #[cfg(feature = "tokio")]
     pub use crate::tokio::block_on_hook;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::ops::{Deref, DerefMut};
+use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -71,8 +72,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl BlockingListener {
     /// Binds and registers the listener, weakly: it takes part in checkpoints while it or
-    /// one of its connections lives.
+    /// one of its connections lives. Plans show it at the caller's file and line.
+    #[track_caller]
     pub fn bind(address: impl ToSocketAddrs) -> io::Result<BlockingListener> {
+        let location = Location::caller();
         let socket = TcpListener::bind(address)?;
         let shared = Arc::new(Shared {
             address_env: Mutex::new(None),
@@ -85,7 +88,7 @@ impl BlockingListener {
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
         });
-        crate::context::register(&shared);
+        crate::context::global().register_at(&shared, location);
         Ok(BlockingListener { shared })
     }
 

@@ -2,6 +2,7 @@
 //! link-time hook — and the two passes over an ordered list of them.
 
 use std::borrow::Cow;
+use std::panic::Location;
 use std::sync::{Arc, Weak};
 
 use crate::error::{BoxError, Failure, Failures, Phase, catch_panic};
@@ -37,6 +38,8 @@ pub(crate) struct RankedParticipant {
     pub(crate) participant: Participant,
     pub(crate) rank: u32,
     order: RegistrationOrder,
+    /// Where it was registered, or where a hook function is written.
+    pub(crate) location: &'static Location<'static>,
 }
 
 impl Participant {
@@ -99,11 +102,17 @@ impl WeakParticipant {
 }
 
 impl RankedParticipant {
-    pub(crate) fn registered(participant: Participant, rank: u32, seq: u64) -> Self {
+    pub(crate) fn registered(
+        participant: Participant,
+        rank: u32,
+        seq: u64,
+        location: &'static Location<'static>,
+    ) -> Self {
         RankedParticipant {
             participant,
             rank,
             order: RegistrationOrder::Dynamic(seq),
+            location,
         }
     }
 }
@@ -124,6 +133,7 @@ pub(crate) fn in_checkpoint_order(
                 participant: Participant::Hook(hook),
                 rank: hook.rank,
                 order: RegistrationOrder::Static(i),
+                location: hook.location,
             }),
     );
     sort_for_checkpoint(&mut live, |p| (p.rank, p.order));

@@ -1,6 +1,7 @@
 //! Introspection: the ordered list of participants a checkpoint would notify.
 
 use std::fmt;
+use std::panic::Location;
 
 use crate::hooks::HookFn;
 use crate::participant::{Participant, RankedParticipant};
@@ -30,6 +31,33 @@ pub struct PlanEntry {
     pub kind: PlanEntryKind,
     /// 0 for the global context's members, 1 for members of a context registered there...
     pub depth: usize,
+    /// Where it comes from: the `register` call that added it, or the hook function.
+    pub location: &'static Location<'static>,
+}
+
+impl PlanEntry {
+    /// `name (file:line)`, as plans, `crac inspect` and the image manifest show it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    ///
+    /// #[derive(crac::Checkpointable)]
+    /// #[crac(name = "cache")]
+    /// struct Cache;
+    ///
+    /// let cache = Arc::new(Cache);
+    /// crac::register(&cache); // this line
+    /// let entry = crac::plan().entries.into_iter().find(|e| e.name == "cache").unwrap();
+    /// assert_eq!(entry.name_and_location(), format!("cache ({}:{})", file!(), line!() - 2));
+    /// ```
+    pub fn name_and_location(&self) -> String {
+        format!(
+            "{} ({}:{})",
+            self.name,
+            self.location.file(),
+            self.location.line()
+        )
+    }
 }
 
 /// The participants of a checkpoint in the order `before_checkpoint` reaches them;
@@ -68,6 +96,7 @@ impl Plan {
                 rank: ranked.rank,
                 kind,
                 depth,
+                location: ranked.location,
             });
             if let Participant::Group(group) = p {
                 group.visit_members(&mut |members| self.extend(members, depth + 1));
@@ -91,7 +120,7 @@ impl PlanEntryKind {
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for e in &self.entries {
-            let (name, rank, kind) = (&e.name, e.rank, e.kind.as_str());
+            let (name, rank, kind) = (e.name_and_location(), e.rank, e.kind.as_str());
             writeln!(
                 f,
                 "{:indent$}{name} [rank {rank}, {kind}]",

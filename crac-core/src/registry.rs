@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::panic::Location;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::participant::{Participant, RankedParticipant, WeakParticipant};
@@ -26,6 +27,7 @@ struct Entry {
     participant: WeakParticipant,
     rank: u32,
     seq: u64,
+    location: &'static Location<'static>,
 }
 
 impl Registry {
@@ -39,7 +41,12 @@ impl Registry {
         }
     }
 
-    pub(crate) fn register(&self, participant: WeakParticipant, rank: u32) {
+    pub(crate) fn register(
+        &self,
+        participant: WeakParticipant,
+        rank: u32,
+        location: &'static Location<'static>,
+    ) {
         let mut inner = self.lock();
         if inner.entries.len() >= inner.prune_at {
             inner.prune();
@@ -50,6 +57,7 @@ impl Registry {
             participant,
             rank,
             seq,
+            location,
         });
     }
 
@@ -76,6 +84,7 @@ impl Registry {
                         participant,
                         entry.rank,
                         entry.seq,
+                        entry.location,
                     ));
                     true
                 }

@@ -12,6 +12,7 @@
 //!         name: concat!(module_path!(), "::", "flush"),   // or the `name = "..."` given
 //!         path: concat!(module_path!(), "::", "flush"),
 //!         rank: <flush as Ranked>::RANK,
+//!         location: here(),                                // spanned at `flush`: its file:line
 //!         run: HookFn::BeforeCheckpoint(|__crac_event| {
 //!             let __crac_hook: fn(&Checkpoint) -> _ = flush;
 //!             HookResult::into_hook_result(__crac_hook(__crac_event))
@@ -115,6 +116,8 @@ pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> To
             Some(name) => quote!(#name),
             None => path.clone(),
         };
+        // `#[track_caller]` reports the call's span: the function's file and line.
+        let location = quote_spanned!(fname.span()=> ::crac::__private::here());
         let run = match &sig.asyncness {
             Some(token) => async_run_closure(fname, arg, token.span),
             None => run_closure(fname, arg, &sig.output, kind),
@@ -133,6 +136,7 @@ pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> To
                     name: #name,
                     path: #path,
                     rank: <#fname as ::crac::__private::Ranked>::RANK,
+                    location: #location,
                     run: ::crac::__private::HookFn::#variant(#run),
                 }
             }

@@ -1,6 +1,7 @@
 //! `crac inspect`: describing an image, in text and JSON, and whether it restores here.
 
 use crate::harness::{Run, crac, killed_by_sigkill, set_len, setup, tests, text};
+use crate::scenario::located;
 
 tests![crac_inspect_describes_an_image_and_says_whether_it_restores_here];
 
@@ -15,7 +16,17 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
         described.contains(&format!("executable    {} (sha256 ", exe.display())),
         "{described}"
     );
-    assert!(described.contains("plan          2 participants, in checkpoint order:\n  server [rank 1, resource]\n  index [rank 0, resource]\n"), "{described}");
+    let (server, index) = (
+        located("crac::register(&server);"),
+        located("crac::register(&index);"),
+    );
+    assert!(
+        described.contains(&format!(
+            "plan          2 participants, in checkpoint order:\n  server ({server}) [rank 1, \
+             resource]\n  index ({index}) [rank 0, resource]\n"
+        )),
+        "{described}"
+    );
     assert!(
         described.ends_with("restorable    yes, on this host\n\n"),
         "{described}"
@@ -23,7 +34,12 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
 
     let json = text(&crac(&["inspect", "--json", image.to_str().unwrap()]).stdout);
     assert!(json.starts_with("{\"created_unix\":"), "{json}");
-    assert!(json.contains(r#""plan":[{"name":"server","rank":1,"kind":"resource","depth":0},{"name":"index","rank":0,"kind":"resource","depth":0}]"#), "{json}");
+    assert!(
+        json.contains(&format!(
+            r#""plan":[{{"name":"server ({server})","rank":1,"kind":"resource","depth":0}},{{"name":"index ({index})","rank":0,"kind":"resource","depth":0}}]"#
+        )),
+        "{json}"
+    );
     assert!(
         json.trim_end()
             .ends_with(r#""restorable":true,"refusal":null}"#),

@@ -11,6 +11,7 @@ use crate::harness::{
     KillOnDrop, Run, checksum_of, crac, killed_by_sigkill, lines, only_stdio, restore, setup,
     tests, text,
 };
+use crate::scenario::located;
 
 tests![
     restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_stdout,
@@ -57,8 +58,14 @@ fn restored_process_has_its_state_runs_its_hooks_and_writes_to_the_restorers_std
         0o700
     );
     let manifest = std::fs::read_to_string(image.join("crac-manifest")).unwrap();
+    let (server, index) = (
+        located("crac::register(&server);"),
+        located("crac::register(&index);"),
+    );
     assert!(
-        manifest.contains("\nplan 1 resource 0 server\nplan 0 resource 0 index\n"),
+        manifest.contains(&format!(
+            "\nplan 1 resource 0 server ({server})\nplan 0 resource 0 index ({index})\n"
+        )),
         "{manifest}"
     );
 

@@ -158,6 +158,16 @@ struct Journal {
     log: Mutex<std::fs::File>,
 }
 
+/// `file:line` of the line of this file that contains `needle`: where plans and
+/// manifests say a participant registered there comes from.
+pub(crate) fn located(needle: &str) -> String {
+    let at = include_str!("scenario.rs")
+        .lines()
+        .position(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("{needle:?} is in scenario.rs"));
+    format!("{}:{}", file!(), at + 1)
+}
+
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

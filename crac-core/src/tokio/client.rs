@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
+use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,28 +73,36 @@ struct Shared<C> {
 pub type Borrowed<'a, C> = RwLockReadGuard<'a, C>;
 
 impl<C: Send + Sync + 'static> Client<C> {
-    /// Connects now (an error is returned as is) and registers the client, weakly.
-    pub async fn connect<F, Fut>(name: impl Into<String>, connect: F) -> Result<Client<C>, BoxError>
+    /// Connects now (an error is returned as is) and registers the client, weakly. Plans
+    /// show it at the caller's file and line.
+    #[track_caller]
+    pub fn connect<F, Fut>(
+        name: impl Into<String>,
+        connect: F,
+    ) -> impl Future<Output = Result<Client<C>, BoxError>>
     where
         F: Fn() -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<C, BoxError>> + Send + 'static,
     {
-        let connect: Connect<C> = Box::new(move || Box::pin(connect()));
-        let first = connect().await?;
-        let shared = Arc::new(Shared {
-            name: name.into(),
-            runtime: Handle::current(),
-            connect,
-            close: Mutex::new(None),
-            reconnect: Mutex::new(Reconnect::Soon),
-            drain_deadline: Mutex::new(Duration::from_secs(10)),
-            connection: RwLock::new(Some(first)),
-            closed_for_checkpoint: AtomicBool::new(false),
-            taken: AtomicBool::new(false),
-            reopened: Notify::new(),
-        });
-        crate::context::register(&shared);
-        Ok(Client { shared })
+        let location = Location::caller();
+        async move {
+            let connect: Connect<C> = Box::new(move || Box::pin(connect()));
+            let first = connect().await?;
+            let shared = Arc::new(Shared {
+                name: name.into(),
+                runtime: Handle::current(),
+                connect,
+                close: Mutex::new(None),
+                reconnect: Mutex::new(Reconnect::Soon),
+                drain_deadline: Mutex::new(Duration::from_secs(10)),
+                connection: RwLock::new(Some(first)),
+                closed_for_checkpoint: AtomicBool::new(false),
+                taken: AtomicBool::new(false),
+                reopened: Notify::new(),
+            });
+            crate::context::global().register_at(&shared, location);
+            Ok(Client { shared })
+        }
     }
 
     /// How to close the connection before a checkpoint (flush, say goodbye, await the

@@ -8,8 +8,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -82,23 +84,29 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Listener {
     /// Binds (on the current tokio runtime) and registers the listener, weakly: it takes
-    /// part in checkpoints for as long as it or one of its connections lives.
-    pub async fn bind(address: impl ToSocketAddrs) -> io::Result<Listener> {
-        let socket = TcpListener::bind(address).await?;
-        let shared = Arc::new(Shared {
-            runtime: Handle::current(),
-            address_env: Mutex::new(None),
-            drain_deadline: Mutex::new(Duration::from_secs(10)),
-            address: Mutex::new(socket.local_addr()?),
-            socket: Mutex::new(Some(socket)),
-            acceptor: Mutex::new(None),
-            draining: AtomicBool::new(false),
-            connections: Mutex::new(HashMap::new()),
-            closed: Condvar::new(),
-            next_id: AtomicU64::new(0),
-        });
-        crate::context::register(&shared);
-        Ok(Listener { shared })
+    /// part in checkpoints for as long as it or one of its connections lives. Plans show
+    /// it at the caller's file and line (hence a function returning the future: an
+    /// `async fn` cannot see its caller).
+    #[track_caller]
+    pub fn bind(address: impl ToSocketAddrs) -> impl Future<Output = io::Result<Listener>> {
+        let location = Location::caller();
+        async move {
+            let socket = TcpListener::bind(address).await?;
+            let shared = Arc::new(Shared {
+                runtime: Handle::current(),
+                address_env: Mutex::new(None),
+                drain_deadline: Mutex::new(Duration::from_secs(10)),
+                address: Mutex::new(socket.local_addr()?),
+                socket: Mutex::new(Some(socket)),
+                acceptor: Mutex::new(None),
+                draining: AtomicBool::new(false),
+                connections: Mutex::new(HashMap::new()),
+                closed: Condvar::new(),
+                next_id: AtomicU64::new(0),
+            });
+            crate::context::global().register_at(&shared, location);
+            Ok(Listener { shared })
+        }
     }
 
     /// After a restore, bind to the address the restorer passed as `name`

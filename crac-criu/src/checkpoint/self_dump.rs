@@ -69,7 +69,7 @@ pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<Engi
                 rank: e.rank,
                 kind: e.kind.as_str().to_string(),
                 depth: e.depth,
-                name: e.name.clone(),
+                name: e.name_and_location(),
             })
             .collect(),
         files: Vec::new(),

@@ -20,7 +20,7 @@
 //! | `restore-option` | a CRIU option restore must repeat (repeats) |
 //! | `listener` | `address shared\|exclusive`: a listening TCP socket the image carries, and whether it has `SO_REUSEPORT` (repeats) |
 //! | `secret-env` | the name of a secret environment variable wiped before the dump, which a restore must give again (repeats) |
-//! | `plan` | `rank kind depth name`, the checkpoint plan in order (repeats) |
+//! | `plan` | `rank kind depth name (file:line)`, the checkpoint plan in order (repeats) |
 //! | `file` | `size blake3 name` of each image file (repeats) |
 //! | `manifest-blake3` | BLAKE3 of every byte before this line (last line) |
 //!
