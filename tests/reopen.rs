@@ -350,3 +350,35 @@ impl Refuse {
         Err("not now".into())
     }
 }
+
+#[test]
+fn a_file_its_owner_replaced_during_the_checkpoint_is_left_alone_and_its_claim_ends() {
+    let _serial = serial();
+    let dir = scratch("replaced-by-owner");
+    let journal = journal(File::create(dir.join("first.log")).unwrap());
+    let owner = Arc::clone(&journal);
+    let second = dir.join("second.log");
+    let opened = second.clone();
+    checkpoint(
+        move || *owner.log.lock().unwrap() = File::create(opened).unwrap(),
+        &[],
+    )
+    .unwrap();
+    journal.log.lock().unwrap().write_all(b"mine").unwrap();
+    assert_eq!(read(&second), "mine", "the owner's file stays");
+
+    let seen = checkpoint(|| {}, &[]).unwrap();
+    let placeholders: Vec<_> = seen
+        .claims
+        .iter()
+        .filter(|owner| owner.starts_with("journal.log"))
+        .collect();
+    assert_eq!(
+        placeholders,
+        [&format!(
+            "journal.log: placeholder for {}",
+            second.display()
+        )],
+        "only the live placeholder is claimed"
+    );
+}

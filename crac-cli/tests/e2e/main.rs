@@ -12,7 +12,7 @@
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
 //!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`), `fields.rs` (field
-//!   attributes: `restore_env`),
+//!   attributes: `restore_env`, `reopen`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),

@@ -118,6 +118,15 @@ fn detached() -> MutexGuard<'static, Vec<(RawFd, Record)>> {
     DETACHED.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Drops the records whose placeholder is gone (its owner put another file in the field
+/// and the fd number may have been reused): their claims must not cover a stranger.
+fn forget_stale(detached: &mut Vec<(RawFd, Record)>) {
+    detached.retain(|(fd, _)| {
+        std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .is_ok_and(|target| target == Path::new("/dev/null"))
+    });
+}
+
 /// The field, for both steps: the one bound is reported once for a field that is no
 /// file (the two identical errors are merged).
 #[doc(hidden)]
@@ -137,8 +146,13 @@ pub fn detach_file(field: &dyn Reopen, owner: &str, field_name: &str) -> Result<
             format!("{owner}.{field_name}: placeholder for {}", path.display()),
         );
         drop(std::mem::replace(file, placeholder));
-        detached().push((
-            file.as_raw_fd(),
+        let fd = file.as_raw_fd();
+        let mut detached = detached();
+        // A record already under this number is stale: the new placeholder holds it.
+        detached.retain(|(key, _)| *key != fd);
+        forget_stale(&mut detached);
+        detached.push((
+            fd,
             Record {
                 path,
                 offset,
@@ -151,8 +165,8 @@ pub fn detach_file(field: &dyn Reopen, owner: &str, field_name: &str) -> Result<
 }
 
 /// The `after_restore` step: opens the recorded file again in place of the placeholder.
-/// A field that was not detached (its checkpoint step failed, or it held `None`) is
-/// left alone. After a failure the placeholder stays, unclaimed: the error says what
+/// A field that was not detached (its checkpoint step failed, or it held `None`), or
+/// whose placeholder its owner replaced meanwhile, is left alone. After a failure the placeholder stays, unclaimed: the error says what
 /// to do.
 #[doc(hidden)]
 pub fn reopen_file(
