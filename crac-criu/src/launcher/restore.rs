@@ -9,7 +9,7 @@
 //! parent and reports its real exit code.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::Error;
@@ -79,57 +79,11 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     let _ = std::fs::remove_file(&stamps);
     let _ = phases::stamp_at(&stamps, began, phases::VALIDATED);
     check_ids_free(&manifest)?;
-    if let Some(name) = options.given.first_missing(&manifest.secret_env) {
-        return Err(Error::Image {
-            dir: dir.clone(),
-            problem: format!(
-                "the secret environment variable {name} was wiped before the checkpoint and \
-                 must be given again: pass --env {name} (this environment's value) or \
-                 --env {name}=VALUE"
-            ),
-        });
-    }
-    // Restores of an image that carries an exclusive listener take turns (a lock on the
-    // image directory itself, which works on a read-only volume too) from this check
-    // until the copy listens: copies started at the same moment cannot all pass it.
-    let exclusive: Vec<std::net::SocketAddr> = manifest
-        .listeners
-        .iter()
-        .filter(|l| !l.shared)
-        .map(|l| l.address)
-        .collect();
-    let listeners_turn = if exclusive.is_empty() {
-        None
-    } else {
-        Some(fs::lock_exclusive(dir).map_err(|source| Error::File {
-            action: "locking",
-            path: dir.clone(),
-            source,
-        })?)
-    };
-    check_listeners_free(&manifest).map_err(|problem| Error::Image {
-        dir: dir.clone(),
-        problem,
-    })?;
+    check_secrets_given(dir, &manifest, options)?;
+    let listeners_turn = ListenersTurn::take(dir, &manifest)?;
+
     let criu = criu::criu_binary()?;
-    let log_level = options.log_level.unwrap_or(2);
-    // An image from a private namespace is restored in a fresh one, CRIU as its PID 1.
-    let mut cmd = if manifest.private_pid_namespace {
-        namespace::unshare(&criu)
-    } else {
-        Command::new(&criu)
-    };
-    cmd.arg("restore")
-        .arg("-D")
-        .arg(dir)
-        .arg("-o")
-        .arg(&log)
-        .arg(format!("-v{log_level}"))
-        .args(criu::restore_options(&manifest.restore_options))
-        .arg("--action-script")
-        .arg(tool)
-        .env(IMAGE_ENV, dir)
-        .env(supervise::RESTORER_ENV, std::process::id().to_string());
+    let mut cmd = criu_restore(&criu, dir, tool, &manifest, &log, options)?;
     phases::pass_to(&mut cmd, &stamps, began);
     restore_args::pass_to(
         &mut cmd,
@@ -139,12 +93,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         },
     )
     .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
-    for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
-        cmd.arg("--inherit-fd")
-            .arg(format!("fd[{fd}]:/memfd:{name}"));
-    }
     let lazy = if options.lazy {
         let (work_dir, lazy_log) = (log.with_extension("lazy"), log.with_extension("lazy.log"));
+        let log_level = options.log_level.unwrap_or(2);
         let server = LazyPages::start(&criu, dir, work_dir, lazy_log, log_level)?;
         server.serve(&mut cmd);
         Some(server)
@@ -162,7 +113,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         move || drop(phases::stamp_at(&stamps, began, phases::PAGES_HASHED))
     };
     // A full restore holds the copy until its page data is checked; a lazy one checks it
-    // once the copy runs (see below).
+    // once the copy runs (below).
     let held = if lazy.is_none() {
         let hold = Hold::Until {
             verdict: log.with_extension("verdict"),
@@ -174,40 +125,7 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         None
     };
 
-    // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
-    // The forwarded signals stay blocked in CRIU and pending through its exec into
-    // `__wait`, which forwards them once the process is back.
-    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-    // A restorer that dies (even by SIGKILL) takes a private-namespace restore down:
-    // `unshare`, then through `--kill-child` the namespace and the copy in it. Not a
-    // host-namespace one: killing CRIU half way would leave the copy stuck, holding its
-    // PIDs and ports.
-    if manifest.private_pid_namespace {
-        let restorer = nix::unistd::getpid();
-        // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
-                // the restorer may have died before the death signal was armed
-                if nix::unistd::getppid() != restorer {
-                    return Err(std::io::Error::other("the restorer is gone"));
-                }
-                Ok(())
-            });
-        }
-    }
-    if !manifest.private_pid_namespace {
-        supervise::adopt_orphans()?;
-    }
-    let mut child = cmd.spawn().map_err(|source| Error::File {
-        action: if manifest.private_pid_namespace {
-            "running `unshare` (util-linux) with"
-        } else {
-            "running"
-        },
-        path: criu.clone(),
-        source,
-    })?;
+    let mut child = spawn(cmd, &criu, &manifest)?;
     let reporter = phases::report_when_resumed(stamps.clone(), options.verbose);
     let pid = child.id() as libc::pid_t;
     let copy = CopyStopper::new(if manifest.private_pid_namespace {
@@ -235,38 +153,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         pid
     })?;
     let timeout = options.timeout.unwrap_or(RESTORE_TIMEOUT);
-    if let Err(why) = await_resume(&mut child, &stamps, Instant::now() + timeout) {
+    let abandoned = await_resume(&mut child, &stamps, Instant::now() + timeout).err();
+    if abandoned.is_some() {
         // CRIU and whatever it restored so far: nothing of it may run on
         copy.stop();
         // SAFETY: plain kill of the process group CRIU (or `unshare`) leads.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
-        let _ = child.wait();
-        copy.ended();
-        supervise::forward_to(0)?;
-        drop(reporter);
-        let _ = pages.finish();
-        if let Some(watch) = lazy {
-            let _ = watch.finish(true);
-        }
-        if !manifest.private_pid_namespace {
-            supervise::reap_orphan(manifest.pid);
-        }
-        let _ = std::fs::remove_file(&stamps);
-        return Err(Error::Restore {
-            reason: format!("{why}; CRIU and the half-restored process were stopped"),
-            log,
-        });
-    }
-    if let Some(turn) = listeners_turn {
-        // The next restore may check once this copy listens (or is gone, or is slow).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !exclusive.iter().all(|a| fd_info::someone_listens_on(*a))
-            && child.try_wait().is_ok_and(|ended| ended.is_none())
-            && Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        drop(turn);
+    } else if let Some(turn) = listeners_turn {
+        turn.pass_once_listening(&mut child);
     }
     let status = child.wait();
     copy.ended();
@@ -274,10 +168,19 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     drop(reporter);
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     let pages = pages.finish();
-    let resumed = phases::Stamps::read(&stamps).resumed().is_some();
+    let resumed = abandoned.is_none() && phases::Stamps::read(&stamps).resumed().is_some();
     let _ = std::fs::remove_file(&stamps);
     if !resumed && !manifest.private_pid_namespace {
         supervise::reap_orphan(manifest.pid); // so that a retry finds the PID free
+    }
+    if let Some(why) = abandoned {
+        if let Some(watch) = lazy {
+            let _ = watch.finish(true);
+        }
+        return Err(Error::Restore {
+            reason: format!("{why}; CRIU and the half-restored process were stopped"),
+            log,
+        });
     }
     // Why the copy was stopped, or never ran, in order of cause: damaged page data, a
     // lazy-pages server that died, CRIU.
@@ -295,6 +198,149 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         let _ = std::fs::remove_file(&log);
     }
     Ok(Ended::from(status).code())
+}
+
+/// `criu restore` of the image in `dir`, in a fresh PID namespace if it was taken in one,
+/// with `tool` as its action script, stdio handed over and the image's own options.
+fn criu_restore(
+    criu: &Path,
+    dir: &Path,
+    tool: &Path,
+    manifest: &Manifest,
+    log: &Path,
+    options: &RestoreOptions,
+) -> Result<Command, Error> {
+    let mut cmd = if manifest.private_pid_namespace {
+        namespace::unshare(criu)
+    } else {
+        Command::new(criu)
+    };
+    cmd.arg("restore")
+        .arg("-D")
+        .arg(dir)
+        .arg("-o")
+        .arg(log)
+        .arg(format!("-v{}", options.log_level.unwrap_or(2)))
+        .args(criu::restore_options(&manifest.restore_options))
+        .arg("--action-script")
+        .arg(tool)
+        .env(IMAGE_ENV, dir)
+        .env(supervise::RESTORER_ENV, std::process::id().to_string());
+    for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
+        cmd.arg("--inherit-fd")
+            .arg(format!("fd[{fd}]:/memfd:{name}"));
+    }
+    Ok(cmd)
+}
+
+/// Starts CRIU (through `unshare` for a private namespace).
+fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, Error> {
+    // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
+    // The forwarded signals stay blocked in CRIU and pending through its exec into
+    // `__wait`, which forwards them once the process is back.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    if manifest.private_pid_namespace {
+        // A restorer that dies (even by SIGKILL) takes a private-namespace restore
+        // down: `unshare`, then through `--kill-child` the namespace and the copy in it.
+        // Not a host-namespace one: killing CRIU half way would leave the copy stuck,
+        // holding its PIDs and ports (`__wait` stops that copy instead, see
+        // `supervise.rs`).
+        let restorer = nix::unistd::getpid();
+        // SAFETY: the closure only calls prctl and getppid, which are async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)?;
+                // the restorer may have died before the death signal was armed
+                if nix::unistd::getppid() != restorer {
+                    return Err(std::io::Error::other("the restorer is gone"));
+                }
+                Ok(())
+            });
+        }
+    } else {
+        supervise::adopt_orphans()?;
+    }
+    cmd.spawn().map_err(|source| Error::File {
+        action: if manifest.private_pid_namespace {
+            "running `unshare` (util-linux) with"
+        } else {
+            "running"
+        },
+        path: criu.to_path_buf(),
+        source,
+    })
+}
+
+/// Secret environment variables were wiped before the dump: a restore must give each.
+fn check_secrets_given(
+    dir: &Path,
+    manifest: &Manifest,
+    options: &RestoreOptions,
+) -> Result<(), Error> {
+    match options.given.first_missing(&manifest.secret_env) {
+        None => Ok(()),
+        Some(name) => Err(Error::Image {
+            dir: dir.to_path_buf(),
+            problem: format!(
+                "the secret environment variable {name} was wiped before the checkpoint and \
+                 must be given again: pass --env {name} (this environment's value) or \
+                 --env {name}=VALUE"
+            ),
+        }),
+    }
+}
+
+/// Restores of an image that carries an exclusive listener take turns (a lock on the
+/// image directory itself, which works on a read-only volume too) from the check that
+/// nobody listens there until the copy listens: copies started at the same moment
+/// cannot all pass that check.
+struct ListenersTurn {
+    addresses: Vec<std::net::SocketAddr>,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl ListenersTurn {
+    /// Waits for the turn if the image needs one, then checks the addresses are free.
+    fn take(dir: &Path, manifest: &Manifest) -> Result<Option<ListenersTurn>, Error> {
+        let addresses: Vec<std::net::SocketAddr> = manifest
+            .listeners
+            .iter()
+            .filter(|l| !l.shared)
+            .map(|l| l.address)
+            .collect();
+        let turn = if addresses.is_empty() {
+            None
+        } else {
+            let lock = fs::lock_exclusive(dir).map_err(|source| Error::File {
+                action: "locking",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+            Some(ListenersTurn {
+                addresses,
+                _lock: lock,
+            })
+        };
+        check_listeners_free(manifest).map_err(|problem| Error::Image {
+            dir: dir.to_path_buf(),
+            problem,
+        })?;
+        Ok(turn)
+    }
+
+    /// Ends the turn once the copy listens (or is gone, or 30 s passed).
+    fn pass_once_listening(self, child: &mut Child) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .addresses
+            .iter()
+            .all(|a| fd_info::someone_listens_on(*a))
+            && child.try_wait().is_ok_and(|ended| ended.is_none())
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
 }
 
 /// A failed restore's log is kept for a day (its error names it).
@@ -332,11 +378,7 @@ fn remove_leftovers(temp: &Path) {
 /// abandoned instead: the deadline passed, or a stop signal (Ctrl-C, `docker stop`)
 /// came first. Before the process runs, a signal cannot reach it (CRIU holds it), so a
 /// stop means "do not restore".
-fn await_resume(
-    child: &mut std::process::Child,
-    stamps: &Path,
-    deadline: Instant,
-) -> Result<(), String> {
+fn await_resume(child: &mut Child, stamps: &Path, deadline: Instant) -> Result<(), String> {
     const STOPS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
     loop {
         // first: CRIU may have ended because of the signal it was passed
