@@ -125,6 +125,20 @@ pub(crate) fn setup(name: &str) -> (PathBuf, PathBuf) {
     (dir, image)
 }
 
+/// Removes every test's scratch directory of this run.
+pub(crate) fn remove_scratch() {
+    let prefix = format!("crac-e2e-{}-", std::process::id());
+    for entry in std::fs::read_dir(std::env::temp_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// A fresh directory for one test's images and files.
 pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("crac-e2e-{}-{name}", std::process::id()));

@@ -108,5 +108,10 @@ fn main() {
             }
         })
         .collect();
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // a failed run keeps its images and logs to look at
+    if !conclusion.has_failed() {
+        harness::remove_scratch();
+    }
+    conclusion.exit();
 }

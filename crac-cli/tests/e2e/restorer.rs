@@ -74,19 +74,27 @@ fn a_copy_in_the_host_namespace_dies_with_its_killed_restorer_and_its_files_go()
             })
             .count()
     };
-    let again = Command::new(crac_bin())
+    let mut again = Command::new(crac_bin())
         .args(["restore", image.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let _again_reaper = KillOnDrop(pid as u32);
+    let _again_reaper = KillOnDrop(again.id());
     wait_until(
         "the next restore tidied up",
         Duration::from_secs(30),
         || left(restorer.id()) == 0,
     );
-    drop(again);
+    // and its copy, restored by now or not yet, ends with it too
+    again.kill().unwrap();
+    again.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    wait_until(
+        "the second copy stops with its killed restorer",
+        Duration::from_secs(5),
+        || !alive(pid),
+    );
 }
 
 fn a_restore_that_times_out_stops_criu_and_frees_the_pid() {
@@ -124,7 +132,7 @@ fn a_stop_signal_while_criu_works_abandons_the_restore() {
     std::fs::write(
         &slow,
         format!(
-            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            "#!/bin/sh\nsleep 4\nexec {} \"$@\"\n",
             criu().unwrap().display()
         ),
     )
