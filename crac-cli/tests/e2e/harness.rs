@@ -4,6 +4,7 @@
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// One topic's tests, by name.
 pub(crate) type Tests = &'static [(&'static str, fn())];
@@ -222,6 +223,26 @@ impl Run {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap()
+    }
+}
+
+/// Starts `run` (the `request` scenario) with its stdout in `out_path`; returns it once
+/// it is ready for requests.
+pub(crate) fn ready_for_requests(run: Run, out_path: &Path) -> Child {
+    let child = run.spawn(std::fs::File::create(out_path).unwrap().into());
+    wait_for_line(out_path, "ready");
+    child
+}
+
+/// Waits until the program has printed `line` to `out_path`.
+pub(crate) fn wait_for_line(out_path: &Path, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(out_path).unwrap().contains(line) {
+        assert!(
+            Instant::now() < deadline,
+            "the program never printed {line:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

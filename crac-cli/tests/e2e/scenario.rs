@@ -37,12 +37,15 @@ impl Index {
 #[crac(name = "server", depends_on(Index), before_checkpoint = Self::close, after_restore = Self::open)]
 struct Server {
     refuse: bool,
+    /// How long closing takes (`CRAC_E2E_DRAIN_MS`): requests in flight are drained.
+    drain: Duration,
     restored: AtomicBool,
 }
 
 impl Server {
     fn close(&self, _: &Checkpoint) -> Result<(), BoxError> {
         say("hook server before_checkpoint");
+        std::thread::sleep(self.drain);
         if self.refuse {
             return Err("requests still in flight".into());
         }
@@ -186,6 +189,9 @@ pub(crate) fn run(scenario: &str) -> ! {
     });
     let server = Arc::new(Server {
         refuse: scenario == "hook-error",
+        drain: Duration::from_millis(
+            std::env::var("CRAC_E2E_DRAIN_MS").map_or(0, |ms| ms.parse().unwrap()),
+        ),
         restored: AtomicBool::new(false),
     });
     crac::register(&index);

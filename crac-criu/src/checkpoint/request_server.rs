@@ -6,9 +6,15 @@
 //! the checkpoint and, if it is still the original process afterwards (left running, or
 //! failed), writes the outcome as the request's answer (see `wire/request.rs`). When the
 //! dump stops the process, its death and the new image are the answer.
+//!
+//! One request is served at a time. Another that arrives before its answer is written
+//! is refused at once with the reason, not queued: when the first stops the process
+//! there is nothing left to serve it, and requests made at the same moment want the
+//! same checkpoint. Whoever needs a later one asks again.
 
 use std::path::Path;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use crac_core::Error as CoreError;
 
@@ -32,6 +38,15 @@ pub fn checkpoint_on_request() -> std::io::Result<()> {
     started.map_err(std::io::Error::from)
 }
 
+/// Why a request is refused while another is served.
+const BUSY: &str = "a checkpoint requested by another `crac checkpoint` is in progress; ask \
+                    again once it has finished";
+
+/// Answers request `number`, which arrived while another was being served: refused.
+pub(crate) fn refuse_busy(number: u32) {
+    answer(number, answer::FAILED, BUSY);
+}
+
 fn serve() {
     loop {
         let Ok(Some(request)) = signal::wait(None) else {
@@ -49,10 +64,20 @@ fn serve() {
             }
             Err(e) => (answer::FAILED, e.to_string()),
         };
-        if let Some(dir) = std::env::var_os("CRAC_CHECKPOINT_TO") {
-            let path = answer::answer_path(Path::new(&dir), request.payload);
-            // Nobody to tell if this fails: the requester's deadline reports it.
-            let _ = answer::write_answer(&path, outcome, &text);
+        // those that came while the hooks ran after the dump
+        while let Ok(Some(late)) = signal::wait(Some(Duration::ZERO)) {
+            if late.message == Message::Go {
+                refuse_busy(late.payload);
+            }
         }
+        answer(request.payload, outcome, &text);
+    }
+}
+
+fn answer(number: u32, outcome: &str, text: &str) {
+    if let Some(dir) = std::env::var_os("CRAC_CHECKPOINT_TO") {
+        let path = answer::answer_path(Path::new(&dir), number);
+        // Nobody to tell if this fails: the requester's deadline reports it.
+        let _ = answer::write_answer(&path, outcome, text);
     }
 }

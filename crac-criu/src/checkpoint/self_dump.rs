@@ -18,12 +18,12 @@ use crac_core::engine::EngineOutcome;
 
 use crate::checkpoint::config::Config;
 use crate::checkpoint::helper::HelperArgs;
-use crate::checkpoint::{fd_check, ready, secret_env, stdio};
+use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
 use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::{ExeStat, Manifest, PlanLine};
 use crate::image::{self, DRAFT};
 use crate::sys::{criu, process, procfs, stack};
-use crate::wire::signal::{self, Message};
+use crate::wire::signal::{self, Message, Received};
 use crate::wire::{env, restore_args};
 
 const HELPER_START: Duration = Duration::from_secs(30);
@@ -134,7 +134,13 @@ fn run_helper(
         return Err(Error::Io("signalling the dump helper", e));
     }
 
-    match wait_for_outcome(helper)? {
+    let (outcome, requests) = wait_for_outcome(helper)?;
+    if outcome.message != Message::Restored {
+        // requests made while this one was served; a restored copy's came to the
+        // process it was copied from, whose death or answer those requesters have seen
+        requests.into_iter().for_each(request_server::refuse_busy);
+    }
+    match outcome.message {
         Message::Restored => {
             let mut given = restore_args::read(placeholder);
             secret_env::install(&secret_env::names(&config.secret_env), &mut given.env);
@@ -185,16 +191,22 @@ fn wait_until_ready() -> Result<libc::pid_t, Error> {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match signal::wait(Some(left)).map_err(|e| Error::Io("waiting for the dump helper", e))? {
             Some(r) if r.message == Message::HelperReady => return Ok(r.sender),
+            // another `crac checkpoint` while this thread serves one
+            Some(r) if r.message == Message::Go => request_server::refuse_busy(r.payload),
             Some(_) => continue, // a stale message of an earlier attempt
             None => return Err(HelperFailure::NotReady(HELPER_START).into()),
         }
     }
 }
 
-/// Waits for the message that ends the dump. A restored copy's helper does not exist, so
-/// a vanished helper only means failure once the grace period has passed too.
-fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
+/// Waits for the message that ends the dump; returns it with the numbers of the
+/// checkpoint requests that arrived meanwhile (the process may be frozen, or already a
+/// restored copy, when it sees them: they are answered once that is known). A restored
+/// copy's helper does not exist, so a vanished helper only means failure once the grace
+/// period has passed too.
+fn wait_for_outcome(helper: libc::pid_t) -> Result<(Received, Vec<u32>), Error> {
     let mut gone_since = None;
+    let mut requests = Vec::new();
     loop {
         match signal::wait(Some(Duration::from_secs(1))) {
             Err(e) => return Err(Error::Io("waiting in place for the dump", e)),
@@ -204,8 +216,9 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<Message, Error> {
                     Message::Restored | Message::LeftRunning | Message::DumpFailed
                 ) =>
             {
-                return Ok(r.message);
+                return Ok((r, requests));
             }
+            Ok(Some(r)) if r.message == Message::Go => requests.push(r.payload),
             Ok(_) => {}
         }
         match (procfs::alive(helper), gone_since) {

@@ -20,19 +20,28 @@ pub(crate) fn answer_path(image: &Path, number: u32) -> PathBuf {
     crate::image::sibling(image, &format!(".answer-{number}"), true)
 }
 
-/// Writes an answer. Root writes here: never through a symlink, never readable by others.
+/// Writes an answer, whole: to a private file first, renamed into place, so that the
+/// requester never reads half of one. Root writes here: never through a symlink, never
+/// readable by others.
 pub(crate) fn write_answer(path: &Path, outcome: &str, detail: &str) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    std::fs::OpenOptions::new()
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".part");
+    let written = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?
-        .write_all(format!("{outcome}\n{detail}").as_bytes())
+        .open(&partial)
+        .and_then(|mut file| file.write_all(format!("{outcome}\n{detail}").as_bytes()))
+        .and_then(|()| std::fs::rename(&partial, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    written
 }
 
 /// Reads and removes an answer, if it is there: `(outcome, detail)`.
