@@ -22,18 +22,26 @@ use crate::checkpoint::ready;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 
-/// Starts the thread that serves `crac checkpoint PID`; later calls return the first
-/// call's result.
+/// Starts the thread that serves `crac checkpoint PID` and returns once a requester can
+/// find it; later calls return the first call's result.
 pub fn checkpoint_on_request() -> std::io::Result<()> {
     static STARTED: OnceLock<Result<(), std::io::ErrorKind>> = OnceLock::new();
     let started = STARTED.get_or_init(|| {
         // blocked before the thread exists, so no request can arrive unblocked
         let mask = signal::block().map_err(|e| e.kind())?;
-        let spawned = std::thread::Builder::new().name(THREAD.into()).spawn(serve);
+        let (running, started) = std::sync::mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name(THREAD.into())
+            .spawn(move || {
+                // std has named the thread by now: requesters find it by that name
+                let _ = running.send(());
+                serve()
+            });
         // Left blocked in this thread if it cannot be put back: harmless, its stray
         // signals are ignored anyway; the server runs either way.
         let _ = signal::restore_mask(&mask);
-        spawned.map(|_| ()).map_err(|e| e.kind())
+        spawned.map_err(|e| e.kind())?;
+        started.recv().map_err(|_| std::io::ErrorKind::Other)
     });
     started.map_err(std::io::Error::from)
 }
