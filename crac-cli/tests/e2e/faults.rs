@@ -2,10 +2,12 @@
 //! failing, a damaged image, a changed executable, an image directory not our own.
 
 use std::io::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::harness::{
-    Run, checksum_of, forge_manifest, killed_by_sigkill, lines, restore, scratch, set_len, setup,
-    tests, text,
+    KillOnDrop, Run, checksum_of, crac, forge_manifest, killed_by_sigkill, lines, processes,
+    ready_for_requests, restore, scratch, set_len, setup, tests, text, wait_for_line,
 };
 
 tests![
@@ -17,6 +19,7 @@ tests![
     an_image_is_refused_when_the_executable_changed,
     a_directory_that_holds_other_files_is_never_used_as_the_image,
     a_criu_that_cannot_be_run_is_named,
+    criu_killed_mid_dump_is_named_and_leaves_nothing_running,
 ];
 
 fn a_failing_hook_means_no_image_and_the_process_continues_rolled_back() {
@@ -229,4 +232,114 @@ fn a_criu_that_cannot_be_run_is_named() {
         text(&out.stderr).starts_with(&format!("crac: running {}: ", not_criu.display())),
         "{out:?}"
     );
+}
+
+/// CRIU killed (SIGKILL) mid-dump, as soon as it has seized the process: the process
+/// keeps running rolled back, the error says CRIU was killed by signal 9 and where its
+/// log is, the previous image is untouched, and nothing of CRIU's process group is left.
+fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
+    let (dir, image) = setup("criu-killed");
+    let out = dir.join("stdout");
+    let run = Run::new("request", &image)
+        .env("CRAC_LEAVE_RUNNING", "1")
+        // CRIU logging everything takes longer to go from seizing the process to
+        // injecting code into it: the window in which it is killed below
+        .env("CRAC_LOG", "4");
+    let mut child = ready_for_requests(run, &out);
+    let _reaper = KillOnDrop(child.id());
+    let pid = child.id() as i32;
+    let asked = crac(&["checkpoint", &pid.to_string()]);
+    assert!(asked.status.success(), "{asked:?}");
+    let previous = std::fs::read(image.join("crac-manifest")).unwrap();
+
+    let killer = std::thread::spawn(move || kill_criu_once_it_seizes(pid));
+    let asked = crac(&["checkpoint", &pid.to_string(), "--timeout", "30"]);
+    let killed = killer.join().unwrap();
+    assert_killed_and_rolled_back(&asked, &dir, &out, 1);
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the process keeps running"
+    );
+    assert_eq!(
+        std::fs::read(image.join("crac-manifest")).unwrap(),
+        previous
+    );
+    assert_group_gone(killed);
+    assert_no_staging_left(&dir);
+}
+
+/// The answer to a request whose dump was killed: refused, naming the signal and the
+/// log; the process's resources were rolled back (for the `nth` time).
+fn assert_killed_and_rolled_back(asked: &std::process::Output, dir: &Path, out: &Path, nth: usize) {
+    assert_eq!(asked.status.code(), Some(70), "{asked:?}");
+    let stderr = text(&asked.stderr);
+    assert!(
+        stderr.contains("criu dump failed; the process was not checkpointed and continues:\n  criu was killed by signal 9 (SIGKILL)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "full CRIU log: {}",
+            dir.join("image.dump-failed.log").display()
+        )),
+        "{stderr}"
+    );
+    assert!(dir.join("image.dump-failed.log").is_file());
+    wait_for_line(out, "hook server after_restore RolledBack");
+    let printed = std::fs::read_to_string(out).unwrap();
+    assert_eq!(
+        printed
+            .matches("hook server after_restore RolledBack")
+            .count(),
+        nth,
+        "{printed}"
+    );
+}
+
+/// Waits until CRIU has seized process `pid` (it is its tracer), then kills CRIU with
+/// SIGKILL; returns CRIU's PID. CRIU must die before it injects its parasite code a few
+/// milliseconds later (killed then, it takes the process with it: SIGTRAP), so this
+/// thread polls at real-time priority, which no test's ordinary load delays.
+fn kill_criu_once_it_seizes(pid: i32) -> i32 {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: changes the calling thread's policy only; `param` is a valid value.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "CRIU never seized {pid}");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let tracer: i32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if tracer != 0 {
+            let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap();
+            assert_eq!(comm.trim(), "criu");
+            // SAFETY: plain kill of the CRIU process found just above.
+            assert_eq!(unsafe { libc::kill(tracer, libc::SIGKILL) }, 0);
+            return tracer;
+        }
+    }
+}
+
+/// Nothing is left in the process group of the CRIU that was `killed`.
+fn assert_group_gone(killed: i32) {
+    let left: Vec<_> = processes()
+        .into_iter()
+        .filter(|p| p.pgrp == killed)
+        .collect();
+    assert!(left.is_empty(), "left in CRIU's process group: {left:?}");
+}
+
+fn assert_no_staging_left(dir: &Path) {
+    let staging: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.starts_with(".image.tmp-"))
+        .collect();
+    assert!(staging.is_empty(), "staging left: {staging:?}");
 }

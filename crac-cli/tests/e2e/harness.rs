@@ -164,6 +164,43 @@ pub(crate) fn in_private_pids(exe: &Path) -> Command {
     cmd
 }
 
+/// One process as `/proc/PID/stat` shows it.
+pub(crate) struct Proc {
+    pub(crate) pid: i32,
+    pub(crate) comm: String,
+    /// `R`, `S`, `T` (stopped), `Z` (zombie)...
+    pub(crate) state: char,
+    pub(crate) pgrp: i32,
+}
+
+impl std::fmt::Debug for Proc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} (state {})", self.pid, self.comm, self.state)
+    }
+}
+
+/// Every process on the host, as far as they can be read.
+pub(crate) fn processes() -> Vec<Proc> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            let comm = head.split_once(" (")?.1.to_string();
+            let mut fields = rest.split(' ');
+            let state = fields.next()?.chars().next()?;
+            let pgrp = fields.nth(1)?.parse().ok()?; // after the parent's PID
+            Some(Proc {
+                pid,
+                comm,
+                state,
+                pgrp,
+            })
+        })
+        .collect()
+}
+
 /// One start of the scenario program, checkpointing to `image`.
 pub(crate) struct Run {
     pub(crate) exe: PathBuf,

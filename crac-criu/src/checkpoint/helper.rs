@@ -3,9 +3,11 @@
 //!
 //! It forks once more so that it is re-parented away from the process (CRIU refuses to
 //! run inside the tree it dumps), becomes a session of its own, reports `HelperReady`
-//! while holding the process's original stdio, waits for `Go`, runs `criu dump`, then
-//! publishes the image or keeps the failure log, and tells the process how it went.
+//! while holding the process's original stdio, waits for `Go`, runs `criu dump` in a
+//! process group it kills afterwards, then publishes the image or keeps the failure log,
+//! and tells the process how it went (how CRIU ended, if it failed).
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use crate::image::manifest::{ExeStat, Manifest};
 use crate::image::{self, DRAFT, LOG};
 use crate::sys::{criu, fd_info, process, procfs};
+use crate::wire::dump_failure::{CriuEnd, DumpFailure};
 use crate::wire::signal::{self, Message};
 
 const ENV: &str = "CRAC_DUMP_HELPER";
@@ -21,6 +24,8 @@ const STAT_ENV: &str = "CRAC_DUMP_EXE_STAT";
 const CRIU_VERSION_ENV: &str = "CRAC_DUMP_CRIU_VERSION";
 const GO_TIMEOUT: Duration = Duration::from_secs(30);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long killed members of CRIU's process group may take to be reaped.
+const REAP_LIMIT: Duration = Duration::from_secs(5);
 
 /// What the process tells its helper, through the environment.
 pub(crate) struct HelperArgs {
@@ -124,8 +129,10 @@ fn run(args: HelperArgs) -> i32 {
         Ok(false) => return 0,
     }
     // A new session: the terminal's signals meant for the process must not reach the
-    // helper. The child of a fork is never a group leader, so setsid cannot fail.
+    // helper. The child of a fork is never a group leader, so setsid cannot fail. As a
+    // subreaper the helper gets whatever CRIU leaves behind, to kill and reap.
     if nix::unistd::setsid().is_err()
+        || process::become_subreaper().is_err()
         || signal::block().is_err()
         || signal::send(args.pid, args.tid, Message::HelperReady).is_err()
     {
@@ -140,34 +147,39 @@ fn run(args: HelperArgs) -> i32 {
             return 1;
         }
     }
-    let outcome = match identity.and_then(|identity| dump(&args, identity)) {
-        Ok(()) => {
-            // the staging path now holds the previous image, if there was one
-            let _ = std::fs::remove_dir_all(&args.staging);
-            if !args.leave_running {
-                return 0; // CRIU killed the process: there is nobody to tell
-            }
-            Message::LeftRunning
-        }
-        Err(e) => {
-            let failed_log = image::failed_log(&args.image_dir);
-            if args.staging.join(DRAFT).exists() {
-                // not published: the staging directory is this attempt's; keep its log only
-                let log = args.staging.join(LOG);
-                if !log.exists() {
-                    let _ = std::fs::write(&log, format!("Error: {e}\n"));
-                }
-                let _ = std::fs::rename(&log, &failed_log);
-            } else {
-                // CRIU failed after its post-dump script published the (complete) image:
-                // the staging path holds the previous image now
-                let _ = std::fs::copy(args.image_dir.join(LOG), &failed_log);
-            }
-            let _ = std::fs::remove_dir_all(&args.staging);
-            Message::DumpFailed
-        }
+    let ended = identity.and_then(|identity| dump(&args, identity));
+    let criu = match &ended {
+        Ok(status) => CriuEnd::of(*status),
+        Err(_) => CriuEnd::NotRun,
     };
-    if signal::send(args.pid, args.tid, outcome).is_ok() {
+    let (outcome, payload) = if criu == CriuEnd::Exited(0) {
+        // the staging path now holds the previous image, if there was one
+        let _ = std::fs::remove_dir_all(&args.staging);
+        if !args.leave_running {
+            return 0; // CRIU killed the process: there is nobody to tell
+        }
+        (Message::LeftRunning, 0)
+    } else {
+        let failed_log = image::failed_log(&args.image_dir);
+        if args.staging.join(DRAFT).exists() {
+            // not published: the staging directory is this attempt's; keep its log only
+            let log = args.staging.join(LOG);
+            if !log.exists() {
+                let why = ended
+                    .err()
+                    .map_or_else(|| "criu left no log".to_string(), |e| e.to_string());
+                let _ = std::fs::write(&log, format!("Error: {why}\n"));
+            }
+            let _ = std::fs::rename(&log, &failed_log);
+        } else {
+            // CRIU failed after its post-dump script published the (complete) image:
+            // the staging path holds the previous image now
+            let _ = std::fs::copy(args.image_dir.join(LOG), &failed_log);
+        }
+        let _ = std::fs::remove_dir_all(&args.staging);
+        (Message::DumpFailed, DumpFailure { criu }.to_payload())
+    };
+    if signal::send_with(args.pid, args.tid, outcome, payload).is_ok() {
         let _ = signal::wait(Some(RELEASE_TIMEOUT));
     }
     0
@@ -189,7 +201,10 @@ fn identity(args: &HelperArgs) -> std::io::Result<Vec<(&'static str, String)>> {
     ])
 }
 
-fn dump(args: &HelperArgs, identity: Vec<(&'static str, String)>) -> std::io::Result<()> {
+fn dump(
+    args: &HelperArgs,
+    identity: Vec<(&'static str, String)>,
+) -> std::io::Result<std::process::ExitStatus> {
     let mut cmd = Command::new(&args.criu);
     cmd.arg("dump")
         .arg("-t")
@@ -209,33 +224,31 @@ fn dump(args: &HelperArgs, identity: Vec<(&'static str, String)>) -> std::io::Re
     if args.leave_running {
         cmd.arg("--leave-running");
     }
+    // CRIU leads a process group of its own, which the helper kills once CRIU has
+    // ended: an action script or child that outlives a killed CRIU must not live on.
+    cmd.process_group(0);
     let mut criu = cmd.spawn()?;
-    let status = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        with_progress(&mut criu, &args.staging)?
+    let pid = criu.id();
+    let waited = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        with_progress(pid, &args.staging)
     } else {
-        criu.wait()?
+        process::has_ended(pid, true).map(drop)
     };
-    if status.success() {
-        Ok(())
-    } else {
-        Err(std::io::Error::other(format!(
-            "criu dump exited with {status}"
-        )))
-    }
+    // Killed while CRIU is still unreaped, so that its group's ID cannot be reused.
+    let killed = process::kill_group(pid);
+    let status = criu.wait();
+    process::reap_children(REAP_LIMIT);
+    waited?;
+    killed?;
+    status
 }
 
-/// Waits for CRIU, showing on the terminal (the process's original stderr, which this
-/// helper holds) how much of the image is written.
-fn with_progress(
-    criu: &mut std::process::Child,
-    staging: &Path,
-) -> std::io::Result<std::process::ExitStatus> {
+/// Waits for CRIU to end, showing on the terminal (the process's original stderr,
+/// which this helper holds) how much of the image is written.
+fn with_progress(criu: u32, staging: &Path) -> std::io::Result<()> {
     let started = std::time::Instant::now();
     let mut shown = false;
-    let status = loop {
-        if let Some(status) = criu.try_wait()? {
-            break status;
-        }
+    while !process::has_ended(criu, false)? {
         std::thread::sleep(Duration::from_millis(200));
         let Ok(entries) = std::fs::read_dir(staging) else {
             continue; // published: CRIU is about to finish
@@ -250,11 +263,11 @@ fn with_progress(
             started.elapsed().as_secs_f64()
         );
         shown = true;
-    };
+    }
     if shown {
         eprintln!();
     }
-    Ok(status)
+    Ok(())
 }
 
 /// CRIU's `--action-script`: at `post-dump` the image is written and the process still

@@ -11,6 +11,7 @@
 //!    hook, in a restored copy), `LeftRunning` or `DumpFailed` (from the helper: take the
 //!    stdio and the secret environment back, let the helper go).
 
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
@@ -23,6 +24,7 @@ use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::{ExeStat, Manifest, PlanLine};
 use crate::image::{self, DRAFT};
 use crate::sys::{criu, process, procfs, stack};
+use crate::wire::dump_failure::DumpFailure;
 use crate::wire::signal::{self, Message, Received};
 use crate::wire::{env, restore_args};
 
@@ -167,7 +169,7 @@ fn run_helper(
                     });
             }
             let log = image::failed_log(&config.image_dir);
-            let mut reason = criu::log_digest(&log, 8);
+            let mut reason = failure_reason(DumpFailure::from_payload(outcome.payload), &log);
             if let Err(e) = taken_back {
                 reason.push_str(&lost_stdio(e));
             }
@@ -182,6 +184,22 @@ fn take_back(helper: libc::pid_t, wiped: &[String]) -> std::io::Result<()> {
     let stdio = stdio::take_back(helper);
     let secrets = secret_env::take_back(helper, wiped);
     stdio.and(secrets)
+}
+
+/// What a failed dump's error says: how CRIU ended, then the errors of its log if they
+/// explain it.
+fn failure_reason(failure: DumpFailure, log: &Path) -> String {
+    let digest = failure
+        .log_explains()
+        .then(|| criu::log_digest(log, 8))
+        .filter(|digest| !digest.is_empty());
+    failure
+        .describe()
+        .map(|line| format!("  {line}"))
+        .into_iter()
+        .chain(digest)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Waits for the helper's `HelperReady`; returns its PID.

@@ -63,27 +63,21 @@ pub(crate) fn version(criu: &Path) -> std::io::Result<String> {
         .to_string())
 }
 
-/// The lines of a CRIU log that explain a failure: its errors, without the RLIMIT one
-/// every run logs on these hosts, at most the last `max`.
+/// The lines of a CRIU log that explain a failure: its errors, at most the last `max`,
+/// else its last lines; never the RLIMIT error every run logs on these hosts.
 pub(crate) fn log_digest(log: &Path, max: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let errors: Vec<&str> = text
+    let relevant: Vec<&str> = text
         .lines()
-        .filter(|l| l.contains("Error (") || l.contains("Error:"))
         .filter(|l| !l.contains("RLIMIT_NOFILE"))
         .collect();
-    let lines = if errors.is_empty() {
-        text.lines()
-            .rev()
-            .take(max)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect()
-    } else {
-        errors[errors.len().saturating_sub(max)..].to_vec()
-    };
-    lines
+    let errors: Vec<&str> = relevant
+        .iter()
+        .copied()
+        .filter(|l| l.contains("Error (") || l.contains("Error:"))
+        .collect();
+    let lines = if errors.is_empty() { relevant } else { errors };
+    lines[lines.len().saturating_sub(max)..]
         .iter()
         .map(|l| format!("  {}", l.trim()))
         .collect::<Vec<_>>()
@@ -124,6 +118,23 @@ mod tests {
             log_digest(&dir, 5),
             "  (00.003) Error (criu/sk-inet.c:2): inet: Connected TCP socket, consider using --tcp-established option."
         );
+        std::fs::write(
+            &dir,
+            "(00.001) Error (criu/util.c:1): rlimit: Can't setup RLIMIT_NOFILE for self\n\
+             (00.002) one\n(00.003) two\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_digest(&dir, 1),
+            "  (00.003) two",
+            "no error: the last lines"
+        );
+        std::fs::write(
+            &dir,
+            "(00.001) Error (criu/util.c:1): rlimit: Can't setup RLIMIT_NOFILE for self\n",
+        )
+        .unwrap();
+        assert_eq!(log_digest(&dir, 5), "", "nothing but the harmless line");
         std::fs::remove_file(dir).unwrap();
     }
 }

@@ -1,7 +1,13 @@
-//! Processes: forking the dump helper, sessions, returning freed heap, finding programs.
+//! Processes: forking the dump helper, sessions, returning freed heap, finding programs,
+//! and owning what CRIU starts (waiting for it, killing its group, reaping orphans).
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
 
 /// Forks. Returns `true` in the child.
 ///
@@ -33,4 +39,50 @@ pub(crate) fn find_program(name: &Path, extra: &[&str]) -> Option<PathBuf> {
         .chain(extra.iter().map(PathBuf::from))
         .map(|dir| dir.join(name))
         .find(|candidate| candidate.is_file())
+}
+
+/// Makes this process the reaper of its orphaned descendants: what a child started and
+/// left behind becomes this process's child, to be killed and reaped, not init's.
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// Whether the child `pid` has ended, waiting for it to if `block`. The child is left
+/// unreaped, so that its PID, and so its process group, cannot be reused meanwhile.
+pub(crate) fn has_ended(pid: u32, block: bool) -> io::Result<bool> {
+    let mut flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+    if !block {
+        flags |= WaitPidFlag::WNOHANG;
+    }
+    loop {
+        match nix::sys::wait::waitid(Id::Pid(Pid::from_raw(pid as i32)), flags) {
+            Ok(WaitStatus::StillAlive) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Sends SIGKILL to every process of the group `pgid` (stopped ones die too); a group
+/// with no process left is fine.
+pub(crate) fn kill_group(pgid: u32) -> io::Result<()> {
+    match nix::sys::signal::killpg(Pid::from_raw(pgid as i32), nix::sys::signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps this process's children until none is left, for at most `limit` (a process
+/// stuck in the kernel may take longer to die; init reaps it then).
+pub(crate) fn reap_children(limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        match nix::sys::wait::waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Err(Errno::ECHILD) => return,
+            Ok(WaitStatus::StillAlive) | Err(_) if Instant::now() >= deadline => return,
+            Ok(WaitStatus::StillAlive) | Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            Ok(_) => {} // one reaped; look for the next at once
+        }
+    }
 }

@@ -3,6 +3,7 @@
 //! the environment `crac run` sets, and checkpoint requests. Both sides
 //! depend on this folder; it depends on neither.
 
+pub(crate) mod dump_failure;
 pub(crate) mod env;
 pub(crate) mod request;
 pub(crate) mod restore_args;
