@@ -1,13 +1,15 @@
 //! What goes wrong, and how it is reported: a refusing hook, open resources, CRIU
-//! failing, a damaged image, a changed executable, an image directory not our own.
+//! failing or killed (and what the image then is), a damaged image, a changed
+//! executable, an image directory not our own.
 
 use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    KillOnDrop, Run, checksum_of, crac, forge_manifest, killed_by_sigkill, lines, processes,
-    ready_for_requests, restore, scratch, set_len, setup, tests, text, wait_for_line,
+    KillOnDrop, Run, checksum_of, crac, criu_wrapper, forge_manifest, killed_by_sigkill, lines,
+    processes, ready_for_requests, restore, scratch, set_len, setup, tests, text, wait_for_line,
+    write_script,
 };
 
 tests![
@@ -19,6 +21,7 @@ tests![
     an_image_is_refused_when_the_executable_changed,
     a_directory_that_holds_other_files_is_never_used_as_the_image,
     a_criu_that_cannot_be_run_is_named,
+    criu_failing_after_publishing_leaves_the_image_the_outcome_says,
     criu_killed_mid_dump_is_named_and_leaves_nothing_running,
 ];
 
@@ -234,17 +237,110 @@ fn a_criu_that_cannot_be_run_is_named() {
     );
 }
 
-/// CRIU killed (SIGKILL) mid-dump, as soon as it has seized the process: the process
-/// keeps running rolled back, the error says CRIU was killed by signal 9 and where its
-/// log is, the previous image is untouched, and nothing of CRIU's process group is left.
+/// CRIU fails after its post-dump step published the new image (a wrapper exits 1 once
+/// the real CRIU is done). A process that keeps running is told the dump failed, and the
+/// previous image is back in place, unchanged; a process CRIU already killed has nobody
+/// to tell, and its new, complete image stands and restores.
+fn criu_failing_after_publishing_leaves_the_image_the_outcome_says() {
+    let (dir, image) = setup("criu-fails-late");
+    let (criu, first, before) = (dir.join("criu"), dir.join("first"), dir.join("before"));
+    criu_wrapper(
+        &criu,
+        &format!(
+            "if [ ! -e {first} ]; then touch {first}; exec \"$CRIU\" \"$@\"; fi\n\
+             cp {image}/crac-manifest {before}\n\"$CRIU\" \"$@\"\nexit 1",
+            first = first.display(),
+            image = image.display(),
+            before = before.display()
+        ),
+    );
+    let out = Run::new("twice", &image)
+        .env("CRAC_LEAVE_RUNNING", "1")
+        .env("CRAC_CRIU", criu.to_str().unwrap())
+        .output();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("round 1 outcome LeftRunning"), "{stdout}");
+    assert!(
+        stdout.contains(
+            "round 2 error checkpoint failed in engine `criu`, resources rolled back: criu dump \
+             failed; the process was not checkpointed and continues:\n  criu exited with status 1 \
+             after the image was written; the new image was discarded and the previous one, if \
+             any, kept\n"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("still running checksum"), "{stdout}");
+    assert_eq!(
+        std::fs::read(image.join("crac-manifest")).unwrap(),
+        std::fs::read(&before).unwrap(),
+        "the previous image is back"
+    );
+    let inspected = crac(&["inspect", image.to_str().unwrap()]);
+    assert_eq!(inspected.status.code(), Some(0), "{inspected:?}");
+    assert_no_staging_left(&dir);
+
+    // Without CRAC_LEAVE_RUNNING the real CRIU kills the process before the wrapper fails.
+    let out = Run::new("plain", &image)
+        .env("CRAC_CRIU", criu.to_str().unwrap())
+        .output();
+    assert!(killed_by_sigkill(out.status), "{out:?}");
+    assert_ne!(
+        std::fs::read(image.join("crac-manifest")).unwrap(),
+        std::fs::read(&before).unwrap(),
+        "the new image stands"
+    );
+    assert_no_staging_left(&dir);
+    let restored = restore(&image);
+    assert_eq!(restored.status.code(), Some(7), "{restored:?}");
+    assert!(
+        text(&restored.stdout).contains("round 1 outcome Restored"),
+        "{restored:?}"
+    );
+}
+
+/// CRIU killed (SIGKILL) twice: once mid-dump, as soon as it has seized the process, and
+/// once in its post-dump step after the image was published, leaving a child of its own
+/// behind. Each time the process keeps running rolled back, the error says CRIU was
+/// killed by signal 9 and where its log is, the previous image is untouched, and nothing
+/// of CRIU's process group is left.
 fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
     let (dir, image) = setup("criu-killed");
+    let (criu, late, at_post_dump) = (
+        dir.join("criu"),
+        dir.join("kill-late"),
+        dir.join("at-post-dump"),
+    );
+    // In the post-dump step, after crac's own script has published the image, a child
+    // named like CRIU starts and CRIU is killed: a child that outlives it.
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::os::unix::fs::symlink("/bin/sleep", bin.join("criu")).unwrap();
+    let pids = dir.join("late-pids");
+    write_script(
+        &at_post_dump,
+        &format!(
+            "#!/bin/sh\n[ \"$CRTOOLS_SCRIPT_ACTION\" = post-dump ] || exit 0\n\
+             {} 30 &\necho $PPID $! > {}\nkill -9 $PPID\n",
+            bin.join("criu").display(),
+            pids.display()
+        ),
+    );
+    criu_wrapper(
+        &criu,
+        &format!(
+            "[ -e {late} ] && exec \"$CRIU\" --action-script {script} \"$@\"\nexec \"$CRIU\" \"$@\"",
+            late = late.display(),
+            script = at_post_dump.display()
+        ),
+    );
     let out = dir.join("stdout");
     let run = Run::new("request", &image)
         .env("CRAC_LEAVE_RUNNING", "1")
         // CRIU logging everything takes longer to go from seizing the process to
         // injecting code into it: the window in which it is killed below
-        .env("CRAC_LOG", "4");
+        .env("CRAC_LOG", "4")
+        .env("CRAC_CRIU", criu.to_str().unwrap());
     let mut child = ready_for_requests(run, &out);
     let _reaper = KillOnDrop(child.id());
     let pid = child.id() as i32;
@@ -265,6 +361,30 @@ fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
         previous
     );
     assert_group_gone(killed);
+
+    std::fs::write(&late, b"").unwrap();
+    let asked = crac(&["checkpoint", &pid.to_string(), "--timeout", "30"]);
+    assert_killed_and_rolled_back(&asked, &dir, &out, 2);
+    assert!(
+        text(&asked.stderr).contains("after the image was written; the new image was discarded"),
+        "{asked:?}"
+    );
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the process keeps running"
+    );
+    assert_eq!(
+        std::fs::read(image.join("crac-manifest")).unwrap(),
+        previous,
+        "the image published before CRIU was killed is withdrawn"
+    );
+    let pids = std::fs::read_to_string(&pids).unwrap();
+    let (late_criu, its_child) = pids.trim().split_once(' ').unwrap();
+    assert_group_gone(late_criu.parse().unwrap());
+    let child_left = processes()
+        .into_iter()
+        .find(|p| p.pid.to_string() == its_child && p.comm == "criu");
+    assert!(child_left.is_none(), "left behind: {child_left:?}");
     assert_no_staging_left(&dir);
 }
 

@@ -164,6 +164,27 @@ pub(crate) fn in_private_pids(exe: &Path) -> Command {
     cmd
 }
 
+/// Writes an executable stand-in for `criu` at `path`, for `CRAC_CRIU`: a shell script
+/// that hands every command but `dump` to the real CRIU, and runs `dump` as `body` says
+/// (with `$CRIU` the real one and `"$@"` its arguments).
+pub(crate) fn criu_wrapper(path: &Path, body: &str) {
+    let real = criu().unwrap();
+    write_script(
+        path,
+        &format!(
+            "#!/bin/sh\nCRIU={}\n[ \"$1\" = dump ] || exec \"$CRIU\" \"$@\"\n{body}\n",
+            real.display()
+        ),
+    );
+}
+
+/// Writes `text` to `path` as an executable file.
+pub(crate) fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
 /// One process as `/proc/PID/stat` shows it.
 pub(crate) struct Proc {
     pub(crate) pid: i32,

@@ -4,8 +4,8 @@
 //! It forks once more so that it is re-parented away from the process (CRIU refuses to
 //! run inside the tree it dumps), becomes a session of its own, reports `HelperReady`
 //! while holding the process's original stdio, waits for `Go`, runs `criu dump` in a
-//! process group it kills afterwards, then publishes the image or keeps the failure log,
-//! and tells the process how it went (how CRIU ended, if it failed).
+//! process group it kills afterwards, makes the image directory agree with how CRIU
+//! ended (CRIU's post-dump step publishes the image), and tells the process.
 
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,8 @@ const GO_TIMEOUT: Duration = Duration::from_secs(30);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long killed members of CRIU's process group may take to be reaped.
 const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// How long a process CRIU killed may take to die.
+const DYING_LIMIT: Duration = Duration::from_secs(2);
 
 /// What the process tells its helper, through the environment.
 pub(crate) struct HelperArgs {
@@ -147,42 +149,87 @@ fn run(args: HelperArgs) -> i32 {
             return 1;
         }
     }
-    let ended = identity.and_then(|identity| dump(&args, identity));
-    let criu = match &ended {
-        Ok(status) => CriuEnd::of(*status),
-        Err(_) => CriuEnd::NotRun,
-    };
-    let (outcome, payload) = if criu == CriuEnd::Exited(0) {
-        // the staging path now holds the previous image, if there was one
-        let _ = std::fs::remove_dir_all(&args.staging);
-        if !args.leave_running {
-            return 0; // CRIU killed the process: there is nobody to tell
-        }
-        (Message::LeftRunning, 0)
-    } else {
-        let failed_log = image::failed_log(&args.image_dir);
-        if args.staging.join(DRAFT).exists() {
-            // not published: the staging directory is this attempt's; keep its log only
-            let log = args.staging.join(LOG);
-            if !log.exists() {
-                let why = ended
-                    .err()
-                    .map_or_else(|| "criu left no log".to_string(), |e| e.to_string());
-                let _ = std::fs::write(&log, format!("Error: {why}\n"));
-            }
-            let _ = std::fs::rename(&log, &failed_log);
-        } else {
-            // CRIU failed after its post-dump script published the (complete) image:
-            // the staging path holds the previous image now
-            let _ = std::fs::copy(args.image_dir.join(LOG), &failed_log);
-        }
-        let _ = std::fs::remove_dir_all(&args.staging);
-        (Message::DumpFailed, DumpFailure { criu }.to_payload())
+    let Some((outcome, payload)) = dump_and_conclude(&args, identity) else {
+        return 0; // CRIU killed the process: there is nobody to tell
     };
     if signal::send_with(args.pid, args.tid, outcome, payload).is_ok() {
         let _ = signal::wait(Some(RELEASE_TIMEOUT));
     }
     0
+}
+
+/// Runs CRIU, then makes the image directory agree with what the process is told, and
+/// returns that (message and payload), or `None` when nobody is left to tell.
+///
+/// CRIU's post-dump step publishes the image, and CRIU may still fail after it. If the
+/// process is gone (CRIU had stopped it), the complete image it left stands. If it runs
+/// on, it is told the dump failed and the previous image is put back; should that fail,
+/// the new image stands and it is told it was left running.
+fn dump_and_conclude(
+    args: &HelperArgs,
+    identity: std::io::Result<Vec<(&'static str, String)>>,
+) -> Option<(Message, u32)> {
+    let staging = image::DirId::of(&args.staging);
+    let ended = identity.and_then(|identity| dump(args, identity));
+    let criu = match &ended {
+        Ok(status) => CriuEnd::of(*status),
+        Err(_) => CriuEnd::NotRun,
+    };
+    let succeeded = criu == CriuEnd::Exited(0);
+    let published = staging.is_ok_and(|id| image::is_published(&args.image_dir, id));
+    if published && (succeeded || process_gone(args)) {
+        // the staging path holds the previous image now, if there was one
+        let _ = std::fs::remove_dir_all(&args.staging);
+        return (succeeded && args.leave_running).then_some((Message::LeftRunning, 0));
+    }
+    if published && let Err(e) = image::withdraw(&args.staging, &args.image_dir) {
+        let how = DumpFailure {
+            criu,
+            withdrawn: false,
+        }
+        .describe()
+        .unwrap_or_else(|| "criu failed".into());
+        eprintln!(
+            "crac: {how} after publishing the image {}, which could not be taken back ({e}): \
+             it stands, and the process keeps running",
+            args.image_dir.display()
+        );
+        let _ = std::fs::remove_dir_all(&args.staging);
+        return Some((Message::LeftRunning, 0));
+    }
+    // The staging path holds this attempt (never published, or taken back): only its
+    // log is kept.
+    keep_log(args, ended.err());
+    let _ = std::fs::remove_dir_all(&args.staging);
+    let failure = DumpFailure {
+        criu,
+        withdrawn: published,
+    };
+    Some((Message::DumpFailed, failure.to_payload()))
+}
+
+/// Whether the process is gone. One left running is looked at once; one CRIU was to stop
+/// may still be dying of the SIGKILL CRIU sent it before failing, and is given a moment.
+fn process_gone(args: &HelperArgs) -> bool {
+    let deadline = std::time::Instant::now() + DYING_LIMIT;
+    while procfs::alive(args.pid) {
+        if args.leave_running || std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
+}
+
+/// Moves the failed attempt's CRIU log to where the process reads it, replacing any
+/// older one; writes one naming `error`, or the lack of a log, if CRIU left none.
+fn keep_log(args: &HelperArgs, error: Option<std::io::Error>) {
+    let log = args.staging.join(LOG);
+    if !log.exists() {
+        let why = error.map_or_else(|| "criu left no log".to_string(), |e| e.to_string());
+        let _ = std::fs::write(&log, format!("Error: {why}\n"));
+    }
+    let _ = std::fs::rename(&log, image::failed_log(&args.image_dir));
 }
 
 /// The executable's identity and CRIU's version, for the manifest; passed to the

@@ -7,6 +7,7 @@ mod host;
 pub(crate) mod manifest;
 mod publish;
 mod staging;
+mod withdraw;
 
 pub(crate) use directory::{
     Contents, check_target, published_since, sibling, validate, verify_pages,
@@ -15,3 +16,4 @@ pub(crate) use host::{cpu_flags, kernel_release, sha256};
 pub(crate) use manifest::LOG;
 pub(crate) use publish::publish;
 pub(crate) use staging::{DRAFT, create_staging, failed_log};
+pub(crate) use withdraw::{DirId, is_published, withdraw};

@@ -29,20 +29,25 @@ impl CriuEnd {
 pub(crate) struct DumpFailure {
     /// How CRIU ended.
     pub(crate) criu: CriuEnd,
+    /// CRIU failed after its post-dump step had published the new image, which was then
+    /// taken back: the image directory is as it was before the dump.
+    pub(crate) withdrawn: bool,
 }
 
 const EXITED: u32 = 1 << 8;
 const KILLED: u32 = 2 << 8;
 const KIND: u32 = 3 << 8;
+const WITHDRAWN: u32 = 1 << 10;
 
 impl DumpFailure {
     /// The failure as a signal payload.
     pub(crate) fn to_payload(self) -> u32 {
-        match self.criu {
+        let end = match self.criu {
             CriuEnd::NotRun => 0,
             CriuEnd::Exited(code) => EXITED | u32::from(code),
             CriuEnd::Killed(signal) => KILLED | u32::from(signal),
-        }
+        };
+        end | if self.withdrawn { WITHDRAWN } else { 0 }
     }
 
     /// The failure a payload describes.
@@ -54,6 +59,7 @@ impl DumpFailure {
                 KILLED => CriuEnd::Killed(number),
                 _ => CriuEnd::NotRun,
             },
+            withdrawn: payload & WITHDRAWN != 0,
         }
     }
 
@@ -65,7 +71,7 @@ impl DumpFailure {
 
     /// One line saying how CRIU ended, unless only the log can say.
     pub(crate) fn describe(self) -> Option<String> {
-        Some(match self.criu {
+        let end = match self.criu {
             CriuEnd::NotRun => return None,
             CriuEnd::Exited(0) => "criu exited with status 0 without running the post-dump step \
                                    that publishes the image"
@@ -76,6 +82,14 @@ impl DumpFailure {
                     .map_or("an unknown signal", |s| s.as_str());
                 format!("criu was killed by signal {signal} ({name})")
             }
+        };
+        Some(if self.withdrawn {
+            format!(
+                "{end} after the image was written; the new image was discarded and the \
+                 previous one, if any, kept"
+            )
+        } else {
+            end
         })
     }
 }
@@ -92,8 +106,10 @@ mod tests {
             CriuEnd::Exited(255),
             CriuEnd::Killed(9),
         ] {
-            let failure = DumpFailure { criu };
-            assert_eq!(DumpFailure::from_payload(failure.to_payload()), failure);
+            for withdrawn in [false, true] {
+                let failure = DumpFailure { criu, withdrawn };
+                assert_eq!(DumpFailure::from_payload(failure.to_payload()), failure);
+            }
         }
     }
 
@@ -101,16 +117,20 @@ mod tests {
     fn a_killed_criu_is_named_with_its_signal() {
         let killed = DumpFailure {
             criu: CriuEnd::Killed(9),
+            withdrawn: false,
         };
         assert_eq!(
             killed.describe().unwrap(),
             "criu was killed by signal 9 (SIGKILL)"
         );
         assert!(!killed.log_explains());
-        let failed = DumpFailure {
+        let late = DumpFailure {
             criu: CriuEnd::Exited(1),
+            withdrawn: true,
         };
-        assert_eq!(failed.describe().unwrap(), "criu exited with status 1");
-        assert!(failed.log_explains());
+        assert!(late.describe().unwrap().starts_with(
+            "criu exited with status 1 after the image was written; the new image was discarded"
+        ));
+        assert!(late.log_explains());
     }
 }
