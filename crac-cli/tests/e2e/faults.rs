@@ -2,8 +2,10 @@
 //! failing or killed (and what the image then is), a damaged image, a changed
 //! executable, an image directory not our own.
 
-use std::io::Write as _;
-use std::path::Path;
+use std::ffi::CString;
+use std::io::{Read as _, Write as _};
+use std::os::fd::AsRawFd as _;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
@@ -306,8 +308,9 @@ fn criu_failing_after_publishing_leaves_the_image_the_outcome_says() {
 /// of CRIU's process group is left.
 fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
     let (dir, image) = setup("criu-killed");
-    let (criu, late, at_post_dump) = (
+    let (criu, log_pipe, late, at_post_dump) = (
         dir.join("criu"),
+        dir.join("criu-log"),
         dir.join("kill-late"),
         dir.join("at-post-dump"),
     );
@@ -329,7 +332,10 @@ fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
     criu_wrapper(
         &criu,
         &format!(
-            "[ -e {late} ] && exec \"$CRIU\" --action-script {script} \"$@\"\nexec \"$CRIU\" \"$@\"",
+            "[ -p {log_pipe} ] && exec \"$CRIU\" \"$@\" -o {log_pipe}\n\
+             [ -e {late} ] && exec \"$CRIU\" --action-script {script} \"$@\"\n\
+             exec \"$CRIU\" \"$@\"",
+            log_pipe = log_pipe.display(),
             late = late.display(),
             script = at_post_dump.display()
         ),
@@ -337,8 +343,7 @@ fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
     let out = dir.join("stdout");
     let run = Run::new("request", &image)
         .env("CRAC_LEAVE_RUNNING", "1")
-        // CRIU logging everything takes longer to go from seizing the process to
-        // injecting code into it: the window in which it is killed below
+        // every step logged: CRIU's log paces it below
         .env("CRAC_LOG", "4")
         .env("CRAC_CRIU", criu.to_str().unwrap());
     let mut child = ready_for_requests(run, &out);
@@ -348,9 +353,13 @@ fn criu_killed_mid_dump_is_named_and_leaves_nothing_running() {
     assert!(asked.status.success(), "{asked:?}");
     let previous = std::fs::read(image.join("crac-manifest")).unwrap();
 
-    let killer = std::thread::spawn(move || kill_criu_once_it_seizes(pid));
+    let fifo = CString::new(log_pipe.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let killer = std::thread::spawn(move || kill_criu_once_it_seizes(pid, &log_pipe));
     let asked = crac(&["checkpoint", &pid.to_string(), "--timeout", "30"]);
-    let killed = killer.join().unwrap();
+    let (killed, log_pipe) = killer.join().unwrap();
+    std::fs::remove_file(log_pipe).unwrap();
     assert_killed_and_rolled_back(&asked, &dir, &out, 1);
     assert!(
         child.try_wait().unwrap().is_none(),
@@ -416,34 +425,67 @@ fn assert_killed_and_rolled_back(asked: &std::process::Output, dir: &Path, out: 
     );
 }
 
-/// Waits until CRIU has seized process `pid` (it is its tracer), then kills CRIU with
-/// SIGKILL; returns CRIU's PID. CRIU must die before it injects its parasite code a few
-/// milliseconds later (killed then, it takes the process with it: SIGTRAP), so this
-/// thread polls at real-time priority, which no test's ordinary load delays.
-fn kill_criu_once_it_seizes(pid: i32) -> i32 {
-    let param = libc::sched_param { sched_priority: 1 };
-    // SAFETY: changes the calling thread's policy only; `param` is a valid value.
-    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
-    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+/// Kills CRIU (SIGKILL) once it has seized process `pid` and before it touches the
+/// process's memory; returns CRIU's PID, and `log_pipe`. There is no race with CRIU:
+/// `log_pipe` is its log (-v4: every step), a pipe of one page that this thread stops
+/// reading at the "Seized task" line. CRIU blocks on the full pipe a few lines later,
+/// some 20 KB of log before it injects its parasite code (killed then, CRIU would take
+/// the process with it: SIGTRAP), and is killed there.
+fn kill_criu_once_it_seizes(pid: i32, log_pipe: &Path) -> (i32, PathBuf) {
+    // read-write: reads wait for CRIU instead of ending before it opens the pipe
+    let mut log = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(log_pipe)
+        .unwrap();
+    // SAFETY: an fcntl on an fd this function owns.
+    let size = unsafe { libc::fcntl(log.as_raw_fd(), libc::F_SETPIPE_SZ, 4096) };
+    assert!(size >= 4096, "{}", std::io::Error::last_os_error());
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        assert!(Instant::now() < deadline, "CRIU never seized {pid}");
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let tracer: i32 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("TracerPid:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        if tracer != 0 {
-            let comm = std::fs::read_to_string(format!("/proc/{tracer}/comm")).unwrap();
-            assert_eq!(comm.trim(), "criu");
-            // SAFETY: plain kill of the CRIU process found just above.
-            assert_eq!(unsafe { libc::kill(tracer, libc::SIGKILL) }, 0);
-            return tracer;
-        }
+    let mut logged = Vec::new();
+    while !String::from_utf8_lossy(&logged).contains("Seized task") {
+        let mut ready = libc::pollfd {
+            fd: log.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // SAFETY: one valid pollfd, for the duration of the call.
+        let n = unsafe { libc::poll(&mut ready, 1, left.as_millis() as i32) };
+        assert!(n > 0, "CRIU never seized {pid}: {}", text(&logged));
+        let mut chunk = [0; 64];
+        let read = log.read(&mut chunk).unwrap();
+        logged.extend_from_slice(&chunk[..read]);
     }
+    let criu = tracer_of(pid);
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{criu}/comm")).unwrap(),
+        "criu\n"
+    );
+    let writing = format!("{} ", libc::SYS_write);
+    while !std::fs::read_to_string(format!("/proc/{criu}/syscall"))
+        .unwrap()
+        .starts_with(&writing)
+    {
+        assert!(Instant::now() < deadline, "CRIU never blocked on its log");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(tracer_of(pid), criu, "still seized");
+    // SAFETY: plain kill of the CRIU process found above, blocked on its log.
+    assert_eq!(unsafe { libc::kill(criu, libc::SIGKILL) }, 0);
+    (criu, log_pipe.to_path_buf())
+}
+
+/// The process tracing `pid` (0 for none).
+fn tracer_of(pid: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("TracerPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// Nothing is left in the process group of the CRIU that was `killed`.
