@@ -1,4 +1,5 @@
-//! Image targets that fail under the dump: a full disk and a read-only one. The process
+//! Image targets that fail under the dump: a full disk and a read-only one; and those
+//! refused before it (a symbolic link, a mount point). The process
 //! keeps running with its resources rolled back, the error names the cause, and a
 //! previous image stays intact and restorable; nothing half-written is left.
 
@@ -10,6 +11,7 @@ use crate::harness::{Run, checksum_of, lines, restore, scratch, tests, text};
 tests![
     a_full_disk_fails_the_dump_and_keeps_the_previous_image,
     a_read_only_target_fails_the_dump_naming_the_path,
+    a_symlink_or_a_mount_point_as_the_image_directory_is_refused_before_any_hook,
 ];
 
 /// A tmpfs of `size` mounted at a fresh directory, unmounted when dropped.
@@ -102,5 +104,45 @@ fn a_read_only_target_fails_the_dump_naming_the_path() {
     assert!(
         stdout.contains("hook server after_restore RolledBack"),
         "{stdout}"
+    );
+}
+
+fn a_symlink_or_a_mount_point_as_the_image_directory_is_refused_before_any_hook() {
+    let dir = scratch("odd-targets");
+    let real = dir.join("real");
+    std::fs::create_dir(&real).unwrap();
+    let to_dir = dir.join("link");
+    std::os::unix::fs::symlink(&real, &to_dir).unwrap();
+    let dangling = dir.join("dangling");
+    std::os::unix::fs::symlink(dir.join("nowhere"), &dangling).unwrap();
+    let mount = Tmpfs::mount("odd-targets-mount", "size=1m");
+    let refused = |image: &Path, problem: &str| {
+        let out = Run::new("plain", image).output();
+        assert_eq!(out.status.code(), Some(3), "{out:?}");
+        let stdout = text(&out.stdout);
+        assert!(
+            stdout.contains(&format!("the image directory {}", image.display()))
+                && stdout.contains(problem),
+            "names the path and the cause: {stdout}"
+        );
+        assert!(
+            !stdout.contains("hook "),
+            "refused before any hook ran: {stdout}"
+        );
+    };
+    refused(
+        &to_dir,
+        &format!("is a symbolic link to {}; a checkpoint", real.display()),
+    );
+    refused(&dangling, "which does not exist;");
+    refused(&mount.0, "is a mount point;");
+    assert!(
+        std::fs::symlink_metadata(&to_dir).unwrap().is_symlink(),
+        "the link stays"
+    );
+    assert_eq!(
+        std::fs::read_dir(&real).unwrap().count(),
+        0,
+        "nothing written through it"
     );
 }

@@ -20,8 +20,11 @@ pub(crate) fn sibling(dir: &Path, suffix: &str, hidden: bool) -> PathBuf {
     dir.with_file_name(format!("{dot}{name}{suffix}"))
 }
 
-/// Refuses an image directory that holds something else: publishing swaps it away and
-/// deletes it, so it must be absent, empty, or a previous image.
+/// Refuses an image directory that publishing cannot replace, or must not: publishing
+/// renames a new directory over it and deletes the old one, so it must be absent, empty,
+/// or a previous image — and a real directory, not a symbolic link (the rename would
+/// replace the link, not what it points to) nor a mount point (which no rename can
+/// replace).
 pub(crate) fn check_target(final_dir: &Path) -> Result<(), Error> {
     let refuse = |problem: &str| {
         Err(Error::ImageTarget {
@@ -29,6 +32,32 @@ pub(crate) fn check_target(final_dir: &Path) -> Result<(), Error> {
             problem: problem.to_string(),
         })
     };
+    if let Ok(link) = std::fs::read_link(final_dir) {
+        let target = final_dir.parent().unwrap_or(Path::new("/")).join(&link);
+        let state = if target.exists() {
+            ""
+        } else {
+            ", which does not exist"
+        };
+        return refuse(&format!(
+            "is a symbolic link to {}{state}; a checkpoint replaces the image directory by a \
+             rename, which would replace the link itself: point it at the real directory",
+            link.display()
+        ));
+    }
+    // mountinfo has paths without symlinks
+    let real = final_dir
+        .parent()
+        .and_then(|p| Some(p.canonicalize().ok()?.join(final_dir.file_name()?)));
+    if real.is_some_and(|real| crate::sys::procfs::is_mount_point(&real)) {
+        let parent = final_dir.parent().unwrap_or(Path::new("/"));
+        return refuse(&format!(
+            "is a mount point; a checkpoint replaces the image directory by a rename, which \
+             cannot replace a mount point: mount the volume one level up (at {}) and keep \
+             the image in a directory inside it",
+            parent.display()
+        ));
+    }
     match std::fs::read_dir(final_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => refuse("is not a directory"),

@@ -26,6 +26,39 @@ pub(crate) fn alive(pid: libc::pid_t) -> bool {
         .is_some_and(|dead| !dead)
 }
 
+/// Whether `path` (absolute, without symlinks) is where something is mounted, by
+/// `/proc/self/mountinfo` (a bind mount on the same filesystem included).
+pub(crate) fn is_mount_point(path: &std::path::Path) -> bool {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .any(|mount_point| std::path::Path::new(&unescape(mount_point)) == path)
+}
+
+/// mountinfo's octal escapes (`\040` for a space) undone.
+fn unescape(field: &str) -> String {
+    let mut out = Vec::with_capacity(field.len());
+    let bytes = field.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let d = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(d, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// The first child of `pid`, waiting up to 5 s for it to appear.
 pub(crate) fn first_child(pid: libc::pid_t) -> Option<libc::pid_t> {
     let children = format!("/proc/{pid}/task/{pid}/children");
@@ -89,6 +122,14 @@ fn mappings() -> impl Iterator<Item = (usize, usize, bool)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_points_are_found_and_their_escapes_undone() {
+        assert!(is_mount_point(std::path::Path::new("/")));
+        assert!(is_mount_point(std::path::Path::new("/proc")));
+        assert!(!is_mount_point(std::path::Path::new("/proc/self")));
+        assert_eq!(unescape("/mnt/a\\040b\\134c"), "/mnt/a b\\c");
+    }
 
     #[test]
     fn the_initial_environment_block_is_what_proc_shows_and_is_writable() {
