@@ -36,10 +36,10 @@
 //! See the README for the semantics table and the engines.
 
 pub use crac_core::{
-    BlockingConnection, BlockingListener, BoxError, Checkpoint, Context, Error, Failure, Failures,
-    Gate, Outcome, Pass, Phase, Plan, PlanEntry, PlanEntryKind, Ranked, Resource, Restore,
-    ScrubbingAlloc, engine, field, global, instance_id, plan, rank_after, register,
-    register_engine, use_engine,
+    BlockingConnection, BlockingListener, BoxError, Checkpoint, Context, DeadlineExceeded, Error,
+    Failure, Failures, Gate, Outcome, Pass, Phase, Plan, PlanEntry, PlanEntryKind, Ranked,
+    Resource, Restore, ScrubbingAlloc, engine, field, global, instance_id, plan, rank_after,
+    register, register_engine, use_engine,
 };
 #[cfg(unix)]
 pub use crac_core::{FdClaim, claim_fd, claimed_fds};

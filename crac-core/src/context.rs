@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::cell::RefCell;
 use std::panic::Location;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
 
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
@@ -31,6 +32,8 @@ use crate::resource::Resource;
 pub struct Context {
     name: Cow<'static, str>,
     registry: Registry,
+    /// The deadline of members' hooks that have none of their own.
+    deadline: Option<Duration>,
     /// The members notified by the last `before_checkpoint`: `after_restore` walks exactly
     /// these back, even if the registry changed in between.
     notified: Mutex<Vec<RankedParticipant>>,
@@ -82,8 +85,24 @@ impl Context {
         Context {
             name,
             registry: Registry::new(),
+            deadline: None,
             notified: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Gives every member whose hooks have no deadline of their own (from
+    /// [`Resource::deadline`], `#[crac(deadline = "...")]`) this one, instead of
+    /// `CRAC_HOOK_DEADLINE`'s. Members of contexts nested in this one follow their own
+    /// context's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let clients = crac::Context::new("clients").with_deadline(Duration::from_secs(2));
+    /// ```
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
     }
 
     /// Adds `resource` to this context, weakly.
@@ -158,7 +177,7 @@ impl Resource for Context {
     fn before_checkpoint(&self, event: &Checkpoint) -> Result<(), BoxError> {
         let _active = self.enter()?;
         let members = self.members();
-        let failures = participant::checkpoint_pass(&members, event);
+        let failures = participant::checkpoint_pass(&members, event, self.deadline);
         *self.notified.lock().unwrap_or_else(PoisonError::into_inner) = members;
         failures.into_result()
     }
@@ -167,7 +186,7 @@ impl Resource for Context {
         let _active = self.enter()?;
         let members =
             std::mem::take(&mut *self.notified.lock().unwrap_or_else(PoisonError::into_inner));
-        participant::restore_pass(&members, event).into_result()
+        participant::restore_pass(&members, event, self.deadline).into_result()
     }
 
     fn name(&self) -> Cow<'_, str> {

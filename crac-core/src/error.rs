@@ -153,6 +153,16 @@ pub enum Error {
         /// Why, and what to do about it.
         reason: BoxError,
     },
+    /// A setting read from the environment is malformed; no hook ran.
+    #[error("checkpoint refused before any hook ran: {variable}={value:?} is invalid: {reason}")]
+    InvalidSetting {
+        /// The variable, e.g. `CRAC_HOOK_DEADLINE`.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it, and what is expected.
+        reason: String,
+    },
     /// `checkpoint_restore` was called from inside a checkpoint hook.
     #[error(
         "checkpoint_restore() called from inside a checkpoint/restore hook; request the \

@@ -11,6 +11,9 @@ pub struct Checkpoint {
     pub generation: u64,
     /// The engine that will take the image (`"criu"`, `"simulate"`, ...).
     pub engine: &'static str,
+    /// `CRAC_HOOK_DEADLINE`, as read when this checkpoint began: nested contexts apply it
+    /// to their members.
+    pub(crate) hook_deadline: Option<Duration>,
 }
 
 /// How the process came out of a checkpoint attempt.
@@ -52,6 +55,8 @@ pub struct Restore {
     /// variables (`CRAC_SECRET_ENV`) are set but not listed, so that a `Restore` the
     /// application keeps holds no secret.
     pub env: Vec<(String, String)>,
+    /// The checkpoint's [`Checkpoint::hook_deadline`].
+    pub(crate) hook_deadline: Option<Duration>,
 }
 
 impl Restore {

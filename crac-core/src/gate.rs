@@ -191,6 +191,7 @@ mod tests {
         Checkpoint {
             generation: 1,
             engine: "test",
+            hook_deadline: None,
         }
     }
 
@@ -203,6 +204,7 @@ mod tests {
             instance_id: 0,
             args: Vec::new(),
             env: Vec::new(),
+            hook_deadline: None,
         }
     }
 

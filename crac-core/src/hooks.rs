@@ -19,6 +19,8 @@ pub struct StaticHook {
     pub rank: u32,
     /// Where the function is written, from [`here`].
     pub location: &'static Location<'static>,
+    /// The macro's `deadline = "..."`.
+    pub deadline: Option<std::time::Duration>,
     /// The wrapped function.
     pub run: HookFn,
 }

@@ -6,6 +6,7 @@
 #[cfg(unix)]
 mod claims;
 mod context;
+mod deadline;
 pub mod engine;
 mod error;
 mod event;
@@ -28,6 +29,7 @@ pub mod tokio;
 #[cfg(unix)]
 pub use claims::{FdClaim, claim_fd, claimed_fds};
 pub use context::{Context, global, register};
+pub use deadline::DeadlineExceeded;
 pub use engine::use_engine;
 pub use error::{BoxError, Error, Failure, Failures, Phase};
 pub use event::{Checkpoint, Outcome, Restore};

@@ -4,8 +4,10 @@
 use std::borrow::Cow;
 use std::panic::Location;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
-use crate::error::{BoxError, Failure, Failures, Phase, catch_panic};
+use crate::deadline;
+use crate::error::{BoxError, Failure, Failures, Phase};
 use crate::event::{Checkpoint, Restore};
 use crate::hooks::{HookFn, StaticHook};
 use crate::ordering::{RegistrationOrder, sort_for_checkpoint};
@@ -57,6 +59,27 @@ impl Participant {
             Participant::Resource(resource) => Arc::as_ptr(resource) as *const () as usize,
             Participant::Group(group) => Arc::as_ptr(group) as *const () as usize,
             Participant::Hook(hook) => *hook as *const StaticHook as usize,
+        }
+    }
+
+    /// Its own deadline. A group has none: its members' deadlines bound it.
+    fn deadline(&self) -> Option<Duration> {
+        match self {
+            Participant::Resource(resource) => resource.deadline(),
+            Participant::Group(_) => None,
+            Participant::Hook(hook) => hook.deadline,
+        }
+    }
+
+    /// Its own deadline, else its context's default for members, else the process's.
+    fn deadline_within(
+        &self,
+        members: Option<Duration>,
+        process: Option<Duration>,
+    ) -> Option<Duration> {
+        match self {
+            Participant::Group(_) => None,
+            _ => self.deadline().or(members).or(process),
         }
     }
 
@@ -141,11 +164,24 @@ pub(crate) fn in_checkpoint_order(
 }
 
 /// Notifies every participant, even after one failed, and returns every failure.
-pub(crate) fn checkpoint_pass(plan: &[RankedParticipant], event: &Checkpoint) -> Failures {
+/// `members` is the deadline of members without one of their own.
+pub(crate) fn checkpoint_pass(
+    plan: &[RankedParticipant],
+    event: &Checkpoint,
+    members: Option<Duration>,
+) -> Failures {
     let mut failures = Failures::default();
     for ranked in plan {
         let p = &ranked.participant;
-        if let Err(error) = catch_panic(|| p.before_checkpoint(event)) {
+        let result = match p.deadline_within(members, event.hook_deadline) {
+            None => deadline::run_inline(p.address(), || p.before_checkpoint(event)),
+            Some(limit) => {
+                let (owned, event) = (p.clone(), event.clone());
+                let run = move || owned.before_checkpoint(&event);
+                deadline::run_within(p.address(), &p.name(), Phase::BeforeCheckpoint, limit, run)
+            }
+        };
+        if let Err(error) = result {
             failures.0.push(Failure {
                 resource: p.name().into_owned(),
                 phase: Phase::BeforeCheckpoint,
@@ -157,11 +193,23 @@ pub(crate) fn checkpoint_pass(plan: &[RankedParticipant], event: &Checkpoint) ->
 }
 
 /// The exact reverse of [`checkpoint_pass`].
-pub(crate) fn restore_pass(plan: &[RankedParticipant], event: &Restore) -> Failures {
+pub(crate) fn restore_pass(
+    plan: &[RankedParticipant],
+    event: &Restore,
+    members: Option<Duration>,
+) -> Failures {
     let mut failures = Failures::default();
     for ranked in plan.iter().rev() {
         let p = &ranked.participant;
-        if let Err(error) = catch_panic(|| p.after_restore(event)) {
+        let result = match p.deadline_within(members, event.hook_deadline) {
+            None => deadline::run_inline(p.address(), || p.after_restore(event)),
+            Some(limit) => {
+                let (owned, event) = (p.clone(), event.clone());
+                let run = move || owned.after_restore(&event);
+                deadline::run_within(p.address(), &p.name(), Phase::AfterRestore, limit, run)
+            }
+        };
+        if let Err(error) = result {
             failures.0.push(Failure {
                 resource: p.name().into_owned(),
                 phase: Phase::AfterRestore,

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use crate::context::global_participants;
+use crate::deadline;
 use crate::engine::{self, Engine, EngineOutcome, Request};
 use crate::error::{Error, Failures, catch_panic};
 use crate::event::{Checkpoint, Outcome, Restore};
@@ -59,10 +60,12 @@ fn prepared() -> Result<Restore, Error> {
         reason,
     })?;
 
+    let hook_deadline = deadline::process_default()?;
     let participants = global_participants();
     let event = Checkpoint {
         generation: CHECKPOINTS.fetch_add(1, Ordering::Relaxed) + 1,
         engine: engine.name(),
+        hook_deadline,
     };
     let _span = tracing::info_span!(
         "crac_checkpoint",
@@ -72,7 +75,7 @@ fn prepared() -> Result<Restore, Error> {
     )
     .entered();
     let phase = Instant::now();
-    let mut failures = participant::checkpoint_pass(&participants, &event);
+    let mut failures = participant::checkpoint_pass(&participants, &event, None);
     tracing::info!(
         phase = "before_checkpoint",
         ms = ms(phase),
@@ -128,9 +131,10 @@ fn prepared() -> Result<Restore, Error> {
         instance_id: instance::current(outcome == Outcome::Restored),
         args,
         env,
+        hook_deadline: event.hook_deadline,
     };
     let phase = Instant::now();
-    let failures = participant::restore_pass(&participants, &restore);
+    let failures = participant::restore_pass(&participants, &restore, None);
     tracing::info!(
         phase = "after_restore",
         ms = ms(phase),
@@ -173,8 +177,9 @@ fn roll_back(participants: &[RankedParticipant], event: &Checkpoint) -> Failures
         instance_id: instance::current(false),
         args: Vec::new(),
         env: Vec::new(),
+        hook_deadline: event.hook_deadline,
     };
-    participant::restore_pass(participants, &restore)
+    participant::restore_pass(participants, &restore, None)
 }
 
 struct Guard {
@@ -183,7 +188,7 @@ struct Guard {
 
 /// Refuses re-entry from a hook, then waits for any checkpoint on another thread.
 fn enter() -> Result<Guard, Error> {
-    if IN_PROTOCOL.get() {
+    if IN_PROTOCOL.get() || deadline::on_hook_thread() {
         return Err(Error::Reentrant);
     }
     let lock = PROTOCOL.lock().unwrap_or_else(PoisonError::into_inner);

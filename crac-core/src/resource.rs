@@ -57,4 +57,14 @@ pub trait Resource: Send + Sync + 'static {
     fn rank(&self) -> u32 {
         0
     }
+
+    /// How long each of its hooks may run before the protocol gives up on it: a
+    /// `before_checkpoint` that overruns refuses the checkpoint, an `after_restore` fails
+    /// the restore (see [`DeadlineExceeded`](crate::DeadlineExceeded)). With a deadline,
+    /// the hooks run on a thread of their own; `None` (the default) runs them on the
+    /// protocol's thread with no limit, unless the context or `CRAC_HOOK_DEADLINE`
+    /// gives one. `#[derive(Checkpointable)]` returns its `#[crac(deadline = "...")]`.
+    fn deadline(&self) -> Option<std::time::Duration> {
+        None
+    }
 }

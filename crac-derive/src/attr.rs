@@ -16,6 +16,8 @@ use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Attribute, Ident, LitStr, Path, Token, Type};
 
+use crate::deadline::{self, Deadline};
+
 /// Every error of one macro invocation, reported together.
 #[derive(Default)]
 pub(crate) struct Errors(Option<syn::Error>);
@@ -61,7 +63,13 @@ pub(crate) enum Site {
 impl Site {
     fn keys(self) -> &'static [&'static str] {
         match self {
-            Site::Struct => &["name", "depends_on", "before_checkpoint", "after_restore"],
+            Site::Struct => &[
+                "name",
+                "depends_on",
+                "before_checkpoint",
+                "after_restore",
+                "deadline",
+            ],
             Site::Field => &[
                 "resource",
                 "skip",
@@ -72,7 +80,7 @@ impl Site {
                 "restore_env",
                 "reopen",
             ],
-            Site::HookFn => &["depends_on", "name"],
+            Site::HookFn => &["depends_on", "name", "deadline"],
         }
     }
 
@@ -89,6 +97,7 @@ impl Site {
 fn usage(key: &str) -> &'static str {
     match key {
         "name" => "`name = \"...\"`",
+        "deadline" => "`deadline = \"500ms\"` (`ms`, `s` or `m`)",
         "depends_on" => "`depends_on(Type, hook_fn, ...)`",
         "before_checkpoint" => "`before_checkpoint = Self::method`",
         "after_restore" => "`after_restore = Self::method`",
@@ -120,6 +129,8 @@ impl Opt {
 pub(crate) enum Value {
     /// `name = "..."`
     Name(LitStr),
+    /// `deadline = "2s"`
+    Deadline(Deadline),
     /// `depends_on(A, b, c::D)`
     DependsOn(Vec<Type>),
     /// `before_checkpoint`, `after_restore`, `with`, `reload`: `key = path`
@@ -235,6 +246,13 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
         }
         "restore_env" => restore_env(meta)?,
         "reopen" => reopen(meta)?,
+        "deadline" => {
+            equals(meta, key)?;
+            let lit = input.parse::<LitStr>().map_err(|e| {
+                syn::Error::new(e.span(), format!("expected a string: {}", usage(key)))
+            })?;
+            Value::Deadline(deadline::parse(lit)?)
+        }
         "name" => {
             equals(meta, key)?;
             let lit = input.parse::<LitStr>().map_err(|e| {

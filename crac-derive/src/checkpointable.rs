@@ -26,6 +26,7 @@
 //!             __crac_steps.finish()
 //!         }
 //!         fn rank(&self) -> u32 { <Self as Ranked>::RANK }
+//!         // with `#[crac(deadline = "2s")]`: fn deadline(&self) -> Option<Duration> { Some(..) }
 //!     }
 //! };
 //! ```
@@ -42,6 +43,7 @@ use syn::{Data, DeriveInput, GenericParam, Generics, Ident, LitStr, Member, Path
 
 use crate::attr::{self, Errors, Opt, Site, Value};
 use crate::call::{self, span_range};
+use crate::deadline::{self, Deadline};
 use crate::rank;
 
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
@@ -68,6 +70,7 @@ struct TypeOpts {
     depends_on: Option<Vec<Type>>,
     before_checkpoint: Option<Path>,
     after_restore: Option<Path>,
+    deadline: Option<Deadline>,
 }
 
 /// What one field's options ask for.
@@ -173,6 +176,9 @@ fn type_opts(opts: &[Opt], errors: &mut Errors) -> TypeOpts {
             }
             ("after_restore", Value::Path(path)) => {
                 attr::set_once(&mut out.after_restore, path.clone(), opt, errors);
+            }
+            ("deadline", Value::Deadline(limit)) => {
+                attr::set_once(&mut out.deadline, limit.clone(), opt, errors);
             }
             _ => unreachable!("attr only accepts struct keys with their value kind"),
         }
@@ -323,6 +329,14 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
             }
         }
     });
+    let deadline = model.opts.deadline.as_ref().map(|limit| {
+        let limit = deadline::option_expr(Some(limit));
+        quote! {
+            fn deadline(&self) -> ::core::option::Option<::core::time::Duration> {
+                #limit
+            }
+        }
+    });
     let bounded = with_resource_bounds(ident, &input.generics);
     let (resource_generics, _, resource_where) = bounded.split_for_impl();
     // Spanned at the type's name: cycle errors then read "RANK of <impl at (the name)>".
@@ -348,6 +362,7 @@ fn expand(input: &DeriveInput, model: &Model) -> TokenStream {
                 #after
             }
             #name
+            #deadline
             fn rank(&self) -> ::core::primitive::u32 {
                 <Self as ::crac::__private::Ranked>::RANK
             }

@@ -13,6 +13,7 @@
 //!         path: concat!(module_path!(), "::", "flush"),
 //!         rank: <flush as Ranked>::RANK,
 //!         location: here(),                                // spanned at `flush`: its file:line
+//!         deadline: None,                                  // or Some(from_millis(..)) for `deadline = "..."`
 //!         run: HookFn::BeforeCheckpoint(|__crac_event| {
 //!             let __crac_hook: fn(&Checkpoint) -> _ = flush;
 //!             HookResult::into_hook_result(__crac_hook(__crac_event))
@@ -31,6 +32,7 @@ use syn::{FnArg, Ident, Item, LitStr, ReturnType, Safety, Signature, Type};
 
 use crate::attr::{self, Errors, Value};
 use crate::call::{self, span_range};
+use crate::deadline::{self, Deadline};
 use crate::rank;
 
 #[derive(Clone, Copy)]
@@ -62,7 +64,7 @@ impl HookKind {
 
 pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> TokenStream {
     let mut errors = Errors::default();
-    let (name, deps) = options(args, &mut errors);
+    let (name, deps, deadline) = options(args, &mut errors);
     let func = match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(func)) => func,
         Ok(other) => {
@@ -118,6 +120,7 @@ pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> To
         };
         // `#[track_caller]` reports the call's span: the function's file and line.
         let location = quote_spanned!(fname.span()=> ::crac::__private::here());
+        let deadline = deadline::option_expr(deadline.as_ref());
         let run = match &sig.asyncness {
             Some(token) => async_run_closure(fname, arg, token.span),
             None => run_closure(fname, arg, &sig.output, kind),
@@ -137,6 +140,7 @@ pub(crate) fn expand(kind: HookKind, args: TokenStream, item: TokenStream) -> To
                     path: #path,
                     rank: <#fname as ::crac::__private::Ranked>::RANK,
                     location: #location,
+                    deadline: #deadline,
                     run: ::crac::__private::HookFn::#variant(#run),
                 }
             }
@@ -205,16 +209,22 @@ fn async_run_closure(fname: &Ident, arg: Option<&Type>, at: Span) -> TokenStream
     quote!(|#param| #run)
 }
 
-fn options(args: TokenStream, errors: &mut Errors) -> (Option<LitStr>, Vec<Type>) {
-    let (mut name, mut deps) = (None, None);
+fn options(
+    args: TokenStream,
+    errors: &mut Errors,
+) -> (Option<LitStr>, Vec<Type>, Option<Deadline>) {
+    let (mut name, mut deps, mut deadline) = (None, None, None);
     for opt in attr::parse_args(args, errors) {
         match &opt.value {
             Value::Name(lit) => attr::set_once(&mut name, lit.clone(), &opt, errors),
             Value::DependsOn(types) => attr::set_once(&mut deps, types.clone(), &opt, errors),
-            _ => unreachable!("attr only accepts `name` and `depends_on` on hook functions"),
+            Value::Deadline(limit) => attr::set_once(&mut deadline, limit.clone(), &opt, errors),
+            _ => unreachable!(
+                "attr only accepts `name`, `depends_on` and `deadline` on hook functions"
+            ),
         }
     }
-    (name, deps.unwrap_or_default())
+    (name, deps.unwrap_or_default(), deadline)
 }
 
 /// Reports every unsupported part of the signature. Returns the event argument's type,

@@ -10,6 +10,7 @@ use proc_macro::TokenStream;
 mod attr;
 mod call;
 mod checkpointable;
+mod deadline;
 mod hook_fn;
 mod rank;
 
@@ -65,6 +66,10 @@ mod rank;
 ///   logic, called as `path(self, event)`: usually `Self::method` with
 ///   `fn method(&self, event: &Checkpoint)` (or `&Restore`), returning `()` or
 ///   `Result<(), E>` where `E: Into<crac::BoxError>`.
+/// - `#[crac(deadline = "2s")]`: each of the type's hooks (its own logic and its fields'
+///   steps together) may run that long, on a thread of its own: a whole number of `ms`,
+///   `s` or `m`. An overrun refuses the checkpoint or fails the restore; the hook keeps
+///   running and its result is ignored (see `crac::DeadlineExceeded`).
 ///
 /// # Field attributes
 ///
@@ -163,13 +168,15 @@ pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
 /// `const`, `unsafe`, `extern` or generic. It is registered at link time: no call is
 /// needed, and it takes part in every checkpoint of the program.
 ///
-/// Arguments, both optional:
+/// Arguments, all optional:
 ///
 /// - `depends_on(A, b_hook, path::C)`: `Checkpointable` types or other hook functions this
 ///   function uses; it runs before them at checkpoint. Cycles are compile errors.
 /// - `name = "..."`: the name in plans and errors; defaults to the function's full path
 ///   (`my_crate::module::function`). It changes nothing else: among participants of
 ///   equal rank, hook functions are still ordered by their full path.
+/// - `deadline = "500ms"`: how long it may run (`ms`, `s` or `m`), on a thread of its
+///   own; an overrun refuses the checkpoint (see `crac::DeadlineExceeded`).
 ///
 /// The function can itself be named in `depends_on(...)`: next to it, the macro
 /// declares a hidden type of the same name (types and functions live in different
@@ -213,7 +220,8 @@ pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// The function takes no argument or `&crac::Restore`, and returns `()` or
 /// `Result<(), E>` where `E: Into<crac::BoxError>`. Arguments and restrictions are those
-/// of [`macro@before_checkpoint`]: `depends_on(...)` and `name = "..."`. A function
+/// of [`macro@before_checkpoint`]: `depends_on(...)`, `name = "..."` and
+/// `deadline = "..."` (an overrun fails the restore; the process runs on). A function
 /// runs after its dependencies at restore (`warm_up` after `reconnect` above).
 ///
 /// Like [`macro@before_checkpoint`], it declares a hidden type named like the function,

@@ -16,6 +16,8 @@ use crate::harness::{
 
 tests![
     a_failing_hook_means_no_image_and_the_process_continues_rolled_back,
+    a_hook_overrunning_its_deadline_at_checkpoint_means_no_image_and_a_rolled_back_process,
+    a_hook_overrunning_its_deadline_after_restore_fails_the_restore_and_the_copy_runs_on,
     an_unclaimed_open_file_is_refused_by_name,
     an_established_tcp_connection_is_refused_before_criu_sees_it,
     when_criu_fails_the_process_continues_and_the_error_carries_criu_reason,
@@ -54,6 +56,67 @@ fn a_failing_hook_means_no_image_and_the_process_continues_rolled_back() {
         0,
         "no staging leftovers"
     );
+}
+
+fn a_hook_overrunning_its_deadline_at_checkpoint_means_no_image_and_a_rolled_back_process() {
+    let (dir, image) = setup("deadline-checkpoint");
+    let out = Run::new("deadline-checkpoint", &image).output();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains(
+            "deadline error checkpoint refused, no image taken, resources rolled back; 1 failure:\n  \
+             - `stalls` failed in before_checkpoint: did not finish within its deadline of 300ms"
+        ),
+        "{stdout}"
+    );
+    // Its rollback waited for the late hook; everyone else rolled back too.
+    let l = lines(&stdout);
+    let at = |line: &str| {
+        l.iter()
+            .position(|l| *l == line)
+            .unwrap_or_else(|| panic!("no {line:?}: {stdout}"))
+    };
+    assert!(
+        at("hook stalls before_checkpoint returns late")
+            < at("hook stalls after_restore RolledBack")
+    );
+    assert!(at("hook server after_restore RolledBack") > at("hook server before_checkpoint"));
+    assert!(
+        l.last().unwrap().starts_with("still running checksum"),
+        "{stdout}"
+    );
+    assert!(!image.exists(), "no image");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        0,
+        "no staging leftovers"
+    );
+}
+
+fn a_hook_overrunning_its_deadline_after_restore_fails_the_restore_and_the_copy_runs_on() {
+    let (_, image) = setup("deadline-restore");
+    let original = Run::new("deadline-restore", &image).output();
+    assert!(killed_by_sigkill(original.status), "{original:?}");
+    let restored = restore(&image);
+    assert_eq!(
+        restored.status.code(),
+        Some(7),
+        "the copy runs on: {restored:?}"
+    );
+    let stdout = text(&restored.stdout);
+    assert!(
+        stdout.contains(
+            "deadline error after restore, 1 failure:\n  - `stalls` failed in after_restore: \
+             did not finish within its deadline of 300ms"
+        ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hook stalls after_restore returns late"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("still running checksum"), "{stdout}");
 }
 
 fn an_unclaimed_open_file_is_refused_by_name() {

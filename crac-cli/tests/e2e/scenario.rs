@@ -179,6 +179,36 @@ fn say(line: &str) {
 
 /// Runs `scenario`: warms the index, then checkpoints as the scenario says, printing
 /// what it observes; always ends the process.
+/// A hook that overruns its 300 ms deadline: at checkpoint (`deadline-checkpoint`), or
+/// after a real restore (`deadline-restore`).
+#[derive(Checkpointable)]
+#[crac(name = "stalls", deadline = "300ms", before_checkpoint = Self::close, after_restore = Self::open)]
+struct Stalls {
+    at_checkpoint: bool,
+}
+
+impl Stalls {
+    const STALL: Duration = Duration::from_millis(500);
+
+    fn close(&self, _: &Checkpoint) {
+        say("hook stalls before_checkpoint");
+        if self.at_checkpoint {
+            std::thread::sleep(Self::STALL);
+            say("hook stalls before_checkpoint returns late");
+        }
+    }
+    fn open(&self, restore: &Restore) {
+        say(&format!(
+            "hook stalls after_restore {:?}",
+            restore.outcome()
+        ));
+        if restore.is_restored() {
+            std::thread::sleep(Self::STALL);
+            say("hook stalls after_restore returns late");
+        }
+    }
+}
+
 pub(crate) fn run(scenario: &str) -> ! {
     let index = Arc::new(Index {
         entries: Mutex::new(
@@ -271,6 +301,20 @@ pub(crate) fn run(scenario: &str) -> ! {
     }
     if scenario == "secrets" {
         secrets();
+    }
+    if let Some(phase) = scenario.strip_prefix("deadline-") {
+        let stalls = Arc::new(Stalls {
+            at_checkpoint: phase == "checkpoint",
+        });
+        crac::register(&stalls);
+        match crac::checkpoint_restore() {
+            Ok(restore) => say(&format!("deadline {:?}", restore.outcome())),
+            Err(e) => say(&format!("deadline error {e}")),
+        }
+        // The late hook prints when it ends.
+        std::thread::sleep(Duration::from_secs(1));
+        say(&format!("still running checksum {}", index.checksum()));
+        std::process::exit(7);
     }
     if scenario == "restore-env" {
         let listen = Arc::new(Listen {
