@@ -1,32 +1,133 @@
-//! Cold start versus restore, side by side in one run, for `examples/search_service.rs`.
+//! Every way to get `examples/search_service.rs` answering, side by side in one run, at
+//! several corpus sizes: (a) a cold start, (b) a full restore (`crac restore`), (c) a
+//! lazy restore (`crac restore --lazy`), (d) loading the index saved with serde +
+//! bincode, (e) mapping an rkyv archive of it and querying it in place.
 //!
-//! `restore_bench SERVICE CRAC IMAGE_DIR [RESTORES]` — `scripts/bench.sh` builds both
-//! in release mode and runs this. Needs root and CRIU. Prints a Markdown table.
+//! `restore_bench SERVICE CRAC WORK_DIR OUT_DIR RUNS DOCS...` — `scripts/bench.sh` builds
+//! both in release mode and runs this. Needs root and CRIU. For each corpus size (in
+//! documents) it measures each way RUNS times, interleaved, to the first answer and to
+//! the answer of `checksum` (a walk of the whole index, which a lazy restore can only
+//! answer once every page is in), asserting that every answer and checksum equals the
+//! cold start's; then eight concurrent copies of (b)–(e), and the checkpoint. Prints a
+//! Markdown table and a headline, and writes `OUT_DIR/results.md` and
+//! `OUT_DIR/latency.tsv` (the plot's data).
 //!
 //! The service is checkpointed in a private PID namespace (as `crac run` does), so its
-//! image can also be restored as 8 concurrent copies, each told its own port at restore
+//! image can also be restored as concurrent copies, each told its own port at restore
 //! time.
 
+use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// Where a single copy listens.
 const ADDR: &str = "127.0.0.1:17878";
+/// How many copies start at once, and the first of their ports.
 const COPIES: usize = 8;
+const FIRST_COPY_PORT: u16 = 17900;
+/// The query whose answer counts as "the first answer".
+const QUERY: &str = "search ka";
+/// Longest wait for a cold start to answer (a gigabyte corpus on a busy machine).
+const COLD_DEADLINE: Duration = Duration::from_secs(900);
 
-/// Sends one query to `ADDR`, retrying until the service answers; returns the answer.
-fn first_answer(deadline: Duration) -> String {
-    first_answer_at(ADDR, deadline)
+/// The ways to get the service answering.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Way {
+    Cold,
+    Full,
+    Lazy,
+    Bincode,
+    Rkyv,
 }
 
-fn first_answer_at(addr: &str, deadline: Duration) -> String {
+impl Way {
+    const ALL: [Way; 5] = [Way::Cold, Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv];
+
+    fn label(self) -> &'static str {
+        match self {
+            Way::Cold => "(a) cold start",
+            Way::Full => "(b) full restore (`crac restore`)",
+            Way::Lazy => "(c) lazy restore (`crac restore --lazy`)",
+            Way::Bincode => "(d) serde + bincode load",
+            Way::Rkyv => "(e) rkyv archive, mapped (zero-copy)",
+        }
+    }
+
+    fn short(self) -> &'static str {
+        match self {
+            Way::Cold => "cold start",
+            Way::Full => "full restore",
+            Way::Lazy => "lazy restore",
+            Way::Bincode => "bincode load",
+            Way::Rkyv => "rkyv mmap",
+        }
+    }
+}
+
+/// The programs and files of one corpus size.
+struct Setup {
+    service: PathBuf,
+    crac: PathBuf,
+    docs: u32,
+    image: PathBuf,
+    bincode: PathBuf,
+    rkyv: PathBuf,
+}
+
+impl Setup {
+    /// The command that starts the service the `way` way, listening on `addr`.
+    fn command(&self, way: Way, addr: &str) -> Command {
+        let mut cmd;
+        match way {
+            Way::Cold => {
+                cmd = Command::new(&self.service);
+                cmd.arg(addr).env("SEARCH_DOCS", self.docs.to_string());
+            }
+            Way::Full | Way::Lazy => {
+                cmd = Command::new(&self.crac);
+                cmd.arg("restore");
+                if way == Way::Lazy {
+                    cmd.arg("--lazy");
+                }
+                cmd.arg(&self.image)
+                    .arg("--env")
+                    .arg(format!("SEARCH_ADDR={addr}"));
+            }
+            Way::Bincode => {
+                cmd = Command::new(&self.service);
+                cmd.arg(addr).arg("--load-bincode").arg(&self.bincode);
+            }
+            Way::Rkyv => {
+                cmd = Command::new(&self.service);
+                cmd.arg(addr).arg("--load-rkyv").arg(&self.rkyv);
+            }
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+}
+
+/// What every copy must answer: the cold build's answers.
+struct Expected {
+    answer: String,
+    checksum: String,
+}
+
+/// Sends `command` to `addr` once the service listens (retrying until `deadline`
+/// passes) and returns the answer line.
+fn ask(addr: &str, command: &str, deadline: Duration) -> String {
     let start = Instant::now();
     loop {
         let mut line = String::new();
         if let Ok(mut stream) = TcpStream::connect(addr)
-            && stream.write_all(b"search ka\n").is_ok()
+            && stream.write_all(format!("{command}\n").as_bytes()).is_ok()
             && BufReader::new(&stream).read_line(&mut line).is_ok()
             && !line.is_empty()
         {
@@ -40,15 +141,390 @@ fn first_answer_at(addr: &str, deadline: Duration) -> String {
     }
 }
 
-fn quit(child: Child) -> std::process::ExitStatus {
-    quit_at(ADDR, child)
+/// A started service (or `crac restore`), killed if the benchmark fails before it is
+/// told to quit: a failed run leaves no copy holding a port. Killing `crac restore`
+/// takes its copy down with it.
+struct Started(Child);
+
+impl Started {
+    fn spawn(mut cmd: Command) -> Started {
+        Started(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
+        )
+    }
 }
 
-fn quit_at(addr: &str, mut child: Child) -> std::process::ExitStatus {
+impl Drop for Started {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Tells the service to quit and checks that it (and `crac restore`) exit cleanly.
+fn quit(addr: &str, mut started: Started) {
     if let Ok(mut stream) = TcpStream::connect(addr) {
         let _ = stream.write_all(b"quit\n");
     }
-    child.wait().unwrap()
+    let status = started.0.wait().unwrap();
+    assert!(
+        status.success(),
+        "the service at {addr} ended with {status}"
+    );
+}
+
+/// One start: the time to the first answer, and to the checksum's.
+#[derive(Clone, Copy)]
+struct Timing {
+    first: Duration,
+    checksum: Duration,
+}
+
+/// Starts the service one way, asks the query and the checksum, checks both, stops it.
+fn run_once(setup: &Setup, way: Way, expected: &Expected) -> Timing {
+    let deadline = if way == Way::Cold {
+        COLD_DEADLINE
+    } else {
+        Duration::from_secs(120)
+    };
+    let start = Instant::now();
+    let child = Started::spawn(setup.command(way, ADDR));
+    let answer = ask(ADDR, QUERY, deadline);
+    let first = start.elapsed();
+    let checksum = ask(ADDR, "checksum", deadline);
+    let checksum_at = start.elapsed();
+    quit(ADDR, child);
+    assert_eq!(
+        answer,
+        expected.answer,
+        "{} answers like the cold build",
+        way.short()
+    );
+    assert_eq!(
+        checksum,
+        expected.checksum,
+        "{} holds the cold build's index",
+        way.short()
+    );
+    Timing {
+        first,
+        checksum: checksum_at,
+    }
+}
+
+/// Eight copies at once: when the last answered, when the last checksum came, and the
+/// memory they hold together then.
+struct Copies {
+    all_answered: Duration,
+    all_checksums: Duration,
+    pss_bytes: u64,
+}
+
+fn copies(setup: &Setup, way: Way, expected: &Arc<Expected>) -> Copies {
+    let barrier = Arc::new(Barrier::new(COPIES));
+    let start = Instant::now();
+    let children: Vec<(String, Started)> = (0..COPIES)
+        .map(|i| {
+            let addr = format!("127.0.0.1:{}", FIRST_COPY_PORT + i as u16);
+            let child = Started::spawn(setup.command(way, &addr));
+            (addr, child)
+        })
+        .collect();
+    // each copy is asked from a thread of its own; the checksums start only once all
+    // have answered, so that they do not slow the copies still starting
+    let askers: Vec<_> = children
+        .iter()
+        .map(|(addr, _)| {
+            let (addr, barrier, expected) = (addr.clone(), barrier.clone(), expected.clone());
+            std::thread::spawn(move || {
+                let answer = ask(&addr, QUERY, Duration::from_secs(300));
+                let first = start.elapsed();
+                barrier.wait();
+                let checksum = ask(&addr, "checksum", Duration::from_secs(300));
+                let checksum_at = start.elapsed();
+                assert_eq!(answer, expected.answer, "copy at {addr}");
+                assert_eq!(checksum, expected.checksum, "copy at {addr}");
+                (first, checksum_at)
+            })
+        })
+        .collect();
+    let timings: Vec<(Duration, Duration)> =
+        askers.into_iter().map(|t| t.join().unwrap()).collect();
+    let pss_bytes = children
+        .iter()
+        .map(|(_, child)| {
+            let pids = service_processes(child.0.id(), &setup.service);
+            assert_eq!(pids.len(), 1, "one service process under {}", child.0.id());
+            pss(pids[0])
+        })
+        .sum();
+    for (addr, child) in children {
+        quit(&addr, child);
+    }
+    Copies {
+        all_answered: timings.iter().map(|t| t.0).max().unwrap(),
+        all_checksums: timings.iter().map(|t| t.1).max().unwrap(),
+        pss_bytes,
+    }
+}
+
+/// The processes running `service` at or below `root` in the process tree: the
+/// restored copy under `crac restore` (and its namespace's init), or `root` itself.
+fn service_processes(root: u32, service: &Path) -> Vec<u32> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        // the parent is the second field after the command name, which may hold spaces
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(ppid) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok())
+        else {
+            continue;
+        };
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut found = Vec::new();
+    let mut todo = vec![root];
+    while let Some(pid) = todo.pop() {
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == service) {
+            found.push(pid);
+        }
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    found
+}
+
+/// The process's proportional share of the memory it maps (`Pss:` in smaps_rollup).
+fn pss(pid: u32) -> u64 {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let kb: u64 = rollup
+        .lines()
+        .find_map(|l| l.strip_prefix("Pss:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Pss in /proc/{pid}/smaps_rollup"));
+    kb * 1024
+}
+
+/// What CRIU recorded about the dump in the image's `stats-dump`, in microseconds.
+#[derive(Default)]
+struct DumpStats {
+    freezing_us: u64,
+    frozen_us: u64,
+    memdump_us: u64,
+    memwrite_us: u64,
+}
+
+/// Reads CRIU's `stats-dump`: an image header (two magic words), the entry's length,
+/// then a protobuf `stats_entry` whose field 1 is the `dump_stats_entry`. CRIU writes
+/// it after the process is gone, so it is waited for.
+fn dump_stats(image: &Path) -> DumpStats {
+    let path = image.join("stats-dump");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let bytes = loop {
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() > 12 => break bytes,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            _ => panic!("CRIU wrote no {}", path.display()),
+        }
+    };
+    let len = u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize;
+    let entry = protobuf_fields(&bytes[12..12 + len]);
+    let Some(Field::Bytes(dump)) = entry.get(&1) else {
+        panic!("no dump statistics in {}", path.display());
+    };
+    let fields = protobuf_fields(dump);
+    let number = |n| match fields.get(&n) {
+        Some(Field::Number(v)) => *v,
+        _ => panic!("no field {n} in {}", path.display()),
+    };
+    DumpStats {
+        freezing_us: number(1),
+        frozen_us: number(2),
+        memdump_us: number(3),
+        memwrite_us: number(4),
+    }
+}
+
+enum Field<'a> {
+    Number(u64),
+    Bytes(&'a [u8]),
+}
+
+/// The varint and length-delimited fields of one protobuf message, by number.
+fn protobuf_fields(mut bytes: &[u8]) -> HashMap<u64, Field<'_>> {
+    fn varint(bytes: &mut &[u8]) -> u64 {
+        let mut value = 0;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = bytes.split_first().expect("a truncated varint");
+            *bytes = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                break;
+            }
+        }
+        value
+    }
+    let mut fields = HashMap::new();
+    while !bytes.is_empty() {
+        let key = varint(&mut bytes);
+        let field = match key & 7 {
+            0 => Field::Number(varint(&mut bytes)),
+            2 => {
+                let len = varint(&mut bytes) as usize;
+                let (value, rest) = bytes.split_at(len);
+                bytes = rest;
+                Field::Bytes(value)
+            }
+            wire => panic!("unexpected protobuf wire type {wire}"),
+        };
+        fields.insert(key >> 3, field);
+    }
+    fields
+}
+
+/// The checkpoint: its time split into phases, and what the image holds.
+struct Checkpointed {
+    total: Duration,
+    /// From `checkpoint_restore()` to the end of the last `before_checkpoint` hook.
+    hooks: Duration,
+    stats: DumpStats,
+    live_heap: u64,
+    malloc_in_use: u64,
+    resident: u64,
+    image_bytes: u64,
+}
+
+fn checkpoint(setup: &Setup) -> Checkpointed {
+    let _ = std::fs::remove_dir_all(&setup.image);
+    // As `crac run` does: the service is PID 2 of its own PID namespace, under
+    // `crac __init`, so that its image restores as many concurrent copies.
+    let checkpointed = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+        .arg(&setup.crac)
+        .arg("__init")
+        .arg("--")
+        .arg(&setup.service)
+        .arg(ADDR)
+        .env("CRAC_CHECKPOINT_TO", &setup.image)
+        .env("SEARCH_DOCS", setup.docs.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    // the image is published before CRIU kills the process: it is complete now
+    let ended_ns = now_ns();
+    let log = String::from_utf8_lossy(&checkpointed.stderr);
+    let value = |key: &str| -> u128 {
+        log.lines()
+            .find_map(|l| l.strip_prefix(&format!("search_service: {key} ")))
+            .unwrap_or_else(|| panic!("the service did not checkpoint:\n{log}"))
+            .parse()
+            .unwrap()
+    };
+    let started_ns = value("checkpoint-start-ns");
+    let manifest =
+        std::fs::read_to_string(setup.image.join("crac-manifest")).expect("an image was written");
+    let resident = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("resident-bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let stats = dump_stats(&setup.image);
+    Checkpointed {
+        total: Duration::from_nanos((ended_ns - started_ns) as u64),
+        hooks: Duration::from_nanos((value("hooks-done-ns") - started_ns) as u64),
+        stats,
+        live_heap: value("live-heap-bytes") as u64,
+        malloc_in_use: value("malloc-in-use-bytes") as u64,
+        resident,
+        image_bytes: dir_bytes(&setup.image),
+    }
+}
+
+/// Builds the index cold once, saving it for (d) and (e), and records what every other
+/// start must answer.
+fn prepare(setup: &Setup) -> Expected {
+    let mut cmd = setup.command(Way::Cold, ADDR);
+    cmd.arg("--save-bincode")
+        .arg(&setup.bincode)
+        .arg("--save-rkyv")
+        .arg(&setup.rkyv);
+    let child = Started::spawn(cmd);
+    let answer = ask(ADDR, QUERY, COLD_DEADLINE);
+    let checksum = ask(ADDR, "checksum", COLD_DEADLINE);
+    quit(ADDR, child);
+    assert!(checksum.starts_with("checksum "), "{checksum}");
+    Expected { answer, checksum }
+}
+
+/// All figures of one corpus size.
+struct SizeResult {
+    docs: u32,
+    checkpoint: Checkpointed,
+    bincode_bytes: u64,
+    rkyv_bytes: u64,
+    runs: HashMap<Way, Vec<Timing>>,
+    copies: HashMap<Way, Copies>,
+}
+
+fn bench_size(service: &Path, crac: &Path, work: &Path, docs: u32, runs: usize) -> SizeResult {
+    let setup = Setup {
+        service: service.to_path_buf(),
+        crac: crac.to_path_buf(),
+        docs,
+        image: work.join(format!("image-{docs}")),
+        bincode: work.join(format!("index-{docs}.bincode")),
+        rkyv: work.join(format!("index-{docs}.rkyv")),
+    };
+    eprintln!("== {docs} documents: cold build, saving bincode and rkyv files...");
+    let expected = Arc::new(prepare(&setup));
+    eprintln!("   warm up and checkpoint...");
+    let checkpoint = checkpoint(&setup);
+    let mut timings: HashMap<Way, Vec<Timing>> = HashMap::new();
+    // interleaved, so that a slow spell of the machine weighs on every way alike
+    for run in 1..=runs {
+        eprintln!("   run {run}/{runs}: each way to the first answer and the checksum...");
+        for way in Way::ALL {
+            timings
+                .entry(way)
+                .or_default()
+                .push(run_once(&setup, way, &expected));
+        }
+    }
+    let mut all_copies = HashMap::new();
+    for way in [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv] {
+        eprintln!("   {COPIES} concurrent copies, {}...", way.short());
+        all_copies.insert(way, copies(&setup, way, &expected));
+    }
+    let result = SizeResult {
+        docs,
+        checkpoint,
+        bincode_bytes: std::fs::metadata(&setup.bincode).unwrap().len(),
+        rkyv_bytes: std::fs::metadata(&setup.rkyv).unwrap().len(),
+        runs: timings,
+        copies: all_copies,
+    };
+    let _ = std::fs::remove_dir_all(&setup.image);
+    let _ = std::fs::remove_file(&setup.bincode);
+    let _ = std::fs::remove_file(&setup.rkyv);
+    result
+}
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -59,155 +535,234 @@ fn dir_bytes(dir: &Path) -> u64 {
 }
 
 fn mb(bytes: u64) -> String {
-    format!("{:.0} MB", bytes as f64 / (1 << 20) as f64)
+    let mb = bytes as f64 / (1 << 20) as f64;
+    if mb >= 1024.0 {
+        format!("{:.2} GB", mb / 1024.0)
+    } else {
+        format!("{mb:.0} MB")
+    }
 }
 
 fn ms(d: Duration) -> String {
-    format!("{:.0} ms", d.as_secs_f64() * 1000.0)
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1} ms")
+    } else if ms < 10_000.0 {
+        format!("{ms:.0} ms")
+    } else {
+        format!("{:.1} s", ms / 1000.0)
+    }
+}
+
+fn us(micros: u64) -> String {
+    ms(Duration::from_micros(micros))
+}
+
+/// Median (the mean of the middle two for an even count), min and max.
+fn spread(mut values: Vec<Duration>) -> (Duration, Duration, Duration) {
+    values.sort();
+    let n = values.len();
+    let median = (values[(n - 1) / 2] + values[n / 2]) / 2;
+    (median, values[0], values[n - 1])
+}
+
+fn cell(values: Vec<Duration>) -> String {
+    let (median, min, max) = spread(values);
+    format!("{} ({}–{})", ms(median), ms(min), ms(max))
+}
+
+fn first_answers(result: &SizeResult, way: Way) -> Vec<Duration> {
+    result.runs[&way].iter().map(|t| t.first).collect()
+}
+
+/// The Markdown table: one column per corpus size.
+fn table(results: &[SizeResult], runs: usize) -> String {
+    let mut out = String::new();
+    let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
+        let cells: Vec<String> = results.iter().map(cells).collect();
+        writeln!(out, "| {label} | {} |", cells.join(" | ")).unwrap();
+    };
+    row("documents indexed", &|r| r.docs.to_string());
+    row("live heap: allocated / held by malloc", &|r| {
+        format!(
+            "{} / {}",
+            mb(r.checkpoint.live_heap),
+            mb(r.checkpoint.malloc_in_use)
+        )
+    });
+    row("resident at dump / image on disk ÷ malloc's heap", &|r| {
+        format!(
+            "{} / {:.2}×",
+            mb(r.checkpoint.resident),
+            r.checkpoint.image_bytes as f64 / r.checkpoint.malloc_in_use as f64
+        )
+    });
+    row("bincode file / rkyv file", &|r| {
+        format!("{} / {}", mb(r.bincode_bytes), mb(r.rkyv_bytes))
+    });
+    row(
+        &format!("**start → first answer** (median of {runs}, min–max)"),
+        &|_| String::new(),
+    );
+    for way in Way::ALL {
+        row(way.label(), &|r| cell(first_answers(r, way)));
+    }
+    row(
+        "**start → checksum answered** (the whole index read)",
+        &|_| String::new(),
+    );
+    for way in Way::ALL {
+        row(way.label(), &|r| {
+            cell(r.runs[&way].iter().map(|t| t.checksum).collect())
+        });
+    }
+    row(
+        &format!(
+            "**{COPIES} concurrent copies**: all answered (× one's median) · all checksums · total PSS"
+        ),
+        &|_| String::new(),
+    );
+    for way in [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv] {
+        row(way.label(), &|r| {
+            let c = &r.copies[&way];
+            let (one, _, _) = spread(first_answers(r, way));
+            format!(
+                "{} ({:.1}×) · {} · {}",
+                ms(c.all_answered),
+                c.all_answered.as_secs_f64() / one.as_secs_f64(),
+                ms(c.all_checksums),
+                mb(c.pss_bytes)
+            )
+        });
+    }
+    row(
+        "**checkpoint** (hooks + dump + publish, until the process is gone)",
+        &|r| {
+            let gb = r.checkpoint.image_bytes as f64 / (1u64 << 30) as f64;
+            format!(
+                "**{}** ({:.2} s per GB)",
+                ms(r.checkpoint.total),
+                r.checkpoint.total.as_secs_f64() / gb
+            )
+        },
+    );
+    row("coordination and hooks", &|r| ms(r.checkpoint.hooks));
+    row("CRIU freezing the process", &|r| {
+        us(r.checkpoint.stats.freezing_us)
+    });
+    row(
+        "CRIU with the process frozen: memory dump · memory write · the rest (incl. publishing: digests, fsync)",
+        &|r| {
+            let s = &r.checkpoint.stats;
+            format!(
+                "{}: {} · {} · {}",
+                us(s.frozen_us),
+                us(s.memdump_us),
+                us(s.memwrite_us),
+                us(s.frozen_us.saturating_sub(s.memdump_us + s.memwrite_us))
+            )
+        },
+    );
+    row(
+        "before and after CRIU (fd check, dump helper, CRIU start, exit)",
+        &|r| {
+            let c = &r.checkpoint;
+            let criu = Duration::from_micros(c.stats.freezing_us + c.stats.frozen_us);
+            ms(c.total.saturating_sub(c.hooks + criu))
+        },
+    );
+    let header: Vec<String> = results
+        .iter()
+        .map(|r| format!("{} image", mb(r.checkpoint.image_bytes)))
+        .collect();
+    let rule = vec!["---"; results.len()].join("|");
+    format!("| | {} |\n|---|{rule}|\n{out}", header.join(" | "))
+}
+
+/// One line per size: the figures a reader looks for first.
+fn headline(results: &[SizeResult], runs: usize) -> String {
+    let mut out = String::new();
+    for r in results {
+        let median = |way| ms(spread(first_answers(r, way)).0);
+        writeln!(
+            out,
+            "{} image: first answer after {} {}, {} {}, {} {}, {} {}, {} {} (medians of {runs}); \
+             {COPIES} copies at once: full restore {}, lazy {}",
+            mb(r.checkpoint.image_bytes),
+            Way::Cold.short(),
+            median(Way::Cold),
+            Way::Full.short(),
+            median(Way::Full),
+            Way::Lazy.short(),
+            median(Way::Lazy),
+            Way::Bincode.short(),
+            median(Way::Bincode),
+            Way::Rkyv.short(),
+            median(Way::Rkyv),
+            ms(r.copies[&Way::Full].all_answered),
+            ms(r.copies[&Way::Lazy].all_answered),
+        )
+        .unwrap();
+    }
+    out
+}
+
+/// The plot's data: image size, then median, min and max of each restore-like way.
+fn latency_tsv(results: &[SizeResult]) -> String {
+    let ways = [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv];
+    let mut out = String::from("# image_mb");
+    for way in ways {
+        let name = way.short().replace(' ', "_");
+        write!(out, "\t{name}_median_ms\t{name}_min_ms\t{name}_max_ms").unwrap();
+    }
+    out.push('\n');
+    for r in results {
+        write!(
+            out,
+            "{:.1}",
+            r.checkpoint.image_bytes as f64 / (1 << 20) as f64
+        )
+        .unwrap();
+        for way in ways {
+            let (median, min, max) = spread(first_answers(r, way));
+            for d in [median, min, max] {
+                write!(out, "\t{:.2}", d.as_secs_f64() * 1000.0).unwrap();
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, service, crac, image, rest @ ..] = &args[..] else {
-        eprintln!("usage: restore_bench SERVICE CRAC IMAGE_DIR [RESTORES]");
+    let [_, service, crac, work, out, runs, docs @ ..] = &args[..] else {
+        eprintln!("usage: restore_bench SERVICE CRAC WORK_DIR OUT_DIR RUNS DOCS...");
         std::process::exit(2);
     };
-    let restores: usize = rest
-        .first()
-        .map_or(5, |n| n.parse().expect("RESTORES is a number"));
-    let image = Path::new(image);
-    let _ = std::fs::remove_dir_all(image);
+    let runs: usize = runs.parse().expect("RUNS is a number");
+    assert!(
+        runs > 0 && !docs.is_empty(),
+        "at least one run and one size"
+    );
+    // the restored copies are found by their executable's path, as the kernel shows it
+    let service = std::fs::canonicalize(service).expect("the service exists");
+    let crac = std::fs::canonicalize(crac).expect("crac exists");
+    let (work, out) = (Path::new(work), Path::new(out));
+    std::fs::create_dir_all(work).unwrap();
+    std::fs::create_dir_all(out).unwrap();
 
-    eprintln!("1/4 cold start to first answer...");
-    let start = Instant::now();
-    let cold_child = Command::new(service)
-        .arg(ADDR)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let answer = first_answer(Duration::from_secs(300));
-    let cold = start.elapsed();
-    quit(cold_child);
-
-    eprintln!("2/4 warm up and checkpoint...");
-    // As `crac run` does: the service is PID 2 of its own PID namespace, under `crac __init`,
-    // so that its image restores as many concurrent copies.
-    let checkpointed = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(crac)
-        .args(["__init", "--", service.as_str(), ADDR])
-        .env("CRAC_CHECKPOINT_TO", image)
-        .stderr(Stdio::piped())
-        .output()
-        .unwrap();
-    let ended_ns = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let log = String::from_utf8_lossy(&checkpointed.stderr);
-    let value = |key: &str| -> u128 {
-        log.lines()
-            .find_map(|l| l.strip_prefix(&format!("search_service: {key} ")))
-            .unwrap_or_else(|| panic!("the service did not checkpoint:\n{log}"))
-            .parse()
-            .unwrap()
-    };
-    let dump = Duration::from_nanos((ended_ns - value("checkpoint-start-ns")) as u64);
-    let live_heap = value("live-heap-bytes") as u64;
-    let malloc_in_use = value("malloc-in-use-bytes") as u64;
-    let manifest =
-        std::fs::read_to_string(image.join("crac-manifest")).expect("an image was written");
-    let resident: u64 = manifest
-        .lines()
-        .find_map(|l| l.strip_prefix("resident-bytes "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    let image_bytes = dir_bytes(image);
-
-    eprintln!("3/4 restore to first answer, {restores} times...");
-    let mut times = Vec::new();
-    for _ in 0..restores {
-        let start = Instant::now();
-        let child = Command::new(crac)
-            .arg("restore")
-            .arg(image)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let restored_answer = first_answer(Duration::from_secs(60));
-        times.push(start.elapsed());
-        assert_eq!(
-            restored_answer, answer,
-            "the restored service answers like the cold one"
-        );
-        assert!(quit(child).success());
-    }
-    times.sort();
-    let median = times[times.len() / 2];
-
-    eprintln!("4/4 {COPIES} concurrent restores, each on its own port...");
-    let start = Instant::now();
-    let copies: Vec<(String, Child)> = (0..COPIES)
-        .map(|i| {
-            let addr = format!("127.0.0.1:{}", 17900 + i);
-            let child = Command::new(crac)
-                .arg("restore")
-                .arg(image)
-                .arg("--env")
-                .arg(format!("SEARCH_ADDR={addr}"))
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            (addr, child)
+    let results: Vec<SizeResult> = docs
+        .iter()
+        .map(|d| {
+            let d = d.parse().expect("each size is a number of documents");
+            bench_size(&service, &crac, work, d, runs)
         })
         .collect();
-    for (addr, _) in &copies {
-        assert_eq!(first_answer_at(addr, Duration::from_secs(120)), answer);
-    }
-    let all_copies = start.elapsed();
-    for (addr, child) in copies {
-        assert!(quit_at(&addr, child).success());
-    }
 
-    println!("| measure | result |");
-    println!("|---|---|");
-    println!("| cold start → first answer | {} |", ms(cold));
-    println!(
-        "| restore → first answer (median of {restores}; min {}, max {}) | {} |",
-        ms(times[0]),
-        ms(times[times.len() - 1]),
-        ms(median)
-    );
-    println!(
-        "| speed-up | {:.0}× |",
-        cold.as_secs_f64() / median.as_secs_f64()
-    );
-    println!(
-        "| {COPIES} concurrent restores of the image → all {COPIES} answered | {} |",
-        ms(all_copies)
-    );
-    println!(
-        "| checkpoint (hooks + dump + publish, until the process is gone) | {} |",
-        ms(dump)
-    );
-    println!(
-        "| live heap: bytes the program allocated | {} |",
-        mb(live_heap)
-    );
-    println!(
-        "| live heap: bytes malloc holds for them (`mallinfo2`) | {} |",
-        mb(malloc_in_use)
-    );
-    println!(
-        "| resident memory at dump (after malloc_trim) | {} |",
-        mb(resident)
-    );
-    println!(
-        "| image on disk | {} ({:.2}× malloc's live heap, {:.2}× allocated bytes, {:.2}× resident) |",
-        mb(image_bytes),
-        image_bytes as f64 / malloc_in_use as f64,
-        image_bytes as f64 / live_heap as f64,
-        image_bytes as f64 / resident as f64
-    );
+    let table = table(&results, runs);
+    let headline = headline(&results, runs);
+    std::fs::write(out.join("results.md"), &table).unwrap();
+    std::fs::write(out.join("latency.tsv"), latency_tsv(&results)).unwrap();
+    println!("{table}\n{headline}");
 }

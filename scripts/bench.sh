@@ -1,11 +1,55 @@
 #!/usr/bin/env bash
-# Cold start versus restore of examples/search_service.rs, side by side (needs root).
-# Usage: scripts/bench.sh [RESTORES]   — prints a Markdown table.
+# Every way to get examples/search_service.rs answering, side by side in one run (needs
+# root): cold start, full restore, lazy restore, serde + bincode load, rkyv mmap — each to
+# its first answer and to a checksum of the whole index, eight concurrent copies, and the
+# checkpoint, at several corpus sizes.
+#
+# Usage: scripts/bench.sh [RUNS [DOCS...]]
+#   RUNS  starts of each kind per size (default 5)
+#   DOCS  corpus sizes, in documents (default 38000 300000 1200000: images of about
+#         50 MB, 268 MB and 1 GB; eight copies of the largest need about 9 GB of memory)
+# Environment:
+#   BENCH_OUT   where results.md (the table), latency.tsv and restore-latency.png go
+#               (default docs/bench)
+#   BENCH_WORK  images and index files while it runs, removed at the end
+#               (default ${TMPDIR:-/tmp}/crac-bench)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/install-criu.sh
+runs=${1:-5}
+sizes=("${@:2}")
+[ ${#sizes[@]} -gt 0 ] || sizes=(38000 300000 1200000)
+out=${BENCH_OUT:-docs/bench}
+work=${BENCH_WORK:-${TMPDIR:-/tmp}/crac-bench}
+target=${CARGO_TARGET_DIR:-target}
+
+./scripts/install-criu.sh >&2
 cargo build --locked --release -p crac-cli
 cargo build --locked --release --example search_service --example restore_bench
-image="${TMPDIR:-/tmp}/crac-bench-image"
-./target/release/examples/restore_bench ./target/release/examples/search_service ./target/release/crac "$image" "${1:-5}"
-rm -rf "$image"
+trap 'rm -rf "$work"' EXIT
+"$target/release/examples/restore_bench" "$target/release/examples/search_service" \
+    "$target/release/crac" "$work" "$out" "$runs" "${sizes[@]}"
+
+# The plot: first-answer latency against image size, for everything but the cold start.
+if ! command -v gnuplot >/dev/null; then
+    echo "installing gnuplot for the plot..." >&2
+    { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox; } >/dev/null \
+        || { echo "no gnuplot: the plot was not drawn ($out/latency.tsv has its data)" >&2; exit 0; }
+fi
+gnuplot <<EOF
+set terminal pngcairo size 900,560 font ",11"
+set output "$out/restore-latency.png"
+set title "search service: start → first answer (median, bars min–max of $runs)"
+set xlabel "image size (MB)"
+set ylabel "time to first answer (ms)"
+set logscale xy
+set grid
+set key below
+set offsets graph 0.05, graph 0.05, 0, 0
+set format y "%g"
+plot "$out/latency.tsv" using 1:2:3:4 with yerrorlines lw 2 pt 7 title "full restore (crac restore)", \
+     "" using 1:5:6:7 with yerrorlines lw 2 pt 5 title "lazy restore (crac restore --lazy)", \
+     "" using 1:8:9:10 with yerrorlines lw 2 pt 9 title "serde + bincode load", \
+     "" using 1:11:12:13 with yerrorlines lw 2 pt 13 title "rkyv archive, mmap (zero-copy)", \
+     25 with lines dt 2 lc "gray" title "issue 9 goal: 25 ms"
+EOF
+echo "wrote $out/results.md, $out/latency.tsv and $out/restore-latency.png" >&2
