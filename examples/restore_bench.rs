@@ -313,19 +313,11 @@ fn pss(pid: u32) -> u64 {
     kb * 1024
 }
 
-/// What CRIU recorded about the dump in the image's `stats-dump`, in microseconds.
-#[derive(Default)]
-struct DumpStats {
-    freezing_us: u64,
-    frozen_us: u64,
-    memdump_us: u64,
-    memwrite_us: u64,
-}
-
-/// Reads CRIU's `stats-dump`: an image header (two magic words), the entry's length,
-/// then a protobuf `stats_entry` whose field 1 is the `dump_stats_entry`. CRIU writes
-/// it after the process is gone, so it is waited for.
-fn dump_stats(image: &Path) -> DumpStats {
+/// How long CRIU kept the process frozen, in microseconds, as recorded in the image's
+/// `stats-dump`: an image header (two magic words), the entry's length, then a protobuf
+/// `stats_entry` whose field 1 is the `dump_stats_entry`, whose field 2 is
+/// `frozen_time`. CRIU writes it after the process is gone, so it is waited for.
+fn frozen_us(image: &Path) -> u64 {
     let path = image.join("stats-dump");
     let deadline = Instant::now() + Duration::from_secs(10);
     let bytes = loop {
@@ -340,16 +332,9 @@ fn dump_stats(image: &Path) -> DumpStats {
     let Some(Field::Bytes(dump)) = entry.get(&1) else {
         panic!("no dump statistics in {}", path.display());
     };
-    let fields = protobuf_fields(dump);
-    let number = |n| match fields.get(&n) {
-        Some(Field::Number(v)) => *v,
-        _ => panic!("no field {n} in {}", path.display()),
-    };
-    DumpStats {
-        freezing_us: number(1),
-        frozen_us: number(2),
-        memdump_us: number(3),
-        memwrite_us: number(4),
+    match protobuf_fields(dump).get(&2) {
+        Some(Field::Number(us)) => *us,
+        _ => panic!("no frozen_time in {}", path.display()),
     }
 }
 
@@ -392,14 +377,33 @@ fn protobuf_fields(mut bytes: &[u8]) -> HashMap<u64, Field<'_>> {
 
 /// The checkpoint: its time split into phases, and what the image holds.
 struct Checkpointed {
+    /// From `checkpoint_restore()` until the process is gone (the image is published
+    /// before CRIU kills the process).
     total: Duration,
-    /// From `checkpoint_restore()` to the end of the last `before_checkpoint` hook.
-    hooks: Duration,
-    stats: DumpStats,
+    /// Consecutive phases, adding up to `total`.
+    phases: Vec<(&'static str, Duration)>,
+    /// How long the process was frozen (CRIU's count; publishing included).
+    frozen: Duration,
     live_heap: u64,
     malloc_in_use: u64,
     resident: u64,
     image_bytes: u64,
+}
+
+/// The phases' labels, in order.
+const HOOKS: &str = "`checkpoint_restore()` to the last hook done";
+const BEFORE_CRIU: &str = "open-fd check, dump helper, until CRIU starts";
+const CRIU_DUMP: &str = "CRIU: freeze, write the image";
+const DIGESTS: &str = "publish: BLAKE3 digests of the image files";
+const AFTER: &str = "publish: fsync, rename; CRIU kills the process";
+
+/// When a file was created and last written, in nanoseconds since the epoch (the file
+/// system's clock, which ticks every few milliseconds).
+fn file_times(path: &Path) -> (u128, u128) {
+    let meta = std::fs::metadata(path).unwrap();
+    let ns = |t: SystemTime| t.duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let modified = ns(meta.modified().unwrap());
+    (meta.created().map_or(modified, ns), modified)
 }
 
 fn checkpoint(setup: &Setup) -> Checkpointed {
@@ -420,8 +424,7 @@ fn checkpoint(setup: &Setup) -> Checkpointed {
         .stderr(Stdio::piped())
         .output()
         .unwrap();
-    // the image is published before CRIU kills the process: it is complete now
-    let ended_ns = now_ns();
+    let gone = now_ns();
     let log = String::from_utf8_lossy(&checkpointed.stderr);
     let value = |key: &str| -> u128 {
         log.lines()
@@ -430,24 +433,54 @@ fn checkpoint(setup: &Setup) -> Checkpointed {
             .parse()
             .unwrap()
     };
-    let started_ns = value("checkpoint-start-ns");
+    let image = &setup.image;
     let manifest =
-        std::fs::read_to_string(setup.image.join("crac-manifest")).expect("an image was written");
+        std::fs::read_to_string(image.join("crac-manifest")).expect("an image was written");
     let resident = manifest
         .lines()
         .find_map(|l| l.strip_prefix("resident-bytes "))
         .unwrap()
         .parse()
         .unwrap();
-    let stats = dump_stats(&setup.image);
+    // The moments between the service's stamps and the end, from the image's files:
+    // CRIU creates its log first; its image files are written last when the image is
+    // complete; the manifest is written once their digests are computed.
+    let frozen = Duration::from_micros(frozen_us(image));
+    let criu_started = file_times(&image.join("dump.log")).0;
+    let image_written = std::fs::read_dir(image)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "img"))
+        .map(|p| file_times(&p).1)
+        .max()
+        .unwrap();
+    let digested = file_times(&image.join("crac-manifest")).1;
+    let stamps = [
+        value("checkpoint-start-ns"),
+        value("hooks-done-ns"),
+        criu_started,
+        image_written,
+        digested,
+        gone,
+    ];
+    let phases = [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER]
+        .into_iter()
+        .zip(stamps.windows(2))
+        .map(|(label, w)| {
+            (
+                label,
+                Duration::from_nanos(w[1].saturating_sub(w[0]) as u64),
+            )
+        })
+        .collect();
     Checkpointed {
-        total: Duration::from_nanos((ended_ns - started_ns) as u64),
-        hooks: Duration::from_nanos((value("hooks-done-ns") - started_ns) as u64),
-        stats,
+        total: Duration::from_nanos((gone - stamps[0]) as u64),
+        phases,
+        frozen,
         live_heap: value("live-heap-bytes") as u64,
         malloc_in_use: value("malloc-in-use-bytes") as u64,
         resident,
-        image_bytes: dir_bytes(&setup.image),
+        image_bytes: dir_bytes(image),
     }
 }
 
@@ -554,10 +587,6 @@ fn ms(d: Duration) -> String {
     }
 }
 
-fn us(micros: u64) -> String {
-    ms(Duration::from_micros(micros))
-}
-
 /// Median (the mean of the middle two for an even count), min and max.
 fn spread(mut values: Vec<Duration>) -> (Duration, Duration, Duration) {
     values.sort();
@@ -646,30 +675,15 @@ fn table(results: &[SizeResult], runs: usize) -> String {
             )
         },
     );
-    row("coordination and hooks", &|r| ms(r.checkpoint.hooks));
-    row("CRIU freezing the process", &|r| {
-        us(r.checkpoint.stats.freezing_us)
-    });
+    for phase in [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER] {
+        row(&format!("· {phase}"), &|r| {
+            let (_, d) = r.checkpoint.phases.iter().find(|p| p.0 == phase).unwrap();
+            ms(*d)
+        });
+    }
     row(
-        "CRIU with the process frozen: memory dump · memory write · the rest (incl. publishing: digests, fsync)",
-        &|r| {
-            let s = &r.checkpoint.stats;
-            format!(
-                "{}: {} · {} · {}",
-                us(s.frozen_us),
-                us(s.memdump_us),
-                us(s.memwrite_us),
-                us(s.frozen_us.saturating_sub(s.memdump_us + s.memwrite_us))
-            )
-        },
-    );
-    row(
-        "before and after CRIU (fd check, dump helper, CRIU start, exit)",
-        &|r| {
-            let c = &r.checkpoint;
-            let criu = Duration::from_micros(c.stats.freezing_us + c.stats.frozen_us);
-            ms(c.total.saturating_sub(c.hooks + criu))
-        },
+        "the process frozen (CRIU's count, publishing included)",
+        &|r| ms(r.checkpoint.frozen),
     );
     let header: Vec<String> = results
         .iter()

@@ -13,6 +13,7 @@
 #               (default docs/bench)
 #   BENCH_WORK  images and index files while it runs, removed at the end
 #               (default ${TMPDIR:-/tmp}/crac-bench)
+#   BENCH_PLOT  0: no plot (no gnuplot needed)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5}
@@ -30,6 +31,7 @@ trap 'rm -rf "$work"' EXIT
     "$target/release/crac" "$work" "$out" "$runs" "${sizes[@]}"
 
 # The plot: first-answer latency against image size, for everything but the cold start.
+[ "${BENCH_PLOT:-1}" != 0 ] || exit 0
 if ! command -v gnuplot >/dev/null; then
     echo "installing gnuplot for the plot..." >&2
     { apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y gnuplot-nox; } >/dev/null \
