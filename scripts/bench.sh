@@ -27,8 +27,21 @@ target=${CARGO_TARGET_DIR:-target}
 cargo build --locked --release -p crac-cli
 cargo build --locked --release --example search_service --example restore_bench
 trap 'rm -rf "$work"' EXIT
+load_before=$(cut -d' ' -f1 /proc/loadavg)
 "$target/release/examples/restore_bench" "$target/release/examples/search_service" \
     "$target/release/crac" "$work" "$out" "$runs" "${sizes[@]}"
+load_after=$(cut -d' ' -f1 /proc/loadavg)
+
+# The conditions, above the table: a figure means little without them.
+criu=${CRAC_CRIU:-$(command -v criu || echo /usr/local/sbin/criu)}
+cpu=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+memory=$(awk '/^MemTotal/ { printf "%.0f GB", $2 / 1048576 }' /proc/meminfo)
+conditions="Measured $(date -u +%F) with \`scripts/bench.sh $runs ${sizes[*]}\`: $(nproc) CPUs ($cpu),\
+ $memory, Linux $(uname -r), CRIU $("$criu" --version | sed -n 's/^Version: //p');\
+ load average $load_before at the start, $load_after at the end."
+echo "$conditions"
+{ echo "$conditions"; echo; cat "$out/results.md"; } > "$out/results.md.new"
+mv "$out/results.md.new" "$out/results.md"
 
 # The plot: first-answer latency against image size, for everything but the cold start.
 [ "${BENCH_PLOT:-1}" != 0 ] || exit 0
@@ -45,8 +58,10 @@ set xlabel "image size (MB)"
 set ylabel "time to first answer (ms)"
 set logscale xy
 set grid
-set key below
-set offsets graph 0.05, graph 0.05, 0, 0
+set key top left reverse Left box opaque
+set autoscale xfix
+set offsets graph 0.1, graph 0.1, 0, 0
+set yrange [1:*]
 set format y "%g"
 plot "$out/latency.tsv" using 1:2:3:4 with yerrorlines lw 2 pt 7 title "full restore (crac restore)", \
      "" using 1:5:6:7 with yerrorlines lw 2 pt 5 title "lazy restore (crac restore --lazy)", \
