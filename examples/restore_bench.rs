@@ -580,8 +580,10 @@ fn ms(d: Duration) -> String {
     let ms = d.as_secs_f64() * 1000.0;
     if ms < 10.0 {
         format!("{ms:.1} ms")
-    } else if ms < 10_000.0 {
+    } else if ms < 1000.0 {
         format!("{ms:.0} ms")
+    } else if ms < 10_000.0 {
+        format!("{:.2} s", ms / 1000.0)
     } else {
         format!("{:.1} s", ms / 1000.0)
     }
