@@ -22,7 +22,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Where a single copy listens.
@@ -77,6 +77,8 @@ struct Setup {
     image: PathBuf,
     bincode: PathBuf,
     rkyv: PathBuf,
+    /// Where each start's stderr goes, shown if it fails.
+    logs: PathBuf,
 }
 
 impl Setup {
@@ -107,10 +109,34 @@ impl Setup {
                 cmd.arg(addr).arg("--load-rkyv").arg(&self.rkyv);
             }
         }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
         cmd
+    }
+
+    /// Starts the service the `way` way on `addr`, its stderr kept in a log of its own.
+    fn start(&self, way: Way, addr: &str) -> Started {
+        self.start_command(self.command(way, addr), way, addr)
+    }
+
+    fn start_command(&self, mut cmd: Command, way: Way, addr: &str) -> Started {
+        let port = addr.rsplit(':').next().unwrap();
+        let log = self.logs.join(format!(
+            "{}-{}-{port}.log",
+            self.docs,
+            way.short().replace(' ', "-")
+        ));
+        cmd.stderr(std::fs::File::create(&log).unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}"));
+        Started {
+            watch: Watch {
+                pid: child.id(),
+                log,
+                addr: addr.to_string(),
+            },
+            child,
+        }
     }
 }
 
@@ -120,59 +146,83 @@ struct Expected {
     checksum: String,
 }
 
-/// Sends `command` to `addr` once the service listens (retrying until `deadline`
-/// passes) and returns the answer line.
-fn ask(addr: &str, command: &str, deadline: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let mut line = String::new();
-        if let Ok(mut stream) = TcpStream::connect(addr)
-            && stream.write_all(format!("{command}\n").as_bytes()).is_ok()
-            && BufReader::new(&stream).read_line(&mut line).is_ok()
-            && !line.is_empty()
-        {
-            return line;
-        }
-        assert!(
-            start.elapsed() < deadline,
-            "no answer from {addr} within {deadline:?}"
-        );
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
-
 /// A started service (or `crac restore`), killed if the benchmark fails before it is
 /// told to quit: a failed run leaves no copy holding a port. Killing `crac restore`
 /// takes its copy down with it.
-struct Started(Child);
-
-impl Started {
-    fn spawn(mut cmd: Command) -> Started {
-        Started(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("starting {cmd:?}: {e}")),
-        )
-    }
+struct Started {
+    child: Child,
+    watch: Watch,
 }
 
 impl Drop for Started {
     fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What asking a started process needs (and a thread can hold): its address, and how
+/// to tell that it is gone and why.
+#[derive(Clone)]
+struct Watch {
+    pid: u32,
+    log: PathBuf,
+    addr: String,
+}
+
+impl Watch {
+    /// Sends `command` once the service listens, retrying until `deadline` passes or
+    /// the process has exited, and returns the answer line.
+    fn ask(&self, command: &str, deadline: Duration) -> String {
+        let start = Instant::now();
+        loop {
+            let mut line = String::new();
+            if let Ok(mut stream) = TcpStream::connect(&self.addr)
+                && stream.write_all(format!("{command}\n").as_bytes()).is_ok()
+                && BufReader::new(&stream).read_line(&mut line).is_ok()
+                && !line.is_empty()
+            {
+                return line;
+            }
+            // not reaped until `quit`: an exited process stays a zombie
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid));
+            let exited = stat.map_or(true, |s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            });
+            let failed = if exited {
+                "exited before answering"
+            } else if start.elapsed() > deadline {
+                "did not answer in time"
+            } else {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            };
+            panic!(
+                "process {} (for {}) {failed}; its stderr ({}):\n{}",
+                self.pid,
+                self.addr,
+                self.log.display(),
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
         }
     }
 }
 
 /// Tells the service to quit and checks that it (and `crac restore`) exit cleanly.
-fn quit(addr: &str, mut started: Started) {
-    if let Ok(mut stream) = TcpStream::connect(addr) {
+fn quit(mut started: Started) {
+    let watch = started.watch.clone();
+    if let Ok(mut stream) = TcpStream::connect(&watch.addr) {
         let _ = stream.write_all(b"quit\n");
     }
-    let status = started.0.wait().unwrap();
+    let status = started.child.wait().unwrap();
     assert!(
         status.success(),
-        "the service at {addr} ended with {status}"
+        "the service at {} ended with {status}; its stderr:\n{}",
+        watch.addr,
+        std::fs::read_to_string(&watch.log).unwrap_or_default()
     );
 }
 
@@ -191,12 +241,12 @@ fn run_once(setup: &Setup, way: Way, expected: &Expected) -> Timing {
         Duration::from_secs(120)
     };
     let start = Instant::now();
-    let child = Started::spawn(setup.command(way, ADDR));
-    let answer = ask(ADDR, QUERY, deadline);
+    let started = setup.start(way, ADDR);
+    let answer = started.watch.ask(QUERY, deadline);
     let first = start.elapsed();
-    let checksum = ask(ADDR, "checksum", deadline);
+    let checksum = started.watch.ask("checksum", deadline);
     let checksum_at = start.elapsed();
-    quit(ADDR, child);
+    quit(started);
     assert_eq!(
         answer,
         expected.answer,
@@ -224,49 +274,49 @@ struct Copies {
 }
 
 fn copies(setup: &Setup, way: Way, expected: &Arc<Expected>) -> Copies {
-    let barrier = Arc::new(Barrier::new(COPIES));
     let start = Instant::now();
-    let children: Vec<(String, Started)> = (0..COPIES)
-        .map(|i| {
-            let addr = format!("127.0.0.1:{}", FIRST_COPY_PORT + i as u16);
-            let child = Started::spawn(setup.command(way, &addr));
-            (addr, child)
-        })
+    let started: Vec<Started> = (0..COPIES)
+        .map(|i| setup.start(way, &format!("127.0.0.1:{}", FIRST_COPY_PORT + i as u16)))
         .collect();
-    // each copy is asked from a thread of its own; the checksums start only once all
-    // have answered, so that they do not slow the copies still starting
-    let askers: Vec<_> = children
-        .iter()
-        .map(|(addr, _)| {
-            let (addr, barrier, expected) = (addr.clone(), barrier.clone(), expected.clone());
-            std::thread::spawn(move || {
-                let answer = ask(&addr, QUERY, Duration::from_secs(300));
-                let first = start.elapsed();
-                barrier.wait();
-                let checksum = ask(&addr, "checksum", Duration::from_secs(300));
-                let checksum_at = start.elapsed();
-                assert_eq!(answer, expected.answer, "copy at {addr}");
-                assert_eq!(checksum, expected.checksum, "copy at {addr}");
-                (first, checksum_at)
+    // Each copy is asked from a thread of its own, the query first; the checksums only
+    // once all have answered, so that they do not slow the copies still starting.
+    let ask_all = |command: &'static str| -> Vec<(String, Duration)> {
+        let askers: Vec<_> = started
+            .iter()
+            .map(|s| {
+                let watch = s.watch.clone();
+                std::thread::spawn(move || {
+                    let answer = watch.ask(command, Duration::from_secs(300));
+                    (answer, start.elapsed())
+                })
             })
-        })
-        .collect();
-    let timings: Vec<(Duration, Duration)> =
-        askers.into_iter().map(|t| t.join().unwrap()).collect();
-    let pss_bytes = children
+            .collect();
+        askers.into_iter().map(|t| t.join().unwrap()).collect()
+    };
+    let answers = ask_all(QUERY);
+    let checksums = ask_all("checksum");
+    for ((answer, _), (checksum, _)) in answers.iter().zip(&checksums) {
+        assert_eq!(
+            *answer, expected.answer,
+            "a copy answers like the cold build"
+        );
+        assert_eq!(
+            *checksum, expected.checksum,
+            "a copy holds the cold build's index"
+        );
+    }
+    let pss_bytes = started
         .iter()
-        .map(|(_, child)| {
-            let pids = service_processes(child.0.id(), &setup.service);
-            assert_eq!(pids.len(), 1, "one service process under {}", child.0.id());
+        .map(|s| {
+            let pids = service_processes(s.watch.pid, &setup.service);
+            assert_eq!(pids.len(), 1, "one service process under {}", s.watch.pid);
             pss(pids[0])
         })
         .sum();
-    for (addr, child) in children {
-        quit(&addr, child);
-    }
+    started.into_iter().for_each(quit);
     Copies {
-        all_answered: timings.iter().map(|t| t.0).max().unwrap(),
-        all_checksums: timings.iter().map(|t| t.1).max().unwrap(),
+        all_answered: answers.iter().map(|a| a.1).max().unwrap(),
+        all_checksums: checksums.iter().map(|c| c.1).max().unwrap(),
         pss_bytes,
     }
 }
@@ -492,10 +542,10 @@ fn prepare(setup: &Setup) -> Expected {
         .arg(&setup.bincode)
         .arg("--save-rkyv")
         .arg(&setup.rkyv);
-    let child = Started::spawn(cmd);
-    let answer = ask(ADDR, QUERY, COLD_DEADLINE);
-    let checksum = ask(ADDR, "checksum", COLD_DEADLINE);
-    quit(ADDR, child);
+    let started = setup.start_command(cmd, Way::Cold, ADDR);
+    let answer = started.watch.ask(QUERY, COLD_DEADLINE);
+    let checksum = started.watch.ask("checksum", COLD_DEADLINE);
+    quit(started);
     assert!(checksum.starts_with("checksum "), "{checksum}");
     Expected { answer, checksum }
 }
@@ -518,6 +568,7 @@ fn bench_size(service: &Path, crac: &Path, work: &Path, docs: u32, runs: usize) 
         image: work.join(format!("image-{docs}")),
         bincode: work.join(format!("index-{docs}.bincode")),
         rkyv: work.join(format!("index-{docs}.rkyv")),
+        logs: work.to_path_buf(),
     };
     eprintln!("== {docs} documents: cold build, saving bincode and rkyv files...");
     let expected = Arc::new(prepare(&setup));
