@@ -3,10 +3,10 @@
 //! restored process is held at CRIU's `post-restore` stage until the verdict is in. A
 //! damaged image is therefore refused by name and never runs, at almost no cost in time.
 //!
-//! The restorer hashes; the action script (a child of CRIU) waits for the verdict, which
-//! the restorer publishes as a file by an atomic rename. A failing `post-restore` script
-//! makes CRIU kill the restored tasks before they run (a failing `pre-resume` one is
-//! only logged: CRIU resumes the tasks anyway).
+//! The restorer hashes; the action script (a child of CRIU) waits for the verdict, a
+//! line the restorer writes into a file it holds locked until then. A failing
+//! `post-restore` script makes CRIU kill the restored tasks before they run (a failing
+//! `pre-resume` one is only logged: CRIU resumes the tasks anyway).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
