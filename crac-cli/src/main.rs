@@ -144,7 +144,11 @@ fn main() -> ExitCode {
             };
             std::env::current_exe()
                 .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
-                .and_then(|tool| restore::restore(&dir, &tool, &options))
+                .and_then(|tool| {
+                    crac_criu::launcher::with_privilege_advice(restore::restore(
+                        &dir, &tool, &options,
+                    ))
+                })
         }
         Command::Checkpoint { pid, timeout } => request_client::send(pid, timeout.unwrap_or(ANSWER_DEADLINE)).map(|answer| {
             match answer {

@@ -124,6 +124,21 @@ pub enum Error {
     /// A system call failed.
     #[error("{0}: {1}")]
     Io(&'static str, #[source] std::io::Error),
+    /// The process lacks capabilities CRIU needs, or runs under a seccomp filter: the
+    /// message names each, and how to grant it.
+    #[error("{problem}")]
+    Privileges {
+        /// What is missing, what for, and how to grant it.
+        problem: String,
+    },
+    /// A restore failed in a process that lacks capabilities a restore needs.
+    #[error("{source}\n{problem}")]
+    WithoutPrivileges {
+        /// The failure.
+        source: Box<Error>,
+        /// What is missing, what for, and how to grant it.
+        problem: String,
+    },
 }
 
 /// Why a process cannot checkpoint itself as it was started.
@@ -158,6 +173,10 @@ pub enum NotCheckpointable {
     /// them and says how to install `crac::ScrubbingAlloc`.
     #[error("{0}")]
     FreedMemoryNotScrubbed(String),
+    /// The process runs under a seccomp filter (a container runtime's default), which
+    /// CRIU cannot checkpoint through, or lacks a capability the checkpoint needs.
+    #[error("{0}")]
+    Privileges(String),
 }
 
 /// How the dump helper failed.

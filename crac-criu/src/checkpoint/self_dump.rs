@@ -23,7 +23,7 @@ use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
 use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::{ExeStat, Manifest, PlanLine};
 use crate::image::{self, DRAFT};
-use crate::sys::{criu, process, procfs, stack};
+use crate::sys::{criu, privileges, process, procfs, stack};
 use crate::wire::dump_failure::DumpFailure;
 use crate::wire::signal::{self, Message, Received};
 use crate::wire::{env, restore_args};
@@ -257,6 +257,11 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<(Received, Vec<u32>), Error> 
 pub(crate) fn check_startable() -> Result<(), NotCheckpointable> {
     if !nix::unistd::geteuid().is_root() {
         return Err(NotCheckpointable::NotRoot);
+    }
+    if let Some(problem) =
+        privileges::problem("a checkpoint", &[], privileges::under_seccomp_filter())
+    {
+        return Err(NotCheckpointable::Privileges(problem));
     }
     let pid = nix::unistd::getpid();
     if pid.as_raw() == 1 {

@@ -17,3 +17,31 @@ mod supervise;
 
 pub use crate::wire::restore_args::RestoreArgs;
 pub use supervise::wait_for;
+
+use crate::error::Error;
+use crate::sys::privileges;
+
+/// `result` of a restore (`crac restore`, `crac run`), its failure explained when this
+/// process lacks a capability a restore needs: which, what for, and how to grant it.
+/// Refusals of the image itself and bad settings are left as they are.
+pub fn with_privilege_advice<T>(result: Result<T, Error>) -> Result<T, Error> {
+    result.map_err(|e| match e {
+        Error::Setting { .. }
+        | Error::Image { .. }
+        | Error::Damaged { .. }
+        | Error::ImageTarget { .. }
+        | Error::Privileges { .. }
+        | Error::WithoutPrivileges { .. } => e,
+        e => match privileges::problem(
+            "a restore",
+            &privileges::missing(privileges::TO_RESTORE),
+            false,
+        ) {
+            Some(problem) => Error::WithoutPrivileges {
+                source: Box::new(e),
+                problem,
+            },
+            None => e,
+        },
+    })
+}

@@ -18,7 +18,7 @@ use crate::launcher::namespace;
 use crate::launcher::request_client::{self, ANSWER_DEADLINE};
 use crate::launcher::restore::{RestoreOptions, restore};
 use crate::launcher::supervise::{self, Ended};
-use crate::sys::{fd, process, procfs};
+use crate::sys::{fd, privileges, process, procfs};
 use crate::wire::env::{INTERVAL, MANAGED, ON_READY};
 use crate::wire::restore_args::RestoreArgs;
 
@@ -89,7 +89,7 @@ pub fn run(
                 other => Ok(other),
             });
         match restored {
-            Ok(outcome) => return outcome,
+            Ok(outcome) => return super::with_privilege_advice(outcome),
             Err(problem) if options.replace_invalid => {
                 eprintln!(
                     "crac: replacing the image in {}: {problem}",
@@ -109,6 +109,15 @@ pub fn run(
         }
     }
     image::check_target(&image)?;
+    // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN, and
+    // the dump cannot get through a seccomp filter.
+    if let Some(problem) = privileges::problem(
+        "crac run's first start (a private PID namespace, then a checkpoint)",
+        &privileges::missing(privileges::TO_CHECKPOINT),
+        privileges::under_seccomp_filter(),
+    ) {
+        return Err(Error::Privileges { problem });
+    }
 
     let started = SystemTime::now();
     let ended = first_run(options, &image, tool, &app, args)?;
@@ -120,7 +129,7 @@ pub fn run(
     let fresh = image::published_since(&image, started);
     if killed && fresh {
         eprintln!("crac: image written to {}; restoring it", image.display());
-        restore(&image, tool, &restore_options)
+        super::with_privilege_advice(restore(&image, tool, &restore_options))
     } else {
         if !fresh {
             eprintln!(

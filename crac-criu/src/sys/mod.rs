@@ -9,6 +9,7 @@ pub(crate) mod environ;
 pub(crate) mod fd;
 pub(crate) mod fd_info;
 pub(crate) mod fs;
+pub(crate) mod privileges;
 pub(crate) mod process;
 pub(crate) mod procfs;
 pub(crate) mod signal;

@@ -1,0 +1,149 @@
+//! What CRIU needs from the process that runs it, beyond being root: capabilities a
+//! container runtime may not grant, and no seccomp filter. Measured with podman and
+//! CRIU 4.2 (examples/container/README.md): a container dropping every capability
+//! checkpoints and restores with exactly these five added and its seccomp filter off.
+//! A process missing them is told which, why, and how to grant them.
+
+/// A capability CRIU or `crac` needs, and what for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Needed {
+    /// Its number (`CAP_*` in linux/capability.h).
+    bit: u32,
+    /// Its name without `CAP_`, as container runtimes spell it.
+    pub(crate) name: &'static str,
+    /// What it is used for.
+    why: &'static str,
+}
+
+const SYS_ADMIN: Needed = Needed {
+    bit: 21,
+    name: "SYS_ADMIN",
+    why: "for the private PID and mount namespaces `unshare` makes, and CRIU's namespace work",
+};
+const NET_ADMIN: Needed = Needed {
+    bit: 12,
+    name: "NET_ADMIN",
+    why: "to restore sockets' buffer sizes with SO_SNDBUFFORCE",
+};
+const SYS_TIME: Needed = Needed {
+    bit: 25,
+    name: "SYS_TIME",
+    why: "to set the clock offsets of the restored process's time namespace",
+};
+const SYS_CHROOT: Needed = Needed {
+    bit: 18,
+    name: "SYS_CHROOT",
+    why: "for CRIU to change root while it restores",
+};
+const SETPCAP: Needed = Needed {
+    bit: 8,
+    name: "SETPCAP",
+    why: "to restore the process's capability bounding set",
+};
+
+/// Starting a private PID namespace (`crac run`'s first start, any restore of an image
+/// taken under `crac run`) and dumping the process in it.
+pub(crate) const TO_CHECKPOINT: &[Needed] = &[SYS_ADMIN];
+
+/// A CRIU restore.
+pub(crate) const TO_RESTORE: &[Needed] = &[SYS_ADMIN, NET_ADMIN, SYS_TIME, SYS_CHROOT, SETPCAP];
+
+/// Those of `needed` this process does not have in its effective set (none when the
+/// set cannot be read: CRIU then reports for itself).
+pub(crate) fn missing(needed: &[Needed]) -> Vec<Needed> {
+    let Some(effective) = status_field("CapEff").and_then(|v| u64::from_str_radix(&v, 16).ok())
+    else {
+        return Vec::new();
+    };
+    needed
+        .iter()
+        .filter(|cap| effective & (1 << cap.bit) == 0)
+        // Without time namespaces in the kernel, CRIU makes none.
+        .filter(|cap| **cap != SYS_TIME || std::path::Path::new("/proc/self/ns/time").exists())
+        .copied()
+        .collect()
+}
+
+/// Whether this process runs under a seccomp filter (container runtimes install one by
+/// default). CRIU cannot checkpoint such a process: it must suspend the filter while it
+/// injects its code, and the kernel refuses that to a tracer that is itself filtered,
+/// as CRIU, started from inside, always is.
+pub(crate) fn under_seccomp_filter() -> bool {
+    status_field("Seccomp").as_deref() == Some("2")
+}
+
+/// What is missing for `action`, and how to grant it with docker/podman and in a
+/// Kubernetes pod spec; `None` when nothing is.
+pub(crate) fn problem(action: &str, missing: &[Needed], seccomp: bool) -> Option<String> {
+    if missing.is_empty() && !seccomp {
+        return None;
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        let caps: Vec<String> = missing
+            .iter()
+            .map(|cap| format!("CAP_{} ({})", cap.name, cap.why))
+            .collect();
+        let flags: Vec<String> = missing
+            .iter()
+            .map(|cap| format!("--cap-add {}", cap.name))
+            .collect();
+        let names: Vec<String> = missing
+            .iter()
+            .map(|cap| format!("\"{}\"", cap.name))
+            .collect();
+        parts.push(format!(
+            "this process lacks {}: grant {} (docker/podman run {}; Kubernetes: \
+             securityContext.capabilities.add: [{}])",
+            caps.join(", "),
+            if missing.len() == 1 { "it" } else { "them" },
+            flags.join(" "),
+            names.join(", ")
+        ));
+    }
+    if seccomp {
+        parts.push(
+            "this process runs under a seccomp filter, which CRIU cannot checkpoint (it \
+             must suspend the filter, and the kernel refuses that to a filtered tracer): run \
+             it without one (docker/podman run --security-opt seccomp=unconfined; \
+             Kubernetes: securityContext.seccompProfile.type: Unconfined)"
+                .to_string(),
+        );
+    }
+    Some(format!("{action} needs privileges: {}", parts.join("; ")))
+}
+
+/// The value of `field` in /proc/self/status.
+fn status_field(field: &str) -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key == field).then(|| value.trim().to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_problem_names_each_capability_and_how_to_grant_it() {
+        let text = problem("a restore", &[NET_ADMIN, SYS_TIME], false).unwrap();
+        assert!(text.starts_with("a restore needs privileges: this process lacks CAP_NET_ADMIN ("));
+        assert!(text.contains("docker/podman run --cap-add NET_ADMIN --cap-add SYS_TIME"));
+        assert!(text.contains("capabilities.add: [\"NET_ADMIN\", \"SYS_TIME\"]"));
+        assert!(!text.contains("seccomp"));
+        let text = problem("a checkpoint", &[], true).unwrap();
+        assert!(text.contains("--security-opt seccomp=unconfined"));
+        assert!(text.contains("seccompProfile.type: Unconfined"));
+        assert_eq!(problem("a restore", &[], false), None);
+    }
+
+    #[test]
+    fn this_process_status_is_read() {
+        // The test runner as root on a host has every capability; elsewhere at least
+        // the field parses (a process without the field would report nothing missing).
+        assert!(status_field("CapEff").is_some());
+        assert!(status_field("Seccomp").is_some());
+    }
+}
