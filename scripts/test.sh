@@ -15,9 +15,15 @@ if ! ./scripts/install-servers.sh; then
     if [ "${CI:-}" = true ]; then exit 1; fi
     echo "the servers could not be installed: the client tests will fail, naming what is missing"
 fi
+step "container runtime (podman, runc) for the container tests"
+if ! ./scripts/install-containers.sh; then
+    if [ "${CI:-}" = true ]; then exit 1; fi
+    echo "podman could not be installed: the container tests will be reported as ignored"
+fi
 step "build"
 cargo build --workspace --all-targets --locked
-# the services the CRIU end-to-end tests run (crac-cli/tests/e2e/services.rs)
+# the services the CRIU end-to-end tests run (crac-cli/tests/e2e/services.rs), also
+# packaged into container images by crac-cli/tests/e2e/containers.rs (scripts/container.sh)
 cargo build --locked --features axum --example axum_service --example stream_pipeline
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
 cargo test --workspace --locked

@@ -16,21 +16,23 @@
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
-//!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks).
+//!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
+//!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
 //! with `-- --list`.
 //!
-//! Needs root and CRIU 4.1+ (`scripts/install-criu.sh`). Without them every test is
-//! reported as ignored and the reason printed once; with `CI=true` every test fails
-//! with the reason instead.
+//! Needs root and CRIU 4.1+ (`scripts/install-criu.sh`); `containers::` also podman
+//! (`scripts/install-containers.sh`). Without them the tests are reported as ignored
+//! and the reason printed once; with `CI=true` they fail with the reason instead.
 
 mod harness;
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
 mod scenario;
 
+mod containers;
 mod faults;
 mod fields;
 mod inspect;
@@ -62,13 +64,24 @@ fn main() {
     let problem = if args.list {
         None
     } else {
-        harness::criu_problem()
+        harness::criu_problem().map(|why| format!("{why} (run scripts/install-criu.sh as root)"))
     };
     let ci = std::env::var("CI").as_deref() == Ok("true");
     if let Some(why) = &problem
         && !ci
     {
-        eprintln!("CRIU end-to-end tests ignored: {why} (run scripts/install-criu.sh as root)");
+        eprintln!("CRIU end-to-end tests ignored: {why}");
+    }
+    // The container tests need a container runtime besides CRIU.
+    let container_problem = match &problem {
+        None if !args.list => containers::problem()
+            .map(|why| format!("{why} (run scripts/install-containers.sh as root)")),
+        _ => None,
+    };
+    if let Some(why) = &container_problem
+        && !ci
+    {
+        eprintln!("container end-to-end tests ignored: {why}");
     }
     let topics = [
         ("restore", restore::TESTS),
@@ -85,23 +98,27 @@ fn main() {
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
+        ("containers", containers::TESTS),
     ];
     let trials = topics
         .into_iter()
         .flat_map(|(topic, tests)| tests.iter().map(move |&(name, test)| (topic, name, test)))
         .map(|(topic, name, test)| {
             let name = format!("{topic}::{name}");
-            match problem.clone() {
+            let problem = match topic {
+                "containers" => problem.clone().or_else(|| container_problem.clone()),
+                _ => problem.clone(),
+            };
+            match problem {
                 None => Trial::test(name, move || {
                     test();
                     Ok(())
                 }),
                 Some(why) if ci => Trial::test(name, move || {
-                    Err(format!(
-                        "CRIU end-to-end tests cannot run: {why} (CI=true: this is a failure; \
-                         run scripts/install-criu.sh as root)"
+                    Err(
+                        format!("end-to-end test cannot run: {why} (CI=true: this is a failure)")
+                            .into(),
                     )
-                    .into())
                 }),
                 // Ignored when run, not flagged: `--include-ignored` cannot make it fail.
                 Some(_) => Trial::ignorable_test(name, || Ok(Completion::ignored())),
