@@ -54,8 +54,14 @@ build_image() {
         echo "COPY root/ /"
         cat
     } >"$work/Containerfile"
+    local previous
+    previous=$(podman image inspect --format '{{.Id}}' "$tag" 2>/dev/null || true)
     podman build --quiet --tag "$tag" --file "$work/Containerfile" "$work" >/dev/null ||
         die "podman build of $tag failed"
+    # The build it replaces would linger untagged: remove it (unless a container uses it).
+    if [[ -n $previous && $previous != "$(podman image inspect --format '{{.Id}}' "$tag")" ]]; then
+        podman rmi "$previous" >/dev/null 2>&1 || true
+    fi
     say "built $tag ($(podman image inspect --format '{{.Size}}' "$tag" | numfmt --to=iec) uncompressed)"
     echo "$tag"
 }
