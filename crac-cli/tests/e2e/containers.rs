@@ -359,16 +359,22 @@ fn parse(body: &str) -> (String, u64, String) {
     )
 }
 
-/// The service's environment in a container on the host's network.
-fn service_env(redis: &RedisServer, port: u16, volume: &Path) -> Vec<String> {
-    vec![
+/// The service's settings in a container on the host's network: loopback `port` (it
+/// warms up on ADDR and serves, restored, on PORT), `redis`, and without `volume`, the
+/// image's own anonymous volume.
+fn service_options(redis: &RedisServer, port: u16, volume: Option<&Path>) -> Vec<String> {
+    let mut options = vec![
         "-e".into(),
         format!("REDIS_URL={}", redis.url()),
         "-e".into(),
         format!("ADDR=127.0.0.1:{port}"),
-        "-v".into(),
-        format!("{}:/var/lib/crac", volume.display()),
-    ]
+        "-e".into(),
+        format!("PORT={port}"),
+    ];
+    if let Some(volume) = volume {
+        options.extend(["-v".into(), format!("{}:/var/lib/crac", volume.display())]);
+    }
+    options
 }
 
 fn megabytes(bytes: u64) -> f64 {
@@ -392,7 +398,12 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
     let port = free_port();
 
     let started = Instant::now();
-    let first = Container::run("first", &service_env(&redis, port, &volume), SERVICE, &[]);
+    let first = Container::run(
+        "first",
+        &service_options(&redis, port, Some(&volume)),
+        SERVICE,
+        &[],
+    );
     let body = first.answer(port, "/item/7");
     let first_start = started.elapsed();
     let (value, hits, instance) = parse(&body);
@@ -435,8 +446,7 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
     // A second container restores the same image beside the first, moved to its own
     // port by `-e PORT` (the entrypoint's `--env PORT`).
     let second_port = free_port();
-    let mut options = service_env(&redis, port, &volume);
-    options.extend(["-e".into(), format!("PORT={second_port}")]);
+    let options = service_options(&redis, second_port, Some(&volume));
     let started = Instant::now();
     let second = Container::run("second", &options, SERVICE, &[]);
     let body = second.answer(second_port, "/item/7");
@@ -501,7 +511,7 @@ fn an_image_of_another_build_is_replaced_with_replace_invalid_and_refused_withou
     let port = free_port();
     let first = Container::run(
         "this-build",
-        &service_env(&redis, port, &volume),
+        &service_options(&redis, port, Some(&volume)),
         SERVICE,
         &[],
     );
@@ -511,7 +521,7 @@ fn an_image_of_another_build_is_replaced_with_replace_invalid_and_refused_withou
     let ours = std::fs::read(&manifest).unwrap();
 
     // Without --replace-invalid (the entrypoint spelled out without it): refused.
-    let mut options = service_env(&redis, port, &volume);
+    let mut options = service_options(&redis, port, Some(&volume));
     options.extend(["--entrypoint".into(), "crac".into()]);
     let refused = Container::run(
         "refused",
@@ -541,7 +551,7 @@ fn an_image_of_another_build_is_replaced_with_replace_invalid_and_refused_withou
     // With the image's own entrypoint (--replace-invalid): a fresh checkpoint.
     let replaced = Container::run(
         "replaced",
-        &service_env(&redis, port, &volume),
+        &service_options(&redis, port, Some(&volume)),
         OTHER_BUILD,
         &[],
     );
@@ -725,7 +735,7 @@ fn each_documented_privilege_is_needed_and_a_missing_one_is_named() {
     ];
     for (label, privileges, named) in cases {
         let volume = volume(&format!("container-{label}"));
-        let options = service_env(&redis, free_port(), &volume);
+        let options = service_options(&redis, free_port(), Some(&volume));
         let container = Container::run_with(label, &privileges, &options, SERVICE, &[]);
         let code = container.exit_code();
         let logs = container.logs();
@@ -743,7 +753,12 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
     let volume = volume("container-bake");
     let port = free_port();
     // Step 1 of the recipe: run the image once with the volume where the image lands.
-    let baking = Container::run("baking", &service_env(&redis, port, &volume), SERVICE, &[]);
+    let baking = Container::run(
+        "baking",
+        &service_options(&redis, port, Some(&volume)),
+        SERVICE,
+        &[],
+    );
     let (value, _, _) = parse(&baking.answer(port, "/item/7"));
     baking.stop();
     drop(baking);
@@ -780,10 +795,7 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
 
     // Step 3: the first start of the baked image (a fresh anonymous volume, filled from
     // the layer) restores.
-    let options: Vec<String> = service_env(&redis, port, &volume)
-        .into_iter()
-        .take(4)
-        .collect();
+    let options = service_options(&redis, port, None);
     let started = Instant::now();
     let container = Container::run("baked", &options, baked, &[]);
     let body = container.answer(port, "/item/7");
