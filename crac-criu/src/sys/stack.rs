@@ -76,11 +76,23 @@ mod tests {
         frame.as_ptr() as usize
     }
 
+    /// [`leave_behind`], a kilobyte further down: where a secret's frame lies when the
+    /// checkpoint starts, below the frames the scrubber itself then occupies (which
+    /// [`scrub_dead_frames`] does not promise to zero).
+    #[inline(never)]
+    fn leave_behind_deeper(byte: u8) -> usize {
+        let mut spacer = [0u8; 1024];
+        std::hint::black_box(&mut spacer);
+        let at = leave_behind::<8192>(byte);
+        std::hint::black_box(&spacer);
+        at
+    }
+
     #[test]
     fn what_a_dead_frame_held_is_zeroed_and_nothing_above() {
         let live = [7u8; 64];
         leave_behind::<{ 64 << 10 }>(0); // the thread has used its stack deeper than below
-        let dead = leave_behind::<8192>(0xA5);
+        let dead = leave_behind_deeper(0xA5);
         scrub_dead_frames();
         // SAFETY: `dead` is this thread's stack, below the current frame: mapped and
         // readable; the volatile reads tell the compiler nothing about its contents.
