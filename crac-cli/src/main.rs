@@ -75,6 +75,10 @@ enum Command {
         /// Restore lazily (see `crac restore --lazy`).
         #[arg(long)]
         lazy: bool,
+        /// Give up a restore whose process has not resumed after SECS seconds (see
+        /// `crac restore --timeout`; default 300).
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
         /// Set K=V for the application, at start and again at every restore; K alone passes
         /// this environment's K (for secrets: off the command line).
         #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             every,
             replace_invalid,
             lazy,
+            timeout,
             env,
             app,
         } => {
@@ -180,6 +185,7 @@ fn main() -> ExitCode {
                 every,
                 replace_invalid,
                 lazy,
+                timeout,
                 env,
             };
             std::env::current_exe()

@@ -17,6 +17,7 @@ tests![
     crac_run_can_checkpoint_after_a_timeout_instead_of_at_ready,
     a_launcher_works_from_a_shell_with_stray_inherited_fds,
     a_direct_checkpoint_under_crac_run_is_refused_and_the_image_kept,
+    crac_run_gives_up_a_restore_that_does_not_resume_in_time,
 ];
 
 fn crac_run_checkpoints_at_ready_restores_at_once_and_restores_on_every_later_run() {
@@ -312,4 +313,22 @@ fn a_copy_dies_with_its_restorer_even_when_that_is_killed() {
         after_kill,
         "the copy went on after its restorer was killed"
     );
+}
+
+fn crac_run_gives_up_a_restore_that_does_not_resume_in_time() {
+    let (_, image) = setup("run-restore-timeout");
+    let exe = std::env::current_exe().unwrap();
+    let first = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(first.status.code(), Some(7), "{first:?}");
+    let out = crac_run(&exe, &image, "ready", &["--timeout", "0"]);
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the process had not resumed when the restore timed out"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("exiting 7"), "{out:?}");
+    // the image is kept, and restores with time enough
+    let again = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(again.status.code(), Some(7), "{again:?}");
 }

@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub replace_invalid: bool,
     /// Restore lazily (see `RestoreOptions::lazy`).
     pub lazy: bool,
+    /// Give up a restore that has not resumed after this long (`RestoreOptions::timeout`).
+    pub timeout: Option<Duration>,
     /// Environment for the application: set at start, and passed again to every
     /// restore (an image keeps the environment it was taken with).
     pub env: Vec<(String, String)>,
@@ -78,6 +80,7 @@ pub fn run(
     let restore_options = RestoreOptions {
         given,
         lazy: options.lazy,
+        timeout: options.timeout,
         ..Default::default()
     };
     if image.join(FILE_NAME).exists() {
