@@ -5,9 +5,7 @@
 //! `crac: restored in N ms`, and with `crac restore --verbose` each phase.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The stamps file, for the action script.
@@ -110,44 +108,16 @@ impl Stamps {
     }
 }
 
-/// Prints `crac: restored in N ms` once the process is stamped resumed (and with
-/// `verbose`, how long each phase took). Dropping it looks one last time, then stops.
-pub(crate) fn report_when_resumed(stamps: PathBuf, verbose: bool) -> impl Drop {
-    struct Reporter {
-        stop: Arc<AtomicBool>,
-        thread: Option<std::thread::JoinHandle<()>>,
-    }
-    impl Drop for Reporter {
-        fn drop(&mut self) {
-            self.stop.store(true, Ordering::Relaxed);
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
+/// Prints `crac: restored in N ms` if the process is stamped resumed (and with
+/// `verbose`, how long each phase took).
+pub(crate) fn report(stamps: &Path, verbose: bool) {
+    let read = Stamps::read(stamps);
+    if let Some(ms) = read.resumed() {
+        if verbose {
+            eprintln!("crac: restored in {ms:.0} ms:\n{}", read.describe());
+        } else {
+            eprintln!("crac: restored in {ms:.0} ms");
         }
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = Arc::clone(&stop);
-    let thread = std::thread::spawn(move || {
-        loop {
-            let last_look = stopped.load(Ordering::Relaxed);
-            let read = Stamps::read(&stamps);
-            if let Some(ms) = read.resumed() {
-                if verbose {
-                    eprintln!("crac: restored in {ms:.0} ms:\n{}", read.describe());
-                } else {
-                    eprintln!("crac: restored in {ms:.0} ms");
-                }
-                return;
-            }
-            if last_look {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    });
-    Reporter {
-        stop,
-        thread: Some(thread),
     }
 }
 

@@ -126,7 +126,6 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     };
 
     let mut child = spawn(cmd, &criu, &manifest)?;
-    let reporter = phases::report_when_resumed(stamps.clone(), options.verbose);
     let pid = child.id() as libc::pid_t;
     let copy = CopyStopper::new(if manifest.private_pid_namespace {
         pid
@@ -159,13 +158,15 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         copy.stop();
         // SAFETY: plain kill of the process group CRIU (or `unshare`) leads.
         unsafe { libc::kill(-pid, libc::SIGKILL) };
-    } else if let Some(turn) = listeners_turn {
-        turn.pass_once_listening(&mut child);
+    } else {
+        phases::report(&stamps, options.verbose);
+        if let Some(turn) = listeners_turn {
+            turn.pass_once_listening(&mut child);
+        }
     }
     let status = child.wait();
     copy.ended();
     supervise::forward_to(0)?;
-    drop(reporter);
     let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
     let pages = pages.finish();
     let resumed = abandoned.is_none() && phases::Stamps::read(&stamps).resumed().is_some();
