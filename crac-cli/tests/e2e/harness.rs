@@ -200,6 +200,21 @@ impl std::fmt::Debug for Proc {
     }
 }
 
+/// The PID the image was taken with.
+pub(crate) fn image_pid(first_stdout: &[u8]) -> i32 {
+    lines(&text(first_stdout))[0]
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub(crate) fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
 /// Every process on the host, as far as they can be read.
 pub(crate) fn processes() -> Vec<Proc> {
     std::fs::read_dir("/proc")
@@ -304,12 +319,19 @@ pub(crate) fn wait_for_line(out_path: &Path, line: &str) {
     }
 }
 
-/// `crac ARGS` with stdio only.
+/// `crac ARGS` with stdio only, to its end.
 pub(crate) fn crac(args: &[&str]) -> Output {
+    crac_started(args).wait_with_output().unwrap()
+}
+
+/// `crac ARGS` with stdio only, started, its output piped.
+pub(crate) fn crac_started(args: &[&str]) -> Child {
     only_stdio(&mut Command::new(crac_bin()))
         .args(args)
         .stdin(Stdio::null())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap()
 }
 

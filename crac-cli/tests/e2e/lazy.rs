@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Command, Output, Stdio};
 
 use crate::harness::{
-    Run, checksum_of, crac, criu, killed_by_sigkill, lines, only_stdio, setup, tests, text,
+    Run, alive, checksum_of, crac, crac_started, criu, image_pid, killed_by_sigkill, lines,
+    only_stdio, setup, tests, text,
 };
 
 tests![
@@ -47,15 +48,7 @@ fn lazy_copies_of_one_image_run_side_by_side() {
     assert_eq!(original.status.code(), Some(128 + 9), "{original:?}");
     let checksum = checksum_of(lines(&text(&original.stdout))[0]).to_string();
     let copies: Vec<_> = (0..3)
-        .map(|_| {
-            only_stdio(&mut Command::new(crate::harness::crac_bin()))
-                .args(["restore", "--lazy", image.to_str().unwrap()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| crac_started(&["restore", "--lazy", image.to_str().unwrap()]))
         .collect();
     let mut instances = std::collections::HashSet::new();
     for copy in copies {
@@ -79,12 +72,7 @@ fn a_lazy_pages_server_that_dies_stops_the_copy_and_says_so() {
     let (dir, image) = setup("lazy-killed");
     let first = Run::new("plain", &image).output();
     assert!(killed_by_sigkill(first.status), "{first:?}");
-    let pid: i32 = lines(&text(&first.stdout))[0]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
+    let pid = image_pid(&first.stdout);
     let wrapper = dir.join("criu");
     std::fs::write(
         &wrapper,
@@ -126,9 +114,5 @@ exec {criu} "$@"
     );
     // nothing left running: not the copy, not the server
     std::thread::sleep(std::time::Duration::from_millis(50));
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    assert!(
-        stat.is_empty() || stat.contains(") Z "),
-        "the copy is gone: {stat}"
-    );
+    assert!(!alive(pid), "the copy is gone");
 }

@@ -8,8 +8,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    KillOnDrop, Run, checksum_of, crac, killed_by_sigkill, lines, only_stdio, restore, setup,
-    tests, text,
+    KillOnDrop, Run, checksum_of, crac, crac_started, killed_by_sigkill, lines, only_stdio,
+    restore, setup, tests, text,
 };
 use crate::scenario::located;
 
@@ -261,15 +261,7 @@ fn one_image_restores_eight_times_at_once_and_every_copy_is_unique() {
 
     let started = Instant::now();
     let copies: Vec<_> = (0..8)
-        .map(|_| {
-            only_stdio(&mut Command::new(env!("CARGO_BIN_EXE_crac")))
-                .args(["restore", image.to_str().unwrap()])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
+        .map(|_| crac_started(&["restore", image.to_str().unwrap()]))
         .collect();
     let outputs: Vec<Output> = copies
         .into_iter()

@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::{
-    KillOnDrop, Run, crac_bin, criu, killed_by_sigkill, lines, restore, setup, tests, text,
+    KillOnDrop, Run, alive, crac_bin, criu, image_pid, killed_by_sigkill, restore, setup, tests,
+    text,
 };
 
 tests![
@@ -16,21 +17,6 @@ tests![
     a_restore_that_times_out_stops_criu_and_frees_the_pid,
     a_stop_signal_while_criu_works_abandons_the_restore,
 ];
-
-/// The PID the image was taken with.
-fn image_pid(first_stdout: &[u8]) -> i32 {
-    lines(&text(first_stdout))[0]
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
-/// Whether `pid` is a live (not zombie) process.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
-}
 
 fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
