@@ -53,6 +53,12 @@ pub mod criu {
 }
 #[cfg(all(feature = "criu", target_os = "linux"))]
 pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready, secret_env};
+/// `#[crac::test]`'s runtime: checkpoint a test's setup, restore copies, collect their
+/// values.
+#[cfg(all(feature = "criu", target_os = "linux"))]
+pub mod testing {
+    pub use crac_criu::testing::{Trial, Value};
+}
 
 /// Notifies every participant, asks the selected engine for an image, and returns once
 /// the process runs again — restored, left running, or rolled back after a failure.
@@ -65,7 +71,7 @@ pub fn checkpoint_restore() -> Result<Restore, Error> {
     std::hint::black_box(crac_criu::ensure_linked());
     crac_core::checkpoint_restore()
 }
-pub use crac_derive::{Checkpointable, before_checkpoint, on_restore};
+pub use crac_derive::{Checkpointable, before_checkpoint, on_restore, test};
 
 /// Checkpoints started from async code (feature `tokio`): the protocol runs on a thread
 /// of its own while the application's runtime keeps running its tasks, and async hooks

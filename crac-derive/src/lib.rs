@@ -13,6 +13,7 @@ mod checkpointable;
 mod deadline;
 mod hook_fn;
 mod rank;
+mod test_fn;
 
 /// Implements `crac::Resource` for a struct, from attributes on the struct and its fields.
 ///
@@ -230,4 +231,49 @@ pub fn before_checkpoint(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn on_restore(args: TokenStream, item: TokenStream) -> TokenStream {
     hook_fn::expand(hook_fn::HookKind::OnRestore, args.into(), item.into()).into()
+}
+
+/// A test whose setup runs in a process of its own, which is checkpointed with CRIU and
+/// restored as `copies` concurrent copies (default 1); each copy sends a value back.
+///
+/// ```no_run
+/// use std::sync::{Arc, Mutex};
+/// use crac::Checkpointable;
+/// use rand::{RngExt, SeedableRng, rngs::StdRng};
+///
+/// #[derive(Checkpointable)]
+/// struct Ids {
+///     #[crac(reseed)]
+///     rng: Mutex<StdRng>,
+/// }
+///
+/// #[crac::test(copies = 3)]
+/// fn restored_copies_draw_different_ids(trial: crac::testing::Trial) {
+///     let draws: Vec<u64> = trial.run(
+///         || {
+///             // setup: runs once, in the process that is checkpointed
+///             let ids = Arc::new(Ids { rng: Mutex::new(StdRng::seed_from_u64(7)) });
+///             crac::register(&ids);
+///             ids
+///         },
+///         // runs in each restored copy; its value comes back here
+///         |ids, _restore| ids.rng.lock().unwrap().random(),
+///     );
+///     assert_ne!(draws[0], draws[1]);
+///     assert_ne!(draws[1], draws[2]);
+/// }
+/// ```
+///
+/// The function takes a `crac::testing::Trial` (see it for what runs where) and may
+/// return what a `#[test]` may. Its attributes stay on the test (`#[ignore]`,
+/// `#[should_panic]`, docs); `#[test]` itself must not be added.
+///
+/// The test needs root, CRIU (where the criu engine finds it) and the `crac` command
+/// (see `Trial`). Where CRIU cannot run, the test is marked ignored with the reason, as
+/// found when the test is compiled — `cargo test -- --include-ignored` runs it anyway,
+/// and it then fails naming what is missing. Under `CI=true` nothing is ignored: a test
+/// that cannot run fails.
+#[proc_macro_attribute]
+pub fn test(args: TokenStream, item: TokenStream) -> TokenStream {
+    test_fn::expand(args.into(), item.into()).into()
 }

@@ -1,0 +1,4 @@
+#[crac::test]
+struct NotATest;
+
+fn main() {}
