@@ -201,3 +201,76 @@ fn sync_hooks_keep_working_next_to_async_ones() {
         assert_eq!(log.take(), ["plain before"]);
     });
 }
+
+/// An async hook under a deadline: it waits for a task of the application's runtime.
+#[derive(Checkpointable)]
+#[crac(name = "slow async", deadline = "150ms")]
+#[crac(before_checkpoint = Self::close, after_restore = Self::open)]
+struct SlowAsync {
+    server: Arc<Server>,
+    sleep_ms: u64,
+}
+
+impl SlowAsync {
+    async fn close(&self, event: &Checkpoint) -> Result<(), BoxError> {
+        tokio::time::sleep(Duration::from_millis(self.sleep_ms)).await;
+        self.server.stop(event).await
+    }
+
+    async fn open(&self, restore: &Restore) {
+        self.server.start(restore).await;
+    }
+}
+
+#[test]
+fn async_hooks_keep_their_deadlines_on_either_runtime_flavor() {
+    let _serial = serial();
+    crac::use_engine("simulate").unwrap();
+    for flavor in ["current", "multi"] {
+        within_deadline(move || {
+            let runtime = runtime(flavor);
+            let log = Log::default();
+            let (within, overrun) = runtime.block_on(async {
+                let server = Server::new(&log);
+                let quick = Arc::new(SlowAsync {
+                    server: Arc::clone(&server),
+                    sleep_ms: 1,
+                });
+                crac::register(&quick);
+                let within = crac::tokio::checkpoint_restore().await;
+                drop(quick);
+                // Over its deadline, but within it again by the time the rollback's
+                // after_restore (which waits for it) is due: the protocol returns with
+                // both finished, before the runtime is dropped.
+                let slow = Arc::new(SlowAsync {
+                    server,
+                    sleep_ms: 250,
+                });
+                crac::register(&slow);
+                let overrun = crac::tokio::checkpoint_restore().await;
+                (within, overrun)
+            });
+            assert_eq!(within.unwrap().outcome(), Outcome::Restored, "{flavor}");
+            let error = overrun.unwrap_err().to_string();
+            assert!(
+                error.contains(
+                    "`slow async` failed in before_checkpoint: did not finish within its \
+                     deadline of 150ms"
+                ),
+                "{flavor}: {error}"
+            );
+            // The late hook finished on the runtime (stopping the server task) before
+            // the rollback started it again.
+            assert_eq!(
+                log.take(),
+                [
+                    "server stopped",
+                    "server started (Restored)",
+                    "server stopped",
+                    "server started (RolledBack)"
+                ],
+                "{flavor}"
+            );
+        });
+    }
+}
