@@ -45,6 +45,52 @@ fn no_crate_has_an_import_cycle() {
     assert!(cycles.is_empty(), "import cycles:\n{}", cycles.join("\n"));
 }
 
+/// Two types of one crate never share a name (issue: two `Ranked`s, two `Kind`s): the
+/// name alone tells which is meant. Module-level structs, enums, traits and aliases,
+/// outside unit tests; associated types are not items of their own.
+#[test]
+fn no_two_types_of_a_crate_share_a_name() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut shared = Vec::new();
+    for krate in CRATES {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (module, code) in modules(&root.join(krate)) {
+            for line in code.lines() {
+                let Some(name) = type_declared(line) else {
+                    continue;
+                };
+                if let Some(first) = seen.insert(name.clone(), module.clone()) {
+                    shared.push(format!("{krate}: `{name}` in {first} and {module}"));
+                }
+            }
+        }
+    }
+    assert!(
+        shared.is_empty(),
+        "types sharing a name:\n{}",
+        shared.join("\n")
+    );
+}
+
+/// The type a line declares at module level (`struct`, `enum`, `trait` or `type`, with
+/// any visibility), if it does.
+fn type_declared(line: &str) -> Option<String> {
+    if line.starts_with(' ') {
+        return None; // inside an impl, trait or function
+    }
+    let mut words = line.split_whitespace().skip_while(|w| w.starts_with("pub"));
+    let keyword = words.next()?;
+    if !["struct", "enum", "trait", "type"].contains(&keyword) {
+        return None;
+    }
+    let name: String = words
+        .next()?
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect();
+    (!name.is_empty()).then_some(name)
+}
+
 /// Module path (`a::b`) → its code, for every file under `dir` but the crate root.
 fn modules(dir: &Path) -> BTreeMap<String, String> {
     let mut found = BTreeMap::new();

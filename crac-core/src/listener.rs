@@ -37,7 +37,7 @@ use crate::resource::Resource;
 /// ```
 #[derive(Debug)]
 pub struct BlockingListener {
-    shared: Arc<Shared>,
+    shared: Arc<BlockingListenerState>,
 }
 
 /// An accepted connection: a `TcpStream` (through `Deref`), open for the checkpoint's
@@ -45,12 +45,12 @@ pub struct BlockingListener {
 #[derive(Debug)]
 pub struct BlockingConnection {
     stream: TcpStream,
-    shared: Arc<Shared>,
+    shared: Arc<BlockingListenerState>,
     id: u64,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct BlockingListenerState {
     address_env: Mutex<Option<String>>,
     drain_deadline: Mutex<Duration>,
     state: Mutex<State>,
@@ -77,7 +77,7 @@ impl BlockingListener {
     pub fn bind(address: impl ToSocketAddrs) -> io::Result<BlockingListener> {
         let location = Location::caller();
         let socket = TcpListener::bind(address)?;
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(BlockingListenerState {
             address_env: Mutex::new(None),
             drain_deadline: Mutex::new(Duration::from_secs(10)),
             state: Mutex::new(State {
@@ -167,7 +167,7 @@ pub(crate) fn restore_address(
         .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
 }
 
-impl Resource for Shared {
+impl Resource for BlockingListenerState {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
         let deadline = *lock(&self.drain_deadline);
         let until = Instant::now() + deadline;

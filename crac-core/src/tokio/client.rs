@@ -40,7 +40,7 @@ type Close<C> = Box<dyn Fn(C) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send
 /// # }
 /// ```
 pub struct Client<C> {
-    shared: Arc<Shared<C>>,
+    shared: Arc<ClientState<C>>,
 }
 
 /// When a restored copy connects.
@@ -54,7 +54,7 @@ enum Reconnect {
     Required,
 }
 
-struct Shared<C> {
+struct ClientState<C> {
     name: String,
     runtime: Handle,
     connect: Connect<C>,
@@ -88,7 +88,7 @@ impl<C: Send + Sync + 'static> Client<C> {
         async move {
             let connect: Connect<C> = Box::new(move || Box::pin(connect()));
             let first = connect().await?;
-            let shared = Arc::new(Shared {
+            let shared = Arc::new(ClientState {
                 name: name.into(),
                 runtime: Handle::current(),
                 connect,
@@ -191,7 +191,7 @@ impl<C> std::fmt::Debug for Client<C> {
     }
 }
 
-impl<C: Send + Sync + 'static> Shared<C> {
+impl<C: Send + Sync + 'static> ClientState<C> {
     async fn close_for_checkpoint(&self) -> Result<(), BoxError> {
         self.closed_for_checkpoint.store(true, Ordering::SeqCst);
         let deadline = *self
@@ -258,7 +258,7 @@ impl<C: Send + Sync + 'static> Shared<C> {
     }
 }
 
-impl<C: Send + Sync + 'static> Resource for Shared<C> {
+impl<C: Send + Sync + 'static> Resource for ClientState<C> {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
         super::block_on_hook_on(Some(&self.runtime), self.close_for_checkpoint())
     }

@@ -44,7 +44,7 @@ use crate::resource::Resource;
 /// ```
 #[derive(Debug)]
 pub struct Listener {
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
 }
 
 /// An accepted connection: the stream, counted as open until dropped. While its
@@ -55,14 +55,14 @@ pub struct Listener {
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     id: u64,
     /// Nothing read since the last write: no request is under way.
     answered: bool,
 }
 
 #[derive(Debug)]
-struct Shared {
+struct ListenerState {
     runtime: Handle,
     address_env: Mutex<Option<String>>,
     drain_deadline: Mutex<Duration>,
@@ -92,7 +92,7 @@ impl Listener {
         let location = Location::caller();
         async move {
             let socket = TcpListener::bind(address).await?;
-            let shared = Arc::new(Shared {
+            let shared = Arc::new(ListenerState {
                 runtime: Handle::current(),
                 address_env: Mutex::new(None),
                 drain_deadline: Mutex::new(Duration::from_secs(10)),
@@ -157,7 +157,7 @@ impl Listener {
     }
 }
 
-impl Shared {
+impl ListenerState {
     fn wake_acceptor(&self) {
         if let Some(waker) = lock(&self.acceptor).take() {
             waker.wake();
@@ -165,7 +165,7 @@ impl Shared {
     }
 }
 
-impl Resource for Shared {
+impl Resource for ListenerState {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
         super::refuse_on_runtime_thread()?;
         self.draining.store(true, Ordering::SeqCst);
