@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::launcher::supervise::Ended;
+use crate::sys::process;
 
 /// The socket the server listens on in its work directory (CRIU's name).
 const SOCKET: &str = "lazy-pages.socket";
@@ -141,8 +142,13 @@ impl Watch {
             std::thread::sleep(Duration::from_millis(1));
         }
         if !self.thread.is_finished() {
-            // SAFETY: plain kill of our own child, not yet reaped (its thread waits).
-            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGKILL) };
+            // Our own child, not yet reaped (its thread waits): the pid is still its.
+            if let Err(e) = process::kill(self.pid) {
+                eprintln!(
+                    "crac: could not stop the lazy-pages server (pid {}): {e}",
+                    self.pid
+                );
+            }
         }
         let outcome = self
             .thread
@@ -198,8 +204,13 @@ impl CopyStopper {
 
     pub(crate) fn stop(&self) {
         if !self.is_done() {
-            // SAFETY: plain kill; the target is the copy or its namespace's `unshare`.
-            unsafe { libc::kill(self.target, libc::SIGKILL) };
+            // The copy, or its namespace's `unshare`.
+            if let Err(e) = process::kill(self.target as u32) {
+                eprintln!(
+                    "crac: could not stop the restored copy (pid {}): {e}",
+                    self.target
+                );
+            }
         }
     }
 }

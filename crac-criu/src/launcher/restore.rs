@@ -19,7 +19,7 @@ use crate::launcher::namespace;
 use crate::launcher::page_check::{self, Hold, PageCheck};
 use crate::launcher::phases;
 use crate::launcher::supervise::{self, Ended};
-use crate::sys::{criu, fd_info, fs, procfs};
+use crate::sys::{criu, fd_info, fs, process, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};
 use crate::wire::signal::{self, Message};
@@ -156,8 +156,9 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
     if abandoned.is_some() {
         // CRIU and whatever it restored so far: nothing of it may run on
         copy.stop();
-        // SAFETY: plain kill of the process group CRIU (or `unshare`) leads.
-        unsafe { libc::kill(-pid, libc::SIGKILL) };
+        if let Err(e) = process::kill_group(pid as u32) {
+            eprintln!("crac: could not kill the abandoned restore's processes (group {pid}): {e}");
+        }
     } else {
         phases::report(&stamps, options.verbose);
         if let Some(turn) = listeners_turn {

@@ -73,6 +73,14 @@ pub(crate) fn kill_group(pgid: u32) -> io::Result<()> {
     }
 }
 
+/// Sends SIGKILL to `pid`; a process already gone is fine.
+pub(crate) fn kill(pid: u32) -> io::Result<()> {
+    match nix::sys::signal::kill(Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Reaps this process's children until none is left, for at most `limit` (a process
 /// stuck in the kernel may take longer to die; init reaps it then).
 pub(crate) fn reap_children(limit: Duration) {
