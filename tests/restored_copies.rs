@@ -122,3 +122,17 @@ fn a_restore_env_value_that_does_not_parse_fails_the_copy_naming_it(trial: Trial
         |server, _| server.port.load(Ordering::SeqCst),
     );
 }
+
+#[crac::test(copies = 2)]
+#[should_panic(expected = "copy 2 of 2 panicked: the second copy fails")]
+fn a_copy_that_panics_fails_the_test_naming_the_copy(trial: Trial) {
+    trial.env("COPY", |copy| copy.to_string()).run(
+        || (),
+        |(), restore| {
+            let copy = restore.env.iter().find(|(name, _)| name == "COPY").unwrap();
+            if copy.1 == "1" {
+                panic!("the second copy fails");
+            }
+        },
+    );
+}
