@@ -46,8 +46,9 @@ fn no_crate_has_an_import_cycle() {
 }
 
 /// Two types of one crate never share a name (issue: two `Ranked`s, two `Kind`s): the
-/// name alone tells which is meant. Module-level structs, enums, traits and aliases,
-/// outside unit tests; associated types are not items of their own.
+/// name alone tells which is meant. Module-level types of every module but the crate
+/// root (which only declares and re-exports), outside unit tests; associated types are
+/// not items of their own.
 #[test]
 fn no_two_types_of_a_crate_share_a_name() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -72,15 +73,17 @@ fn no_two_types_of_a_crate_share_a_name() {
     );
 }
 
-/// The type a line declares at module level (`struct`, `enum`, `trait` or `type`, with
-/// any visibility), if it does.
+/// The type a line declares at module level (`struct`, `enum`, `union`, `trait` or
+/// `type`, with any visibility, `unsafe` or not), if it does.
 fn type_declared(line: &str) -> Option<String> {
     if line.starts_with(' ') {
         return None; // inside an impl, trait or function
     }
-    let mut words = line.split_whitespace().skip_while(|w| w.starts_with("pub"));
+    let mut words = line
+        .split_whitespace()
+        .skip_while(|w| w.starts_with("pub") || *w == "unsafe");
     let keyword = words.next()?;
-    if !["struct", "enum", "trait", "type"].contains(&keyword) {
+    if !["struct", "enum", "union", "trait", "type"].contains(&keyword) {
         return None;
     }
     let name: String = words

@@ -1,24 +1,26 @@
 //! `#[crac::test]`: a test whose setup is checkpointed with CRIU and restored as copies.
 //!
-//! The function is kept as written, inside the test libtest runs:
+//! The function is kept as written, renamed, beside the test libtest runs:
 //!
 //! ```text
-//! #[test]                                 // the user's attributes, then
-//! #[ignore = "crac::test needs ..."]      // only when the probe below finds CRIU unusable
+//! #[doc(hidden)] #[allow(dead_code)]
+//! fn __crac_test_name(trial: Trial) -> R { ... }   // the user's function, always compiled
+//!
+//! #[test]                                          // the user's attributes, then
+//! #[ignore = "crac::test needs ..."]               // only when the probe below finds CRIU unusable
 //! fn name() -> R {
-//!     fn name(trial: Trial) -> R { ... }  // the user's function
-//!     name(::crac::testing::Trial::__new(module_path!(), "name", 3))
+//!     __crac_test_name(::crac::testing::Trial::__new(module_path!(), "name", 3))
 //! }
 //! ```
 //!
 //! libtest cannot skip a test at run time, so whether CRIU can run is probed here, when
 //! the test is compiled, and a test that could not run is marked ignored with the reason
-//! (libtest prints it). Under `CI=true` nothing is ignored: a missing CRIU fails the
-//! test. The probe reads `PATH`, `CRAC_CRIU` and `CI`; the expansion names them in
-//! `option_env!`, so that changing any of them compiles the test, and probes, again.
+//! (libtest prints it; `--include-ignored` runs it anyway). Under `CI=true` nothing is
+//! ignored: a missing CRIU fails the test. The expansion names `CI` and `CRAC_CRIU` in
+//! `option_env!`, so that changing either compiles the test, and probes, again.
 
 use proc_macro2::TokenStream;
-use quote::{quote, quote_spanned};
+use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, FnArg, Item, ItemFn, Lit, Safety, Type};
@@ -48,12 +50,21 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         let errors = errors.to_compile_errors();
         return quote!(#item #errors);
     }
-    let (attrs, vis, sig, block) = (&func.attrs, &func.vis, &func.sig, &func.block);
-    let name = &sig.ident;
-    let name_str = name.unraw().to_string();
-    let output = &sig.output;
-    let inner = quote!(#sig #block);
-    let ignored = attrs.iter().any(|a| a.path().is_ident("ignore"));
+    let (vis, block) = (&func.vis, &func.block);
+    let name = &func.sig.ident;
+    // libtest's name for the test keeps a raw identifier's `r#`.
+    let name_str = name.to_string();
+    let output = &func.sig.output;
+    let mut sig = func.sig.clone();
+    sig.ident = format_ident!("__crac_test_{}", name.unraw(), span = name.span());
+    let body_fn = &sig.ident;
+    // `#[ignore]` and `#[should_panic]` are the test's; the rest (docs, lints, cfg) is
+    // the function's as much as the test's.
+    let (test_attrs, fn_attrs): (Vec<_>, Vec<_>) = func
+        .attrs
+        .iter()
+        .partition(|a| a.path().is_ident("ignore") || a.path().is_ident("should_panic"));
+    let ignored = test_attrs.iter().any(|a| a.path().is_ident("ignore"));
     let ignore = match probe() {
         Some(reason) if !ignored => quote!(#[ignore = #reason]),
         _ => TokenStream::new(),
@@ -62,17 +73,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
         ::crac::testing::Trial::__new(::core::module_path!(), #name_str, #copies)
     };
     quote! {
-        #(#attrs)*
+        // Outside the test, so that `cargo check` and doc tests type-check the body too.
+        #(#fn_attrs)*
+        #[doc(hidden)]
+        #[allow(dead_code, non_snake_case)]
+        #vis #sig #block
+
+        #(#fn_attrs)*
+        #(#test_attrs)*
         #[::core::prelude::v1::test]
         #ignore
         #vis fn #name() #output {
-            const _: [::core::option::Option<&str>; 3] = [
-                ::core::option_env!("CI"),
-                ::core::option_env!("CRAC_CRIU"),
-                ::core::option_env!("PATH"),
-            ];
-            #inner
-            #name(#trial)
+            const _: [::core::option::Option<&str>; 2] =
+                [::core::option_env!("CI"), ::core::option_env!("CRAC_CRIU")];
+            #body_fn(#trial)
         }
     }
 }
@@ -122,10 +136,12 @@ fn copies(args: TokenStream, errors: &mut Errors) -> usize {
 /// Everything that keeps the function from being run as described.
 fn check_function(func: &ItemFn, errors: &mut Errors) {
     let sig = &func.sig;
-    if let Some(attr) = func.attrs.iter().find(|a| a.path().is_ident("test")) {
+    // `#[test]`, `#[tokio::test]`, `#[core::prelude::v1::test]`: a test already.
+    let is_test = |a: &&syn::Attribute| a.path().segments.last().is_some_and(|s| s.ident == "test");
+    if let Some(attr) = func.attrs.iter().find(is_test) {
         errors.spanned(
             attr,
-            "#[crac::test] makes the function a test already: remove `#[test]`",
+            "#[crac::test] makes the function a test: remove this test attribute",
         );
     }
     if let Some(token) = &sig.asyncness {
@@ -186,9 +202,8 @@ fn check_function(func: &ItemFn, errors: &mut Errors) {
     }
 }
 
-/// Whether `ty` is written as `Trial` or a path to it. Checked here because a test
-/// function's body is only compiled by `cargo test`: a wrong type would otherwise pass
-/// `cargo build` and `cargo check`.
+/// Whether `ty` is written as `Trial` or a path to it: a wrong type gets this message
+/// rather than a mismatch at the generated call.
 fn names_trial(ty: &Type) -> bool {
     matches!(ty, Type::Path(path) if path.qself.is_none()
         && path.path.segments.last().is_some_and(|last| last.ident == "Trial"))
@@ -201,15 +216,21 @@ fn probe() -> Option<String> {
     }
     let why = if !is_root() {
         "crac::test needs root (CRIU restores processes as root)".to_string()
-    } else if !criu_found() {
-        "crac::test needs CRIU: none at CRAC_CRIU, on PATH, in /usr/local/sbin or /usr/sbin \
-         (scripts/install-criu.sh installs it)"
-            .to_string()
     } else {
-        return None;
+        match std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
+            Some(path) if !std::path::Path::new(&path).is_file() => format!(
+                "crac::test needs CRIU: CRAC_CRIU={} is not a file",
+                path.to_string_lossy()
+            ),
+            Some(_) => return None,
+            None if criu_on_path() => return None,
+            None => "crac::test needs CRIU: none on PATH, in /usr/local/sbin or /usr/sbin \
+                     (scripts/install-criu.sh installs it)"
+                .to_string(),
+        }
     };
     Some(format!(
-        "{why}; found when the test was compiled: `cargo test -- --include-ignored` runs it anyway"
+        "{why} (as found when the test was compiled); `cargo test -- --include-ignored` runs it"
     ))
 }
 
@@ -224,11 +245,8 @@ fn is_root() -> bool {
     })
 }
 
-/// Where the criu engine looks for it (`crac-criu`'s `sys/criu.rs`).
-fn criu_found() -> bool {
-    if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
-        return std::path::Path::new(&path).is_file();
-    }
+/// Where the criu engine looks for it without `CRAC_CRIU` (`crac-criu`'s `sys/criu.rs`).
+fn criu_on_path() -> bool {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)

@@ -18,9 +18,11 @@
 mod value;
 
 use std::ffi::OsString;
+use std::fs::File;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
 
 pub use value::Value;
 
@@ -36,19 +38,26 @@ const CHECKPOINT_ENV: &str = "CRAC_TEST_CHECKPOINT";
 const REPORT_ENV: &str = "CRAC_TEST_REPORT";
 /// Where the test looks for the `crac` command first.
 const CLI_ENV: &str = "CRAC_CLI";
-/// How long a copy may take to run again before its restore is given up.
-const RESTORE_TIMEOUT_SECS: &str = "120";
+/// How long the checkpointed process, and then the copies, may take by default.
+const TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A restore-time variable for each copy: its name, and its value for copy `i`.
 type CopyEnv = (String, Box<dyn Fn(usize) -> String>);
 
 /// What a `#[crac::test]` function is given: the test's name, how many copies to
-/// restore, and what each copy is told at restore.
+/// restore, and what each copy is told at restore. Its [`run`](Trial::run) does the
+/// work; a test that drops its trial without running it fails.
+///
+/// The copies are restored by the `crac` command: the one `CRAC_CLI` names, else the
+/// one cargo built beside the test executable (`target/<profile>/crac`, from the
+/// `crac-cli` package: build it first), else `crac` on `PATH`.
 pub struct Trial {
     /// The test's name as libtest knows it (its path without the crate's name).
     test: String,
     copies: usize,
     env: Vec<CopyEnv>,
+    timeout: Duration,
+    ran: bool,
 }
 
 impl std::fmt::Debug for Trial {
@@ -58,6 +67,7 @@ impl std::fmt::Debug for Trial {
             .field("test", &self.test)
             .field("copies", &self.copies)
             .field("env", &env)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -75,6 +85,8 @@ impl Trial {
             test,
             copies,
             env: Vec::new(),
+            timeout: TIMEOUT,
+            ran: false,
         }
     }
 
@@ -86,8 +98,24 @@ impl Trial {
     /// Gives copy `i` (from 0) the restore-time variable `name` = `value(i)`, as
     /// `crac restore --env NAME=VALUE` would: `#[crac(restore_env)]` fields and
     /// `Restore::env` see it.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is `CRAC_TEST_REPORT`, which the trial gives each copy itself.
     pub fn env(mut self, name: &str, value: impl Fn(usize) -> String + 'static) -> Trial {
+        assert_ne!(
+            name, REPORT_ENV,
+            "{REPORT_ENV} is the trial's own: it tells each copy where its value goes"
+        );
         self.env.push((name.to_string(), Box::new(value)));
+        self
+    }
+
+    /// How long the checkpointed process may take to run `setup` and be checkpointed,
+    /// and then how long the copies may take to be restored and run `each` (default
+    /// 120 s each). A process over its time is killed and the test fails naming it.
+    pub fn timeout(mut self, timeout: Duration) -> Trial {
+        self.timeout = timeout;
         self
     }
 
@@ -103,14 +131,15 @@ impl Trial {
     ///
     /// With the reason when the trial cannot run (not root, no CRIU, no `crac`
     /// command), when `setup` panics or the checkpoint fails (with what the process
-    /// printed), when a restore fails, or when `each` panics in a copy (naming the copy).
-    /// When no image was written or a copy could not be restored, the scratch directory
-    /// with the image and CRIU's logs is kept, and named.
+    /// printed), when a restore fails or a process runs over its [`timeout`](Self::timeout),
+    /// or when `each` panics in a copy (naming the copy). When CRIU left an image or
+    /// logs, the scratch directory holding them is kept, and named.
     pub fn run<S, T: Value>(
-        self,
+        mut self,
         setup: impl FnOnce() -> S,
         each: impl FnOnce(S, &Restore) -> T,
     ) -> Vec<T> {
+        self.ran = true;
         if std::env::var_os(CHECKPOINT_ENV).is_some_and(|test| test == *self.test) {
             checkpointed(setup, each)
         }
@@ -125,169 +154,189 @@ impl Trial {
         let cli = missing_prerequisite()?;
         let scratch = Scratch::new(&self.test)?;
         let image = scratch.path.join("image");
-        let checkpointed = self.checkpoint(&cli, &image)?;
+        let report = scratch.path.join("checkpoint.report");
+        let checkpoint = self.checkpoint(&cli, &image, &report)?;
+        let checkpointed = scratch
+            .run(checkpoint, "checkpoint")?
+            .wait(Instant::now() + self.timeout)?;
         if !image.join(manifest::FILE_NAME).is_file() {
-            return Err(scratch.keep(format!(
-                "no image was written: the checkpointed process {}",
-                printed(&checkpointed)
-            )));
-        }
-        let reports: Vec<PathBuf> = (0..self.copies)
-            .map(|i| scratch.path.join(format!("copy-{i}.value")))
-            .collect();
-        // All at once, each output read on a thread of its own so that none waits on a
-        // full pipe while another is read.
-        let restores: Vec<_> = reports
-            .iter()
-            .enumerate()
-            .map(|(i, report)| {
-                let mut cmd = self.restore(&cli, &image, i, report, &scratch.path);
-                std::thread::spawn(move || cmd.output())
-            })
-            .collect();
-        let outputs: Vec<_> = restores
-            .into_iter()
-            .map(|restore| restore.join().expect("the thread only runs a command"))
-            .collect();
-        let mut values = Vec::with_capacity(self.copies);
-        for (i, (output, report)) in outputs.into_iter().zip(&reports).enumerate() {
-            let copy = format!("copy {} of {}", i + 1, self.copies);
-            let output = output
-                .map_err(|e| scratch.keep(format!("{copy}: cannot run {}: {e}", cli.display())))?;
-            let Ok(sent) = std::fs::read(report) else {
-                return Err(scratch.keep(format!(
-                    "{copy} sent no value: `crac restore` {}",
-                    printed(&output)
-                )));
+            let why = match std::fs::read(&report).map(|sent| Sent::<T>::decode(&sent)) {
+                Ok(Sent::Panicked(message)) => format!("setup panicked: {message}"),
+                Ok(Sent::Failed(error)) => format!("the checkpoint failed: {error}"),
+                _ if checkpointed.stdout.contains("running 0 tests") => format!(
+                    "the test executable ran no test named {}: is this a #[crac::test]?",
+                    self.test
+                ),
+                _ => format!("the checkpointed process {checkpointed}"),
             };
-            // The copy ran and said what went wrong: the image and logs tell no more.
-            match decode::<T>(&sent) {
-                Ok(value) => values.push(value),
-                Err(e) => {
-                    scratch.remove();
-                    return Err(format!("{copy} {e}"));
+            return Err(scratch.keep(format!("no image was written: {why}")));
+        }
+        // All at once, under one deadline.
+        let deadline = Instant::now() + self.timeout;
+        let mut copies = Vec::with_capacity(self.copies);
+        for i in 0..self.copies {
+            let cmd = self.restore(&cli, &image, i, &scratch);
+            copies.push(scratch.run(cmd, &format!("copy-{i}"))?);
+        }
+        let mut values = Vec::with_capacity(self.copies);
+        for (i, copy) in copies.into_iter().enumerate() {
+            let name = format!("copy {} of {}", i + 1, self.copies);
+            let ended = copy.wait(deadline)?;
+            let Ok(sent) = std::fs::read(scratch.report(i)) else {
+                return Err(scratch.keep(format!("{name} sent no value: `crac restore` {ended}")));
+            };
+            // A copy that ran says what went wrong: the image and logs tell no more.
+            let failure = match Sent::<T>::decode(&sent) {
+                Sent::Value(value) => {
+                    values.push(value);
+                    continue;
                 }
-            }
+                Sent::Panicked(message) => format!("{name} panicked: {message}"),
+                Sent::Failed(error) => {
+                    format!("{name} was restored, but its restore failed: {error}")
+                }
+            };
+            scratch.remove();
+            return Err(failure);
         }
         scratch.remove();
         Ok(values)
     }
 
     /// Starts this test again, alone, in a private PID namespace, to be checkpointed.
-    fn checkpoint(&self, cli: &Path, image: &Path) -> Result<Output, String> {
+    fn checkpoint(&self, cli: &Path, image: &Path, report: &Path) -> Result<Command, String> {
         let exe =
             std::env::current_exe().map_err(|e| format!("cannot find the test executable: {e}"))?;
-        let args: [OsString; 5] = [
+        // `--include-ignored`: the test may be ignored and run on request.
+        let args: [OsString; 6] = [
             self.test.clone().into(),
             "--exact".into(),
+            "--include-ignored".into(),
             "--nocapture".into(),
             "--test-threads=1".into(),
             "-q".into(),
         ];
-        namespace::launch(cli, exe.into_os_string(), args)
-            .env(CHECKPOINT_ENV, &self.test)
+        let mut cmd = namespace::launch(cli, exe.into_os_string(), args);
+        cmd.env(CHECKPOINT_ENV, &self.test)
+            .env(REPORT_ENV, report)
             .env("CRAC_CHECKPOINT_TO", image)
-            .env_remove("CRAC_LEAVE_RUNNING")
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", cli.display()))
+            .env_remove("CRAC_LEAVE_RUNNING");
+        Ok(cmd)
     }
 
     /// `crac restore` of copy `i`.
-    fn restore(&self, cli: &Path, image: &Path, i: usize, report: &Path, logs: &Path) -> Command {
+    fn restore(&self, cli: &Path, image: &Path, i: usize, scratch: &Scratch) -> Command {
         let mut cmd = Command::new(cli);
         cmd.arg("restore")
             .arg(image)
             .arg("--timeout")
-            .arg(RESTORE_TIMEOUT_SECS)
+            .arg(self.timeout.as_secs().max(1).to_string())
             .arg("--log")
-            .arg(logs.join(format!("copy-{i}.restore.log")))
+            .arg(scratch.path.join(format!("copy-{i}.restore.log")))
             .arg("--env")
-            .arg(format!("{REPORT_ENV}={}", report.display()));
+            .arg(format!("{REPORT_ENV}={}", scratch.report(i).display()));
         for (name, value) in &self.env {
             cmd.arg("--env").arg(format!("{name}={}", value(i)));
         }
-        cmd.stdin(Stdio::null());
         cmd
     }
 }
 
-/// The checkpointed process's role, and then each copy's.
+impl Drop for Trial {
+    fn drop(&mut self) {
+        // A test that never checkpoints must not pass as if it had.
+        if !self.ran && !std::thread::panicking() {
+            panic!(
+                "crac::test {}: the test ended without calling trial.run(setup, each)",
+                self.test
+            );
+        }
+    }
+}
+
+/// The checkpointed process's role, and then each copy's. Each reports to the file
+/// `CRAC_TEST_REPORT` names: the test sets it for the checkpointed process, and each
+/// copy's restorer sets it again (restore-time variables are in the environment before
+/// any hook runs), so a failure before or after the image goes where the test looks.
 fn checkpointed<S, T: Value>(setup: impl FnOnce() -> S, each: impl FnOnce(S, &Restore) -> T) -> ! {
-    let state = setup();
-    // The test reads what this process printed when no image appears.
+    let state = match panic::catch_unwind(AssertUnwindSafe(setup)) {
+        Ok(state) => state,
+        Err(payload) => report_and_exit(Sent::<T>::Panicked(panic_message(&*payload))),
+    };
     let restore = match crac_core::checkpoint_restore() {
         Ok(restore) if restore.is_restored() => restore,
-        Ok(restore) => {
-            eprintln!(
-                "the checkpoint did not stop the process: {:?}",
-                restore.outcome()
-            );
-            std::process::exit(1)
-        }
-        // A copy's restore-time variables are set before its hooks run: a copy whose
-        // hooks failed tells the test so through its report.
-        Err(e) => match std::env::var_os(REPORT_ENV) {
-            Some(report) => {
-                report_and_exit(Path::new(&report), format!("failed\n{e}").into_bytes())
-            }
-            None => {
-                eprintln!("the checkpoint failed: {e}");
-                std::process::exit(1)
-            }
-        },
+        Ok(restore) => report_and_exit(Sent::<T>::Failed(format!(
+            "the process was not stopped by its checkpoint: {:?}",
+            restore.outcome()
+        ))),
+        Err(e) => report_and_exit(Sent::<T>::Failed(e.to_string())),
     };
-    let Some(report) = restore
-        .env
-        .iter()
-        .find(|(name, _)| name == REPORT_ENV)
-        .map(|(_, path)| PathBuf::from(path))
-    else {
-        eprintln!("restored without {REPORT_ENV}: restore #[crac::test] images through the test");
-        std::process::exit(1)
-    };
-    let sent = match panic::catch_unwind(AssertUnwindSafe(|| each(state, &restore))) {
-        Ok(value) => {
-            let mut sent = b"value\n".to_vec();
-            value.encode(&mut sent);
-            sent
-        }
-        Err(payload) => format!("panicked\n{}", panic_message(&*payload)).into_bytes(),
-    };
-    report_and_exit(&report, sent)
+    match panic::catch_unwind(AssertUnwindSafe(|| each(state, &restore))) {
+        Ok(value) => report_and_exit(Sent::Value(value)),
+        Err(payload) => report_and_exit(Sent::<T>::Panicked(panic_message(&*payload))),
+    }
 }
 
-/// A copy's last act: its report, written whole or not at all (a half-written value must
-/// not decode).
-fn report_and_exit(report: &Path, sent: Vec<u8>) -> ! {
-    let partial = report.with_extension("partial");
-    let written = std::fs::write(&partial, sent).and_then(|()| std::fs::rename(&partial, report));
+/// What the checkpointed process or a copy reports.
+enum Sent<T> {
+    Value(T),
+    Panicked(String),
+    Failed(String),
+}
+
+impl<T: Value> Sent<T> {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Sent::Value(value) => {
+                let mut bytes = b"value\n".to_vec();
+                value.encode(&mut bytes);
+                bytes
+            }
+            Sent::Panicked(message) => format!("panicked\n{message}").into_bytes(),
+            Sent::Failed(error) => format!("failed\n{error}").into_bytes(),
+        }
+    }
+
+    /// The report in `bytes`; `Failed` for bytes that are none.
+    fn decode(bytes: &[u8]) -> Sent<T> {
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        if let Some(mut value) = bytes.strip_prefix(b"value\n") {
+            return match T::decode(&mut value) {
+                Some(decoded) if value.is_empty() => Sent::Value(decoded),
+                _ => Sent::Failed(format!(
+                    "it sent a value that is not a {}",
+                    std::any::type_name::<T>()
+                )),
+            };
+        }
+        match (
+            bytes.strip_prefix(b"panicked\n"),
+            bytes.strip_prefix(b"failed\n"),
+        ) {
+            (Some(message), _) => Sent::Panicked(text(message)),
+            (_, Some(error)) => Sent::Failed(text(error)),
+            _ => Sent::Failed("it sent something that is not a report".into()),
+        }
+    }
+}
+
+/// The last act of the checkpointed process or a copy: its report, written whole or
+/// not at all (a half-written value must not decode).
+fn report_and_exit<T: Value>(sent: Sent<T>) -> ! {
+    let written = match std::env::var_os(REPORT_ENV) {
+        Some(report) => {
+            let report = PathBuf::from(report);
+            let partial = report.with_extension("partial");
+            std::fs::write(&partial, sent.encode())
+                .and_then(|()| std::fs::rename(&partial, &report))
+        }
+        None => Err(std::io::Error::other(format!("{REPORT_ENV} is not set"))),
+    };
+    if let Err(e) = &written {
+        // Only stderr is left to tell the test.
+        eprintln!("crac::test: cannot report to the test: {e}");
+    }
     std::process::exit(if written.is_ok() { 0 } else { 1 })
-}
-
-/// What a copy sent: its value, or why there is none.
-fn decode<T: Value>(sent: &[u8]) -> Result<T, String> {
-    if let Some(mut value) = sent.strip_prefix(b"value\n") {
-        return match T::decode(&mut value) {
-            Some(decoded) if value.is_empty() => Ok(decoded),
-            _ => Err(format!(
-                "sent a value that is not a {}",
-                std::any::type_name::<T>()
-            )),
-        };
-    }
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-    match (
-        sent.strip_prefix(b"panicked\n"),
-        sent.strip_prefix(b"failed\n"),
-    ) {
-        (Some(message), _) => Err(format!("panicked: {}", text(message))),
-        (_, Some(error)) => Err(format!(
-            "was restored, but its restore failed: {}",
-            text(error)
-        )),
-        _ => Err("sent something that is not a value".into()),
-    }
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -299,17 +348,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         (_, Some(message)) => message.clone(),
         _ => "(a panic without a message)".into(),
     }
-}
-
-/// How a process ended and what it printed, for a failure message.
-fn printed(output: &Output) -> String {
-    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).trim_end().to_string();
-    format!(
-        "ended with {}; stdout:\n{}\nstderr:\n{}",
-        output.status,
-        text(&output.stdout),
-        text(&output.stderr)
-    )
 }
 
 /// Root, CRIU and the `crac` command, or which is missing; the `crac` command if none is.
@@ -343,8 +381,9 @@ fn crac_command() -> Option<PathBuf> {
     beside.or_else(|| process::find_program(Path::new("crac"), &[]))
 }
 
-/// The test's scratch directory: the image, CRIU's logs, the copies' values. Kept (and
-/// named) when a checkpoint or restore fails; removed otherwise.
+/// The test's scratch directory: the image, CRIU's logs, what each process printed, the
+/// copies' values. Kept (and named) when a failure left an image or CRIU's logs in it;
+/// removed otherwise.
 struct Scratch {
     path: PathBuf,
 }
@@ -363,14 +402,112 @@ impl Scratch {
         Ok(Scratch { path })
     }
 
-    fn keep(&self, failure: String) -> String {
-        format!(
-            "{failure}\n(the image and CRIU's logs are kept in {})",
-            self.path.display()
-        )
+    /// Where copy `i` writes its value.
+    fn report(&self, i: usize) -> PathBuf {
+        self.path.join(format!("copy-{i}.value"))
     }
 
-    fn remove(self) {
+    /// Starts `cmd` with stdin from `/dev/null` and its output in files named `name`
+    /// here: files, unlike pipes, need nobody reading them while it runs.
+    fn run(&self, mut cmd: Command, name: &str) -> Result<Running, String> {
+        let stdout = self.path.join(format!("{name}.stdout"));
+        let stderr = self.path.join(format!("{name}.stderr"));
+        let create = |path: &Path| {
+            File::create(path).map_err(|e| format!("cannot create {}: {e}", path.display()))
+        };
+        cmd.stdin(std::process::Stdio::null())
+            .stdout(create(&stdout)?)
+            .stderr(create(&stderr)?);
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {:?}: {e}", cmd.get_program()))?;
+        Ok(Running {
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// `failure`, naming this directory if CRIU left anything in it (an image, a failed
+    /// dump's or a restore's log), which is then kept; otherwise it is removed.
+    fn keep(&self, failure: String) -> String {
+        let image = std::fs::read_dir(self.path.join("image"))
+            .is_ok_and(|mut entries| entries.next().is_some());
+        let restore_log = std::fs::read_dir(&self.path).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".restore.log"))
+        });
+        if image || restore_log {
+            format!(
+                "{failure}\n(the image and CRIU's logs are kept in {})",
+                self.path.display()
+            )
+        } else {
+            self.remove();
+            failure
+        }
+    }
+
+    fn remove(&self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
+}
+
+/// A process the test started, its output going to files.
+struct Running {
+    child: Child,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+/// How a process ended (`None`: killed at its deadline), and what it printed.
+struct Finished {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for Finished {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "ended with {status}")?,
+            None => write!(
+                f,
+                "was still running at its deadline (Trial::timeout) and was killed"
+            )?,
+        }
+        let (stdout, stderr) = (self.stdout.trim_end(), self.stderr.trim_end());
+        write!(f, "; stdout:\n{stdout}\nstderr:\n{stderr}")
+    }
+}
+
+impl Running {
+    /// Waits until it ends, or kills it at `deadline`: a restorer, or the checkpointed
+    /// process's namespace, takes everything it started with it.
+    fn wait(mut self, deadline: Instant) -> Result<Finished, String> {
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(None) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    break None;
+                }
+                Err(e) => return Err(format!("cannot wait for a process it started: {e}")),
+            }
+        };
+        Ok(Finished {
+            status,
+            stdout: read(&self.stdout),
+            stderr: read(&self.stderr),
+        })
+    }
+}
+
+fn read(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
 }
