@@ -178,10 +178,12 @@ impl Trial {
             let cmd = self.restore(&cli, &image, i, &scratch);
             copies.push(scratch.run(cmd, &format!("copy-{i}"))?);
         }
+        // Every copy waited for (or killed) before any is judged: none outlives the test.
+        let ended: Vec<_> = copies.into_iter().map(|copy| copy.wait(deadline)).collect();
         let mut values = Vec::with_capacity(self.copies);
-        for (i, copy) in copies.into_iter().enumerate() {
+        for (i, ended) in ended.into_iter().enumerate() {
             let name = format!("copy {} of {}", i + 1, self.copies);
-            let ended = copy.wait(deadline)?;
+            let ended = ended?;
             let Ok(sent) = std::fs::read(scratch.report(i)) else {
                 return Err(scratch.keep(format!("{name} sent no value: `crac restore` {ended}")));
             };
