@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
-use crac_criu::launcher::{RestoreArgs, inspect, namespace, wait_for};
+use crac_criu::launcher::{RestoreArgs, VerifyPages, inspect, namespace, wait_for};
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +42,11 @@ enum Command {
         /// on first touch and in the background (start time independent of image size).
         #[arg(long)]
         lazy: bool,
+        /// `cached` (default): hash the page data unless an earlier restore found these
+        /// very files (same inode, size, modification and change times) intact;
+        /// `always`: hash it at every restore.
+        #[arg(long, value_name = "WHEN", default_value = "cached", value_parser = parse_verify_pages)]
+        verify_pages: VerifyPages,
         /// Give up (stopping CRIU and the half-restored process) if the process has not
         /// resumed after SECS seconds (default 300).
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -75,6 +80,9 @@ enum Command {
         /// Restore lazily (see `crac restore --lazy`).
         #[arg(long)]
         lazy: bool,
+        /// When the page data is hashed (see `crac restore --verify-pages`).
+        #[arg(long, value_name = "WHEN", default_value = "cached", value_parser = parse_verify_pages)]
+        verify_pages: VerifyPages,
         /// Give up a restore whose process has not resumed after SECS seconds (see
         /// `crac restore --timeout`; default 300).
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
@@ -130,6 +138,7 @@ fn main() -> ExitCode {
             log_level,
             verbose,
             lazy,
+            verify_pages,
             timeout,
             env,
             args,
@@ -139,6 +148,7 @@ fn main() -> ExitCode {
                 log_level,
                 verbose,
                 lazy,
+                verify_pages,
                 timeout,
                 given: RestoreArgs {
                     args,
@@ -175,6 +185,7 @@ fn main() -> ExitCode {
             every,
             replace_invalid,
             lazy,
+            verify_pages,
             timeout,
             env,
             app,
@@ -185,6 +196,7 @@ fn main() -> ExitCode {
                 every,
                 replace_invalid,
                 lazy,
+                verify_pages,
                 timeout,
                 env,
             };
@@ -234,6 +246,14 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
         .ok()
         .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
         .ok_or_else(|| format!("`{text}`: expected a number of seconds, from 0 to about 10^19"))
+}
+
+fn parse_verify_pages(text: &str) -> Result<VerifyPages, String> {
+    match text {
+        "cached" => Ok(VerifyPages::Cached),
+        "always" => Ok(VerifyPages::Always),
+        _ => Err(format!("`{text}`: expected `cached` or `always`")),
+    }
 }
 
 /// `KEY=VALUE`, or `KEY` for this environment's value (a secret then stays off the

@@ -1,6 +1,7 @@
 //! Image integrity: a damaged page, an edited manifest or a file slipped into the image is
 //! refused by name, and the damaged copy never runs.
 
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
 use crate::harness::{
@@ -10,6 +11,7 @@ use crate::harness::{
 tests![
     damaged_page_data_is_refused_by_name_and_the_copy_never_runs,
     an_edited_manifest_or_an_added_file_is_refused,
+    page_data_changed_after_a_successful_restore_is_still_refused,
 ];
 
 /// Inverts `len` bytes of the file at `path` from `offset`: damage that keeps its size.
@@ -19,6 +21,29 @@ fn flip(path: &Path, offset: usize, len: usize) {
         *b = !*b;
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Inverts `len` bytes of the file at `path` from `offset` in place: the same inode and
+/// size, only its times move.
+fn flip_in_place(path: &Path, offset: u64, len: usize) {
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut bytes = vec![0; len];
+    file.read_exact_at(&mut bytes, offset).unwrap();
+    for b in &mut bytes {
+        *b = !*b;
+    }
+    file.write_all_at(&bytes, offset).unwrap();
+}
+
+/// Restores `image` with `-v`, expecting the scenario's own exit; returns its stderr.
+fn restored(image: &Path) -> String {
+    let out = crac(&["restore", "-v", image.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    text(&out.stderr)
 }
 
 /// Restores `image`, expecting a refusal for damage that names `what`; the copy must not
@@ -114,5 +139,65 @@ fn an_edited_manifest_or_an_added_file_is_refused() {
     assert!(
         restored.contains(&format!("Restored generation 1 checksum {checksum}")),
         "{restored}"
+    );
+}
+
+/// A restore that found the page data intact records it so that the next restore of the
+/// same unchanged files need not hash it; any change to them must still be caught.
+fn page_data_changed_after_a_successful_restore_is_still_refused() {
+    const NOT_HASHED: &str = "page data not hashed: unchanged since an earlier restore";
+    let (_, image) = setup("changed-after-restore");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let first = restored(&image);
+    assert!(!first.contains(NOT_HASHED), "{first}");
+    let second = restored(&image);
+    // records are kept only in a root-only tmpfs (scripts/install-criu.sh makes one)
+    if Path::new("/run/crac-criu/verified-pages").is_dir() {
+        assert!(
+            second.contains(NOT_HASHED),
+            "the record was not used: {second}"
+        );
+    }
+
+    let pages = image.join("pages-1.img");
+    let offset = std::fs::metadata(&pages).unwrap().len() / 2;
+    flip_in_place(&pages, offset, 4096);
+    refused_as_damaged(&image, "image file pages-1.img does not match its digest");
+    flip_in_place(&pages, offset, 4096);
+    let again = restored(&image);
+    assert!(
+        !again.contains(NOT_HASHED),
+        "changed files are hashed again: {again}"
+    );
+
+    // the modification time put back after the change: its change time still moves
+    let modified = std::fs::metadata(&pages).unwrap().modified().unwrap();
+    flip_in_place(&pages, offset, 4096);
+    std::fs::File::options()
+        .write(true)
+        .open(&pages)
+        .unwrap()
+        .set_modified(modified)
+        .unwrap();
+    assert_eq!(
+        std::fs::metadata(&pages).unwrap().modified().unwrap(),
+        modified
+    );
+    refused_as_damaged(&image, "image file pages-1.img does not match its digest");
+
+    // a full check on request hashes even what a record says is intact
+    flip_in_place(&pages, offset, 4096);
+    restored(&image);
+    let forced = crac(&[
+        "restore",
+        "-v",
+        "--verify-pages",
+        "always",
+        image.to_str().unwrap(),
+    ]);
+    assert_eq!(forced.status.code(), Some(7), "{forced:?}");
+    assert!(
+        text(&forced.stderr).contains("hashing the page data"),
+        "{forced:?}"
     );
 }

@@ -9,6 +9,7 @@ mod publish;
 mod staging;
 mod withdraw;
 
+pub(crate) use digest::is_page_data;
 pub(crate) use directory::{
     Contents, check_target, published_since, sibling, validate, verify_pages,
 };

@@ -14,9 +14,11 @@ pub mod request_client;
 pub mod restore;
 pub mod run;
 mod supervise;
+mod verified_pages;
 
 pub use crate::wire::restore_args::RestoreArgs;
 pub use supervise::wait_for;
+pub use verified_pages::VerifyPages;
 
 use crate::error::Error;
 use crate::sys::privileges;

@@ -2,6 +2,8 @@
 //! of the time CRIU spends reading it, so the two run side by side on two cores, and the
 //! restored process is held at CRIU's `post-restore` stage until the verdict is in. A
 //! damaged image is therefore refused by name and never runs, at almost no cost in time.
+//! Files an earlier restore found intact and that have not changed since are not hashed
+//! again (`verified_pages.rs`).
 //!
 //! The restorer hashes; the action script (a child of CRIU) waits for the verdict, a
 //! line the restorer writes into a file it holds locked until then. A failing
@@ -14,7 +16,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::image::{self, manifest::Manifest};
+use crate::image::manifest::Manifest;
+use crate::launcher::verified_pages::{self, Intact, VerifyPages};
 
 /// Where the action script finds the verdict.
 const VERDICT_ENV: &str = "CRAC_RESTORE_VERDICT";
@@ -43,13 +46,15 @@ pub(crate) enum Hold<'c> {
 }
 
 impl PageCheck {
-    /// Starts hashing the page data of the image in `dir`; `done` is called with the
-    /// outcome as soon as it is known.
+    /// Starts checking the page data of the image in `dir` (hashing it, unless `mode`
+    /// allows a record of an earlier check, see `verified_pages.rs`); `done` is called
+    /// with the outcome as soon as it is known.
     pub(crate) fn start(
         dir: &Path,
         manifest: &Manifest,
+        mode: VerifyPages,
         hold: Hold<'_>,
-        done: impl FnOnce(&Result<(), Error>) + Send + 'static,
+        done: impl FnOnce(&Result<Intact, Error>) + Send + 'static,
     ) -> Result<PageCheck, Error> {
         let (file, verdict) = match hold {
             Hold::Until {
@@ -70,8 +75,9 @@ impl PageCheck {
         };
         let (dir, manifest) = (dir.to_path_buf(), manifest.clone());
         let thread = std::thread::spawn(move || {
-            let outcome = image::verify_pages(&dir, &manifest);
+            let outcome = verified_pages::verify(&dir, &manifest, mode);
             done(&outcome);
+            let outcome = outcome.map(drop);
             if let Some(file) = file {
                 let text = match &outcome {
                     Ok(()) => MATCHES.to_string(),

@@ -19,6 +19,8 @@ const RESUMED: &str = "post-resume";
 pub(crate) const VALIDATED: &str = "validated";
 /// When the page data was found to match (stamped by the restorer's check).
 pub(crate) const PAGES_HASHED: &str = "pages-hashed";
+/// When the page data was found unchanged since an earlier restore checked it.
+pub(crate) const PAGES_RECORDED: &str = "pages-recorded";
 /// When the action script got the page check's verdict.
 pub(crate) const PAGES_CHECKED: &str = "pages-checked";
 
@@ -103,6 +105,9 @@ impl Stamps {
                 "  ({:.1} ms hashing the page data, beside CRIU)\n",
                 to - from
             );
+        }
+        if self.at(PAGES_RECORDED).is_some() {
+            out += "  (page data not hashed: unchanged since an earlier restore found it intact)\n";
         }
         out
     }

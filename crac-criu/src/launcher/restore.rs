@@ -19,6 +19,7 @@ use crate::launcher::namespace;
 use crate::launcher::page_check::{self, Hold, PageCheck};
 use crate::launcher::phases;
 use crate::launcher::supervise::{self, Ended};
+use crate::launcher::verified_pages::{Intact, VerifyPages};
 use crate::sys::{criu, fd_info, fs, process, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};
@@ -44,6 +45,9 @@ pub struct RestoreOptions {
     /// Give up on a restore whose process has not resumed after this long (default:
     /// [`RESTORE_TIMEOUT`]).
     pub timeout: Option<Duration>,
+    /// Whether the page data is hashed even when an earlier restore found these very
+    /// files intact.
+    pub verify_pages: VerifyPages,
 }
 
 /// How long CRIU may take to get the process running by default: far beyond any
@@ -110,7 +114,13 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         .arg(manifest.pid.to_string());
     let hashed = {
         let stamps = stamps.clone();
-        move || drop(phases::stamp_at(&stamps, began, phases::PAGES_HASHED))
+        move |outcome: &Result<Intact, Error>| {
+            let stage = match outcome {
+                Ok(Intact::Recorded) => phases::PAGES_RECORDED,
+                _ => phases::PAGES_HASHED,
+            };
+            drop(phases::stamp_at(&stamps, began, stage))
+        }
     };
     // A full restore holds the copy until its page data is checked; a lazy one checks it
     // once the copy runs (below).
@@ -119,8 +129,13 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
             verdict: log.with_extension("verdict"),
             criu: &mut cmd,
         };
-        let hashed = hashed.clone();
-        Some(PageCheck::start(dir, &manifest, hold, move |_| hashed())?)
+        Some(PageCheck::start(
+            dir,
+            &manifest,
+            options.verify_pages,
+            hold,
+            hashed.clone(),
+        )?)
     } else {
         None
     };
@@ -137,12 +152,18 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         Some(check) => check,
         None => {
             let copy = copy.clone();
-            PageCheck::start(dir, &manifest, Hold::No, move |outcome| {
-                hashed();
-                if outcome.is_err() {
-                    copy.stop();
-                }
-            })?
+            PageCheck::start(
+                dir,
+                &manifest,
+                options.verify_pages,
+                Hold::No,
+                move |outcome| {
+                    hashed(outcome);
+                    if outcome.is_err() {
+                        copy.stop();
+                    }
+                },
+            )?
         }
     };
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead

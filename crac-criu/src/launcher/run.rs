@@ -46,6 +46,8 @@ pub struct RunOptions {
     pub replace_invalid: bool,
     /// Restore lazily (see `RestoreOptions::lazy`).
     pub lazy: bool,
+    /// When the page data is hashed (see `RestoreOptions::verify_pages`).
+    pub verify_pages: crate::launcher::VerifyPages,
     /// Give up a restore that has not resumed after this long (`RestoreOptions::timeout`).
     pub timeout: Option<Duration>,
     /// Environment for the application: set at start, and passed again to every
@@ -81,6 +83,7 @@ pub fn run(
         given,
         lazy: options.lazy,
         timeout: options.timeout,
+        verify_pages: options.verify_pages,
         ..Default::default()
     };
     if image.join(FILE_NAME).exists() {

@@ -1,0 +1,245 @@
+//! A record of page data found intact, so that restores of an unchanged image do not
+//! hash it again: at 268 MB hashing costs a core about 36 ms per restore, and eight
+//! copies started at once on two cores would spend most of their start on it.
+//!
+//! Once a restore has found an image's page files intact, an empty file is created in a
+//! root-only tmpfs directory ([`RECORDS`]), named after a digest of what was checked:
+//! each page file's name, size and digest as the manifest records them, and its device,
+//! inode, size, modification and change times as `stat` reports them. Any change made
+//! through the file system (a write, a truncate, a replaced file, even one whose
+//! modification time is put back with `utimensat`: its change time still moves) gives
+//! another name, and the next restore hashes again. What a record cannot see is a change
+//! that bypasses the file system — media decay, writes to the block device — after the
+//! first check; `--verify-pages always` hashes regardless (see the README's integrity
+//! section). The records live on a tmpfs, so a reboot (which can reuse inode numbers)
+//! forgets them.
+//!
+//! Restores of the same files started together take turns on a lock per record: the
+//! first hashes while the others wait, then find its record; a first restorer that fails
+//! or is killed leaves no record, and the next one hashes.
+
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::error::Error;
+use crate::image::{
+    self,
+    manifest::{ImageFile, Manifest},
+};
+
+/// Where records are kept: beside CRIU's kernel-feature cache, in the directory
+/// `scripts/install-criu.sh` makes a tmpfs only root can write.
+const RECORDS: &str = "/run/crac-criu/verified-pages";
+/// A record is removed this long after the check that made it: its image is likely gone,
+/// and a check now and then also catches what a record cannot see.
+const KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// When the page data is hashed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VerifyPages {
+    /// Unless an earlier restore found these very files intact (the default).
+    #[default]
+    Cached,
+    /// At every restore.
+    Always,
+}
+
+/// How the page data was found intact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Intact {
+    /// Hashed now.
+    Hashed,
+    /// Hashed by an earlier restore, the files unchanged since.
+    Recorded,
+}
+
+/// Checks the page data of the image in `dir` (see [`image::verify_pages`]), or finds a
+/// record that these unchanged files were checked before.
+pub(crate) fn verify(dir: &Path, manifest: &Manifest, mode: VerifyPages) -> Result<Intact, Error> {
+    let hash = || image::verify_pages(dir, manifest).map(|()| Intact::Hashed);
+    // Without a trustworthy directory or a key (a file that cannot be stat'ed, which
+    // the check then reports), records are not used.
+    let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, &manifest.files))
+    else {
+        return hash();
+    };
+    let record = records.join(&key);
+    if mode == VerifyPages::Cached && is_record(&record) {
+        return Ok(Intact::Recorded);
+    }
+    let lock_path = records.join(format!("{key}.lock"));
+    let Ok(lock) = open_lock(&lock_path) else {
+        return hash();
+    };
+    // Waits while another restore of the same files hashes them.
+    let _ = lock.lock();
+    if mode == VerifyPages::Cached && is_record(&record) {
+        return Ok(Intact::Recorded);
+    }
+    let outcome = hash();
+    // A file changed while it was hashed is not recorded: the hash may predate the change.
+    if outcome.is_ok() && self::key(dir, &manifest.files).as_deref() == Some(key.as_str()) {
+        remove_old(&records);
+        let _ = open_lock(&record);
+    }
+    outcome
+}
+
+/// The record's name for the page files among `files` (a manifest's) in `dir` as they
+/// are now; `None` if one cannot be stat'ed.
+fn key(dir: &Path, files: &[ImageFile]) -> Option<String> {
+    let mut text = String::new();
+    for file in files.iter().filter(|f| image::is_page_data(&f.name)) {
+        let m = std::fs::symlink_metadata(dir.join(&file.name)).ok()?;
+        text += &format!(
+            "{} {} {} {} {} {} {}.{:09} {}.{:09}\n",
+            file.name,
+            file.size,
+            file.blake3,
+            m.dev(),
+            m.ino(),
+            m.size(),
+            m.mtime(),
+            m.mtime_nsec(),
+            m.ctime(),
+            m.ctime_nsec()
+        );
+    }
+    Some(blake3::hash(text.as_bytes()).to_hex().to_string())
+}
+
+/// `path` is a record: a regular file (not a link someone slipped in).
+fn is_record(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
+}
+
+/// Opens (creating) a lock or record, root's alone, never through a link.
+fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// `records`, created if missing, if a record there can be trusted: on a tmpfs (gone at
+/// reboot), owned by root and writable by root only, as is its parent.
+fn records_dir(records: &Path) -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let parent = records.parent()?;
+    if !root_only(parent) || !is_tmpfs(parent) {
+        return None;
+    }
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(records);
+    root_only(records).then(|| records.to_path_buf())
+}
+
+/// A real directory (not a link), owned by root, that nobody else can write.
+fn root_only(dir: &Path) -> bool {
+    std::fs::symlink_metadata(dir)
+        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
+}
+
+fn is_tmpfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
+/// Removes records and locks not renewed for [`KEPT`] (a lock still held then only lets
+/// a newcomer hash beside its holder).
+fn remove_old(records: &Path) {
+    let now = SystemTime::now();
+    for entry in std::fs::read_dir(records).into_iter().flatten().flatten() {
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age > KEPT));
+        if old {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image_with_pages(name: &str) -> (PathBuf, Vec<ImageFile>) {
+        let dir = std::env::temp_dir().join(format!("crac-verified-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("pages-1.img"), b"pages").unwrap();
+        std::fs::write(dir.join("core-1.img"), b"core").unwrap();
+        let files = ["pages-1.img", "core-1.img"]
+            .map(|name| ImageFile {
+                name: name.into(),
+                size: 5,
+                blake3: "ab".into(),
+            })
+            .into();
+        (dir, files)
+    }
+
+    #[test]
+    fn the_key_changes_with_any_change_to_a_page_file_and_only_then() {
+        let (dir, files) = image_with_pages("key");
+        let pages = dir.join("pages-1.img");
+        let first = key(&dir, &files).unwrap();
+        assert_eq!(key(&dir, &files).unwrap(), first, "nothing changed");
+        std::fs::write(dir.join("core-1.img"), b"other").unwrap();
+        assert_eq!(key(&dir, &files).unwrap(), first, "not page data");
+
+        // the same size, the modification time put back: the change time still moves
+        let mtime = std::fs::metadata(&pages).unwrap().modified().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        std::fs::write(&pages, b"PAGES").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&pages)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        assert_eq!(
+            std::fs::metadata(&pages).unwrap().modified().unwrap(),
+            mtime
+        );
+        let flipped = key(&dir, &files).unwrap();
+        assert_ne!(flipped, first);
+
+        // a replaced file (another inode), same bytes
+        std::fs::write(dir.join("new"), b"PAGES").unwrap();
+        std::fs::rename(dir.join("new"), &pages).unwrap();
+        let replaced = key(&dir, &files).unwrap();
+        assert_ne!(replaced, flipped);
+
+        // another digest recorded for the same file
+        let mut other = files.clone();
+        other[0].blake3 = "cd".into();
+        assert_ne!(key(&dir, &other).unwrap(), replaced);
+
+        std::fs::remove_file(&pages).unwrap();
+        assert_eq!(key(&dir, &files), None, "a missing file: no key");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn records_are_kept_only_where_nobody_else_can_write() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let (dir, _) = image_with_pages("trust");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(records_dir(&dir.join("records")), None, "writable by all");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::symlink(&dir, dir.join("link")).unwrap();
+        assert!(!root_only(&dir.join("link")), "a link to a good directory");
+        if !is_tmpfs(&dir) {
+            assert_eq!(records_dir(&dir.join("records")), None, "not a tmpfs");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
