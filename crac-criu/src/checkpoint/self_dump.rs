@@ -7,7 +7,7 @@
 //!    it double-forks away from this process and reports `HelperReady`, holding our stdio.
 //! 3. Wipe the secret environment variables (the helper holds them), swap stdio for
 //!    memfds, return freed heap to the OS, send `Go`, wait for a message.
-//! 4. The message says how we come back: `Restored` (from `crac restore`'s post-resume
+//! 4. The message says how we come back: `Restored` (from `crac restore`'s post-restore
 //!    hook, in a restored copy), `LeftRunning` or `DumpFailed` (from the helper: take the
 //!    stdio and the secret environment back, let the helper go).
 

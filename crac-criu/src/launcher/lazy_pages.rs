@@ -23,17 +23,19 @@ use crate::sys::process;
 /// The socket the server listens on in its work directory (CRIU's name).
 const SOCKET: &str = "lazy-pages.socket";
 
-/// A running `criu lazy-pages` server for one restore.
+/// A running `criu lazy-pages` server for one restore; killed if dropped before it is
+/// watched (a restore that failed before CRIU ran).
 pub(crate) struct LazyPages {
-    server: Child,
+    server: Option<Child>,
     work_dir: PathBuf,
     log: PathBuf,
 }
 
 impl LazyPages {
     /// Starts the server for the image in `dir`, with a private work directory
-    /// `work_dir` (which CRIU's restore must share: the server's socket is there), and
-    /// waits until it listens.
+    /// `work_dir` (which CRIU's restore must share: the server's socket is there).
+    /// Started before the image is validated, so that its start (a few ms) overlaps
+    /// the validation; [`LazyPages::listening`] waits for it.
     pub(crate) fn start(
         criu: &Path,
         dir: &Path,
@@ -50,7 +52,7 @@ impl LazyPages {
                 path: work_dir.clone(),
                 source,
             })?;
-        let mut server = Command::new(criu)
+        let server = Command::new(criu)
             .arg("lazy-pages")
             .arg("-D")
             .arg(dir)
@@ -66,28 +68,33 @@ impl LazyPages {
                 path: criu.to_path_buf(),
                 source,
             })?;
+        Ok(LazyPages {
+            server: Some(server),
+            work_dir,
+            log,
+        })
+    }
+
+    /// Waits until the server listens (CRIU's restore fails if it connects earlier).
+    pub(crate) fn listening(&mut self) -> Result<(), Error> {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !work_dir.join(SOCKET).exists() {
+        let server = self.server.as_mut().expect("not yet watched");
+        while !self.work_dir.join(SOCKET).exists() {
             let ended = server.try_wait().ok().flatten();
             if ended.is_some() || Instant::now() > deadline {
-                let _ = server.kill();
-                let _ = server.wait();
                 return Err(Error::Restore {
                     reason: format!(
                         "criu lazy-pages {} before it listened\n{}",
                         ended.map_or("did not start in 10 s".into(), describe),
-                        crate::sys::criu::log_digest(&log, 8)
+                        crate::sys::criu::log_digest(&self.log, 8)
                     ),
-                    log,
+                    log: self.log.clone(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // it listens a few ms after its start: a coarser poll would add up to a tick
+            std::thread::sleep(Duration::from_micros(100));
         }
-        Ok(LazyPages {
-            server,
-            work_dir,
-            log,
-        })
+        Ok(())
     }
 
     /// Makes `criu restore` leave the memory to this server.
@@ -96,9 +103,9 @@ impl LazyPages {
     }
 
     /// Watches the server from now on: if it fails, `stop_copy` runs.
-    pub(crate) fn watch(self, stop_copy: CopyStopper) -> Watch {
-        let pid = self.server.id();
-        let mut server = self.server;
+    pub(crate) fn watch(mut self, stop_copy: CopyStopper) -> Watch {
+        let mut server = self.server.take().expect("watched once");
+        let pid = server.id();
         let thread = std::thread::spawn(move || {
             let ended = server.wait().map_err(|e| e.to_string())?;
             if ended.success() || stop_copy.is_done() {
@@ -110,8 +117,18 @@ impl LazyPages {
         Watch {
             thread,
             pid,
-            work_dir: self.work_dir,
-            log: self.log,
+            work_dir: std::mem::take(&mut self.work_dir),
+            log: std::mem::take(&mut self.log),
+        }
+    }
+}
+
+impl Drop for LazyPages {
+    fn drop(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = server.kill();
+            let _ = server.wait();
+            let _ = std::fs::remove_dir_all(&self.work_dir);
         }
     }
 }

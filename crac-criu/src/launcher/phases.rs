@@ -17,6 +17,8 @@ const RESUMED: &str = "post-resume";
 
 /// When the image was found sound (stamped by the restorer).
 pub(crate) const VALIDATED: &str = "validated";
+/// When the lazy-pages server listened (a lazy restore).
+pub(crate) const LAZY_LISTENING: &str = "lazy-listening";
 /// When the page data was found to match (stamped by the restorer's check).
 pub(crate) const PAGES_HASHED: &str = "pages-hashed";
 /// When the page data was found unchanged since an earlier restore checked it.
@@ -25,8 +27,12 @@ pub(crate) const PAGES_RECORDED: &str = "pages-recorded";
 pub(crate) const PAGES_CHECKED: &str = "pages-checked";
 
 /// The stages stamped, in order, with what the time up to each one was spent on.
-const STAGES: [(&str, &str); 5] = [
+const STAGES: [(&str, &str); 6] = [
     (VALIDATED, "validate the image"),
+    (
+        LAZY_LISTENING,
+        "the lazy-pages server starting (from before the validation)",
+    ),
     ("pre-restore", "CRIU start (namespace, kernel probe)"),
     ("post-restore", "processes, files and memory"),
     (PAGES_CHECKED, "waiting for the page check"),

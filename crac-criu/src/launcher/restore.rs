@@ -4,7 +4,7 @@
 //! CRIU is asked to (a) substitute the restorer's stdio for the image's stdio memfds,
 //! (b) run this executable as its `--action-script`, which stamps each stage (see
 //! `phases.rs`), holds the process at `post-restore` until its page data is found intact
-//! (`page_check.rs`) and at `post-resume` sends it its `Restored` message, and
+//! (`page_check.rs`) and then queues its `Restored` message, and
 //! (c) `--exec-cmd` this executable as `__wait`, which becomes the restored process's
 //! parent and reports its real exit code.
 
@@ -74,11 +74,19 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         log: options.log.as_deref().map(absolute).transpose()?,
         ..options.clone()
     };
-    let manifest = image::validate(dir, Contents::AllButPages)?;
     let log = options.log.clone().unwrap_or_else(|| {
-        remove_leftovers(&std::env::temp_dir());
         std::env::temp_dir().join(format!("crac-restore-{}.log", std::process::id()))
     });
+    // Started first, so that its start overlaps the validation; killed if that fails.
+    let lazy = match (options.lazy, criu::criu_binary()) {
+        (true, Ok(criu)) => {
+            let (work_dir, lazy_log) = (log.with_extension("lazy"), log.with_extension("lazy.log"));
+            let log_level = options.log_level.unwrap_or(2);
+            Some(LazyPages::start(&criu, dir, work_dir, lazy_log, log_level)?)
+        }
+        _ => None,
+    };
+    let manifest = image::validate(dir, Contents::AllButPages)?;
     let stamps = log.with_extension("phases");
     let _ = std::fs::remove_file(&stamps);
     let _ = phases::stamp_at(&stamps, began, phases::VALIDATED);
@@ -97,14 +105,14 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         },
     )
     .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
-    let lazy = if options.lazy {
-        let (work_dir, lazy_log) = (log.with_extension("lazy"), log.with_extension("lazy.log"));
-        let log_level = options.log_level.unwrap_or(2);
-        let server = LazyPages::start(&criu, dir, work_dir, lazy_log, log_level)?;
-        server.serve(&mut cmd);
-        Some(server)
-    } else {
-        None
+    let lazy = match lazy {
+        Some(mut server) => {
+            server.listening()?;
+            let _ = phases::stamp_at(&stamps, began, phases::LAZY_LISTENING);
+            server.serve(&mut cmd);
+            Some(server)
+        }
+        None => None,
     };
     // last: CRIU takes everything after it as the command
     cmd.arg("--exec-cmd")
@@ -182,6 +190,10 @@ pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32,
         }
     } else {
         phases::report(&stamps, options.verbose);
+        // Once the copy runs: a temp directory with many files makes this take a while.
+        if options.log.is_none() {
+            remove_leftovers(&std::env::temp_dir());
+        }
         if let Some(turn) = listeners_turn {
             turn.pass_once_listening(&mut child);
         }
@@ -464,30 +476,41 @@ pub(crate) fn check_ids_free(m: &Manifest) -> Result<(), Error> {
 
 /// `--action-script` mode: CRIU runs the tool with `CRTOOLS_SCRIPT_ACTION` set, for every
 /// stage. Each restore stage is stamped; at `post-restore` the process is held until its
-/// page data is found intact, at `post-resume` it is woken with its `Restored` message.
+/// page data is found intact, then sent its `Restored` message.
+///
+/// The message is sent at `post-restore`, not `post-resume`: it waits, queued and
+/// blocked, in the still-frozen process, which finds it the moment CRIU resumes it,
+/// instead of one more run of this executable (about 2 ms, more while the resumed copy
+/// and a lazy-pages server compete for the CPU) later. A failure to send it fails
+/// `post-restore`, so CRIU kills the copy rather than resume one nobody woke.
 pub fn action_script(action: &str) -> Result<(), Error> {
     if !matches!(action, "pre-restore" | "post-restore" | "post-resume") {
         return Ok(());
     }
-    let dir = std::env::var_os(IMAGE_ENV).ok_or_else(|| Error::Setting {
-        setting: IMAGE_ENV,
-        problem: "not set: the action script runs under crac restore only".into(),
-    })?;
+    let dir: PathBuf = std::env::var_os(IMAGE_ENV)
+        .ok_or_else(|| Error::Setting {
+            setting: IMAGE_ENV,
+            problem: "not set: the action script runs under crac restore only".into(),
+        })?
+        .into();
     // A stamp that cannot be written costs the timings, not the restore; a missing
     // `post-resume` stamp is reported as a failed restore by the restorer.
     let _ = phases::stamp(action);
     if action == "post-restore" {
         let verdict = page_check::await_verdict().map_err(|problem| Error::Damaged {
-            dir: dir.into(),
+            dir: dir.clone(),
             problem,
         });
         let _ = phases::stamp(phases::PAGES_CHECKED);
-        return verdict;
+        verdict?;
+        return wake(&dir);
     }
-    if action == "pre-restore" {
-        return Ok(());
-    }
-    let manifest = Manifest::read(Path::new(&dir))?;
+    Ok(())
+}
+
+/// Queues the restored process's `Restored` message.
+fn wake(dir: &Path) -> Result<(), Error> {
+    let manifest = Manifest::read(dir)?;
     let pid = std::env::var("CRTOOLS_INIT_PID")
         .ok()
         .and_then(|p| p.parse().ok())
