@@ -444,8 +444,8 @@ struct Checkpointed {
 const HOOKS: &str = "`checkpoint_restore()` to the last hook done";
 const BEFORE_CRIU: &str = "open-fd check, dump helper, until CRIU starts";
 const CRIU_DUMP: &str = "CRIU: freeze, write the image";
-const DIGESTS: &str = "publish: BLAKE3 digests of the image files";
-const AFTER: &str = "publish: fsync, rename; CRIU kills the process";
+const DIGESTS: &str = "publish: BLAKE3 digests of the image files, fsync beside them";
+const AFTER: &str = "publish: manifest, rename; CRIU kills the process";
 
 /// When a file was created and last written, in nanoseconds since the epoch (the file
 /// system's clock, which ticks every few milliseconds).
