@@ -13,6 +13,7 @@ tests![
     a_lazy_restore_ends_with_all_the_memory_of_the_image,
     lazy_copies_of_one_image_run_side_by_side,
     a_lazy_pages_server_that_dies_stops_the_copy_and_says_so,
+    a_lazy_pages_server_that_never_listens_is_named_and_nothing_runs,
 ];
 
 fn lazy_restore(image: &std::path::Path) -> Output {
@@ -115,4 +116,35 @@ exec {criu} "$@"
     // nothing left running: not the copy, not the server
     std::thread::sleep(std::time::Duration::from_millis(50));
     assert!(!alive(pid), "the copy is gone");
+}
+
+/// The server is started before the image is validated and waited for on its status
+/// pipe: one that ends before it listens fails the restore, naming it, before CRIU runs.
+fn a_lazy_pages_server_that_never_listens_is_named_and_nothing_runs() {
+    let (dir, image) = setup("lazy-never-listens");
+    let first = Run::new("plain", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let wrapper = dir.join("criu");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = lazy-pages ] && exit 3\nexec {} \"$@\"\n",
+            criu().unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = only_stdio(&mut Command::new(crate::harness::crac_bin()))
+        .args(["restore", "--lazy", image.to_str().unwrap()])
+        .env("CRAC_CRIU", &wrapper)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("criu lazy-pages exited with status 3 before it listened"),
+        "{stderr}"
+    );
+    assert!(!text(&out.stdout).contains("after_restore"), "{out:?}");
 }

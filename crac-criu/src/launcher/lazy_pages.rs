@@ -8,7 +8,10 @@
 //! memory is silently wrong. So the server is watched: if it ends with an error or a
 //! signal, the copy is stopped at once and the restore fails naming the server.
 
+use std::io::Read as _;
+use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -18,15 +21,17 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::launcher::supervise::Ended;
-use crate::sys::process;
+use crate::sys::{fd, process};
 
-/// The socket the server listens on in its work directory (CRIU's name).
-const SOCKET: &str = "lazy-pages.socket";
+/// The fd on which the server writes a byte once it listens (`criu --status-fd`).
+const STATUS_FD: i32 = 3;
 
 /// A running `criu lazy-pages` server for one restore; killed if dropped before it is
 /// watched (a restore that failed before CRIU ran).
 pub(crate) struct LazyPages {
     server: Option<Child>,
+    /// The read end of the server's status pipe.
+    status: Option<std::fs::File>,
     work_dir: PathBuf,
     log: PathBuf,
 }
@@ -52,8 +57,21 @@ impl LazyPages {
                 path: work_dir.clone(),
                 source,
             })?;
-        let server = Command::new(criu)
+        // Its socket file exists from bind(), before listen(): a restore connecting in
+        // between is refused. CRIU says on a pipe when it listens.
+        let (status, status_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Io("creating a pipe", e.into()))?;
+        let writer = status_writer.as_raw_fd();
+        let mut cmd = Command::new(criu);
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // dup2/fcntl, which are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || fd::inherit_as(writer, STATUS_FD));
+        }
+        let server = cmd
             .arg("lazy-pages")
+            .arg("--status-fd")
+            .arg(STATUS_FD.to_string())
             .arg("-D")
             .arg(dir)
             .arg("-W")
@@ -68,8 +86,11 @@ impl LazyPages {
                 path: criu.to_path_buf(),
                 source,
             })?;
+        // the server's copy only: its end of the pipe closes with it
+        drop(status_writer);
         Ok(LazyPages {
             server: Some(server),
+            status: Some(status.into()),
             work_dir,
             log,
         })
@@ -77,24 +98,33 @@ impl LazyPages {
 
     /// Waits until the server listens (CRIU's restore fails if it connects earlier).
     pub(crate) fn listening(&mut self) -> Result<(), Error> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let server = self.server.as_mut().expect("not yet watched");
-        while !self.work_dir.join(SOCKET).exists() {
-            let ended = server.try_wait().ok().flatten();
-            if ended.is_some() || Instant::now() > deadline {
-                return Err(Error::Restore {
-                    reason: format!(
-                        "criu lazy-pages {} before it listened\n{}",
-                        ended.map_or("did not start in 10 s".into(), describe),
-                        crate::sys::criu::log_digest(&self.log, 8)
-                    ),
-                    log: self.log.clone(),
-                });
-            }
-            // it listens a few ms after its start: a coarser poll would add up to a tick
-            std::thread::sleep(Duration::from_micros(100));
+        let mut status = self.status.take().expect("waited for once");
+        let mut byte = [0u8; 1];
+        let ready = nix::poll::poll(
+            &mut [nix::poll::PollFd::new(
+                status.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )],
+            nix::poll::PollTimeout::from(10_000u16),
+        );
+        // one byte: listening; end of file: the server ended first
+        if matches!(ready, Ok(n) if n > 0) && matches!(status.read(&mut byte), Ok(1)) {
+            return Ok(());
         }
-        Ok(())
+        let server = self.server.as_mut().expect("not yet watched");
+        let ended = if matches!(ready, Ok(0)) {
+            None
+        } else {
+            server.wait().ok()
+        };
+        Err(Error::Restore {
+            reason: format!(
+                "criu lazy-pages {} before it listened\n{}",
+                ended.map_or("did not start in 10 s".into(), describe),
+                crate::sys::criu::log_digest(&self.log, 8)
+            ),
+            log: self.log.clone(),
+        })
     }
 
     /// Makes `criu restore` leave the memory to this server.
