@@ -57,33 +57,46 @@ pub(crate) enum Intact {
 /// Checks the page data of the image in `dir` (see [`image::verify_pages`]), or finds a
 /// record that these unchanged files were checked before.
 pub(crate) fn verify(dir: &Path, manifest: &Manifest, mode: VerifyPages) -> Result<Intact, Error> {
-    let hash = || image::verify_pages(dir, manifest).map(|()| Intact::Hashed);
+    let hash = || image::verify_pages(dir, manifest);
     // Without a trustworthy directory or a key (a file that cannot be stat'ed, which
     // the check then reports), records are not used.
     let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, &manifest.files))
     else {
-        return hash();
+        return hash().map(|()| Intact::Hashed);
     };
-    let record = records.join(&key);
+    let unchanged = || self::key(dir, &manifest.files).as_deref() == Some(key.as_str());
+    take_turn(&records, &key, mode, hash, unchanged)
+}
+
+/// The record `key` in `records` if there is one (unless `mode` is `Always`); otherwise,
+/// under its lock, `hash`, and a record if it succeeded and the files are still
+/// `unchanged` (a hash may predate a change made while it ran).
+fn take_turn<E>(
+    records: &Path,
+    key: &str,
+    mode: VerifyPages,
+    hash: impl FnOnce() -> Result<(), E>,
+    unchanged: impl FnOnce() -> bool,
+) -> Result<Intact, E> {
+    let record = records.join(key);
     if mode == VerifyPages::Cached && is_record(&record) {
         return Ok(Intact::Recorded);
     }
     let lock_path = records.join(format!("{key}.lock"));
     let Ok(lock) = open_lock(&lock_path) else {
-        return hash();
+        return hash().map(|()| Intact::Hashed);
     };
     // Waits while another restore of the same files hashes them.
     let _ = lock.lock();
     if mode == VerifyPages::Cached && is_record(&record) {
         return Ok(Intact::Recorded);
     }
-    let outcome = hash();
-    // A file changed while it was hashed is not recorded: the hash may predate the change.
-    if outcome.is_ok() && self::key(dir, &manifest.files).as_deref() == Some(key.as_str()) {
-        remove_old(&records);
+    hash()?;
+    if unchanged() {
+        remove_old(records);
         let _ = open_lock(&record);
     }
-    outcome
+    Ok(Intact::Hashed)
 }
 
 /// The record's name for the page files among `files` (a manifest's) in `dir` as they
@@ -226,6 +239,65 @@ mod tests {
         std::fs::remove_file(&pages).unwrap();
         assert_eq!(key(&dir, &files), None, "a missing file: no key");
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn restores_take_turns_and_only_a_successful_unchanged_check_is_recorded() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (records, _) = image_with_pages("turns");
+        let hashed = AtomicUsize::new(0);
+        let ok = || -> Result<(), ()> {
+            hashed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        };
+        let turn = |key, mode, hash: &dyn Fn() -> Result<(), ()>, unchanged| {
+            take_turn(&records, key, mode, hash, || unchanged)
+        };
+        // a failed check, or one of files changed meanwhile, leaves no record
+        assert_eq!(turn("a", VerifyPages::Cached, &|| Err(()), true), Err(()));
+        assert_eq!(
+            turn("a", VerifyPages::Cached, &ok, false),
+            Ok(Intact::Hashed)
+        );
+        assert_eq!(
+            turn("a", VerifyPages::Cached, &ok, true),
+            Ok(Intact::Hashed)
+        );
+        assert_eq!(
+            turn("a", VerifyPages::Cached, &ok, true),
+            Ok(Intact::Recorded)
+        );
+        assert_eq!(
+            turn("a", VerifyPages::Always, &ok, true),
+            Ok(Intact::Hashed)
+        );
+        assert_eq!(
+            turn("b", VerifyPages::Cached, &ok, true),
+            Ok(Intact::Hashed)
+        );
+        assert_eq!(hashed.load(Ordering::SeqCst), 4);
+
+        // eight at once: one hashes, the others wait for it and find its record
+        let slow = || -> Result<(), ()> {
+            std::thread::sleep(Duration::from_millis(100));
+            hashed.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        };
+        let outcomes: Vec<_> = std::thread::scope(|s| {
+            let all: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| turn("c", VerifyPages::Cached, &slow, true)))
+                .collect();
+            all.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        assert_eq!(hashed.load(Ordering::SeqCst), 5, "{outcomes:?}");
+        assert_eq!(
+            outcomes
+                .iter()
+                .filter(|o| **o == Ok(Intact::Recorded))
+                .count(),
+            7
+        );
+        std::fs::remove_dir_all(records).unwrap();
     }
 
     #[test]
