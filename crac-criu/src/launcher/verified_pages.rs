@@ -141,8 +141,7 @@ fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
 /// `records`, created if missing, if a record there can be trusted: on a tmpfs (gone at
 /// reboot), owned by root and writable by root only, as is its parent.
 fn records_dir(records: &Path) -> Option<PathBuf> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         return None;
     }
     let parent = records.parent()?;
