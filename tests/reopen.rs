@@ -75,12 +75,30 @@ struct Store {
     data: RwLock<Option<File>>,
 }
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
+/// A fresh scratch directory for one test, removed when the test passes (kept to look
+/// at when it fails).
+fn scratch(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("crac-reopen-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    Scratch(dir)
+}
+
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 fn checkpoint(
@@ -120,7 +138,8 @@ fn journal(file: File) -> Arc<Journal> {
 #[test]
 fn a_file_is_closed_for_the_image_and_reopened_at_its_offset() {
     let _serial = serial();
-    let path = scratch("offset").join("app.log");
+    let dir = scratch("offset");
+    let path = dir.join("app.log");
     let journal = journal(File::create(&path).unwrap());
     journal.log.lock().unwrap().write_all(b"before\n").unwrap();
 
@@ -323,7 +342,8 @@ fn path_env_moves_the_file_and_a_rollback_reopens_it_where_it_was() {
 #[test]
 fn a_file_that_cannot_be_reopened_by_path_refuses_the_checkpoint() {
     let _serial = serial();
-    let path = scratch("deleted").join("app.log");
+    let dir = scratch("deleted");
+    let path = dir.join("app.log");
     let journal = journal(File::create(&path).unwrap());
     std::fs::remove_file(&path).unwrap();
     let error = checkpoint(|| {}, &[]).unwrap_err();

@@ -126,23 +126,31 @@ pub(crate) fn setup(name: &str) -> (PathBuf, PathBuf) {
     (dir, image)
 }
 
-/// Removes every test's scratch directory of this run.
+/// Makes a temp directory of this run's own the temp directory of this process and of
+/// every process it starts (`TMPDIR`): the tests' scratch directories and what `crac`
+/// leaves there (logs of the restores the tests fail on purpose, which `crac` keeps a
+/// day) are then removed together by [`remove_scratch`]. Called before any thread
+/// exists.
+pub(crate) fn use_own_temp_dir() {
+    let dir = std::env::temp_dir().join(format!("crac-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // SAFETY: main calls this first, while this process has a single thread.
+    unsafe { std::env::set_var("TMPDIR", &dir) };
+    RUN_TEMP_DIR.set(dir).unwrap();
+}
+
+static RUN_TEMP_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Removes this run's temp directory (see [`use_own_temp_dir`]).
 pub(crate) fn remove_scratch() {
-    let prefix = format!("crac-e2e-{}-", std::process::id());
-    for entry in std::fs::read_dir(std::env::temp_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
+    if let Some(dir) = RUN_TEMP_DIR.get() {
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
 
 /// A fresh directory for one test's images and files.
 pub(crate) fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("crac-e2e-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir

@@ -60,6 +60,7 @@ fn main() {
         scenario::run(&name);
     }
     let args = Arguments::from_args();
+    harness::use_own_temp_dir();
     // Listing runs nothing, so it needs no CRIU.
     let problem = if args.list {
         None
