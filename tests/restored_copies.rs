@@ -84,23 +84,24 @@ struct Server {
     greeting: Mutex<String>,
 }
 
+impl Server {
+    fn registered() -> Arc<Server> {
+        let server = Arc::new(Server {
+            port: AtomicU16::new(80),
+            greeting: Mutex::new("hello".into()),
+        });
+        crac::register(&server);
+        server
+    }
+}
+
 #[crac::test(copies = 3)]
 fn restore_env_fields_take_each_copys_value_and_keep_theirs_without_one(trial: Trial) {
     let trial = trial.env("PORT", |copy| (8000 + copy).to_string());
-    let seen: Vec<(u16, String)> = trial.run(
-        || {
-            let server = Arc::new(Server {
-                port: AtomicU16::new(80),
-                greeting: Mutex::new("hello".into()),
-            });
-            crac::register(&server);
-            server
-        },
-        |server, _| {
-            let greeting = server.greeting.lock().unwrap().clone();
-            (server.port.load(Ordering::SeqCst), greeting)
-        },
-    );
+    let seen: Vec<(u16, String)> = trial.run(Server::registered, |server, _| {
+        let greeting = server.greeting.lock().unwrap().clone();
+        (server.port.load(Ordering::SeqCst), greeting)
+    });
     assert_eq!(
         seen,
         [8000, 8001, 8002].map(|port| (port, "hello".to_string()))
@@ -110,17 +111,11 @@ fn restore_env_fields_take_each_copys_value_and_keep_theirs_without_one(trial: T
 #[crac::test]
 #[should_panic(expected = "PORT=\"eighty\" is not a valid `u16`")]
 fn a_restore_env_value_that_does_not_parse_fails_the_copy_naming_it(trial: Trial) {
-    trial.env("PORT", |_| "eighty".into()).run(
-        || {
-            let server = Arc::new(Server {
-                port: AtomicU16::new(80),
-                greeting: Mutex::new("hello".into()),
-            });
-            crac::register(&server);
-            server
-        },
-        |server, _| server.port.load(Ordering::SeqCst),
-    );
+    trial
+        .env("PORT", |_| "eighty".into())
+        .run(Server::registered, |server, _| {
+            server.port.load(Ordering::SeqCst)
+        });
 }
 
 #[crac::test(copies = 2)]

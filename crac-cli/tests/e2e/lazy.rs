@@ -2,6 +2,7 @@
 //! it, and is stopped with a clear error if the server filling it dies.
 
 use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 use crate::harness::{
@@ -74,10 +75,10 @@ fn a_lazy_pages_server_that_dies_stops_the_copy_and_says_so() {
     let first = Run::new("plain", &image).output();
     assert!(killed_by_sigkill(first.status), "{first:?}");
     let pid = image_pid(&first.stdout);
-    let wrapper = dir.join("criu");
-    std::fs::write(
-        &wrapper,
-        format!(
+    let out = restore_lazily_through(
+        &dir,
+        &image,
+        &format!(
             r#"#!/bin/sh
 if [ "$1" = lazy-pages ]; then
     for arg in "$@"; do
@@ -94,15 +95,7 @@ exec {criu} "$@"
 "#,
             criu = criu().unwrap().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = only_stdio(&mut Command::new(crate::harness::crac_bin()))
-        .args(["restore", "--lazy", image.to_str().unwrap()])
-        .env("CRAC_CRIU", &wrapper)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(70), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(
@@ -124,22 +117,14 @@ fn a_lazy_pages_server_that_never_listens_is_named_and_nothing_runs() {
     let (dir, image) = setup("lazy-never-listens");
     let first = Run::new("plain", &image).output();
     assert!(killed_by_sigkill(first.status), "{first:?}");
-    let wrapper = dir.join("criu");
-    std::fs::write(
-        &wrapper,
-        format!(
+    let out = restore_lazily_through(
+        &dir,
+        &image,
+        &format!(
             "#!/bin/sh\n[ \"$1\" = lazy-pages ] && exit 3\nexec {} \"$@\"\n",
             criu().unwrap().display()
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = only_stdio(&mut Command::new(crate::harness::crac_bin()))
-        .args(["restore", "--lazy", image.to_str().unwrap()])
-        .env("CRAC_CRIU", &wrapper)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    );
     assert_eq!(out.status.code(), Some(70), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(
@@ -147,4 +132,18 @@ fn a_lazy_pages_server_that_never_listens_is_named_and_nothing_runs() {
         "{stderr}"
     );
     assert!(!text(&out.stdout).contains("after_restore"), "{out:?}");
+}
+
+/// `crac restore --lazy` of `image` with `CRAC_CRIU` a shell script (written in `dir`)
+/// standing in for CRIU.
+fn restore_lazily_through(dir: &Path, image: &Path, script: &str) -> Output {
+    let wrapper = dir.join("criu");
+    std::fs::write(&wrapper, script).unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    only_stdio(&mut Command::new(crate::harness::crac_bin()))
+        .args(["restore", "--lazy", image.to_str().unwrap()])
+        .env("CRAC_CRIU", &wrapper)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
 }
