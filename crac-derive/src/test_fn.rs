@@ -39,8 +39,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 other,
                 format!("#[crac::test] goes on a test function: {USAGE}"),
             );
+            // The item stays, so that its uses elsewhere do not add errors.
             let errors = errors.to_compile_errors();
-            return quote!(#errors);
+            return quote!(#item #errors);
         }
         Err(error) => return error.to_compile_error(),
     };
