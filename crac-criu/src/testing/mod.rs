@@ -10,10 +10,12 @@
 //!    directory; waits for the image; restores the copies at once, each with
 //!    `crac restore --env CRAC_TEST_REPORT=<its file>`; reads their values.
 //! 2. **the checkpointed process**: runs `setup`, then checkpoints; CRIU stops it once the
-//!    image is written. It never returns into the test.
+//!    image is written. A panicking `setup` or a refused checkpoint is written to a
+//!    report file the test named (`CRAC_TEST_REPORT` again). It never returns into the
+//!    test.
 //! 3. **each restored copy**: returns from the checkpoint, runs `each`, writes its value
-//!    (or its panic) to its file, and exits. It never returns into the test either: only
-//!    the test itself goes on to its assertions.
+//!    (or its panic, or why its restore failed) to its file, and exits. It never returns
+//!    into the test either: only the test itself goes on to its assertions.
 
 mod value;
 
