@@ -170,26 +170,15 @@ pub(crate) fn checkpoint_pass(
     event: &Checkpoint,
     members: Option<Duration>,
 ) -> Failures {
-    let mut failures = Failures::default();
-    for ranked in plan {
-        let p = &ranked.participant;
-        let result = match p.deadline_within(members, event.hook_deadline) {
-            None => deadline::run_inline(p.address(), || p.before_checkpoint(event)),
-            Some(limit) => {
-                let (owned, event) = (p.clone(), event.clone());
-                let run = move || owned.before_checkpoint(&event);
-                deadline::run_within(p.address(), &p.name(), Phase::BeforeCheckpoint, limit, run)
-            }
-        };
-        if let Err(error) = result {
-            failures.0.push(Failure {
-                resource: p.name().into_owned(),
-                phase: Phase::BeforeCheckpoint,
-                error,
-            });
-        }
-    }
-    failures
+    let hook = |p: &Participant, event: &Checkpoint| p.before_checkpoint(event);
+    notify(
+        plan.iter(),
+        event,
+        event.hook_deadline,
+        members,
+        Phase::BeforeCheckpoint,
+        hook,
+    )
 }
 
 /// The exact reverse of [`checkpoint_pass`].
@@ -198,21 +187,41 @@ pub(crate) fn restore_pass(
     event: &Restore,
     members: Option<Duration>,
 ) -> Failures {
+    let hook = |p: &Participant, event: &Restore| p.after_restore(event);
+    notify(
+        plan.iter().rev(),
+        event,
+        event.hook_deadline,
+        members,
+        Phase::AfterRestore,
+        hook,
+    )
+}
+
+/// One pass: `hook` for each participant in `order`, inline or under its deadline.
+fn notify<'a, E: Clone + Send + 'static>(
+    order: impl Iterator<Item = &'a RankedParticipant>,
+    event: &E,
+    hook_deadline: Option<Duration>,
+    members: Option<Duration>,
+    phase: Phase,
+    hook: fn(&Participant, &E) -> Result<(), BoxError>,
+) -> Failures {
     let mut failures = Failures::default();
-    for ranked in plan.iter().rev() {
+    for ranked in order {
         let p = &ranked.participant;
-        let result = match p.deadline_within(members, event.hook_deadline) {
-            None => deadline::run_inline(p.address(), || p.after_restore(event)),
+        let result = match p.deadline_within(members, hook_deadline) {
+            None => deadline::run_inline(p.address(), || hook(p, event)),
             Some(limit) => {
                 let (owned, event) = (p.clone(), event.clone());
-                let run = move || owned.after_restore(&event);
-                deadline::run_within(p.address(), &p.name(), Phase::AfterRestore, limit, run)
+                let run = move || hook(&owned, &event);
+                deadline::run_within(p.address(), &p.name(), phase, limit, run)
             }
         };
         if let Err(error) = result {
             failures.0.push(Failure {
                 resource: p.name().into_owned(),
-                phase: Phase::AfterRestore,
+                phase,
                 error,
             });
         }
