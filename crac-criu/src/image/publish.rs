@@ -40,10 +40,7 @@ pub(crate) fn publish(
     } else {
         std::fs::rename(staging, final_dir)?;
     }
-    if let Some(parent) = final_dir.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+    crate::sys::fs::sync_parent(final_dir)
 }
 
 /// The image files CRIU wrote into `dir`, sorted.

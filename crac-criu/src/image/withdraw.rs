@@ -40,10 +40,7 @@ pub(crate) fn withdraw(staging: &Path, final_dir: &Path) -> io::Result<()> {
     } else {
         std::fs::rename(final_dir, staging)?;
     }
-    if let Some(parent) = final_dir.parent() {
-        std::fs::File::open(parent)?.sync_all()?;
-    }
-    Ok(())
+    crate::sys::fs::sync_parent(final_dir)
 }
 
 #[cfg(test)]

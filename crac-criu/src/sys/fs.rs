@@ -34,3 +34,11 @@ pub(crate) fn lock_exclusive(path: &Path) -> io::Result<nix::fcntl::Flock<std::f
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| errno.into())
 }
+
+/// Makes a rename of `path` durable: syncs the directory that holds it.
+pub(crate) fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
+    }
+}
