@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{Behaviour, Log, Recorder, serial};
-use crac::engine::{Engine, EngineOutcome, Request};
+use crac::engine::{CheckpointOptions, Engine, EngineOutcome, Origin, Probed, Request};
 use crac::{
     BoxError, Checkpoint, Context, Error, Outcome, Phase, PlanEntryKind, Resource, Restore,
 };
@@ -36,18 +36,20 @@ impl Engine for KeepRunning {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        *SEEN_OPTIONS.lock().unwrap() = Some(request.options);
         Ok(EngineOutcome::LeftRunning)
     }
 }
 crac::register_engine!(KeepRunning);
 static SEEN_PLAN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static SEEN_OPTIONS: Mutex<Option<CheckpointOptions>> = Mutex::new(None);
 
 struct Unavailable;
 impl Engine for Unavailable {
     fn name(&self) -> &'static str {
         "unavailable"
     }
-    fn probe(&self) -> Result<(), BoxError> {
+    fn probe(&self, _: &CheckpointOptions) -> Result<Probed, BoxError> {
         Err("criu not found: run scripts/install-criu.sh".into())
     }
     fn checkpoint(&self, _: &Request<'_>) -> Result<EngineOutcome, BoxError> {
@@ -235,6 +237,9 @@ fn a_left_running_checkpoint_says_so_and_engines_receive_the_plan() {
     assert!(!restore.is_restored());
     assert_eq!(restore.checkpointed_for, None);
     assert_eq!(*SEEN_PLAN.lock().unwrap(), ["b", "a"]);
+    let options = SEEN_OPTIONS.lock().unwrap().take().unwrap();
+    assert_eq!(options, CheckpointOptions::new(Origin::Direct));
+    assert!(!options.leave_running);
     assert_eq!(
         log.take(),
         [

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{BoxError, Error, Phase, catch_panic};
 
 /// The variable that sets a deadline for every hook that has none of its own.
-pub(crate) const ENV: &str = "CRAC_HOOK_DEADLINE";
+pub(crate) use crate::env::HOOK_DEADLINE as ENV;
 
 /// The error of a hook that did not finish within its deadline: the checkpoint is
 /// refused (a `before_checkpoint`) or the restore reported failed (an `after_restore`).

@@ -5,13 +5,17 @@
 //! or in a restored copy of it. Engines submit an [`EngineRegistration`] with
 //! [`register_engine!`](crate::register_engine) and are chosen by name.
 
+use std::any::Any;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use crate::env;
 use crate::error::{BoxError, Error};
 use crate::event::Checkpoint;
 use crate::participant::RankedParticipant;
 use crate::plan::Plan;
+
+pub use crate::options::{CheckpointOptions, Origin};
 
 /// Takes the image once every participant has released its state.
 pub trait Engine: Sync {
@@ -24,9 +28,12 @@ pub trait Engine: Sync {
     fn prepare_thread(&self) {}
 
     /// A cheap check run before any hook: an error means this engine cannot work here
-    /// and should say what to install or configure.
-    fn probe(&self) -> Result<(), BoxError> {
-        Ok(())
+    /// (or not for this checkpoint's `options`) and should say what to install or
+    /// configure. What it read (its configuration, say) goes on to
+    /// [`Engine::checkpoint`] in [`Request::probed`], so that it is read once.
+    fn probe(&self, options: &CheckpointOptions) -> Result<Probed, BoxError> {
+        let _ = options;
+        Ok(Probed::default())
     }
 
     /// Takes the image. Returns when the process runs again; an error means no image
@@ -39,13 +46,17 @@ pub trait Engine: Sync {
 pub struct Request<'a> {
     /// The event participants received.
     pub event: &'a Checkpoint,
+    /// What the caller asked of this checkpoint.
+    pub options: CheckpointOptions,
     pub(crate) participants: &'a [RankedParticipant],
+    pub(crate) probed: &'a Probed,
 }
 
 impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("event", self.event)
+            .field("options", &self.options)
             .field("participants", &self.participants.len())
             .finish()
     }
@@ -56,6 +67,33 @@ impl Request<'_> {
     /// on demand: the protocol itself never needs the names.
     pub fn plan(&self) -> Plan {
         Plan::of(self.participants)
+    }
+
+    /// What this engine's [`Engine::probe`] found for this checkpoint, if it was a `T`.
+    pub fn probed<T: Any>(&self) -> Option<&T> {
+        self.probed.0.as_deref()?.downcast_ref()
+    }
+}
+
+/// What an engine's [`Engine::probe`] hands to its [`Engine::checkpoint`] for the same
+/// checkpoint: any value of the engine's own type, or nothing.
+#[derive(Default)]
+pub struct Probed(Option<Box<dyn Any>>);
+
+impl Probed {
+    /// Hands `found` on to the checkpoint, which reads it with [`Request::probed`].
+    pub fn new<T: Any>(found: T) -> Probed {
+        Probed(Some(Box::new(found)))
+    }
+}
+
+impl std::fmt::Debug for Probed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Probed(..)"
+        } else {
+            "Probed(None)"
+        })
     }
 }
 
@@ -153,8 +191,8 @@ pub fn selected() -> Result<&'static dyn Engine, Error> {
     if let Some(engine) = *CHOSEN.lock().unwrap_or_else(PoisonError::into_inner) {
         return Ok(engine);
     }
-    match std::env::var("CRAC_ENGINE") {
-        Ok(name) if !name.is_empty() => find(&name, "CRAC_ENGINE"),
+    match std::env::var(env::ENGINE) {
+        Ok(name) if !name.is_empty() => find(&name, env::ENGINE),
         _ => inventory::iter::<EngineRegistration>
             .into_iter()
             .filter_map(|r| Some((r.default_priority?, r.engine)))

@@ -4,11 +4,11 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::context::global_participants;
 use crate::deadline;
-use crate::engine::{self, Engine, EngineOutcome, Request};
+use crate::engine::{self, CheckpointOptions, Engine, EngineOutcome, Origin, Request};
 use crate::error::{Error, Failures, catch_panic};
 use crate::event::{Checkpoint, Outcome, Restore};
 use crate::instance;
@@ -32,10 +32,17 @@ thread_local! {
 /// Calls from several threads are serialized. Resources registered while a checkpoint
 /// is in progress are not notified by it; the next checkpoint includes them.
 pub fn checkpoint_restore() -> Result<Restore, Error> {
+    checkpoint_restore_with(CheckpointOptions::new(Origin::Direct))
+}
+
+/// [`checkpoint_restore`] for an entry point that says who asks and how: `crac::ready()`,
+/// `crac::at_consistent_point()` and `crac checkpoint` requests pass their
+/// [`Origin`]; the engine reads the options in its [`Request`].
+pub fn checkpoint_restore_with(options: CheckpointOptions) -> Result<Restore, Error> {
     // Two calls and no local: the protocol's frames are laid down after the engine
     // prepared the stack below this one.
     prepare_thread();
-    prepared()
+    prepared(options)
 }
 
 #[inline(never)]
@@ -52,20 +59,20 @@ fn selected_engine() -> Option<&'static dyn Engine> {
 }
 
 #[inline(never)]
-fn prepared() -> Result<Restore, Error> {
+fn prepared(options: CheckpointOptions) -> Result<Restore, Error> {
     let _guard = enter()?;
     let engine = engine::selected()?;
-    engine.probe().map_err(|reason| Error::Unsupported {
-        engine: engine.name(),
-        reason,
-    })?;
-
-    let hook_deadline = deadline::process_default()?;
+    let probed = engine
+        .probe(&options)
+        .map_err(|reason| Error::Unsupported {
+            engine: engine.name(),
+            reason,
+        })?;
     let participants = global_participants();
     let event = Checkpoint {
         generation: CHECKPOINTS.fetch_add(1, Ordering::Relaxed) + 1,
         engine: engine.name(),
-        hook_deadline,
+        hook_deadline: deadline::process_default()?,
     };
     let _span = tracing::info_span!(
         "crac_checkpoint",
@@ -74,35 +81,56 @@ fn prepared() -> Result<Restore, Error> {
         participants = participants.len()
     )
     .entered();
+    release(&participants, &event)?;
+    let request = Request {
+        event: &event,
+        options,
+        participants: &participants,
+        probed: &probed,
+    };
+    let returned = take_image(engine, &request)?;
+    resume(&participants, &event, returned)
+}
+
+/// The `before_checkpoint` pass; on a failure, the rollback and the refusal naming both.
+fn release(participants: &[RankedParticipant], event: &Checkpoint) -> Result<(), Error> {
     let phase = Instant::now();
-    let mut failures = participant::checkpoint_pass(&participants, &event, None);
+    let mut failures = participant::checkpoint_pass(participants, event, None);
     tracing::info!(
         phase = "before_checkpoint",
         ms = ms(phase),
         failures = failures.0.len()
     );
-    if !failures.is_empty() {
-        let rollback = roll_back(&participants, &event);
-        failures.0.extend(rollback.0);
-        return Err(Error::CheckpointRefused { failures });
+    if failures.is_empty() {
+        return Ok(());
     }
+    let rollback = roll_back(participants, event);
+    failures.0.extend(rollback.0);
+    Err(Error::CheckpointRefused { failures })
+}
 
-    let request = Request {
-        event: &event,
-        participants: &participants,
-    };
+/// How the process came back from the engine, as the `after_restore` pass needs it.
+struct Returned {
+    outcome: Outcome,
+    checkpointed_for: Option<std::time::Duration>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    restore_began: Option<SystemTime>,
+}
+
+/// Asks the engine for the image. A restored copy gets its restore-time variables set
+/// here; a failed engine rolls the participants back.
+fn take_image(engine: &dyn Engine, request: &Request<'_>) -> Result<Returned, Error> {
     let phase = Instant::now();
-    let engine_result = catch_panic(|| engine.checkpoint(&request));
+    let engine_result = catch_panic(|| engine.checkpoint(request));
     tracing::info!(phase = "engine", ms = ms(phase), ok = engine_result.is_ok());
-    let mut restore_began = None;
-    let (outcome, checkpointed_for, args, env) = match engine_result {
+    match engine_result {
         Ok(EngineOutcome::Restored {
             checkpointed_for,
             args,
             env,
-            restore_began: began,
+            restore_began,
         }) => {
-            restore_began = began;
             RESTORES.fetch_add(1, Ordering::Relaxed);
             for (key, value) in &env {
                 // SAFETY: `set_var` is sound while no other thread reads or writes the
@@ -112,35 +140,53 @@ fn prepared() -> Result<Restore, Error> {
                 // `getenv` meanwhile reads `Restore::env` instead (or passes none).
                 unsafe { std::env::set_var(key, value) };
             }
-            (Outcome::Restored, checkpointed_for, args, env)
+            Ok(Returned {
+                outcome: Outcome::Restored,
+                checkpointed_for,
+                args,
+                env,
+                restore_began,
+            })
         }
-        Ok(EngineOutcome::LeftRunning) => (Outcome::LeftRunning, None, Vec::new(), Vec::new()),
-        Err(reason) => {
-            return Err(Error::EngineFailed {
-                engine: engine.name(),
-                reason,
-                rollback: roll_back(&participants, &event),
-            });
-        }
-    };
+        Ok(EngineOutcome::LeftRunning) => Ok(Returned {
+            outcome: Outcome::LeftRunning,
+            checkpointed_for: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            restore_began: None,
+        }),
+        Err(reason) => Err(Error::EngineFailed {
+            engine: engine.name(),
+            reason,
+            rollback: roll_back(request.participants, request.event),
+        }),
+    }
+}
+
+/// The `after_restore` pass, in exact reverse; the [`Restore`] or the failures naming it.
+fn resume(
+    participants: &[RankedParticipant],
+    event: &Checkpoint,
+    returned: Returned,
+) -> Result<Restore, Error> {
     let restore = Restore {
-        outcome,
+        outcome: returned.outcome,
         generation: RESTORES.load(Ordering::Relaxed),
-        engine: engine.name(),
-        checkpointed_for,
-        instance_id: instance::current(outcome == Outcome::Restored),
-        args,
-        env,
+        engine: event.engine,
+        checkpointed_for: returned.checkpointed_for,
+        instance_id: instance::current(returned.outcome == Outcome::Restored),
+        args: returned.args,
+        env: returned.env,
         hook_deadline: event.hook_deadline,
     };
     let phase = Instant::now();
-    let failures = participant::restore_pass(&participants, &restore, None);
+    let failures = participant::restore_pass(participants, &restore, None);
     tracing::info!(
         phase = "after_restore",
         ms = ms(phase),
         failures = failures.0.len()
     );
-    if let Some(began) = restore_began {
+    if let Some(began) = returned.restore_began {
         tracing::info!(
             ms = began.elapsed().unwrap_or_default().as_secs_f64() * 1000.0,
             participants = participants.len(),

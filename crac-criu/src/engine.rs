@@ -1,11 +1,10 @@
 //! The engine crac-core sees: [`Criu`], registered with the highest default priority.
 
 use crac_core::BoxError;
-use crac_core::engine::{Engine, EngineOutcome, Request};
+use crac_core::engine::{CheckpointOptions, Engine, EngineOutcome, Probed, Request};
 
 use crate::checkpoint::config::Config;
 use crate::checkpoint::{ready, secret_env, self_dump};
-use crate::error::NotCheckpointable;
 use crate::image;
 use crate::sys::stack;
 
@@ -22,21 +21,26 @@ impl Engine for Criu {
         stack::scrub_dead_frames();
     }
 
-    fn probe(&self) -> Result<(), BoxError> {
-        if ready::direct_under_crac_run() {
-            return Err(NotCheckpointable::UnderCracRun.into());
-        }
+    /// Checks this checkpoint can be taken and reads the configuration it is taken with.
+    fn probe(&self, options: &CheckpointOptions) -> Result<Probed, BoxError> {
+        ready::check_origin(options.origin)?;
         let config = Config::from_env()?;
         self_dump::check_startable()?;
         secret_env::check_scrubbing(&secret_env::set_now(&config.secret_env))?;
         image::check_target(&config.image_dir)?;
-        Ok(())
+        Ok(Probed::new(config))
     }
 
     fn checkpoint(&self, request: &Request<'_>) -> Result<EngineOutcome, BoxError> {
-        let mut config = Config::from_env()?;
-        config.leave_running |= ready::leave_running_here();
-        Ok(self_dump::checkpoint(&config, &request.plan())?)
+        let config = request
+            .probed::<Config>()
+            .ok_or("the criu engine was asked for an image without its probe")?;
+        let leave_running = config.leave_running || request.options.leave_running;
+        Ok(self_dump::checkpoint(
+            config,
+            leave_running,
+            &request.plan(),
+        )?)
     }
 }
 

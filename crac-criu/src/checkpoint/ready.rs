@@ -15,40 +15,23 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crac_core::engine::{CheckpointOptions, Origin};
 use crac_core::{Error, Restore};
 
+use crate::error::NotCheckpointable;
 use crate::wire::env::{INTERVAL, MANAGED, ON_READY};
 
 static READY_DONE: AtomicBool = AtomicBool::new(false);
 /// Unix seconds when the next periodic checkpoint is due; 0 until first read, MAX: never.
 static DUE: AtomicU64 = AtomicU64::new(0);
-thread_local! {
-    /// Set while this thread takes a periodic checkpoint: the engine runs on the calling
-    /// thread, so it leaves the process running for this checkpoint only, whatever other
-    /// threads ask for meanwhile.
-    static LEAVE_RUNNING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Set while this thread checkpoints at one of `crac run`'s points.
-    static AT_A_POINT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
 
-/// Whether a checkpoint on this thread would collide with `crac run`'s own: the process
-/// runs under `crac run` and the checkpoint was not asked for at one of its points.
-pub(crate) fn direct_under_crac_run() -> bool {
-    std::env::var_os(MANAGED).is_some() && !AT_A_POINT.get()
-}
-
-/// Runs the protocol as `crac run` intends it (from `ready`, `at_consistent_point` or a
-/// request).
-pub(crate) fn checkpoint_at_a_point() -> Result<Restore, Error> {
-    AT_A_POINT.set(true);
-    let outcome = crac_core::checkpoint_restore();
-    AT_A_POINT.set(false);
-    outcome
-}
-
-/// Whether the checkpoint this thread is taking must leave the process running.
-pub(crate) fn leave_running_here() -> bool {
-    LEAVE_RUNNING.get()
+/// Refuses a checkpoint that would collide with `crac run`'s own: the process runs
+/// under `crac run` and the checkpoint was not asked for at one of its points.
+pub(crate) fn check_origin(origin: Origin) -> Result<(), NotCheckpointable> {
+    if std::env::var_os(MANAGED).is_some() && !origin.is_at_a_point() {
+        return Err(NotCheckpointable::UnderCracRun);
+    }
+    Ok(())
 }
 
 /// The service is warm. Checkpoints once if `crac run` asked for it (returning the
@@ -59,7 +42,7 @@ pub fn ready() -> Result<Option<Restore>, Error> {
     {
         return Ok(None);
     }
-    checkpoint_at_a_point().map(Some)
+    crac_core::checkpoint_restore_with(CheckpointOptions::new(Origin::Ready)).map(Some)
 }
 
 /// The application's state is consistent here. Takes a left-running checkpoint when
@@ -75,10 +58,8 @@ pub fn at_consistent_point() -> Result<Option<Restore>, Error> {
         return Ok(None);
     };
     DUE.store(now + every, Ordering::Relaxed);
-    LEAVE_RUNNING.set(true);
-    let outcome = checkpoint_at_a_point();
-    LEAVE_RUNNING.set(false);
-    outcome.map(Some)
+    let options = CheckpointOptions::new(Origin::ConsistentPoint).leaving_running();
+    crac_core::checkpoint_restore_with(options).map(Some)
 }
 
 /// Whether [`at_consistent_point`] would checkpoint now: for callers that must prepare

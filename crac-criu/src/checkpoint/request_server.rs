@@ -17,8 +17,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crac_core::Error as CoreError;
+use crac_core::engine::{CheckpointOptions, Origin};
 
-use crate::checkpoint::ready;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 
@@ -63,7 +63,8 @@ fn serve() {
         if request.message != Message::Go {
             continue;
         }
-        let (outcome, text) = match ready::checkpoint_at_a_point() {
+        let asked = CheckpointOptions::new(Origin::Request);
+        let (outcome, text) = match crac_core::checkpoint_restore_with(asked) {
             Ok(restore) if restore.is_restored() => continue, // a new life: nobody is waiting
             Err(CoreError::RestoreFailed { restore, .. }) if restore.is_restored() => continue,
             Ok(_) => (answer::LEFT_RUNNING, String::new()),

@@ -32,7 +32,12 @@ const HELPER_START: Duration = Duration::from_secs(30);
 /// After the helper is gone, how long a restored copy may wait for its wake-up message.
 const WAKE_GRACE: Duration = Duration::from_secs(5);
 
-pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<EngineOutcome, Error> {
+/// Takes the image with `config`, leaving the process running if `leave_running`.
+pub(crate) fn checkpoint(
+    config: &Config,
+    leave_running: bool,
+    plan: &crac_core::Plan,
+) -> Result<EngineOutcome, Error> {
     let claimed: Vec<i32> = crac_core::claimed_fds()
         .into_iter()
         .map(|(fd, _)| fd)
@@ -83,7 +88,7 @@ pub(crate) fn checkpoint(config: &Config, plan: &crac_core::Plan) -> Result<Engi
         image_dir: config.image_dir.clone(),
         criu: config.criu.clone(),
         criu_opts: config.criu_opts.clone(),
-        leave_running: config.leave_running,
+        leave_running,
         log_level: config.log_level,
     };
 
