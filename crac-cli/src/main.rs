@@ -16,7 +16,8 @@ use crac_criu::launcher::{RestoreArgs, VerifyPages, inspect, namespace, wait_for
 #[command(
     name = "crac",
     version,
-    about = "Coordinated Restore at Checkpoint for Rust"
+    about = "Coordinated Restore at Checkpoint for Rust",
+    after_long_help = crac_criu::environment_help()
 )]
 struct Cli {
     #[command(subcommand)]

@@ -38,6 +38,8 @@ pub use checkpoint::secret_env::secret_env;
 pub use engine::Criu;
 pub use error::{Error, HelperFailure, NotCheckpointable, RequestFailure};
 pub use sys::fd_info::{FdKind, OpenFd};
+#[doc(hidden)]
+pub use wire::env::environment_help;
 
 /// Referenced by the `crac` facade so that this crate — its engine registration and
 /// its dump-helper entry point, both reached only through link sections — is linked in.

@@ -1,14 +1,8 @@
-//! Configuration, CRaC-style: environment variables, read when a checkpoint starts.
-//!
-//! | variable | meaning | default |
-//! |---|---|---|
-//! | `CRAC_CHECKPOINT_TO` | image directory to write (like `-XX:CRaCCheckpointTo`) | required |
-//! | `CRAC_CRIU` | the `criu` binary | `criu` on `PATH`, then `/usr/local/sbin`, `/usr/sbin` |
-//! | `CRAC_CRIU_OPTS` | extra CRIU options, space separated (recorded; restore repeats them) | none |
-//! | `CRAC_LEAVE_RUNNING` | `1`: keep the process running after the image is taken | `0` |
-//! | `CRAC_FD_POLICY` | what to do with unclaimed fds, see [`crate::checkpoint::fd_check`] | `error` for all |
-//! | `CRAC_LOG` | CRIU log verbosity, 0–4 | `2` |
-//! | `CRAC_SECRET_ENV` | secret environment variables, comma-separated, see [`crate::checkpoint::secret_env`] | none |
+//! Configuration, CRaC-style: environment variables, read once a checkpoint, by the
+//! engine's probe, before any hook runs. The variables are listed in
+//! [`crate::wire::env::VARIABLES`]; [`crate::checkpoint::fd_check`] and
+//! [`crate::checkpoint::secret_env`] describe the values of `CRAC_FD_POLICY` and
+//! `CRAC_SECRET_ENV`.
 
 use std::path::PathBuf;
 
@@ -16,6 +10,7 @@ use crate::checkpoint::fd_check::FdPolicy;
 use crate::checkpoint::secret_env;
 use crate::error::Error;
 use crate::sys::criu::criu_binary;
+use crate::wire::env::{CHECKPOINT_TO, CRIU_OPTS, FD_POLICY, LEAVE_RUNNING, LOG, SECRET_ENV};
 
 /// One checkpoint's settings.
 #[derive(Debug, Clone)]
@@ -36,61 +31,58 @@ fn invalid(setting: &'static str, problem: String) -> Error {
 impl Config {
     /// Reads every variable; the first problem found is reported with its variable.
     pub(crate) fn from_env() -> Result<Config, Error> {
-        let image_dir = match std::env::var_os("CRAC_CHECKPOINT_TO") {
+        let image_dir = match std::env::var_os(CHECKPOINT_TO) {
             Some(dir) if !dir.is_empty() => PathBuf::from(dir),
             _ => {
                 return Err(invalid(
-                    "CRAC_CHECKPOINT_TO",
-                    "not set: set it to the directory the image should be written to, e.g. \
-                     CRAC_CHECKPOINT_TO=/var/lib/myapp/image"
-                        .into(),
+                    CHECKPOINT_TO,
+                    format!(
+                        "not set: set it to the directory the image should be written to, \
+                         e.g. {CHECKPOINT_TO}=/var/lib/myapp/image"
+                    ),
                 ));
             }
         };
-        let image_dir = std::path::absolute(&image_dir).map_err(|e| {
-            invalid(
-                "CRAC_CHECKPOINT_TO",
-                format!("{}: {e}", image_dir.display()),
-            )
-        })?;
-        let leave_running = match std::env::var("CRAC_LEAVE_RUNNING").as_deref() {
+        let image_dir = std::path::absolute(&image_dir)
+            .map_err(|e| invalid(CHECKPOINT_TO, format!("{}: {e}", image_dir.display())))?;
+        let leave_running = match std::env::var(LEAVE_RUNNING).as_deref() {
             Err(_) | Ok("") | Ok("0") | Ok("false") => false,
             Ok("1") | Ok("true") => true,
             Ok(other) => {
                 return Err(invalid(
-                    "CRAC_LEAVE_RUNNING",
+                    LEAVE_RUNNING,
                     format!("{other:?}: expected 1 or 0"),
                 ));
             }
         };
-        let log_level = match std::env::var("CRAC_LOG").as_deref() {
+        let log_level = match std::env::var(LOG).as_deref() {
             Err(_) | Ok("") => 2,
             Ok(level) => match level.parse::<u8>() {
                 Ok(level) if level <= 4 => level,
                 _ => {
                     return Err(invalid(
-                        "CRAC_LOG",
+                        LOG,
                         format!("{level:?}: expected a CRIU log level from 0 to 4"),
                     ));
                 }
             },
         };
-        let fd_policy = FdPolicy::parse(&std::env::var("CRAC_FD_POLICY").unwrap_or_default())
-            .map_err(|e| invalid("CRAC_FD_POLICY", e))?;
-        let secret_env = secret_env::parse(&std::env::var("CRAC_SECRET_ENV").unwrap_or_default())
-            .map_err(|e| invalid("CRAC_SECRET_ENV", e))?;
-        let criu_opts: Vec<String> = std::env::var("CRAC_CRIU_OPTS")
+        let fd_policy = FdPolicy::parse(&std::env::var(FD_POLICY).unwrap_or_default())
+            .map_err(|e| invalid(FD_POLICY, e))?;
+        let secret_env = secret_env::parse(&std::env::var(SECRET_ENV).unwrap_or_default())
+            .map_err(|e| invalid(SECRET_ENV, e))?;
+        let criu_opts: Vec<String> = std::env::var(CRIU_OPTS)
             .unwrap_or_default()
             .split_whitespace()
             .map(String::from)
             .collect();
         if let Some(owned) = criu_opts.iter().find(|o| engine_owned(o)) {
             return Err(invalid(
-                "CRAC_CRIU_OPTS",
+                CRIU_OPTS,
                 format!(
                     "`{owned}` is set by crac itself (image directory, log, target, action \
-                     script, verbosity, leave-running); use CRAC_CHECKPOINT_TO, CRAC_LOG or \
-                     CRAC_LEAVE_RUNNING instead"
+                     script, verbosity, leave-running); use {CHECKPOINT_TO}, {LOG} or \
+                     {LEAVE_RUNNING} instead"
                 ),
             ));
         }

@@ -12,16 +12,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::image::manifest::{ExeStat, Manifest};
+use crate::checkpoint::description::{Description, Identity};
 use crate::image::{self, DRAFT, LOG};
-use crate::sys::{criu, fd_info, process, procfs};
+use crate::sys::{fd_info, process, procfs};
 use crate::wire::dump_failure::{CriuEnd, DumpFailure};
+use crate::wire::env::DUMP_HELPER as ENV;
 use crate::wire::signal::{self, Message};
 
-const ENV: &str = "CRAC_DUMP_HELPER";
-const SHA_ENV: &str = "CRAC_DUMP_EXE_SHA256";
-const STAT_ENV: &str = "CRAC_DUMP_EXE_STAT";
-const CRIU_VERSION_ENV: &str = "CRAC_DUMP_CRIU_VERSION";
 const GO_TIMEOUT: Duration = Duration::from_secs(30);
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long killed members of CRIU's process group may take to be reaped.
@@ -140,8 +137,9 @@ fn run(args: HelperArgs) -> i32 {
     {
         return 1;
     }
-    // Work the image needs but the frozen process need not wait for.
-    let identity = identity(&args);
+    // Work the image needs but the frozen process need not wait for. This helper is the
+    // same executable: its identity is the process's.
+    let identity = Identity::of(Path::new("/proc/self/exe"), &args.criu);
     match signal::wait(Some(GO_TIMEOUT)) {
         Ok(Some(r)) if r.message == Message::Go => {}
         _ => {
@@ -167,7 +165,7 @@ fn run(args: HelperArgs) -> i32 {
 /// the new image stands and it is told it was left running.
 fn dump_and_conclude(
     args: &HelperArgs,
-    identity: std::io::Result<Vec<(&'static str, String)>>,
+    identity: std::io::Result<Identity>,
 ) -> Option<(Message, u32)> {
     let staging = image::DirId::of(&args.staging);
     let ended = identity.and_then(|identity| dump(args, identity));
@@ -232,26 +230,9 @@ fn keep_log(args: &HelperArgs, error: Option<std::io::Error>) {
     let _ = std::fs::rename(&log, image::failed_log(&args.image_dir));
 }
 
-/// The executable's identity and CRIU's version, for the manifest; passed to the
-/// action script through the environment.
-fn identity(args: &HelperArgs) -> std::io::Result<Vec<(&'static str, String)>> {
-    // This helper is the same executable: its identity is the process's.
-    let exe = Path::new("/proc/self/exe");
-    let stat = ExeStat::of(exe)?;
-    Ok(vec![
-        (SHA_ENV, image::sha256(exe)?),
-        (
-            STAT_ENV,
-            format!("{} {} {} {}", stat.size, stat.mtime_ns, stat.dev, stat.ino),
-        ),
-        (CRIU_VERSION_ENV, criu::version(&args.criu)?),
-    ])
-}
-
-fn dump(
-    args: &HelperArgs,
-    identity: Vec<(&'static str, String)>,
-) -> std::io::Result<std::process::ExitStatus> {
+/// Runs `criu dump`; its action script gets `identity` for the manifest.
+fn dump(args: &HelperArgs, identity: Identity) -> std::io::Result<std::process::ExitStatus> {
+    let (identity_env, identity) = identity.to_env();
     let mut cmd = Command::new(&args.criu);
     cmd.arg("dump")
         .arg("-t")
@@ -264,7 +245,7 @@ fn dump(
         .arg("--action-script")
         .arg(std::env::current_exe()?)
         .args(&args.criu_opts)
-        .envs(identity)
+        .env(identity_env, identity)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -336,27 +317,12 @@ fn after_dump(args: &HelperArgs, action: &str) -> i32 {
     }
 }
 
+/// Makes the manifest of the process's description and the helper's identity, and
+/// publishes the image with it.
 fn publish(args: &HelperArgs) -> std::io::Result<()> {
-    let draft_path = args.staging.join(DRAFT);
-    let draft = std::fs::read_to_string(&draft_path)?;
-    std::fs::remove_file(&draft_path)?;
-    let mut manifest = Manifest::parse(&draft_path, &draft).map_err(std::io::Error::other)?;
-    let env =
-        |key: &str| std::env::var(key).map_err(|_| std::io::Error::other(format!("{key} not set")));
-    manifest.executable_sha256 = env(SHA_ENV)?;
-    manifest.criu_version = env(CRIU_VERSION_ENV)?;
-    let stat: Vec<i128> = env(STAT_ENV)?
-        .split(' ')
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let [size, mtime_ns, dev, ino] = stat[..] else {
-        return Err(std::io::Error::other("malformed executable stat"));
-    };
-    manifest.executable_stat = ExeStat {
-        size: size as u64,
-        mtime_ns,
-        dev: dev as u64,
-        ino: ino as u64,
-    };
+    let path = args.staging.join(DRAFT);
+    let description = Description::decode(&std::fs::read_to_string(&path)?)?;
+    std::fs::remove_file(&path)?;
+    let manifest = description.into_manifest(Identity::from_env()?);
     image::publish(&args.staging, &args.image_dir, manifest)
 }

@@ -4,6 +4,7 @@
 //! an image.
 
 pub(crate) mod config;
+pub(crate) mod description;
 pub(crate) mod fd_check;
 pub(crate) mod helper;
 pub(crate) mod ready;

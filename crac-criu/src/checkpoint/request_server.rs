@@ -19,6 +19,7 @@ use std::time::Duration;
 use crac_core::Error as CoreError;
 use crac_core::engine::{CheckpointOptions, Origin};
 
+use crate::wire::env::CHECKPOINT_TO;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 
@@ -84,7 +85,7 @@ fn serve() {
 }
 
 fn answer(number: u32, outcome: &str, text: &str) {
-    if let Some(dir) = std::env::var_os("CRAC_CHECKPOINT_TO") {
+    if let Some(dir) = std::env::var_os(CHECKPOINT_TO) {
         let path = answer::answer_path(Path::new(&dir), number);
         // Nobody to tell if this fails: the requester's deadline reports it.
         let _ = answer::write_answer(&path, outcome, text);

@@ -18,10 +18,11 @@ use std::time::{Duration, SystemTime};
 use crac_core::engine::EngineOutcome;
 
 use crate::checkpoint::config::Config;
+use crate::checkpoint::description::Description;
 use crate::checkpoint::helper::HelperArgs;
 use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
 use crate::error::{Error, HelperFailure, NotCheckpointable};
-use crate::image::manifest::{ExeStat, Manifest, PlanLine};
+use crate::image::manifest::PlanLine;
 use crate::image::{self, DRAFT};
 use crate::sys::{criu, privileges, process, procfs, stack};
 use crate::wire::dump_failure::DumpFailure;
@@ -48,19 +49,11 @@ pub(crate) fn checkpoint(
     let pid = std::process::id() as i32;
     let tid = nix::unistd::gettid().as_raw();
     let staging = image::create_staging(&config.image_dir, pid)?;
-    let draft = Manifest {
+    let description = Description {
         created: SystemTime::now(),
         executable: std::env::current_exe().map_err(|e| Error::Io("locating the executable", e))?,
-        executable_sha256: String::new(),
-        executable_stat: ExeStat {
-            size: 0,
-            mtime_ns: 0,
-            dev: 0,
-            ino: 0,
-        },
         kernel: image::kernel_release(),
         cpu_flags: image::cpu_flags(),
-        criu_version: String::new(),
         pid,
         waiter_tid: tid,
         tids: procfs::numbered("/proc/self/task"),
@@ -79,7 +72,6 @@ pub(crate) fn checkpoint(
                 name: e.name_and_location(),
             })
             .collect(),
-        files: Vec::new(),
     };
     let args = HelperArgs {
         pid,
@@ -93,7 +85,7 @@ pub(crate) fn checkpoint(
     };
 
     let mask = signal::block().map_err(|e| Error::Io("blocking the wake-up signal", e))?;
-    let outcome = run_helper(&args, draft, config);
+    let outcome = run_helper(&args, description, config);
     // A mask that cannot be put back leaves the signal blocked in this thread: harmless,
     // as its no-op handler makes stray ones harmless anyway.
     let _ = signal::restore_mask(&mask);
@@ -106,7 +98,7 @@ pub(crate) fn checkpoint(
 
 fn run_helper(
     args: &HelperArgs,
-    mut draft: Manifest,
+    mut description: Description,
     config: &Config,
 ) -> Result<EngineOutcome, Error> {
     let status = Command::new("/proc/self/exe")
@@ -119,11 +111,11 @@ fn run_helper(
     let helper = wait_until_ready()?;
 
     let wiped = secret_env::set_now(&config.secret_env);
-    draft.secret_env = wiped.clone();
+    description.secret_env = wiped.clone();
     process::release_free_heap();
-    draft.resident_bytes = resident_bytes();
-    std::fs::write(args.staging.join(DRAFT), draft.render())
-        .map_err(|e| Error::Io("writing the manifest draft", e))?;
+    description.resident_bytes = resident_bytes();
+    std::fs::write(args.staging.join(DRAFT), description.encode())
+        .map_err(|e| Error::Io("writing the image's description", e))?;
     let placeholder = restore_args::placeholder()
         .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
     // From here on every way back takes them back from the helper, which holds them.

@@ -63,6 +63,39 @@ impl ExeStat {
     }
 }
 
+/// `size mtime_ns dev ino`: the one text form, in the manifest and on its way there.
+impl std::fmt::Display for ExeStat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} {} {}",
+            self.size, self.mtime_ns, self.dev, self.ino
+        )
+    }
+}
+
+impl std::str::FromStr for ExeStat {
+    type Err = String;
+
+    /// Each number into its own type, so that out-of-range values are refused.
+    fn from_str(text: &str) -> Result<ExeStat, String> {
+        let fields: Vec<&str> = text.split(' ').collect();
+        let [size, mtime_ns, dev, ino] = fields[..] else {
+            return Err(format!("expected `size mtime_ns dev ino`, not {text:?}"));
+        };
+        fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+            text.parse()
+                .map_err(|_| format!("not a valid number: {text:?}"))
+        }
+        Ok(ExeStat {
+            size: number(size)?,
+            mtime_ns: number(mtime_ns)?,
+            dev: number(dev)?,
+            ino: number(ino)?,
+        })
+    }
+}
+
 /// A listening TCP socket carried in the image: every restored copy gets it, so
 /// concurrent copies share it — which only `SO_REUSEPORT` makes a choice.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +171,6 @@ impl Manifest {
     pub(crate) fn render(&self) -> String {
         let mut out = format!("format {FORMAT}\n");
         let created = self.created.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let s = &self.executable_stat;
         let _ = writeln!(
             out,
             "created {} {}",
@@ -147,11 +179,7 @@ impl Manifest {
         );
         let _ = writeln!(out, "executable {}", self.executable.display());
         let _ = writeln!(out, "executable-sha256 {}", self.executable_sha256);
-        let _ = writeln!(
-            out,
-            "executable-stat {} {} {} {}",
-            s.size, s.mtime_ns, s.dev, s.ino
-        );
+        let _ = writeln!(out, "executable-stat {}", self.executable_stat);
         let _ = writeln!(out, "kernel {}", self.kernel);
         let _ = writeln!(out, "cpu-flags {}", self.cpu_flags.join(" "));
         let _ = writeln!(out, "criu-version {}", self.criu_version);
@@ -230,13 +258,9 @@ impl Manifest {
                 }
                 "executable" => m.executable = Some(PathBuf::from(value)),
                 "executable-sha256" => m.sha = Some(value.to_string()),
-                "executable-stat" if fields.len() == 4 => {
-                    m.stat = Some(ExeStat {
-                        size: number::<u64>(path, n, key, fields[0])?,
-                        mtime_ns: number::<i128>(path, n, key, fields[1])?,
-                        dev: number::<u64>(path, n, key, fields[2])?,
-                        ino: number::<u64>(path, n, key, fields[3])?,
-                    })
+                "executable-stat" => {
+                    let stat = value.parse().map_err(|e| bad(n, format!("`{key}`: {e}")))?;
+                    m.stat = Some(stat);
                 }
                 "kernel" => m.kernel = Some(value.to_string()),
                 "cpu-flags" => m.cpu_flags = value.split_whitespace().map(String::from).collect(),

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::error::Error;
 use crate::image::sibling;
 
-/// The manifest as the process knows it, completed by the helper after the dump.
+/// The process's description of its image, made into the manifest after the dump.
 pub(crate) const DRAFT: &str = "crac-manifest.draft";
 
 /// Where a dump in progress writes: `.<name>.tmp-<pid>-<random>` beside the final

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::error::{Error, RequestFailure};
 use crate::image;
 use crate::sys::procfs;
+use crate::wire::env::CHECKPOINT_TO;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 
@@ -71,7 +72,10 @@ fn image_dir(pid: libc::pid_t) -> Option<PathBuf> {
     let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
     environ
         .split(|b| *b == 0)
-        .find_map(|var| var.strip_prefix(b"CRAC_CHECKPOINT_TO="))
+        .find_map(|var| {
+            var.strip_prefix(CHECKPOINT_TO.as_bytes())?
+                .strip_prefix(b"=")
+        })
         .map(|dir| PathBuf::from(String::from_utf8_lossy(dir).into_owned()))
         // relative to the process's working directory, not ours
         .map(|dir| match std::fs::read_link(format!("/proc/{pid}/cwd")) {

@@ -19,7 +19,7 @@ use crate::launcher::request_client::{self, ANSWER_DEADLINE};
 use crate::launcher::restore::{RestoreOptions, restore};
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{fd, privileges, process, procfs};
-use crate::wire::env::{INTERVAL, MANAGED, ON_READY};
+use crate::wire::env::{CHECKPOINT_TO, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY};
 use crate::wire::restore_args::RestoreArgs;
 
 /// When the first run takes its image.
@@ -187,10 +187,10 @@ fn first_run(
     args: &[OsString],
 ) -> Result<Ended, Error> {
     let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
-    cmd.env("CRAC_CHECKPOINT_TO", image)
+    cmd.env(CHECKPOINT_TO, image)
         .env(MANAGED, "1")
-        .env("CRAC_ENGINE", "criu")
-        .env_remove("CRAC_LEAVE_RUNNING")
+        .env(ENGINE, "criu")
+        .env_remove(LEAVE_RUNNING)
         .envs(options.env.iter().map(|(k, v)| (k, v)));
     if options.trigger == Trigger::Ready {
         cmd.env(ON_READY, "1");

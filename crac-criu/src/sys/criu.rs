@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::wire::env;
+
 /// Why no `criu` binary was found.
 #[derive(Debug)]
 pub(crate) enum CriuMissing {
@@ -14,7 +16,7 @@ pub(crate) enum CriuMissing {
 
 /// `CRAC_CRIU`, else `criu` on `PATH`, else where `scripts/install-criu.sh` puts it.
 pub(crate) fn criu_binary() -> Result<PathBuf, CriuMissing> {
-    if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
+    if let Some(path) = std::env::var_os(env::CRIU).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
         return if path.is_file() {
             Ok(path)

@@ -34,12 +34,12 @@ use crate::image::manifest;
 use crate::launcher::namespace;
 use crate::sys::{criu, process};
 
-/// Set for the checkpointed process: the name of the test it runs.
-const CHECKPOINT_ENV: &str = "CRAC_TEST_CHECKPOINT";
-/// Given to each copy at restore: the file its value goes to.
-const REPORT_ENV: &str = "CRAC_TEST_REPORT";
 /// Where the test looks for the `crac` command first.
-const CLI_ENV: &str = "CRAC_CLI";
+use crate::wire::env::CLI as CLI_ENV;
+/// Given to each copy at restore: the file its value goes to.
+use crate::wire::env::TEST_REPORT as REPORT_ENV;
+/// Set for the checkpointed process: the name of the test it runs.
+use crate::wire::env::{self, TEST_CHECKPOINT as CHECKPOINT_ENV};
 /// How long the checkpointed process, and then the copies, may take by default.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -223,8 +223,8 @@ impl Trial {
         let mut cmd = namespace::launch(cli, exe.into_os_string(), args);
         cmd.env(CHECKPOINT_ENV, &self.test)
             .env(REPORT_ENV, report)
-            .env("CRAC_CHECKPOINT_TO", image)
-            .env_remove("CRAC_LEAVE_RUNNING");
+            .env(env::CHECKPOINT_TO, image)
+            .env_remove(env::LEAVE_RUNNING);
         Ok(cmd)
     }
 
