@@ -1,5 +1,5 @@
 //! The environment variables crac-core reads. The table of every `CRAC_*` variable,
-//! these included, is crac-criu's `wire/env.rs`.
+//! these included, is crac-criu's `env.rs`.
 
 /// Names the engine a checkpoint uses (see [`crate::engine::selected`]).
 pub const ENGINE: &str = "CRAC_ENGINE";

@@ -245,7 +245,7 @@ impl From<CriuMissing> for Error {
     fn from(missing: CriuMissing) -> Error {
         match missing {
             CriuMissing::NoSuchFile(path) => Error::Setting {
-                setting: crate::wire::env::CRIU,
+                setting: crate::env::CRIU,
                 problem: format!(
                     "{}: no such file; point it at a CRIU 4.1+ binary",
                     path.display()

@@ -9,9 +9,11 @@
 //! | `checkpoint/` | linked into the application, runs at checkpoint: settings, the open-fd check, stdio handover, secret environment variables, the self-dump protocol and its helper, `ready`/`at_consistent_point`, the request server |
 //! | `launcher/` | what the `crac` command runs: restore, `crac run`, private PID namespaces, supervision, inspection, the request client |
 //! | `image/` | the image directory: staging, publishing, the manifest, validation |
-//! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, `crac run`'s environment, checkpoint requests |
+//! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, checkpoint requests |
 //! | `testing/` | `#[crac::test]`'s runtime: a test's setup checkpointed in a process of its own, restored as copies that send values back |
-//! | `sys/` | thin OS wrappers, depending on nothing else of the crate: procfs, what an fd is, the `criu` binary, fds, signals, processes, the C environment, the stack |
+//! | `sys/` | thin OS wrappers, depending on nothing else of the crate but `env`: procfs, what an fd is, the `criu` binary, fds, signals, processes, the C environment, the stack |
+//!
+//! `env.rs`, beneath them all, is the table of every environment variable crac-rs reads.
 //!
 //! The checkpoint path, after the hooks have run (see `crac-core`): `engine` →
 //! `checkpoint/fd_check` → `checkpoint/self_dump` (a detached `checkpoint/helper` runs
@@ -23,6 +25,7 @@ compile_error!("crac-criu supports 64-bit Linux only");
 
 mod checkpoint;
 mod engine;
+mod env;
 mod error;
 mod image;
 #[doc(hidden)]
@@ -36,10 +39,10 @@ pub use checkpoint::ready::{at_consistent_point, consistent_point_due, ready};
 pub use checkpoint::request_server::checkpoint_on_request;
 pub use checkpoint::secret_env::secret_env;
 pub use engine::Criu;
+#[doc(hidden)]
+pub use env::environment_help;
 pub use error::{Error, HelperFailure, NotCheckpointable, RequestFailure};
 pub use sys::fd_info::{FdKind, OpenFd};
-#[doc(hidden)]
-pub use wire::env::environment_help;
 
 /// Referenced by the `crac` facade so that this crate — its engine registration and
 /// its dump-helper entry point, both reached only through link sections — is linked in.

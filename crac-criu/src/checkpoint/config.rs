@@ -1,6 +1,6 @@
 //! Configuration, CRaC-style: environment variables, read once a checkpoint, by the
 //! engine's probe, before any hook runs. The variables are listed in
-//! [`crate::wire::env::VARIABLES`]; [`crate::checkpoint::fd_check`] and
+//! [`crate::env::VARIABLES`]; [`crate::checkpoint::fd_check`] and
 //! [`crate::checkpoint::secret_env`] describe the values of `CRAC_FD_POLICY` and
 //! `CRAC_SECRET_ENV`.
 
@@ -8,9 +8,9 @@ use std::path::PathBuf;
 
 use crate::checkpoint::fd_check::FdPolicy;
 use crate::checkpoint::secret_env;
+use crate::env::{CHECKPOINT_TO, CRIU_OPTS, FD_POLICY, LEAVE_RUNNING, LOG, SECRET_ENV};
 use crate::error::Error;
 use crate::sys::criu::criu_binary;
-use crate::wire::env::{CHECKPOINT_TO, CRIU_OPTS, FD_POLICY, LEAVE_RUNNING, LOG, SECRET_ENV};
 
 /// One checkpoint's settings.
 #[derive(Debug, Clone)]

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::env::DUMP_IDENTITY;
 use crate::image::manifest::{CarriedListener, ExeStat, Manifest, PlanLine};
 use crate::image::sha256;
 use crate::sys::criu;
-use crate::wire::env::DUMP_IDENTITY;
 
 /// What only the process knows of its image: everything in the manifest but the
 /// executable's identity, CRIU's version, and the image files.

@@ -13,10 +13,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::checkpoint::description::{Description, Identity};
+use crate::env::DUMP_HELPER as ENV;
 use crate::image::{self, DRAFT, LOG};
 use crate::sys::{fd_info, process, procfs};
 use crate::wire::dump_failure::{CriuEnd, DumpFailure};
-use crate::wire::env::DUMP_HELPER as ENV;
 use crate::wire::signal::{self, Message};
 
 const GO_TIMEOUT: Duration = Duration::from_secs(30);

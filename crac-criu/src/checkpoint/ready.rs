@@ -18,8 +18,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crac_core::engine::{CheckpointOptions, Origin};
 use crac_core::{Error, Restore};
 
+use crate::env::{INTERVAL, MANAGED, ON_READY};
 use crate::error::NotCheckpointable;
-use crate::wire::env::{INTERVAL, MANAGED, ON_READY};
 
 static READY_DONE: AtomicBool = AtomicBool::new(false);
 /// Unix seconds when the next periodic checkpoint is due; 0 until first read, MAX: never.

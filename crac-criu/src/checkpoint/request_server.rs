@@ -19,7 +19,7 @@ use std::time::Duration;
 use crac_core::Error as CoreError;
 use crac_core::engine::{CheckpointOptions, Origin};
 
-use crate::wire::env::CHECKPOINT_TO;
+use crate::env::CHECKPOINT_TO;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 

@@ -21,13 +21,14 @@ use crate::checkpoint::config::Config;
 use crate::checkpoint::description::Description;
 use crate::checkpoint::helper::HelperArgs;
 use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
+use crate::env;
 use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::PlanLine;
 use crate::image::{self, DRAFT};
 use crate::sys::{criu, privileges, process, procfs, stack};
 use crate::wire::dump_failure::DumpFailure;
+use crate::wire::restore_args;
 use crate::wire::signal::{self, Message, Received};
-use crate::wire::{env, restore_args};
 
 const HELPER_START: Duration = Duration::from_secs(30);
 /// After the helper is gone, how long a restored copy may wait for its wake-up message.

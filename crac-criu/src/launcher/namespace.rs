@@ -10,15 +10,15 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use crate::env::PID_NAMESPACE;
 use crate::error::Error;
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::fd;
-use crate::wire::env::PID_NAMESPACE;
 
 /// Set for `__init` by a launcher that wants to learn how the application ended (an
 /// exit code alone cannot tell an exit with 137 from a SIGKILL): the number of an fd
 /// to write `exited N` or `killed N` to.
-pub(crate) use crate::wire::env::INIT_REPORT_FD as REPORT_FD_ENV;
+pub(crate) use crate::env::INIT_REPORT_FD as REPORT_FD_ENV;
 
 /// The command that runs `program` in a fresh PID and mount namespace (with its own
 /// `/proc`), as PID 1 there.

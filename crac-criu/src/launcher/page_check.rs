@@ -20,7 +20,7 @@ use crate::image::manifest::Manifest;
 use crate::launcher::verified_pages::{self, Intact, VerifyPages};
 
 /// Where the action script finds the verdict.
-use crate::wire::env::RESTORE_VERDICT as VERDICT_ENV;
+use crate::env::RESTORE_VERDICT as VERDICT_ENV;
 /// The verdict when every page file matches its digest.
 const MATCHES: &str = "ok";
 

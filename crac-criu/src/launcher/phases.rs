@@ -8,10 +8,8 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// When the restore began, in nanoseconds since the Unix epoch.
-use crate::wire::env::RESTORE_BEGAN as BEGAN_ENV;
-/// The stamps file, for the action script.
-use crate::wire::env::RESTORE_PHASES as PHASES_ENV;
+use crate::env::{RESTORE_BEGAN as BEGAN_ENV, RESTORE_PHASES as PHASES_ENV};
+
 /// The stage after which the process runs: its stamp means "restored".
 const RESUMED: &str = "post-resume";
 

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::env::CHECKPOINT_TO;
 use crate::error::{Error, RequestFailure};
 use crate::image;
 use crate::sys::procfs;
-use crate::wire::env::CHECKPOINT_TO;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
 

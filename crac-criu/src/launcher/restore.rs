@@ -26,7 +26,7 @@ use crate::wire::restore_args::{self, RestoreArgs};
 use crate::wire::signal::{self, Message};
 
 /// Environment through which the action script finds the image being restored.
-use crate::wire::env::RESTORE_IMAGE as IMAGE_ENV;
+use crate::env::RESTORE_IMAGE as IMAGE_ENV;
 
 /// How to restore.
 #[derive(Debug, Clone, Default)]

@@ -12,6 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::env::{CHECKPOINT_TO, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY};
 use crate::error::Error;
 use crate::image::{self, manifest::FILE_NAME};
 use crate::launcher::namespace;
@@ -19,7 +20,6 @@ use crate::launcher::request_client::{self, ANSWER_DEADLINE};
 use crate::launcher::restore::{RestoreOptions, restore};
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{fd, privileges, process, procfs};
-use crate::wire::env::{CHECKPOINT_TO, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY};
 use crate::wire::restore_args::RestoreArgs;
 
 /// When the first run takes its image.

@@ -113,7 +113,7 @@ pub fn wait_for(pid: libc::pid_t) -> Result<i32, Error> {
 }
 
 /// The restorer's PID, for the `__wait` CRIU becomes (see [`stop_if_orphaned`]).
-pub(crate) use crate::wire::env::RESTORER as RESTORER_ENV;
+pub(crate) use crate::env::RESTORER as RESTORER_ENV;
 
 /// How long a copy whose restorer died has to stop after SIGTERM before SIGKILL.
 const ORPHAN_GRACE: Duration = Duration::from_secs(10);

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use crate::wire::env;
+use crate::env;
 
 /// Why no `criu` binary was found.
 #[derive(Debug)]

@@ -30,16 +30,13 @@ pub use value::Value;
 
 use crac_core::Restore;
 
+use crate::env::{
+    self, CLI as CLI_ENV, TEST_CHECKPOINT as CHECKPOINT_ENV, TEST_REPORT as REPORT_ENV,
+};
 use crate::image::manifest;
 use crate::launcher::namespace;
 use crate::sys::{criu, process};
 
-/// Where the test looks for the `crac` command first.
-use crate::wire::env::CLI as CLI_ENV;
-/// Given to each copy at restore: the file its value goes to.
-use crate::wire::env::TEST_REPORT as REPORT_ENV;
-/// Set for the checkpointed process: the name of the test it runs.
-use crate::wire::env::{self, TEST_CHECKPOINT as CHECKPOINT_ENV};
 /// How long the checkpointed process, and then the copies, may take by default.
 const TIMEOUT: Duration = Duration::from_secs(120);
 

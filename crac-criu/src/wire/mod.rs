@@ -1,10 +1,9 @@
 //! The wire between the two sides of a checkpoint — the process (with its dump helper)
 //! and the `crac` command: the signal they speak, the memfds a restore substitutes,
-//! the environment `crac run` sets, and checkpoint requests. Both sides
+//! and checkpoint requests. Both sides
 //! depend on this folder; it depends on neither.
 
 pub(crate) mod dump_failure;
-pub(crate) mod env;
 pub(crate) mod request;
 pub(crate) mod restore_args;
 pub(crate) mod signal;

@@ -295,7 +295,7 @@ mod tests {
         let expected = markdown_table();
         assert!(
             in_guide == expected,
-            "docs/configuration.md's table differs from crac-criu/src/wire/env.rs's \
+            "docs/configuration.md's table differs from crac-criu/src/env.rs's \
              VARIABLES; the table should read:\n\n{expected}"
         );
     }
@@ -319,7 +319,8 @@ mod tests {
                     dirs.push(path);
                     continue;
                 }
-                if path.ends_with("wire/env.rs") || path.ends_with("crac-core/src/env.rs") {
+                if path.ends_with("crac-criu/src/env.rs") || path.ends_with("crac-core/src/env.rs")
+                {
                     continue;
                 }
                 let text = std::fs::read_to_string(&path).unwrap_or_default();
@@ -339,7 +340,7 @@ mod tests {
         }
         assert!(
             offending.is_empty(),
-            "name these by their constant in crac-criu/src/wire/env.rs (adding it to \
+            "name these by their constant in crac-criu/src/env.rs (adding it to \
              VARIABLES and docs/configuration.md if new):\n{}",
             offending.join("\n")
         );
