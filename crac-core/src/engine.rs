@@ -78,11 +78,11 @@ impl Request<'_> {
 /// What an engine's [`Engine::probe`] hands to its [`Engine::checkpoint`] for the same
 /// checkpoint: any value of the engine's own type, or nothing.
 #[derive(Default)]
-pub struct Probed(Option<Box<dyn Any>>);
+pub struct Probed(Option<Box<dyn Any + Send + Sync>>);
 
 impl Probed {
     /// Hands `found` on to the checkpoint, which reads it with [`Request::probed`].
-    pub fn new<T: Any>(found: T) -> Probed {
+    pub fn new<T: Any + Send + Sync>(found: T) -> Probed {
         Probed(Some(Box::new(found)))
     }
 }

@@ -83,15 +83,15 @@ impl std::str::FromStr for ExeStat {
         let [size, mtime_ns, dev, ino] = fields[..] else {
             return Err(format!("expected `size mtime_ns dev ino`, not {text:?}"));
         };
-        fn number<T: std::str::FromStr>(text: &str) -> Result<T, String> {
+        fn field<T: std::str::FromStr>(text: &str) -> Result<T, String> {
             text.parse()
                 .map_err(|_| format!("not a valid number: {text:?}"))
         }
         Ok(ExeStat {
-            size: number(size)?,
-            mtime_ns: number(mtime_ns)?,
-            dev: number(dev)?,
-            ino: number(ino)?,
+            size: field(size)?,
+            mtime_ns: field(mtime_ns)?,
+            dev: field(dev)?,
+            ino: field(ino)?,
         })
     }
 }
