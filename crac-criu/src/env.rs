@@ -252,7 +252,7 @@ pub fn environment_help() -> String {
     let mut help = String::from("Environment variables:\n");
     for v in VARIABLES.iter().filter(|v| v.default != INTERNAL) {
         let line = format!(
-            "  {}\n          {} (read by {}; default: {})\n",
+            "  {}\n          {}\n          read by {}; default: {}\n",
             v.name, v.meaning, v.read_by, v.default
         );
         help.push_str(&line.replace('`', ""));
