@@ -347,6 +347,16 @@ mod tests {
     }
 
     #[test]
+    fn crac_help_lists_the_settings_and_not_what_crac_sets_itself() {
+        let help = environment_help();
+        for v in &VARIABLES {
+            let listed = help.contains(&format!("  {}\n", v.name));
+            assert_eq!(listed, v.default != INTERNAL, "{}", v.name);
+        }
+        assert!(!help.contains('`'), "markdown in the terminal:\n{help}");
+    }
+
+    #[test]
     fn every_variable_is_listed_once_with_its_prefix() {
         let mut names: Vec<_> = VARIABLES.iter().map(|v| v.name).collect();
         assert!(names.iter().all(|name| name.starts_with("CRAC_")));
