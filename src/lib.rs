@@ -33,7 +33,8 @@
 //! # Ok::<(), crac::Error>(())
 //! ```
 //!
-//! See the README for the semantics table and the engines.
+//! The guide (`docs/` in the repository, an mdBook) has the rules every checkpoint follows
+//! (`docs/semantics.md`), the attributes, the checks around the image, and `crac run`.
 
 pub use crac_core::{
     BlockingConnection, BlockingListener, BoxError, Checkpoint, Context, DeadlineExceeded, Error,
@@ -147,3 +148,34 @@ pub use crac_core::__private;
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The guide's examples compile: each chapter of `docs/` is the doc of one item here.
+#[cfg(doctest)]
+pub mod guide {
+    #[doc = include_str!("../docs/semantics.md")]
+    pub struct Semantics;
+    #[doc = include_str!("../docs/attributes.md")]
+    #[cfg(target_os = "linux")]
+    pub struct Attributes;
+    #[doc = include_str!("../docs/open-resources.md")]
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub struct OpenResources;
+    #[doc = include_str!("../docs/images.md")]
+    pub struct Images;
+    #[doc = include_str!("../docs/crac-run.md")]
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub struct CracRun;
+    #[doc = include_str!("../docs/tokio.md")]
+    #[cfg(all(feature = "tokio", feature = "criu", target_os = "linux"))]
+    pub struct Tokio;
+    #[doc = include_str!("../docs/uniqueness.md")]
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub struct Uniqueness;
+    #[doc = include_str!("../docs/testing.md")]
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub struct Testing;
+    #[doc = include_str!("../docs/containers.md")]
+    pub struct Containers;
+    #[doc = include_str!("../docs/benchmarks.md")]
+    pub struct Benchmarks;
+}
