@@ -3,6 +3,8 @@
 //!
 //! Use it through the `crac` facade crate; the paths documented there are the stable ones.
 
+#[cfg(feature = "tokio")]
+mod async_hooks;
 #[cfg(unix)]
 mod claims;
 mod context;
@@ -11,16 +13,15 @@ pub mod engine;
 mod error;
 mod event;
 pub mod field;
-mod gate;
 mod hooks;
 mod instance;
-mod listener;
 mod ordering;
 mod participant;
 mod plan;
 mod protocol;
 mod registry;
 mod resource;
+mod resources;
 mod scrub;
 mod simulate;
 #[cfg(feature = "tokio")]
@@ -33,13 +34,13 @@ pub use deadline::DeadlineExceeded;
 pub use engine::use_engine;
 pub use error::{BoxError, Error, Failure, Failures, Phase};
 pub use event::{Checkpoint, Outcome, Restore};
-pub use gate::{Gate, Pass};
 pub use instance::instance_id;
-pub use listener::{BlockingConnection, BlockingListener};
 pub use ordering::{Ranked, rank_after};
 pub use plan::{Plan, PlanEntry, PlanEntryKind};
 pub use protocol::{checkpoint_restore, plan};
 pub use resource::Resource;
+pub use resources::blocking_listener::{BlockingConnection, BlockingListener};
+pub use resources::gate::{Gate, Pass};
 pub use scrub::ScrubbingAlloc;
 #[doc(hidden)]
 pub use scrub::require_scrubbing;
