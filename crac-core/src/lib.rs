@@ -3,29 +3,42 @@
 //!
 //! Use it through the `crac` facade crate; the paths documented there are the stable ones.
 
-#[cfg(feature = "tokio")]
-mod async_hooks;
-#[cfg(unix)]
-mod claims;
-mod context;
-mod deadline;
-pub mod engine;
+// What an application implements and receives: the `Resource` trait, the events its
+// hooks get, the errors they return, and the hook functions collected at link time.
 mod error;
 mod event;
-pub mod field;
 mod hooks;
-mod instance;
-mod ordering;
-mod participant;
-mod plan;
-mod protocol;
-mod registry;
 mod resource;
+
+// Ready-made resources (`Gate`, the listeners, the tokio `Client`, reopened files), and
+// the `crac::tokio` namespace with the async-hook runtime they and async hooks run on.
+#[cfg(feature = "tokio")]
+mod async_hooks;
 mod resources;
-mod scrub;
-mod simulate;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+
+// Where resources are registered, and what `#[derive(Checkpointable)]` needs of fields.
+mod context;
+pub mod field;
+mod participant;
+mod registry;
+
+// The protocol: the order of participants, the plan, hook deadlines, the checkpoint
+// path, and the engine boundary (with the `simulate` engine).
+mod deadline;
+pub mod engine;
+mod ordering;
+mod plan;
+mod protocol;
+mod simulate;
+
+// What an image may hold and its copies must not share: fds claimed into it, instance
+// ids, freed memory scrubbed of secrets.
+#[cfg(unix)]
+mod claims;
+mod instance;
+mod scrub;
 
 #[cfg(unix)]
 pub use claims::{FdClaim, claim_fd, claimed_fds};
