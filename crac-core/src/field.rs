@@ -7,15 +7,13 @@ use crate::error::{BoxError, Failure, Failures, Phase, catch_panic};
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
 
-#[cfg(target_os = "linux")]
-mod reopen;
 mod restore_env;
 
 #[cfg(target_os = "linux")]
-pub use reopen::Reopen;
+pub use crate::resources::reopen::Reopen;
 #[doc(hidden)]
 #[cfg(target_os = "linux")]
-pub use reopen::{ReopenOptions, as_reopen, detach_file, reopen_file};
+pub use crate::resources::reopen::{ReopenOptions, as_reopen, detach_file, reopen_file};
 pub use restore_env::RestoreEnv;
 #[doc(hidden)]
 pub use restore_env::apply_restore_env;

@@ -16,17 +16,20 @@
 //! The times to the first answer are printed (`--nocapture` is not needed: the harness
 //! does not capture). Needs podman, runc and catatonit (`scripts/install-containers.sh`)
 //! besides root and CRIU: without them these tests are ignored, with the reason printed.
+//! `containers/podman.rs` builds the images and runs the containers and pods.
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-use std::os::fd::AsRawFd as _;
+mod podman;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::harness::{scratch, tests, text};
+use crate::harness::{scratch, tests};
 use crate::redis_server::RedisServer;
+pub(crate) use podman::problem;
+use podman::{
+    Container, OTHER_BUILD, Pod, SERVICE, images, least_privilege, podman, podman_ok, repo,
+};
 
 tests![
     the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_restore_it,
@@ -36,172 +39,8 @@ tests![
     an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start,
 ];
 
-/// The service image (`scripts/container.sh service`'s default tag, named in pod.yaml).
-const SERVICE: &str = "localhost/crac-axum-service:latest";
-/// The same service from another build: a different executable.
-const OTHER_BUILD: &str = "localhost/crac-axum-service:e2e-other-build";
-/// pod.yaml's redis, built from Debian's package.
-const REDIS: &str = "localhost/redis:7-bookworm";
 /// Where the image lives in the container.
 const IMAGE_IN_CONTAINER: &str = "/var/lib/crac/axum";
-
-/// The capabilities and security options README.md and pod.yaml document: every
-/// capability dropped but these five, and no seccomp filter.
-const LEAST_PRIVILEGE: [&str; 5] = [
-    "SYS_ADMIN",
-    "NET_ADMIN",
-    "SYS_TIME",
-    "SYS_CHROOT",
-    "SETPCAP",
-];
-
-/// Why the container tests cannot run here, if they cannot.
-pub(crate) fn problem() -> Option<String> {
-    for (program, package) in [("podman", "podman"), ("runc", "runc")] {
-        let found = Command::new(program)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !matches!(found, Ok(status) if status.success()) {
-            return Some(format!("{program} not found (Debian package {package})"));
-        }
-    }
-    let catatonit = ["/usr/libexec/podman/catatonit", "/usr/bin/catatonit"];
-    if !catatonit.iter().any(|p| Path::new(p).exists()) {
-        return Some(
-            "catatonit not found (podman kube play builds its infra image from it)".into(),
-        );
-    }
-    None
-}
-
-/// The repository's root.
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .into()
-}
-
-/// Settings for every podman command of these tests: runc, and ulimits within this
-/// host's hard limits (podman's defaults exceed them on some hosts and are refused).
-fn containers_conf() -> &'static Path {
-    static CONF: OnceLock<PathBuf> = OnceLock::new();
-    CONF.get_or_init(|| {
-        let dir = scratch("podman");
-        let hard = |resource| {
-            let mut limit = libc::rlimit {
-                rlim_cur: 0,
-                rlim_max: 0,
-            };
-            // SAFETY: `limit` is a valid rlimit for the call to fill.
-            assert_eq!(unsafe { libc::getrlimit(resource, &mut limit) }, 0);
-            limit.rlim_max.min(1 << 20)
-        };
-        // (runc sets these after dropping capabilities: a higher NPROC than the
-        // runtime's own is refused, so a modest one)
-        let nofile = hard(libc::RLIMIT_NOFILE);
-        let nproc = hard(libc::RLIMIT_NPROC).min(4096);
-        let conf = dir.join("containers.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "[containers]\ndefault_ulimits = [\"nofile={nofile}:{nofile}\", \
-                 \"nproc={nproc}:{nproc}\"]\n[engine]\nruntime = \"runc\"\n"
-            ),
-        )
-        .unwrap();
-        conf
-    })
-}
-
-fn podman() -> Command {
-    let mut cmd = Command::new("podman");
-    cmd.env("CONTAINERS_CONF", containers_conf())
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// `podman ARGS`, which must succeed: its stdout.
-fn podman_ok(args: &[&str]) -> String {
-    let out = podman().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "podman {} failed: {}",
-        args.join(" "),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
-
-/// The images these tests run, built once from this build's binaries.
-fn images() {
-    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        // target/<profile>/deps/e2e-… → target, <profile>
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().unwrap().parent().unwrap();
-        let profile = profile_dir.file_name().unwrap().to_str().unwrap();
-        let target = profile_dir.parent().unwrap();
-        let service = profile_dir.join("examples").join("axum_service");
-        if !service.is_file() {
-            return Err(format!(
-                "{} is missing: build it first with `cargo build --features axum --example \
-                 axum_service` (scripts/test.sh does)",
-                service.display()
-            ));
-        }
-        // Another build of the service: the same code with a section of its own.
-        let dir = scratch("other-build");
-        let other = dir.join("axum_service");
-        let note = dir.join("note");
-        std::fs::write(&note, "another build\n").unwrap();
-        let objcopy = Command::new("objcopy")
-            .arg(format!("--add-section=.note.crac-e2e={}", note.display()))
-            .arg(&service)
-            .arg(&other)
-            .output()
-            .map_err(|e| format!("cannot run objcopy (binutils): {e}"))?;
-        if !objcopy.status.success() {
-            return Err(format!("objcopy failed: {}", text(&objcopy.stderr)));
-        }
-        let script = repo().join("scripts/container.sh");
-        let builds: [&[&str]; 3] = [
-            &["service", "--profile", profile, "--tag", SERVICE],
-            &[
-                "service",
-                "--profile",
-                profile,
-                "--tag",
-                OTHER_BUILD,
-                "--service",
-                other.to_str().unwrap(),
-            ],
-            &["redis", "--tag", REDIS],
-        ];
-        for args in builds {
-            let out = Command::new(&script)
-                .args(args)
-                .env("CARGO_TARGET_DIR", target)
-                .env("CONTAINERS_CONF", containers_conf())
-                .stdin(Stdio::null())
-                .output()
-                .unwrap();
-            if !out.status.success() {
-                return Err(format!(
-                    "scripts/container.sh {} failed: {}",
-                    args.join(" "),
-                    text(&out.stderr)
-                ));
-            }
-        }
-        Ok(())
-    });
-    if let Err(why) = built {
-        panic!("{why}");
-    }
-}
 
 fn free_port() -> u16 {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -214,134 +53,6 @@ fn volume(name: &str) -> PathBuf {
     std::fs::create_dir(&volume).unwrap();
     std::fs::set_permissions(&volume, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
     volume
-}
-
-/// A container of these tests, removed (with its anonymous volumes) when dropped.
-struct Container {
-    name: String,
-}
-
-impl Container {
-    /// `podman run -d` of `image` on the host's network (loopback only is used) with the
-    /// least privilege, CRIU's kdat cache on a tmpfs, and `options`.
-    fn run(label: &str, options: &[String], image: &str, command: &[&str]) -> Container {
-        Container::run_with(label, &least_privilege(None), options, image, command)
-    }
-
-    fn run_with(
-        label: &str,
-        privileges: &[String],
-        options: &[String],
-        image: &str,
-        command: &[&str],
-    ) -> Container {
-        let name = format!("crac-e2e-{}-{label}", std::process::id());
-        let _ = podman().args(["rm", "-f", "-v", &name]).output();
-        let mut args: Vec<String> = ["run", "-d", "--name", &name, "--network", "host"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.extend(privileges.iter().cloned());
-        args.extend(["--tmpfs".into(), "/run/crac-criu:mode=0700".into()]);
-        args.extend(options.iter().cloned());
-        args.push(image.into());
-        args.extend(command.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        podman_ok(&args);
-        Container { name }
-    }
-
-    fn logs(&self) -> String {
-        let out = podman().args(["logs", &self.name]).output().unwrap();
-        text(&out.stdout) + &text(&out.stderr)
-    }
-
-    fn running(&self) -> bool {
-        podman_ok(&["inspect", "--format", "{{.State.Running}}", &self.name]).trim() == "true"
-    }
-
-    /// `GET path` on `port` of the host's loopback, retried until the service answers.
-    fn answer(&self, port: u16, path: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if let Some(body) = get(port, path) {
-                return body;
-            }
-            assert!(
-                self.running(),
-                "container {} stopped without answering on port {port}:\n{}",
-                self.name,
-                self.logs()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "container {} did not answer on port {port}:\n{}",
-                self.name,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for the container to stop by itself: its exit code.
-    fn exit_code(&self) -> i32 {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while self.running() {
-            assert!(
-                Instant::now() < deadline,
-                "container {} still runs:\n{}",
-                self.name,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        podman_ok(&["inspect", "--format", "{{.State.ExitCode}}", &self.name])
-            .trim()
-            .parse()
-            .unwrap()
-    }
-
-    fn stop(&self) {
-        podman_ok(&["stop", "-t", "10", &self.name]);
-    }
-
-    fn start(&self) {
-        podman_ok(&["start", &self.name]);
-    }
-}
-
-impl Drop for Container {
-    fn drop(&mut self) {
-        let _ = podman().args(["rm", "-f", "-v", &self.name]).output();
-    }
-}
-
-/// `--cap-drop ALL`, the documented capabilities but `without`, and no seccomp filter.
-fn least_privilege(without: Option<&str>) -> Vec<String> {
-    let mut args = vec!["--cap-drop".to_string(), "ALL".to_string()];
-    for cap in LEAST_PRIVILEGE.iter().filter(|&&cap| Some(cap) != without) {
-        args.extend(["--cap-add".to_string(), cap.to_string()]);
-    }
-    args.extend(["--security-opt".into(), "seccomp=unconfined".into()]);
-    args
-}
-
-/// `GET path` on 127.0.0.1:`port` of this thread's network namespace, once: the body of
-/// a 200 answer; `None` when nothing (or not yet the service) answers.
-fn get(port: u16, path: &str) -> Option<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200 ").then(|| body.to_string())
 }
 
 /// `item 7 = VALUE (hits N, instance ID)` → (VALUE, N, ID).
@@ -396,18 +107,30 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
     let redis = RedisServer::start();
     let volume = volume("container-restart");
     let port = free_port();
+    let (first, first_start, (value, _, instance)) = first_start(&redis, &volume, port);
+    let (restart, restarted_instance) = restart(&first, port, &value, &instance);
+    let beside = second_container(&redis, &volume, &value, &restarted_instance, &first, port);
+    print_times(&first, &volume.join("axum"), first_start, restart, beside);
+}
 
+/// The first start on an empty volume warms up, checkpoints onto it and serves,
+/// restored: the container, the time to its first answer and that answer.
+fn first_start(
+    redis: &RedisServer,
+    volume: &Path,
+    port: u16,
+) -> (Container, Duration, (String, u64, String)) {
     let started = Instant::now();
     let first = Container::run(
         "first",
-        &service_options(&redis, port, Some(&volume)),
+        &service_options(redis, port, Some(volume)),
         SERVICE,
         &[],
     );
     let body = first.answer(port, "/item/7");
     let first_start = started.elapsed();
-    let (value, hits, instance) = parse(&body);
-    assert_eq!(hits, 1, "{body}");
+    let answer = parse(&body);
+    assert_eq!(answer.1, 1, "{body}");
     let logs = first.logs();
     assert!(
         logs.contains(&format!("no image in {IMAGE_IN_CONTAINER}: started"))
@@ -417,12 +140,16 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
             && logs.contains("crac: restored in "),
         "the first start warms up, checkpoints and restores:\n{logs}"
     );
-    let image = volume.join("axum");
     assert!(
-        image.join("crac-manifest").is_file(),
+        volume.join("axum").join("crac-manifest").is_file(),
         "the image is on the volume"
     );
+    (first, first_start, answer)
+}
 
+/// Stopped and started again, the container restores the volume's image (the warm
+/// `value`, a new instance): the time to its first answer and the new instance.
+fn restart(first: &Container, port: u16, value: &str, instance: &str) -> (Duration, String) {
     first.stop();
     let started = Instant::now();
     first.start();
@@ -442,11 +169,22 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
         "the restart restored the image instead of starting cold:\n{logs}"
     );
     assert_eq!(logs.matches("crac: restored in ").count(), 2, "{logs}");
+    (restart, restarted_instance)
+}
 
-    // A second container restores the same image beside the first, moved to its own
-    // port by `-e PORT` (the entrypoint's `--env PORT`).
+/// A second container restores the same image beside the first, moved to its own port
+/// by `-e PORT` (the entrypoint's `--env PORT`), while the first (on its port) still
+/// serves: the time to its first answer.
+fn second_container(
+    redis: &RedisServer,
+    volume: &Path,
+    value: &str,
+    restarted_instance: &str,
+    first: &Container,
+    port: u16,
+) -> Duration {
     let second_port = free_port();
-    let options = service_options(&redis, second_port, Some(&volume));
+    let options = service_options(redis, second_port, Some(volume));
     let started = Instant::now();
     let second = Container::run("second", &options, SERVICE, &[]);
     let body = second.answer(second_port, "/item/7");
@@ -458,13 +196,22 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
     assert!(!second.logs().contains("no image in"), "{}", second.logs());
     let (_, hits, _) = parse(&first.answer(port, "/item/7"));
     assert_eq!(hits, 4, "the first container still serves");
+    beside
+}
 
+/// Prints the times to the first answer beside what the container runtime itself takes
+/// (a container that only prints crac's version), and the sizes of the images.
+fn print_times(
+    first: &Container,
+    image: &Path,
+    first_start: Duration,
+    restart: Duration,
+    beside: Duration,
+) {
     let container_image: u64 = podman_ok(&["image", "inspect", "--format", "{{.Size}}", SERVICE])
         .trim()
         .parse()
         .unwrap();
-    // What the container runtime itself takes, for comparison: a container that only
-    // prints crac's version.
     let started = Instant::now();
     podman_ok(&[
         "run",
@@ -499,7 +246,7 @@ fn the_first_start_checkpoints_onto_the_volume_a_restart_and_a_second_container_
         said("restored in "),
         beside.as_secs_f64(),
         runtime.as_secs_f64(),
-        megabytes(size_of(&image)),
+        megabytes(size_of(image)),
         megabytes(container_image),
     );
 }
@@ -566,77 +313,6 @@ fn an_image_of_another_build_is_replaced_with_replace_invalid_and_refused_withou
         "{logs}"
     );
     assert_ne!(std::fs::read(&manifest).unwrap(), ours, "a new image");
-}
-
-/// The service container's PID on the host and a fresh pod from pod.yaml (its
-/// hostPath moved to `images`), played with no network but the pod's own loopback.
-struct Pod {
-    yaml: PathBuf,
-}
-
-impl Pod {
-    fn play(yaml: &Path) -> Pod {
-        let out = podman()
-            .args(["kube", "play", "--replace", "--network", "none"])
-            .arg(yaml)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "podman kube play failed: {}{}",
-            text(&out.stdout),
-            text(&out.stderr)
-        );
-        Pod { yaml: yaml.into() }
-    }
-
-    fn logs(&self) -> String {
-        let out = podman()
-            .args(["logs", "axum-service-service"])
-            .output()
-            .unwrap();
-        text(&out.stdout) + &text(&out.stderr)
-    }
-
-    /// `GET path` on the pod's port 3000, from a thread that joins the pod's network
-    /// namespace: retried until the service answers.
-    fn answer(&self, path: &str) -> String {
-        let infra = podman_ok(&[
-            "pod",
-            "inspect",
-            "--format",
-            "{{.InfraContainerID}}",
-            "axum-service",
-        ]);
-        let pid = podman_ok(&["inspect", "--format", "{{.State.Pid}}", infra.trim()]);
-        let netns = std::fs::File::open(format!("/proc/{}/ns/net", pid.trim())).unwrap();
-        let path = path.to_string();
-        let answer = std::thread::spawn(move || {
-            // SAFETY: moves this thread alone (a fresh one, ending below) into the
-            // pod's network namespace; `netns` is an open namespace fd.
-            let rc = unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(rc, 0, "setns: {}", std::io::Error::last_os_error());
-            let deadline = Instant::now() + Duration::from_secs(90);
-            loop {
-                if let Some(body) = get(3000, &path) {
-                    return Some(body);
-                }
-                if Instant::now() > deadline {
-                    return None;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        })
-        .join()
-        .unwrap();
-        answer.unwrap_or_else(|| panic!("the pod did not answer:\n{}", self.logs()))
-    }
-}
-
-impl Drop for Pod {
-    fn drop(&mut self) {
-        let _ = podman().args(["kube", "down"]).arg(&self.yaml).output();
-    }
 }
 
 fn the_pod_spec_plays_and_serves_again_from_a_restore() {

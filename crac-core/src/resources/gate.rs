@@ -142,7 +142,7 @@ impl Drop for Pass<'_> {
 impl Resource for Gate {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
         #[cfg(feature = "tokio")]
-        crate::tokio::refuse_on_runtime_thread()?;
+        crate::async_hooks::refuse_on_runtime_thread()?;
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
         let deadline = Instant::now() + self.drain_deadline;
         let mut guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);

@@ -9,15 +9,8 @@
 //! application's runtime, while that runtime keeps running every other task: a hook
 //! that waits for the server task to drain gets it drained.
 //!
-//! [`Listener`] is a TCP listener built on this: it drains and closes before a
-//! checkpoint and binds again after the restore. [`Client`] holds a connection to a
-//! server: closed before a checkpoint, made again after the restore.
-
-mod client;
-mod listener;
-
-pub use client::{Borrowed, Client};
-pub use listener::{Connection, Listener};
+//! The tokio resources (`resources/tokio_listener.rs`, `resources/tokio_client.rs`) are
+//! built on this; `crate::tokio` gathers both into the public namespace.
 
 use std::cell::RefCell;
 use std::future::Future;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, RwLock, RwLockReadGuard};
 
+use crate::async_hooks::{block_on_hook_on, within};
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
@@ -199,7 +200,7 @@ impl<C: Send + Sync + 'static> ClientState<C> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         // Waits for every borrowed connection to be given back.
-        let Some(mut slot) = super::within(deadline, self.connection.write()).await else {
+        let Some(mut slot) = within(deadline, self.connection.write()).await else {
             return Err(format!(
                 "`{}`: a borrowed connection was not given back within {deadline:?} (a task \
                  holds it across something that waits for this checkpoint?)",
@@ -260,11 +261,11 @@ impl<C: Send + Sync + 'static> ClientState<C> {
 
 impl<C: Send + Sync + 'static> Resource for ClientState<C> {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        super::block_on_hook_on(Some(&self.runtime), self.close_for_checkpoint())
+        block_on_hook_on(Some(&self.runtime), self.close_for_checkpoint())
     }
 
     fn after_restore(&self, _: &Restore) -> Result<(), BoxError> {
-        super::block_on_hook_on(Some(&self.runtime), self.reopen())
+        block_on_hook_on(Some(&self.runtime), self.reopen())
     }
 
     fn name(&self) -> Cow<'_, str> {

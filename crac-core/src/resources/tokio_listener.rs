@@ -22,6 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream, ToSocketAddrs};
 use tokio::runtime::Handle;
 
+use super::blocking_listener::restore_address;
+use crate::async_hooks::refuse_on_runtime_thread;
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
@@ -167,7 +169,7 @@ impl ListenerState {
 
 impl Resource for ListenerState {
     fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        super::refuse_on_runtime_thread()?;
+        refuse_on_runtime_thread()?;
         self.draining.store(true, Ordering::SeqCst);
         drop(lock(&self.socket).take());
         self.wake_acceptor();
@@ -202,8 +204,7 @@ impl Resource for ListenerState {
 
     fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
         let name = lock(&self.address_env).clone();
-        let address =
-            crate::listener::restore_address(name.as_deref(), *lock(&self.address), restore)?;
+        let address = restore_address(name.as_deref(), *lock(&self.address), restore)?;
         let socket = std::net::TcpListener::bind(address)
             .and_then(|socket| {
                 socket.set_nonblocking(true)?;

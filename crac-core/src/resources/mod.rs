@@ -1,0 +1,19 @@
+//! Ready-made resources: what an application registers, or marks as a field, instead of
+//! writing hooks of its own. One file each:
+//!
+//! - `gate.rs`: `Gate`, in-flight operations drained before a checkpoint;
+//! - `blocking_listener.rs`: `BlockingListener`, a TCP listener for threads, closed
+//!   before a checkpoint and bound again after it;
+//! - `tokio_listener.rs`: `crac::tokio::Listener`, the same on a tokio runtime;
+//! - `tokio_client.rs`: `crac::tokio::Client`, a connection to a server, closed and made
+//!   again;
+//! - `reopen.rs`: `#[crac(reopen)]` files, closed and opened again by path.
+
+pub(crate) mod blocking_listener;
+pub(crate) mod gate;
+#[cfg(target_os = "linux")]
+pub(crate) mod reopen;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio_client;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio_listener;

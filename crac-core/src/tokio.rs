@@ -1,0 +1,10 @@
+//! Async hooks on the application's tokio runtime, and the resources built on them
+//! (feature `tokio`): [`Listener`] drains and closes before a checkpoint and binds again
+//! after the restore; [`Client`] holds a connection to a server, closed before a
+//! checkpoint and made again after the restore.
+
+#[doc(hidden)]
+pub use crate::async_hooks::{AsyncHook, block_on_hook};
+pub use crate::async_hooks::{off_runtime, remember_runtime};
+pub use crate::resources::tokio_client::{Borrowed, Client};
+pub use crate::resources::tokio_listener::{Connection, Listener};
