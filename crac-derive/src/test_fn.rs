@@ -210,47 +210,15 @@ fn names_trial(ty: &Type) -> bool {
         && path.path.segments.last().is_some_and(|last| last.ident == "Trial"))
 }
 
-/// Why CRIU cannot run where this test is compiled, unless under `CI=true`.
+/// Why CRIU cannot run where this test is compiled, unless under `CI=true`: the probe
+/// the runtime makes again before it starts (`crac-shared`).
 fn probe() -> Option<String> {
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         return None;
     }
-    let why = if !is_root() {
-        "crac::test needs root (CRIU restores processes as root)".to_string()
-    } else {
-        match std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
-            Some(path) if !std::path::Path::new(&path).is_file() => format!(
-                "crac::test needs CRIU: CRAC_CRIU={} is not a file",
-                path.to_string_lossy()
-            ),
-            Some(_) => return None,
-            None if criu_on_path() => return None,
-            None => "crac::test needs CRIU: none on PATH, in /usr/local/sbin or /usr/sbin \
-                     (scripts/install-criu.sh installs it)"
-                .to_string(),
-        }
-    };
+    let why = crac_shared::criu::probe().err()?;
     Some(format!(
-        "{why} (as found when the test was compiled); `cargo test -- --include-ignored` runs it"
+        "crac::test needs CRIU and root: {why} (as found when the test was compiled); \
+         `cargo test -- --include-ignored` runs it"
     ))
-}
-
-fn is_root() -> bool {
-    // The effective uid: the second number of the `Uid:` line.
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
-/// Where the criu engine looks for it without `CRAC_CRIU` (`crac-criu`'s `sys/criu.rs`).
-fn criu_on_path() -> bool {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(["/usr/local/sbin".into(), "/usr/sbin".into()])
-        .any(|dir| dir.join("criu").is_file())
 }

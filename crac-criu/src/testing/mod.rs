@@ -32,7 +32,7 @@ use crac_core::Restore;
 
 use crate::image::manifest;
 use crate::launcher::namespace;
-use crate::sys::{criu, process};
+use crate::sys::process;
 
 /// Set for the checkpointed process: the name of the test it runs.
 const CHECKPOINT_ENV: &str = "CRAC_TEST_CHECKPOINT";
@@ -356,10 +356,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 
 /// Root, CRIU and the `crac` command, or which is missing; the `crac` command if none is.
 fn missing_prerequisite() -> Result<PathBuf, String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not root: CRIU restores processes as root".into());
-    }
-    criu::criu_binary().map_err(|missing| crate::Error::from(missing).to_string())?;
+    crac_shared::criu::probe().map_err(|why| why.to_string())?;
     crac_command().ok_or_else(|| {
         format!(
             "the `crac` command was found neither at {CLI_ENV}, beside the test executable, \
