@@ -110,7 +110,10 @@ mod tests {
         std::fs::write(dir.join("crac-shared-probe"), "").unwrap();
         let found = find_program("crac-shared-probe", &[dir.to_str().unwrap()]);
         assert_eq!(found, Some(dir.join("crac-shared-probe")));
-        assert_eq!(find_program("crac-shared-absent", &[dir.to_str().unwrap()]), None);
+        assert_eq!(
+            find_program("crac-shared-absent", &[dir.to_str().unwrap()]),
+            None
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -36,7 +36,11 @@ pub fn parse_millis(text: &str) -> Result<u64, Malformed> {
         "m" => 60_000,
         _ => return Err(Malformed::NotADeadline),
     };
-    match number.parse::<u64>().ok().and_then(|n| n.checked_mul(per_unit)) {
+    match number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(per_unit))
+    {
         Some(0) => Err(Malformed::Zero),
         Some(millis) => Ok(millis),
         None => Err(Malformed::NotADeadline),
