@@ -294,6 +294,14 @@ pub fn on_restore(args: TokenStream, item: TokenStream) -> TokenStream {
 /// }
 /// ```
 ///
+/// It needs crac's `testing` feature, for tests only (without it the test is a compile
+/// error naming the feature):
+///
+/// ```toml
+/// [dev-dependencies]
+/// crac = { version = "0.1", features = ["testing"] }
+/// ```
+///
 /// The function takes a `crac::testing::Trial` (see it for what runs where) and may
 /// return what a `#[test]` may. Its attributes stay on the test (`#[ignore]`,
 /// `#[should_panic]`, docs); `#[test]` itself must not be added.

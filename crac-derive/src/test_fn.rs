@@ -3,6 +3,7 @@
 //! The function is kept as written, renamed, beside the test libtest runs:
 //!
 //! ```text
+//! ::crac::__crac_test! {                             // an error without crac's `testing` feature
 //! #[doc(hidden)] #[allow(dead_code)]
 //! fn __crac_test_name(trial: Trial) -> R { ... }   // the user's function, always compiled
 //!
@@ -10,6 +11,7 @@
 //! #[ignore = "crac::test needs ..."]               // only when the probe below finds CRIU unusable
 //! fn name() -> R {
 //!     __crac_test_name(::crac::testing::Trial::__new(module_path!(), "name", 3))
+//! }
 //! }
 //! ```
 //!
@@ -73,7 +75,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let trial = quote_spanned! {name.span()=>
         ::crac::testing::Trial::__new(::core::module_path!(), #name_str, #copies)
     };
-    quote! {
+    // Through the facade's gate: without crac's `testing` feature, one error naming it
+    // instead of unresolved `crac::testing` paths.
+    quote! { ::crac::__crac_test! {
         // Outside the test, so that `cargo check` and doc tests type-check the body too.
         #(#fn_attrs)*
         #[doc(hidden)]
@@ -89,7 +93,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 [::core::option_env!("CI"), ::core::option_env!("CRAC_CRIU")];
             #body_fn(#trial)
         }
-    }
+    } }
 }
 
 /// `copies = N` (default 1), N ≥ 1.
