@@ -230,7 +230,12 @@ fn role(opts: &[Opt], errors: &mut Errors) -> Role {
     if let Some(opt) = find(symbol::RELOAD).filter(|_| !has(symbol::SECRET)) {
         errors.spanned(
             &opt.ident,
-            "`reload` only applies to secrets: write `#[crac(secret, reload = Self::method)]`",
+            format!(
+                "`{}` only applies to secrets: write `#[crac({}, {})]`",
+                symbol::RELOAD,
+                symbol::SECRET,
+                symbol::RELOAD.usage.trim_matches('`')
+            ),
         );
     }
     if has(symbol::RESOURCE) {
@@ -273,7 +278,10 @@ fn compatible(a: Key, b: Key) -> bool {
 fn conflict(first: Key, then: Key) -> String {
     if first == symbol::SKIP || then == symbol::SKIP {
         let other = if first == symbol::SKIP { then } else { first };
-        format!("`skip` cannot be combined with `{other}`: a skipped field is left alone by crac")
+        format!(
+            "`{}` cannot be combined with `{other}`: a skipped field is left alone by crac",
+            symbol::SKIP
+        )
     } else {
         let roles: Vec<String> = symbol::FIELD_KEYS
             .iter()

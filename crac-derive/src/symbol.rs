@@ -67,6 +67,8 @@ pub(crate) const CREATE: Key = key("create", "`create`");
 pub(crate) const PATH_ENV: Key = key("path_env", "`path_env = \"VAR\"`");
 /// Inside `restore_env(...)`.
 pub(crate) const REQUIRED: Key = key("required", "`required`");
+/// The one argument of `#[crac::test(...)]`.
+pub(crate) const COPIES: Key = key("copies", "`copies = N`");
 
 impl Key {
     /// The key among `keys` that `ident` names (`r#` stripped).

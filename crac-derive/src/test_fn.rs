@@ -28,6 +28,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, FnArg, Item, ItemFn, Lit, Safety, Type};
 
 use crate::attr::Errors;
+use crate::symbol;
 
 const USAGE: &str = "`#[crac::test] fn name(trial: crac::testing::Trial)`";
 
@@ -100,19 +101,20 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
 fn copies(args: TokenStream, errors: &mut Errors) -> usize {
     let mut copies: Option<Expr> = None;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("copies") {
+        if meta.path.is_ident(&symbol::COPIES) {
             let value: Expr = meta.value()?.parse()?;
             if copies.is_some() {
-                return Err(meta.error("`copies` is given twice"));
+                return Err(meta.error(format!("`{}` is given twice", symbol::COPIES)));
             }
             copies = Some(value);
             Ok(())
         } else {
             let path = &meta.path;
             Err(meta.error(format!(
-                "unknown #[crac::test] option `{}`: the one option is `copies = N`, the number \
-                 of copies restored from the image",
-                quote!(#path).to_string().replace(' ', "")
+                "unknown #[crac::test] option `{}`: the one option is {}, the number of copies \
+                 restored from the image",
+                quote!(#path).to_string().replace(' ', ""),
+                symbol::COPIES.usage
             )))
         }
     });
@@ -131,7 +133,10 @@ fn copies(args: TokenStream, errors: &mut Errors) -> usize {
         _ => {
             errors.spanned(
                 &value,
-                "`copies` is a whole number of restored copies, at least 1",
+                format!(
+                    "`{}` is a whole number of restored copies, at least 1",
+                    symbol::COPIES
+                ),
             );
             1
         }
