@@ -3,7 +3,7 @@
 //! and must get the same answer.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The variable naming the `criu` binary to use, before any search.
 pub const CRIU_ENV: &str = "CRAC_CRIU";
@@ -46,11 +46,11 @@ pub fn criu_binary() -> Result<PathBuf, CriuMissing> {
             Err(CriuMissing::NoSuchFile(path))
         };
     }
-    find_program("criu", &SBIN_DIRS).ok_or(CriuMissing::NotFound)
+    find_program(Path::new("criu"), &SBIN_DIRS).ok_or(CriuMissing::NotFound)
 }
 
 /// The first file named `name` in a directory of `PATH`, else of `extra`.
-pub fn find_program(name: &str, extra: &[&str]) -> Option<PathBuf> {
+pub fn find_program(name: &Path, extra: &[&str]) -> Option<PathBuf> {
     std::env::var_os("PATH")
         .iter()
         .flat_map(std::env::split_paths)
@@ -108,10 +108,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("crac-shared-find-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join("crac-shared-probe"), "").unwrap();
-        let found = find_program("crac-shared-probe", &[dir.to_str().unwrap()]);
+        let found = find_program(Path::new("crac-shared-probe"), &[dir.to_str().unwrap()]);
         assert_eq!(found, Some(dir.join("crac-shared-probe")));
         assert_eq!(
-            find_program("crac-shared-absent", &[dir.to_str().unwrap()]),
+            find_program(Path::new("crac-shared-absent"), &[dir.to_str().unwrap()]),
             None
         );
         std::fs::remove_dir_all(dir).unwrap();
