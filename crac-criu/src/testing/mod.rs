@@ -104,9 +104,9 @@ impl Trial {
         self.copies
     }
 
-    /// Gives copy `i` (from 0, as failures number them) the restore-time variable `name` = `value(i)`, as
-    /// `crac restore --env NAME=VALUE` would: `#[crac(restore_env)]` fields and
-    /// `Restore::env` see it.
+    /// Gives copy `i` (from 0, as failures number them) the restore-time variable
+    /// `name` = `value(i)`, as `crac restore --env NAME=VALUE` would:
+    /// `#[crac(restore_env)]` fields and `Restore::env` see it.
     ///
     /// # Panics
     ///
