@@ -36,8 +36,8 @@ cargo test --locked --features tokio --test redis_client
 cargo test --locked --features tokio,testing --doc -p crac
 step "tests without the criu engine (the no-engine facade)"
 cargo test --locked --no-default-features --test no_engine
-step "tests without the testing feature (#[crac::test] names it)"
-cargo test --locked --test testing_feature_off
+step "compile-fail snapshots without the testing feature (#[crac::test] names it)"
+cargo test --locked --test compile_fail
 step "clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "docs (every public item documented, every link resolves)"
