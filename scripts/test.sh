@@ -26,14 +26,18 @@ cargo build --workspace --all-targets --locked
 # packaged into container images by crac-cli/tests/e2e/containers.rs (scripts/container.sh)
 cargo build --locked --features axum --example axum_service --example stream_pipeline
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
-cargo test --workspace --locked
+# `testing` named, not left to the dev-dependencies that happen to enable it: the
+# #[crac::test] files require it, and cargo skips a test whose feature is off in silence
+cargo test --workspace --locked --features crac/testing
 step "tests with the tokio feature (async hooks on the application's runtime)"
 cargo test --locked --features tokio --test async_hooks --test async_hooks_without_a_runtime
 cargo test --locked --features axum --test listener
 cargo test --locked --features tokio --test redis_client
-cargo test --locked --features tokio --doc -p crac
+cargo test --locked --features tokio,testing --doc -p crac
 step "tests without the criu engine (the no-engine facade)"
 cargo test --locked --no-default-features --test no_engine
+step "compile-fail snapshots without the testing feature (#[crac::test] names it)"
+cargo test --locked --test compile_fail
 step "clippy"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 step "docs (every public item documented, every link resolves)"

@@ -55,10 +55,45 @@ pub mod criu {
 #[cfg(all(feature = "criu", target_os = "linux"))]
 pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready, secret_env};
 /// `#[crac::test]`'s runtime: checkpoint a test's setup, restore copies, collect their
-/// values.
-#[cfg(all(feature = "criu", target_os = "linux"))]
+/// values. Feature `testing`, for tests only:
+///
+/// ```toml
+/// [dev-dependencies]
+/// crac = { version = "0.1", features = ["testing"] }
+/// ```
+///
+/// The copies are restored by the `crac` command, looked for in this order:
+/// `CRAC_CLI=/path/to/crac` (which must then be an executable file), `crac` beside the
+/// test executable (crac-rs's own workspace, after `cargo build -p crac-cli`), `crac` on
+/// `PATH` (`cargo install --path <crac-rs checkout>/crac-cli`). Copies are numbered from
+/// 0, in [`Trial::env`](testing::Trial::env) as in failures.
+#[cfg(all(feature = "testing", target_os = "linux"))]
 pub mod testing {
     pub use crac_criu::testing::{Trial, Value};
+}
+
+/// What `#[crac::test]` expands to goes through this macro: as written with the
+/// `testing` feature, an error naming the feature without it.
+#[doc(hidden)]
+#[cfg(all(feature = "testing", target_os = "linux"))]
+#[macro_export]
+macro_rules! __crac_test {
+    ($($test:tt)*) => { $($test)* };
+}
+
+/// What `#[crac::test]` expands to goes through this macro: as written with the
+/// `testing` feature, an error naming the feature without it.
+#[doc(hidden)]
+#[cfg(not(all(feature = "testing", target_os = "linux")))]
+#[macro_export]
+macro_rules! __crac_test {
+    ($($test:tt)*) => {
+        ::core::compile_error!(
+            "#[crac::test] needs crac's `testing` feature (Linux): enable it for tests, under \
+             `[dev-dependencies]`: `crac = { version = \"0.1\", features = [\"testing\"] }` \
+             (or `cargo add crac --dev --features testing`)"
+        );
+    };
 }
 
 /// Notifies every participant, asks the selected engine for an image, and returns once

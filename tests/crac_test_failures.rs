@@ -1,12 +1,16 @@
 //! How a `#[crac::test]` fails: every way it can go wrong ends the test with the reason,
 //! never a pass, a hang or a process left behind. Real CRIU, as in `restored_copies.rs`.
 
+use std::process::Command;
 use std::time::Duration;
 
 use crac::testing::Trial;
 
 #[crac::test]
-#[should_panic(expected = "no image was written: setup panicked: setup fails on purpose")]
+#[should_panic(
+    expected = "no image was written: setup panicked at tests/crac_test_failures.rs:15:18: \
+                setup fails on purpose"
+)]
 fn a_setup_that_panics_fails_the_test(trial: Trial) {
     trial.run(|| panic!("setup fails on purpose"), |(), _| ());
 }
@@ -50,4 +54,27 @@ mod nested {
         let generations: Vec<u64> = trial.run(|| (), |(), restore| restore.generation);
         assert_eq!(generations, [1, 1]);
     }
+}
+
+/// Run as a user would, alone, with a `CRAC_CLI` that points nowhere: the failure names
+/// the variable and its path (before anything is started, so without root too), and
+/// is reported at the test's `trial.run`, not inside crac.
+#[test]
+fn a_crac_cli_that_points_nowhere_fails_the_test_naming_it_at_the_trial() {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "nested::r#loop",
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("CRAC_CLI", "/nowhere/crac")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("panicked at tests/crac_test_failures.rs:54:43:\ncrac::test nested::r#loop: CRAC_CLI=/nowhere/crac names no file"),
+        "{stderr}"
+    );
 }

@@ -181,6 +181,28 @@ fn reseed_replaces_the_generator_state() {
     );
 }
 
+/// A generator every copy may share, said so: it compiles and is left as it is.
+#[derive(Checkpointable)]
+struct Replayed {
+    #[crac(same_in_every_copy)]
+    fixture: Mutex<StdRng>,
+}
+
+#[test]
+fn a_generator_marked_same_in_every_copy_is_left_alone() {
+    let _serial = serial();
+    crac::use_engine("simulate").unwrap();
+    let replayed = Arc::new(Replayed {
+        fixture: Mutex::new(StdRng::seed_from_u64(7)),
+    });
+    crac::register(&replayed);
+    let predictable = StdRng::seed_from_u64(7).next_u64();
+
+    crac::checkpoint_restore().unwrap();
+
+    assert_eq!(replayed.fixture.lock().unwrap().next_u64(), predictable);
+}
+
 /// Ranked above `Observer`: wiped before `Observer` looks at it at checkpoint, and
 /// reloaded after `Observer` at restore.
 #[derive(Checkpointable)]

@@ -11,8 +11,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-const CRATES: [&str; 5] = [
+const CRATES: [&str; 6] = [
     "src",
+    "crac-shared/src",
     "crac-core/src",
     "crac-derive/src",
     "crac-criu/src",

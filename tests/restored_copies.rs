@@ -118,8 +118,12 @@ fn a_restore_env_value_that_does_not_parse_fails_the_copy_naming_it(trial: Trial
         });
 }
 
+/// Copies are numbered from 0, as `Trial::env` numbers them; the copy's own panic
+/// location is reported, not the trial's.
 #[crac::test(copies = 2)]
-#[should_panic(expected = "copy 2 of 2 panicked: the second copy fails")]
+#[should_panic(
+    expected = "copy 1 (of 0..2) panicked at tests/restored_copies.rs:133:17: the second copy fails"
+)]
 fn a_copy_that_panics_fails_the_test_naming_the_copy(trial: Trial) {
     trial.env("COPY", |copy| copy.to_string()).run(
         || (),

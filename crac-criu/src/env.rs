@@ -9,7 +9,7 @@ pub(crate) use crac_core::env::{ENGINE, HOOK_DEADLINE};
 /// The image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`).
 pub(crate) const CHECKPOINT_TO: &str = "CRAC_CHECKPOINT_TO";
 /// The `criu` binary.
-pub(crate) const CRIU: &str = "CRAC_CRIU";
+pub(crate) const CRIU: &str = crac_shared::criu::CRIU_ENV;
 /// Extra CRIU options for the dump.
 pub(crate) const CRIU_OPTS: &str = "CRAC_CRIU_OPTS";
 /// `1`: the process keeps running after its image is taken.

@@ -10,7 +10,7 @@
 //! | `launcher/` | what the `crac` command runs: restore, `crac run`, private PID namespaces, supervision, inspection, the request client |
 //! | `image/` | the image directory: staging, publishing, the manifest, validation |
 //! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, checkpoint requests |
-//! | `testing/` | `#[crac::test]`'s runtime: a test's setup checkpointed in a process of its own, restored as copies that send values back |
+//! | `testing/` | (feature `testing`) `#[crac::test]`'s runtime: a test's setup checkpointed in a process of its own, restored as copies that send values back |
 //! | `sys/` | thin OS wrappers, depending on nothing else of the crate but `env`: procfs, what an fd is, the `criu` binary, fds, signals, processes, the C environment, the stack |
 //!
 //! `env.rs`, beneath them all, is the table of every environment variable crac-rs reads.
@@ -31,6 +31,7 @@ mod image;
 #[doc(hidden)]
 pub mod launcher;
 mod sys;
+#[cfg(feature = "testing")]
 pub mod testing;
 mod wire;
 

@@ -17,6 +17,7 @@ use syn::punctuated::Punctuated;
 use syn::{Attribute, Ident, LitStr, Path, Token, Type};
 
 use crate::deadline::{self, Deadline};
+use crate::symbol::{self, Key};
 
 /// Every error of one macro invocation, reported together.
 #[derive(Default)]
@@ -43,6 +44,11 @@ impl Errors {
         self.0.is_none()
     }
 
+    /// How many errors so far: whether a step added any.
+    pub(crate) fn count(&self) -> usize {
+        self.0.iter().flat_map(|all| all.clone()).count()
+    }
+
     /// One `compile_error!` per error; nothing when there is none.
     pub(crate) fn to_compile_errors(&self) -> TokenStream {
         self.0
@@ -61,26 +67,11 @@ pub(crate) enum Site {
 }
 
 impl Site {
-    fn keys(self) -> &'static [&'static str] {
+    fn keys(self) -> &'static [Key] {
         match self {
-            Site::Struct => &[
-                "name",
-                "depends_on",
-                "before_checkpoint",
-                "after_restore",
-                "deadline",
-            ],
-            Site::Field => &[
-                "resource",
-                "skip",
-                "with",
-                "reseed",
-                "secret",
-                "reload",
-                "restore_env",
-                "reopen",
-            ],
-            Site::HookFn => &["depends_on", "name", "deadline"],
+            Site::Struct => symbol::STRUCT_KEYS,
+            Site::Field => symbol::FIELD_KEYS,
+            Site::HookFn => symbol::HOOK_FN_KEYS,
         }
     }
 
@@ -93,37 +84,12 @@ impl Site {
     }
 }
 
-/// How a key is written, for error messages.
-fn usage(key: &str) -> &'static str {
-    match key {
-        "name" => "`name = \"...\"`",
-        "deadline" => "`deadline = \"500ms\"` (`ms`, `s` or `m`)",
-        "depends_on" => "`depends_on(Type, hook_fn, ...)`",
-        "before_checkpoint" => "`before_checkpoint = Self::method`",
-        "after_restore" => "`after_restore = Self::method`",
-        "with" => "`with = module`",
-        "reload" => "`reload = Self::method`",
-        "resource" => "`resource`",
-        "skip" => "`skip`",
-        "reseed" => "`reseed`",
-        "secret" => "`secret`",
-        "restore_env" => "`restore_env = \"NAME\"` (or `restore_env(\"NAME\", required)`)",
-        "reopen" => "`reopen` (or `reopen(create, path_env = \"VAR\")`)",
-        _ => unreachable!("every key has a usage"),
-    }
-}
-
 /// One option, as written.
 pub(crate) struct Opt {
-    /// The key as written, for spans and messages (`r#` stripped by [`Opt::name`]).
-    pub(crate) key: Ident,
+    pub(crate) key: Key,
+    /// The key as written, for spans.
+    pub(crate) ident: Ident,
     pub(crate) value: Value,
-}
-
-impl Opt {
-    pub(crate) fn name(&self) -> String {
-        self.key.unraw().to_string()
-    }
 }
 
 pub(crate) enum Value {
@@ -135,7 +101,7 @@ pub(crate) enum Value {
     DependsOn(Vec<Type>),
     /// `before_checkpoint`, `after_restore`, `with`, `reload`: `key = path`
     Path(Path),
-    /// `resource`, `skip`, `reseed`, `secret`
+    /// `resource`, `skip`, `reseed`, `same_in_every_copy`, `secret`
     Flag,
     /// `restore_env = "NAME"`, `restore_env("NAME")`, `restore_env("NAME", required)`
     RestoreEnv { name: LitStr, required: bool },
@@ -149,7 +115,10 @@ pub(crate) enum Value {
 /// The options of every `#[crac(...)]` among `attrs`, in source order.
 pub(crate) fn parse_attrs(attrs: &[Attribute], site: Site, errors: &mut Errors) -> Vec<Opt> {
     let mut opts = Vec::new();
-    for attr in attrs.iter().filter(|attr| attr.path().is_ident("crac")) {
+    for attr in attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident(symbol::ATTR))
+    {
         let result = attr.parse_nested_meta(|meta| {
             parse_opt(meta, site, &mut opts, errors);
             Ok(())
@@ -178,17 +147,14 @@ pub(crate) fn parse_args(args: TokenStream, errors: &mut Errors) -> Vec<Opt> {
 
 fn parse_opt(meta: ParseNestedMeta, site: Site, opts: &mut Vec<Opt>, errors: &mut Errors) {
     let result = match meta.path.get_ident() {
-        Some(key) => {
-            let name = key.unraw().to_string();
-            if site.keys().contains(&name.as_str()) {
-                parse_value(&meta, &name).map(|value| Opt {
-                    key: key.clone(),
-                    value,
-                })
-            } else {
-                Err(unknown_key(&meta.path, &name, site))
-            }
-        }
+        Some(ident) => match Key::find(site.keys(), ident) {
+            Some(key) => parse_value(&meta, key).map(|value| Opt {
+                key,
+                ident: ident.clone(),
+                value,
+            }),
+            None => Err(unknown_key(&meta.path, &ident.unraw().to_string(), site)),
+        },
         None => Err(unknown_key(
             &meta.path,
             &meta.path.to_token_stream().to_string(),
@@ -205,10 +171,10 @@ fn parse_opt(meta: ParseNestedMeta, site: Site, opts: &mut Vec<Opt>, errors: &mu
 }
 
 fn unknown_key(path: &Path, name: &str, site: Site) -> syn::Error {
-    let valid: Vec<_> = site.keys().iter().map(|key| usage(key)).collect();
+    let valid: Vec<_> = site.keys().iter().map(|key| key.usage).collect();
     let elsewhere = [Site::Struct, Site::Field]
         .into_iter()
-        .find(|other| *other != site && other.keys().contains(&name));
+        .find(|other| *other != site && other.keys().iter().any(|key| key.name == name));
     let message = match elsewhere {
         Some(other) => format!(
             "`{name}` is an option {}, not {}; valid here: {}",
@@ -225,11 +191,15 @@ fn unknown_key(path: &Path, name: &str, site: Site) -> syn::Error {
     syn::Error::new_spanned(path, message)
 }
 
-fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
+fn parse_value(meta: &ParseNestedMeta, key: Key) -> syn::Result<Value> {
     let input = meta.input;
     let value = match key {
-        "resource" | "skip" | "reseed" | "secret" => Value::Flag,
-        "depends_on" => {
+        symbol::RESOURCE
+        | symbol::SKIP
+        | symbol::RESEED
+        | symbol::SAME_IN_EVERY_COPY
+        | symbol::SECRET => Value::Flag,
+        symbol::DEPENDS_ON => {
             if !input.peek(syn::token::Paren) {
                 return Err(needs(meta, key));
             }
@@ -244,46 +214,42 @@ fn parse_value(meta: &ParseNestedMeta, key: &str) -> syn::Result<Value> {
             })?;
             Value::DependsOn(deps.into_iter().collect())
         }
-        "restore_env" => restore_env(meta)?,
-        "reopen" => reopen(meta)?,
-        "deadline" => {
-            equals(meta, key)?;
-            let lit = input.parse::<LitStr>().map_err(|e| {
-                syn::Error::new(e.span(), format!("expected a string: {}", usage(key)))
-            })?;
-            Value::Deadline(deadline::parse(lit)?)
-        }
-        "name" => {
-            equals(meta, key)?;
-            let lit = input.parse::<LitStr>().map_err(|e| {
-                syn::Error::new(e.span(), format!("expected a string: {}", usage(key)))
-            })?;
-            Value::Name(lit)
-        }
+        symbol::RESTORE_ENV => restore_env(meta)?,
+        symbol::REOPEN => reopen(meta)?,
+        symbol::DEADLINE => Value::Deadline(deadline::parse(string(meta, key)?)?),
+        symbol::NAME => Value::Name(string(meta, key)?),
         _ => {
             equals(meta, key)?;
-            let what = if key == "with" {
+            let what = if key == symbol::WITH {
                 "a module path"
             } else {
                 "a path to a function"
             };
             let path = input.parse::<Path>().map_err(|e| {
-                syn::Error::new(e.span(), format!("expected {what}: {}", usage(key)))
+                syn::Error::new(e.span(), format!("expected {what}: {}", key.usage))
             })?;
             Value::Path(path)
         }
     };
     if !input.is_empty() && !input.peek(Token![,]) {
         let message = match value {
-            Value::Flag => format!("`{key}` takes no value: write {}", usage(key)),
+            Value::Flag => format!("`{key}` takes no value: write {}", key.usage),
             _ => format!(
                 "expected `,` after the value of `{key}`: write {}",
-                usage(key)
+                key.usage
             ),
         };
         return Err(input.error(message));
     }
     Ok(value)
+}
+
+/// `= "..."`.
+fn string(meta: &ParseNestedMeta, key: Key) -> syn::Result<LitStr> {
+    equals(meta, key)?;
+    meta.input
+        .parse::<LitStr>()
+        .map_err(|e| syn::Error::new(e.span(), format!("expected a string: {}", key.usage)))
 }
 
 /// `= "NAME"`, or `("NAME")` with `required` after the name: the variable first, as
@@ -292,14 +258,14 @@ fn restore_env(meta: &ParseNestedMeta) -> syn::Result<Value> {
     let input = meta.input;
     if input.peek(Token![=]) {
         input.parse::<Token![=]>()?;
-        let name = env_var(input, "restore_env")?;
+        let name = env_var(input, symbol::RESTORE_ENV)?;
         return Ok(Value::RestoreEnv {
             name,
             required: false,
         });
     }
     if !input.peek(syn::token::Paren) {
-        return Err(needs(meta, "restore_env"));
+        return Err(needs(meta, symbol::RESTORE_ENV));
     }
     let content;
     syn::parenthesized!(content in input);
@@ -318,25 +284,27 @@ fn restore_env_list(content: ParseStream) -> syn::Result<Value> {
             format!(
                 "`restore_env` takes the variable's name first, as a string, not `{key} = ...`: \
                  write {}",
-                usage("restore_env")
+                symbol::RESTORE_ENV.usage
             ),
         ));
     }
-    let name = env_var(content, "restore_env")?;
+    let name = env_var(content, symbol::RESTORE_ENV)?;
     let mut required = None;
     let mut errors = Errors::default();
     if !content.is_empty() {
         content.parse::<Token![,]>()?;
         let parser = syn::meta::parser(|option| {
-            if option.path.is_ident("required") {
-                flag(&option, "required", &mut required, &mut errors);
+            if option.path.is_ident(&symbol::REQUIRED) {
+                flag(&option, symbol::REQUIRED, &mut required, &mut errors);
             } else {
                 errors.spanned(
                     &option.path,
                     format!(
-                        "unknown `restore_env` option `{}`: the only one is `required`, as in \
+                        "unknown `{}` option `{}`: the only one is {}, as in \
                          `restore_env(\"NAME\", required)`",
-                        option.path.to_token_stream()
+                        symbol::RESTORE_ENV,
+                        option.path.to_token_stream(),
+                        symbol::REQUIRED.usage
                     ),
                 );
             }
@@ -356,7 +324,7 @@ fn reopen(meta: &ParseNestedMeta) -> syn::Result<Value> {
     let mut create = None;
     let mut path_env = None;
     if meta.input.peek(Token![=]) {
-        return Err(needs(meta, "reopen"));
+        return Err(needs(meta, symbol::REOPEN));
     }
     if !meta.input.peek(syn::token::Paren) {
         return Ok(Value::Reopen {
@@ -366,12 +334,12 @@ fn reopen(meta: &ParseNestedMeta) -> syn::Result<Value> {
     }
     let mut errors = Errors::default();
     meta.parse_nested_meta(|option| {
-        if option.path.is_ident("create") {
-            flag(&option, "create", &mut create, &mut errors);
-        } else if option.path.is_ident("path_env") {
+        if option.path.is_ident(&symbol::CREATE) {
+            flag(&option, symbol::CREATE, &mut create, &mut errors);
+        } else if option.path.is_ident(&symbol::PATH_ENV) {
             match path_env_value(&option) {
                 Ok(_) if path_env.is_some() => {
-                    errors.spanned(&option.path, "duplicate `path_env`");
+                    errors.spanned(&option.path, format!("duplicate `{}`", symbol::PATH_ENV));
                 }
                 Ok(lit) => path_env = Some(lit),
                 Err(error) => errors.push(error),
@@ -380,9 +348,11 @@ fn reopen(meta: &ParseNestedMeta) -> syn::Result<Value> {
             errors.spanned(
                 &option.path,
                 format!(
-                    "unknown `reopen` option `{}`: valid options are `create` and \
-                     `path_env = \"VAR\"`",
-                    option.path.to_token_stream()
+                    "unknown `{}` option `{}`: valid options are {} and {}",
+                    symbol::REOPEN,
+                    option.path.to_token_stream(),
+                    symbol::CREATE.usage,
+                    symbol::PATH_ENV.usage
                 ),
             );
         }
@@ -399,14 +369,18 @@ fn path_env_value(option: &ParseNestedMeta) -> syn::Result<LitStr> {
     if !option.input.peek(Token![=]) {
         return Err(syn::Error::new_spanned(
             &option.path,
-            "`path_env` is written `path_env = \"VAR\"`, naming a restore-time variable",
+            format!(
+                "`{}` is written {}, naming a restore-time variable",
+                symbol::PATH_ENV,
+                symbol::PATH_ENV.usage
+            ),
         ));
     }
-    env_var(option.value()?, "reopen")
+    env_var(option.value()?, symbol::REOPEN)
 }
 
 /// An option inside another's parentheses that takes no value; a repetition is an error.
-fn flag(option: &ParseNestedMeta, key: &str, slot: &mut Option<Path>, errors: &mut Errors) {
+fn flag(option: &ParseNestedMeta, key: Key, slot: &mut Option<Path>, errors: &mut Errors) {
     if !option.input.is_empty() && !option.input.peek(Token![,]) {
         errors.spanned(&option.path, format!("`{key}` takes no value"));
     } else if slot.is_some() {
@@ -417,11 +391,11 @@ fn flag(option: &ParseNestedMeta, key: &str, slot: &mut Option<Path>, errors: &m
 }
 
 /// The name of an environment variable, as a string literal that can name one.
-fn env_var(input: ParseStream, key: &str) -> syn::Result<LitStr> {
+fn env_var(input: ParseStream, key: Key) -> syn::Result<LitStr> {
     let lit = input.parse::<LitStr>().map_err(|e| {
         syn::Error::new(
             e.span(),
-            format!("expected the variable's name as a string: {}", usage(key)),
+            format!("expected the variable's name as a string: {}", key.usage),
         )
     })?;
     let name = lit.value();
@@ -434,7 +408,7 @@ fn env_var(input: ParseStream, key: &str) -> syn::Result<LitStr> {
     Ok(lit)
 }
 
-fn equals(meta: &ParseNestedMeta, key: &str) -> syn::Result<()> {
+fn equals(meta: &ParseNestedMeta, key: Key) -> syn::Result<()> {
     if meta.input.peek(Token![=]) {
         meta.input.parse::<Token![=]>().map(drop)
     } else {
@@ -442,8 +416,8 @@ fn equals(meta: &ParseNestedMeta, key: &str) -> syn::Result<()> {
     }
 }
 
-fn needs(meta: &ParseNestedMeta, key: &str) -> syn::Error {
-    syn::Error::new_spanned(&meta.path, format!("`{key}` is written {}", usage(key)))
+fn needs(meta: &ParseNestedMeta, key: Key) -> syn::Error {
+    syn::Error::new_spanned(&meta.path, format!("`{key}` is written {}", key.usage))
 }
 
 /// Moves past a malformed option so that the next one can still be read.
@@ -459,7 +433,7 @@ fn skip_to_comma(input: ParseStream) {
 /// repeated key.
 pub(crate) fn set_once<T>(slot: &mut Option<T>, value: T, opt: &Opt, errors: &mut Errors) {
     if slot.is_some() {
-        errors.spanned(&opt.key, format!("duplicate `{}`", opt.name()));
+        errors.spanned(&opt.ident, format!("duplicate `{}`", opt.key));
     } else {
         *slot = Some(value);
     }

@@ -45,6 +45,8 @@ use crate::attr::{self, Errors, Opt, Site, Value};
 use crate::call::{self, span_range};
 use crate::deadline::{self, Deadline};
 use crate::rank;
+use crate::rng;
+use crate::symbol::{self, Key};
 
 pub(crate) fn derive(input: DeriveInput) -> TokenStream {
     let mut errors = Errors::default();
@@ -76,7 +78,11 @@ struct TypeOpts {
 /// What one field's options ask for.
 enum Role {
     /// No option, or `skip`.
-    Untouched,
+    Untouched {
+        skipped: bool,
+    },
+    /// `same_in_every_copy`: a random generator left as it is, deliberately.
+    SameInEveryCopy,
     Resource,
     With(Path),
     Reseed,
@@ -126,20 +132,32 @@ fn validate(input: &DeriveInput, errors: &mut Errors) -> Model {
             .fields
             .iter()
             .enumerate()
-            .map(|(index, field)| Field {
-                member: field
-                    .ident
-                    .clone()
-                    .map_or_else(|| Member::from(index), Member::Named),
-                label: field
+            .map(|(index, field)| {
+                let label = field
                     .ident
                     .as_ref()
-                    .map_or_else(|| index.to_string(), |ident| ident.unraw().to_string()),
-                ty: field.ty.clone(),
-                role: role(
+                    .map_or_else(|| index.to_string(), |ident| ident.unraw().to_string());
+                let before = errors.count();
+                let role = role(
                     &attr::parse_attrs(&field.attrs, Site::Field, errors),
                     errors,
-                ),
+                );
+                // A field whose options are wrong may have meant one of the two.
+                if let Role::Untouched { skipped } = role
+                    && errors.count() == before
+                    && rng::is_generator(&field.ty)
+                {
+                    errors.spanned(&field.ty, rng::message(&label, &field.ty, skipped));
+                }
+                Field {
+                    member: field
+                        .ident
+                        .clone()
+                        .map_or_else(|| Member::from(index), Member::Named),
+                    label,
+                    ty: field.ty.clone(),
+                    role,
+                }
             })
             .collect(),
         Data::Enum(data) => {
@@ -166,18 +184,20 @@ fn validate(input: &DeriveInput, errors: &mut Errors) -> Model {
 fn type_opts(opts: &[Opt], errors: &mut Errors) -> TypeOpts {
     let mut out = TypeOpts::default();
     for opt in opts {
-        match (opt.name().as_str(), &opt.value) {
-            ("name", Value::Name(lit)) => attr::set_once(&mut out.name, lit.clone(), opt, errors),
-            ("depends_on", Value::DependsOn(deps)) => {
+        match (opt.key, &opt.value) {
+            (symbol::NAME, Value::Name(lit)) => {
+                attr::set_once(&mut out.name, lit.clone(), opt, errors);
+            }
+            (symbol::DEPENDS_ON, Value::DependsOn(deps)) => {
                 attr::set_once(&mut out.depends_on, deps.clone(), opt, errors);
             }
-            ("before_checkpoint", Value::Path(path)) => {
+            (symbol::BEFORE_CHECKPOINT, Value::Path(path)) => {
                 attr::set_once(&mut out.before_checkpoint, path.clone(), opt, errors);
             }
-            ("after_restore", Value::Path(path)) => {
+            (symbol::AFTER_RESTORE, Value::Path(path)) => {
                 attr::set_once(&mut out.after_restore, path.clone(), opt, errors);
             }
-            ("deadline", Value::Deadline(limit)) => {
+            (symbol::DEADLINE, Value::Deadline(limit)) => {
                 attr::set_once(&mut out.deadline, limit.clone(), opt, errors);
             }
             _ => unreachable!("attr only accepts struct keys with their value kind"),
@@ -190,44 +210,43 @@ fn type_opts(opts: &[Opt], errors: &mut Errors) -> TypeOpts {
 fn role(opts: &[Opt], errors: &mut Errors) -> Role {
     let mut kept: Vec<&Opt> = Vec::new();
     for opt in opts {
-        let name = opt.name();
-        if kept.iter().any(|k| k.name() == name) {
-            errors.spanned(&opt.key, format!("duplicate `{name}`"));
-        } else if let Some(first) = kept.iter().find(|k| !compatible(&k.name(), &name)) {
-            errors.spanned(&opt.key, conflict(&first.name(), &name));
+        if kept.iter().any(|k| k.key == opt.key) {
+            errors.spanned(&opt.ident, format!("duplicate `{}`", opt.key));
+        } else if let Some(first) = kept.iter().find(|k| !compatible(k.key, opt.key)) {
+            errors.spanned(&opt.ident, conflict(first.key, opt.key));
         } else {
             kept.push(opt);
         }
     }
-    let path = |key: &str| {
-        kept.iter()
-            .find(|opt| opt.name() == key)
-            .map(|opt| match &opt.value {
-                Value::Path(path) => path.clone(),
-                _ => unreachable!("attr parses `{key}` as a path"),
-            })
+    let find = |key: Key| kept.iter().find(|opt| opt.key == key);
+    let path = |key: Key| {
+        find(key).map(|opt| match &opt.value {
+            Value::Path(path) => path.clone(),
+            _ => unreachable!("attr parses `{key}` as a path"),
+        })
     };
-    let reload = path("reload");
-    let has = |key: &str| kept.iter().any(|opt| opt.name() == key);
-    if reload.is_some() && !has("secret") {
-        let opt = kept
-            .iter()
-            .find(|opt| opt.name() == "reload")
-            .expect("reload is kept");
+    let reload = path(symbol::RELOAD);
+    let has = |key: Key| find(key).is_some();
+    if let Some(opt) = find(symbol::RELOAD).filter(|_| !has(symbol::SECRET)) {
         errors.spanned(
-            &opt.key,
-            "`reload` only applies to secrets: write `#[crac(secret, reload = Self::method)]`",
+            &opt.ident,
+            format!(
+                "`{}` only applies to secrets: write `#[crac({}, {})]`",
+                symbol::RELOAD,
+                symbol::SECRET,
+                symbol::RELOAD.usage.trim_matches('`')
+            ),
         );
     }
-    if has("resource") {
+    if has(symbol::RESOURCE) {
         Role::Resource
-    } else if let Some(module) = path("with") {
+    } else if let Some(module) = path(symbol::WITH) {
         Role::With(module)
-    } else if has("reseed") {
+    } else if has(symbol::RESEED) {
         Role::Reseed
-    } else if has("secret") {
+    } else if has(symbol::SECRET) {
         Role::Secret { reload }
-    } else if let Some(opt) = kept.iter().find(|opt| opt.name() == "restore_env") {
+    } else if let Some(opt) = find(symbol::RESTORE_ENV) {
         match &opt.value {
             Value::RestoreEnv { name, required } => Role::RestoreEnv {
                 name: name.clone(),
@@ -235,7 +254,7 @@ fn role(opts: &[Opt], errors: &mut Errors) -> Role {
             },
             _ => unreachable!("attr parses `restore_env` as a variable"),
         }
-    } else if let Some(opt) = kept.iter().find(|opt| opt.name() == "reopen") {
+    } else if let Some(opt) = find(symbol::REOPEN) {
         match &opt.value {
             Value::Reopen { path_env, create } => Role::Reopen {
                 path_env: path_env.clone(),
@@ -243,23 +262,39 @@ fn role(opts: &[Opt], errors: &mut Errors) -> Role {
             },
             _ => unreachable!("attr parses `reopen` with its options"),
         }
+    } else if has(symbol::SAME_IN_EVERY_COPY) {
+        Role::SameInEveryCopy
     } else {
-        Role::Untouched
+        Role::Untouched {
+            skipped: has(symbol::SKIP),
+        }
     }
 }
 
-fn compatible(a: &str, b: &str) -> bool {
-    matches!((a, b), ("secret", "reload") | ("reload", "secret"))
+fn compatible(a: Key, b: Key) -> bool {
+    [(a, b), (b, a)].contains(&(symbol::SECRET, symbol::RELOAD))
 }
 
-fn conflict(first: &str, then: &str) -> String {
-    if first == "skip" || then == "skip" {
-        let other = if first == "skip" { then } else { first };
-        format!("`skip` cannot be combined with `{other}`: a skipped field is left alone by crac")
-    } else {
+fn conflict(first: Key, then: Key) -> String {
+    if first == symbol::SKIP || then == symbol::SKIP {
+        let other = if first == symbol::SKIP { then } else { first };
         format!(
-            "`{then}` conflicts with `{first}`: a field takes one of `resource`, `with`, `reseed`, \
-             `secret` (optionally with `reload`), `restore_env`, `reopen` or `skip`"
+            "`{}` cannot be combined with `{other}`: a skipped field is left alone by crac",
+            symbol::SKIP
+        )
+    } else {
+        let roles: Vec<String> = symbol::FIELD_KEYS
+            .iter()
+            .filter(|key| ![symbol::RELOAD, symbol::SKIP].contains(key))
+            .map(|key| match *key {
+                symbol::SECRET => format!("`{key}` (optionally with `{}`)", symbol::RELOAD),
+                _ => format!("`{key}`"),
+            })
+            .collect();
+        format!(
+            "`{then}` conflicts with `{first}`: a field takes one of {} or `{}`",
+            roles.join(", "),
+            symbol::SKIP
         )
     }
 }
@@ -383,7 +418,7 @@ fn field_steps(field: &Field, event: &Ident) -> (String, Option<TokenStream>, Op
         Member::Unnamed(index) => index.span = last,
     }
     let (before, after) = match &field.role {
-        Role::Untouched => (None, None),
+        Role::Untouched { .. } | Role::SameInEveryCopy => (None, None),
         Role::Resource => (
             Some(
                 quote_spanned!(span=> ::crac::__private::Delegate::before_checkpoint(&self.#member, #event)),

@@ -1,6 +1,7 @@
 //! `deadline = "500ms"`: checked here, at compile time, with the grammar crac-core
-//! applies at run time to `CRAC_HOOK_DEADLINE`.
+//! applies at run time to `CRAC_HOOK_DEADLINE` (both from `crac-shared`).
 
+use crac_shared::deadline::{Malformed, parse_millis};
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
 use syn::LitStr;
@@ -15,22 +16,10 @@ pub(crate) struct Deadline {
 /// A whole, non-zero number of `ms`, `s` or `m`; an error at the string otherwise.
 pub(crate) fn parse(lit: LitStr) -> syn::Result<Deadline> {
     let text = lit.value();
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let per_unit = match unit {
-        "ms" => Some(1),
-        "s" => Some(1_000),
-        "m" => Some(60_000),
-        _ => None,
-    };
-    let millis = per_unit.and_then(|per_unit| number.parse::<u64>().ok()?.checked_mul(per_unit));
-    match millis {
-        Some(0) => Err(syn::Error::new_spanned(
-            &lit,
-            "a deadline must be longer than zero",
-        )),
-        Some(millis) => Ok(Deadline { lit, millis }),
-        None => Err(syn::Error::new_spanned(
+    match parse_millis(&text) {
+        Ok(millis) => Ok(Deadline { lit, millis }),
+        Err(Malformed::Zero) => Err(syn::Error::new_spanned(&lit, Malformed::Zero)),
+        Err(Malformed::NotADeadline) => Err(syn::Error::new_spanned(
             &lit,
             format!(
                 "`{text}` is not a deadline: write a whole number followed by `ms`, `s` or `m`, \

@@ -13,6 +13,8 @@ mod checkpointable;
 mod deadline;
 mod hook_fn;
 mod rank;
+mod rng;
+mod symbol;
 mod test_fn;
 
 /// Implements `crac::Resource` for a struct, from attributes on the struct and its fields.
@@ -84,6 +86,10 @@ mod test_fn;
 /// - `#[crac(reseed)]`: after restore, re-seeds a random generator from OS entropy
 ///   (`Mutex<R>` or `RwLock<R>` for any rand 0.10 generator, with crac's `rand` feature;
 ///   see `crac::field::Reseed`), so that restored copies do not share a random sequence.
+/// - `#[crac(same_in_every_copy)]`: a random generator deliberately left as it is, so
+///   that every restored copy continues the same sequence (a replayed fixture, a
+///   simulation that must be reproducible). Nothing runs for it; it only says so (see
+///   *Random generators* below).
 /// - `#[crac(secret)]`: before checkpoint, wipes the value so that it never reaches the
 ///   image (`Mutex<Z>` or `RwLock<Z>` for any `zeroize::Zeroize` value, with crac's
 ///   `zeroize` feature; see `crac::field::Secret`). Freed copies of it must not reach the
@@ -119,6 +125,30 @@ mod test_fn;
 ///   `create` creates a missing file (written from its start).
 /// - `#[crac(skip)]`: explicitly nothing, to document that the field survives a
 ///   checkpoint as is. Combines with no other option.
+///
+/// # Random generators
+///
+/// Every restored copy continues from the state the image holds, so a generator held as
+/// is draws the same numbers in every copy: the same "random" session ids, nonces or
+/// backoff jitter. A field whose type is a well-known generator must therefore say what
+/// it wants, or the derive is a compile error naming the field and its type:
+/// `#[crac(reseed)]`, or `#[crac(same_in_every_copy)]` when sharing the sequence is
+/// meant (`skip` is not enough: it does not say so). Recognised, by the type's name as
+/// written, also inside `Mutex`, `RwLock`, `RefCell`, `Cell`, `Option`, `Arc`, `Box`,
+/// `Rc`, `OnceLock` and `OnceCell`: rand's `StdRng`, `SmallRng` and `ThreadRng`,
+/// rand_chacha's `ChaCha8Rng`/`ChaCha12Rng`/`ChaCha20Rng`, rand_pcg's `Pcg*`,
+/// rand_xoshiro's `Xoshiro*`/`Xoroshiro*`/`SplitMix*`, `IsaacRng`, `Isaac64Rng`,
+/// `Hc128Rng`, `XorShiftRng`, fastrand's `Rng`, oorandom's `Rand32`/`Rand64` and
+/// nanorand's `WyRand`. A type alias, or a generator inside a type of your own, is not
+/// seen: reseed those in your own `after_restore`.
+///
+/// ```compile_fail
+/// # use std::sync::Mutex;
+/// #[derive(crac::Checkpointable)]
+/// struct Sessions {
+///     ids: Mutex<rand::rngs::StdRng>, // error: add `#[crac(reseed)]` or `#[crac(same_in_every_copy)]`
+/// }
+/// ```
 ///
 /// # Order and failures
 ///
@@ -262,6 +292,14 @@ pub fn on_restore(args: TokenStream, item: TokenStream) -> TokenStream {
 ///     assert_ne!(draws[0], draws[1]);
 ///     assert_ne!(draws[1], draws[2]);
 /// }
+/// ```
+///
+/// It needs crac's `testing` feature, for tests only (without it the test is a compile
+/// error naming the feature):
+///
+/// ```toml
+/// [dev-dependencies]
+/// crac = { version = "0.1", features = ["testing"] }
 /// ```
 ///
 /// The function takes a `crac::testing::Trial` (see it for what runs where) and may

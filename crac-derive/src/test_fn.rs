@@ -3,6 +3,7 @@
 //! The function is kept as written, renamed, beside the test libtest runs:
 //!
 //! ```text
+//! ::crac::__crac_test! {                             // an error without crac's `testing` feature
 //! #[doc(hidden)] #[allow(dead_code)]
 //! fn __crac_test_name(trial: Trial) -> R { ... }   // the user's function, always compiled
 //!
@@ -10,6 +11,7 @@
 //! #[ignore = "crac::test needs ..."]               // only when the probe below finds CRIU unusable
 //! fn name() -> R {
 //!     __crac_test_name(::crac::testing::Trial::__new(module_path!(), "name", 3))
+//! }
 //! }
 //! ```
 //!
@@ -26,6 +28,7 @@ use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, FnArg, Item, ItemFn, Lit, Safety, Type};
 
 use crate::attr::Errors;
+use crate::symbol;
 
 const USAGE: &str = "`#[crac::test] fn name(trial: crac::testing::Trial)`";
 
@@ -73,7 +76,9 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
     let trial = quote_spanned! {name.span()=>
         ::crac::testing::Trial::__new(::core::module_path!(), #name_str, #copies)
     };
-    quote! {
+    // Through the facade's gate: without crac's `testing` feature, one error naming it
+    // instead of unresolved `crac::testing` paths.
+    quote! { ::crac::__crac_test! {
         // Outside the test, so that `cargo check` and doc tests type-check the body too.
         #(#fn_attrs)*
         #[doc(hidden)]
@@ -89,26 +94,27 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                 [::core::option_env!("CI"), ::core::option_env!("CRAC_CRIU")];
             #body_fn(#trial)
         }
-    }
+    } }
 }
 
 /// `copies = N` (default 1), N ≥ 1.
 fn copies(args: TokenStream, errors: &mut Errors) -> usize {
     let mut copies: Option<Expr> = None;
     let parser = syn::meta::parser(|meta| {
-        if meta.path.is_ident("copies") {
+        if meta.path.is_ident(&symbol::COPIES) {
             let value: Expr = meta.value()?.parse()?;
             if copies.is_some() {
-                return Err(meta.error("`copies` is given twice"));
+                return Err(meta.error(format!("`{}` is given twice", symbol::COPIES)));
             }
             copies = Some(value);
             Ok(())
         } else {
             let path = &meta.path;
             Err(meta.error(format!(
-                "unknown #[crac::test] option `{}`: the one option is `copies = N`, the number \
-                 of copies restored from the image",
-                quote!(#path).to_string().replace(' ', "")
+                "unknown #[crac::test] option `{}`: the one option is {}, the number of copies \
+                 restored from the image",
+                quote!(#path).to_string().replace(' ', ""),
+                symbol::COPIES.usage
             )))
         }
     });
@@ -127,7 +133,10 @@ fn copies(args: TokenStream, errors: &mut Errors) -> usize {
         _ => {
             errors.spanned(
                 &value,
-                "`copies` is a whole number of restored copies, at least 1",
+                format!(
+                    "`{}` is a whole number of restored copies, at least 1",
+                    symbol::COPIES
+                ),
             );
             1
         }
@@ -210,47 +219,15 @@ fn names_trial(ty: &Type) -> bool {
         && path.path.segments.last().is_some_and(|last| last.ident == "Trial"))
 }
 
-/// Why CRIU cannot run where this test is compiled, unless under `CI=true`.
+/// Why CRIU cannot run where this test is compiled, unless under `CI=true`: the probe
+/// the runtime makes again before it starts (`crac-shared`).
 fn probe() -> Option<String> {
     if std::env::var("CI").is_ok_and(|ci| ci == "true") {
         return None;
     }
-    let why = if !is_root() {
-        "crac::test needs root (CRIU restores processes as root)".to_string()
-    } else {
-        match std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
-            Some(path) if !std::path::Path::new(&path).is_file() => format!(
-                "crac::test needs CRIU: CRAC_CRIU={} is not a file",
-                path.to_string_lossy()
-            ),
-            Some(_) => return None,
-            None if criu_on_path() => return None,
-            None => "crac::test needs CRIU: none on PATH, in /usr/local/sbin or /usr/sbin \
-                     (scripts/install-criu.sh installs it)"
-                .to_string(),
-        }
-    };
+    let why = crac_shared::criu::probe().err()?;
     Some(format!(
-        "{why} (as found when the test was compiled); `cargo test -- --include-ignored` runs it"
+        "crac::test needs CRIU and root: {why} (as found when the test was compiled); \
+         `cargo test -- --include-ignored` runs it"
     ))
-}
-
-fn is_root() -> bool {
-    // The effective uid: the second number of the `Uid:` line.
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find_map(|line| line.strip_prefix("Uid:"))
-            .and_then(|ids| ids.split_whitespace().nth(1))
-            == Some("0")
-    })
-}
-
-/// Where the criu engine looks for it without `CRAC_CRIU` (`crac-criu`'s `sys/criu.rs`).
-fn criu_on_path() -> bool {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(["/usr/local/sbin".into(), "/usr/sbin".into()])
-        .any(|dir| dir.join("criu").is_file())
 }

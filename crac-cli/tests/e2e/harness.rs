@@ -20,13 +20,9 @@ pub(crate) use tests;
 /// Why CRIU end-to-end tests cannot run here, if they cannot: they need root and a CRIU
 /// that passes `criu check`.
 pub(crate) fn criu_problem() -> Option<String> {
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        return Some("not root".into());
-    }
-    let criu = match criu() {
+    let criu = match crac_shared::criu::probe() {
         Ok(criu) => criu,
-        Err(why) => return Some(why),
+        Err(why) => return Some(why.to_string()),
     };
     match Command::new(&criu).arg("check").output() {
         Ok(out) if out.status.success() => None,
@@ -44,25 +40,9 @@ pub(crate) fn criu_problem() -> Option<String> {
     }
 }
 
-/// CRIU where the library looks for it: `CRAC_CRIU`, else `PATH`, else the two places
-/// `scripts/install-criu.sh` and distributions install it.
+/// CRIU where the library looks for it (`crac-shared`'s search order).
 pub(crate) fn criu() -> Result<PathBuf, String> {
-    if let Some(path) = std::env::var_os("CRAC_CRIU").filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(format!("CRAC_CRIU={}: no such file", path.display()))
-        };
-    }
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .chain(["/usr/local/sbin".into(), "/usr/sbin".into()])
-        .map(|dir| dir.join("criu"))
-        .find(|candidate| candidate.is_file())
-        .ok_or_else(|| "criu not found on PATH, in /usr/local/sbin or /usr/sbin".into())
+    crac_shared::criu::criu_binary().map_err(|missing| missing.to_string())
 }
 
 /// Starts `cmd` with stdio only, as a service manager would: fds the test runner

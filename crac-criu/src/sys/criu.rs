@@ -1,32 +1,11 @@
 //! The `criu` binary: finding it, its version, the options both sides need, its logs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::env;
-
-/// Why no `criu` binary was found.
-#[derive(Debug)]
-pub(crate) enum CriuMissing {
-    /// `CRAC_CRIU` names no file.
-    NoSuchFile(PathBuf),
-    /// Not on `PATH`, nor where `scripts/install-criu.sh` puts it.
-    NotFound,
-}
-
-/// `CRAC_CRIU`, else `criu` on `PATH`, else where `scripts/install-criu.sh` puts it.
-pub(crate) fn criu_binary() -> Result<PathBuf, CriuMissing> {
-    if let Some(path) = std::env::var_os(env::CRIU).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(path);
-        return if path.is_file() {
-            Ok(path)
-        } else {
-            Err(CriuMissing::NoSuchFile(path))
-        };
-    }
-    crate::sys::process::find_program(Path::new("criu"), &["/usr/local/sbin", "/usr/sbin"])
-        .ok_or(CriuMissing::NotFound)
-}
+/// Where `criu` is found (`CRAC_CRIU`, `PATH`, the sbin directories), and why it is
+/// not: one search order for the engine, `#[crac::test]` and the end-to-end tests.
+pub(crate) use crac_shared::criu::{CriuMissing, criu_binary};
 
 /// CRIU options that must be given to restore too when they were given to dump.
 const BOTH_SIDES: [&str; 6] = [

@@ -2,7 +2,6 @@
 //! and owning what CRIU starts (waiting for it, killing its group, reaping orphans).
 
 use std::io;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -31,15 +30,8 @@ pub(crate) fn release_free_heap() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// The first directory of `PATH`, then of `extra`, that holds a file named `name`.
-pub(crate) fn find_program(name: &Path, extra: &[&str]) -> Option<PathBuf> {
-    std::env::var_os("PATH")
-        .iter()
-        .flat_map(std::env::split_paths)
-        .chain(extra.iter().map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-}
+/// A program on `PATH`, then in extra directories: the search `criu` is found by.
+pub(crate) use crac_shared::criu::find_program;
 
 /// Makes this process the reaper of its orphaned descendants: what a child started and
 /// left behind becomes this process's child, to be killed and reaped, not init's.

@@ -17,8 +17,10 @@
 //!    (or its panic, or why its restore failed) to its file, and exits. It never returns
 //!    into the test either: only the test itself goes on to its assertions.
 
+mod cli;
 mod value;
 
+use std::cell::RefCell;
 use std::ffi::OsString;
 use std::fs::File;
 use std::panic::{self, AssertUnwindSafe};
@@ -31,25 +33,32 @@ pub use value::Value;
 use crac_core::Restore;
 
 use crate::env::{
-    self, CLI as CLI_ENV, TEST_CHECKPOINT as CHECKPOINT_ENV, TEST_REPORT as REPORT_ENV,
+    self, TEST_CHECKPOINT as CHECKPOINT_ENV, TEST_REPORT as REPORT_ENV,
 };
 use crate::image::manifest;
 use crate::launcher::namespace;
-use crate::sys::{criu, process};
 
 /// How long the checkpointed process, and then the copies, may take by default.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A restore-time variable for each copy: its name, and its value for copy `i`.
+/// A restore-time variable for each copy: its name, and its value for copy `i` (from 0).
 type CopyEnv = (String, Box<dyn Fn(usize) -> String>);
 
 /// What a `#[crac::test]` function is given: the test's name, how many copies to
 /// restore, and what each copy is told at restore. Its [`run`](Trial::run) does the
 /// work; a test that drops its trial without running it fails.
 ///
-/// The copies are restored by the `crac` command: the one `CRAC_CLI` names, else the
-/// one cargo built beside the test executable (`target/<profile>/crac`, from the
-/// `crac-cli` package: build it first), else `crac` on `PATH`.
+/// Copies are numbered from 0, everywhere: in [`env`](Trial::env)'s closure, in the
+/// order of the values [`run`](Trial::run) returns, and in failures ("copy 1 (of
+/// 0..3) panicked at src/lib.rs:12:5: ...").
+///
+/// The copies are restored by the `crac` command, looked for in this order:
+///
+/// 1. `CRAC_CLI=/path/to/crac`, if set: it must name an executable file, or the test
+///    fails saying so;
+/// 2. `crac` beside the test executable (`target/<profile>/crac`): what `cargo build
+///    -p crac-cli` makes inside crac-rs's own workspace;
+/// 3. `crac` on `PATH`: install it with `cargo install --path <crac-rs checkout>/crac-cli`.
 pub struct Trial {
     /// The test's name as libtest knows it (its path without the crate's name).
     test: String,
@@ -94,9 +103,9 @@ impl Trial {
         self.copies
     }
 
-    /// Gives copy `i` (from 0) the restore-time variable `name` = `value(i)`, as
-    /// `crac restore --env NAME=VALUE` would: `#[crac(restore_env)]` fields and
-    /// `Restore::env` see it.
+    /// Gives copy `i` (from 0, as failures number them) the restore-time variable
+    /// `name` = `value(i)`, as `crac restore --env NAME=VALUE` would:
+    /// `#[crac(restore_env)]` fields and `Restore::env` see it.
     ///
     /// # Panics
     ///
@@ -131,8 +140,10 @@ impl Trial {
     /// With the reason when the trial cannot run (not root, no CRIU, no `crac`
     /// command), when `setup` panics or the checkpoint fails (with what the process
     /// printed), when a restore fails or a process runs over its [`timeout`](Self::timeout),
-    /// or when `each` panics in a copy (naming the copy). When CRIU left an image or
-    /// logs, the scratch directory holding them is kept, and named.
+    /// or when `each` panics in a copy (naming the copy, and where and why it panicked).
+    /// When CRIU left an image or logs, the scratch directory holding them is kept, and
+    /// named.
+    #[track_caller]
     pub fn run<S, T: Value>(
         mut self,
         setup: impl FnOnce() -> S,
@@ -150,7 +161,8 @@ impl Trial {
 
     /// The test's role: checkpoint the process, restore the copies, collect their values.
     fn restore_copies<T: Value>(&self) -> Result<Vec<T>, String> {
-        let cli = missing_prerequisite()?;
+        let cli = cli::crac_command()?;
+        crac_shared::criu::probe().map_err(|why| why.to_string())?;
         let scratch = Scratch::new(&self.test)?;
         let image = scratch.path.join("image");
         let report = scratch.path.join("checkpoint.report");
@@ -160,7 +172,7 @@ impl Trial {
             .wait(Instant::now() + self.timeout)?;
         if !image.join(manifest::FILE_NAME).is_file() {
             let why = match std::fs::read(&report).map(|sent| Sent::<T>::decode(&sent)) {
-                Ok(Sent::Panicked(message)) => format!("setup panicked: {message}"),
+                Ok(Sent::Panicked(message)) => format!("setup panicked {message}"),
                 Ok(Sent::Failed(error)) => format!("the checkpoint failed: {error}"),
                 _ if checkpointed.stdout.contains("running 0 tests") => format!(
                     "the test executable ran no test named {}: is this a #[crac::test]?",
@@ -181,7 +193,7 @@ impl Trial {
         let ended: Vec<_> = copies.into_iter().map(|copy| copy.wait(deadline)).collect();
         let mut values = Vec::with_capacity(self.copies);
         for (i, ended) in ended.into_iter().enumerate() {
-            let name = format!("copy {} of {}", i + 1, self.copies);
+            let name = format!("copy {i} (of 0..{})", self.copies);
             let ended = ended?;
             let Ok(sent) = std::fs::read(scratch.report(i)) else {
                 return Err(scratch.keep(format!("{name} sent no value: `crac restore` {ended}")));
@@ -192,7 +204,7 @@ impl Trial {
                     values.push(value);
                     continue;
                 }
-                Sent::Panicked(message) => format!("{name} panicked: {message}"),
+                Sent::Panicked(message) => format!("{name} panicked {message}"),
                 Sent::Failed(error) => {
                     format!("{name} was restored, but its restore failed: {error}")
                 }
@@ -260,9 +272,10 @@ impl Drop for Trial {
 /// copy's restorer sets it again (restore-time variables are in the environment before
 /// any hook runs), so a failure before or after the image goes where the test looks.
 fn checkpointed<S, T: Value>(setup: impl FnOnce() -> S, each: impl FnOnce(S, &Restore) -> T) -> ! {
+    record_panic_locations();
     let state = match panic::catch_unwind(AssertUnwindSafe(setup)) {
         Ok(state) => state,
-        Err(payload) => report_and_exit(Sent::<T>::Panicked(panic_message(&*payload))),
+        Err(payload) => report_and_exit(Sent::<T>::Panicked(panicked(&*payload))),
     };
     let restore = match crac_core::checkpoint_restore() {
         Ok(restore) if restore.is_restored() => restore,
@@ -274,7 +287,7 @@ fn checkpointed<S, T: Value>(setup: impl FnOnce() -> S, each: impl FnOnce(S, &Re
     };
     match panic::catch_unwind(AssertUnwindSafe(|| each(state, &restore))) {
         Ok(value) => report_and_exit(Sent::Value(value)),
-        Err(payload) => report_and_exit(Sent::<T>::Panicked(panic_message(&*payload))),
+        Err(payload) => report_and_exit(Sent::<T>::Panicked(panicked(&*payload))),
     }
 }
 
@@ -340,6 +353,31 @@ fn report_and_exit<T: Value>(sent: Sent<T>) -> ! {
     std::process::exit(if written.is_ok() { 0 } else { 1 })
 }
 
+thread_local! {
+    /// Where this thread last panicked: `catch_unwind` keeps only the payload.
+    static PANICKED_AT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Has every panic's location recorded for [`panicked`], then handled as before.
+fn record_panic_locations() {
+    let previous = panic::take_hook();
+    panic::set_hook(Box::new(move |info| {
+        if let Some(location) = info.location() {
+            PANICKED_AT.set(Some(location.to_string()));
+        }
+        previous(info);
+    }));
+}
+
+/// A caught panic as the test reports it, where and why: `at src/lib.rs:3:5: message`.
+fn panicked(payload: &(dyn std::any::Any + Send)) -> String {
+    let message = panic_message(payload);
+    match PANICKED_AT.take() {
+        Some(at) => format!("at {at}: {message}"),
+        None => format!("(at an unknown place): {message}"),
+    }
+}
+
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     match (
         payload.downcast_ref::<&str>(),
@@ -349,37 +387,6 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         (_, Some(message)) => message.clone(),
         _ => "(a panic without a message)".into(),
     }
-}
-
-/// Root, CRIU and the `crac` command, or which is missing; the `crac` command if none is.
-fn missing_prerequisite() -> Result<PathBuf, String> {
-    if !nix::unistd::geteuid().is_root() {
-        return Err("not root: CRIU restores processes as root".into());
-    }
-    criu::criu_binary().map_err(|missing| crate::Error::from(missing).to_string())?;
-    crac_command().ok_or_else(|| {
-        format!(
-            "the `crac` command was found neither at {CLI_ENV}, beside the test executable, \
-             nor on PATH: build it (cargo build -p crac-cli), install it (cargo install \
-             crac-cli) or set {CLI_ENV}"
-        )
-    })
-}
-
-/// `CRAC_CLI`, else the `crac` cargo built beside this test (`target/<profile>/crac` for
-/// `target/<profile>/deps/<test>`), else `crac` on `PATH`.
-fn crac_command() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os(CLI_ENV).filter(|p| !p.is_empty()) {
-        return Some(PathBuf::from(path));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let beside = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("crac"))
-        .find(|candidate| candidate.is_file());
-    beside.or_else(|| process::find_program(Path::new("crac"), &[]))
 }
 
 /// The test's scratch directory: the image, CRIU's logs, what each process printed, the
