@@ -128,7 +128,7 @@ fn main() -> ExitCode {
     if std::env::args_os().len() == 1
         && let Ok(action) = std::env::var("CRTOOLS_SCRIPT_ACTION")
     {
-        return report(restore::action_script(&action).map(|()| 0));
+        return report(crac_criu::launcher::action_script(&action).map(|()| 0));
     }
     let cli = Cli::parse();
     report(match cli.command {

@@ -6,7 +6,6 @@ use std::time::UNIX_EPOCH;
 
 use crate::error::Error;
 use crate::image::{self, manifest::Manifest};
-use crate::launcher::restore;
 
 /// An image, described.
 #[derive(Debug)]
@@ -21,9 +20,9 @@ pub struct Inspection {
 pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
     let manifest = Manifest::read(dir)?;
     let restorable = image::validate(dir, image::Contents::All)
-        .and_then(|m| restore::check_ids_free(&m).map(|()| m))
+        .and_then(|m| image::check_ids_free(&m).map(|()| m))
         .map_err(|e| e.to_string())
-        .and_then(|m| restore::check_listeners_free(&m));
+        .and_then(|m| image::check_listeners_free(&m));
     let bytes_on_disk = std::fs::read_dir(dir)
         .map_err(|e| Error::Io("listing the image", e))?
         .filter_map(|e| e.ok()?.metadata().ok())

@@ -5,6 +5,7 @@
 //! Public for the `crac` command only (hidden from the documentation): applications
 //! never call these.
 
+mod action_script;
 pub mod inspect;
 mod lazy_pages;
 pub mod namespace;
@@ -14,9 +15,11 @@ pub mod request_client;
 pub mod restore;
 pub mod run;
 mod supervise;
+mod temp_files;
 mod verified_pages;
 
 pub use crate::wire::restore_args::RestoreArgs;
+pub use action_script::action_script;
 pub use supervise::wait_for;
 pub use verified_pages::VerifyPages;
 
