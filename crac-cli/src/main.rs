@@ -11,6 +11,7 @@ use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
 use crac_criu::launcher::{RestoreArgs, VerifyPages, inspect, namespace, wait_for};
+use crac_criu::role::{self, Role};
 
 #[derive(Parser)]
 #[command(
@@ -124,10 +125,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // CRIU runs its --action-script without arguments, describing the stage in the environment.
-    if std::env::args_os().len() == 1
-        && let Ok(action) = std::env::var("CRTOOLS_SCRIPT_ACTION")
-    {
+    // The dump roles never reach `main`: crac-criu's constructor takes them.
+    if let Role::RestoreActionScript { action } = role::of_this_process() {
         return report(crac_criu::launcher::action_script(&action).map(|()| 0));
     }
     let cli = Cli::parse();

@@ -27,6 +27,8 @@ mod error;
 mod image;
 #[doc(hidden)]
 pub mod launcher;
+#[doc(hidden)]
+pub mod role;
 mod sys;
 pub mod testing;
 mod wire;
