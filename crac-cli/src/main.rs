@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
-use crac_criu::launcher::{RestoreArgs, VerifyPages, inspect, namespace, wait_for};
+use crac_criu::launcher::{LaunchError, RestoreArgs, VerifyPages, inspect, namespace, wait_for};
 use crac_criu::role::{self, Role};
 
 #[derive(Parser)]
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
                 },
             };
             std::env::current_exe()
-                .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+                .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| {
                     crac_criu::launcher::with_privilege_advice(restore::restore(
                         &dir, &tool, &options,
@@ -190,7 +190,7 @@ fn main() -> ExitCode {
                 env: how.env,
             };
             std::env::current_exe()
-                .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+                .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| run::run(&options, &tool, &app[0], &app[1..]))
         }
         // Exit status 1 for anything that cannot be restored, a missing or foreign
@@ -207,7 +207,7 @@ fn main() -> ExitCode {
                 );
                 Ok(i32::from(!image.is_restorable()))
             }
-            Err(e @ (crac_criu::Error::Image { .. } | crac_criu::Error::Damaged { .. })) => {
+            Err(e @ LaunchError::Image(_)) => {
                 eprintln!("crac: {e}");
                 Ok(1)
             }
@@ -259,7 +259,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn report(result: Result<i32, crac_criu::Error>) -> ExitCode {
+fn report(result: Result<i32, LaunchError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

@@ -38,7 +38,7 @@ pub use checkpoint::ready::{at_consistent_point, consistent_point_due, ready};
 pub use checkpoint::request_server::checkpoint_on_request;
 pub use checkpoint::secret_env::secret_env;
 pub use engine::Criu;
-pub use error::{Error, HelperFailure, NotCheckpointable, RequestFailure};
+pub use error::{Error, HelperFailure, NotCheckpointable};
 pub use sys::fd_info::{FdKind, OpenFd};
 
 /// Referenced by the `crac` facade so that this crate — its engine registration and

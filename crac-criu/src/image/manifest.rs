@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
 use crate::image::digest;
+use crate::image::refusal::ImageRefusal;
 use crate::sys::environ;
 
 pub(crate) const FILE_NAME: &str = "crac-manifest";
@@ -205,9 +205,9 @@ impl Manifest {
     }
 
     /// Reads `DIR/crac-manifest`.
-    pub(crate) fn read(dir: &Path) -> Result<Manifest, Error> {
+    pub(crate) fn read(dir: &Path) -> Result<Manifest, ImageRefusal> {
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Image {
+        let text = std::fs::read_to_string(&path).map_err(|e| ImageRefusal::Unrestorable {
             dir: dir.into(),
             problem: if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
@@ -219,11 +219,11 @@ impl Manifest {
             },
         })?;
         Manifest::parse(&path, &text).map_err(|e| match e {
-            ManifestError::Tampered { problem, .. } => Error::Damaged {
+            ManifestError::Tampered { problem, .. } => ImageRefusal::Damaged {
                 dir: dir.into(),
                 problem: format!("{FILE_NAME}: {problem}"),
             },
-            e => Error::Image {
+            e => ImageRefusal::Unrestorable {
                 dir: dir.into(),
                 problem: e.to_string(),
             },

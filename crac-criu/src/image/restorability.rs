@@ -1,8 +1,8 @@
 //! Whether this host can take an image back now: the PIDs it needs free, the addresses
 //! it listens on unclaimed. Asked before a restore and by `crac inspect`.
 
-use crate::error::Error;
 use crate::image::manifest::Manifest;
+use crate::image::refusal::ImageRefusal;
 use crate::sys::fd_info;
 
 /// A listening socket the image carries without `SO_REUSEPORT` must not be listened on
@@ -26,13 +26,13 @@ pub(crate) fn check_listeners_free(m: &Manifest) -> Result<(), String> {
 }
 
 /// Restore needs the original PID and every TID free; say who holds one.
-pub(crate) fn check_ids_free(m: &Manifest) -> Result<(), Error> {
+pub(crate) fn check_ids_free(m: &Manifest) -> Result<(), ImageRefusal> {
     if m.private_pid_namespace {
         return Ok(()); // restored in a fresh namespace, where they are free
     }
     for &id in std::iter::once(&m.pid).chain(&m.tids) {
         if let Ok(comm) = std::fs::read_to_string(format!("/proc/{id}/comm")) {
-            return Err(Error::PidInUse {
+            return Err(ImageRefusal::PidInUse {
                 id,
                 holder: comm.trim().to_string(),
             });

@@ -13,8 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::error::Error;
+use crate::image::ImageRefusal;
 use crate::image::manifest::Manifest;
+use crate::launcher::error::LaunchError;
 use crate::launcher::{page_check, phases};
 use crate::wire::signal::{self, Message};
 
@@ -27,12 +28,12 @@ pub(crate) fn pass_to(criu: &mut Command, tool: &Path, dir: &Path) {
 }
 
 /// Does what the stage `action` needs (see the module documentation).
-pub fn action_script(action: &str) -> Result<(), Error> {
+pub fn action_script(action: &str) -> Result<(), LaunchError> {
     if !matches!(action, "pre-restore" | "post-restore" | "post-resume") {
         return Ok(());
     }
     let dir: PathBuf = std::env::var_os(IMAGE_ENV)
-        .ok_or_else(|| Error::Setting {
+        .ok_or_else(|| LaunchError::Setting {
             setting: IMAGE_ENV,
             problem: "not set: the action script runs under crac restore only".into(),
         })?
@@ -41,7 +42,7 @@ pub fn action_script(action: &str) -> Result<(), Error> {
     // `post-resume` stamp is reported as a failed restore by the restorer.
     let _ = phases::stamp(action);
     if action == "post-restore" {
-        let verdict = page_check::await_verdict().map_err(|problem| Error::Damaged {
+        let verdict = page_check::await_verdict().map_err(|problem| ImageRefusal::Damaged {
             dir: dir.clone(),
             problem,
         });
@@ -53,13 +54,13 @@ pub fn action_script(action: &str) -> Result<(), Error> {
 }
 
 /// Queues the restored process's `Restored` message.
-fn wake(dir: &Path) -> Result<(), Error> {
+fn wake(dir: &Path) -> Result<(), LaunchError> {
     let manifest = Manifest::read(dir)?;
     let pid = std::env::var("CRTOOLS_INIT_PID")
         .ok()
         .and_then(|p| p.parse().ok())
         .unwrap_or(manifest.pid);
     signal::send(pid, manifest.waiter_tid, Message::Restored)
-        .map_err(|e| Error::Io("waking the restored process", e))?;
+        .map_err(LaunchError::io("waking the restored process"))?;
     Ok(())
 }

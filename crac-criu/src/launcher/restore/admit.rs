@@ -6,8 +6,9 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::image::ImageRefusal;
 use crate::image::{self, Contents, manifest::Manifest};
+use crate::launcher::error::LaunchError;
 use crate::launcher::phases;
 use crate::launcher::restore::options::{Job, RestoreOptions};
 use crate::sys::{fd_info, fs};
@@ -22,7 +23,7 @@ pub(super) struct Admitted {
 
 /// Validates the image (all but its page data, checked while CRIU reads it) and checks
 /// this host can take it back now.
-pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, Error> {
+pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
     let manifest = image::validate(&job.dir, Contents::AllButPages)?;
     let _ = std::fs::remove_file(&job.stamps);
     job.stamp(phases::VALIDATED);
@@ -40,10 +41,10 @@ fn check_secrets_given(
     dir: &Path,
     manifest: &Manifest,
     options: &RestoreOptions,
-) -> Result<(), Error> {
+) -> Result<(), ImageRefusal> {
     match options.given.first_missing(&manifest.secret_env) {
         None => Ok(()),
-        Some(name) => Err(Error::Image {
+        Some(name) => Err(ImageRefusal::Unrestorable {
             dir: dir.to_path_buf(),
             problem: format!(
                 "the secret environment variable {name} was wiped before the checkpoint and \
@@ -65,7 +66,7 @@ pub(super) struct ListenersTurn {
 
 impl ListenersTurn {
     /// Waits for the turn if the image needs one, then checks the addresses are free.
-    fn take(dir: &Path, manifest: &Manifest) -> Result<Option<ListenersTurn>, Error> {
+    fn take(dir: &Path, manifest: &Manifest) -> Result<Option<ListenersTurn>, LaunchError> {
         let addresses: Vec<std::net::SocketAddr> = manifest
             .listeners
             .iter()
@@ -75,7 +76,7 @@ impl ListenersTurn {
         let turn = if addresses.is_empty() {
             None
         } else {
-            let lock = fs::lock_exclusive(dir).map_err(|source| Error::File {
+            let lock = fs::lock_exclusive(dir).map_err(|source| LaunchError::File {
                 action: "locking",
                 path: dir.to_path_buf(),
                 source,
@@ -85,7 +86,7 @@ impl ListenersTurn {
                 _lock: lock,
             })
         };
-        image::check_listeners_free(manifest).map_err(|problem| Error::Image {
+        image::check_listeners_free(manifest).map_err(|problem| ImageRefusal::Unrestorable {
             dir: dir.to_path_buf(),
             problem,
         })?;

@@ -4,8 +4,8 @@
 
 use std::process::ExitStatus;
 
-use crate::error::Error;
 use crate::image::manifest::Manifest;
+use crate::launcher::error::LaunchError;
 use crate::launcher::lazy_pages::Watch;
 use crate::launcher::phases;
 use crate::launcher::restore::launch::Started;
@@ -16,7 +16,7 @@ use crate::sys::criu;
 /// How each part of a restore ended.
 pub(super) struct Ending {
     status: ExitStatus,
-    pages: Result<(), Error>,
+    pages: Result<(), LaunchError>,
     lazy: Option<Watch>,
     /// Whether the process ran (`post-resume` was stamped) and was not abandoned.
     resumed: bool,
@@ -28,11 +28,11 @@ pub(super) fn wait_for_end(
     manifest: &Manifest,
     mut started: Started,
     abandoned: bool,
-) -> Result<Ending, Error> {
+) -> Result<Ending, LaunchError> {
     let status = started.criu.wait();
     started.copy.ended();
     supervise::forward_to(0)?;
-    let status = status.map_err(|e| Error::Io("waiting for the restored process", e))?;
+    let status = status.map_err(LaunchError::io("waiting for the restored process"))?;
     let pages = started.pages.finish();
     let resumed = !abandoned && phases::Stamps::read(&job.stamps).resumed().is_some();
     let _ = std::fs::remove_file(&job.stamps);
@@ -53,12 +53,12 @@ pub(super) fn verdict(
     job: &Job<'_>,
     ending: Ending,
     abandoned: Option<String>,
-) -> Result<i32, Error> {
+) -> Result<i32, LaunchError> {
     if let Some(why) = abandoned {
         if let Some(watch) = ending.lazy {
             let _ = watch.finish(true);
         }
-        return Err(Error::Restore {
+        return Err(LaunchError::Restore {
             reason: format!("{why}; CRIU and the half-restored process were stopped"),
             log: job.log.clone(),
         });
@@ -70,7 +70,7 @@ pub(super) fn verdict(
         watch.finish(job.log_given() || !ending.resumed)?;
     }
     if !ending.resumed {
-        return Err(Error::Restore {
+        return Err(LaunchError::Restore {
             reason: criu::log_digest(&job.log, 8),
             log: job.log.clone(),
         });

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
-use crate::error::Error;
-use crate::image::manifest::Manifest;
+use crate::image::{ImageRefusal, manifest::Manifest};
 use crate::launcher::action_script;
+use crate::launcher::error::LaunchError;
 use crate::launcher::lazy_pages::{CopyStopper, LazyPages, Watch};
 use crate::launcher::namespace;
 use crate::launcher::page_check::{Hold, PageCheck};
@@ -32,7 +32,7 @@ pub(super) struct Started {
 
 /// Starts the lazy-pages server of a `--lazy` restore (if CRIU is found: if not, the
 /// restore fails on that later, by name).
-pub(super) fn start_lazy_pages(job: &Job<'_>) -> Result<Option<LazyPages>, Error> {
+pub(super) fn start_lazy_pages(job: &Job<'_>) -> Result<Option<LazyPages>, LaunchError> {
     match (job.options.lazy, criu::criu_binary()) {
         (true, Ok(criu)) => {
             let work_dir = job.log.with_extension("lazy");
@@ -49,7 +49,7 @@ pub(super) fn start(
     job: &Job<'_>,
     manifest: &Manifest,
     lazy: Option<LazyPages>,
-) -> Result<Started, Error> {
+) -> Result<Started, LaunchError> {
     let criu = criu::criu_binary()?;
     let mut cmd = criu_restore(&criu, job, manifest)?;
     let lazy = match lazy {
@@ -98,7 +98,7 @@ pub(super) fn start(
         Some(check) => check,
         None => {
             let copy = copy.clone();
-            let stop_if_damaged = move |outcome: &Result<Intact, Error>| {
+            let stop_if_damaged = move |outcome: &Result<Intact, ImageRefusal>| {
                 checked(outcome);
                 if outcome.is_err() {
                     copy.stop();
@@ -125,7 +125,7 @@ pub(super) fn start(
 /// `criu restore` of the image, in a fresh PID namespace if it was taken in one, with
 /// the `crac` executable as its action script, stdio handed over, the image's own
 /// options, and the phase stamps and restore-time arguments passed on.
-fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Command, Error> {
+fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Command, LaunchError> {
     let mut cmd = if manifest.private_pid_namespace {
         namespace::unshare(criu)
     } else {
@@ -150,14 +150,16 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
         ..job.options.given.clone()
     };
     restore_args::pass_to(&mut cmd, &given)
-        .map_err(|e| Error::Io("passing the restore-time arguments", e))?;
+        .map_err(LaunchError::io("passing the restore-time arguments"))?;
     Ok(cmd)
 }
 
 /// Stamps the end of the page check: hashed, or found recorded intact.
-fn stamp_pages_checked(job: &Job<'_>) -> impl Fn(&Result<Intact, Error>) + Clone + Send + 'static {
+fn stamp_pages_checked(
+    job: &Job<'_>,
+) -> impl Fn(&Result<Intact, ImageRefusal>) + Clone + Send + 'static {
     let (stamps, began) = (job.stamps.clone(), job.began);
-    move |outcome: &Result<Intact, Error>| {
+    move |outcome: &Result<Intact, ImageRefusal>| {
         let stage = match outcome {
             Ok(Intact::Recorded) => phases::PAGES_RECORDED,
             _ => phases::PAGES_HASHED,
@@ -167,7 +169,7 @@ fn stamp_pages_checked(job: &Job<'_>) -> impl Fn(&Result<Intact, Error>) + Clone
 }
 
 /// Starts CRIU (through `unshare` for a private namespace).
-fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, Error> {
+fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, LaunchError> {
     // Its own process group: a terminal's Ctrl-C reaches the process once, forwarded.
     // The forwarded signals stay blocked in CRIU and pending through its exec into
     // `__wait`, which forwards them once the process is back.
@@ -193,7 +195,7 @@ fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, Er
     } else {
         supervise::adopt_orphans()?;
     }
-    cmd.spawn().map_err(|source| Error::File {
+    cmd.spawn().map_err(|source| LaunchError::File {
         action: if manifest.private_pid_namespace {
             "running `unshare` (util-linux) with"
         } else {

@@ -24,13 +24,13 @@ pub use options::{RESTORE_TIMEOUT, RestoreOptions};
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::error::Error;
+use crate::launcher::error::LaunchError;
 use crate::launcher::supervise;
 use options::Job;
 
 /// Restores the image in `dir` and waits for the restored process; returns its exit code
 /// (128 + signal if it was killed). `tool` is the `crac` executable CRIU calls back.
-pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, Error> {
+pub fn restore(dir: &Path, tool: &Path, options: &RestoreOptions) -> Result<i32, LaunchError> {
     let began = SystemTime::now();
     // Before any thread or child exists, so that all of them inherit the forwarded
     // signals blocked: one delivered to another thread would be lost.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::error::Error;
+use crate::launcher::error::LaunchError;
 use crate::launcher::verified_pages::VerifyPages;
 use crate::launcher::{phases, temp_files};
 use crate::wire::restore_args::RestoreArgs;
@@ -56,11 +56,11 @@ impl<'t> Job<'t> {
         tool: &'t Path,
         options: &RestoreOptions,
         began: SystemTime,
-    ) -> Result<Job<'t>, Error> {
+    ) -> Result<Job<'t>, LaunchError> {
         // CRIU changes into the image directory before it calls back: relative paths
         // would point elsewhere by then.
         let absolute = |p: &Path| {
-            std::path::absolute(p).map_err(|e| Error::Setting {
+            std::path::absolute(p).map_err(|e| LaunchError::Setting {
                 setting: "crac restore",
                 problem: format!("{}: {e}", p.display()),
             })
