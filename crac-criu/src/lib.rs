@@ -8,7 +8,7 @@
 //! |---|---|
 //! | `checkpoint/` | linked into the application, runs at checkpoint: settings, the open-fd check, stdio handover, secret environment variables, the self-dump protocol and its helper, `ready`/`at_consistent_point`, the request server |
 //! | `launcher/` | what the `crac` command runs: restore, `crac run`, private PID namespaces, supervision, inspection, the request client |
-//! | `image/` | the image directory: staging, publishing, the manifest, validation |
+//! | `image/` | the image directory: staging, publishing, the manifest, validation, whether this host can take it back, and why not |
 //! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, `crac run`'s environment, checkpoint requests |
 //! | `testing/` | `#[crac::test]`'s runtime: a test's setup checkpointed in a process of its own, restored as copies that send values back |
 //! | `sys/` | thin OS wrappers, depending on nothing else of the crate: procfs, what an fd is, the `criu` binary, fds, signals, processes, the C environment, the stack |
@@ -16,7 +16,9 @@
 //! The checkpoint path, after the hooks have run (see `crac-core`): `engine` →
 //! `checkpoint/fd_check` → `checkpoint/self_dump` (a detached `checkpoint/helper` runs
 //! `criu dump` while the process waits in place) → `image/publish`. The restore path:
-//! `launcher/restore`.
+//! `launcher/restore/`, one module a step (admit → launch → resume → conclude), CRIU
+//! calling back `launcher/action_script` and `__wait`. Which process plays which part,
+//! and how it knows: `role`.
 
 #[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
 compile_error!("crac-criu supports 64-bit Linux only");
