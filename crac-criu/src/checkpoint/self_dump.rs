@@ -127,19 +127,13 @@ fn run_helper(
     // is taken back as far as it can be, and the failure that stopped us is reported.
     if let Err(e) = stdio::swap_to_memfds() {
         let _ = take_back(helper, &wiped);
-        return Err(Error::Io {
-            action: "handing stdio over",
-            source: e,
-        });
+        return Err(Error::io("handing stdio over")(e));
     }
     let dumped_at = SystemTime::now();
     stack::scrub_dead_frames();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
         let _ = take_back(helper, &wiped);
-        return Err(Error::Io {
-            action: "signalling the dump helper",
-            source: e,
-        });
+        return Err(Error::io("signalling the dump helper")(e));
     }
 
     let (outcome, requests) = wait_for_outcome(helper)?;
@@ -233,12 +227,7 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<(Received, Vec<u32>), Error> 
     let mut requests = Vec::new();
     loop {
         match signal::wait(Some(Duration::from_secs(1))) {
-            Err(e) => {
-                return Err(Error::Io {
-                    action: "waiting in place for the dump",
-                    source: e,
-                });
-            }
+            Err(e) => return Err(Error::io("waiting in place for the dump")(e)),
             Ok(Some(r))
                 if matches!(
                     r.message,
@@ -293,10 +282,9 @@ fn become_session_leader() -> Result<(), Error> {
     if nix::unistd::getsid(None).ok() == Some(pid) {
         return Ok(());
     }
-    nix::unistd::setsid().map(|_| ()).map_err(|e| Error::Io {
-        action: "becoming a session leader",
-        source: e.into(),
-    })
+    nix::unistd::setsid()
+        .map(|_| ())
+        .map_err(|e| Error::io("becoming a session leader")(e.into()))
 }
 
 fn resident_bytes() -> u64 {

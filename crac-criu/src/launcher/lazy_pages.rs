@@ -59,11 +59,8 @@ impl LazyPages {
             })?;
         // Its socket file exists from bind(), before listen(): a restore connecting in
         // between is refused. CRIU says on a pipe when it listens.
-        let (status, status_writer) =
-            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::Io {
-                action: "creating a pipe",
-                source: e.into(),
-            })?;
+        let (status, status_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| LaunchError::io("creating a pipe")(e.into()))?;
         let writer = status_writer.as_raw_fd();
         let mut cmd = Command::new(criu);
         // SAFETY: the closure runs in the forked child before exec and only calls

@@ -203,11 +203,8 @@ fn first_run(
     }
     // `__init` reports on fd 3 whether the application exited or was killed.
     const REPORT_FD: i32 = 3;
-    let (report, report_writer) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| LaunchError::Io {
-            action: "creating a pipe",
-            source: e.into(),
-        })?;
+    let (report, report_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| LaunchError::io("creating a pipe")(e.into()))?;
     let writer = report_writer.as_raw_fd();
     cmd.env(namespace::REPORT_FD_ENV, REPORT_FD.to_string());
     // SAFETY: the closure runs in the forked child before exec and only makes

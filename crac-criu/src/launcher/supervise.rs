@@ -79,10 +79,7 @@ pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), LaunchError> {
             });
             Ok(())
         })
-        .map_err(|kind| LaunchError::Io {
-            action: "setting up signal forwarding",
-            source: kind.into(),
-        })?;
+        .map_err(|kind| LaunchError::io("setting up signal forwarding")(kind.into()))?;
     TARGET.store(pid, Ordering::SeqCst);
     Ok(())
 }
@@ -185,10 +182,8 @@ impl From<std::process::ExitStatus> for Ended {
 /// a failed restore is a zombie when CRIU exits, and would otherwise hold its PID (which
 /// the next restore needs) until PID 1 gets round to it.
 pub(crate) fn adopt_orphans() -> Result<(), LaunchError> {
-    nix::sys::prctl::set_child_subreaper(true).map_err(|e| LaunchError::Io {
-        action: "becoming the reaper of the restore's orphans",
-        source: e.into(),
-    })
+    nix::sys::prctl::set_child_subreaper(true)
+        .map_err(|e| LaunchError::io("becoming the reaper of the restore's orphans")(e.into()))
 }
 
 /// Reaps `pid` if it is (or within a second becomes) this process's dead child: see
@@ -232,10 +227,9 @@ fn reap_until(pid: libc::pid_t) -> Result<Ended, LaunchError> {
             }
             Ok(_) | Err(Errno::EINTR) => {}
             Err(e) => {
-                return Err(LaunchError::Io {
-                    action: "waiting for the supervised process",
-                    source: e.into(),
-                });
+                return Err(LaunchError::io("waiting for the supervised process")(
+                    e.into(),
+                ));
             }
         }
     }
