@@ -49,7 +49,7 @@ pub use crac_core::{FdClaim, claim_fd, claimed_fds};
 pub mod criu {
     pub use crac_criu::{
         Criu, Error, FdAction, FdKind, FdPolicy, HelperFailure, NotCheckpointable, OpenFd,
-        RequestFailure, set_fd_policy,
+        set_fd_policy,
     };
 }
 #[cfg(all(feature = "criu", target_os = "linux"))]

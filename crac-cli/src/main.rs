@@ -6,11 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
-use crac_criu::launcher::{RestoreArgs, VerifyPages, inspect, namespace, wait_for};
+use crac_criu::launcher::{LaunchError, RestoreArgs, VerifyPages, inspect, namespace, wait_for};
+use crac_criu::role::{self, Role};
 
 #[derive(Parser)]
 #[command(
@@ -39,23 +40,8 @@ enum Command {
         /// Print how long each phase of the restore took, once the process runs.
         #[arg(short, long)]
         verbose: bool,
-        /// Run the process before its memory is read: a `criu lazy-pages` server fills it
-        /// on first touch and in the background (start time independent of image size).
-        #[arg(long)]
-        lazy: bool,
-        /// `cached` (default): hash the page data unless an earlier restore found these
-        /// very files (same inode, size, modification and change times) intact;
-        /// `always`: hash it at every restore.
-        #[arg(long, value_name = "WHEN", default_value = "cached", value_parser = parse_verify_pages)]
-        verify_pages: VerifyPages,
-        /// Give up (stopping CRIU and the half-restored process) if the process has not
-        /// resumed after SECS seconds (default 300).
-        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
-        timeout: Option<Duration>,
-        /// Set K=V in the restored process's environment before its after_restore hooks run;
-        /// K alone passes this environment's K (for secrets: off the command line).
-        #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
-        env: Vec<(String, String)>,
+        #[command(flatten)]
+        how: HowToRestore,
         /// New arguments for the restored process (crac::Restore::args).
         #[arg(last = true)]
         args: Vec<String>,
@@ -78,20 +64,8 @@ enum Command {
         /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
         #[arg(long)]
         replace_invalid: bool,
-        /// Restore lazily (see `crac restore --lazy`).
-        #[arg(long)]
-        lazy: bool,
-        /// When the page data is hashed (see `crac restore --verify-pages`).
-        #[arg(long, value_name = "WHEN", default_value = "cached", value_parser = parse_verify_pages)]
-        verify_pages: VerifyPages,
-        /// Give up a restore whose process has not resumed after SECS seconds (see
-        /// `crac restore --timeout`; default 300).
-        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
-        timeout: Option<Duration>,
-        /// Set K=V for the application, at start and again at every restore; K alone passes
-        /// this environment's K (for secrets: off the command line).
-        #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
-        env: Vec<(String, String)>,
+        #[command(flatten)]
+        how: HowToRestore,
         /// The application and its arguments.
         #[arg(last = true, required = true)]
         app: Vec<std::ffi::OsString>,
@@ -124,12 +98,33 @@ enum Command {
     },
 }
 
+/// How a restore runs: the options `crac restore` and `crac run` share.
+#[derive(Args)]
+struct HowToRestore {
+    /// Run the process before its memory is read: a `criu lazy-pages` server fills it
+    /// on first touch and in the background (start time independent of image size).
+    #[arg(long)]
+    lazy: bool,
+    /// `cached` (default): hash the page data unless an earlier restore found these
+    /// very files (same inode, size, modification and change times) intact;
+    /// `always`: hash it at every restore.
+    #[arg(long, value_name = "WHEN", default_value = "cached", value_parser = parse_verify_pages)]
+    verify_pages: VerifyPages,
+    /// Give up (stopping CRIU and the half-restored process) if the process has not
+    /// resumed after SECS seconds (default 300).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    timeout: Option<Duration>,
+    /// Set K=V in the application's environment (`crac run`: at start and again at every
+    /// restore; `crac restore`: before the after_restore hooks run); K alone passes this
+    /// environment's K (for secrets: off the command line).
+    #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+}
+
 fn main() -> ExitCode {
-    // CRIU runs its --action-script without arguments, describing the stage in the environment.
-    if std::env::args_os().len() == 1
-        && let Ok(action) = std::env::var("CRTOOLS_SCRIPT_ACTION")
-    {
-        return report(restore::action_script(&action).map(|()| 0));
+    // The dump roles never reach `main`: crac-criu's constructor takes them.
+    if let Role::RestoreActionScript { action } = role::of_this_process() {
+        return report(crac_criu::launcher::action_script(&action).map(|()| 0));
     }
     let cli = Cli::parse();
     report(match cli.command {
@@ -138,27 +133,24 @@ fn main() -> ExitCode {
             log,
             log_level,
             verbose,
-            lazy,
-            verify_pages,
-            timeout,
-            env,
+            how,
             args,
         } => {
             let options = RestoreOptions {
                 log,
                 log_level,
                 verbose,
-                lazy,
-                verify_pages,
-                timeout,
+                lazy: how.lazy,
+                verify_pages: how.verify_pages,
+                timeout: how.timeout,
                 given: RestoreArgs {
                     args,
-                    env,
+                    env: how.env,
                     began: None,
                 },
             };
             std::env::current_exe()
-                .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+                .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| {
                     crac_criu::launcher::with_privilege_advice(restore::restore(
                         &dir, &tool, &options,
@@ -185,10 +177,7 @@ fn main() -> ExitCode {
             on,
             every,
             replace_invalid,
-            lazy,
-            verify_pages,
-            timeout,
-            env,
+            how,
             app,
         } => {
             let options = RunOptions {
@@ -196,13 +185,13 @@ fn main() -> ExitCode {
                 trigger: on,
                 every,
                 replace_invalid,
-                lazy,
-                verify_pages,
-                timeout,
-                env,
+                lazy: how.lazy,
+                verify_pages: how.verify_pages,
+                timeout: how.timeout,
+                env: how.env,
             };
             std::env::current_exe()
-                .map_err(|e| crac_criu::Error::Io("locating the crac executable", e))
+                .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| run::run(&options, &tool, &app[0], &app[1..]))
         }
         // Exit status 1 for anything that cannot be restored, a missing or foreign
@@ -219,7 +208,7 @@ fn main() -> ExitCode {
                 );
                 Ok(i32::from(!image.is_restorable()))
             }
-            Err(e @ (crac_criu::Error::Image { .. } | crac_criu::Error::Damaged { .. })) => {
+            Err(e @ LaunchError::Image(_)) => {
                 eprintln!("crac: {e}");
                 Ok(1)
             }
@@ -271,7 +260,7 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
     }
 }
 
-fn report(result: Result<i32, crac_criu::Error>) -> ExitCode {
+fn report(result: Result<i32, LaunchError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {

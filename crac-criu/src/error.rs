@@ -1,5 +1,6 @@
-//! What can go wrong in the criu engine and in restores: one variant per situation a
-//! caller may want to tell apart, each message naming the thing and what to do.
+//! What can go wrong when an application checkpoints itself with the criu engine: one
+//! variant per situation a caller may want to tell apart, each message naming the thing
+//! and what to do. What the `crac` command meets is `launcher::LaunchError`.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use crate::sys::criu::CriuMissing;
 use crate::sys::fd_info::OpenFd;
 
-/// What can go wrong in the criu engine and in restores.
+/// What can go wrong when a process checkpoints itself with the criu engine.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -20,19 +21,8 @@ pub enum Error {
         problem: String,
     },
     /// No `criu` binary was found.
-    #[error(
-        "criu not found on PATH: install CRIU 4.1+ with scripts/install-criu.sh, or set CRAC_CRIU \
-         to its path"
-    )]
+    #[error("{CRIU_NOT_FOUND}")]
     CriuNotFound,
-    /// A program could not be started.
-    #[error("cannot start {}: {source}", program.display())]
-    Start {
-        /// The program.
-        program: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
     /// The image directory holds something a checkpoint must not replace.
     #[error(
         "the image directory {} (CRAC_CHECKPOINT_TO, crac run --image) {problem}; a checkpoint \
@@ -65,52 +55,6 @@ pub enum Error {
     /// The dump helper failed before CRIU could report.
     #[error(transparent)]
     Helper(#[from] HelperFailure),
-    /// `criu restore` failed.
-    #[error("criu restore failed:\n{reason}\nfull CRIU log: {}", log.display())]
-    Restore {
-        /// The error lines of CRIU's log.
-        reason: String,
-        /// The whole log.
-        log: PathBuf,
-    },
-    /// The image cannot be restored here; nothing was touched.
-    #[error("cannot restore {}: {problem}", dir.display())]
-    Image {
-        /// The image directory.
-        dir: PathBuf,
-        /// What is wrong, and what to do.
-        problem: String,
-    },
-    /// The image's contents are not what the dump wrote (a file or the manifest damaged,
-    /// edited, added or missing); nothing was restored.
-    #[error(
-        "cannot restore {}: the image was damaged or changed after the dump: {problem}; take a \
-         new checkpoint",
-        dir.display()
-    )]
-    Damaged {
-        /// The image directory.
-        dir: PathBuf,
-        /// Which file, and how it differs.
-        problem: String,
-    },
-    /// A PID or TID of the image is taken on this host.
-    #[error(
-        "PID {id} recorded in the image is in use by `{holder}`: a restore needs the original PID and \
-         thread IDs free; stop that process (or restore in a fresh PID namespace)"
-    )]
-    PidInUse {
-        /// The PID or TID.
-        id: i32,
-        /// The command name of the process holding it.
-        holder: String,
-    },
-    /// `crac checkpoint PID` could not get the process checkpointed.
-    #[error(transparent)]
-    Request(#[from] RequestFailure),
-    /// A program to run was not found.
-    #[error("cannot find the program {}", .0.display())]
-    ProgramNotFound(PathBuf),
     /// Something done to a file or directory failed; the message names it.
     #[error("{action} {}: {source}", path.display())]
     File {
@@ -122,23 +66,20 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A system call failed.
-    #[error("{0}: {1}")]
-    Io(&'static str, #[source] std::io::Error),
-    /// The process lacks capabilities CRIU needs, or runs under a seccomp filter: the
-    /// message names each, and how to grant it.
-    #[error("{problem}")]
-    Privileges {
-        /// What is missing, what for, and how to grant it.
-        problem: String,
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done, e.g. "opening /dev/null".
+        action: &'static str,
+        /// Why it failed.
+        source: std::io::Error,
     },
-    /// A restore failed in a process that lacks capabilities a restore needs.
-    #[error("{source}\n{problem}")]
-    WithoutPrivileges {
-        /// The failure.
-        source: Box<Error>,
-        /// What is missing, what for, and how to grant it.
-        problem: String,
-    },
+}
+
+impl Error {
+    /// Wraps a failed system call's error, saying what was being done.
+    pub(crate) fn io(action: &'static str) -> impl FnOnce(std::io::Error) -> Error {
+        move |source| Error::Io { action, source }
+    }
 }
 
 /// Why a process cannot checkpoint itself as it was started.
@@ -197,48 +138,16 @@ pub enum HelperFailure {
     NoOutcome,
 }
 
-/// Why `crac checkpoint PID` did not get a checkpoint.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum RequestFailure {
-    /// No such process.
-    #[error("no process {0}")]
-    NoProcess(i32),
-    /// The process has no image directory to write to.
-    #[error("process {0} has no CRAC_CHECKPOINT_TO: it cannot be checkpointed")]
-    NoImageDir(i32),
-    /// The process does not serve requests.
-    #[error(
-        "process {0} does not accept checkpoint requests: it must call \
-         crac::checkpoint_on_request() (and be built with crac's criu engine)"
-    )]
-    NotAccepting(i32),
-    /// The process answered that it did not checkpoint.
-    #[error("process {pid} did not checkpoint: {reason}")]
-    Refused {
-        /// The process.
-        pid: i32,
-        /// Its error.
-        reason: String,
-    },
-    /// The process exited without an answer and without a new image.
-    #[error("process {0} exited without reporting an outcome and wrote no new image")]
-    ExitedWithoutImage(i32),
-    /// No answer within the deadline.
-    #[error(
-        "process {pid} did not answer within {} s (its answer file {} never appeared); it may be \
-         stuck in a hook, or unable to write there",
-        waited.as_secs(),
-        answer.display()
-    )]
-    NoAnswer {
-        /// The process.
-        pid: i32,
-        /// How long the requester waited.
-        waited: Duration,
-        /// Where the answer was expected.
-        answer: PathBuf,
-    },
+/// Why no `criu` binary was found (both audiences meet it).
+pub(crate) const CRIU_NOT_FOUND: &str = "criu not found on PATH: install CRIU 4.1+ with \
+     scripts/install-criu.sh, or set CRAC_CRIU to its path";
+
+/// What is wrong with a `CRAC_CRIU` that names no file.
+pub(crate) fn criu_setting_problem(path: &std::path::Path) -> String {
+    format!(
+        "{}: no such file; point it at a CRIU 4.1+ binary",
+        path.display()
+    )
 }
 
 impl From<CriuMissing> for Error {
@@ -246,10 +155,7 @@ impl From<CriuMissing> for Error {
         match missing {
             CriuMissing::NoSuchFile(path) => Error::Setting {
                 setting: crate::env::CRIU,
-                problem: format!(
-                    "{}: no such file; point it at a CRIU 4.1+ binary",
-                    path.display()
-                ),
+                problem: criu_setting_problem(&path),
             },
             CriuMissing::NotFound => Error::CriuNotFound,
         }

@@ -177,8 +177,6 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-/// Runs `scenario`: warms the index, then checkpoints as the scenario says, printing
-/// what it observes; always ends the process.
 /// A hook that overruns its 300 ms deadline: at checkpoint (`deadline-checkpoint`), or
 /// after a real restore (`deadline-restore`).
 #[derive(Checkpointable)]
@@ -209,6 +207,8 @@ impl Stalls {
     }
 }
 
+/// Runs `scenario`: warms the index, then checkpoints as the scenario says, printing
+/// what it observes; always ends the process.
 pub(crate) fn run(scenario: &str) -> ! {
     let index = Arc::new(Index {
         entries: Mutex::new(
@@ -231,46 +231,240 @@ pub(crate) fn run(scenario: &str) -> ! {
         std::process::id(),
         index.checksum()
     ));
-
-    if scenario == "carried-listener" {
-        // a listening socket the program keeps through the checkpoint, on purpose
-        let listener =
-            std::net::TcpListener::bind(std::env::var("CRAC_E2E_LISTEN").unwrap()).unwrap();
-        let _claim = crac::claim_fd(&listener, "carried listener");
-        let restore = crac::checkpoint_restore().unwrap();
-        say(&format!("listening {:?}", restore.outcome()));
-        std::thread::sleep(Duration::from_secs(3));
-        std::process::exit(7);
-    }
-    if scenario == "ready-then-direct" {
-        // the README's direct pattern in a program that also calls ready()
-        let first = crac::ready().unwrap().map(|r| r.outcome());
-        let second = crac::checkpoint_restore().map(|r| r.outcome());
-        say(&format!("direct after ready {first:?}: {second:?}"));
-        std::process::exit(7);
-    }
-    if scenario == "clock" {
-        let (monotonic, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
-        let restore = crac::checkpoint_restore().unwrap();
-        say(&format!(
-            "clock {:?} monotonic {} wall {} checkpointed_for {}",
-            restore.outcome(),
-            monotonic.elapsed().as_millis(),
-            wall.elapsed().unwrap().as_millis(),
-            restore.checkpointed_for.unwrap().as_millis()
-        ));
-        std::process::exit(7);
+    match scenario {
+        "carried-listener" => carried_listener(),
+        "ready-then-direct" => ready_then_direct(),
+        "clock" => clock(),
+        "unique" => unique(&index),
+        "secrets" => secrets(),
+        "restore-env" => restore_env(),
+        "reopen" => reopen(),
+        "args" => args(),
+        "ready" => ready(&index),
+        "request" => on_request(&index, &server),
+        "forever" => forever(),
+        "soak" => soak(&index),
+        _ => {}
     }
     if let Some(flavor) = scenario.strip_prefix("tokio-") {
         tokio_service(flavor, &index);
     }
-    // Held across the checkpoint on purpose, for the open-resource check to find.
-    let _peer = (scenario == "unix-peer").then(|| {
+    if let Some(phase) = scenario.strip_prefix("deadline-") {
+        deadline(phase, &index);
+    }
+    if let Some(variant) = scenario.strip_prefix("periodic") {
+        periodic(variant);
+    }
+    let _held = hold_on_purpose(scenario);
+    checkpoint_rounds(scenario, &index)
+}
+
+/// A listening socket the program keeps through the checkpoint, on purpose.
+fn carried_listener() -> ! {
+    let listener = std::net::TcpListener::bind(std::env::var("CRAC_E2E_LISTEN").unwrap()).unwrap();
+    let _claim = crac::claim_fd(&listener, "carried listener");
+    let restore = crac::checkpoint_restore().unwrap();
+    say(&format!("listening {:?}", restore.outcome()));
+    std::thread::sleep(Duration::from_secs(3));
+    std::process::exit(7);
+}
+
+/// The README's direct pattern in a program that also calls ready().
+fn ready_then_direct() -> ! {
+    let first = crac::ready().unwrap().map(|r| r.outcome());
+    let second = crac::checkpoint_restore().map(|r| r.outcome());
+    say(&format!("direct after ready {first:?}: {second:?}"));
+    std::process::exit(7);
+}
+
+fn clock() -> ! {
+    let (monotonic, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+    let restore = crac::checkpoint_restore().unwrap();
+    say(&format!(
+        "clock {:?} monotonic {} wall {} checkpointed_for {}",
+        restore.outcome(),
+        monotonic.elapsed().as_millis(),
+        wall.elapsed().unwrap().as_millis(),
+        restore.checkpointed_for.unwrap().as_millis()
+    ));
+    std::process::exit(7);
+}
+
+fn unique(index: &Index) -> ! {
+    let ids = Arc::new(Ids {
+        rng: Mutex::new(rand::make_rng()),
+    });
+    crac::register(&ids);
+    let restore = crac::checkpoint_restore().unwrap();
+    let random = rand::RngExt::random::<u64>(&mut *ids.rng.lock().unwrap());
+    say(&format!(
+        "unique {:?} instance {:032x} random {random:016x} pid {} checksum {}",
+        restore.outcome(),
+        restore.instance_id,
+        std::process::id(),
+        index.checksum()
+    ));
+    std::process::exit(7);
+}
+
+fn deadline(phase: &str, index: &Index) -> ! {
+    let stalls = Arc::new(Stalls {
+        at_checkpoint: phase == "checkpoint",
+    });
+    crac::register(&stalls);
+    match crac::checkpoint_restore() {
+        Ok(restore) => say(&format!("deadline {:?}", restore.outcome())),
+        Err(e) => say(&format!("deadline error {e}")),
+    }
+    // The late hook prints when it ends.
+    std::thread::sleep(Duration::from_secs(1));
+    say(&format!("still running checksum {}", index.checksum()));
+    std::process::exit(7);
+}
+
+fn restore_env() -> ! {
+    let listen = Arc::new(Listen {
+        port: AtomicU16::new(8080),
+    });
+    crac::register(&listen);
+    let outcome = match crac::checkpoint_restore() {
+        Ok(restore) => format!("{:?}", restore.outcome()),
+        Err(e) => format!("error {e}"),
+    };
+    say(&format!(
+        "port {} {outcome}",
+        listen.port.load(Ordering::SeqCst)
+    ));
+    std::process::exit(7);
+}
+
+fn reopen() -> ! {
+    let path = std::env::var("CRAC_E2E_LOG").unwrap();
+    let journal = Arc::new(Journal {
+        log: Mutex::new(std::fs::File::create(path).unwrap()),
+    });
+    crac::register(&journal);
+    journal.log.lock().unwrap().write_all(b"before\n").unwrap();
+    let outcome = match crac::checkpoint_restore() {
+        Ok(restore) => format!("{:?}", restore.outcome()),
+        Err(e) => format!("error {e}"),
+    };
+    let written = match journal.log.lock().unwrap().write_all(b"after\n") {
+        Ok(()) => "written".to_string(),
+        Err(e) => format!("not written: {e}"),
+    };
+    say(&format!("journal {outcome}; after {written}"));
+    std::process::exit(7);
+}
+
+fn args() -> ! {
+    let upstream = Arc::new(Upstream);
+    crac::register(&upstream);
+    let restore = crac::checkpoint_restore().unwrap();
+    say(&format!(
+        "restored args {:?} env {:?}",
+        restore.args, restore.env
+    ));
+    std::process::exit(7);
+}
+
+fn ready(index: &Index) -> ! {
+    let restore = crac::ready().unwrap();
+    say(&format!(
+        "ready {:?} checksum {}",
+        restore.map(|r| r.outcome()),
+        index.checksum()
+    ));
+    say("exiting 7");
+    std::process::exit(7);
+}
+
+/// A service loop: work, then a consistent point; after two images it crashes, or
+/// (`-exit`) exits by itself with a code a shell would read as a signal, or
+/// (`-forever`) goes on until it is stopped.
+fn periodic(variant: &str) -> ! {
+    let mut images = 0;
+    for round in 0.. {
+        std::thread::sleep(Duration::from_millis(200));
+        if let Some(restore) = crac::at_consistent_point().unwrap() {
+            say(&format!(
+                "periodic {:?} at round {round}",
+                restore.outcome()
+            ));
+            if restore.is_restored() && variant != "-forever" {
+                say("exiting 7");
+                std::process::exit(7);
+            }
+            images += 1;
+            if images == 2 && variant == "-exit" {
+                say("exiting 137");
+                std::process::exit(137);
+            }
+            if images == 2 && variant.is_empty() {
+                say("crashing");
+                std::process::abort();
+            }
+        }
+    }
+    unreachable!("the rounds never end")
+}
+
+fn on_request(index: &Index, server: &Server) -> ! {
+    crac::checkpoint_on_request().unwrap();
+    say("ready");
+    while !server.restored.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    say(&format!(
+        "restored on request checksum {}",
+        index.checksum()
+    ));
+    std::process::exit(7);
+}
+
+fn forever() -> ! {
+    let restore = crac::checkpoint_restore().unwrap();
+    say(&format!("round 1 outcome {:?}", restore.outcome()));
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// One lineage: every restored copy reports what it holds, then checkpoints again.
+fn soak(index: &Index) -> ! {
+    loop {
+        let restore = crac::checkpoint_restore().unwrap();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string()
+        };
+        say(&format!(
+            "soak generation {} fds {} threads {} rss_kb {} checksum {}",
+            restore.generation,
+            std::fs::read_dir("/proc/self/fd").unwrap().count(),
+            field("Threads:"),
+            field("VmRSS:"),
+            index.checksum()
+        ));
+    }
+}
+
+/// What `unix-peer`, `open-file` and `tcp` hold across the checkpoint on purpose, for
+/// the open-resource check to find.
+fn hold_on_purpose(scenario: &str) -> impl Sized {
+    let peer = (scenario == "unix-peer").then(|| {
         std::os::unix::net::UnixStream::connect(std::env::var("CRAC_E2E_UNIX_PEER").unwrap())
             .unwrap()
     });
-    let _file = (scenario == "open-file").then(|| std::fs::File::open("/etc/hostname").unwrap());
-    let _tcp = (scenario == "tcp").then(|| {
+    let file = (scenario == "open-file").then(|| std::fs::File::open("/etc/hostname").unwrap());
+    let tcp = (scenario == "tcp").then(|| {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let client = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let accepted = listener.accept().unwrap().0;
@@ -282,165 +476,11 @@ pub(crate) fn run(scenario: &str) -> ! {
         ));
         (listener, client, accepted, claim)
     });
+    (peer, file, tcp)
+}
 
-    if scenario == "unique" {
-        let ids = Arc::new(Ids {
-            rng: Mutex::new(rand::make_rng()),
-        });
-        crac::register(&ids);
-        let restore = crac::checkpoint_restore().unwrap();
-        let random = rand::RngExt::random::<u64>(&mut *ids.rng.lock().unwrap());
-        say(&format!(
-            "unique {:?} instance {:032x} random {random:016x} pid {} checksum {}",
-            restore.outcome(),
-            restore.instance_id,
-            std::process::id(),
-            index.checksum()
-        ));
-        std::process::exit(7);
-    }
-    if scenario == "secrets" {
-        secrets();
-    }
-    if let Some(phase) = scenario.strip_prefix("deadline-") {
-        let stalls = Arc::new(Stalls {
-            at_checkpoint: phase == "checkpoint",
-        });
-        crac::register(&stalls);
-        match crac::checkpoint_restore() {
-            Ok(restore) => say(&format!("deadline {:?}", restore.outcome())),
-            Err(e) => say(&format!("deadline error {e}")),
-        }
-        // The late hook prints when it ends.
-        std::thread::sleep(Duration::from_secs(1));
-        say(&format!("still running checksum {}", index.checksum()));
-        std::process::exit(7);
-    }
-    if scenario == "restore-env" {
-        let listen = Arc::new(Listen {
-            port: AtomicU16::new(8080),
-        });
-        crac::register(&listen);
-        let outcome = match crac::checkpoint_restore() {
-            Ok(restore) => format!("{:?}", restore.outcome()),
-            Err(e) => format!("error {e}"),
-        };
-        say(&format!(
-            "port {} {outcome}",
-            listen.port.load(Ordering::SeqCst)
-        ));
-        std::process::exit(7);
-    }
-    if scenario == "reopen" {
-        let path = std::env::var("CRAC_E2E_LOG").unwrap();
-        let journal = Arc::new(Journal {
-            log: Mutex::new(std::fs::File::create(path).unwrap()),
-        });
-        crac::register(&journal);
-        journal.log.lock().unwrap().write_all(b"before\n").unwrap();
-        let outcome = match crac::checkpoint_restore() {
-            Ok(restore) => format!("{:?}", restore.outcome()),
-            Err(e) => format!("error {e}"),
-        };
-        let written = match journal.log.lock().unwrap().write_all(b"after\n") {
-            Ok(()) => "written".to_string(),
-            Err(e) => format!("not written: {e}"),
-        };
-        say(&format!("journal {outcome}; after {written}"));
-        std::process::exit(7);
-    }
-    if scenario == "args" {
-        let upstream = Arc::new(Upstream);
-        crac::register(&upstream);
-        let restore = crac::checkpoint_restore().unwrap();
-        say(&format!(
-            "restored args {:?} env {:?}",
-            restore.args, restore.env
-        ));
-        std::process::exit(7);
-    }
-    if scenario == "ready" {
-        let restore = crac::ready().unwrap();
-        say(&format!(
-            "ready {:?} checksum {}",
-            restore.map(|r| r.outcome()),
-            index.checksum()
-        ));
-        say("exiting 7");
-        std::process::exit(7);
-    }
-    if let Some(variant) = scenario.strip_prefix("periodic") {
-        // a service loop: work, then a consistent point; after two images it crashes,
-        // or (`-exit`) exits by itself with a code a shell would read as a signal, or
-        // (`-forever`) goes on until it is stopped
-        let mut images = 0;
-        for round in 0.. {
-            std::thread::sleep(Duration::from_millis(200));
-            if let Some(restore) = crac::at_consistent_point().unwrap() {
-                say(&format!(
-                    "periodic {:?} at round {round}",
-                    restore.outcome()
-                ));
-                if restore.is_restored() && variant != "-forever" {
-                    say("exiting 7");
-                    std::process::exit(7);
-                }
-                images += 1;
-                if images == 2 && variant == "-exit" {
-                    say("exiting 137");
-                    std::process::exit(137);
-                }
-                if images == 2 && variant.is_empty() {
-                    say("crashing");
-                    std::process::abort();
-                }
-            }
-        }
-    }
-    if scenario == "request" {
-        crac::checkpoint_on_request().unwrap();
-        say("ready");
-        while !server.restored.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        say(&format!(
-            "restored on request checksum {}",
-            index.checksum()
-        ));
-        std::process::exit(7);
-    }
-    if scenario == "forever" {
-        let restore = crac::checkpoint_restore().unwrap();
-        say(&format!("round 1 outcome {:?}", restore.outcome()));
-        loop {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-    if scenario == "soak" {
-        // One lineage: every restored copy reports what it holds, then checkpoints again.
-        loop {
-            let restore = crac::checkpoint_restore().unwrap();
-            let status = std::fs::read_to_string("/proc/self/status").unwrap();
-            let field = |name: &str| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .unwrap()
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .to_string()
-            };
-            say(&format!(
-                "soak generation {} fds {} threads {} rss_kb {} checksum {}",
-                restore.generation,
-                std::fs::read_dir("/proc/self/fd").unwrap().count(),
-                field("Threads:"),
-                field("VmRSS:"),
-                index.checksum()
-            ));
-        }
-    }
+/// The plain scenarios: one checkpoint (two for `twice`), each outcome printed.
+fn checkpoint_rounds(scenario: &str, index: &Index) -> ! {
     let rounds = if scenario == "twice" { 2 } else { 1 };
     for round in 1..=rounds {
         match crac::checkpoint_restore() {

@@ -194,7 +194,7 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedList
             .map(|fd| (action(env, application.as_ref(), &fd), fd))
             .collect::<Vec<_>>()
     };
-    let list = || fd_info::list().map_err(|e| Error::Io("listing /proc/self/fd", e));
+    let list = || fd_info::list().map_err(Error::io("listing /proc/self/fd"));
     let fds = list()?;
     let mut listeners = Vec::new();
     for fd in fds.iter().filter(|fd| claimed.contains(&fd.fd)) {
@@ -236,9 +236,8 @@ fn carried_listener(fd: &OpenFd) -> Option<CarriedListener> {
 
 /// Points `number` at `/dev/null`: whatever owns it keeps a valid fd of its own.
 fn detach(number: RawFd) -> Result<(), Error> {
-    let null = fd::dev_null().map_err(|e| Error::Io("opening /dev/null", e))?;
-    fd::redirect(number, std::os::fd::AsFd::as_fd(&null))
-        .map_err(|e| Error::Io("detaching an fd", e))
+    let null = fd::dev_null().map_err(Error::io("opening /dev/null"))?;
+    fd::redirect(number, std::os::fd::AsFd::as_fd(&null)).map_err(Error::io("detaching an fd"))
 }
 
 #[cfg(test)]

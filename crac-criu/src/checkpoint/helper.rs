@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::checkpoint::description::{Description, Identity};
 use crate::env::DUMP_HELPER as ENV;
 use crate::image::{self, DRAFT, LOG};
+use crate::role::{self, Role};
 use crate::sys::{fd_info, process, procfs};
 use crate::wire::dump_failure::{CriuEnd, DumpFailure};
 use crate::wire::signal::{self, Message};
@@ -94,16 +95,17 @@ pub(crate) fn entry_point() -> *const () {
 /// action script) it does the helper's work and exits; in the application it only
 /// notes the fds the parent passed on, for the open-resource check to name.
 extern "C" fn enter_if_helper() {
-    if std::env::var_os(ENV).is_none() {
-        fd_info::record_inherited();
-        return;
-    }
-    let code = match (
-        HelperArgs::from_env(),
-        std::env::var("CRTOOLS_SCRIPT_ACTION"),
-    ) {
-        (Some(args), Ok(action)) => after_dump(&args, &action),
-        (Some(args), Err(_)) => run(args),
+    let action = match role::of_this_process() {
+        Role::DumpHelper => None,
+        Role::DumpActionScript { action } => Some(action),
+        Role::Main | Role::RestoreActionScript { .. } => {
+            fd_info::record_inherited();
+            return;
+        }
+    };
+    let code = match (HelperArgs::from_env(), action) {
+        (Some(args), Some(action)) => after_dump(&args, &action),
+        (Some(args), None) => run(args),
         (None, _) => {
             eprintln!("crac: malformed {ENV}");
             2

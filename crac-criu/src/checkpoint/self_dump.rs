@@ -52,7 +52,7 @@ pub(crate) fn checkpoint(
     let staging = image::create_staging(&config.image_dir, pid)?;
     let description = Description {
         created: SystemTime::now(),
-        executable: std::env::current_exe().map_err(|e| Error::Io("locating the executable", e))?,
+        executable: std::env::current_exe().map_err(Error::io("locating the executable"))?,
         kernel: image::kernel_release(),
         cpu_flags: image::cpu_flags(),
         pid,
@@ -85,7 +85,7 @@ pub(crate) fn checkpoint(
         log_level: config.log_level,
     };
 
-    let mask = signal::block().map_err(|e| Error::Io("blocking the wake-up signal", e))?;
+    let mask = signal::block().map_err(Error::io("blocking the wake-up signal"))?;
     let outcome = run_helper(&args, description, config);
     // A mask that cannot be put back leaves the signal blocked in this thread: harmless,
     // as its no-op handler makes stray ones harmless anyway.
@@ -105,7 +105,7 @@ fn run_helper(
     let status = Command::new("/proc/self/exe")
         .envs(args.to_env())
         .status()
-        .map_err(|e| Error::Io("starting the dump helper", e))?;
+        .map_err(Error::io("starting the dump helper"))?;
     if !status.success() {
         return Err(HelperFailure::Start(status).into());
     }
@@ -116,22 +116,22 @@ fn run_helper(
     process::release_free_heap();
     description.resident_bytes = resident_bytes();
     std::fs::write(args.staging.join(DRAFT), description.encode())
-        .map_err(|e| Error::Io("writing the image's description", e))?;
+        .map_err(Error::io("writing the image's description"))?;
     let placeholder = restore_args::placeholder()
-        .map_err(|e| Error::Io("creating the restore-arguments memfd", e))?;
+        .map_err(Error::io("creating the restore-arguments memfd"))?;
     // From here on every way back takes them back from the helper, which holds them.
     secret_env::wipe(&wiped);
     // On these two failures the helper, never told to go, gives up on its own; stdio
     // is taken back as far as it can be, and the failure that stopped us is reported.
     if let Err(e) = stdio::swap_to_memfds() {
         let _ = take_back(helper, &wiped);
-        return Err(Error::Io("handing stdio over", e));
+        return Err(Error::io("handing stdio over")(e));
     }
     let dumped_at = SystemTime::now();
     stack::scrub_dead_frames();
     if let Err(e) = signal::send(helper, helper, Message::Go) {
         let _ = take_back(helper, &wiped);
-        return Err(Error::Io("signalling the dump helper", e));
+        return Err(Error::io("signalling the dump helper")(e));
     }
 
     let (outcome, requests) = wait_for_outcome(helper)?;
@@ -162,9 +162,9 @@ fn run_helper(
             if message == Message::LeftRunning {
                 return taken_back
                     .map(|()| EngineOutcome::LeftRunning)
-                    .map_err(|e| {
-                        Error::Io("taking stdio and secrets back from the dump helper", e)
-                    });
+                    .map_err(Error::io(
+                        "taking stdio and secrets back from the dump helper",
+                    ));
             }
             let log = image::failed_log(&config.image_dir);
             let mut reason = failure_reason(DumpFailure::from_payload(outcome.payload), &log);
@@ -205,7 +205,7 @@ fn wait_until_ready() -> Result<libc::pid_t, Error> {
     let deadline = std::time::Instant::now() + HELPER_START;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match signal::wait(Some(left)).map_err(|e| Error::Io("waiting for the dump helper", e))? {
+        match signal::wait(Some(left)).map_err(Error::io("waiting for the dump helper"))? {
             Some(r) if r.message == Message::HelperReady => return Ok(r.sender),
             // another `crac checkpoint` while this thread serves one
             Some(r) if r.message == Message::Go => request_server::refuse_busy(r.payload),
@@ -225,7 +225,7 @@ fn wait_for_outcome(helper: libc::pid_t) -> Result<(Received, Vec<u32>), Error> 
     let mut requests = Vec::new();
     loop {
         match signal::wait(Some(Duration::from_secs(1))) {
-            Err(e) => return Err(Error::Io("waiting in place for the dump", e)),
+            Err(e) => return Err(Error::io("waiting in place for the dump")(e)),
             Ok(Some(r))
                 if matches!(
                     r.message,
@@ -282,7 +282,7 @@ fn become_session_leader() -> Result<(), Error> {
     }
     nix::unistd::setsid()
         .map(|_| ())
-        .map_err(|e| Error::Io("becoming a session leader", e.into()))
+        .map_err(|e| Error::io("becoming a session leader")(e.into()))
 }
 
 fn resident_bytes() -> u64 {

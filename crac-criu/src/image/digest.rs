@@ -9,7 +9,7 @@
 //! directory must be as trusted as the binary it restores.
 //!
 //! The page data (`pages-*.img`, nearly all of an image) is what a restore spends its time
-//! reading; a restore checks it beside CRIU instead of before it (see `launcher/restore.rs`).
+//! reading; a restore checks it beside CRIU instead of before it (see `launcher/page_check.rs`).
 
 use std::io::Read as _;
 use std::path::Path;

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::image::digest;
 use crate::image::host::{cpu_flags, sha256};
 use crate::image::manifest::{ExeStat, FILE_NAME, ImageFile, LOG, Manifest};
+use crate::image::refusal::ImageRefusal;
 
 /// A path beside the image directory: `<name><suffix>`, or `.<name><suffix>` if hidden.
 pub(crate) fn sibling(dir: &Path, suffix: &str, hidden: bool) -> PathBuf {
@@ -96,8 +97,8 @@ const UNLISTED: [&str; 3] = [LOG, "stats-dump", "stats-restore"];
 
 /// Checks that `dir` holds a complete, undamaged image that can be restored on this host
 /// by this executable; nothing is touched. Returns its manifest.
-pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, Error> {
-    let refuse = |problem: String| Error::Image {
+pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, ImageRefusal> {
+    let refuse = |problem: String| ImageRefusal::Unrestorable {
         dir: dir.into(),
         problem,
     };
@@ -110,7 +111,7 @@ pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, Error
         ));
     }
     let manifest = Manifest::read(dir)?;
-    let damaged = |problem: String| Error::Damaged {
+    let damaged = |problem: String| ImageRefusal::Damaged {
         dir: dir.into(),
         problem,
     };
@@ -141,13 +142,13 @@ pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, Error
 }
 
 /// Checks the page data that [`Contents::AllButPages`] left out.
-pub(crate) fn verify_pages(dir: &Path, manifest: &Manifest) -> Result<(), Error> {
+pub(crate) fn verify_pages(dir: &Path, manifest: &Manifest) -> Result<(), ImageRefusal> {
     manifest
         .files
         .iter()
         .filter(|f| digest::is_page_data(&f.name))
         .try_for_each(|f| check_file(dir, f))
-        .map_err(|problem| Error::Damaged {
+        .map_err(|problem| ImageRefusal::Damaged {
             dir: dir.into(),
             problem,
         })

@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::error::Error;
 use crate::image::digest;
+use crate::image::refusal::ImageRefusal;
 use crate::sys::environ;
 
 pub(crate) const FILE_NAME: &str = "crac-manifest";
@@ -215,137 +215,27 @@ impl Manifest {
         out
     }
 
+    /// Reads a manifest's text: its format line, the digest sealing it, then each entry.
     pub(crate) fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
-        let first = text.lines().next().unwrap_or("");
-        if first != format!("format {FORMAT}") {
-            let found = first.chars().take(40).collect();
-            return Err(if first.starts_with("format crac-image ") {
-                ManifestError::Outdated {
-                    path: path.into(),
-                    found,
-                }
-            } else {
-                ManifestError::Foreign {
-                    path: path.into(),
-                    found,
-                }
-            });
-        }
-        let text = checked_body(path, text)?;
-        let bad = |line: usize, problem: String| ManifestError::Malformed {
-            path: path.into(),
-            line,
-            problem,
-        };
-        let mut m = Draft::default();
-        for (i, line) in text.lines().enumerate().skip(1) {
-            let n = i + 1;
+        check_format(path, text)?;
+        let body = checked_body(path, text)?;
+        let mut draft = Draft::default();
+        for (i, line) in body.lines().enumerate().skip(1) {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
-            let fields: Vec<&str> = value.split(' ').collect();
-            match key {
-                "created" if fields.len() == 2 => {
-                    let (secs, nanos): (u64, u32) = (
-                        number(path, n, key, fields[0])?,
-                        number(path, n, key, fields[1])?,
-                    );
-                    let since_epoch =
-                        Duration::from_secs(secs).checked_add(Duration::from_nanos(nanos.into()));
-                    m.created = Some(
-                        since_epoch
-                            .and_then(|d| UNIX_EPOCH.checked_add(d))
-                            .ok_or_else(|| bad(n, "`created` is out of range".into()))?,
-                    );
-                }
-                "executable" => m.executable = Some(PathBuf::from(value)),
-                "executable-sha256" => m.sha = Some(value.to_string()),
-                "executable-stat" => {
-                    let stat = value.parse().map_err(|e| bad(n, format!("`{key}`: {e}")))?;
-                    m.stat = Some(stat);
-                }
-                "kernel" => m.kernel = Some(value.to_string()),
-                "cpu-flags" => m.cpu_flags = value.split_whitespace().map(String::from).collect(),
-                "criu-version" => m.criu_version = Some(value.to_string()),
-                "pid" => m.pid = Some(number::<i32>(path, n, key, value)?),
-                "waiter-tid" => m.waiter_tid = Some(number::<i32>(path, n, key, value)?),
-                "tids" => {
-                    m.tids = value
-                        .split_whitespace()
-                        .map(|t| number::<i32>(path, n, key, t))
-                        .collect::<Result<_, _>>()?
-                }
-                "pid-namespace" => {
-                    m.namespace = Some(match value {
-                        "private" => true,
-                        "host" => false,
-                        other => {
-                            return Err(bad(
-                                n,
-                                format!("`pid-namespace`: {other:?} is not private or host"),
-                            ));
-                        }
-                    })
-                }
-                "resident-bytes" => m.resident = Some(number::<u64>(path, n, key, value)?),
-                "restore-option" => m.restore_options.push(value.to_string()),
-                "listener" => {
-                    let parsed = match value.split_once(' ') {
-                        Some((address, "shared")) => address.parse().ok().map(|a| (a, true)),
-                        Some((address, "exclusive")) => address.parse().ok().map(|a| (a, false)),
-                        _ => None,
-                    };
-                    let (address, shared) = parsed.ok_or_else(|| {
-                        bad(
-                            n,
-                            format!(
-                                "`listener`: expected `ADDRESS shared|exclusive`, not {value:?}"
-                            ),
-                        )
-                    })?;
-                    m.listeners.push(CarriedListener { address, shared });
-                }
-                "secret-env" => {
-                    environ::c_name(value)
-                        .map_err(|problem| bad(n, format!("`secret-env`: {problem}")))?;
-                    m.secret_env.push(value.to_string());
-                }
-                "plan" => {
-                    let mut parts = value.splitn(4, ' ');
-                    let (Some(rank), Some(kind), Some(depth), Some(name)) =
-                        (parts.next(), parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(bad(n, "`plan` needs rank, kind, depth and name".into()));
-                    };
-                    m.plan.push(PlanLine {
-                        rank: number::<u32>(path, n, key, rank)?,
-                        kind: kind.to_string(),
-                        depth: number::<usize>(path, n, key, depth)?,
-                        name: name.to_string(),
-                    });
-                }
-                "file" => {
-                    let mut parts = value.splitn(3, ' ');
-                    let (Some(size), Some(blake3), Some(name)) =
-                        (parts.next(), parts.next(), parts.next())
-                    else {
-                        return Err(bad(n, "`file` needs size, digest and name".into()));
-                    };
-                    m.files.push(ImageFile {
-                        name: name.to_string(),
-                        size: number::<u64>(path, n, key, size)?,
-                        blake3: blake3.to_string(),
-                    });
-                }
-                "" => {}
-                _ => return Err(bad(n, format!("unknown or malformed entry `{key}`"))),
-            }
+            draft.take(&Entry {
+                path,
+                line: i + 1,
+                key,
+                value,
+            })?;
         }
-        m.finish(path)
+        draft.finish(path)
     }
 
     /// Reads `DIR/crac-manifest`.
-    pub(crate) fn read(dir: &Path) -> Result<Manifest, Error> {
+    pub(crate) fn read(dir: &Path) -> Result<Manifest, ImageRefusal> {
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Image {
+        let text = std::fs::read_to_string(&path).map_err(|e| ImageRefusal::Unrestorable {
             dir: dir.into(),
             problem: if e.kind() == std::io::ErrorKind::NotFound {
                 format!(
@@ -357,16 +247,36 @@ impl Manifest {
             },
         })?;
         Manifest::parse(&path, &text).map_err(|e| match e {
-            ManifestError::Tampered { problem, .. } => Error::Damaged {
+            ManifestError::Tampered { problem, .. } => ImageRefusal::Damaged {
                 dir: dir.into(),
                 problem: format!("{FILE_NAME}: {problem}"),
             },
-            e => Error::Image {
+            e => ImageRefusal::Unrestorable {
                 dir: dir.into(),
                 problem: e.to_string(),
             },
         })
     }
+}
+
+/// The first line names this format: an earlier one is outdated, anything else foreign.
+fn check_format(path: &Path, text: &str) -> Result<(), ManifestError> {
+    let first = text.lines().next().unwrap_or("");
+    if first == format!("format {FORMAT}") {
+        return Ok(());
+    }
+    let found = first.chars().take(40).collect();
+    Err(if first.starts_with("format crac-image ") {
+        ManifestError::Outdated {
+            path: path.into(),
+            found,
+        }
+    } else {
+        ManifestError::Foreign {
+            path: path.into(),
+            found,
+        }
+    })
 }
 
 /// The manifest's text before its last line, once that line's digest is found to match.
@@ -390,19 +300,107 @@ fn checked_body<'t>(path: &Path, text: &'t str) -> Result<&'t str, ManifestError
     Ok(body)
 }
 
-/// One numeric field, parsed into its own type so that out-of-range values are refused
-/// rather than wrapped.
-fn number<T: std::str::FromStr>(
-    path: &Path,
+/// One `key value` line of a manifest, where it is.
+struct Entry<'t> {
+    path: &'t Path,
+    /// Its line number, from 1.
     line: usize,
-    key: &str,
-    text: &str,
-) -> Result<T, ManifestError> {
-    text.parse().map_err(|_| ManifestError::Malformed {
-        path: path.into(),
-        line,
-        problem: format!("`{key}`: not a valid number: {text:?}"),
-    })
+    key: &'t str,
+    value: &'t str,
+}
+
+impl Entry<'_> {
+    /// The value's space-separated fields.
+    fn fields(&self) -> Vec<&str> {
+        self.value.split(' ').collect()
+    }
+
+    /// The entry refused as malformed.
+    fn bad(&self, problem: String) -> ManifestError {
+        ManifestError::Malformed {
+            path: self.path.into(),
+            line: self.line,
+            problem,
+        }
+    }
+
+    /// One numeric field, parsed into its own type so that out-of-range values are
+    /// refused rather than wrapped.
+    fn number<T: std::str::FromStr>(&self, text: &str) -> Result<T, ManifestError> {
+        text.parse()
+            .map_err(|_| self.bad(format!("`{}`: not a valid number: {text:?}", self.key)))
+    }
+
+    /// `created`: seconds and nanoseconds since the Unix epoch.
+    fn created(&self, secs: &str, nanos: &str) -> Result<SystemTime, ManifestError> {
+        let (secs, nanos): (u64, u32) = (self.number(secs)?, self.number(nanos)?);
+        let since_epoch = Duration::from_secs(secs).checked_add(Duration::from_nanos(nanos.into()));
+        since_epoch
+            .and_then(|d| UNIX_EPOCH.checked_add(d))
+            .ok_or_else(|| self.bad("`created` is out of range".into()))
+    }
+
+    /// `executable-stat`: [`ExeStat`]'s text form.
+    fn executable_stat(&self) -> Result<ExeStat, ManifestError> {
+        self.value
+            .parse()
+            .map_err(|problem| self.bad(format!("`{}`: {problem}", self.key)))
+    }
+
+    /// `pid-namespace`: `private` or `host`.
+    fn private_pid_namespace(&self) -> Result<bool, ManifestError> {
+        match self.value {
+            "private" => Ok(true),
+            "host" => Ok(false),
+            other => Err(self.bad(format!("`pid-namespace`: {other:?} is not private or host"))),
+        }
+    }
+
+    /// `listener`: `ADDRESS shared|exclusive`.
+    fn listener(&self) -> Result<CarriedListener, ManifestError> {
+        let parsed = match self.value.split_once(' ') {
+            Some((address, "shared")) => address.parse().ok().map(|a| (a, true)),
+            Some((address, "exclusive")) => address.parse().ok().map(|a| (a, false)),
+            _ => None,
+        };
+        let (address, shared) = parsed.ok_or_else(|| {
+            self.bad(format!(
+                "`listener`: expected `ADDRESS shared|exclusive`, not {:?}",
+                self.value
+            ))
+        })?;
+        Ok(CarriedListener { address, shared })
+    }
+
+    /// `plan`: `rank kind depth name`.
+    fn plan(&self) -> Result<PlanLine, ManifestError> {
+        let mut parts = self.value.splitn(4, ' ');
+        let (Some(rank), Some(kind), Some(depth), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.bad("`plan` needs rank, kind, depth and name".into()));
+        };
+        Ok(PlanLine {
+            rank: self.number::<u32>(rank)?,
+            kind: kind.to_string(),
+            depth: self.number::<usize>(depth)?,
+            name: name.to_string(),
+        })
+    }
+
+    /// `file`: `size blake3 name`.
+    fn file(&self) -> Result<ImageFile, ManifestError> {
+        let mut parts = self.value.splitn(3, ' ');
+        let (Some(size), Some(blake3), Some(name)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.bad("`file` needs size, digest and name".into()));
+        };
+        Ok(ImageFile {
+            name: name.to_string(),
+            size: self.number::<u64>(size)?,
+            blake3: blake3.to_string(),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -427,6 +425,43 @@ struct Draft {
 }
 
 impl Draft {
+    /// Takes one entry in; an unknown key, or a known one with the wrong number of
+    /// fields, is refused.
+    fn take(&mut self, e: &Entry<'_>) -> Result<(), ManifestError> {
+        let (key, value, fields) = (e.key, e.value, e.fields());
+        match key {
+            "created" if fields.len() == 2 => self.created = Some(e.created(fields[0], fields[1])?),
+            "executable" => self.executable = Some(PathBuf::from(value)),
+            "executable-sha256" => self.sha = Some(value.to_string()),
+            "executable-stat" => self.stat = Some(e.executable_stat()?),
+            "kernel" => self.kernel = Some(value.to_string()),
+            "cpu-flags" => self.cpu_flags = value.split_whitespace().map(String::from).collect(),
+            "criu-version" => self.criu_version = Some(value.to_string()),
+            "pid" => self.pid = Some(e.number::<i32>(value)?),
+            "waiter-tid" => self.waiter_tid = Some(e.number::<i32>(value)?),
+            "tids" => {
+                self.tids = value
+                    .split_whitespace()
+                    .map(|t| e.number::<i32>(t))
+                    .collect::<Result<_, _>>()?
+            }
+            "pid-namespace" => self.namespace = Some(e.private_pid_namespace()?),
+            "resident-bytes" => self.resident = Some(e.number::<u64>(value)?),
+            "restore-option" => self.restore_options.push(value.to_string()),
+            "listener" => self.listeners.push(e.listener()?),
+            "secret-env" => {
+                environ::c_name(value)
+                    .map_err(|problem| e.bad(format!("`secret-env`: {problem}")))?;
+                self.secret_env.push(value.to_string());
+            }
+            "plan" => self.plan.push(e.plan()?),
+            "file" => self.files.push(e.file()?),
+            "" => {}
+            _ => return Err(e.bad(format!("unknown or malformed entry `{key}`"))),
+        }
+        Ok(())
+    }
+
     fn finish(self, path: &Path) -> Result<Manifest, ManifestError> {
         let missing = |key| ManifestError::Missing {
             path: path.into(),

@@ -6,6 +6,8 @@ mod directory;
 mod host;
 pub(crate) mod manifest;
 mod publish;
+mod refusal;
+mod restorability;
 mod staging;
 mod withdraw;
 
@@ -16,5 +18,7 @@ pub(crate) use directory::{
 pub(crate) use host::{cpu_flags, kernel_release, sha256};
 pub(crate) use manifest::LOG;
 pub(crate) use publish::publish;
+pub use refusal::ImageRefusal;
+pub(crate) use restorability::{check_ids_free, check_listeners_free};
 pub(crate) use staging::{DRAFT, create_staging, failed_log};
 pub(crate) use withdraw::{DirId, is_published, withdraw};

@@ -4,9 +4,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use crate::error::Error;
 use crate::image::{self, manifest::Manifest};
-use crate::launcher::restore;
+use crate::launcher::error::LaunchError;
 
 /// An image, described.
 #[derive(Debug)]
@@ -18,14 +17,14 @@ pub struct Inspection {
 }
 
 /// Reads and checks the image in `dir`; fails only when there is no manifest to describe.
-pub fn inspect(dir: &Path) -> Result<Inspection, Error> {
+pub fn inspect(dir: &Path) -> Result<Inspection, LaunchError> {
     let manifest = Manifest::read(dir)?;
     let restorable = image::validate(dir, image::Contents::All)
-        .and_then(|m| restore::check_ids_free(&m).map(|()| m))
+        .and_then(|m| image::check_ids_free(&m).map(|()| m))
         .map_err(|e| e.to_string())
-        .and_then(|m| restore::check_listeners_free(&m));
+        .and_then(|m| image::check_listeners_free(&m));
     let bytes_on_disk = std::fs::read_dir(dir)
-        .map_err(|e| Error::Io("listing the image", e))?
+        .map_err(LaunchError::io("listing the image"))?
         .filter_map(|e| e.ok()?.metadata().ok())
         .map(|m| m.len())
         .sum();

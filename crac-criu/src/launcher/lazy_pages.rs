@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::error::Error;
+use crate::launcher::error::LaunchError;
 use crate::launcher::supervise::Ended;
 use crate::sys::{fd, process};
 
@@ -47,12 +47,12 @@ impl LazyPages {
         work_dir: PathBuf,
         log: PathBuf,
         log_level: u8,
-    ) -> Result<LazyPages, Error> {
+    ) -> Result<LazyPages, LaunchError> {
         let _ = std::fs::remove_dir_all(&work_dir);
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&work_dir)
-            .map_err(|source| Error::File {
+            .map_err(|source| LaunchError::File {
                 action: "creating",
                 path: work_dir.clone(),
                 source,
@@ -60,7 +60,7 @@ impl LazyPages {
         // Its socket file exists from bind(), before listen(): a restore connecting in
         // between is refused. CRIU says on a pipe when it listens.
         let (status, status_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| Error::Io("creating a pipe", e.into()))?;
+            .map_err(|e| LaunchError::io("creating a pipe")(e.into()))?;
         let writer = status_writer.as_raw_fd();
         let mut cmd = Command::new(criu);
         // SAFETY: the closure runs in the forked child before exec and only calls
@@ -81,7 +81,7 @@ impl LazyPages {
             .arg(format!("-v{log_level}"))
             .stdin(Stdio::null())
             .spawn()
-            .map_err(|source| Error::File {
+            .map_err(|source| LaunchError::File {
                 action: "running",
                 path: criu.to_path_buf(),
                 source,
@@ -97,7 +97,7 @@ impl LazyPages {
     }
 
     /// Waits until the server listens (CRIU's restore fails if it connects earlier).
-    pub(crate) fn listening(&mut self) -> Result<(), Error> {
+    pub(crate) fn listening(&mut self) -> Result<(), LaunchError> {
         let mut status = self.status.take().expect("waited for once");
         let mut byte = [0u8; 1];
         let ready = nix::poll::poll(
@@ -117,7 +117,7 @@ impl LazyPages {
         } else {
             server.wait().ok()
         };
-        Err(Error::Restore {
+        Err(LaunchError::Restore {
             reason: format!(
                 "criu lazy-pages {} before it listened\n{}",
                 ended.map_or("did not start in 10 s".into(), describe),
@@ -183,7 +183,7 @@ impl Watch {
     /// Once the copy has ended: gives the server a moment to finish on its own, ends
     /// it otherwise, and says whether it failed while the copy ran. `keep_log` keeps
     /// its log (the user asked for logs, or the restore failed).
-    pub(crate) fn finish(self, keep_log: bool) -> Result<(), Error> {
+    pub(crate) fn finish(self, keep_log: bool) -> Result<(), LaunchError> {
         let deadline = Instant::now() + Duration::from_secs(1);
         while !self.thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
@@ -209,7 +209,7 @@ impl Watch {
                 }
                 Ok(())
             }
-            Err(how) => Err(Error::Restore {
+            Err(how) => Err(LaunchError::Restore {
                 reason: format!(
                     "the lazy-pages server (criu lazy-pages) {how} before the process had all \
                      its memory; the process was stopped, as its memory would have been \

@@ -5,6 +5,8 @@
 //! Public for the `crac` command only (hidden from the documentation): applications
 //! never call these.
 
+mod action_script;
+mod error;
 pub mod inspect;
 mod lazy_pages;
 pub mod namespace;
@@ -14,32 +16,34 @@ pub mod request_client;
 pub mod restore;
 pub mod run;
 mod supervise;
+mod temp_files;
 mod verified_pages;
 
+pub use crate::image::ImageRefusal;
 pub use crate::wire::restore_args::RestoreArgs;
+pub use action_script::action_script;
+pub use error::{LaunchError, RequestFailure};
 pub use supervise::wait_for;
 pub use verified_pages::VerifyPages;
 
-use crate::error::Error;
 use crate::sys::privileges;
 
 /// `result` of a restore (`crac restore`, `crac run`), its failure explained when this
 /// process lacks a capability a restore needs: which, what for, and how to grant it.
 /// Refusals of the image itself and bad settings are left as they are.
-pub fn with_privilege_advice<T>(result: Result<T, Error>) -> Result<T, Error> {
+pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, LaunchError> {
     result.map_err(|e| match e {
-        Error::Setting { .. }
-        | Error::Image { .. }
-        | Error::Damaged { .. }
-        | Error::ImageTarget { .. }
-        | Error::Privileges { .. }
-        | Error::WithoutPrivileges { .. } => e,
+        LaunchError::Setting { .. }
+        | LaunchError::Image(ImageRefusal::Unrestorable { .. } | ImageRefusal::Damaged { .. })
+        | LaunchError::ImageTarget(_)
+        | LaunchError::Privileges { .. }
+        | LaunchError::WithoutPrivileges { .. } => e,
         e => match privileges::problem(
             "a restore",
             &privileges::missing(privileges::TO_RESTORE),
             false,
         ) {
-            Some(problem) => Error::WithoutPrivileges {
+            Some(problem) => LaunchError::WithoutPrivileges {
                 source: Box::new(e),
                 problem,
             },

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::env::PID_NAMESPACE;
-use crate::error::Error;
+use crate::launcher::error::LaunchError;
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::fd;
 
@@ -43,14 +43,14 @@ pub(crate) fn launch<S: AsRef<OsStr>>(
 
 /// `__init`: PID 1 of the namespace. Starts the application (PID 2) with stdio only,
 /// forwards signals to it, reaps orphans, and exits with its exit code.
-pub fn init(app: &OsStr, args: &[OsString]) -> Result<i32, Error> {
+pub fn init(app: &OsStr, args: &[OsString]) -> Result<i32, LaunchError> {
     let mut cmd = Command::new(app);
     cmd.args(args)
         .env(PID_NAMESPACE, "private")
         .env_remove(REPORT_FD_ENV);
     let child = supervise::application(&mut cmd)
         .spawn()
-        .map_err(|source| Error::Start {
+        .map_err(|source| LaunchError::Start {
             program: app.into(),
             source,
         })?;

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::error::Error;
+use crate::image::ImageRefusal;
 use crate::image::manifest::Manifest;
+use crate::launcher::error::LaunchError;
 use crate::launcher::verified_pages::{self, Intact, VerifyPages};
 
 /// Where the action script finds the verdict.
@@ -26,7 +27,7 @@ const MATCHES: &str = "ok";
 
 /// The check running beside CRIU.
 pub(crate) struct PageCheck {
-    thread: JoinHandle<Result<(), Error>>,
+    thread: JoinHandle<Result<(), ImageRefusal>>,
     verdict: Option<PathBuf>,
 }
 
@@ -54,8 +55,8 @@ impl PageCheck {
         manifest: &Manifest,
         mode: VerifyPages,
         hold: Hold<'_>,
-        done: impl FnOnce(&Result<Intact, Error>) + Send + 'static,
-    ) -> Result<PageCheck, Error> {
+        done: impl FnOnce(&Result<Intact, ImageRefusal>) + Send + 'static,
+    ) -> Result<PageCheck, LaunchError> {
         let (file, verdict) = match hold {
             Hold::Until {
                 verdict: path,
@@ -63,7 +64,7 @@ impl PageCheck {
             } => {
                 let file = std::fs::File::create(&path)
                     .and_then(|file| file.lock().map(|()| file))
-                    .map_err(|source| Error::File {
+                    .map_err(|source| LaunchError::File {
                         action: "creating",
                         path: path.clone(),
                         source,
@@ -81,7 +82,7 @@ impl PageCheck {
             if let Some(file) = file {
                 let text = match &outcome {
                     Ok(()) => MATCHES.to_string(),
-                    Err(Error::Damaged { problem, .. }) => problem.replace('\n', " "),
+                    Err(ImageRefusal::Damaged { problem, .. }) => problem.replace('\n', " "),
                     Err(e) => e.to_string().replace('\n', " "),
                 };
                 // If this fails, the action script finds the lock gone and no verdict,
@@ -94,11 +95,14 @@ impl PageCheck {
     }
 
     /// The outcome, once the check is done; its file is removed.
-    pub(crate) fn finish(self) -> Result<(), Error> {
-        let outcome = self.thread.join().unwrap_or_else(|_| {
-            let panicked = std::io::Error::other("the check panicked");
-            Err(Error::Io("checking the page data", panicked))
-        });
+    pub(crate) fn finish(self) -> Result<(), LaunchError> {
+        let outcome = match self.thread.join() {
+            Ok(outcome) => outcome.map_err(LaunchError::from),
+            Err(_) => Err(LaunchError::Io {
+                action: "checking the page data",
+                source: std::io::Error::other("the check panicked"),
+            }),
+        };
         if let Some(verdict) = &self.verdict {
             let _ = std::fs::remove_file(verdict);
         }

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::env::CHECKPOINT_TO;
-use crate::error::{Error, RequestFailure};
 use crate::image;
+use crate::launcher::error::{LaunchError, RequestFailure};
 use crate::sys::procfs;
 use crate::wire::request::{self as answer, THREAD};
 use crate::wire::signal::{self, Message};
@@ -26,7 +26,7 @@ pub enum Answer {
 }
 
 /// Asks process `pid` to checkpoint itself and waits for the answer, at most `deadline`.
-pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, Error> {
+pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, LaunchError> {
     let thread = find_thread(pid)?;
     let image = image_dir(pid).ok_or(RequestFailure::NoImageDir(pid))?;
     // random enough to tell this request's answer from a stale one
@@ -35,7 +35,7 @@ pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, Error> {
     let asked_at = SystemTime::now();
     let started = Instant::now();
     signal::send_with(pid, thread, Message::Go, number)
-        .map_err(|e| Error::Io("signalling the process", e))?;
+        .map_err(LaunchError::io("signalling the process"))?;
     loop {
         if let Some((outcome, detail)) = answer::take_answer(&answer) {
             return if outcome == answer::LEFT_RUNNING {

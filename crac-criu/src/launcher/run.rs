@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::env::{CHECKPOINT_TO, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY};
-use crate::error::Error;
-use crate::image::{self, manifest::FILE_NAME};
+use crate::image::{self, ImageRefusal, manifest::FILE_NAME};
+use crate::launcher::error::LaunchError;
 use crate::launcher::namespace;
 use crate::launcher::request_client::{self, ANSWER_DEADLINE};
 use crate::launcher::restore::{RestoreOptions, restore};
@@ -61,9 +61,9 @@ pub fn run(
     tool: &Path,
     app: &OsStr,
     args: &[OsString],
-) -> Result<i32, Error> {
+) -> Result<i32, LaunchError> {
     let app = resolve(app)?;
-    let image = std::path::absolute(&options.image).map_err(|e| Error::Setting {
+    let image = std::path::absolute(&options.image).map_err(|e| LaunchError::Setting {
         setting: "--image",
         problem: format!("{}: {e}", options.image.display()),
     })?;
@@ -91,7 +91,9 @@ pub fn run(
         // invalid image too.
         let restored =
             usable(&image, &app).and_then(|()| match restore(&image, tool, &restore_options) {
-                Err(e @ Error::Damaged { .. }) => Err(about_the_image(e)),
+                Err(LaunchError::Image(e @ ImageRefusal::Damaged { .. })) => {
+                    Err(about_the_image(e))
+                }
                 other => Ok(other),
             });
         match restored {
@@ -102,19 +104,20 @@ pub fn run(
                     image.display()
                 );
                 std::fs::remove_dir_all(&image)
-                    .map_err(|e| Error::Io("removing the old image", e))?;
+                    .map_err(LaunchError::io("removing the old image"))?;
             }
             Err(problem) => {
-                return Err(Error::Image {
+                return Err(ImageRefusal::Unrestorable {
                     dir: image,
                     problem: format!(
                         "{problem}; pass --replace-invalid to take a fresh checkpoint instead"
                     ),
-                });
+                }
+                .into());
             }
         }
     }
-    image::check_target(&image)?;
+    image::check_target(&image).map_err(LaunchError::ImageTarget)?;
     // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN, and
     // the dump cannot get through a seccomp filter.
     if let Some(problem) = privileges::problem(
@@ -122,7 +125,7 @@ pub fn run(
         &privileges::missing(privileges::TO_CHECKPOINT),
         privileges::under_seccomp_filter(),
     ) {
-        return Err(Error::Privileges { problem });
+        return Err(LaunchError::Privileges { problem });
     }
 
     let started = SystemTime::now();
@@ -149,10 +152,10 @@ pub fn run(
 }
 
 /// A refusal without its "cannot restore DIR" opening: the caller says which image.
-fn about_the_image(e: Error) -> String {
+fn about_the_image(e: ImageRefusal) -> String {
     match e {
-        Error::Image { problem, .. } => problem,
-        Error::Damaged { ref dir, .. } => {
+        ImageRefusal::Unrestorable { problem, .. } => problem,
+        ImageRefusal::Damaged { ref dir, .. } => {
             let opening = format!("cannot restore {}: ", dir.display());
             let text = e.to_string();
             text.strip_prefix(&opening).unwrap_or(&text).to_string()
@@ -185,7 +188,7 @@ fn first_run(
     tool: &Path,
     app: &Path,
     args: &[OsString],
-) -> Result<Ended, Error> {
+) -> Result<Ended, LaunchError> {
     let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
     cmd.env(CHECKPOINT_TO, image)
         .env(MANAGED, "1")
@@ -201,7 +204,7 @@ fn first_run(
     // `__init` reports on fd 3 whether the application exited or was killed.
     const REPORT_FD: i32 = 3;
     let (report, report_writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| Error::Io("creating a pipe", e.into()))?;
+        .map_err(|e| LaunchError::io("creating a pipe")(e.into()))?;
     let writer = report_writer.as_raw_fd();
     cmd.env(namespace::REPORT_FD_ENV, REPORT_FD.to_string());
     // SAFETY: the closure runs in the forked child before exec and only makes
@@ -219,7 +222,7 @@ fn first_run(
     cmd.process_group(0);
     let mut child = cmd
         .spawn()
-        .map_err(|e| Error::Io("running `unshare` (util-linux)", e))?;
+        .map_err(LaunchError::io("running `unshare` (util-linux)"))?;
     drop(report_writer);
     let started = procfs::first_child(child.id() as libc::pid_t)
         .and_then(|init| Some((init, procfs::first_child(init)?)));
@@ -229,7 +232,7 @@ fn first_run(
     }
     let status = child.wait();
     supervise::forward_to(0)?;
-    let status = status.map_err(|e| Error::Io("waiting for the application", e))?;
+    let status = status.map_err(LaunchError::io("waiting for the application"))?;
     let mut reported = String::new();
     let _ = std::fs::File::from(report).read_to_string(&mut reported);
     Ok(match reported.split_once(' ') {
@@ -265,7 +268,7 @@ fn announce(options: &RunOptions, image: &Path, app: &Path, app_pid: libc::pid_t
 }
 
 /// `app` as an absolute path, searched in `PATH` when it has no slash.
-fn resolve(app: &OsStr) -> Result<PathBuf, Error> {
+fn resolve(app: &OsStr) -> Result<PathBuf, LaunchError> {
     let path = Path::new(app);
     let found = if path.components().count() > 1 {
         Some(path.to_path_buf())
@@ -274,5 +277,7 @@ fn resolve(app: &OsStr) -> Result<PathBuf, Error> {
     };
     found
         .and_then(|p| p.canonicalize().ok())
-        .ok_or_else(|| Error::ProgramNotFound(path.to_path_buf()))
+        .ok_or_else(|| LaunchError::ProgramNotFound {
+            program: path.to_path_buf(),
+        })
 }

@@ -14,7 +14,7 @@ use nix::sys::signal::{self, SigSet, Signal};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::error::Error;
+use crate::launcher::error::LaunchError;
 use crate::sys::fd;
 use crate::sys::signal::ignore_strays;
 
@@ -55,7 +55,7 @@ fn forwarded_set() -> SigSet {
 /// in the calling thread (so in threads it starts later, the forwarding thread included)
 /// and starts the thread; the no-op handlers matter only as PID 1 of a namespace, where
 /// the kernel drops signals without a handler before they can be waited for.
-pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
+pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), LaunchError> {
     static STARTED: OnceLock<Result<(), std::io::ErrorKind>> = OnceLock::new();
     STARTED
         .get_or_init(|| {
@@ -79,7 +79,7 @@ pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), Error> {
             });
             Ok(())
         })
-        .map_err(|kind| Error::Io("setting up signal forwarding", kind.into()))?;
+        .map_err(|kind| LaunchError::io("setting up signal forwarding")(kind.into()))?;
     TARGET.store(pid, Ordering::SeqCst);
     Ok(())
 }
@@ -107,7 +107,7 @@ pub(crate) fn application(cmd: &mut Command) -> &mut Command {
 /// code (128 + signal if it was killed). As PID 1 of a namespace, it then keeps reaping
 /// for a while: leaving kills every process of the namespace, the dump helper included,
 /// which may still be removing a replaced image.
-pub fn wait_for(pid: libc::pid_t) -> Result<i32, Error> {
+pub fn wait_for(pid: libc::pid_t) -> Result<i32, LaunchError> {
     stop_if_orphaned(pid);
     wait_for_end(pid).map(Ended::code)
 }
@@ -181,9 +181,9 @@ impl From<std::process::ExitStatus> for Ended {
 /// Makes this process the reaper of its orphaned descendants: a task that CRIU killed in
 /// a failed restore is a zombie when CRIU exits, and would otherwise hold its PID (which
 /// the next restore needs) until PID 1 gets round to it.
-pub(crate) fn adopt_orphans() -> Result<(), Error> {
+pub(crate) fn adopt_orphans() -> Result<(), LaunchError> {
     nix::sys::prctl::set_child_subreaper(true)
-        .map_err(|e| Error::Io("becoming the reaper of the restore's orphans", e.into()))
+        .map_err(|e| LaunchError::io("becoming the reaper of the restore's orphans")(e.into()))
 }
 
 /// Reaps `pid` if it is (or within a second becomes) this process's dead child: see
@@ -202,7 +202,7 @@ pub(crate) fn reap_orphan(pid: libc::pid_t) {
 }
 
 /// [`wait_for`], telling an exit from a death by signal.
-pub(crate) fn wait_for_end(pid: libc::pid_t) -> Result<Ended, Error> {
+pub(crate) fn wait_for_end(pid: libc::pid_t) -> Result<Ended, LaunchError> {
     forward_to(pid)?;
     let status = reap_until(pid);
     forward_to(0)?;
@@ -216,7 +216,7 @@ pub(crate) fn wait_for_end(pid: libc::pid_t) -> Result<Ended, Error> {
     status
 }
 
-fn reap_until(pid: libc::pid_t) -> Result<Ended, Error> {
+fn reap_until(pid: libc::pid_t) -> Result<Ended, LaunchError> {
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(reaped, code)) if reaped.as_raw() == pid => {
@@ -226,7 +226,11 @@ fn reap_until(pid: libc::pid_t) -> Result<Ended, Error> {
                 return Ok(Ended::Killed(signal as i32));
             }
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(e) => return Err(Error::Io("waiting for the supervised process", e.into())),
+            Err(e) => {
+                return Err(LaunchError::io("waiting for the supervised process")(
+                    e.into(),
+                ));
+            }
         }
     }
 }

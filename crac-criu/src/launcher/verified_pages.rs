@@ -22,9 +22,8 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::error::Error;
 use crate::image::{
-    self,
+    self, ImageRefusal,
     manifest::{ImageFile, Manifest},
 };
 
@@ -56,7 +55,11 @@ pub(crate) enum Intact {
 
 /// Checks the page data of the image in `dir` (see [`image::verify_pages`]), or finds a
 /// record that these unchanged files were checked before.
-pub(crate) fn verify(dir: &Path, manifest: &Manifest, mode: VerifyPages) -> Result<Intact, Error> {
+pub(crate) fn verify(
+    dir: &Path,
+    manifest: &Manifest,
+    mode: VerifyPages,
+) -> Result<Intact, ImageRefusal> {
     let hash = || image::verify_pages(dir, manifest);
     // Without a trustworthy directory or a key (a file that cannot be stat'ed, which
     // the check then reports), records are not used.
