@@ -135,7 +135,7 @@ fn take_image(engine: &dyn Engine, request: &Request<'_>) -> Result<Returned, Er
             for (key, value) in &env {
                 // SAFETY: `set_var` is sound while no other thread reads or writes the
                 // environment. crac-rs's own threads never do; the application's are
-                // covered by the contract `Restore::env` and the README state: whoever
+                // covered by the contract `Restore::env` and the guide (docs/crac-run.md) state: whoever
                 // passes restore-time variables to a process whose threads may call
                 // `getenv` meanwhile reads `Restore::env` instead (or passes none).
                 unsafe { std::env::set_var(key, value) };

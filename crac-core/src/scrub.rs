@@ -33,7 +33,7 @@ static IN_USE: AtomicBool = AtomicBool::new(false);
 /// Cost: freeing a block writes its size in zeros (a few nanoseconds for small blocks,
 /// memory bandwidth for large ones), and `realloc` always moves the block (allocate, copy,
 /// scrub, free: the wrapped allocator's in-place `realloc` could free the old block
-/// unscrubbed). `cargo bench --bench scrubbing` measures it; the README has the figures.
+/// unscrubbed). `cargo bench --bench scrubbing` measures it; docs/benchmarks.md has the figures.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct ScrubbingAlloc<A = System> {
     inner: A,

@@ -122,7 +122,7 @@ pub(crate) const VARIABLES: [Variable; 27] = [
         FD_POLICY,
         "the application",
         "what the open-resource check does with fds no resource claimed: comma-separated `SELECTOR=ACTION` rules (`kind:tcp-listen=ignore`, `path:/var/log/*=close`, `default=error`)",
-        "`error` for all",
+        "`error` for every fd not wholly inside the process (epoll, eventfd, timerfd, signalfd, inotify, in-process socketpairs and pipes pass)",
     ),
     var(
         LOG,

@@ -195,7 +195,8 @@ pub fn derive_checkpointable(input: TokenStream) -> TokenStream {
 /// ```
 ///
 /// The function takes no argument or `&crac::Checkpoint`, and returns `()` or
-/// `Result<(), E>` where `E: Into<crac::BoxError>`; it cannot be a method, `async`,
+/// `Result<(), E>` where `E: Into<crac::BoxError>`; it may be an `async fn` with the `tokio`
+/// feature (it then runs on the application's runtime), and cannot be a method,
 /// `const`, `unsafe`, `extern` or generic. It is registered at link time: no call is
 /// needed, and it takes part in every checkpoint of the program.
 ///

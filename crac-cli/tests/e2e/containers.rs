@@ -1,6 +1,6 @@
 //! `examples/container/` with a real container runtime: podman (runc) runs the image
 //! `scripts/container.sh` builds from the binaries cargo built for these tests (the
-//! axum service, `crac`, CRIU), with the least privilege the README documents.
+//! axum service, `crac`, CRIU), with the least privilege examples/container/README.md documents.
 //!
 //! - The first `podman run` warms the service up, checkpoints it at `ready()` onto the
 //!   volume and serves; stopped and started again, the container restores from the
@@ -47,7 +47,7 @@ fn free_port() -> u16 {
     socket.local_addr().unwrap().port()
 }
 
-/// A directory for an image volume, private to root as the README asks.
+/// A directory for an image volume, private to root as examples/container/README.md asks.
 fn volume(name: &str) -> PathBuf {
     let volume = scratch(name).join("volume");
     std::fs::create_dir(&volume).unwrap();

@@ -343,7 +343,7 @@ fn a_restore_says_which_process_holds_the_pid() {
     assert_eq!(first.wait_with_output().unwrap().status.code(), Some(7));
 }
 
-/// What the README's rule on time says: `Instant` (CLOCK_MONOTONIC, and so tokio's
+/// What the guide's rule on time says (docs/uniqueness.md): `Instant` (CLOCK_MONOTONIC, and so tokio's
 /// timers) does not count the time the image slept, `SystemTime` does, and
 /// `Restore::checkpointed_for` is that wall-clock gap.
 fn time_in_the_image_passes_for_the_wall_clock_only() {

@@ -269,7 +269,7 @@ fn carried_listener() -> ! {
     std::process::exit(7);
 }
 
-/// The README's direct pattern in a program that also calls ready().
+/// The guide's direct pattern (docs/crac-run.md) in a program that also calls ready().
 fn ready_then_direct() -> ! {
     let first = crac::ready().unwrap().map(|r| r.outcome());
     let second = crac::checkpoint_restore().map(|r| r.outcome());

@@ -117,8 +117,8 @@ fn run_helper(
     description.resident_bytes = resident_bytes();
     std::fs::write(args.staging.join(DRAFT), description.encode())
         .map_err(Error::io("writing the image's description"))?;
-    let placeholder = restore_args::placeholder()
-        .map_err(Error::io("creating the restore-arguments memfd"))?;
+    let placeholder =
+        restore_args::placeholder().map_err(Error::io("creating the restore-arguments memfd"))?;
     // From here on every way back takes them back from the helper, which holds them.
     secret_env::wipe(&wiped);
     // On these two failures the helper, never told to go, gives up on its own; stdio

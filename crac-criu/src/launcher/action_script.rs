@@ -13,13 +13,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::env::RESTORE_IMAGE as IMAGE_ENV;
 use crate::image::ImageRefusal;
 use crate::image::manifest::Manifest;
-use crate::env::RESTORE_IMAGE as IMAGE_ENV;
 use crate::launcher::error::LaunchError;
 use crate::launcher::{page_check, phases};
 use crate::wire::signal::{self, Message};
-
 
 /// Makes `tool` the action script of the `criu restore` in `criu`, restoring `dir`.
 pub(crate) fn pass_to(criu: &mut Command, tool: &Path, dir: &Path) {

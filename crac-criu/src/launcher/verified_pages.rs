@@ -10,8 +10,7 @@
 //! modification time is put back with `utimensat`: its change time still moves) gives
 //! another name, and the next restore hashes again. What a record cannot see is a change
 //! that bypasses the file system — media decay, writes to the block device — after the
-//! first check; `--verify-pages always` hashes regardless (see the README's integrity
-//! section). The records live on a tmpfs, so a reboot (which can reuse inode numbers)
+//! first check; `--verify-pages always` hashes regardless (see docs/images.md). The records live on a tmpfs, so a reboot (which can reuse inode numbers)
 //! forgets them.
 //!
 //! Restores of the same files started together take turns on a lock per record: the

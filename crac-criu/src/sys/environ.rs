@@ -2,7 +2,7 @@
 //! `NAME=value` strings the kernel put on the stack at `exec` (what `/proc/PID/environ`
 //! reads). Changing the environment is sound only while no other thread reads or writes
 //! it; the functions that do rely on the contract crac-rs states for the application
-//! (README, "Uniqueness after restore"): its threads leave the environment alone while
+//! (docs/uniqueness.md, secret environment variables): its threads leave the environment alone while
 //! a checkpoint or restore runs.
 
 use std::ffi::{CStr, CString, OsStr};

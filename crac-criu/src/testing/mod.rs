@@ -32,9 +32,7 @@ pub use value::Value;
 
 use crac_core::Restore;
 
-use crate::env::{
-    self, TEST_CHECKPOINT as CHECKPOINT_ENV, TEST_REPORT as REPORT_ENV,
-};
+use crate::env::{self, TEST_CHECKPOINT as CHECKPOINT_ENV, TEST_REPORT as REPORT_ENV};
 use crate::image::manifest;
 use crate::launcher::namespace;
 

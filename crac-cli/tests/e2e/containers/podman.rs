@@ -19,7 +19,7 @@ pub(super) const OTHER_BUILD: &str = "localhost/crac-axum-service:e2e-other-buil
 /// pod.yaml's redis, built from Debian's package.
 const REDIS: &str = "localhost/redis:7-bookworm";
 
-/// The capabilities and security options README.md and pod.yaml document: every
+/// The capabilities and security options examples/container/README.md and pod.yaml document: every
 /// capability dropped but these five, and no seccomp filter.
 const LEAST_PRIVILEGE: [&str; 5] = [
     "SYS_ADMIN",
