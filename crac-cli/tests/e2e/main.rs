@@ -15,6 +15,8 @@
 //!   attributes: `restore_env`, `reopen`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
+//!   `security.rs` (what another local user can do to an image; `attacker.rs` is that
+//!   user),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
@@ -27,6 +29,7 @@
 //! (`scripts/install-containers.sh`). Without them the tests are reported as ignored
 //! and the reason printed once; with `CI=true` they fail with the reason instead.
 
+mod attacker;
 mod harness;
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
@@ -44,6 +47,7 @@ mod restorer;
 mod run;
 mod runtime_fds;
 mod secrets;
+mod security;
 mod services;
 mod soak;
 mod storage;
@@ -96,6 +100,7 @@ fn main() {
         ("lazy", lazy::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
         ("secrets", secrets::TESTS),
+        ("security", security::TESTS),
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
