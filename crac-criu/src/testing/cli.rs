@@ -70,8 +70,10 @@ mod tests {
         let error = locate(Some("/nowhere/crac".into()), None, || None).unwrap_err();
         assert_eq!(
             error,
-            "CRAC_CLI=/nowhere/crac names no file: point it at the `crac` command, or unset \
-             it to use the `crac` on PATH"
+            format!(
+                "{CLI_ENV}=/nowhere/crac names no file: point it at the `crac` command, or \
+                 unset it to use the `crac` on PATH"
+            )
         );
     }
 
