@@ -207,7 +207,7 @@ pub mod guide {
     #[cfg(all(feature = "criu", target_os = "linux"))]
     pub struct Uniqueness;
     #[doc = include_str!("../docs/testing.md")]
-    #[cfg(all(feature = "criu", target_os = "linux"))]
+    #[cfg(all(feature = "testing", target_os = "linux"))]
     pub struct Testing;
     #[doc = include_str!("../docs/containers.md")]
     pub struct Containers;

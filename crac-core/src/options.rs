@@ -19,7 +19,11 @@ impl Origin {
     /// Whether `crac run` asked for this checkpoint at one of its points (ready, a
     /// consistent point, a request) rather than the application calling directly.
     pub fn is_at_a_point(self) -> bool {
-        self != Origin::Direct
+        // Spelled out, so that an origin added later is placed on purpose.
+        match self {
+            Origin::Direct => false,
+            Origin::Ready | Origin::ConsistentPoint | Origin::Request => true,
+        }
     }
 }
 

@@ -24,13 +24,15 @@ const GENERATORS: &[&str] = &[
     "Isaac64Rng",
     "Hc128Rng",
     "XorShiftRng",
-    // oorandom
-    "Rand32",
-    "Rand64",
-    // nanorand
-    "WyRand",
-    // fastrand (rand's `Rng` is a trait, so a field of type `Rng` is a generator)
-    "Rng",
+];
+
+/// Generators whose names a program's own types may well have too (a dice game's
+/// `Rng`): recognised only written with their crate, as `fastrand::Rng`.
+const QUALIFIED: &[(&str, &str)] = &[
+    ("fastrand", "Rng"),
+    ("oorandom", "Rand32"),
+    ("oorandom", "Rand64"),
+    ("nanorand", "WyRand"),
 ];
 
 /// Generator families recognised by prefix, followed by their state size in bits:
@@ -64,7 +66,11 @@ pub(crate) fn is_generator(ty: &Type) -> bool {
             _ => false,
         };
     }
+    let krate = (ty.path.segments.len() > 1).then(|| ty.path.segments[0].ident.to_string());
     GENERATORS.contains(&name.as_str())
+        || QUALIFIED
+            .iter()
+            .any(|&(c, n)| n == name && krate.as_deref() == Some(c))
         || FAMILIES.iter().any(|family| {
             name.strip_prefix(family)
                 .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
@@ -89,9 +95,10 @@ pub(crate) fn message(label: &str, ty: &Type, skipped: bool) -> String {
     format!(
         "field `{label}` is a random generator (`{written}`): every restored copy would \
          continue from the state in the image and draw the same numbers{unsaid}; {how} \
-         `#[crac(reseed)]` to reseed it from OS entropy after each restore (the generator held \
-         in a `Mutex` or `RwLock`), or `#[crac(same_in_every_copy)]` if the copies may share \
-         its sequence"
+         `#[crac(reseed)]` to reseed it from OS entropy after each restore (a rand_core 0.10 \
+         generator held in a `Mutex` or `RwLock`), `#[crac(with = module)]` whose \
+         `after_restore` reseeds it (any other generator), or `#[crac(same_in_every_copy)]` \
+         if the copies may share its sequence"
     )
 }
 
@@ -124,6 +131,9 @@ mod tests {
             "PcgConfig",
             "Arc<dyn Fn()>",
             "OsRng",
+            "Mutex<Rng>",
+            "game::Rng",
+            "Rand32",
         ] {
             assert!(!is_generator(&syn::parse_str(ty).unwrap()), "{ty}");
         }

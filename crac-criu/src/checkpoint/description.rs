@@ -112,9 +112,13 @@ impl Description {
     /// Reads what [`Description::encode`] wrote.
     pub(crate) fn decode(text: &str) -> std::io::Result<Description> {
         let mut lines = Lines(text.lines());
-        let created = Duration::new(lines.parse()?, lines.parse()?);
+        let (secs, nanos): (u64, u32) = (lines.parse()?, lines.parse()?);
+        let created = Duration::from_secs(secs)
+            .checked_add(Duration::from_nanos(nanos.into()))
+            .and_then(|since| UNIX_EPOCH.checked_add(since))
+            .ok_or_else(|| malformed("its creation time"))?;
         let mut d = Description {
-            created: UNIX_EPOCH + created,
+            created,
             executable: lines.next()?.into(),
             kernel: lines.next()?.to_string(),
             cpu_flags: lines.next()?.split_whitespace().map(String::from).collect(),
@@ -181,11 +185,20 @@ impl Identity {
     pub(crate) fn from_env() -> std::io::Result<Identity> {
         let value = std::env::var(DUMP_IDENTITY)
             .map_err(|_| std::io::Error::other(format!("{DUMP_IDENTITY} not set")))?;
-        let mut lines = Lines(value.lines());
+        Identity::parse(&value)
+    }
+
+    fn parse(value: &str) -> std::io::Result<Identity> {
+        // Exactly three fields, split on every newline: an empty CRIU version is one.
+        let malformed =
+            || std::io::Error::other(format!("{DUMP_IDENTITY} is malformed: {value:?}"));
+        let [sha256, stat, criu_version] = value.split('\n').collect::<Vec<_>>()[..] else {
+            return Err(malformed());
+        };
         Ok(Identity {
-            executable_sha256: lines.next()?.to_string(),
-            executable_stat: lines.parse()?,
-            criu_version: lines.next()?.to_string(),
+            executable_sha256: sha256.to_string(),
+            executable_stat: stat.parse().map_err(|_| malformed())?,
+            criu_version: criu_version.to_string(),
         })
     }
 }
@@ -256,5 +269,29 @@ mod tests {
         assert_eq!(Description::decode(&encoded).unwrap(), description);
         let truncated = &encoded[..encoded.len() / 2];
         assert!(Description::decode(truncated).is_err());
+    }
+
+    #[test]
+    fn a_creation_time_out_of_range_is_refused_not_a_panic() {
+        let text = format!("{}\n999999999\n", u64::MAX);
+        let error = Description::decode(&text).unwrap_err();
+        assert!(error.to_string().contains("creation time"), "{error}");
+    }
+
+    #[test]
+    fn an_identity_reads_back_even_with_an_empty_criu_version() {
+        let identity = Identity {
+            executable_sha256: "ab".repeat(32),
+            executable_stat: ExeStat {
+                size: 10,
+                mtime_ns: -5,
+                dev: 2,
+                ino: 3,
+            },
+            criu_version: String::new(),
+        };
+        let (_, value) = identity.to_env();
+        assert_eq!(Identity::parse(&value).unwrap(), identity);
+        assert!(Identity::parse("ab\n10 5 2").is_err());
     }
 }

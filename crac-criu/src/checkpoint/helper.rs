@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use crate::checkpoint::description::{Description, Identity};
 use crate::env::DUMP_HELPER as ENV;
-use crate::image::{self, DRAFT, LOG};
+use crate::image::{self, DESCRIPTION, LOG};
 use crate::role::{self, Role};
 use crate::sys::{fd_info, process, procfs};
 use crate::wire::dump_failure::{CriuEnd, DumpFailure};
@@ -322,7 +322,7 @@ fn after_dump(args: &HelperArgs, action: &str) -> i32 {
 /// Makes the manifest of the process's description and the helper's identity, and
 /// publishes the image with it.
 fn publish(args: &HelperArgs) -> std::io::Result<()> {
-    let path = args.staging.join(DRAFT);
+    let path = args.staging.join(DESCRIPTION);
     let description = Description::decode(&std::fs::read_to_string(&path)?)?;
     std::fs::remove_file(&path)?;
     let manifest = description.into_manifest(Identity::from_env()?);

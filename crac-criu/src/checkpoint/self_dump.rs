@@ -24,7 +24,7 @@ use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
 use crate::env;
 use crate::error::{Error, HelperFailure, NotCheckpointable};
 use crate::image::manifest::PlanLine;
-use crate::image::{self, DRAFT};
+use crate::image::{self, DESCRIPTION};
 use crate::sys::{criu, privileges, process, procfs, stack};
 use crate::wire::dump_failure::DumpFailure;
 use crate::wire::restore_args;
@@ -115,7 +115,7 @@ fn run_helper(
     description.secret_env = wiped.clone();
     process::release_free_heap();
     description.resident_bytes = resident_bytes();
-    std::fs::write(args.staging.join(DRAFT), description.encode())
+    std::fs::write(args.staging.join(DESCRIPTION), description.encode())
         .map_err(Error::io("writing the image's description"))?;
     let placeholder =
         restore_args::placeholder().map_err(Error::io("creating the restore-arguments memfd"))?;

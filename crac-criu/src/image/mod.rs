@@ -20,5 +20,5 @@ pub(crate) use manifest::LOG;
 pub(crate) use publish::publish;
 pub use refusal::ImageRefusal;
 pub(crate) use restorability::{check_ids_free, check_listeners_free};
-pub(crate) use staging::{DRAFT, create_staging, failed_log};
+pub(crate) use staging::{DESCRIPTION, create_staging, failed_log};
 pub(crate) use withdraw::{DirId, is_published, withdraw};

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::image::sibling;
 
 /// The process's description of its image, made into the manifest after the dump.
-pub(crate) const DRAFT: &str = "crac-manifest.draft";
+pub(crate) const DESCRIPTION: &str = "crac-description";
 
 /// Where a dump in progress writes: `.<name>.tmp-<pid>-<random>` beside the final
 /// directory (copies restored from one image all have the same PID).

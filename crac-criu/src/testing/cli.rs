@@ -8,8 +8,8 @@ use crate::env::CLI as CLI_ENV;
 use crate::sys::process;
 
 /// How to get a `crac` command, for the messages that find none.
-const INSTALL: &str = "install it with `cargo install --path <crac-rs checkout>/crac-cli` \
-                       (or put a `crac` binary on PATH), or set CRAC_CLI=/path/to/crac";
+const INSTALL: &str = "install it with `cargo install --git https://github.com/crac-rs/crac-rs \
+                       crac-cli` (or put a `crac` binary on PATH), or set CRAC_CLI=/path/to/crac";
 
 /// The `crac` command: `CRAC_CLI` if set (then it must be an executable file), else
 /// `crac` beside the test executable (crac-rs's own tests, after `cargo build -p
@@ -96,8 +96,8 @@ mod tests {
         assert_eq!(
             error,
             "the `crac` command, which restores the copies, was not found: install it with \
-             `cargo install --path <crac-rs checkout>/crac-cli` (or put a `crac` binary on \
-             PATH), or set CRAC_CLI=/path/to/crac"
+             `cargo install --git https://github.com/crac-rs/crac-rs crac-cli` (or put a `crac` \
+             binary on PATH), or set CRAC_CLI=/path/to/crac"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }

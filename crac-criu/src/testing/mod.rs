@@ -56,7 +56,7 @@ type CopyEnv = (String, Box<dyn Fn(usize) -> String>);
 ///    fails saying so;
 /// 2. `crac` beside the test executable (`target/<profile>/crac`): what `cargo build
 ///    -p crac-cli` makes inside crac-rs's own workspace;
-/// 3. `crac` on `PATH`: install it with `cargo install --path <crac-rs checkout>/crac-cli`.
+/// 3. `crac` on `PATH`: install it with `cargo install --git https://github.com/crac-rs/crac-rs crac-cli`.
 pub struct Trial {
     /// The test's name as libtest knows it (its path without the crate's name).
     test: String,
