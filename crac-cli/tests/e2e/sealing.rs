@@ -17,6 +17,7 @@ tests![
     the_same_key_installed_on_two_hosts_restores,
     a_key_file_that_is_a_link_another_users_or_open_to_others_is_refused_by_name,
     the_key_is_made_on_first_use_private_and_is_not_in_the_image,
+    another_user_cannot_read_the_host_key,
 ];
 
 /// `crac ARGS` with `CRAC_IMAGE_KEY=key` (the host's own key without one), to its end.
@@ -274,4 +275,29 @@ fn the_key_is_made_on_first_use_private_and_is_not_in_the_image() {
         }
     }
     restores(&image, Some(&key));
+}
+
+/// What makes a forgery fail: the user who can write an image cannot read the key.
+fn another_user_cannot_read_the_host_key() {
+    let made = crac_with_key(None, &["key", "init"]);
+    assert!(made.status.success(), "{made:?}");
+    let key = host_key();
+    let user = attacker();
+    let read = user.command("cat").arg(&key).output().unwrap();
+    assert!(
+        !read.status.success(),
+        "the key read by another user: {read:?}"
+    );
+    assert!(text(&read.stderr).contains("Permission denied"), "{read:?}");
+    let shown = user
+        .command(crac_bin())
+        .args(["key", "show"])
+        .env("CRAC_IMAGE_KEY", &key)
+        .output()
+        .unwrap();
+    assert_eq!(shown.status.code(), Some(70), "{shown:?}");
+    assert!(
+        text(&shown.stderr).contains(&format!("the image key {}: ", key.display())),
+        "{shown:?}"
+    );
 }

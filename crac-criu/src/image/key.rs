@@ -248,8 +248,9 @@ fn check_file(meta: &std::fs::Metadata) -> Result<(), String> {
     }
     if meta.uid() != me {
         return Err(format!(
-            "is owned by uid {}, not by this user (uid {me}): chown it, or make a key of \
-             your own (`crac key init`)",
+            "is owned by uid {}, not by this user (uid {me}), who could not tell whether it \
+             was replaced: chown it if it is the right key, else remove it (`crac key init` \
+             makes a new one)",
             meta.uid()
         ));
     }
