@@ -327,4 +327,34 @@ mod tests {
             assert_eq!(decode(bad), None, "{bad}");
         }
     }
+
+    #[test]
+    fn a_key_is_made_private_once_and_a_link_or_an_open_file_is_refused() {
+        let dir = std::env::temp_dir().join(format!("crac-key-test-{}", std::process::id()));
+        let path = dir.join("state/image.key");
+        create(&path).unwrap();
+        let made = HostKey::read(&path).unwrap().unwrap();
+        let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!((mode(&path), mode(path.parent().unwrap())), (0o600, 0o700));
+        // made again (another process first): the first key is kept
+        create(&path).unwrap();
+        assert_eq!(HostKey::read(&path).unwrap().unwrap().id(), made.id());
+        let link = dir.join("state/link.key");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let err = HostKey::read(&link).unwrap_err().to_string();
+        assert!(err.contains("link.key: is a symbolic link"), "{err}");
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .unwrap();
+        let err = HostKey::read(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("is open to group or others (mode 0640)"),
+            "{err}"
+        );
+        assert!(
+            HostKey::read(&dir.join("state/none.key"))
+                .unwrap()
+                .is_none()
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
