@@ -1,6 +1,6 @@
 //! `crac`: run a service from its image (`crac run`), restore an image (`crac restore`),
 //! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
-//! (`crac inspect`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
+//! (`crac inspect`), make and show the key images are sealed with (`crac key`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,7 +10,9 @@ use clap::{Args, Parser, Subcommand};
 use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
-use crac_criu::launcher::{LaunchError, RestoreArgs, VerifyPages, inspect, namespace, wait_for};
+use crac_criu::launcher::{
+    LaunchError, RestoreArgs, VerifyPages, inspect, key, namespace, wait_for,
+};
 use crac_criu::role::{self, Role};
 
 #[derive(Parser)]
@@ -86,6 +88,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The key every image is sealed with at checkpoint and checked with at restore
+    /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
+    /// where its key is. To restore on several hosts, install the same key file on each
+    /// (mode 0600, or a mounted secret, with CRAC_IMAGE_KEY pointing at it) and compare
+    /// `crac key show`.
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
+    },
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
     Wait { pid: i32 },
@@ -96,6 +107,15 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Make this host's key if there is none (a checkpoint makes it too); print its id
+    /// and file.
+    Init,
+    /// Print the id and file of this host's key.
+    Show,
 }
 
 /// How a restore runs: the options `crac restore` and `crac run` share.
@@ -214,6 +234,14 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(e),
         },
+        Command::Key { action } => match action {
+            KeyAction::Init => key::init(),
+            KeyAction::Show => key::show(),
+        }
+        .map(|key| {
+            println!("{key}");
+            0
+        }),
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })

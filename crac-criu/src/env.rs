@@ -10,6 +10,8 @@ pub(crate) use crac_core::env::{ENGINE, HOOK_DEADLINE};
 pub(crate) const CHECKPOINT_TO: &str = "CRAC_CHECKPOINT_TO";
 /// The `criu` binary.
 pub(crate) const CRIU: &str = crac_shared::criu::CRIU_ENV;
+/// The file of the key images are sealed with.
+pub(crate) const IMAGE_KEY: &str = "CRAC_IMAGE_KEY";
 /// Extra CRIU options for the dump.
 pub(crate) const CRIU_OPTS: &str = "CRAC_CRIU_OPTS";
 /// `1`: the process keeps running after its image is taken.
@@ -81,7 +83,7 @@ const INTERNAL: &str = "set by crac";
 
 /// Every `CRAC_*` variable: the settings first, then what crac sets for its own
 /// processes, then the install script's. Markdown in the text: it is the guide's table.
-pub(crate) const VARIABLES: [Variable; 27] = [
+pub(crate) const VARIABLES: [Variable; 28] = [
     var(
         CHECKPOINT_TO,
         "the application; `crac checkpoint` (in the process's environment)",
@@ -105,6 +107,12 @@ pub(crate) const VARIABLES: [Variable; 27] = [
         "the application; `crac`; `#[crac::test]` (also when it is compiled)",
         "the `criu` binary",
         "`criu` on `PATH`, then `/usr/local/sbin`, `/usr/sbin`",
+    ),
+    var(
+        IMAGE_KEY,
+        "the application (its dump's action script); `crac`",
+        "the file of the key every image is sealed with at checkpoint and checked with at restore (`crac key`); an image that travels needs the same key on both hosts",
+        "root: `/var/lib/crac/image.key`; another user: `$XDG_STATE_HOME/crac/image.key` or `~/.local/state/crac/image.key`; made on first use",
     ),
     var(
         CRIU_OPTS,

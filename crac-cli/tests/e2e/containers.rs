@@ -11,7 +11,9 @@
 //!   to a scratch directory) serves, and serves again from a restore when played again.
 //! - Each of the five capabilities is needed, and so is running without a seccomp
 //!   filter; crac names what is missing and how to grant it.
-//! - Pre-baking: an image layer holding the checkpoint restores on the first start.
+//! - Pre-baking: an image layer holding the checkpoint restores on the first start where
+//!   the key that sealed it is given as a secret (`CRAC_IMAGE_KEY`), and is refused,
+//!   naming the keys, where it is not.
 //!
 //! The times to the first answer are printed (`--nocapture` is not needed: the harness
 //! does not capture). Needs podman, runc and catatonit (`scripts/install-containers.sh`)
@@ -143,6 +145,12 @@ fn first_start(
     assert!(
         volume.join("axum").join("crac-manifest").is_file(),
         "the image is on the volume"
+    );
+    let key = std::fs::metadata(volume.join("image.key")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777,
+        0o600,
+        "the key that sealed it is on the volume, private"
     );
     (first, first_start, answer)
 }
@@ -423,6 +431,24 @@ fn each_documented_privilege_is_needed_and_a_missing_one_is_named() {
     }
 }
 
+/// A podman secret holding a file, removed when dropped.
+struct Secret(String);
+
+impl Secret {
+    fn create(file: &Path) -> Secret {
+        let name = format!("crac-e2e-{}-image-key", std::process::id());
+        let _ = podman().args(["secret", "rm", &name]).output();
+        podman_ok(&["secret", "create", &name, file.to_str().unwrap()]);
+        Secret(name)
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        let _ = podman().args(["secret", "rm", &self.0]).output();
+    }
+}
+
 fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
     images();
     let redis = RedisServer::start();
@@ -469,9 +495,32 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
     }
     let _image = RemoveImage(baked);
 
+    // Without the key that sealed it (the entrypoint spelled out without
+    // --replace-invalid): refused, naming both keys.
+    let mut options = service_options(&redis, port, None);
+    options.extend(["--entrypoint".into(), "crac".into()]);
+    let app = "/usr/local/bin/axum_service";
+    let args = ["run", "--image", IMAGE_IN_CONTAINER, "--", app];
+    let keyless = Container::run("baked-keyless", &options, baked, &args);
+    assert_eq!(keyless.exit_code(), 70, "{}", keyless.logs());
+    assert!(
+        keyless
+            .logs()
+            .contains("an image that travels needs the same key on both hosts"),
+        "{}",
+        keyless.logs()
+    );
+
     // Step 3: the first start of the baked image (a fresh anonymous volume, filled from
-    // the layer) restores.
-    let options = service_options(&redis, port, None);
+    // the layer), given the baking host's key as a secret, restores.
+    let secret = Secret::create(&volume.join("image.key"));
+    let mut options = service_options(&redis, port, None);
+    options.extend([
+        "--secret".into(),
+        format!("{},mode=0400", secret.0),
+        "-e".into(),
+        format!("CRAC_IMAGE_KEY=/run/secrets/{}", secret.0),
+    ]);
     let started = Instant::now();
     let container = Container::run("baked", &options, baked, &[]);
     let body = container.answer(port, "/item/7");

@@ -362,15 +362,36 @@ pub(crate) fn set_len(path: &Path, len: u64) {
         .unwrap();
 }
 
-/// Rewrites the image's manifest with `edit` and makes its digest match again, as a
-/// forger would: for tests of the checks behind the digest.
+/// Rewrites the image's manifest with `edit` and seals it again with this host's key
+/// (root can read it), as only the key's holder can: for tests of the checks behind the
+/// seal.
 pub(crate) fn forge_manifest(image: &Path, edit: impl FnOnce(String) -> String) {
     let path = image.join("crac-manifest");
     let text = std::fs::read_to_string(&path).unwrap();
     let body = &text[..text.trim_end().rfind('\n').unwrap() + 1];
     let body = edit(body.to_string());
-    let sealed = format!("{body}manifest-blake3 {}\n", blake3::hash(body.as_bytes()));
-    std::fs::write(path, sealed).unwrap();
+    std::fs::write(path, seal_with(&body, &host_key())).unwrap();
+}
+
+/// The file of the key `crac` seals and checks images with here: `CRAC_IMAGE_KEY`, else
+/// root's default.
+pub(crate) fn host_key() -> PathBuf {
+    std::env::var_os("CRAC_IMAGE_KEY")
+        .map_or_else(|| "/var/lib/crac/image.key".into(), PathBuf::from)
+}
+
+/// `body` followed by its seal line made with the key in `key_file`, as
+/// `crac-criu/src/image/seal.rs` makes it.
+pub(crate) fn seal_with(body: &str, key_file: &Path) -> String {
+    let text = std::fs::read_to_string(key_file).unwrap();
+    let key: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let id = blake3::derive_key("crac-rs 2026-12 image key id", &key);
+    let id: String = id[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mac_key = blake3::derive_key("crac-rs 2026-12 manifest seal", &key);
+    let mac = blake3::keyed_hash(&mac_key, body.as_bytes());
+    format!("{body}manifest-seal {id} {mac}\n")
 }
 
 pub(crate) fn text(bytes: &[u8]) -> String {

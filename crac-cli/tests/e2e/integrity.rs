@@ -117,7 +117,7 @@ fn an_edited_manifest_or_an_added_file_is_refused() {
         manifest.replace(&format!("{cpu_flags}\n"), ""),
     )
     .unwrap();
-    refused_as_damaged(&image, "crac-manifest: its digest does not match its text");
+    refused_as_damaged(&image, "crac-manifest: its seal does not match its text");
     std::fs::write(&manifest_path, &manifest).unwrap();
 
     std::fs::write(image.join("extra.img"), b"slipped in").unwrap();

@@ -16,7 +16,7 @@
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `security.rs` (what another local user can do to an image; `attacker.rs` is that
-//!   user),
+//!   user), `sealing.rs` (images sealed with the host's key, and the key's file),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
@@ -46,6 +46,7 @@ mod restore;
 mod restorer;
 mod run;
 mod runtime_fds;
+mod sealing;
 mod secrets;
 mod security;
 mod services;
@@ -101,6 +102,7 @@ fn main() {
         ("runtime_fds", runtime_fds::TESTS),
         ("secrets", secrets::TESTS),
         ("security", security::TESTS),
+        ("sealing", sealing::TESTS),
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),

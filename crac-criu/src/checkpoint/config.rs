@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use crate::checkpoint::fd_check::FdPolicy;
 use crate::checkpoint::secret_env;
-use crate::env::{CHECKPOINT_TO, CRIU_OPTS, FD_POLICY, LEAVE_RUNNING, LOG, SECRET_ENV};
+use crate::env::{CHECKPOINT_TO, CRIU_OPTS, FD_POLICY, IMAGE_KEY, LEAVE_RUNNING, LOG, SECRET_ENV};
 use crate::error::Error;
 use crate::sys::criu::criu_binary;
 
@@ -86,6 +86,10 @@ impl Config {
                 ),
             ));
         }
+        // The dump's action script seals the image with the key (and makes it): a key it
+        // would refuse is said now, before any hook runs. Unread: it must not be in the image.
+        crate::image::key::HostKey::check_unread()
+            .map_err(|e| invalid(IMAGE_KEY, e.to_string()))?;
         Ok(Config {
             image_dir,
             criu: criu_binary()?,

@@ -4,9 +4,8 @@
 //!
 //! BLAKE3 rather than SHA-256: it hashes at several GB/s on one core (about 36 ms for the
 //! 268 MB benchmark image, against 135 ms for SHA-256), and being cryptographic, the
-//! manifest's digest identifies the whole image. It detects damage and edits; it does not
-//! authenticate: whoever can rewrite the image can rewrite the digests too, so an image
-//! directory must be as trusted as the binary it restores.
+//! manifest's seal (`seal.rs`, keyed with the host's key) covering these digests
+//! authenticates the whole image.
 //!
 //! The page data (`pages-*.img`, nearly all of an image) is what a restore spends its time
 //! reading; a restore checks it beside CRIU instead of before it (see `launcher/page_check.rs`).
@@ -15,6 +14,7 @@ use std::io::Read as _;
 use std::path::Path;
 
 /// The digest of `bytes`, as the manifest writes it (lowercase hex).
+#[cfg(test)]
 pub(crate) fn of_bytes(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }

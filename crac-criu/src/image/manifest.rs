@@ -2,11 +2,11 @@
 //! directory. Its presence means the image is complete; its contents let a restore
 //! refuse an image that cannot work here before CRIU touches anything.
 //!
-//! One `key value` pair a line; `plan` and `file` repeat. Version 2 keys:
+//! One `key value` pair a line; `plan` and `file` repeat. Version 3 keys:
 //!
 //! | key | value |
 //! |---|---|
-//! | `format` | `crac-image 2` (first line) |
+//! | `format` | `crac-image 3` (first line) |
 //! | `created` | creation time, seconds and nanoseconds since the Unix epoch |
 //! | `executable` | absolute path of the checkpointed executable |
 //! | `executable-sha256` | its SHA-256 |
@@ -22,24 +22,26 @@
 //! | `secret-env` | the name of a secret environment variable wiped before the dump, which a restore must give again (repeats) |
 //! | `plan` | `rank kind depth name (file:line)`, the checkpoint plan in order (repeats) |
 //! | `file` | `size blake3 name` of each image file (repeats) |
-//! | `manifest-blake3` | BLAKE3 of every byte before this line (last line) |
+//! | `manifest-seal` | `KEY-ID MAC`: the host key's id and BLAKE3, keyed with it, of every byte before this line (last line; `seal.rs`) |
 //!
-//! Version 1 had no digests: such an image is refused, to be taken again.
+//! Version 1 had no digests, version 2 an unkeyed one that anyone could recompute: such
+//! images are refused, to be taken again.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+#[cfg(test)]
 use crate::image::digest;
+use crate::image::key::{HostKey, KeyError};
 use crate::image::refusal::ImageRefusal;
+use crate::image::seal::{self, SealError};
 use crate::sys::environ;
 
 pub(crate) const FILE_NAME: &str = "crac-manifest";
 /// CRIU's log of the dump, kept in the image directory but not listed as part of it.
 pub(crate) const LOG: &str = "dump.log";
-const FORMAT: &str = "crac-image 2";
-/// The last line's key: the digest of the manifest's own text before it.
-const SELF_DIGEST: &str = "manifest-blake3";
+const FORMAT: &str = "crac-image 3";
 
 /// Identity of an executable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +159,8 @@ pub(crate) enum ManifestError {
          cannot be trusted: take a new checkpoint"
     )]
     Tampered { path: PathBuf, problem: String },
+    #[error("{path}: {source}")]
+    OtherKey { path: PathBuf, source: SealError },
     #[error("{path}: line {line}: {problem}")]
     Malformed {
         path: PathBuf,
@@ -168,7 +172,8 @@ pub(crate) enum ManifestError {
 }
 
 impl Manifest {
-    pub(crate) fn render(&self) -> String {
+    /// The manifest's text, sealed with `key`.
+    pub(crate) fn render(&self, key: &HostKey) -> String {
         let mut out = format!("format {FORMAT}\n");
         let created = self.created.duration_since(UNIX_EPOCH).unwrap_or_default();
         let _ = writeln!(
@@ -211,14 +216,22 @@ impl Manifest {
         for f in &self.files {
             let _ = writeln!(out, "file {} {} {}", f.size, f.blake3, f.name);
         }
-        let _ = writeln!(out, "{SELF_DIGEST} {}", digest::of_bytes(out.as_bytes()));
-        out
+        seal::seal(out, key)
     }
 
-    /// Reads a manifest's text: its format line, the digest sealing it, then each entry.
-    pub(crate) fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
+    /// Reads a manifest's text: its format line, its seal under `key`, then each entry.
+    pub(crate) fn parse(path: &Path, text: &str, key: &HostKey) -> Result<Manifest, ManifestError> {
         check_format(path, text)?;
-        let body = checked_body(path, text)?;
+        let body = seal::open(text, key).map_err(|e| match e {
+            e @ SealError::OtherKey { .. } => ManifestError::OtherKey {
+                path: path.into(),
+                source: e,
+            },
+            e => ManifestError::Tampered {
+                path: path.into(),
+                problem: e.to_string(),
+            },
+        })?;
         let mut draft = Draft::default();
         for (i, line) in body.lines().enumerate().skip(1) {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
@@ -232,7 +245,7 @@ impl Manifest {
         draft.finish(path)
     }
 
-    /// Reads `DIR/crac-manifest`.
+    /// Reads `DIR/crac-manifest`, checking its seal with this host's key.
     pub(crate) fn read(dir: &Path) -> Result<Manifest, ImageRefusal> {
         let path = dir.join(FILE_NAME);
         let text = std::fs::read_to_string(&path).map_err(|e| ImageRefusal::Unrestorable {
@@ -246,7 +259,18 @@ impl Manifest {
                 format!("reading {FILE_NAME}: {e}")
             },
         })?;
-        Manifest::parse(&path, &text).map_err(|e| match e {
+        let unrestorable = |problem| ImageRefusal::Unrestorable {
+            dir: dir.into(),
+            problem,
+        };
+        check_format(&path, &text).map_err(|e| unrestorable(e.to_string()))?;
+        let key = HostKey::load().map_err(|e| match (e, seal::key_id(&text)) {
+            (e @ KeyError::Missing { .. }, Some(id)) => {
+                unrestorable(format!("it was sealed with key {id}, and {e}"))
+            }
+            (e, _) => unrestorable(e.to_string()),
+        })?;
+        Manifest::parse(&path, &text, &key).map_err(|e| match e {
             ManifestError::Tampered { problem, .. } => ImageRefusal::Damaged {
                 dir: dir.into(),
                 problem: format!("{FILE_NAME}: {problem}"),
@@ -277,27 +301,6 @@ fn check_format(path: &Path, text: &str) -> Result<(), ManifestError> {
             found,
         }
     })
-}
-
-/// The manifest's text before its last line, once that line's digest is found to match.
-fn checked_body<'t>(path: &Path, text: &'t str) -> Result<&'t str, ManifestError> {
-    let tampered = |problem: &str| ManifestError::Tampered {
-        path: path.into(),
-        problem: problem.to_string(),
-    };
-    let without_newline = text
-        .strip_suffix('\n')
-        .ok_or_else(|| tampered("it does not end with a newline"))?;
-    let start = without_newline.rfind('\n').map_or(0, |i| i + 1);
-    let recorded = without_newline[start..]
-        .strip_prefix(SELF_DIGEST)
-        .and_then(|rest| rest.strip_prefix(' '))
-        .ok_or_else(|| tampered(&format!("its last line is not `{SELF_DIGEST}`")))?;
-    let body = &text[..start];
-    if digest::of_bytes(body.as_bytes()) != recorded {
-        return Err(tampered("its digest does not match its text"));
-    }
-    Ok(body)
 }
 
 /// One `key value` line of a manifest, where it is.
@@ -532,18 +535,23 @@ mod tests {
         }
     }
 
-    /// `text` with its digest line made to match again, as a forger would.
+    fn key() -> HostKey {
+        HostKey::for_tests(1)
+    }
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("m"), text, &key())
+    }
+
+    /// `text` edited, then sealed again with the key, as only its holder can.
     fn resealed(text: String) -> String {
         let body = &text[..text.trim_end().rfind('\n').unwrap() + 1];
-        format!(
-            "{body}{SELF_DIGEST} {}\n",
-            digest::of_bytes(body.as_bytes())
-        )
+        seal::seal(body.to_string(), &key())
     }
 
     #[test]
     fn an_edited_manifest_is_refused() {
-        let text = sample().render();
+        let text = sample().render(&key());
         for edited in [
             text.replace("cpu-flags sse2 avx2\n", ""),
             text.replace("waiter-tid 42\n", "waiter-tid 43\n"),
@@ -552,28 +560,30 @@ mod tests {
                 .map(|l| format!("{l}\n"))
                 .collect(),
         ] {
-            let err = Manifest::parse(Path::new("m"), &edited).unwrap_err();
+            let err = parse(&edited).unwrap_err();
             assert!(
                 err.to_string()
-                    .contains("the manifest was edited or damaged after the dump (its digest"),
+                    .contains("the manifest was edited or damaged after the dump (its seal"),
                 "{err}"
             );
         }
         let unsealed = text[..text.trim_end().rfind('\n').unwrap() + 1].to_string();
-        let err = Manifest::parse(Path::new("m"), &unsealed).unwrap_err();
+        let err = parse(&unsealed).unwrap_err();
         assert!(
             err.to_string()
-                .contains("its last line is not `manifest-blake3`"),
+                .contains("its last line is not `manifest-seal KEY-ID SEAL`"),
             "{err}"
         );
+        let err = Manifest::parse(Path::new("m"), &text, &HostKey::for_tests(2)).unwrap_err();
+        assert!(matches!(err, ManifestError::OtherKey { .. }), "{err}");
     }
 
     #[test]
     fn an_image_of_the_format_without_digests_is_refused_as_outdated() {
         let old = sample()
-            .render()
-            .replace("format crac-image 2", "format crac-image 1");
-        let err = Manifest::parse(Path::new("m"), &old).unwrap_err();
+            .render(&key())
+            .replace("format crac-image 3", "format crac-image 1");
+        let err = parse(&old).unwrap_err();
         assert!(
             err.to_string().starts_with(
                 "m: an image of an earlier crac-rs (\"format crac-image 1\"), whose contents \
@@ -586,23 +596,27 @@ mod tests {
     #[test]
     fn a_manifest_reads_back_as_written() {
         let m = sample();
-        assert_eq!(Manifest::parse(Path::new("m"), &m.render()).unwrap(), m);
+        assert_eq!(parse(&m.render(&key())).unwrap(), m);
     }
 
     #[test]
     fn out_of_range_values_are_refused_not_wrapped() {
-        let text = resealed(sample().render().replace("pid 42\n", "pid 4294967338\n"));
-        let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
+        let text = resealed(
+            sample()
+                .render(&key())
+                .replace("pid 42\n", "pid 4294967338\n"),
+        );
+        let err = parse(&text).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`pid`: not a valid number: \"4294967338\""),
             "{err}"
         );
-        let created = resealed(sample().render().replace(
+        let created = resealed(sample().render(&key()).replace(
             "created 1700000000 123",
             "created 18446744073709551615 999999999",
         ));
-        let err = Manifest::parse(Path::new("m"), &created).unwrap_err();
+        let err = parse(&created).unwrap_err();
         assert!(
             err.to_string().contains("`created` is out of range"),
             "{err}"
@@ -611,24 +625,26 @@ mod tests {
 
     #[test]
     fn foreign_and_damaged_manifests_are_refused_with_the_reason() {
-        let err = Manifest::parse(Path::new("m"), "{\"json\": true}").unwrap_err();
+        let err = parse("{\"json\": true}").unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("m: not a crac-rs image manifest"),
             "{err}"
         );
-        let text = resealed(sample().render().replace("pid 42\n", "pid forty-two\n"));
-        let err = Manifest::parse(Path::new("m"), &text).unwrap_err();
+        let text = resealed(
+            sample()
+                .render(&key())
+                .replace("pid 42\n", "pid forty-two\n"),
+        );
+        let err = parse(&text).unwrap_err();
         assert!(
             err.to_string()
                 .contains("`pid`: not a valid number: \"forty-two\""),
             "{err}"
         );
-        let text = resealed(sample().render().replace("waiter-tid 42\n", ""));
+        let text = resealed(sample().render(&key()).replace("waiter-tid 42\n", ""));
         assert_eq!(
-            Manifest::parse(Path::new("m"), &text)
-                .unwrap_err()
-                .to_string(),
+            parse(&text).unwrap_err().to_string(),
             "m: missing `waiter-tid`"
         );
     }
@@ -640,19 +656,20 @@ mod fuzz {
     use super::*;
     use proptest::prelude::*;
 
-    /// A manifest whose digest line matches, around `body`.
+    /// A manifest whose seal matches, around `body`.
     fn sealed(body: &str) -> String {
-        format!(
-            "format {FORMAT}\n{body}{SELF_DIGEST} {}\n",
-            digest::of_bytes(format!("format {FORMAT}\n{body}").as_bytes())
-        )
+        seal::seal(format!("format {FORMAT}\n{body}"), &HostKey::for_tests(1))
+    }
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(Path::new("m"), text, &HostKey::for_tests(1))
     }
 
     proptest! {
         #[test]
         fn arbitrary_bytes_are_refused_cleanly(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let text = String::from_utf8_lossy(&bytes);
-            prop_assert!(Manifest::parse(Path::new("m"), &text).is_err());
+            prop_assert!(parse(&text).is_err());
         }
 
         #[test]
@@ -669,8 +686,8 @@ mod fuzz {
         ) {
             let body: String = lines.iter().map(|(k, v)| format!("{k} {v}\n")).collect();
             // Ok or Err, never a panic; an Ok renders back to an equal manifest
-            if let Ok(m) = Manifest::parse(Path::new("m"), &sealed(&body)) {
-                prop_assert_eq!(Manifest::parse(Path::new("m"), &m.render()).unwrap(), m);
+            if let Ok(m) = parse(&sealed(&body)) {
+                prop_assert_eq!(parse(&m.render(&HostKey::for_tests(1))).unwrap(), m);
             }
         }
 
@@ -679,7 +696,7 @@ mod fuzz {
             let mut m = tests_sample();
             m.plan[0].name = name;
             m.files[0].name = file;
-            prop_assert_eq!(Manifest::parse(Path::new("m"), &m.render()).unwrap(), m);
+            prop_assert_eq!(parse(&m.render(&HostKey::for_tests(1))).unwrap(), m);
         }
     }
 

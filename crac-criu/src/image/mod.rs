@@ -4,10 +4,12 @@
 mod digest;
 mod directory;
 mod host;
+pub(crate) mod key;
 pub(crate) mod manifest;
 mod publish;
 mod refusal;
 mod restorability;
+mod seal;
 mod staging;
 mod withdraw;
 

@@ -1,11 +1,14 @@
-//! Publishing: the manifest is completed and written last, everything is synced, and the
-//! staging directory is swapped into place in one rename.
+//! Publishing: the manifest is completed, sealed with the host's key and written last,
+//! everything is synced, and the staging directory is swapped into place in one rename.
+//! This runs in the dump's action script, a process CRIU starts and never checkpoints:
+//! the key is read (or made, on first use) here only.
 
 use std::io::Write as _;
 use std::path::Path;
 
 use crate::image::check_target;
 use crate::image::digest;
+use crate::image::key::HostKey;
 use crate::image::manifest::{FILE_NAME, ImageFile, LOG, Manifest};
 
 /// Completes the manifest with what only the finished dump knows, writes it last, and
@@ -31,8 +34,9 @@ pub(crate) fn publish(
     });
     synced.unwrap_or_else(|_| Err(std::io::Error::other("syncing the image panicked")))?;
     manifest.files = files?;
+    let key = HostKey::load_or_create().map_err(std::io::Error::other)?;
     let mut file = std::fs::File::create(staging.join(FILE_NAME))?;
-    file.write_all(manifest.render().as_bytes())?;
+    file.write_all(manifest.render(&key).as_bytes())?;
     file.sync_all()?;
     std::fs::File::open(staging)?.sync_all()?;
     if final_dir.exists() {

@@ -8,6 +8,7 @@
 mod action_script;
 mod error;
 pub mod inspect;
+pub mod key;
 mod lazy_pages;
 pub mod namespace;
 mod page_check;

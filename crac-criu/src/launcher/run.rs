@@ -63,6 +63,9 @@ pub fn run(
     args: &[OsString],
 ) -> Result<i32, LaunchError> {
     let app = resolve(app)?;
+    // A key that cannot be used is this host's problem, not the image's: said before an
+    // image would be found invalid, and replaced, for want of it.
+    crate::launcher::key::init()?;
     let image = std::path::absolute(&options.image).map_err(|e| LaunchError::Setting {
         setting: "--image",
         problem: format!("{}: {e}", options.image.display()),
