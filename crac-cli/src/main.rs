@@ -85,6 +85,9 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Say whether a restore with --insecure-image-permissions would proceed.
+        #[arg(long)]
+        insecure_image_permissions: bool,
     },
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
@@ -119,6 +122,12 @@ struct HowToRestore {
     /// environment's K (for secrets: off the command line).
     #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Restore even an image that a user other than root and you owns or can write (its
+    /// directory, a file in it, a directory above it), which is refused otherwise: its
+    /// owner could make it run anything with your privileges. Also
+    /// CRAC_INSECURE_IMAGE_PERMISSIONS=1.
+    #[arg(long)]
+    insecure_image_permissions: bool,
 }
 
 fn main() -> ExitCode {
@@ -143,6 +152,7 @@ fn main() -> ExitCode {
                 lazy: how.lazy,
                 verify_pages: how.verify_pages,
                 timeout: how.timeout,
+                insecure_image_permissions: how.insecure_image_permissions,
                 given: RestoreArgs {
                     args,
                     env: how.env,
@@ -189,6 +199,7 @@ fn main() -> ExitCode {
                 verify_pages: how.verify_pages,
                 timeout: how.timeout,
                 env: how.env,
+                insecure_image_permissions: how.insecure_image_permissions,
             };
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
@@ -196,7 +207,11 @@ fn main() -> ExitCode {
         }
         // Exit status 1 for anything that cannot be restored, a missing or foreign
         // directory included; 70 stays for crac's own failures.
-        Command::Inspect { dir, json } => match inspect::inspect(&dir) {
+        Command::Inspect {
+            dir,
+            json,
+            insecure_image_permissions,
+        } => match inspect::inspect(&dir, insecure_image_permissions) {
             Ok(image) => {
                 println!(
                     "{}",
