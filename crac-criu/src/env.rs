@@ -27,9 +27,6 @@ pub(crate) const INTERVAL: &str = "CRAC_CHECKPOINT_INTERVAL";
 /// `1`: `crac` restores images that a user other than root and the one restoring owns or
 /// can write (`image/ownership.rs`).
 pub(crate) const INSECURE_IMAGE_PERMISSIONS: &str = "CRAC_INSECURE_IMAGE_PERMISSIONS";
-/// `1`: `crac` restores images that a user other than root and the one restoring owns or
-/// can write (`image/ownership.rs`).
-pub(crate) const INSECURE_IMAGE_PERMISSIONS: &str = "CRAC_INSECURE_IMAGE_PERMISSIONS";
 /// Set for an application `crac run` started (and so in every copy restored from its
 /// images): `crac run` takes its images, a direct `checkpoint_restore()` is refused.
 pub(crate) const MANAGED: &str = "CRAC_RUN";
