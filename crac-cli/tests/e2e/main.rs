@@ -16,7 +16,8 @@
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `security.rs` (what another local user can do to an image; `attacker.rs` is that
-//!   user),
+//!   user), `ownership.rs` (images another user owns or can write refused, private
+//!   modes, requests for another user's process denied),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
@@ -41,6 +42,7 @@ mod fields;
 mod inspect;
 mod integrity;
 mod lazy;
+mod ownership;
 mod request;
 mod restore;
 mod restorer;
@@ -101,6 +103,7 @@ fn main() {
         ("runtime_fds", runtime_fds::TESTS),
         ("secrets", secrets::TESTS),
         ("security", security::TESTS),
+        ("ownership", ownership::TESTS),
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
