@@ -258,8 +258,8 @@ fn an_image_and_a_failed_dumps_log_are_private() {
 /// says so, instead of claiming the process has no image directory.
 fn a_checkpoint_request_for_another_users_process_is_denied() {
     let (dir, image) = setup("ownership-request");
-    let child = ready_for_requests(Run::new("request", &image), &dir.join("stdout"));
-    let _reaper = KillOnDrop(child.id());
+    let mut child = ready_for_requests(Run::new("request", &image), &dir.join("stdout"));
+    let reaper = KillOnDrop(child.id());
     let user = attacker();
     let pid = child.id().to_string();
     let asked = user
@@ -278,4 +278,6 @@ fn a_checkpoint_request_for_another_users_process_is_denied() {
         "{asked:?}"
     );
     assert!(!image.exists(), "no image was taken");
+    drop(reaper);
+    child.wait().unwrap();
 }
