@@ -2,7 +2,7 @@
 //! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
 //! (`crac inspect`), make and show the key images are sealed with (`crac key`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -87,6 +87,9 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Say whether a restore with --insecure-image-permissions would proceed.
+        #[arg(long)]
+        insecure_image_permissions: bool,
     },
     /// The key every image is sealed with at checkpoint and checked with at restore
     /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
@@ -139,6 +142,12 @@ struct HowToRestore {
     /// environment's K (for secrets: off the command line).
     #[arg(long = "env", value_name = "K=V|K", value_parser = parse_env)]
     env: Vec<(String, String)>,
+    /// Restore even an image that a user other than root and you owns or can write (its
+    /// directory, a file in it, a directory above it), which is refused otherwise: its
+    /// owner could make it run anything with your privileges. Also
+    /// CRAC_INSECURE_IMAGE_PERMISSIONS=1.
+    #[arg(long)]
+    insecure_image_permissions: bool,
 }
 
 fn main() -> ExitCode {
@@ -163,6 +172,7 @@ fn main() -> ExitCode {
                 lazy: how.lazy,
                 verify_pages: how.verify_pages,
                 timeout: how.timeout,
+                insecure_image_permissions: how.insecure_image_permissions,
                 given: RestoreArgs {
                     args,
                     env: how.env,
@@ -177,21 +187,7 @@ fn main() -> ExitCode {
                     ))
                 })
         }
-        Command::Checkpoint { pid, timeout } => request_client::send(pid, timeout.unwrap_or(ANSWER_DEADLINE)).map(|answer| {
-            match answer {
-                Answer::Checkpointed(dir) => eprintln!(
-                    "crac: process {pid} was checkpointed to {} and has stopped",
-                    dir.display()
-                ),
-                Answer::LeftRunning(problems) if problems.is_empty() => {
-                    eprintln!("crac: process {pid} was checkpointed and keeps running")
-                }
-                Answer::LeftRunning(problems) => eprintln!(
-                    "crac: process {pid} was checkpointed and keeps running, but after restore {problems}"
-                ),
-            }
-            0
-        }),
+        Command::Checkpoint { pid, timeout } => checkpoint(pid, timeout),
         Command::Run {
             image,
             on,
@@ -209,31 +205,17 @@ fn main() -> ExitCode {
                 verify_pages: how.verify_pages,
                 timeout: how.timeout,
                 env: how.env,
+                insecure_image_permissions: how.insecure_image_permissions,
             };
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| run::run(&options, &tool, &app[0], &app[1..]))
         }
-        // Exit status 1 for anything that cannot be restored, a missing or foreign
-        // directory included; 70 stays for crac's own failures.
-        Command::Inspect { dir, json } => match inspect::inspect(&dir) {
-            Ok(image) => {
-                println!(
-                    "{}",
-                    if json {
-                        image.to_json()
-                    } else {
-                        image.to_text()
-                    }
-                );
-                Ok(i32::from(!image.is_restorable()))
-            }
-            Err(e @ LaunchError::Image(_)) => {
-                eprintln!("crac: {e}");
-                Ok(1)
-            }
-            Err(e) => Err(e),
-        },
+        Command::Inspect {
+            dir,
+            json,
+            insecure_image_permissions,
+        } => inspect(&dir, json, insecure_image_permissions),
         Command::Key { action } => match action {
             KeyAction::Init => key::init(),
             KeyAction::Show => key::show(),
@@ -245,6 +227,47 @@ fn main() -> ExitCode {
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })
+}
+
+/// `crac checkpoint PID`: asks, waits for the answer, says what happened.
+fn checkpoint(pid: i32, timeout: Option<Duration>) -> Result<i32, LaunchError> {
+    let answer = request_client::send(pid, timeout.unwrap_or(ANSWER_DEADLINE))?;
+    match answer {
+        Answer::Checkpointed(dir) => eprintln!(
+            "crac: process {pid} was checkpointed to {} and has stopped",
+            dir.display()
+        ),
+        Answer::LeftRunning(problems) if problems.is_empty() => {
+            eprintln!("crac: process {pid} was checkpointed and keeps running")
+        }
+        Answer::LeftRunning(problems) => eprintln!(
+            "crac: process {pid} was checkpointed and keeps running, but after restore {problems}"
+        ),
+    }
+    Ok(0)
+}
+
+/// `crac inspect`: exit status 1 for anything that cannot be restored, a missing or
+/// foreign directory included; 70 stays for crac's own failures.
+fn inspect(dir: &Path, json: bool, insecure_image_permissions: bool) -> Result<i32, LaunchError> {
+    match inspect::inspect(dir, insecure_image_permissions) {
+        Ok(image) => {
+            println!(
+                "{}",
+                if json {
+                    image.to_json()
+                } else {
+                    image.to_text()
+                }
+            );
+            Ok(i32::from(!image.is_restorable()))
+        }
+        Err(e @ LaunchError::Image(_)) => {
+            eprintln!("crac: {e}");
+            Ok(1)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn parse_trigger(text: &str) -> Result<Trigger, String> {

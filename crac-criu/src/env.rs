@@ -26,6 +26,9 @@ pub(crate) const SECRET_ENV: &str = "CRAC_SECRET_ENV";
 pub(crate) const ON_READY: &str = "CRAC_CHECKPOINT_ON_READY";
 /// Seconds between checkpoints taken at consistent points.
 pub(crate) const INTERVAL: &str = "CRAC_CHECKPOINT_INTERVAL";
+/// `1`: `crac` restores images that a user other than root and the one restoring owns or
+/// can write (`image/ownership.rs`).
+pub(crate) const INSECURE_IMAGE_PERMISSIONS: &str = "CRAC_INSECURE_IMAGE_PERMISSIONS";
 /// Set for an application `crac run` started (and so in every copy restored from its
 /// images): `crac run` takes its images, a direct `checkpoint_restore()` is refused.
 pub(crate) const MANAGED: &str = "CRAC_RUN";
@@ -83,7 +86,7 @@ const INTERNAL: &str = "set by crac";
 
 /// Every `CRAC_*` variable: the settings first, then what crac sets for its own
 /// processes, then the install script's. Markdown in the text: it is the guide's table.
-pub(crate) const VARIABLES: [Variable; 28] = [
+pub(crate) const VARIABLES: &[Variable] = &[
     var(
         CHECKPOINT_TO,
         "the application; `crac checkpoint` (in the process's environment)",
@@ -161,6 +164,12 @@ pub(crate) const VARIABLES: [Variable; 28] = [
         "the application",
         "seconds between checkpoints at `crac::at_consistent_point()`; set by `crac run --every`",
         "none: no periodic checkpoints",
+    ),
+    var(
+        INSECURE_IMAGE_PERMISSIONS,
+        "`crac restore`, `crac run`, `crac inspect`",
+        "`1`: restore an image even if a user other than root and the one restoring owns or can write it, a file in it, or a directory above it (as `--insecure-image-permissions`); a warning names what is wrong",
+        "`0`: such an image is refused, naming the path, its owner and mode",
     ),
     var(
         PID_NAMESPACE,
@@ -281,7 +290,7 @@ mod tests {
     fn markdown_table() -> String {
         let mut table =
             String::from("| variable | read by | meaning | default |\n|---|---|---|---|\n");
-        for v in &VARIABLES {
+        for v in VARIABLES {
             table.push_str(&format!(
                 "| `{}` | {} | {} | {} |\n",
                 v.name, v.read_by, v.meaning, v.default
@@ -357,7 +366,7 @@ mod tests {
     #[test]
     fn crac_help_lists_the_settings_and_not_what_crac_sets_itself() {
         let help = environment_help();
-        for v in &VARIABLES {
+        for v in VARIABLES {
             let listed = help.contains(&format!("  {}\n", v.name));
             assert_eq!(listed, v.default != INTERNAL, "{}", v.name);
         }

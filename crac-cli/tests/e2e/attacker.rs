@@ -60,6 +60,12 @@ fn find() -> Option<Attacker> {
 }
 
 impl Attacker {
+    /// Makes `path` this user's, as if they had made it (a link itself, not its target).
+    pub(crate) fn own(&self, path: &std::path::Path) {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("chown {}: {e}", path.display()));
+    }
+
     /// `program` run as this user (std drops root's supplementary groups), with an
     /// environment of its own.
     pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {

@@ -17,6 +17,8 @@
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
 //!   `security.rs` (what another local user can do to an image; `attacker.rs` is that
 //!   user), `sealing.rs` (images sealed with the host's key, and the key's file),
+//!   `ownership.rs` (images another user owns or can write refused, private
+//!   modes, requests for another user's process denied),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
@@ -41,6 +43,7 @@ mod fields;
 mod inspect;
 mod integrity;
 mod lazy;
+mod ownership;
 mod request;
 mod restore;
 mod restorer;
@@ -103,6 +106,7 @@ fn main() {
         ("secrets", secrets::TESTS),
         ("security", security::TESTS),
         ("sealing", sealing::TESTS),
+        ("ownership", ownership::TESTS),
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),

@@ -129,6 +129,9 @@ fn run(args: HelperArgs) -> i32 {
         Ok(true) => {}
         Ok(false) => return 0,
     }
+    // An image holds the process's memory: every file CRIU and the helper create is 0600
+    // from the start (CRIU asks for 0644), whatever is done with the directory later.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     // A new session: the terminal's signals meant for the process must not reach the
     // helper. The child of a fork is never a group leader, so setsid cannot fail. As a
     // subreaper the helper gets whatever CRIU leaves behind, to kill and reap.

@@ -6,6 +6,7 @@ mod directory;
 mod host;
 pub(crate) mod key;
 pub(crate) mod manifest;
+mod ownership;
 mod publish;
 mod refusal;
 mod restorability;
@@ -19,6 +20,7 @@ pub(crate) use directory::{
 };
 pub(crate) use host::{cpu_flags, kernel_release, sha256};
 pub(crate) use manifest::LOG;
+pub(crate) use ownership::check_ownership;
 pub(crate) use publish::publish;
 pub use refusal::ImageRefusal;
 pub(crate) use restorability::{check_ids_free, check_listeners_free};

@@ -50,11 +50,16 @@ fn remove_abandoned(final_dir: &Path) {
 /// Creates an empty private staging directory, removing leftovers of crashed dumps.
 pub(crate) fn create_staging(final_dir: &Path, pid: i32) -> Result<PathBuf, Error> {
     let parent = final_dir.parent().unwrap_or(Path::new("/"));
-    std::fs::create_dir_all(parent).map_err(|source| Error::File {
-        action: "creating the image's parent directory",
-        path: parent.to_path_buf(),
-        source,
-    })?;
+    // not group-writable whatever the umask: a restore refuses what others could change
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(parent)
+        .map_err(|source| Error::File {
+            action: "creating the image's parent directory",
+            path: parent.to_path_buf(),
+            source,
+        })?;
     remove_abandoned(final_dir);
     let staging = staging_dir(final_dir, pid);
     if staging.exists() {

@@ -109,6 +109,20 @@ pub enum RequestFailure {
     /// The process has no image directory to write to.
     #[error("process {0} has no CRAC_CHECKPOINT_TO: it cannot be checkpointed")]
     NoImageDir(i32),
+    /// The process belongs to another user: only it and root may ask for a checkpoint.
+    #[error(
+        "permission denied: process {pid} runs as {owner} and you are {you}; only its own user \
+         and root may ask it to checkpoint: run `crac checkpoint {pid}` as one of them (e.g. \
+         with sudo)"
+    )]
+    PermissionDenied {
+        /// The process.
+        pid: i32,
+        /// The user it runs as.
+        owner: String,
+        /// The user who asked.
+        you: String,
+    },
     /// The process does not serve requests.
     #[error(
         "process {0} does not accept checkpoint requests: it must call \

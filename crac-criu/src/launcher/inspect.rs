@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
 
-use crate::image::{self, manifest::Manifest};
+use crate::image::{self, ImageRefusal, manifest::Manifest};
 use crate::launcher::error::LaunchError;
 
 /// An image, described.
@@ -17,11 +17,22 @@ pub struct Inspection {
 }
 
 /// Reads and checks the image in `dir`; fails only when there is no manifest to describe.
-pub fn inspect(dir: &Path) -> Result<Inspection, LaunchError> {
+/// `insecure_image_permissions`: say whether a restore given that override would proceed.
+pub fn inspect(dir: &Path, insecure_image_permissions: bool) -> Result<Inspection, LaunchError> {
     let manifest = Manifest::read(dir)?;
-    let restorable = image::validate(dir, image::Contents::All)
-        .and_then(|m| image::check_ids_free(&m).map(|()| m))
-        .map_err(|e| e.to_string())
+    let restorable = image::check_ownership(dir, insecure_image_permissions)
+        .map_err(|problem| {
+            ImageRefusal::Unrestorable {
+                dir: dir.into(),
+                problem,
+            }
+            .to_string()
+        })
+        .and_then(|()| {
+            image::validate(dir, image::Contents::All)
+                .and_then(|m| image::check_ids_free(&m).map(|()| m))
+                .map_err(|e| e.to_string())
+        })
         .and_then(|m| image::check_listeners_free(&m));
     let bytes_on_disk = std::fs::read_dir(dir)
         .map_err(LaunchError::io("listing the image"))?

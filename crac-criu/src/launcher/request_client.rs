@@ -28,7 +28,7 @@ pub enum Answer {
 /// Asks process `pid` to checkpoint itself and waits for the answer, at most `deadline`.
 pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, LaunchError> {
     let thread = find_thread(pid)?;
-    let image = image_dir(pid).ok_or(RequestFailure::NoImageDir(pid))?;
+    let image = image_dir(pid)?.ok_or(RequestFailure::NoImageDir(pid))?;
     // random enough to tell this request's answer from a stale one
     let number = (crac_core::instance_id() as u32) ^ std::process::id();
     let answer = answer::answer_path(&image, number);
@@ -67,10 +67,17 @@ pub fn send(pid: libc::pid_t, deadline: Duration) -> Result<Answer, LaunchError>
     }
 }
 
-/// The process's `CRAC_CHECKPOINT_TO`, read from its environment.
-fn image_dir(pid: libc::pid_t) -> Option<PathBuf> {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    environ
+/// The process's `CRAC_CHECKPOINT_TO`, read from its environment, which only its own user
+/// and root may read.
+fn image_dir(pid: libc::pid_t) -> Result<Option<PathBuf>, RequestFailure> {
+    let environ = match std::fs::read(format!("/proc/{pid}/environ")) {
+        Ok(environ) => environ,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(permission_denied(pid));
+        }
+        Err(_) => return Ok(None),
+    };
+    Ok(environ
         .split(|b| *b == 0)
         .find_map(|var| {
             var.strip_prefix(CHECKPOINT_TO.as_bytes())?
@@ -81,7 +88,23 @@ fn image_dir(pid: libc::pid_t) -> Option<PathBuf> {
         .map(|dir| match std::fs::read_link(format!("/proc/{pid}/cwd")) {
             Ok(cwd) if dir.is_relative() => cwd.join(dir),
             _ => dir,
-        })
+        }))
+}
+
+/// Another user's process: who it runs as, and who asked.
+fn permission_denied(pid: libc::pid_t) -> RequestFailure {
+    let name = |uid: u32| match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) => format!("{} (uid {uid})", user.name),
+        _ => format!("uid {uid}"),
+    };
+    let owner = std::fs::metadata(format!("/proc/{pid}"))
+        .map(|m| name(std::os::unix::fs::MetadataExt::uid(&m)))
+        .unwrap_or_else(|_| "another user".into());
+    RequestFailure::PermissionDenied {
+        pid,
+        owner,
+        you: name(nix::unistd::geteuid().as_raw()),
+    }
 }
 
 fn find_thread(pid: libc::pid_t) -> Result<libc::pid_t, RequestFailure> {

@@ -53,6 +53,9 @@ pub struct RunOptions {
     /// Environment for the application: set at start, and passed again to every
     /// restore (an image keeps the environment it was taken with).
     pub env: Vec<(String, String)>,
+    /// Restore and write images that a user other than root and this one could change
+    /// (`RestoreOptions::insecure_image_permissions`).
+    pub insecure_image_permissions: bool,
 }
 
 /// Runs `app` with `args` as `options` say; returns the exit code to exit with.
@@ -87,8 +90,11 @@ pub fn run(
         lazy: options.lazy,
         timeout: options.timeout,
         verify_pages: options.verify_pages,
+        insecure_image_permissions: options.insecure_image_permissions,
         ..Default::default()
     };
+    // Whoever could swap the image would have it restored: refused, never replaced.
+    check_ownership(&image, options.insecure_image_permissions)?;
     if image.join(FILE_NAME).exists() {
         // The page data is checked while CRIU restores: damage found there is an
         // invalid image too.
@@ -152,6 +158,28 @@ pub fn run(
         }
         Ok(status)
     }
+}
+
+/// Refuses an image (or, before the first run, the place for one) that a user other than
+/// root and this one could change or swap.
+fn check_ownership(image: &Path, insecure: bool) -> Result<(), LaunchError> {
+    image::check_ownership(image, insecure).map_err(|problem| {
+        if image.exists() {
+            ImageRefusal::Unrestorable {
+                dir: image.to_path_buf(),
+                problem,
+            }
+            .into()
+        } else {
+            LaunchError::Setting {
+                setting: "--image",
+                problem: format!(
+                    "crac run would write its image to {}, but {problem}",
+                    image.display()
+                ),
+            }
+        }
+    })
 }
 
 /// A refusal without its "cannot restore DIR" opening: the caller says which image.

@@ -24,6 +24,12 @@ pub(super) struct Admitted {
 /// Validates the image (all but its page data, checked while CRIU reads it) and checks
 /// this host can take it back now.
 pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
+    image::check_ownership(&job.dir, job.options.insecure_image_permissions).map_err(
+        |problem| ImageRefusal::Unrestorable {
+            dir: job.dir.clone(),
+            problem,
+        },
+    )?;
     let manifest = image::validate(&job.dir, Contents::AllButPages)?;
     let _ = std::fs::remove_file(&job.stamps);
     job.stamp(phases::VALIDATED);

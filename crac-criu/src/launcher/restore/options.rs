@@ -29,6 +29,9 @@ pub struct RestoreOptions {
     /// Whether the page data is hashed even when an earlier restore found these very
     /// files intact.
     pub verify_pages: VerifyPages,
+    /// Restore even an image that a user other than root and this one owns or can write
+    /// (`--insecure-image-permissions`; see `image/ownership.rs`).
+    pub insecure_image_permissions: bool,
 }
 
 /// How long CRIU may take to get the process running by default: far beyond any
