@@ -18,6 +18,7 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as 
 use std::path::{Path, PathBuf};
 
 use crate::env::IMAGE_KEY;
+use crate::image::ownership;
 
 /// Where root's key is kept when `CRAC_IMAGE_KEY` is unset.
 const ROOT_DEFAULT: &str = "/var/lib/crac/image.key";
@@ -265,35 +266,14 @@ fn check_file(meta: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// Every directory from `/` to the key's: owned by this user or root, and not writable
-/// by group or others unless sticky (whoever could rename entries could swap the key).
+/// Every directory from `/` to the key's, and every link on the way: the user's or
+/// root's, and not writable by group or others unless sticky (whoever could rename
+/// entries could swap the key). The rule images are held to (`ownership.rs`).
 fn check_directories(path: &Path) -> Result<(), String> {
-    let me = nix::unistd::geteuid().as_raw();
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    let real = dir
-        .canonicalize()
-        .map_err(|e| format!("its directory {}: {e}", dir.display()))?;
-    for dir in real.ancestors() {
-        let meta = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if meta.uid() != me && meta.uid() != 0 {
-            return Err(format!(
-                "its directory {} is owned by uid {}, neither this user nor root: keep the \
-                 key in a directory of yours",
-                dir.display(),
-                meta.uid()
-            ));
-        }
-        let sticky = meta.mode() & 0o1000 != 0;
-        if meta.mode() & 0o022 != 0 && !sticky {
-            return Err(format!(
-                "its directory {} is writable by group or others (mode {:04o}), who could \
-                 swap the key: chmod go-w it",
-                dir.display(),
-                meta.mode() & 0o7777
-            ));
-        }
-    }
-    Ok(())
+    ownership::check_directories_above(
+        path,
+        "could swap the image key, and an image sealed with it is restored with",
+    )
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -35,7 +35,7 @@ pub(crate) fn check_ownership(dir: &Path, insecure: bool) -> Result<(), String> 
     let Some(exposure) = exposure(dir, me) else {
         return Ok(());
     };
-    let problem = exposure.describe(me);
+    let problem = exposure.describe(me, IMAGE_AT_STAKE);
     match overridden(insecure) {
         Ok(true) => {
             eprintln!("crac: warning: {problem}; going on as {OVERRIDE_FLAG} asks");
@@ -46,6 +46,22 @@ pub(crate) fn check_ownership(dir: &Path, insecure: bool) -> Result<(), String> 
              {INSECURE_IMAGE_PERMISSIONS}=1) restores it anyway"
         )),
         Err(setting) => Err(format!("{problem}; {setting}")),
+    }
+}
+
+/// What whoever could change an image could do.
+const IMAGE_AT_STAKE: &str =
+    "could change or replace the image, and a restore runs what an image holds with";
+
+/// Checks that only the user and root could change the directories above `file` (and
+/// the links on the way): `at_stake` says what another could then do, ending before
+/// "`{user}'s privileges`" — the host's image key uses this too.
+pub(crate) fn check_directories_above(file: &Path, at_stake: &str) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    match walk(file.parent().unwrap_or(Path::new("/")), me) {
+        Err(exposure) => Err(exposure.describe(me, at_stake)),
+        Ok(_) => Ok(()),
     }
 }
 
@@ -79,13 +95,10 @@ enum How {
 }
 
 impl Exposure {
-    fn describe(&self, me: u32) -> String {
+    fn describe(&self, me: u32, at_stake: &str) -> String {
         let path = self.path.display();
         let you = user_name(me);
-        let why = format!(
-            "could change or replace the image, and a restore runs what an image holds with \
-             {you}'s privileges"
-        );
+        let why = format!("{at_stake} {you}'s privileges");
         match self.how {
             How::Owner(uid) => format!(
                 "{path} is owned by {} (uid {uid}), who {why}: make it {you}'s (chown {you} \
@@ -285,7 +298,7 @@ mod tests {
         assert_eq!(found.how, How::Writable(0o100666));
         assert!(
             found
-                .describe(me)
+                .describe(me, IMAGE_AT_STAKE)
                 .contains("writable by group and others (mode 0666)")
         );
         chmod(&image.join("pages-1.img"), 0o600);
