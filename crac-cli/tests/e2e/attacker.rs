@@ -72,3 +72,11 @@ impl Attacker {
         cmd
     }
 }
+
+impl Attacker {
+    /// Makes `path` (a symlink itself, not its target) this user's, as if they had made it.
+    pub(crate) fn own(&self, path: &std::path::Path) {
+        std::os::unix::fs::lchown(path, Some(self.uid), Some(self.gid))
+            .unwrap_or_else(|e| panic!("lchown {}: {e}", path.display()));
+    }
+}
