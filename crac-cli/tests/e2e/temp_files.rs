@@ -80,6 +80,8 @@ impl World {
         for pid in pids {
             for kind in ["verdict", "log", "phases", "lazy", "lazy.log"] {
                 let path = self.tmp.join(format!("crac-restore-{pid}.{kind}"));
+                // what an earlier round planted under the name goes first
+                let _ = std::fs::remove_file(&path);
                 make(&path);
                 self.user.own(&path);
             }
@@ -162,21 +164,15 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
             std::os::unix::fs::symlink(&world.target, p).unwrap();
         });
         let out = world.restore(&args, &pids);
-        assert_eq!(out.status.code(), Some(7), "{what}: {out:?}");
         world.assert_target_unchanged(what);
-        // the next round plants afresh
-        for entry in std::fs::read_dir(&world.tmp).unwrap().flatten() {
-            if entry.file_type().unwrap().is_symlink() {
-                std::fs::remove_file(entry.path()).unwrap();
-            }
-        }
+        assert_eq!(out.status.code(), Some(7), "{what}: {out:?}");
     }
-    // a restore CRIU fails (a root that is not there): its log is kept and named
+    // a restore CRIU fails (a shell job without a terminal): its log is kept and named
     let failing = world.dir.join("criu");
     write_script(
         &failing,
         &format!(
-            "#!/bin/sh\nshift\nexec {} restore --root /nonexistent-crac \"$@\"\n",
+            "#!/bin/sh\nshift\nexec {} restore --shell-job \"$@\"\n",
             criu().unwrap().display()
         ),
     );
@@ -185,8 +181,8 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
         std::os::unix::fs::symlink(&world.target, p).unwrap();
     });
     let out = world.restore_with(&[img], &pids, Some(&failing));
-    assert_eq!(out.status.code(), Some(70), "{out:?}");
     world.assert_target_unchanged("a restore CRIU failed");
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
     let stderr = text(&out.stderr);
     let log = stderr
         .lines()
@@ -213,9 +209,9 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
         std::os::unix::fs::symlink(&world.target, p).unwrap();
     });
     let out = world.restore(&[img], &pids);
+    world.assert_target_unchanged("a restore of a damaged image");
     assert_eq!(out.status.code(), Some(70), "{out:?}");
     assert!(text(&out.stderr).contains(DAMAGED), "{out:?}");
-    world.assert_target_unchanged("a restore of a damaged image");
 }
 
 /// Attack 3 of issue 18: files under the verdict's old names, made and kept writable by
