@@ -229,7 +229,7 @@ fn verdicts_another_user_rewrites_cannot_pass_a_damaged_image() {
         world.user.own(&path);
     }
     // the attacker: every planted verdict back to `ok` whenever it says anything else
-    let rewriter = world
+    let mut rewriter = world
         .user
         .command("sh")
         .arg("-c")
@@ -252,6 +252,8 @@ fn verdicts_another_user_rewrites_cannot_pass_a_damaged_image() {
     );
     assert_eq!(out.status.code(), Some(70), "{out:?}");
     assert!(text(&out.stderr).contains(DAMAGED), "{out:?}");
+    rewriter.kill().unwrap();
+    rewriter.wait().unwrap();
 }
 
 /// A later restore's housekeeping of the temp directory: what another user planted

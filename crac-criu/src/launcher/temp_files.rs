@@ -174,4 +174,57 @@ mod tests {
             assert_eq!(restorer_of(OsStr::new(other)), None, "{other}");
         }
     }
+
+    #[test]
+    fn a_gone_restorers_files_go_its_log_after_a_day_and_nothing_else() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let temp = std::env::temp_dir().join(format!("crac-temp-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&temp);
+        std::fs::create_dir_all(&temp).unwrap();
+        // a PID no process has
+        let pid = (2..32_000)
+            .rev()
+            .find(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+            .unwrap();
+        let make = |name: &str, mode: u32| {
+            let dir = temp.join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("criu.log"), "log").unwrap();
+            std::fs::write(dir.join("verdict"), "ok").unwrap();
+            std::fs::create_dir(dir.join("lazy")).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            dir
+        };
+        let gone = make(&format!("{PREFIX}{pid}.aaaaaa"), 0o700);
+        let open = make(&format!("{PREFIX}{pid}.bbbbbb"), 0o755);
+        let running = make(&format!("{PREFIX}{}.cccccc", std::process::id()), 0o700);
+        remove_leftovers(&temp);
+        let names = |dir: &Path| {
+            let mut names: Vec<String> = std::fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        assert_eq!(names(&gone), ["criu.log"]);
+        assert_eq!(names(&open), ["criu.log", "lazy", "verdict"]);
+        assert_eq!(names(&running), ["criu.log", "lazy", "verdict"]);
+        let days_ago = std::time::SystemTime::now() - 2 * FAILED_LOG_KEPT;
+        std::fs::File::options()
+            .write(true)
+            .open(gone.join("criu.log"))
+            .unwrap()
+            .set_modified(days_ago)
+            .unwrap();
+        remove_leftovers(&temp);
+        assert!(!gone.exists());
+        // this restore's own: everything but its log goes, the log stays for its error
+        drop(RestoreFiles {
+            dir: running.clone(),
+        });
+        assert_eq!(names(&running), ["criu.log"]);
+        assert_eq!(names(&open), ["criu.log", "lazy", "verdict"]);
+        std::fs::remove_dir_all(&temp).unwrap();
+    }
 }
