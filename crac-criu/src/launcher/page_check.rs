@@ -181,3 +181,39 @@ fn open_verdict(path: &Path) -> Result<std::fs::File, String> {
         meta.nlink()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// Only the restorer's own verdict file is read: a file another could have written
+    /// (open to others, behind a symlink, linked elsewhere too) is refused.
+    #[test]
+    fn only_the_restorers_own_verdict_is_read() {
+        let dir = std::env::temp_dir().join(format!("crac-verdict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = |name: &str, mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, "ok\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let own = made("own", 0o600);
+        assert!(open_verdict(&own).is_ok());
+        let open = made("open", 0o666);
+        let refused = open_verdict(&open).unwrap_err();
+        assert!(
+            refused.contains("is not the file the restorer made") && refused.contains("mode 666"),
+            "{refused}"
+        );
+        let link = dir.join("symlink");
+        std::os::unix::fs::symlink(&own, &link).unwrap();
+        assert!(open_verdict(&link).is_err());
+        std::fs::hard_link(&own, dir.join("hard")).unwrap();
+        let refused = open_verdict(&own).unwrap_err();
+        assert!(refused.contains("2 links"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
