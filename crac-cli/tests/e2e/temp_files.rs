@@ -21,9 +21,24 @@ tests![
     a_secret_given_with_env_is_not_in_the_environment_of_wait,
 ];
 
-/// How many PIDs after the last one given out the attacker plants for: the restorer,
-/// started right after, gets one of them.
-const PLANTED: u32 = 400;
+/// How many PIDs after the last one given out the attacker plants for at a time.
+const PLANTED: u32 = 600;
+/// Planting is done once the next this many PIDs are all planted for: the restorer,
+/// started right after, gets one of them, though the host's other processes take PIDs
+/// meanwhile.
+const AHEAD: u32 = 200;
+
+/// The PIDs planted for.
+type Pids = std::collections::BTreeSet<u32>;
+
+/// A number from a file of /proc/sys/kernel.
+fn kernel(name: &str) -> u32 {
+    std::fs::read_to_string(Path::new("/proc/sys/kernel").join(name))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
 
 /// A test's world: a /tmp-like temp directory, open to the attacker, and a root-owned
 /// file beside it that nothing may change.
@@ -64,43 +79,52 @@ impl World {
         (world, image)
     }
 
-    /// The PIDs the next processes get (`/proc/sys/kernel/ns_last_pid` + 1 on).
-    fn next_pids() -> std::ops::RangeInclusive<u32> {
-        let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        last + 1..=last + PLANTED
-    }
-
-    /// Plants `make(path)` for each name a restore with PID in `pids` once used, as the
-    /// attacker's own.
-    fn plant(&self, pids: std::ops::RangeInclusive<u32>, make: impl Fn(&Path)) {
-        for pid in pids {
-            for kind in ["verdict", "log", "phases", "lazy", "lazy.log"] {
-                let path = self.tmp.join(format!("crac-restore-{pid}.{kind}"));
-                // what an earlier round planted under the name goes first
-                let _ = std::fs::remove_file(&path);
-                make(&path);
-                self.user.own(&path);
+    /// Plants `make(path)`, as the attacker's own, under `crac-restore-PID.KIND` for
+    /// each of `kinds` and each of the PIDs the next processes get (the last one given
+    /// out, `ns_last_pid`, + 1 on, wrapping at `pid_max` as the kernel does); returns
+    /// those PIDs.
+    fn plant(&self, kinds: &[&str], make: impl Fn(&Path)) -> Pids {
+        let max = kernel("pid_max");
+        let next = |last: u32, i: u32| match last + i {
+            pid if pid < max => pid,
+            pid => 300 + pid - max,
+        };
+        let mut planted = Pids::new();
+        loop {
+            let last = kernel("ns_last_pid");
+            if (1..=AHEAD).all(|i| planted.contains(&next(last, i))) {
+                return planted;
+            }
+            for pid in (1..=PLANTED).map(|i| next(last, i)) {
+                if !planted.insert(pid) {
+                    continue;
+                }
+                for kind in kinds {
+                    let path = self.tmp.join(format!("crac-restore-{pid}.{kind}"));
+                    // what an earlier round planted under the name goes first
+                    let _ = std::fs::remove_file(&path);
+                    make(&path);
+                    self.user.own(&path);
+                }
             }
         }
     }
 
-    /// `crac restore ARGS` with this world's temp directory, to its end; checks that its
-    /// PID was one planted for.
-    fn restore(&self, args: &[&str], pids: &std::ops::RangeInclusive<u32>) -> Output {
-        self.restore_with(args, pids, None)
+    /// Plants symlinks to the root-owned file under every name a restore once wrote.
+    fn plant_symlinks(&self) -> Pids {
+        self.plant(&["verdict", "log", "phases", "lazy", "lazy.log"], |p| {
+            std::os::unix::fs::symlink(&self.target, p).unwrap();
+        })
     }
 
-    /// [`World::restore`] with `criu` as CRIU, if given.
-    fn restore_with(
-        &self,
-        args: &[&str],
-        pids: &std::ops::RangeInclusive<u32>,
-        criu: Option<&Path>,
-    ) -> Output {
+    /// `crac restore ARGS` with this world's temp directory, to its end; checks that its
+    /// PID was one planted for.
+    fn restore(&self, args: &[&str], pids: &Pids) -> Output {
+        self.restore_with(args, Some(pids), None)
+    }
+
+    /// [`World::restore`] with `criu` as CRIU, if given; its PID checked if `pids`.
+    fn restore_with(&self, args: &[&str], pids: Option<&Pids>, criu: Option<&Path>) -> Output {
         let mut cmd = Command::new(crac_bin());
         if let Some(criu) = criu {
             cmd.env("CRAC_CRIU", criu);
@@ -115,7 +139,7 @@ impl World {
             .spawn()
             .unwrap();
         assert!(
-            pids.contains(&child.id()),
+            pids.is_none_or(|pids| pids.contains(&child.id())),
             "the restorer's PID {} is among those planted for ({pids:?})",
             child.id()
         );
@@ -159,10 +183,7 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
         (vec![img], "a restore"),
         (vec!["--lazy", img], "a lazy restore"),
     ] {
-        let pids = World::next_pids();
-        world.plant(pids.clone(), |p| {
-            std::os::unix::fs::symlink(&world.target, p).unwrap();
-        });
+        let pids = world.plant_symlinks();
         let out = world.restore(&args, &pids);
         world.assert_target_unchanged(what);
         assert_eq!(out.status.code(), Some(7), "{what}: {out:?}");
@@ -176,11 +197,8 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
             criu().unwrap().display()
         ),
     );
-    let pids = World::next_pids();
-    world.plant(pids.clone(), |p| {
-        std::os::unix::fs::symlink(&world.target, p).unwrap();
-    });
-    let out = world.restore_with(&[img], &pids, Some(&failing));
+    let pids = world.plant_symlinks();
+    let out = world.restore_with(&[img], Some(&pids), Some(&failing));
     world.assert_target_unchanged("a restore CRIU failed");
     assert_eq!(out.status.code(), Some(70), "{out:?}");
     let stderr = text(&out.stderr);
@@ -204,10 +222,7 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
     );
     // a damaged image: the verdict says so, and the copy is refused
     damage_pages(&image);
-    let pids = World::next_pids();
-    world.plant(pids.clone(), |p| {
-        std::os::unix::fs::symlink(&world.target, p).unwrap();
-    });
+    let pids = world.plant_symlinks();
     let out = world.restore(&[img], &pids);
     world.assert_target_unchanged("a restore of a damaged image");
     assert_eq!(out.status.code(), Some(70), "{out:?}");
@@ -221,13 +236,10 @@ fn verdicts_another_user_rewrites_cannot_pass_a_damaged_image() {
     let (world, image) = World::new("temp-verdicts");
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
     damage_pages(&image);
-    let pids = World::next_pids();
-    for pid in pids.clone() {
-        let path = world.tmp.join(format!("crac-restore-{pid}.verdict"));
-        std::fs::write(&path, "").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-        world.user.own(&path);
-    }
+    let pids = world.plant(&["verdict"], |path| {
+        std::fs::write(path, "").unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    });
     // the attacker: every planted verdict back to `ok` whenever it says anything else
     let mut rewriter = world
         .user
@@ -300,7 +312,7 @@ fn the_housekeeping_neither_follows_nor_deletes_another_users_files() {
             planted.push(path);
         }
     }
-    let out = world.restore(&[image.to_str().unwrap()], &World::next_pids());
+    let out = world.restore_with(&[image.to_str().unwrap()], None, None);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     for path in &planted {
         let meta = std::fs::symlink_metadata(path)
