@@ -230,8 +230,9 @@ fn symlinks_planted_for_the_next_pids_are_never_written_through() {
 }
 
 /// Attack 3 of issue 18: files under the verdict's old names, made and kept writable by
-/// the attacker, who rewrites each to `ok` again and again while root restores a
-/// damaged image. The damaged copy must never run, and the refusal names the file.
+/// the attacker, who rewrites the running restorer's to `ok` again and again while root
+/// restores a damaged image. The damaged copy must never run, and the refusal names the
+/// file.
 fn verdicts_another_user_rewrites_cannot_pass_a_damaged_image() {
     let (world, image) = World::new("temp-verdicts");
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
@@ -240,14 +241,15 @@ fn verdicts_another_user_rewrites_cannot_pass_a_damaged_image() {
         std::fs::write(path, "").unwrap();
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666)).unwrap();
     });
-    // the attacker: every planted verdict back to `ok` whenever it says anything else
+    // the attacker: the verdict of every running `crac` (whose PIDs anyone can see)
+    // rewritten to `ok`, again and again
     let mut rewriter = world
         .user
         .command("sh")
         .arg("-c")
         .arg(
-            "while :; do for f in \"$1\"/crac-restore-*.verdict; do \
-             read -r l < \"$f\"; [ \"$l\" = ok ] || printf 'ok\\n' > \"$f\"; done; done",
+            "while :; do for p in $(pgrep -x crac); do f=\"$1/crac-restore-$p.verdict\"; \
+             [ -f \"$f\" ] && printf 'ok\\n' > \"$f\"; done; done",
         )
         .arg("sh")
         .arg(&world.tmp)
