@@ -153,7 +153,8 @@ pub(crate) fn await_verdict() -> Result<(), String> {
 
 /// Opens the verdict at `path` if it is the file the restorer made: a regular file (not
 /// a symlink: one is not followed) of this process's owner (CRIU's, so the restorer's),
-/// mode 0600, with no other link. Any other file someone else may have written.
+/// closed to everyone else (0600), with no other link. Any other file someone else may
+/// have written.
 fn open_verdict(path: &Path) -> Result<std::fs::File, String> {
     let problem = |e: std::io::Error| format!("the page data's verdict {}: {e}", path.display());
     let file = std::fs::OpenOptions::new()
@@ -163,13 +164,13 @@ fn open_verdict(path: &Path) -> Result<std::fs::File, String> {
         .map_err(problem)?;
     let meta = file.metadata().map_err(problem)?;
     let owner = nix::unistd::geteuid().as_raw();
-    if meta.is_file() && meta.uid() == owner && meta.mode() & 0o7777 == 0o600 && meta.nlink() == 1 {
+    if meta.is_file() && meta.uid() == owner && meta.mode() & 0o077 == 0 && meta.nlink() == 1 {
         return Ok(file);
     }
     Err(format!(
         "the page data's verdict {} is not the file the restorer made (found: {}, owner uid \
-         {}, mode {:o}, {} links; expected a regular file of uid {owner}, mode 600, one \
-         link): another user may have written it; the process is not resumed",
+         {}, mode {:o}, {} links; expected a regular file of uid {owner}, closed to others \
+         (600), one link): another user may have written it; the process is not resumed",
         path.display(),
         if meta.is_file() {
             "a regular file"

@@ -121,7 +121,7 @@ fn tidy(dir: &Path, keep: Keep) {
     let Ok(meta) = opened.metadata() else {
         return;
     };
-    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o7777 != 0o700 {
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o077 != 0 {
         return;
     }
     let inside = PathBuf::from(format!("/proc/self/fd/{}", opened.as_raw_fd()));
