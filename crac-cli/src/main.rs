@@ -33,7 +33,8 @@ enum Command {
     Restore {
         /// The image directory (what CRAC_CHECKPOINT_TO named at checkpoint).
         dir: PathBuf,
-        /// Write CRIU's restore log here (default: a file in the temp directory).
+        /// Write CRIU's restore log here (default: in a private directory of the restore's in
+        /// the temp directory, kept a day when the restore fails).
         #[arg(long)]
         log: Option<PathBuf>,
         /// CRIU log verbosity, 0–4.

@@ -21,6 +21,8 @@
 //!   modes, requests for another user's process denied),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
+//!   `temp_files.rs` (another user's files in the temp directory during a restore; the
+//!   secrets `crac __wait` does not carry),
 //!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
@@ -55,6 +57,7 @@ mod security;
 mod services;
 mod soak;
 mod storage;
+mod temp_files;
 
 use libtest_mimic::{Arguments, Completion, Trial};
 
@@ -110,6 +113,7 @@ fn main() {
         ("services", services::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
+        ("temp_files", temp_files::TESTS),
         ("containers", containers::TESTS),
     ];
     let trials = topics

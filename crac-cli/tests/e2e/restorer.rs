@@ -49,15 +49,18 @@ fn a_copy_in_the_host_namespace_dies_with_its_killed_restorer_and_its_files_go()
         Duration::from_secs(5),
         || !alive(pid),
     );
-    // the next restore removes what the killed one left in the temp directory
+    // the next restore removes what the killed one left in its directory in the temp
+    // directory (CRIU's log is kept a day)
     let left = |restorer: u32| {
         std::fs::read_dir(std::env::temp_dir())
             .unwrap()
             .flatten()
             .filter(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                name.starts_with(&format!("crac-restore-{restorer}.")) && !name.ends_with(".log")
+                name.starts_with(&format!("crac-restore-{restorer}."))
             })
+            .flat_map(|e| std::fs::read_dir(e.path()).unwrap().flatten())
+            .filter(|e| !e.file_name().to_string_lossy().ends_with(".log"))
             .count()
     };
     let mut again = Command::new(crac_bin())

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use crate::launcher::error::LaunchError;
 use crate::launcher::supervise::Ended;
 use crate::sys::{fd, process};
+use crate::wire::restore_args::{self, RestoreArgs};
 
 /// The fd on which the server writes a byte once it listens (`criu --status-fd`).
 const STATUS_FD: i32 = 3;
@@ -40,13 +41,15 @@ impl LazyPages {
     /// Starts the server for the image in `dir`, with a private work directory
     /// `work_dir` (which CRIU's restore must share: the server's socket is there).
     /// Started before the image is validated, so that its start (a few ms) overlaps
-    /// the validation; [`LazyPages::listening`] waits for it.
+    /// the validation; [`LazyPages::listening`] waits for it. The variables `given` to
+    /// the copy are kept out of its environment (see [`restore_args::keep_out_of`]).
     pub(crate) fn start(
         criu: &Path,
         dir: &Path,
         work_dir: PathBuf,
         log: PathBuf,
         log_level: u8,
+        given: &RestoreArgs,
     ) -> Result<LazyPages, LaunchError> {
         let _ = std::fs::remove_dir_all(&work_dir);
         std::fs::DirBuilder::new()
@@ -63,6 +66,7 @@ impl LazyPages {
             .map_err(|e| LaunchError::io("creating a pipe")(e.into()))?;
         let writer = status_writer.as_raw_fd();
         let mut cmd = Command::new(criu);
+        restore_args::keep_out_of(&mut cmd, given);
         // SAFETY: the closure runs in the forked child before exec and only calls
         // dup2/fcntl, which are async-signal-safe.
         unsafe {

@@ -10,7 +10,8 @@
 //! `post-restore` script makes CRIU kill the restored tasks before they run (a failing
 //! `pre-resume` one is only logged: CRIU resumes the tasks anyway).
 
-use std::io::Write as _;
+use std::io::{Read as _, Seek as _, Write as _};
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -62,7 +63,13 @@ impl PageCheck {
                 verdict: path,
                 criu,
             } => {
-                let file = std::fs::File::create(&path)
+                // Made anew, for the restorer only: the action script refuses anything else.
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
                     .and_then(|file| file.lock().map(|()| file))
                     .map_err(|source| LaunchError::File {
                         action: "creating",
@@ -117,10 +124,13 @@ pub(crate) fn await_verdict() -> Result<(), String> {
     let Some(path) = std::env::var_os(VERDICT_ENV) else {
         return Ok(()); // a restore that checked everything before CRIU started
     };
-    let file = std::fs::File::open(&path)
-        .map_err(|e| format!("the page data's verdict {}: {e}", path.display()))?;
+    let file = open_verdict(Path::new(&path))?;
+    // read through the file checked, never through its path again
     let verdict = || {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let mut text = String::new();
+        let _ = (&file)
+            .rewind()
+            .and_then(|()| (&file).read_to_string(&mut text));
         text.strip_suffix('\n').map(str::to_string)
     };
     loop {
@@ -138,5 +148,73 @@ pub(crate) fn await_verdict() -> Result<(), String> {
             };
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Opens the verdict at `path` if it is the file the restorer made: a regular file (not
+/// a symlink: one is not followed) of this process's owner (CRIU's, so the restorer's),
+/// closed to everyone else (0600), with no other link. Any other file someone else may
+/// have written.
+fn open_verdict(path: &Path) -> Result<std::fs::File, String> {
+    let problem = |e: std::io::Error| format!("the page data's verdict {}: {e}", path.display());
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(problem)?;
+    let meta = file.metadata().map_err(problem)?;
+    let owner = nix::unistd::geteuid().as_raw();
+    if meta.is_file() && meta.uid() == owner && meta.mode() & 0o077 == 0 && meta.nlink() == 1 {
+        return Ok(file);
+    }
+    Err(format!(
+        "the page data's verdict {} is not the file the restorer made (found: {}, owner uid \
+         {}, mode {:o}, {} links; expected a regular file of uid {owner}, closed to others \
+         (600), one link): another user may have written it; the process is not resumed",
+        path.display(),
+        if meta.is_file() {
+            "a regular file"
+        } else {
+            "not a regular file"
+        },
+        meta.uid(),
+        meta.mode() & 0o7777,
+        meta.nlink()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// Only the restorer's own verdict file is read: a file another could have written
+    /// (open to others, behind a symlink, linked elsewhere too) is refused.
+    #[test]
+    fn only_the_restorers_own_verdict_is_read() {
+        let dir = std::env::temp_dir().join(format!("crac-verdict-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let made = |name: &str, mode: u32| {
+            let path = dir.join(name);
+            std::fs::write(&path, "ok\n").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            path
+        };
+        let own = made("own", 0o600);
+        assert!(open_verdict(&own).is_ok());
+        let open = made("open", 0o666);
+        let refused = open_verdict(&open).unwrap_err();
+        assert!(
+            refused.contains("is not the file the restorer made") && refused.contains("mode 666"),
+            "{refused}"
+        );
+        let link = dir.join("symlink");
+        std::os::unix::fs::symlink(&own, &link).unwrap();
+        assert!(open_verdict(&link).is_err());
+        std::fs::hard_link(&own, dir.join("hard")).unwrap();
+        let refused = open_verdict(&own).unwrap_err();
+        assert!(refused.contains("2 links"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -5,6 +5,7 @@
 //! `crac: restored in N ms`, and with `crac restore --verbose` each phase.
 
 use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -60,10 +61,13 @@ pub(crate) fn stamp(stage: &str) -> std::io::Result<()> {
 /// Stamps `stage` now into `path`, for a restore that began at `began`.
 pub(crate) fn stamp_at(path: &Path, began: SystemTime, stage: &str) -> std::io::Result<()> {
     let ms = began.elapsed().unwrap_or_default().as_secs_f64() * 1000.0;
-    // One short append per line: lines never interleave.
+    // One short append per line: lines never interleave. The file is in the restore's
+    // private directory (`temp_files.rs`); a symlink there is not followed all the same.
     std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)?
         .write_all(format!("{stage} {ms:.1}\n").as_bytes())
 }

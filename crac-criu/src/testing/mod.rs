@@ -395,16 +395,18 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Made as `mkdtemp` makes one (a random name, mode 0700) in the temp directory: a
+    /// fixed name there could be another user's directory or symlink, written through
+    /// by root.
     fn new(test: &str) -> Result<Scratch, String> {
-        let name = format!(
-            "crac-test-{}-{}",
+        let temp = std::env::temp_dir();
+        let template = temp.join(format!(
+            "crac-test-{}-{}.XXXXXX",
             test.replace("::", "-"),
             std::process::id()
-        );
-        let path = std::env::temp_dir().join(name);
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        ));
+        let path = nix::unistd::mkdtemp(&template)
+            .map_err(|e| format!("cannot create a directory in {}: {e}", temp.display()))?;
         Ok(Scratch { path })
     }
 

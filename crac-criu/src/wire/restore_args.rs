@@ -83,6 +83,24 @@ pub(crate) fn read(mut placeholder: std::fs::File) -> RestoreArgs {
     RestoreArgs::decode(&bytes)
 }
 
+/// What CRIU needs of the restorer's environment even when a copy is given it too: the
+/// tools CRIU runs are found through it.
+const NEEDED_TO_RUN: [&str; 2] = ["PATH", "LD_LIBRARY_PATH"];
+
+/// Restorer side: keeps the variables `args` gives the copy out of `cmd`'s environment
+/// (but those in [`NEEDED_TO_RUN`]). A value given with `--env NAME` is the restorer's
+/// own, in its environment, which CRIU would pass on to `crac __wait`, the copy's parent
+/// for its whole life (and to whatever that spawns, and into a core dump); the copy
+/// reads its variables from the memfd. Called before crac sets its own variables in
+/// `cmd`.
+pub(crate) fn keep_out_of(cmd: &mut Command, args: &RestoreArgs) {
+    for (key, _) in &args.env {
+        if !NEEDED_TO_RUN.contains(&key.as_str()) {
+            cmd.env_remove(key);
+        }
+    }
+}
+
 /// Restorer side: hands `args` to a `criu restore` command — a memfd that CRIU
 /// inherits and puts in the placeholder's place (`--inherit-fd`). The command itself
 /// holds the memfd open (in its `pre_exec` closure) until it is dropped, so it cannot be

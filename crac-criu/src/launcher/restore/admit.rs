@@ -31,7 +31,6 @@ pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
         },
     )?;
     let manifest = image::validate(&job.dir, Contents::AllButPages)?;
-    let _ = std::fs::remove_file(&job.stamps);
     job.stamp(phases::VALIDATED);
     image::check_ids_free(&manifest)?;
     check_secrets_given(&job.dir, &manifest, &job.options)?;

@@ -35,9 +35,11 @@ pub(super) struct Started {
 pub(super) fn start_lazy_pages(job: &Job<'_>) -> Result<Option<LazyPages>, LaunchError> {
     match (job.options.lazy, criu::criu_binary()) {
         (true, Ok(criu)) => {
-            let work_dir = job.log.with_extension("lazy");
+            let work_dir = job.files.lazy_work_dir();
             let lazy_log = job.log.with_extension("lazy.log");
-            let server = LazyPages::start(&criu, &job.dir, work_dir, lazy_log, job.log_level())?;
+            let given = &job.options.given;
+            let server =
+                LazyPages::start(&criu, &job.dir, work_dir, lazy_log, job.log_level(), given)?;
             Ok(Some(server))
         }
         _ => Ok(None),
@@ -72,7 +74,7 @@ pub(super) fn start(
     // once the copy runs (below).
     let held = if lazy.is_none() {
         let hold = Hold::Until {
-            verdict: job.log.with_extension("verdict"),
+            verdict: job.files.verdict(),
             criu: &mut cmd,
         };
         let mode = job.options.verify_pages;
@@ -131,6 +133,7 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
     } else {
         Command::new(criu)
     };
+    restore_args::keep_out_of(&mut cmd, &job.options.given);
     cmd.arg("restore")
         .arg("-D")
         .arg(&job.dir)

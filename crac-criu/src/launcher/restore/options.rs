@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::launcher::error::LaunchError;
+use crate::launcher::phases;
+use crate::launcher::temp_files::RestoreFiles;
 use crate::launcher::verified_pages::VerifyPages;
-use crate::launcher::{phases, temp_files};
 use crate::wire::restore_args::RestoreArgs;
 
 /// How to restore.
@@ -14,7 +15,8 @@ use crate::wire::restore_args::RestoreArgs;
 pub struct RestoreOptions {
     /// Arguments and environment for the restored process.
     pub given: RestoreArgs,
-    /// Where CRIU writes its restore log; default: a file in the temp directory.
+    /// Where CRIU writes its restore log; default: a file in a directory of the
+    /// restore's own in the temp directory.
     pub log: Option<PathBuf>,
     /// CRIU log verbosity (0–4), default 2.
     pub log_level: Option<u8>,
@@ -47,10 +49,12 @@ pub(super) struct Job<'t> {
     pub(super) options: RestoreOptions,
     /// When the restore began, which the phase stamps count from.
     pub(super) began: SystemTime,
-    /// CRIU's restore log: the one given, else a file in the temp directory.
+    /// CRIU's restore log: the one given, else one in `files`.
     pub(super) log: PathBuf,
     /// Where each stage of the restore is stamped (`phases.rs`).
     pub(super) stamps: PathBuf,
+    /// The restore's private directory, for every file it writes but a log given.
+    pub(super) files: RestoreFiles,
 }
 
 impl<'t> Job<'t> {
@@ -73,12 +77,13 @@ impl<'t> Job<'t> {
             log: options.log.as_deref().map(absolute).transpose()?,
             ..options.clone()
         };
-        let log = options.log.clone().unwrap_or_else(temp_files::default_log);
+        let files = RestoreFiles::create()?;
         Ok(Job {
             dir,
             tool,
-            stamps: log.with_extension("phases"),
-            log,
+            log: options.log.clone().unwrap_or_else(|| files.log()),
+            stamps: files.stamps(),
+            files,
             options,
             began,
         })

@@ -44,9 +44,7 @@ pub(super) fn await_resume(job: &Job<'_>, started: &mut Started) -> Result<(), S
 /// once the copy listens.
 pub(super) fn hand_over(job: &Job<'_>, started: &mut Started, listeners: Option<ListenersTurn>) {
     phases::report(&job.stamps, job.options.verbose);
-    if !job.log_given() {
-        temp_files::remove_leftovers(&std::env::temp_dir());
-    }
+    temp_files::remove_leftovers(&std::env::temp_dir());
     if let Some(turn) = listeners {
         turn.pass_once_listening(&mut started.criu);
     }
