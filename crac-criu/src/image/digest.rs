@@ -11,17 +11,22 @@
 //! The page data (`pages-*.img`, nearly all of an image) is what a restore spends its time
 //! reading; a restore checks it beside CRIU instead of before it (see `launcher/page_check.rs`).
 
-use std::io::Read as _;
 use std::path::Path;
+
+use crate::sys::fs::open_regular;
 
 /// The digest of `bytes`, as the manifest writes it (lowercase hex).
 pub(crate) fn of_bytes(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// The digest of a file's contents.
+/// The digest of a regular file's contents (see [`open_regular`]).
 pub(crate) fn of_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    of_read(open_regular(path)?)
+}
+
+/// The digest of what `file` holds from where it is.
+pub(crate) fn of_read(mut file: impl std::io::Read) -> std::io::Result<String> {
     let mut hasher = blake3::Hasher::new();
     // Large reads let BLAKE3 hash many chunks at once with SIMD.
     let mut buffer = vec![0; 1 << 20];
