@@ -85,6 +85,10 @@ enum Command {
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
+        /// Give up checking the image after SECS seconds (default 300): it is then
+        /// reported as not known to be restorable.
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
     },
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
@@ -196,7 +200,7 @@ fn main() -> ExitCode {
         }
         // Exit status 1 for anything that cannot be restored, a missing or foreign
         // directory included; 70 stays for crac's own failures.
-        Command::Inspect { dir, json } => match inspect::inspect(&dir) {
+        Command::Inspect { dir, json, timeout } => match inspect::inspect(&dir, timeout) {
             Ok(image) => {
                 println!(
                     "{}",
@@ -209,7 +213,7 @@ fn main() -> ExitCode {
                 Ok(i32::from(!image.is_restorable()))
             }
             Err(e @ LaunchError::Image(_)) => {
-                eprintln!("crac: {e}");
+                eprintln!("crac: {}", inspect::printable(&e.to_string()));
                 Ok(1)
             }
             Err(e) => Err(e),
@@ -264,7 +268,7 @@ fn report(result: Result<i32, LaunchError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("crac: {e}");
+            eprintln!("crac: {}", inspect::printable(&e.to_string()));
             ExitCode::from(70)
         }
     }

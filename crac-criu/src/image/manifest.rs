@@ -290,7 +290,13 @@ impl Manifest {
         let text = Manifest::text(&path, &bytes).map_err(|e| match e {
             ManifestError::TooLarge { .. } => {
                 let size = std::fs::symlink_metadata(&path).map_or(bytes.len() as u64, |m| m.len());
-                unrestorable(ManifestError::TooLarge { path: path.clone(), size }.to_string())
+                unrestorable(
+                    ManifestError::TooLarge {
+                        path: path.clone(),
+                        size,
+                    }
+                    .to_string(),
+                )
             }
             e => unrestorable(e.to_string()),
         })?;
@@ -732,7 +738,10 @@ mod tests {
             "m: 4194305 bytes, more than a manifest may hold (4194304); not an image crac-rs wrote"
         );
         let err = Manifest::text(path, b"\xff").unwrap_err();
-        assert_eq!(err.to_string(), "m: not UTF-8 text; not an image crac-rs wrote");
+        assert_eq!(
+            err.to_string(),
+            "m: not UTF-8 text; not an image crac-rs wrote"
+        );
     }
 
     #[test]

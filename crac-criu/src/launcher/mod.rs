@@ -6,6 +6,7 @@
 //! never call these.
 
 mod action_script;
+mod bounded;
 mod error;
 pub mod inspect;
 mod lazy_pages;
@@ -36,6 +37,7 @@ pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, Lau
         LaunchError::Setting { .. }
         | LaunchError::Image(ImageRefusal::Unrestorable { .. } | ImageRefusal::Damaged { .. })
         | LaunchError::ImageTarget(_)
+        | LaunchError::Unchecked { .. }
         | LaunchError::Privileges { .. }
         | LaunchError::WithoutPrivileges { .. } => e,
         e => match privileges::problem(

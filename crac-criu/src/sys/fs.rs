@@ -137,12 +137,17 @@ mod tests {
             "bytes"
         );
         // at once, without a writer
-        assert_eq!(refusal("fifo"), "is a FIFO (named pipe), not a regular file");
+        assert_eq!(
+            refusal("fifo"),
+            "is a FIFO (named pipe), not a regular file"
+        );
         assert_eq!(refusal("zero"), "is a symbolic link, not a regular file");
         assert_eq!(refusal("link"), "is a symbolic link, not a regular file");
         assert_eq!(refusal("."), "is a directory, not a regular file");
         assert_eq!(
-            open_regular(Path::new("/dev/null")).unwrap_err().to_string(),
+            open_regular(Path::new("/dev/null"))
+                .unwrap_err()
+                .to_string(),
             "is a character device, not a regular file"
         );
         assert!(refusal("missing").contains("No such file"));

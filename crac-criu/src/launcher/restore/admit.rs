@@ -21,10 +21,17 @@ pub(super) struct Admitted {
     pub(super) listeners: Option<ListenersTurn>,
 }
 
-/// Validates the image (all but its page data, checked while CRIU reads it) and checks
-/// this host can take it back now.
+/// Validates the image (all but its page data, checked while CRIU reads it) within the
+/// restore's timeout and until a stop signal, and checks this host can take it back now.
 pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
-    let manifest = image::validate(&job.dir, Contents::AllButPages)?;
+    let dir = job.dir.clone();
+    let manifest = job
+        .bounds
+        .run(move || image::validate(&dir, Contents::AllButPages))
+        .map_err(|cut| LaunchError::Unchecked {
+            dir: job.dir.clone(),
+            why: cut.said("crac restore --timeout"),
+        })??;
     let _ = std::fs::remove_file(&job.stamps);
     job.stamp(phases::VALIDATED);
     image::check_ids_free(&manifest)?;

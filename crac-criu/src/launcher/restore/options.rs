@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::launcher::bounded::Bounds;
 use crate::launcher::error::LaunchError;
 use crate::launcher::verified_pages::VerifyPages;
 use crate::launcher::{phases, temp_files};
@@ -48,6 +49,8 @@ pub(super) struct Job<'t> {
     pub(super) log: PathBuf,
     /// Where each stage of the restore is stamped (`phases.rs`).
     pub(super) stamps: PathBuf,
+    /// The timeout, counted from the start: the image's check included.
+    pub(super) bounds: Bounds,
 }
 
 impl<'t> Job<'t> {
@@ -76,6 +79,7 @@ impl<'t> Job<'t> {
             tool,
             stamps: log.with_extension("phases"),
             log,
+            bounds: Bounds::from_now(options.timeout.unwrap_or(RESTORE_TIMEOUT), true),
             options,
             began,
         })
