@@ -8,6 +8,8 @@
 mod action_script;
 mod bounded;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inspect;
 mod lazy_pages;
 pub mod namespace;
