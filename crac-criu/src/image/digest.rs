@@ -11,6 +11,7 @@
 //! The page data (`pages-*.img`, nearly all of an image) is what a restore spends its time
 //! reading; a restore checks it beside CRIU instead of before it (see `launcher/page_check.rs`).
 
+use std::io::Read as _;
 use std::path::Path;
 
 use crate::sys::fs::open_regular;
@@ -26,10 +27,13 @@ pub(crate) fn of_file(path: &Path) -> std::io::Result<String> {
 }
 
 /// The digest of what `file` holds from where it is.
-pub(crate) fn of_read(mut file: impl std::io::Read) -> std::io::Result<String> {
+pub(crate) fn of_read(mut file: std::fs::File) -> std::io::Result<String> {
     let mut hasher = blake3::Hasher::new();
-    // Large reads let BLAKE3 hash many chunks at once with SIMD.
-    let mut buffer = vec![0; 1 << 20];
+    // Large reads let BLAKE3 hash many chunks at once with SIMD; no larger than the file,
+    // as an image may list thousands of small files (zeroing 1 MiB for each cost more
+    // than hashing them).
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut buffer = vec![0; usize::try_from(len).map_or(1 << 20, |n| n.clamp(4096, 1 << 20))];
     loop {
         match file.read(&mut buffer) {
             Ok(0) => break,
