@@ -99,10 +99,10 @@ impl Bounds {
 
     /// Why to stop waiting now, if there is a reason.
     fn cut(&self) -> Option<Cut> {
-        if self.stop_on_signals {
-            if let Some(signal) = STOPS.into_iter().find(|&s| supervise::was_received(s)) {
-                return Some(Cut::Signal(signal));
-            }
+        if self.stop_on_signals
+            && let Some(signal) = STOPS.into_iter().find(|&s| supervise::was_received(s))
+        {
+            return Some(Cut::Signal(signal));
         }
         (Instant::now() >= self.deadline).then_some(Cut::TimedOut(self.allowed))
     }
