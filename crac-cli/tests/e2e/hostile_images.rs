@@ -106,6 +106,16 @@ fn a_fifo_as_an_image_file_is_refused_by_name_at_once() {
              pipe), not a regular file"
         ),
     );
+    // the manifest itself
+    let manifest = image.join("crac-manifest");
+    std::fs::remove_file(&manifest).unwrap();
+    let path = std::ffi::CString::new(manifest.into_os_string().into_vec()).unwrap();
+    // SAFETY: a NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    both_refuse(
+        &image,
+        "crac-manifest is a FIFO (named pipe), not a regular file",
+    );
 }
 
 fn a_link_to_dev_zero_is_refused_by_name() {
