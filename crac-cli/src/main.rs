@@ -91,6 +91,10 @@ enum Command {
         /// Say whether a restore with --insecure-image-permissions would proceed.
         #[arg(long)]
         insecure_image_permissions: bool,
+        /// Give up checking the image after SECS seconds (default 300): it is then
+        /// reported as not known to be restorable.
+        #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+        timeout: Option<Duration>,
     },
     /// The key every image is sealed with at checkpoint and checked with at restore
     /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
@@ -216,7 +220,8 @@ fn main() -> ExitCode {
             dir,
             json,
             insecure_image_permissions,
-        } => inspect(&dir, json, insecure_image_permissions),
+            timeout,
+        } => inspect(&dir, json, insecure_image_permissions, timeout),
         Command::Key { action } => match action {
             KeyAction::Init => key::init(),
             KeyAction::Show => key::show(),
@@ -250,8 +255,13 @@ fn checkpoint(pid: i32, timeout: Option<Duration>) -> Result<i32, LaunchError> {
 
 /// `crac inspect`: exit status 1 for anything that cannot be restored, a missing or
 /// foreign directory included; 70 stays for crac's own failures.
-fn inspect(dir: &Path, json: bool, insecure_image_permissions: bool) -> Result<i32, LaunchError> {
-    match inspect::inspect(dir, insecure_image_permissions) {
+fn inspect(
+    dir: &Path,
+    json: bool,
+    insecure_image_permissions: bool,
+    timeout: Option<Duration>,
+) -> Result<i32, LaunchError> {
+    match inspect::inspect(dir, insecure_image_permissions, timeout) {
         Ok(image) => {
             println!(
                 "{}",
@@ -264,7 +274,7 @@ fn inspect(dir: &Path, json: bool, insecure_image_permissions: bool) -> Result<i
             Ok(i32::from(!image.is_restorable()))
         }
         Err(e @ LaunchError::Image(_)) => {
-            eprintln!("crac: {e}");
+            eprintln!("crac: {}", inspect::printable(&e.to_string()));
             Ok(1)
         }
         Err(e) => Err(e),
@@ -316,7 +326,7 @@ fn report(result: Result<i32, LaunchError>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
-            eprintln!("crac: {e}");
+            eprintln!("crac: {}", inspect::printable(&e.to_string()));
             ExitCode::from(70)
         }
     }

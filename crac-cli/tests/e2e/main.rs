@@ -15,6 +15,8 @@
 //!   attributes: `restore_env`, `reopen`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
+//!   `hostile_images.rs` (FIFOs, links, paths, huge manifests and escapes planted in an
+//!   image: refused by name, promptly, printed escaped),
 //!   `security.rs` (what another local user can do to an image; `attacker.rs` is that
 //!   user), `sealing.rs` (images sealed with the host's key, and the key's file),
 //!   `ownership.rs` (images another user owns or can write refused, private
@@ -42,6 +44,7 @@ mod scenario;
 mod containers;
 mod faults;
 mod fields;
+mod hostile_images;
 mod inspect;
 mod integrity;
 mod lazy;
@@ -101,6 +104,7 @@ fn main() {
         ("run", run::TESTS),
         ("request", request::TESTS),
         ("inspect", inspect::TESTS),
+        ("hostile_images", hostile_images::TESTS),
         ("faults", faults::TESTS),
         ("fields", fields::TESTS),
         ("integrity", integrity::TESTS),

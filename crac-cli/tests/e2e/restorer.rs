@@ -87,12 +87,25 @@ fn a_copy_in_the_host_namespace_dies_with_its_killed_restorer_and_its_files_go()
 }
 
 fn a_restore_that_times_out_stops_criu_and_frees_the_pid() {
-    let (_, image) = setup("restore-timeout");
+    let (dir, image) = setup("restore-timeout");
     let first = Run::new("plain", &image).output();
     assert!(killed_by_sigkill(first.status), "{first:?}");
     let pid = image_pid(&first.stdout);
+    // the timeout counts from the start, the image's check included: a CRIU slow to
+    // start makes it pass while CRIU works
+    let slow = dir.join("criu");
+    std::fs::write(
+        &slow,
+        format!(
+            "#!/bin/sh\nsleep 2\nexec {} \"$@\"\n",
+            criu().unwrap().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
     let out = Command::new(crac_bin())
-        .args(["restore", "--timeout", "0", image.to_str().unwrap()])
+        .args(["restore", "--timeout", "1", image.to_str().unwrap()])
+        .env("CRAC_CRIU", &slow)
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -316,11 +316,23 @@ fn a_copy_dies_with_its_restorer_even_when_that_is_killed() {
 }
 
 fn crac_run_gives_up_a_restore_that_does_not_resume_in_time() {
-    let (_, image) = setup("run-restore-timeout");
+    let (dir, image) = setup("run-restore-timeout");
     let exe = std::env::current_exe().unwrap();
     let first = crac_run(&exe, &image, "ready", &[]);
     assert_eq!(first.status.code(), Some(7), "{first:?}");
-    let out = crac_run(&exe, &image, "ready", &["--timeout", "0"]);
+    // the timeout counts from the start, the image's check included: a CRIU slow to
+    // start makes it pass while CRIU works
+    let slow = dir.join("criu");
+    let real = crate::harness::criu().unwrap();
+    crate::harness::write_script(
+        &slow,
+        &format!("#!/bin/sh\nsleep 2\nexec {} \"$@\"\n", real.display()),
+    );
+    let out = crate::harness::only_stdio(
+        crac_run_command(&exe, &image, "ready", &["--timeout", "1"]).env("CRAC_CRIU", &slow),
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(70), "{out:?}");
     let stderr = text(&out.stderr);
     assert!(

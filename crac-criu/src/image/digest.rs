@@ -13,18 +13,27 @@
 use std::io::Read as _;
 use std::path::Path;
 
+use crate::sys::fs::open_regular;
+
 /// The digest of `bytes`, as the manifest writes it (lowercase hex).
 #[cfg(test)]
 pub(crate) fn of_bytes(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().to_string()
 }
 
-/// The digest of a file's contents.
+/// The digest of a regular file's contents (see [`open_regular`]).
 pub(crate) fn of_file(path: &Path) -> std::io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
+    of_read(open_regular(path)?)
+}
+
+/// The digest of what `file` holds from where it is.
+pub(crate) fn of_read(mut file: std::fs::File) -> std::io::Result<String> {
     let mut hasher = blake3::Hasher::new();
-    // Large reads let BLAKE3 hash many chunks at once with SIMD.
-    let mut buffer = vec![0; 1 << 20];
+    // Large reads let BLAKE3 hash many chunks at once with SIMD; no larger than the file,
+    // as an image may list thousands of small files (zeroing 1 MiB for each cost more
+    // than hashing them).
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut buffer = vec![0; usize::try_from(len).map_or(1 << 20, |n| n.clamp(4096, 1 << 20))];
     loop {
         match file.read(&mut buffer) {
             Ok(0) => break,

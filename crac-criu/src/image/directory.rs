@@ -10,6 +10,7 @@ use crate::image::digest;
 use crate::image::host::{cpu_flags, sha256};
 use crate::image::manifest::{ExeStat, FILE_NAME, ImageFile, LOG, Manifest};
 use crate::image::refusal::ImageRefusal;
+use crate::sys::fs;
 
 /// A path beside the image directory: `<name><suffix>`, or `.<name><suffix>` if hidden.
 pub(crate) fn sibling(dir: &Path, suffix: &str, hidden: bool) -> PathBuf {
@@ -156,6 +157,8 @@ pub(crate) fn verify_pages(dir: &Path, manifest: &Manifest) -> Result<(), ImageR
 
 /// A file nobody listed could be an edit (CRIU reads whatever its image directory holds).
 fn check_no_stray_files(dir: &Path, manifest: &Manifest) -> Result<(), String> {
+    let listed: std::collections::HashSet<&str> =
+        manifest.files.iter().map(|f| f.name.as_str()).collect();
     let entries = std::fs::read_dir(dir).map_err(|e| format!("listing it: {e}"))?;
     for entry in entries {
         let name = entry
@@ -165,7 +168,7 @@ fn check_no_stray_files(dir: &Path, manifest: &Manifest) -> Result<(), String> {
             .into_owned();
         let expected = name == FILE_NAME
             || UNLISTED.contains(&name.as_str())
-            || manifest.files.iter().any(|f| f.name == name);
+            || listed.contains(name.as_str());
         if !expected {
             return Err(format!(
                 "it holds {name}, which its manifest does not list (remove {name} if it is \
@@ -176,23 +179,34 @@ fn check_no_stray_files(dir: &Path, manifest: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
-fn check_size(dir: &Path, file: &ImageFile) -> Result<(), String> {
+/// Opens an image file if it is a regular file of the size the manifest records:
+/// anything else (a FIFO, a device, a link) is refused by name before a byte is read,
+/// so that a hostile image can neither block the restore nor make it read elsewhere.
+fn open_listed(dir: &Path, file: &ImageFile) -> Result<std::fs::File, String> {
     let name = &file.name;
-    match std::fs::metadata(dir.join(name)) {
-        Ok(m) if m.len() == file.size => Ok(()),
-        Ok(m) => Err(format!(
-            "image file {name} is {} bytes, the manifest says {}",
-            m.len(),
+    let subject = format!("image file {name}");
+    let opened = fs::open_regular(&dir.join(name)).map_err(|e| e.of(&subject))?;
+    let len = opened
+        .metadata()
+        .map_err(|e| format!("{subject}: {e}"))?
+        .len();
+    if len != file.size {
+        return Err(format!(
+            "{subject} is {len} bytes, the manifest says {}",
             file.size
-        )),
-        Err(e) => Err(format!("image file {name}: {e}")),
+        ));
     }
+    Ok(opened)
+}
+
+fn check_size(dir: &Path, file: &ImageFile) -> Result<(), String> {
+    open_listed(dir, file).map(drop)
 }
 
 fn check_file(dir: &Path, file: &ImageFile) -> Result<(), String> {
-    check_size(dir, file)?;
     let name = &file.name;
-    let found = digest::of_file(&dir.join(name)).map_err(|e| format!("reading {name}: {e}"))?;
+    let opened = open_listed(dir, file)?;
+    let found = digest::of_read(opened).map_err(|e| format!("reading {name}: {e}"))?;
     if found != file.blake3 {
         return Err(format!(
             "image file {name} does not match its digest (blake3 {}…, the manifest says {}…)",

@@ -5,10 +5,13 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-/// SHA-256 of a file, hex.
+/// SHA-256 of a file, hex. It must be a regular file (the path may go through links: a
+/// manifest's executable names a file outside the image, which a deployment may link):
+/// a FIFO or a device named in a hostile manifest would block or never end.
 pub(crate) fn sha256(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    let mut file = crate::sys::fs::open_regular(&path.canonicalize()?)?;
+    std::io::copy(&mut file, &mut hasher)?;
     Ok(hasher
         .finalize()
         .iter()

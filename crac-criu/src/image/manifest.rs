@@ -27,7 +27,9 @@
 //! Version 1 had no digests, version 2 an unkeyed one that anyone could recompute: such
 //! images are refused, to be taken again.
 
+use std::collections::HashSet;
 use std::fmt::Write as _;
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -37,11 +39,16 @@ use crate::image::key::{HostKey, KeyError};
 use crate::image::refusal::ImageRefusal;
 use crate::image::seal::{self, SealError};
 use crate::sys::environ;
+use crate::sys::fs::{NotRegular, open_regular};
 
 pub(crate) const FILE_NAME: &str = "crac-manifest";
 /// CRIU's log of the dump, kept in the image directory but not listed as part of it.
 pub(crate) const LOG: &str = "dump.log";
 const FORMAT: &str = "crac-image 3";
+/// The most a manifest may hold. A real one is a few KB, plus about 80 bytes an image
+/// file (one per thread, among others): 4 MiB is room for some 50,000 threads, and keeps
+/// a hostile one from filling memory or the terminal.
+pub(crate) const MAX_BYTES: u64 = 4 << 20;
 
 /// Identity of an executable file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +176,13 @@ pub(crate) enum ManifestError {
     },
     #[error("{path}: missing `{key}`")]
     Missing { path: PathBuf, key: &'static str },
+    #[error(
+        "{path}: {size} bytes, more than a manifest may hold ({MAX_BYTES}); not an image \
+         crac-rs wrote"
+    )]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{path}: not UTF-8 text; not an image crac-rs wrote")]
+    NotText { path: PathBuf },
 }
 
 impl Manifest {
@@ -232,6 +246,23 @@ impl Manifest {
                 problem: e.to_string(),
             },
         })?;
+        Manifest::parse_entries(path, body)
+    }
+
+    /// A manifest's bytes as text, if it is not too large to be one.
+    pub(crate) fn text(path: &Path, bytes: &[u8]) -> Result<String, ManifestError> {
+        if bytes.len() as u64 > MAX_BYTES {
+            return Err(ManifestError::TooLarge {
+                path: path.into(),
+                size: bytes.len() as u64,
+            });
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|_| ManifestError::NotText { path: path.into() })
+    }
+
+    /// Reads the entries of `body`, a manifest's text without its seal (its first line,
+    /// the format, is skipped).
+    pub(crate) fn parse_entries(path: &Path, body: &str) -> Result<Manifest, ManifestError> {
         let mut draft = Draft::default();
         for (i, line) in body.lines().enumerate().skip(1) {
             let (key, value) = line.split_once(' ').unwrap_or((line, ""));
@@ -245,24 +276,43 @@ impl Manifest {
         draft.finish(path)
     }
 
-    /// Reads `DIR/crac-manifest`, checking its seal with this host's key.
+    /// Reads `DIR/crac-manifest`: a regular file (see [`open_regular`]) of at most
+    /// [`MAX_BYTES`], sealed with this host's key.
     pub(crate) fn read(dir: &Path) -> Result<Manifest, ImageRefusal> {
         let path = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&path).map_err(|e| ImageRefusal::Unrestorable {
-            dir: dir.into(),
-            problem: if e.kind() == std::io::ErrorKind::NotFound {
-                format!(
-                    "no {FILE_NAME}: not a complete crac-rs image (a dump that did not finish, or \
-                     another directory); take a new checkpoint"
-                )
-            } else {
-                format!("reading {FILE_NAME}: {e}")
-            },
-        })?;
         let unrestorable = |problem| ImageRefusal::Unrestorable {
             dir: dir.into(),
             problem,
         };
+        let mut bytes = Vec::new();
+        open_regular(&path)
+            .map_err(|e| match e {
+                NotRegular::Io(e) if e.kind() == std::io::ErrorKind::NotFound => format!(
+                    "no {FILE_NAME}: not a complete crac-rs image (a dump that did not finish, or \
+                     another directory); take a new checkpoint"
+                ),
+                e => e.of(FILE_NAME),
+            })
+            .and_then(|file| {
+                // one byte more than allowed tells a manifest too large without reading it all
+                file.take(MAX_BYTES + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| format!("reading {FILE_NAME}: {e}"))
+            })
+            .map_err(unrestorable)?;
+        let text = Manifest::text(&path, &bytes).map_err(|e| match e {
+            ManifestError::TooLarge { .. } => {
+                let size = std::fs::symlink_metadata(&path).map_or(bytes.len() as u64, |m| m.len());
+                unrestorable(
+                    ManifestError::TooLarge {
+                        path: path.clone(),
+                        size,
+                    }
+                    .to_string(),
+                )
+            }
+            e => unrestorable(e.to_string()),
+        })?;
         check_format(&path, &text).map_err(|e| unrestorable(e.to_string()))?;
         let key = HostKey::load().map_err(|e| match (e, seal::key_id(&text)) {
             (e @ KeyError::Missing { .. }, Some(id)) => {
@@ -398,11 +448,33 @@ impl Entry<'_> {
         else {
             return Err(self.bad("`file` needs size, digest and name".into()));
         };
+        plain_name(name).map_err(|problem| {
+            self.bad(format!(
+                "`file` {name:?} {problem}: an image lists the plain names of the files in its \
+                 own directory"
+            ))
+        })?;
         Ok(ImageFile {
             name: name.to_string(),
             size: self.number::<u64>(size)?,
             blake3: blake3.to_string(),
         })
+    }
+}
+
+/// Whether `name` names a file in the image directory and nothing else: a name with a
+/// `/`, or `..`, would have the restore read (and report on) a file elsewhere.
+pub(crate) fn plain_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        Err("is empty")
+    } else if name == "." || name == ".." {
+        Err("names a directory")
+    } else if name.contains('/') {
+        Err("is a path, not a file name")
+    } else if name.chars().any(char::is_control) {
+        Err("holds a control character")
+    } else {
+        Ok(())
     }
 }
 
@@ -425,6 +497,8 @@ struct Draft {
     secret_env: Vec<String>,
     plan: Vec<PlanLine>,
     files: Vec<ImageFile>,
+    /// The names in `files`, to refuse one listed twice.
+    file_names: HashSet<String>,
 }
 
 impl Draft {
@@ -458,7 +532,13 @@ impl Draft {
                 self.secret_env.push(value.to_string());
             }
             "plan" => self.plan.push(e.plan()?),
-            "file" => self.files.push(e.file()?),
+            "file" => {
+                let file = e.file()?;
+                if !self.file_names.insert(file.name.clone()) {
+                    return Err(e.bad(format!("`file` {:?} is listed twice", file.name)));
+                }
+                self.files.push(file);
+            }
             "" => {}
             _ => return Err(e.bad(format!("unknown or malformed entry `{key}`"))),
         }
@@ -624,6 +704,57 @@ mod tests {
     }
 
     #[test]
+    fn file_names_are_plain_names_listed_once() {
+        let line = |name: &str| format!("file 0 {} {name}\n", digest::of_bytes(b""));
+        let with = |extra: &str| {
+            let text = sample().render(&key());
+            resealed(text.replace("manifest-seal", &format!("{extra}manifest-seal")))
+        };
+        let last = sample().render(&key()).lines().count();
+        for (name, problem) in [
+            ("../../etc/shadow", "is a path, not a file name"),
+            ("/etc/shadow", "is a path, not a file name"),
+            ("..", "names a directory"),
+            (".", "names a directory"),
+            ("a\u{1b}[2Jb", "holds a control character"),
+            ("nul\0", "holds a control character"),
+        ] {
+            let err = parse(&with(&line(name))).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "m: line {last}: `file` {name:?} {problem}: an image lists the plain names \
+                     of the files in its own directory"
+                )
+            );
+        }
+        let err = parse(&with("file 0 x \n")).unwrap_err();
+        assert!(err.to_string().contains("`file` \"\" is empty"), "{err}");
+        let twice = with(&line("pages-1.img"));
+        let err = parse(&twice).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("m: line {last}: `file` \"pages-1.img\" is listed twice")
+        );
+    }
+
+    #[test]
+    fn a_manifest_larger_than_the_cap_is_refused_with_its_size() {
+        let path = Path::new("m");
+        assert!(Manifest::text(path, &vec![b'a'; MAX_BYTES as usize]).is_ok());
+        let err = Manifest::text(path, &vec![b'a'; MAX_BYTES as usize + 1]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m: 4194305 bytes, more than a manifest may hold (4194304); not an image crac-rs wrote"
+        );
+        let err = Manifest::text(path, b"\xff").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "m: not UTF-8 text; not an image crac-rs wrote"
+        );
+    }
+
+    #[test]
     fn foreign_and_damaged_manifests_are_refused_with_the_reason() {
         let err = parse("{\"json\": true}").unwrap_err();
         assert!(
@@ -691,8 +822,37 @@ mod fuzz {
             }
         }
 
+        /// `file` lines of any bytes (control characters, `/`, `..`, NUL, non-UTF-8
+        /// made lossy): never a panic, and every name accepted is a plain one, unique.
         #[test]
-        fn names_with_spaces_survive_the_round_trip(name in "[ -~]{1,40}", file in "[!-~][ -~]{0,30}") {
+        fn only_plain_unique_file_names_are_accepted(
+            names in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..24)
+                        .prop_map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    "(\\.|\\.\\.|/|[a-z]|\\x00|\\x1b|\\n){0,6}",
+                ],
+                0..12,
+            )
+        ) {
+            let mut body = tests_sample().render(&HostKey::for_tests(1));
+            body.truncate(body.rfind("manifest-seal").unwrap());
+            let body = body.strip_prefix(&format!("format {FORMAT}\n")).unwrap().to_string()
+                + &names.iter().map(|n| format!("file 0 {} {n}\n", digest::of_bytes(b""))).collect::<String>();
+            if let Ok(m) = parse(&sealed(&body)) {
+                let mut seen = HashSet::new();
+                for f in &m.files {
+                    prop_assert!(plain_name(&f.name).is_ok(), "accepted {:?}", f.name);
+                    prop_assert!(!f.name.contains('/') && f.name != ".." && f.name != ".");
+                    prop_assert!(!f.name.chars().any(char::is_control), "accepted {:?}", f.name);
+                    prop_assert!(seen.insert(f.name.clone()), "accepted {:?} twice", f.name);
+                }
+            }
+        }
+
+        #[test]
+        fn names_with_spaces_survive_the_round_trip(name in "[ -~]{1,40}", file in "[!-.0-~][ -.0-~]{0,30}") {
+            prop_assume!(file != "." && file != "..");
             let mut m = tests_sample();
             m.plan[0].name = name;
             m.files[0].name = file;
@@ -729,7 +889,7 @@ mod fuzz {
                 name: String::new(),
             }],
             files: vec![ImageFile {
-                name: String::new(),
+                name: "core-1.img".into(),
                 size: 0,
                 blake3: digest::of_bytes(b""),
             }],

@@ -46,6 +46,15 @@ pub enum LaunchError {
     /// ([`crate::Error::ImageTarget`]), said before it starts.
     #[error(transparent)]
     ImageTarget(crate::Error),
+    /// The image's check was cut short: the restore's timeout passed, or a stop signal
+    /// came, before it ended. Nothing was started.
+    #[error("cannot restore {}: {why}; nothing was started", dir.display())]
+    Unchecked {
+        /// The image directory.
+        dir: PathBuf,
+        /// What cut the check short, and the setting that allows more time.
+        why: String,
+    },
     /// `criu restore` failed.
     #[error("criu restore failed:\n{reason}\nfull CRIU log: {}", log.display())]
     Restore {

@@ -2,9 +2,10 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::image::{self, ImageRefusal, manifest::Manifest};
+use crate::launcher::bounded::Bounds;
 use crate::launcher::error::LaunchError;
 
 /// An image, described.
@@ -16,24 +17,41 @@ pub struct Inspection {
     restorable: Result<(), String>,
 }
 
-/// Reads and checks the image in `dir`; fails only when there is no manifest to describe.
-/// `insecure_image_permissions`: say whether a restore given that override would proceed.
-pub fn inspect(dir: &Path, insecure_image_permissions: bool) -> Result<Inspection, LaunchError> {
+/// How long `crac inspect` checks an image by default (reading all of it, page data
+/// included, at a few GB/s): as long as a restore may take.
+pub const INSPECT_TIMEOUT: Duration = crate::launcher::restore::RESTORE_TIMEOUT;
+
+/// Reads and checks the image in `dir`, for at most `timeout` (default
+/// [`INSPECT_TIMEOUT`]: a check not finished by then says so); fails only when there is
+/// no manifest to describe. `insecure_image_permissions`: say whether a restore given
+/// that override would proceed.
+pub fn inspect(
+    dir: &Path,
+    insecure_image_permissions: bool,
+    timeout: Option<Duration>,
+) -> Result<Inspection, LaunchError> {
     let manifest = Manifest::read(dir)?;
-    let restorable = image::check_ownership(dir, insecure_image_permissions)
-        .map_err(|problem| {
-            ImageRefusal::Unrestorable {
-                dir: dir.into(),
-                problem,
-            }
-            .to_string()
-        })
-        .and_then(|()| {
-            image::validate(dir, image::Contents::All)
-                .and_then(|m| image::check_ids_free(&m).map(|()| m))
-                .map_err(|e| e.to_string())
-        })
-        .and_then(|m| image::check_listeners_free(&m));
+    let owned = dir.to_path_buf();
+    let check = move || {
+        image::check_ownership(&owned, insecure_image_permissions)
+            .map_err(|problem| {
+                ImageRefusal::Unrestorable {
+                    dir: owned.clone(),
+                    problem,
+                }
+                .to_string()
+            })
+            .and_then(|()| {
+                image::validate(&owned, image::Contents::All)
+                    .and_then(|m| image::check_ids_free(&m).map(|()| m))
+                    .map_err(|e| e.to_string())
+            })
+            .and_then(|m| image::check_listeners_free(&m))
+    };
+    // Stop signals keep their default action here: they end the command.
+    let restorable = Bounds::from_now(timeout.unwrap_or(INSPECT_TIMEOUT), false)
+        .run(check)
+        .unwrap_or_else(|cut| Err(format!("not known: {}", cut.said("crac inspect --timeout"))));
     let bytes_on_disk = std::fs::read_dir(dir)
         .map_err(LaunchError::io("listing the image"))?
         .filter_map(|e| e.ok()?.metadata().ok())
@@ -56,8 +74,12 @@ impl Inspection {
         self.restorable.is_ok()
     }
 
-    /// For people.
+    /// For people: whatever the manifest holds is printed escaped (see [`printable`]).
     pub fn to_text(&self) -> String {
+        printable(&self.text())
+    }
+
+    fn text(&self) -> String {
         let m = &self.manifest;
         let created = m
             .created
@@ -171,7 +193,32 @@ impl Inspection {
     }
 }
 
-/// A JSON string literal.
+/// `text` safe to print on a terminal: control characters other than the line breaks
+/// (escape sequences that could move the cursor, clear the screen or retitle the window)
+/// and invisible formatting ones (bidirectional overrides that reorder what is shown)
+/// are written as Rust escapes, `\u{1b}`. An image's manifest, or a message quoting it,
+/// is text from whoever wrote the image.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if hidden(c) && c != '\n' {
+            let _ = write!(out, "{}", c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether `c` is a control or invisible formatting character: what [`printable`] and
+/// [`json`] escape.
+fn hidden(c: char) -> bool {
+    c.is_control() || !matches!(c, '\\' | '"' | '\'') && c.escape_debug().len() > 1
+}
+
+/// A JSON string literal; control and formatting characters as `\uXXXX` escapes, so
+/// that the output is as safe to print as [`printable`]'s (JSON requires it of the
+/// C0 controls only).
 fn json(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -180,8 +227,10 @@ fn json(text: &str) -> String {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
             '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
+            c if hidden(c) => {
+                for unit in c.encode_utf16(&mut [0; 2]) {
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
             }
             c => out.push(c),
         }
@@ -192,10 +241,22 @@ fn json(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::json;
+    use super::{json, printable};
+
+    #[test]
+    fn control_and_formatting_characters_are_printed_escaped() {
+        assert_eq!(
+            printable("a\u{1b}]0;title\u{7}b\tc\r\u{202e}d \\ \"é\"\nnext"),
+            "a\\u{1b}]0;title\\u{7}b\\tc\\r\\u{202e}d \\ \"é\"\nnext"
+        );
+    }
 
     #[test]
     fn json_strings_are_escaped() {
         assert_eq!(json("a \"b\"\\\n\u{1}"), r#""a \"b\"\\\n\u0001""#);
+        assert_eq!(
+            json("\u{7f}\u{9b}\u{202e}\u{e0001}é"),
+            r#""\u007f\u009b\u202e\udb40\udc01é""#
+        );
     }
 }

@@ -6,7 +6,10 @@
 //! never call these.
 
 mod action_script;
+mod bounded;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod inspect;
 pub mod key;
 mod lazy_pages;
@@ -37,6 +40,7 @@ pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, Lau
         LaunchError::Setting { .. }
         | LaunchError::Image(ImageRefusal::Unrestorable { .. } | ImageRefusal::Damaged { .. })
         | LaunchError::ImageTarget(_)
+        | LaunchError::Unchecked { .. }
         | LaunchError::Privileges { .. }
         | LaunchError::WithoutPrivileges { .. } => e,
         e => match privileges::problem(

@@ -101,6 +101,13 @@ impl PageCheck {
         Ok(PageCheck { thread, verdict })
     }
 
+    /// The check left to end with the process, its file removed.
+    pub(crate) fn abandon(self) {
+        if let Some(verdict) = &self.verdict {
+            let _ = std::fs::remove_file(verdict);
+        }
+    }
+
     /// The outcome, once the check is done; its file is removed.
     pub(crate) fn finish(self) -> Result<(), LaunchError> {
         let outcome = match self.thread.join() {

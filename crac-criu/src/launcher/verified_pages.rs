@@ -25,6 +25,7 @@ use crate::image::{
     self, ImageRefusal,
     manifest::{ImageFile, Manifest},
 };
+use crate::sys::fs::open_regular;
 
 /// Where records are kept: beside CRIU's kernel-feature cache, in the directory
 /// `scripts/install-criu.sh` makes a tmpfs only root can write.
@@ -102,11 +103,12 @@ fn take_turn<E>(
 }
 
 /// The record's name for the page files among `files` (a manifest's) in `dir` as they
-/// are now; `None` if one cannot be stat'ed.
+/// are now; `None` if one is not a regular file (the check then refuses it by name) or
+/// cannot be stat'ed.
 fn key(dir: &Path, files: &[ImageFile]) -> Option<String> {
     let mut text = String::new();
     for file in files.iter().filter(|f| image::is_page_data(&f.name)) {
-        let m = std::fs::symlink_metadata(dir.join(&file.name)).ok()?;
+        let m = open_regular(&dir.join(&file.name)).ok()?.metadata().ok()?;
         text += &format!(
             "{} {} {} {} {} {} {}.{:09} {}.{:09}\n",
             file.name,

@@ -21,8 +21,8 @@ pub(super) struct Admitted {
     pub(super) listeners: Option<ListenersTurn>,
 }
 
-/// Validates the image (all but its page data, checked while CRIU reads it) and checks
-/// this host can take it back now.
+/// Validates the image (all but its page data, checked while CRIU reads it) within the
+/// restore's timeout and until a stop signal, and checks this host can take it back now.
 pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
     image::check_ownership(&job.dir, job.options.insecure_image_permissions).map_err(
         |problem| ImageRefusal::Unrestorable {
@@ -30,7 +30,14 @@ pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
             problem,
         },
     )?;
-    let manifest = image::validate(&job.dir, Contents::AllButPages)?;
+    let dir = job.dir.clone();
+    let manifest = job
+        .bounds
+        .run(move || image::validate(&dir, Contents::AllButPages))
+        .map_err(|cut| LaunchError::Unchecked {
+            dir: job.dir.clone(),
+            why: cut.said("crac restore --timeout"),
+        })??;
     job.stamp(phases::VALIDATED);
     image::check_ids_free(&manifest)?;
     check_secrets_given(&job.dir, &manifest, &job.options)?;

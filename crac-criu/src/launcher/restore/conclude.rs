@@ -33,7 +33,14 @@ pub(super) fn wait_for_end(
     started.copy.ended();
     supervise::forward_to(0)?;
     let status = status.map_err(LaunchError::io("waiting for the restored process"))?;
-    let pages = started.pages.finish();
+    // An abandoned restore does not wait for the check of its page data, which may be
+    // what took too long: its outcome no longer matters.
+    let pages = if abandoned {
+        started.pages.abandon();
+        Ok(())
+    } else {
+        started.pages.finish()
+    };
     let resumed = !abandoned && phases::Stamps::read(&job.stamps).resumed().is_some();
     let _ = std::fs::remove_file(&job.stamps);
     if !resumed && !manifest.private_pid_namespace {

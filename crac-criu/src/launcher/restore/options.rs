@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::launcher::bounded::Bounds;
 use crate::launcher::error::LaunchError;
 use crate::launcher::phases;
 use crate::launcher::temp_files::RestoreFiles;
@@ -55,6 +56,8 @@ pub(super) struct Job<'t> {
     pub(super) stamps: PathBuf,
     /// The restore's private directory, for every file it writes but a log given.
     pub(super) files: RestoreFiles,
+    /// The timeout, counted from the start: the image's check included.
+    pub(super) bounds: Bounds,
 }
 
 impl<'t> Job<'t> {
@@ -84,6 +87,7 @@ impl<'t> Job<'t> {
             log: options.log.clone().unwrap_or_else(|| files.log()),
             stamps: files.stamps(),
             files,
+            bounds: Bounds::from_now(options.timeout.unwrap_or(RESTORE_TIMEOUT), true),
             options,
             began,
         })

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::launcher::restore::admit::ListenersTurn;
 use crate::launcher::restore::launch::Started;
-use crate::launcher::restore::options::{Job, RESTORE_TIMEOUT};
+use crate::launcher::restore::options::Job;
 use crate::launcher::{phases, supervise, temp_files};
 use crate::sys::process;
 
@@ -15,7 +15,7 @@ use crate::sys::process;
 /// stop means "do not restore".
 pub(super) fn await_resume(job: &Job<'_>, started: &mut Started) -> Result<(), String> {
     const STOPS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
-    let deadline = Instant::now() + job.options.timeout.unwrap_or(RESTORE_TIMEOUT);
+    let deadline = job.bounds.deadline;
     loop {
         // first: CRIU may have ended because of the signal it was passed
         if let Some(signal) = STOPS.into_iter().find(|&s| supervise::was_received(s)) {
