@@ -222,20 +222,27 @@ fn the_override_restores_such_an_image_with_a_warning() {
 }
 
 /// An image is the process's memory: its directory 0700 and every file 0600 from the
-/// start (CRIU writes them 0644), and so is the log a failed dump leaves, also when crac
-/// writes it itself (CRIU left none).
+/// start (CRIU writes them 0644), also after a restore (CRIU adds `stats-restore`), and
+/// so is the log a failed dump leaves, also when crac writes it itself (CRIU left none).
 fn an_image_and_a_failed_dumps_log_are_private() {
     let (dir, image) = setup("ownership-modes");
     checkpointed(&image);
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
-    assert_eq!(mode(&image), 0o700);
-    let mut files = 0;
-    for entry in std::fs::read_dir(&image).unwrap() {
-        let path = entry.unwrap().path();
-        assert_eq!(mode(&path), 0o600, "{}", path.display());
-        files += 1;
-    }
-    assert!(files > 5, "{files} files");
+    let all_private = || {
+        assert_eq!(mode(&image), 0o700);
+        let mut files = 0;
+        for entry in std::fs::read_dir(&image).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}", path.display());
+            files += 1;
+        }
+        assert!(files > 5, "{files} files");
+    };
+    all_private();
+    let out = restore(&image);
+    assert!(restored(&out), "{out:?}");
+    assert!(image.join("stats-restore").exists());
+    all_private();
 
     let criu = dir.join("criu-fails");
     criu_wrapper(&criu, "exit 1");

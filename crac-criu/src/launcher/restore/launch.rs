@@ -177,6 +177,15 @@ fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, La
     // The forwarded signals stay blocked in CRIU and pending through its exec into
     // `__wait`, which forwards them once the process is back.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    // CRIU writes `stats-restore` into the image directory: private, as the rest of the
+    // image. The copy gets back its own umask, which CRIU restores from the image.
+    // SAFETY: the closure only calls umask, which is async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+            nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+            Ok(())
+        });
+    }
     if manifest.private_pid_namespace {
         // A restorer that dies (even by SIGKILL) takes a private-namespace restore
         // down: `unshare`, then through `--kill-child` the namespace and the copy in it.
