@@ -140,16 +140,28 @@ impl LazyPages {
     pub(crate) fn watch(mut self, stop_copy: CopyStopper) -> Watch {
         let mut server = self.server.take().expect("watched once");
         let pid = server.id();
+        let ended_by_us = Arc::new(AtomicBool::new(false));
+        let ours = Arc::clone(&ended_by_us);
         let thread = std::thread::spawn(move || {
-            let ended = server.wait().map_err(|e| e.to_string())?;
-            if ended.success() || stop_copy.is_done() {
+            let ended = server.wait().map_err(|e| ServerFailure {
+                how: e.to_string(),
+                after_the_copy: false,
+            })?;
+            if ended.success() || ours.load(Ordering::SeqCst) {
                 return Ok(());
             }
+            // Whether the copy had ended is read after the wait returned, which may be
+            // late: `Watch::finish` weighs it against whether the copy ran at all.
+            let after_the_copy = stop_copy.is_done();
             stop_copy.stop();
-            Err(describe(ended))
+            Err(ServerFailure {
+                how: describe(ended),
+                after_the_copy,
+            })
         });
         Watch {
             thread,
+            ended_by_us,
             pid,
             work_dir: std::mem::take(&mut self.work_dir),
             log: std::mem::take(&mut self.log),
@@ -175,9 +187,18 @@ fn describe(status: std::process::ExitStatus) -> String {
     }
 }
 
+/// How the server failed, as its watcher saw it.
+struct ServerFailure {
+    how: String,
+    /// The copy had ended when the watcher looked.
+    after_the_copy: bool,
+}
+
 /// The server, watched.
 pub(crate) struct Watch {
-    thread: JoinHandle<Result<(), String>>,
+    thread: JoinHandle<Result<(), ServerFailure>>,
+    /// Set before `finish` ends a server that outlived the copy: not a failure.
+    ended_by_us: Arc<AtomicBool>,
     pid: u32,
     work_dir: PathBuf,
     log: PathBuf,
@@ -185,14 +206,17 @@ pub(crate) struct Watch {
 
 impl Watch {
     /// Once the copy has ended: gives the server a moment to finish on its own, ends
-    /// it otherwise, and says whether it failed while the copy ran. `keep_log` keeps
-    /// its log (the user asked for logs, or the restore failed).
-    pub(crate) fn finish(self, keep_log: bool) -> Result<(), LaunchError> {
+    /// it otherwise, and says whether it failed while it mattered — while the copy ran,
+    /// or at all when the copy never ran (`resumed` false: CRIU failing because its
+    /// server died is the server's failure, however late its watcher saw it).
+    /// `keep_log` keeps its log (the user asked for logs, or the restore failed).
+    pub(crate) fn finish(self, keep_log: bool, resumed: bool) -> Result<(), LaunchError> {
         let deadline = Instant::now() + Duration::from_secs(1);
         while !self.thread.is_finished() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
         }
         if !self.thread.is_finished() {
+            self.ended_by_us.store(true, Ordering::SeqCst);
             // Our own child, not yet reaped (its thread waits): the pid is still its.
             if let Err(e) = process::kill(self.pid) {
                 eprintln!(
@@ -201,11 +225,21 @@ impl Watch {
                 );
             }
         }
-        let outcome = self
-            .thread
-            .join()
-            .unwrap_or_else(|_| Err("its watcher panicked".into()));
+        let outcome = self.thread.join().unwrap_or_else(|_| {
+            Err(ServerFailure {
+                how: "its watcher panicked".into(),
+                after_the_copy: false,
+            })
+        });
         let _ = std::fs::remove_dir_all(&self.work_dir);
+        let outcome = match outcome {
+            // it ended after a copy that ran to its end: nothing it served was missed
+            Err(ServerFailure {
+                after_the_copy: true,
+                ..
+            }) if resumed => Ok(()),
+            other => other,
+        };
         match outcome {
             Ok(()) => {
                 if !keep_log {
@@ -213,7 +247,7 @@ impl Watch {
                 }
                 Ok(())
             }
-            Err(how) => Err(LaunchError::Restore {
+            Err(ServerFailure { how, .. }) => Err(LaunchError::Restore {
                 reason: format!(
                     "the lazy-pages server (criu lazy-pages) {how} before the process had all \
                      its memory; the process was stopped, as its memory would have been \

@@ -63,7 +63,7 @@ pub(super) fn verdict(
 ) -> Result<i32, LaunchError> {
     if let Some(why) = abandoned {
         if let Some(watch) = ending.lazy {
-            let _ = watch.finish(true);
+            let _ = watch.finish(true, false);
         }
         return Err(LaunchError::Restore {
             reason: format!("{why}; CRIU and the half-restored process were stopped"),
@@ -74,7 +74,7 @@ pub(super) fn verdict(
     // lazy-pages server that died, CRIU.
     ending.pages?;
     if let Some(watch) = ending.lazy {
-        watch.finish(job.log_given() || !ending.resumed)?;
+        watch.finish(job.log_given() || !ending.resumed, ending.resumed)?;
     }
     if !ending.resumed {
         return Err(LaunchError::Restore {
