@@ -24,7 +24,7 @@ step "build"
 cargo build --workspace --all-targets --locked
 # the services the CRIU end-to-end tests run (crac-cli/tests/e2e/services.rs), also
 # packaged into container images by crac-cli/tests/e2e/containers.rs (scripts/container.sh)
-cargo build --locked --features axum --example axum_service --example stream_pipeline
+cargo build --locked --features axum --example axum_service --example stream_pipeline --example pool_service
 step "tests (unit, integration, compile-fail snapshots, doc tests)"
 # `testing` named, not left to the dev-dependencies that happen to enable it: the
 # #[crac::test] files require it, and cargo skips a test whose feature is off in silence

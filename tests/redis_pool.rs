@@ -89,7 +89,11 @@ fn every_connection_is_closed_before_the_checkpoint_and_fresh_ones_are_made_afte
         });
         crac::tokio::checkpoint_restore().await.unwrap();
         holder.await.unwrap();
-        assert_eq!(closed.load(Ordering::SeqCst), 3, "each connection closed, the held one too");
+        assert_eq!(
+            closed.load(Ordering::SeqCst),
+            3,
+            "each connection closed, the held one too"
+        );
         assert_eq!(pool.size(), 0, "none kept for the image");
         for _ in 0..50 {
             if server_clients(&server.url()).await == 0 {
@@ -97,9 +101,16 @@ fn every_connection_is_closed_before_the_checkpoint_and_fresh_ones_are_made_afte
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert_eq!(server_clients(&server.url()).await, 0, "the server saw them go");
+        assert_eq!(
+            server_clients(&server.url()).await,
+            0,
+            "the server saw them go"
+        );
         let after = ids_of(&pool, 3).await;
-        assert!(before.is_disjoint(&after), "fresh connections: {before:?} {after:?}");
+        assert!(
+            before.is_disjoint(&after),
+            "fresh connections: {before:?} {after:?}"
+        );
     });
 }
 
@@ -111,7 +122,10 @@ fn checkouts_wait_while_the_checkpoint_runs_and_the_size_bound_holds() {
         let first = pool.get().await.unwrap();
         let second = pool.get().await.unwrap();
         let third = tokio::time::timeout(Duration::from_millis(100), pool.get()).await;
-        assert!(third.is_err(), "a third connection waits for one to come back");
+        assert!(
+            third.is_err(),
+            "a third connection waits for one to come back"
+        );
         drop(first);
         // a checkout made while the checkpoint drains gets a connection made after it
         let (started, waiting) = (Arc::new(tokio::sync::Notify::new()), pool.clone());
@@ -131,7 +145,10 @@ fn checkouts_wait_while_the_checkpoint_runs_and_the_size_bound_holds() {
         drop(second);
         checkpoint.await.unwrap().unwrap();
         let new = late.await.unwrap();
-        assert!(new > old, "connected after the checkpoint: {new} after {old}");
+        assert!(
+            new > old,
+            "connected after the checkpoint: {new} after {old}"
+        );
     });
 }
 
@@ -145,14 +162,18 @@ fn a_connection_borrowed_past_the_deadline_refuses_the_checkpoint_by_name() {
         let mut borrowed = pool.get().await.unwrap();
         let error = crac::tokio::checkpoint_restore().await.unwrap_err();
         assert!(
-            error.to_string().contains(
-                "`redis pool`: 1 borrowed connection(s) not given back within 50ms"
-            ),
+            error
+                .to_string()
+                .contains("`redis pool`: 1 borrowed connection(s) not given back within 50ms"),
             "{error}"
         );
         let id = client_id(&mut borrowed).await;
         drop(borrowed);
         let mut again = pool.get().await.unwrap();
-        assert_eq!(client_id(&mut again).await, id, "rolled back: the same connection");
+        assert_eq!(
+            client_id(&mut again).await,
+            id,
+            "rolled back: the same connection"
+        );
     });
 }
