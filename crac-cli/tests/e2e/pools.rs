@@ -66,7 +66,10 @@ fn a_pooled_service_restores_with_fresh_connections_in_every_copy() {
     let (hits, first) = parse(&body);
     assert_eq!(hits, 1, "{body}");
     // the checkpointed process held ids before+1 ..= before+4
-    assert!(first > before + 4, "a fresh connection: {body} (first id {before})");
+    assert!(
+        first > before + 4,
+        "a fresh connection: {body} (first id {before})"
+    );
 
     let copy_port = free_port();
     let _copy = restore_copy(&image, copy_port);
@@ -75,7 +78,10 @@ fn a_pooled_service_restores_with_fresh_connections_in_every_copy() {
         assert_eq!(status, 200, "{body}");
         let (hits, id) = parse(&body);
         assert_eq!(hits, n, "{body}");
-        assert!(id > first, "the copy connected afresh: {body} (restored: {first})");
+        assert!(
+            id > first,
+            "the copy connected afresh: {body} (restored: {first})"
+        );
     }
     let open = client_ids(&redis);
     assert!(

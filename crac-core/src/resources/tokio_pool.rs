@@ -1,15 +1,17 @@
 //! [`Pool`]: up to N connections to a server (PostgreSQL, redis), made on demand by a
 //! function crac calls again after every restore. Before a checkpoint every borrowed
 //! connection comes back and the pool is emptied, so that no connection is in the image;
-//! checkouts wait meanwhile, and connect afresh afterwards.
+//! checkouts wait meanwhile, and connect afresh afterwards. As many connections as were
+//! open are made again in the background once the process runs on (restored or left
+//! running), so that the first requests after a checkpoint seldom wait for one.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
@@ -46,6 +48,8 @@ pub struct Pool<C> {
 }
 
 struct PoolState<C> {
+    /// This state, for the tasks that connect again after a checkpoint.
+    me: Weak<PoolState<C>>,
     name: String,
     runtime: Handle,
     connect: Connect<C>,
@@ -58,6 +62,8 @@ struct PoolState<C> {
     permits: Arc<Semaphore>,
     /// Between `before_checkpoint` and `after_restore`: checkouts wait.
     closed_for_checkpoint: AtomicBool,
+    /// How many connections the checkpoint closed: made again after it.
+    closed: AtomicUsize,
     reopened: Notify,
 }
 
@@ -88,7 +94,8 @@ impl<C: Send + 'static> Pool<C> {
             let connect: Connect<C> = Box::new(move || Box::pin(connect()));
             let first = connect().await?;
             let max_size = max_size.max(1);
-            let shared = Arc::new(PoolState {
+            let shared = Arc::new_cyclic(|me| PoolState {
+                me: me.clone(),
                 name: name.into(),
                 runtime: Handle::current(),
                 connect,
@@ -98,6 +105,7 @@ impl<C: Send + 'static> Pool<C> {
                 idle: Mutex::new(vec![first]),
                 permits: Arc::new(Semaphore::new(max_size as usize)),
                 closed_for_checkpoint: AtomicBool::new(false),
+                closed: AtomicUsize::new(0),
                 reopened: Notify::new(),
             });
             crate::context::global().register_at(&shared, location);
@@ -135,38 +143,7 @@ impl<C: Send + 'static> Pool<C> {
     /// A connection: an idle one, or a new one while fewer than `max_size` are open;
     /// otherwise waits for one to be given back. Waits while a checkpoint runs.
     pub async fn get(&self) -> Result<Pooled<C>, BoxError> {
-        let shared = &self.shared;
-        loop {
-            let reopened = shared.reopened.notified();
-            if shared.closed_for_checkpoint.load(Ordering::SeqCst) {
-                reopened.await;
-                continue;
-            }
-            let permit = Arc::clone(&shared.permits)
-                .acquire_owned()
-                .await
-                .map_err(|_| format!("`{}`: the pool is closed", shared.name))?;
-            if shared.closed_for_checkpoint.load(Ordering::SeqCst) {
-                // a checkpoint began while this waited: it must get the permit
-                continue;
-            }
-            let idle = shared
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
-            let connection = match idle {
-                Some(connection) => connection,
-                None => (shared.connect)()
-                    .await
-                    .map_err(|e| format!("connecting `{}`: {e}", shared.name))?,
-            };
-            return Ok(Pooled {
-                connection: Some(connection),
-                shared: Arc::clone(shared),
-                _permit: permit,
-            });
-        }
+        PoolState::checkout(&self.shared).await
     }
 
     /// Drops the idle connections: the next checkouts connect again (after the server
@@ -253,6 +230,41 @@ impl<C> std::fmt::Debug for Pooled<C> {
 }
 
 impl<C: Send + 'static> PoolState<C> {
+    /// [`Pool::get`]: the shared state is what a connection given back returns to.
+    async fn checkout(shared: &Arc<PoolState<C>>) -> Result<Pooled<C>, BoxError> {
+        loop {
+            let reopened = shared.reopened.notified();
+            if shared.closed_for_checkpoint.load(Ordering::SeqCst) {
+                reopened.await;
+                continue;
+            }
+            let permit = Arc::clone(&shared.permits)
+                .acquire_owned()
+                .await
+                .map_err(|_| format!("`{}`: the pool is closed", shared.name))?;
+            if shared.closed_for_checkpoint.load(Ordering::SeqCst) {
+                // a checkpoint began while this waited: it must get the permit
+                continue;
+            }
+            let idle = shared
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let connection = match idle {
+                Some(connection) => connection,
+                None => (shared.connect)()
+                    .await
+                    .map_err(|e| format!("connecting `{}`: {e}", shared.name))?,
+            };
+            return Ok(Pooled {
+                connection: Some(connection),
+                shared: Arc::clone(shared),
+                _permit: permit,
+            });
+        }
+    }
+
     async fn close_for_checkpoint(&self) -> Result<(), BoxError> {
         self.closed_for_checkpoint.store(true, Ordering::SeqCst);
         let deadline = *self
@@ -271,6 +283,7 @@ impl<C: Send + 'static> PoolState<C> {
             .into());
         };
         let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        self.closed.store(idle.len(), Ordering::SeqCst);
         let close = self
             .close
             .lock()
@@ -282,6 +295,39 @@ impl<C: Send + 'static> PoolState<C> {
             }
         }
         Ok(())
+    }
+
+    /// Makes as many connections as the checkpoint closed, at once and in the background
+    /// (a server that is away makes them fail quietly: checkouts connect on demand).
+    fn connect_again(&self) {
+        let closed = self.closed.swap(0, Ordering::SeqCst);
+        let Some(me) = self.me.upgrade() else { return };
+        for _ in 0..closed {
+            self.runtime.spawn(Arc::clone(&me).connect_idle());
+        }
+    }
+
+    /// One more idle connection, unless the pool is full (a permit held counts as an
+    /// open connection: it is one, or is about to be).
+    async fn connect_idle(self: Arc<Self>) {
+        let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
+            return;
+        };
+        let open = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+            + (self.max_size as usize - self.permits.available_permits());
+        if open > self.max_size as usize || self.closed_for_checkpoint.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Ok(connection) = (self.connect)().await {
+            self.idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(connection);
+        }
     }
 
     /// Lets checkouts in again; they connect afresh (the pool is empty after a checkpoint).
@@ -298,6 +344,7 @@ impl<C: Send + 'static> Resource for PoolState<C> {
 
     fn after_restore(&self, _: &Restore) -> Result<(), BoxError> {
         self.reopen();
+        self.connect_again();
         Ok(())
     }
 
