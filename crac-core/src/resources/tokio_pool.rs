@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
@@ -21,10 +20,7 @@ use crate::async_hooks::{block_on_hook_on, within};
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
-
-type Connect<C> =
-    Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<C, BoxError>> + Send>> + Send + Sync>;
-type Close<C> = Box<dyn Fn(C) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+use crate::resources::tokio_client::{Close, Connect};
 
 /// Up to `max_size` connections of type `C`, each made by a function crac calls again
 /// after every restore. Cloning a pool shares it.
