@@ -5,17 +5,26 @@
 //! connections made after the restore (redis numbers its clients in order: each id is
 //! above those the checkpointed process held), and redis holds no connection of the
 //! checkpointed process.
+//!
+//! `pool-periodic`, a scenario of this executable under `crac run --on request --every
+//! 1`: a pool of three raw redis connections, left running at two consistent points,
+//! then crashed and restored from the last image by `crac run`. After each
+//! checkpoint the pool's connections are new ones (each id above every earlier one) —
+//! in the process that ran on as in the restored copy — and it answers throughout.
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{crac_bin, setup, tests};
+use crate::harness::{crac_bin, crac_run, setup, tests};
 use crate::redis_server::RedisServer;
 use crate::services::{Running, example, free_port, http_get, restore_copy, start};
 
-tests![a_pooled_service_restores_with_fresh_connections_in_every_copy];
+tests![
+    a_pooled_service_restores_with_fresh_connections_in_every_copy,
+    a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash,
+];
 
 /// One inline redis command on a connection of the test's own, then `QUIT`: the replies.
 fn redis_command(redis: &RedisServer, command: &str) -> String {
@@ -89,4 +98,94 @@ fn a_pooled_service_restores_with_fresh_connections_in_every_copy() {
         "no connection of the checkpointed process is left: {open:?} (it held up to {})",
         before + 4
     );
+}
+
+/// The ids of the pool's three connections, borrowed at once (`CLIENT ID` on each).
+async fn pooled_ids(pool: &crac::tokio::Pool<tokio::net::TcpStream>) -> Vec<i64> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut borrowed = Vec::new();
+    for _ in 0..3 {
+        borrowed.push(pool.get().await.unwrap());
+    }
+    let mut ids = Vec::new();
+    for connection in &mut borrowed {
+        connection.write_all(b"CLIENT ID\r\n").await.unwrap();
+        let mut reply = [0u8; 32];
+        let n = connection.read(&mut reply).await.unwrap();
+        let reply = std::str::from_utf8(&reply[..n]).unwrap();
+        ids.push(reply.trim()[1..].parse().unwrap());
+    }
+    ids
+}
+
+/// The `pool-periodic` scenario (see the module's documentation); `REDIS_PORT` names
+/// the server.
+pub(crate) fn periodic_scenario() -> ! {
+    let port: u16 = std::env::var("REDIS_PORT").unwrap().parse().unwrap();
+    let say = |line: String| println!("{line}");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let pool = crac::tokio::Pool::connect("redis", 3, move || async move {
+            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port)).await?)
+        })
+        .await
+        .unwrap();
+        say(format!("warm ids {:?}", pooled_ids(&pool).await));
+        let mut images = 0;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let Some(restore) = crac::tokio::at_consistent_point().await.unwrap() else {
+                continue;
+            };
+            let outcome = restore.outcome();
+            say(format!("{outcome:?} ids {:?}", pooled_ids(&pool).await));
+            if restore.is_restored() {
+                std::process::exit(7);
+            }
+            images += 1;
+            if images == 2 {
+                std::process::abort();
+            }
+        }
+    })
+}
+
+fn a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash() {
+    let (_, image) = setup("pool-periodic");
+    let redis = RedisServer::start();
+    let exe = std::env::current_exe().unwrap();
+    let port = format!("REDIS_PORT={}", redis.port);
+    let out = crac_run(
+        &exe,
+        &image,
+        "pool-periodic",
+        &["--on", "request", "--every", "1", "--env", &port],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let lines: Vec<(&str, Vec<i64>)> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(" ids "))
+        .map(|(what, ids)| {
+            let ids = ids.trim_matches(['[', ']']).split(", ");
+            (what, ids.map(|id| id.parse().unwrap()).collect())
+        })
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|(what, _)| *what).collect();
+    assert_eq!(
+        kinds,
+        ["warm", "LeftRunning", "LeftRunning", "Restored"],
+        "{stdout}"
+    );
+    for pair in lines.windows(2) {
+        let earlier = pair[0].1.iter().max().unwrap();
+        let later = pair[1].1.iter().min().unwrap();
+        assert!(
+            later > earlier,
+            "fresh connections after each checkpoint: {stdout}"
+        );
+    }
 }
