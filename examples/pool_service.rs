@@ -15,8 +15,7 @@
 //! ```
 //!
 //! `GET /item/{n}` counts the hit in redis on a pooled connection:
-//! `item 42: hits 1, connection <redis client id>, instance <id>`; 503 while redis is
-//! unreachable.
+//! `item 42: hits 1, connection <redis client id>`; 503 while redis is unreachable.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -26,12 +25,13 @@ use crac::tokio::{Listener, Pool, Pooled}; // crac
 use redis::aio::MultiplexedConnection;
 
 type Redis = Pool<MultiplexedConnection>;
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn item(
     State(redis): State<Redis>,
     Path(n): Path<u64>,
 ) -> Result<String, (StatusCode, String)> {
-    let unavailable = |e: crac::BoxError| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
+    let unavailable = |e: BoxError| (StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     let mut connection = redis.get().await.map_err(unavailable)?; // crac: a checkpoint waits for it
     let counted = redis::pipe()
         .incr(format!("hits:{n}"), 1)
@@ -46,14 +46,11 @@ async fn item(
             return Err(unavailable(e.into()));
         }
     };
-    Ok(format!(
-        "item {n}: hits {hits}, connection {id}, instance {:08x}\n",
-        crac::instance_id() as u32
-    ))
+    Ok(format!("item {n}: hits {hits}, connection {id}\n"))
 }
 
 /// Borrows every connection of the pool at once, as a busy service would have them open.
-async fn warm(redis: &Redis, size: u32) -> Result<(), crac::BoxError> {
+async fn warm(redis: &Redis, size: u32) -> Result<(), BoxError> {
     let mut borrowed = Vec::new();
     for _ in 0..size {
         let mut connection = redis.get().await?;
@@ -64,7 +61,7 @@ async fn warm(redis: &Redis, size: u32) -> Result<(), crac::BoxError> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), crac::BoxError> {
+async fn main() -> Result<(), BoxError> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/".into());
     let size = std::env::var("POOL_SIZE").map_or(Ok(4), |v| v.parse())?;

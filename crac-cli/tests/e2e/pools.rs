@@ -55,7 +55,7 @@ fn run_service(image: &Path, redis: &RedisServer, port: u16) -> Running {
     start(run)
 }
 
-/// `item 7: hits N, connection ID, instance X` → (N, ID).
+/// `item 7: hits N, connection ID` → (N, ID).
 fn parse(body: &str) -> (u64, i64) {
     let words: Vec<&str> = body.split_whitespace().collect();
     let hits = words[3].trim_end_matches(',').parse().unwrap();
