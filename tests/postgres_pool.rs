@@ -113,14 +113,14 @@ fn a_connection_a_server_restart_broke_is_discarded_and_made_again() {
     on_runtime(async {
         let server = PostgresServer::start();
         let pool = pool(server.config(), 2).await;
-        let before = backend(&*pool.get().await.unwrap()).await;
+        let before = backend(&pool.get().await.unwrap()).await;
         let port = server.port;
         drop(server);
         let server = PostgresServer::start_on(port);
         let broken = pool.get().await.unwrap();
         assert!(broken.0.query_one("SELECT 1", &[]).await.is_err());
         Pooled::discard(broken);
-        let after = backend(&*pool.get().await.unwrap()).await;
+        let after = backend(&pool.get().await.unwrap()).await;
         assert_ne!(before, after);
         assert_eq!(server_backends(&server).await, HashSet::from([after]));
     });
