@@ -3,7 +3,8 @@
 //! while it runs, and the restored pool makes as many again at once (new redis client
 //! ids); the size
 //! bound holds; a connection borrowed past the drain deadline refuses the checkpoint by
-//! name and the pool goes on. Each test starts its own redis-server on a free loopback
+//! name and the pool goes on; connections still being made again (a server that does
+//! not answer) do not hold up the next checkpoint. Each test starts its own redis-server on a free loopback
 //! port (`scripts/install-servers.sh` installs it).
 
 mod common;
@@ -178,5 +179,37 @@ fn a_connection_borrowed_past_the_deadline_refuses_the_checkpoint_by_name() {
             id,
             "rolled back: the same connection"
         );
+    });
+}
+
+#[test]
+fn connections_still_being_made_again_do_not_hold_up_the_next_checkpoint() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let url = server.url();
+        let hang = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hangs = Arc::clone(&hang);
+        let pool = Pool::connect("redis pool", 2, move || {
+            let (url, hangs) = (url.clone(), Arc::clone(&hangs));
+            async move {
+                if hangs.load(Ordering::SeqCst) {
+                    // a server that accepts and never answers
+                    std::future::pending::<()>().await;
+                }
+                let client = redis::Client::open(url)?;
+                Ok(client.get_multiplexed_async_connection().await?)
+            }
+        })
+        .await
+        .unwrap()
+        .with_drain_deadline(Duration::from_millis(500));
+        ids_of(&pool, 2).await;
+        hang.store(true, Ordering::SeqCst);
+        crac::tokio::checkpoint_restore().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // both tasks that make the connections again are stuck connecting
+        crac::tokio::checkpoint_restore().await.unwrap();
+        hang.store(false, Ordering::SeqCst);
+        assert_eq!(ids_of(&pool, 2).await.len(), 2);
     });
 }

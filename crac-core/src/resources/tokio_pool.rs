@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::AbortHandle;
 
 use crate::async_hooks::{block_on_hook_on, within};
 use crate::error::BoxError;
@@ -60,6 +61,9 @@ struct PoolState<C> {
     closed_for_checkpoint: AtomicBool,
     /// How many connections the checkpoint closed: made again after it.
     closed: AtomicUsize,
+    /// The tasks making them: a checkpoint stops those still connecting (to a server
+    /// that does not answer, say) rather than wait for them.
+    connecting: Mutex<Vec<AbortHandle>>,
     reopened: Notify,
 }
 
@@ -102,6 +106,7 @@ impl<C: Send + 'static> Pool<C> {
                 permits: Arc::new(Semaphore::new(max_size as usize)),
                 closed_for_checkpoint: AtomicBool::new(false),
                 closed: AtomicUsize::new(0),
+                connecting: Mutex::new(Vec::new()),
                 reopened: Notify::new(),
             });
             crate::context::global().register_at(&shared, location);
@@ -267,6 +272,14 @@ impl<C: Send + 'static> PoolState<C> {
             .drain_deadline
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        for task in self
+            .connecting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
         let every = Arc::clone(&self.permits).acquire_many_owned(self.max_size);
         let Some(Ok(_every)) = within(deadline, every).await else {
             let borrowed = self.max_size as usize - self.permits.available_permits();
@@ -298,8 +311,14 @@ impl<C: Send + 'static> PoolState<C> {
     fn connect_again(&self) {
         let closed = self.closed.swap(0, Ordering::SeqCst);
         let Some(me) = self.me.upgrade() else { return };
+        let mut connecting = self
+            .connecting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        connecting.clear();
         for _ in 0..closed {
-            self.runtime.spawn(Arc::clone(&me).connect_idle());
+            let task = self.runtime.spawn(Arc::clone(&me).connect_idle());
+            connecting.push(task.abort_handle());
         }
     }
 
