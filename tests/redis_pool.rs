@@ -1,11 +1,10 @@
 //! `crac::tokio::Pool` with a real redis server (feature `tokio`): every connection is
 //! given back and closed before the checkpoint (the server sees them go), checkouts wait
 //! while it runs, and the restored pool makes as many again at once (new redis client
-//! ids); the size
-//! bound holds; a connection borrowed past the drain deadline refuses the checkpoint by
-//! name and the pool goes on; connections still being made again (a server that does
-//! not answer) do not hold up the next checkpoint. Each test starts its own redis-server on a free loopback
-//! port (`scripts/install-servers.sh` installs it).
+//! ids); the size bound holds; a connection borrowed past the drain deadline refuses the
+//! checkpoint by name and the pool goes on; connections still being made again (a
+//! server that does not answer) do not hold up the next checkpoint. Each test starts its
+//! own redis-server on a free loopback port (`scripts/install-servers.sh` installs it).
 
 mod common;
 
