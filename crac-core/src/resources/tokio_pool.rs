@@ -54,8 +54,8 @@ struct PoolState<C> {
     max_size: u32,
     drain_deadline: Mutex<Duration>,
     idle: Mutex<Vec<C>>,
-    /// One permit a connection, idle or borrowed: the size bound, and what a checkpoint
-    /// takes all of to know every connection is back.
+    /// One permit a borrowed connection (or one being made); idle ones hold none. The
+    /// size bound, and what a checkpoint takes all of to know every connection is back.
     permits: Arc<Semaphore>,
     /// Between `before_checkpoint` and `after_restore`: checkouts wait.
     closed_for_checkpoint: AtomicBool,
