@@ -23,7 +23,7 @@
 //!   modes, requests for another user's process denied),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `pools.rs` (`examples/pool_service.rs`: a pool of redis connections under `crac run`;
-//!   a pool across left-running checkpoints and a crash),
+//!   `examples/pool_periodic.rs` across left-running checkpoints and a crash),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `temp_files.rs` (another user's files in the temp directory during a restore; the
 //!   secrets `crac __wait` does not carry),

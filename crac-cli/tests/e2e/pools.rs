@@ -1,18 +1,18 @@
-//! `crac::tokio::Pool` under `crac run` with a real redis-server:
-//! `examples/pool_service.rs` (built by `scripts/test.sh`: `cargo build --features axum
-//! --example pool_service`) opens every connection of its pool of four, is checkpointed
+//! `crac::tokio::Pool` under `crac run` with a real redis-server (the examples are built
+//! by `scripts/test.sh`: `cargo build --features axum --example pool_service --example
+//! pool_periodic`). `examples/pool_service.rs` opens every connection of its pool of four, is checkpointed
 //! at `ready()` and restored at once; the restored service and a second copy answer on
 //! connections made after the restore (redis numbers its clients in order: each id is
 //! above those the checkpointed process held), and redis holds no connection of the
 //! checkpointed process.
 //!
-//! `pool-periodic`, a scenario of this executable under `crac run --on request --every
-//! 1`: a pool of three raw redis connections, left running at two consistent points,
-//! then crashed and restored from the last image by `crac run`. After each
+//! `examples/pool_periodic.rs` under `crac run --on request --every 1`: a pool of three
+//! raw redis connections, left running at two consistent points, then crashed and
+//! restored from the last image by `crac run`. After each
 //! checkpoint the pool's connections are new ones (each id above every earlier one) —
 //! in the process that ran on as in the restored copy — and it answers throughout.
 
-use std::io::{Read as _, Write as _};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
@@ -26,13 +26,21 @@ tests![
     a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash,
 ];
 
-/// One inline redis command on a connection of the test's own, then `QUIT`: the replies.
+/// One inline redis command on a connection of the test's own: its reply, an integer
+/// (`:N`) or a bulk string (`$LEN` and that many bytes), read to its end — not to the
+/// connection's, which a `QUIT` could reset.
 fn redis_command(redis: &RedisServer, command: &str) -> String {
-    let mut stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
-    write!(stream, "{command}\r\nQUIT\r\n").unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
+    let stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
+    write!(&stream, "{command}\r\n").unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut head = String::new();
+    reader.read_line(&mut head).unwrap();
+    let Some(len) = head.strip_prefix('$') else {
+        return head;
+    };
+    let mut body = vec![0; len.trim().parse::<usize>().unwrap()];
+    reader.read_exact(&mut body).unwrap();
+    String::from_utf8(body).unwrap()
 }
 
 /// The redis client ids of the connections open now, the asking one included.
@@ -100,70 +108,12 @@ fn a_pooled_service_restores_with_fresh_connections_in_every_copy() {
     );
 }
 
-/// The ids of the pool's three connections, borrowed at once (`CLIENT ID` on each).
-async fn pooled_ids(pool: &crac::tokio::Pool<tokio::net::TcpStream>) -> Vec<i64> {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut borrowed = Vec::new();
-    for _ in 0..3 {
-        borrowed.push(pool.get().await.unwrap());
-    }
-    let mut ids = Vec::new();
-    for connection in &mut borrowed {
-        connection.write_all(b"CLIENT ID\r\n").await.unwrap();
-        let mut reply = [0u8; 32];
-        let n = connection.read(&mut reply).await.unwrap();
-        let reply = std::str::from_utf8(&reply[..n]).unwrap();
-        ids.push(reply.trim()[1..].parse().unwrap());
-    }
-    ids
-}
-
-/// The `pool-periodic` scenario (see the module's documentation); `REDIS_PORT` names
-/// the server.
-pub(crate) fn periodic_scenario() -> ! {
-    let port: u16 = std::env::var("REDIS_PORT").unwrap().parse().unwrap();
-    let say = |line: String| println!("{line}");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async move {
-        let pool = crac::tokio::Pool::connect("redis", 3, move || async move {
-            Ok(tokio::net::TcpStream::connect(("127.0.0.1", port)).await?)
-        })
-        .await
-        .unwrap();
-        say(format!("warm ids {:?}", pooled_ids(&pool).await));
-        let mut images = 0;
-        loop {
-            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-            let Some(restore) = crac::tokio::at_consistent_point().await.unwrap() else {
-                continue;
-            };
-            let outcome = restore.outcome();
-            say(format!("{outcome:?} ids {:?}", pooled_ids(&pool).await));
-            if restore.is_restored() {
-                std::process::exit(7);
-            }
-            images += 1;
-            if images == 2 {
-                std::process::abort();
-            }
-        }
-    })
-}
-
 fn a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash() {
     let (_, image) = setup("pool-periodic");
     let redis = RedisServer::start();
-    let exe = std::env::current_exe().unwrap();
     let port = format!("REDIS_PORT={}", redis.port);
-    let out = crac_run(
-        &exe,
-        &image,
-        "pool-periodic",
-        &["--on", "request", "--every", "1", "--env", &port],
-    );
+    let extra = ["--on", "request", "--every", "1", "--env", &port];
+    let out = crac_run(&example("pool_periodic"), &image, "", &extra);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     let lines: Vec<(&str, Vec<i64>)> = stdout

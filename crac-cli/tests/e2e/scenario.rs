@@ -210,9 +210,6 @@ impl Stalls {
 /// Runs `scenario`: warms the index, then checkpoints as the scenario says, printing
 /// what it observes; always ends the process.
 pub(crate) fn run(scenario: &str) -> ! {
-    if scenario == "pool-periodic" {
-        crate::pools::periodic_scenario();
-    }
     let index = Arc::new(Index {
         entries: Mutex::new(
             (0..200_000u64)
