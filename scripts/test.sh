@@ -10,7 +10,7 @@ if ! ./scripts/install-criu.sh; then
     if [ "${CI:-}" = true ]; then exit 1; fi
     echo "CRIU is unavailable: the end-to-end tests will be reported as ignored (they fail under CI=true)"
 fi
-step "servers the tests talk to (redis-server)"
+step "servers the tests talk to (redis-server, PostgreSQL)"
 if ! ./scripts/install-servers.sh; then
     if [ "${CI:-}" = true ]; then exit 1; fi
     echo "the servers could not be installed: the client tests will fail, naming what is missing"
