@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the servers the tests talk to, from Debian's packages: redis-server. The
+# Installs the servers the tests talk to, from Debian's packages: redis-server and
+# PostgreSQL (tests/common/postgres_server.rs runs a cluster of its own as `postgres`). The
 # tests start their own instances on free loopback ports; the packaged service is
 # stopped so that nothing listens that the tests did not start.
 set -euo pipefail
@@ -14,4 +15,10 @@ if ! command -v redis-server >/dev/null; then
     install redis-server >/dev/null
     service redis-server stop >/dev/null 2>&1 || true
 fi
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "crac: installing postgresql (Debian package) for the pool tests"
+    install postgresql >/dev/null
+    service postgresql stop >/dev/null 2>&1 || true
+fi
 redis-server --version
+ls -d /usr/lib/postgresql/*/bin/initdb

@@ -144,7 +144,7 @@ pub mod tokio {
     use crate::{Error, Restore};
     use crac_core::tokio::{off_runtime, remember_runtime};
 
-    pub use crac_core::tokio::{Borrowed, Client, Connection, Listener};
+    pub use crac_core::tokio::{Borrowed, Client, Connection, Listener, Pool, Pooled};
 
     /// [`crate::checkpoint_restore`], awaited: run off the runtime's threads.
     pub async fn checkpoint_restore() -> Result<Restore, Error> {

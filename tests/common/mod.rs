@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crac::{BoxError, Checkpoint, Outcome, Resource, Restore};
 
+pub(crate) mod postgres_server;
 pub(crate) mod redis_server;
 
 /// Runs `test` on a multi-thread tokio runtime, serialized with the other tests of the

@@ -22,6 +22,8 @@
 //!   `ownership.rs` (images another user owns or can write refused, private
 //!   modes, requests for another user's process denied),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
+//!   `pools.rs` (`examples/pool_service.rs`: a pool of redis connections under `crac run`;
+//!   `examples/pool_periodic.rs` across left-running checkpoints and a crash),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `temp_files.rs` (another user's files in the temp directory during a restore; the
 //!   secrets `crac __wait` does not carry),
@@ -49,6 +51,7 @@ mod inspect;
 mod integrity;
 mod lazy;
 mod ownership;
+mod pools;
 mod request;
 mod restore;
 mod restorer;
@@ -115,6 +118,7 @@ fn main() {
         ("sealing", sealing::TESTS),
         ("ownership", ownership::TESTS),
         ("services", services::TESTS),
+        ("pools", pools::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
         ("temp_files", temp_files::TESTS),

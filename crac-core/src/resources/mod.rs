@@ -7,6 +7,8 @@
 //! - `tokio_listener.rs`: `crac::tokio::Listener`, the same on a tokio runtime;
 //! - `tokio_client.rs`: `crac::tokio::Client`, a connection to a server, closed and made
 //!   again;
+//! - `tokio_pool.rs`: `crac::tokio::Pool`, up to N such connections, emptied before a
+//!   checkpoint;
 //! - `reopen.rs`: `#[crac(reopen)]` files, closed and opened again by path.
 
 pub(crate) mod blocking_listener;
@@ -17,3 +19,5 @@ pub(crate) mod reopen;
 pub(crate) mod tokio_client;
 #[cfg(feature = "tokio")]
 pub(crate) mod tokio_listener;
+#[cfg(feature = "tokio")]
+pub(crate) mod tokio_pool;

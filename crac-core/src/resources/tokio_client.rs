@@ -20,9 +20,11 @@ use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
 
-type Connect<C> =
+/// The connect function a client or a pool calls again after every restore.
+pub(crate) type Connect<C> =
     Box<dyn Fn() -> Pin<Box<dyn Future<Output = Result<C, BoxError>> + Send>> + Send + Sync>;
-type Close<C> = Box<dyn Fn(C) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+/// The optional async close before a checkpoint.
+pub(crate) type Close<C> = Box<dyn Fn(C) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
 /// A connection of type `C`, made by a function crac calls again after every restore.
 ///
