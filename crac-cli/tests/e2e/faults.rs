@@ -28,7 +28,30 @@ tests![
     criu_failing_after_publishing_leaves_the_image_the_outcome_says,
     criu_killed_mid_dump_is_named_and_leaves_nothing_running,
     a_binary_replaced_under_a_running_process_is_named_before_any_hook_runs,
+    a_peer_outside_a_private_pid_namespace_is_said_to_be,
 ];
+
+/// Under `crac run` (a private PID namespace with its own /proc) the process holding the
+/// other end of a connection — a database on the host — cannot be seen: the refusal says
+/// where it is rather than "another process".
+fn a_peer_outside_a_private_pid_namespace_is_said_to_be() {
+    let (_, image) = setup("tcp-peer");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut run = Run::new("tcp-peer", &image).env(
+        "CRAC_E2E_TCP_PEER",
+        &server.local_addr().unwrap().to_string(),
+    );
+    run.private_pids = true;
+    let accepting = std::thread::spawn(move || server.accept().unwrap());
+    let out = run.output();
+    drop(accepting.join().unwrap());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("(ESTABLISHED), peer: a process outside this PID namespace"),
+        "{stdout}"
+    );
+}
 
 /// `cargo build` renames a new binary over the old one: the running process's executable
 /// is then "… (deleted)", and the dump, which runs it again, cannot start. crac says so
