@@ -125,8 +125,8 @@ pub enum NotCheckpointable {
         "the executable {} was replaced or deleted after this process started from it (rebuilt \
          or reinstalled in place): a checkpoint runs the process's own binary to dump it, and \
          that binary is gone, so no image can be taken (nothing was stopped or closed); restart \
-         the service from the new binary (for `crac run`, stop it and start `crac run` again) \
-         to checkpoint it",
+         the service from the new binary to checkpoint it (under `crac run`: stop it and start \
+         `crac run --replace-invalid`, as its image is of the old binary)",
         .0.display()
     )]
     ExecutableReplaced(std::path::PathBuf),
