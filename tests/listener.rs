@@ -1,8 +1,9 @@
 //! `crac::tokio::Listener` under `axum::serve` (feature `axum`), through checkpoints
 //! with an engine that reports a restore: a request in flight finishes, an idle
 //! keep-alive connection is closed at once, a request busy past the deadline refuses
-//! the checkpoint by its peer, and the listener binds again — to the restore-time port
-//! when one is given. The clients are plain TCP sockets speaking HTTP/1.1.
+//! the checkpoint by its peer, a keep-alive client that always has its next request in
+//! flight is ended between two responses, and the listener binds again — to the
+//! restore-time port when one is given. The clients are plain TCP sockets speaking HTTP/1.1.
 
 mod common;
 // in its own module: only these tests register the engine
@@ -23,6 +24,13 @@ static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 async fn serve(deadline: Duration) -> std::net::SocketAddr {
     let app = Router::new()
         .route("/", routing::get(|| async { "hello" }))
+        .route(
+            "/work",
+            routing::get(|| async {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                "hello"
+            }),
+        )
         .route(
             "/slow",
             routing::get(|| async {
@@ -106,6 +114,82 @@ fn in_flight_requests_finish_idle_connections_close_and_the_listener_comes_back(
             "idle connection closed"
         );
         assert_eq!(get(address, "/").await.unwrap(), "hello", "serving again");
+    });
+}
+
+/// Sends `GET /work` (a request that takes a moment: hyper reads on while it runs) on one
+/// keep-alive connection, pipelined eight deep: the next request is always
+/// sent before the response to the last one is in, until `stop`. Requests left unanswered
+/// when the connection closes between two responses are sent again on a new connection,
+/// as HTTP clients do; a response cut short panics. Returns (responses, connections
+/// closed).
+async fn keep_sending(
+    address: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u32, u32) {
+    use std::sync::atomic::Ordering;
+    const REQUEST: &[u8] = b"GET /work HTTP/1.1\r\nhost: test\r\n\r\n";
+    const RESPONSE_END: &[u8] = b"\r\n\r\nhello";
+    let (mut responses, mut closed) = (0, 0);
+    while !stop.load(Ordering::SeqCst) {
+        // the listener is closed while it checkpoints: try again shortly
+        let Ok(mut connection) = TcpStream::connect(address).await else {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            continue;
+        };
+        let mut pending = Vec::new(); // bytes of the response under way
+        let mut chunk = [0u8; 1024];
+        let mut open = connection.write_all(&REQUEST.repeat(8)).await.is_ok();
+        while open && !stop.load(Ordering::SeqCst) {
+            match connection.read(&mut chunk).await {
+                Ok(n) if n > 0 => pending.extend_from_slice(&chunk[..n]),
+                _ => break,
+            }
+            while let Some(end) = pending
+                .windows(RESPONSE_END.len())
+                .position(|w| w == RESPONSE_END)
+            {
+                pending.drain(..end + RESPONSE_END.len());
+                responses += 1;
+                open = connection.write_all(REQUEST).await.is_ok();
+            }
+        }
+        assert!(
+            pending.is_empty() || stop.load(Ordering::SeqCst),
+            "a response cut short: {:?}",
+            String::from_utf8_lossy(&pending)
+        );
+        closed += 1;
+    }
+    (responses, closed)
+}
+
+#[test]
+fn keep_alive_clients_with_the_next_request_always_in_flight_do_not_hold_the_drain_up() {
+    on_runtime(async {
+        *PORT.lock().unwrap() = None;
+        let address = serve(Duration::from_secs(3)).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let clients: Vec<_> = (0..2)
+            .map(|_| tokio::spawn(keep_sending(address, stop.clone())))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(200)).await; // both busy
+
+        let started = Instant::now();
+        let restore = crac::tokio::checkpoint_restore().await;
+        let took = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(200)).await; // serving again
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(restore.unwrap().is_restored(), "drained in {took:?}");
+        assert!(took < Duration::from_secs(1), "the drain took {took:?}");
+        for client in clients {
+            let (responses, closed) = client.await.unwrap();
+            assert!(responses > 10, "{responses} responses");
+            assert!(
+                closed >= 2,
+                "the connection was ended between two responses"
+            );
+        }
     });
 }
 

@@ -118,6 +118,18 @@ pub enum NotCheckpointable {
     /// CRIU cannot checkpoint through, or lacks a capability the checkpoint needs.
     #[error("{0}")]
     Privileges(String),
+    /// The executable was replaced or deleted since the process started (rebuilt or
+    /// reinstalled in place): the dump re-executes it, and an image restores only with
+    /// the binary it was taken from.
+    #[error(
+        "the executable {} was replaced or deleted after this process started from it (rebuilt \
+         or reinstalled in place): a checkpoint runs the process's own binary to dump it, and \
+         that binary is gone, so no image can be taken (nothing was stopped or closed); restart \
+         the service from the new binary to checkpoint it (under `crac run`: stop it and start \
+         `crac run --replace-invalid`, as its image is of the old binary)",
+        .0.display()
+    )]
+    ExecutableReplaced(std::path::PathBuf),
 }
 
 /// How the dump helper failed.

@@ -27,7 +27,64 @@ tests![
     a_criu_that_cannot_be_run_is_named,
     criu_failing_after_publishing_leaves_the_image_the_outcome_says,
     criu_killed_mid_dump_is_named_and_leaves_nothing_running,
+    a_binary_replaced_under_a_running_process_is_named_before_any_hook_runs,
+    a_peer_outside_a_private_pid_namespace_is_said_to_be,
 ];
+
+/// Under `crac run` (a private PID namespace with its own /proc) the process holding the
+/// other end of a connection — a database on the host — cannot be seen: the refusal says
+/// where it is rather than "another process".
+fn a_peer_outside_a_private_pid_namespace_is_said_to_be() {
+    let (_, image) = setup("tcp-peer");
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut run = Run::new("tcp-peer", &image).env(
+        "CRAC_E2E_TCP_PEER",
+        &server.local_addr().unwrap().to_string(),
+    );
+    run.private_pids = true;
+    let accepting = std::thread::spawn(move || server.accept().unwrap());
+    let out = run.output();
+    drop(accepting.join().unwrap());
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("(ESTABLISHED), peer: a process outside this PID namespace"),
+        "{stdout}"
+    );
+}
+
+/// `cargo build` renames a new binary over the old one: the running process's executable
+/// is then "… (deleted)", and the dump, which runs it again, cannot start. crac says so
+/// before any hook runs, and the process goes on (here it answers a second request the
+/// same way, so it still serves).
+fn a_binary_replaced_under_a_running_process_is_named_before_any_hook_runs() {
+    let (dir, image) = setup("replaced-binary");
+    let exe = dir.join("svc");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let mut run = Run::new("request", &image);
+    run.exe.clone_from(&exe);
+    let mut child = ready_for_requests(run, &dir.join("stdout"));
+    let _reaper = KillOnDrop(child.id());
+    let rebuilt = dir.join("svc.new");
+    std::fs::copy(&exe, &rebuilt).unwrap();
+    std::fs::rename(&rebuilt, &exe).unwrap();
+
+    for _ in 0..2 {
+        let asked = crac(&["checkpoint", &child.id().to_string(), "--timeout", "30"]);
+        assert!(!asked.status.success(), "{asked:?}");
+        let stderr = text(&asked.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "the executable {} was replaced or deleted after this process started from it",
+                exe.display()
+            )) && stderr.contains("restart the service from the new binary"),
+            "{asked:?}"
+        );
+        assert!(!stderr.contains("execvp"), "not CRIU's words: {asked:?}");
+        assert!(child.try_wait().unwrap().is_none(), "the process goes on");
+    }
+    assert!(!image.join("crac-manifest").exists(), "no image");
+}
 
 fn a_failing_hook_means_no_image_and_the_process_continues_rolled_back() {
     let (dir, image) = setup("hook-error");

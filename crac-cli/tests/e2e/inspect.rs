@@ -11,6 +11,16 @@ fn crac_inspect_describes_an_image_and_says_whether_it_restores_here() {
     let out = crac(&["inspect", image.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let described = text(&out.stdout);
+    let today = std::process::Command::new("date")
+        .args(["-u", "+%F"])
+        .output()
+        .unwrap();
+    let today = text(&today.stdout);
+    assert!(
+        described.starts_with(&format!("created       {} ", today.trim()))
+            && described.lines().next().unwrap().ends_with(" s ago)"),
+        "a date and an age, not a Unix time: {described}"
+    );
     let exe = std::env::current_exe().unwrap();
     assert!(
         described.contains(&format!("executable    {} (sha256 ", exe.display())),

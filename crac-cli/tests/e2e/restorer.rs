@@ -1,5 +1,5 @@
 //! The restorer's own faults: killed while its copy runs, a restore that never resumes,
-//! a stop signal while CRIU works. The copy never outlives the restorer, nothing is
+//! a stop signal while CRIU works, and one just after the copy resumed. The copy never outlives the restorer, nothing is
 //! left behind, and the PID is free for the next restore.
 
 use std::os::unix::fs::PermissionsExt as _;
@@ -16,6 +16,7 @@ tests![
     a_copy_in_the_host_namespace_dies_with_its_killed_restorer_and_its_files_go,
     a_restore_that_times_out_stops_criu_and_frees_the_pid,
     a_stop_signal_while_criu_works_abandons_the_restore,
+    a_stop_signal_just_after_the_copy_resumed_stops_the_copy_not_the_restore,
 ];
 
 fn wait_until(what: &str, deadline: Duration, mut done: impl FnMut() -> bool) {
@@ -168,4 +169,56 @@ fn a_stop_signal_while_criu_works_abandons_the_restore() {
         Path::new(&image).join("crac-manifest").is_file(),
         "the image stays"
     );
+}
+
+/// The copy may run (and print) before CRIU's `post-resume` stage is over: a SIGTERM
+/// then goes to the copy, and `crac restore` exits as the copy does (128 + 15), with
+/// nothing left in its temp directory — not 70 with a "stopped before it resumed".
+fn a_stop_signal_just_after_the_copy_resumed_stops_the_copy_not_the_restore() {
+    let (dir, image) = setup("restore-stopped-after-resume");
+    let first = Run::new("forever", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let pid = image_pid(&first.stdout);
+    for delay_ms in [0, 0, 1, 2, 3, 5, 10] {
+        let temp = dir.join(format!("tmp-{delay_ms}"));
+        let _ = std::fs::remove_dir_all(&temp);
+        std::fs::create_dir(&temp).unwrap();
+        let out = dir.join("copy");
+        let restorer = Command::new(crac_bin())
+            .args(["restore", image.to_str().unwrap()])
+            .env("TMPDIR", &temp)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let _reaper = KillOnDrop(pid as u32);
+        let start = Instant::now();
+        while !std::fs::read_to_string(&out).is_ok_and(|t| t.contains("round 1 outcome Restored")) {
+            assert!(start.elapsed() < Duration::from_secs(30), "the copy runs");
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        // SAFETY: a plain kill of our own child.
+        unsafe { libc::kill(restorer.id() as i32, libc::SIGTERM) };
+        let mut restorer = restorer;
+        let signalled = Instant::now();
+        while restorer.try_wait().unwrap().is_none() {
+            if signalled.elapsed() > Duration::from_secs(10) {
+                // SAFETY: a plain kill of the copy this test restored.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                panic!("{delay_ms} ms after the copy printed: the SIGTERM never reached it");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ended = restorer.wait_with_output().unwrap();
+        assert_eq!(
+            ended.status.code(),
+            Some(128 + libc::SIGTERM),
+            "{delay_ms} ms after the copy printed: {ended:?}"
+        );
+        wait_until("the copy stops", Duration::from_secs(5), || !alive(pid));
+        let left: Vec<_> = std::fs::read_dir(&temp).unwrap().flatten().collect();
+        assert!(left.is_empty(), "left in the temp directory: {left:?}");
+    }
 }

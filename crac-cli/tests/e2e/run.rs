@@ -97,6 +97,13 @@ fn crac_run_never_restores_a_foreign_image_blindly() {
         "{replaced:?}"
     );
     assert!(
+        text(&replaced.stderr).contains(&format!(
+            "crac: replacing the image in {}: started",
+            image.display()
+        )) && !text(&replaced.stderr).contains("no image in"),
+        "the same words while it replaces: {replaced:?}"
+    );
+    assert!(
         text(&replaced.stdout).starts_with("pid 2 checksum"),
         "a fresh warm-up: {replaced:?}"
     );

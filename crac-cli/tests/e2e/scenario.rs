@@ -456,8 +456,8 @@ fn soak(index: &Index) -> ! {
     }
 }
 
-/// What `unix-peer`, `open-file` and `tcp` hold across the checkpoint on purpose, for
-/// the open-resource check to find.
+/// What `unix-peer`, `open-file`, `tcp` and `tcp-peer` hold across the checkpoint on
+/// purpose, for the open-resource check to find.
 fn hold_on_purpose(scenario: &str) -> impl Sized {
     let peer = (scenario == "unix-peer").then(|| {
         std::os::unix::net::UnixStream::connect(std::env::var("CRAC_E2E_UNIX_PEER").unwrap())
@@ -476,7 +476,10 @@ fn hold_on_purpose(scenario: &str) -> impl Sized {
         ));
         (listener, client, accepted, claim)
     });
-    (peer, file, tcp)
+    let tcp_peer = (scenario == "tcp-peer").then(|| {
+        std::net::TcpStream::connect(std::env::var("CRAC_E2E_TCP_PEER").unwrap()).unwrap()
+    });
+    (peer, file, tcp, tcp_peer)
 }
 
 /// The plain scenarios: one checkpoint (two for `twice`), each outcome printed.

@@ -50,17 +50,23 @@ pub struct Listener {
 }
 
 /// An accepted connection: the stream, counted as open until dropped. While its
-/// listener drains, a connection that has answered everything it read (an idle
-/// keep-alive connection of a request/response protocol such as HTTP/1) sees the end
-/// of its stream instead of waiting for the next request; one that has read a request
-/// it has not answered yet is left to finish.
+/// listener drains, a connection that has answered everything it read (a keep-alive
+/// connection of a request/response protocol such as HTTP/1, between two requests) sees
+/// the end of its stream at its next read, even when the client has already sent its
+/// next request — left unread, for the client to send again on a new connection, as HTTP
+/// clients do when a keep-alive connection closes between requests; one that has read
+/// a request it has not answered yet is left to finish.
 #[derive(Debug)]
 pub struct Connection {
     stream: TcpStream,
     shared: Arc<ListenerState>,
     id: u64,
-    /// Nothing read since the last write: no request is under way.
+    /// Nothing read since the last response was flushed: no request is under way.
     answered: bool,
+    /// Written since the last flush: a response under way.
+    responding: bool,
+    /// The drain ended the stream at a request boundary.
+    ended: bool,
 }
 
 #[derive(Debug)]
@@ -148,6 +154,8 @@ impl Listener {
                 shared: Arc::clone(shared),
                 id,
                 answered: true,
+                responding: false,
+                ended: false,
             },
             peer,
         )))
@@ -236,6 +244,13 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        // Checked before reading: a client that always has its next request in flight
+        // (pipelined, or sent the moment a response arrives) never lets a read go
+        // `Pending`, so the request boundary is the only place to end its connection.
+        if self.answered && self.shared.draining.load(Ordering::SeqCst) {
+            self.ended = true;
+            return Poll::Ready(Ok(())); // between requests: end of stream
+        }
         let before = buf.filled().len();
         let read = Pin::new(&mut self.stream).poll_read(cx, buf);
         match &read {
@@ -246,6 +261,7 @@ impl AsyncRead for Connection {
                     entry.1 = Some(cx.waker().clone());
                 }
                 if self.answered && self.shared.draining.load(Ordering::SeqCst) {
+                    self.ended = true;
                     return Poll::Ready(Ok(())); // idle: end of stream
                 }
             }
@@ -263,13 +279,27 @@ impl AsyncWrite for Connection {
     ) -> Poll<io::Result<usize>> {
         let written = Pin::new(&mut self.stream).poll_write(cx, buf);
         if matches!(written, Poll::Ready(Ok(n)) if n > 0) {
-            self.answered = true;
+            self.responding = true;
         }
         written
     }
 
+    /// A flush after writing ends a response (hyper flushes each one): the request is
+    /// answered. While draining, a read already waiting for the next request
+    /// is woken to see the end of its stream rather than that request.
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) && self.responding {
+            self.responding = false;
+            self.answered = true;
+            if self.shared.draining.load(Ordering::SeqCst) {
+                let waker = lock(&self.shared.connections)
+                    .get_mut(&self.id)
+                    .and_then(|entry| entry.1.take());
+                waker.into_iter().for_each(Waker::wake);
+            }
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -279,6 +309,13 @@ impl AsyncWrite for Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        if self.ended {
+            // A next request that arrived unread would make the close a reset, which can
+            // cost the client the response it has not read yet; read away what is there
+            // so that it sees an orderly end after its last response.
+            let mut scratch = [0u8; 4096];
+            while matches!(self.stream.try_read(&mut scratch), Ok(n) if n > 0) {}
+        }
         lock(&self.shared.connections).remove(&self.id);
         self.shared.closed.notify_all();
     }

@@ -270,7 +270,32 @@ pub(crate) fn check_startable() -> Result<(), NotCheckpointable> {
     if leads_group && !leads_session {
         return Err(NotCheckpointable::ProcessGroupLeader);
     }
-    Ok(())
+    check_executable_unchanged()
+}
+
+/// The dump helper and CRIU's action script are this binary, started again by path:
+/// once it was replaced (as `cargo build` and package managers do, by renaming a new
+/// file over it) the path names another program or nothing, and CRIU fails with its
+/// own words only after every hook ran. Checked here, before any hook.
+fn check_executable_unchanged() -> Result<(), NotCheckpointable> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(link) = std::fs::read_link("/proc/self/exe") else {
+        return Ok(()); // no /proc: the dump reports what it cannot find
+    };
+    let text = link.to_string_lossy();
+    if let Some(path) = text.strip_suffix(" (deleted)") {
+        return Err(NotCheckpointable::ExecutableReplaced(path.into()));
+    }
+    let running = std::fs::metadata("/proc/self/exe");
+    let on_disk = std::fs::metadata(&link);
+    match (running, on_disk) {
+        (Ok(running), Ok(on_disk))
+            if (running.dev(), running.ino()) == (on_disk.dev(), on_disk.ino()) =>
+        {
+            Ok(())
+        }
+        _ => Err(NotCheckpointable::ExecutableReplaced(link)),
+    }
 }
 
 /// Detaches from the caller's session (irreversible; [`check_startable`] made sure it

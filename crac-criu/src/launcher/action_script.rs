@@ -46,7 +46,9 @@ pub fn action_script(action: &str) -> Result<(), LaunchError> {
         });
         let _ = phases::stamp(phases::PAGES_CHECKED);
         verdict?;
-        return wake(&dir);
+        wake(&dir)?;
+        let _ = phases::stamp(phases::WOKEN);
+        return Ok(());
     }
     Ok(())
 }

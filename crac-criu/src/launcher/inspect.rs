@@ -87,7 +87,13 @@ impl Inspection {
             .unwrap_or_default()
             .as_secs();
         let mut out = String::new();
-        let _ = writeln!(out, "created       {created} (Unix time)");
+        let age = m.created.elapsed().unwrap_or_default().as_secs();
+        let _ = writeln!(
+            out,
+            "created       {} ({} ago)",
+            utc_date(created),
+            rough_duration(age)
+        );
         let _ = writeln!(
             out,
             "executable    {} (sha256 {})",
@@ -239,9 +245,57 @@ fn json(text: &str) -> String {
     out
 }
 
+/// `secs` after the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (the civil calendar from a
+/// day count, as in Howard Hinnant's `civil_from_days`; no dependency for one line).
+fn utc_date(secs: u64) -> String {
+    let (days, time) = (secs / 86_400, secs % 86_400);
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153; // from March
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        time / 3_600,
+        time / 60 % 60,
+        time % 60
+    )
+}
+
+/// An age in its largest whole unit: `42 s`, `5 min`, `3 h`, `12 days`.
+fn rough_duration(secs: u64) -> String {
+    match secs {
+        0..60 => format!("{secs} s"),
+        60..3_600 => format!("{} min", secs / 60),
+        3_600..86_400 => format!("{} h", secs / 3_600),
+        _ => format!("{} days", secs / 86_400),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{json, printable};
+    use super::{json, printable, rough_duration, utc_date};
+
+    #[test]
+    fn creation_times_are_printed_as_utc_dates_and_ages() {
+        assert_eq!(utc_date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc_date(1_796_406_378), "2026-12-04 17:46:18 UTC");
+        assert_eq!(utc_date(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_date(4_107_542_399), "2100-02-28 23:59:59 UTC");
+        assert_eq!(rough_duration(59), "59 s");
+        assert_eq!(rough_duration(3_599), "59 min");
+        assert_eq!(rough_duration(7_200), "2 h");
+        assert_eq!(rough_duration(86_400 * 3), "3 days");
+    }
 
     #[test]
     fn control_and_formatting_characters_are_printed_escaped() {

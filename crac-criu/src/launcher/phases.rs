@@ -24,6 +24,9 @@ pub(crate) const PAGES_HASHED: &str = "pages-hashed";
 pub(crate) const PAGES_RECORDED: &str = "pages-recorded";
 /// When the action script got the page check's verdict.
 pub(crate) const PAGES_CHECKED: &str = "pages-checked";
+/// When the process's `Restored` message was queued: from then on CRIU resumes it, and
+/// it may run (and be seen running) before the `post-resume` stamp.
+pub(crate) const WOKEN: &str = "woken";
 
 /// The stages stamped, in order, with what the time up to each one was spent on.
 const STAGES: [(&str, &str); 6] = [
@@ -96,6 +99,11 @@ impl Stamps {
     /// Milliseconds from the start to the process running again, if it did.
     pub(crate) fn resumed(&self) -> Option<f64> {
         self.at(RESUMED)
+    }
+
+    /// Whether the process was woken: it runs, or is about to.
+    pub(crate) fn woken(&self) -> bool {
+        self.at(WOKEN).is_some()
     }
 
     /// One line per phase, and how long the page check ran beside CRIU.

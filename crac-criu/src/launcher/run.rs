@@ -95,6 +95,7 @@ pub fn run(
     };
     // Whoever could swap the image would have it restored: refused, never replaced.
     check_ownership(&image, options.insecure_image_permissions)?;
+    let mut replacing = false;
     if image.join(FILE_NAME).exists() {
         // The page data is checked while CRIU restores: damage found there is an
         // invalid image too.
@@ -114,6 +115,7 @@ pub fn run(
                 );
                 std::fs::remove_dir_all(&image)
                     .map_err(LaunchError::io("removing the old image"))?;
+                replacing = true;
             }
             Err(problem) => {
                 return Err(ImageRefusal::Unrestorable {
@@ -138,7 +140,7 @@ pub fn run(
     }
 
     let started = SystemTime::now();
-    let ended = first_run(options, &image, tool, &app, args)?;
+    let ended = first_run(options, &image, tool, &app, args, replacing)?;
     // The dump stops the process with SIGKILL; a crash after a periodic image also ends
     // in a signal. A process that exited on its own, or that was stopped by a signal
     // `crac run` passed on (Ctrl-C, `docker stop`), is not brought back.
@@ -219,6 +221,7 @@ fn first_run(
     tool: &Path,
     app: &Path,
     args: &[OsString],
+    replacing: bool,
 ) -> Result<Ended, LaunchError> {
     let mut cmd = namespace::launch(tool, app.as_os_str(), args.iter().map(OsString::as_os_str));
     cmd.env(CHECKPOINT_TO, image)
@@ -259,7 +262,7 @@ fn first_run(
         .and_then(|init| Some((init, procfs::first_child(init)?)));
     if let Some((init, app_pid)) = started {
         supervise::forward_to(init)?;
-        announce(options, image, app, app_pid);
+        announce(options, image, app, app_pid, replacing);
     }
     let status = child.wait();
     supervise::forward_to(0)?;
@@ -273,17 +276,20 @@ fn first_run(
     })
 }
 
-fn announce(options: &RunOptions, image: &Path, app: &Path, app_pid: libc::pid_t) {
+/// `replacing`: an invalid image was removed first (said in the same words as then).
+fn announce(options: &RunOptions, image: &Path, app: &Path, app_pid: libc::pid_t, replacing: bool) {
+    let situation = if replacing {
+        "replacing the image in"
+    } else {
+        "no image in"
+    };
+    let (image, app) = (image.display(), app.display());
     match options.trigger {
         Trigger::Ready => eprintln!(
-            "crac: no image in {}: started {} (PID {app_pid}); it is checkpointed when it calls crac::ready()",
-            image.display(),
-            app.display()
+            "crac: {situation} {image}: started {app} (PID {app_pid}); it is checkpointed when it calls crac::ready()",
         ),
         Trigger::Request => eprintln!(
-            "crac: no image in {}: started {} (PID {app_pid}); checkpoint it with `crac checkpoint {app_pid}`",
-            image.display(),
-            app.display()
+            "crac: {situation} {image}: started {app} (PID {app_pid}); checkpoint it with `crac checkpoint {app_pid}`",
         ),
         Trigger::Timeout(after) => {
             std::thread::spawn(move || {

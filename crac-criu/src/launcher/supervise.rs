@@ -57,6 +57,9 @@ fn forwarded_set() -> SigSet {
 /// the kernel drops signals without a handler before they can be waited for.
 pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), LaunchError> {
     static STARTED: OnceLock<Result<(), std::io::ErrorKind>> = OnceLock::new();
+    // Before the thread starts: a signal already pending (`__wait` inherits those CRIU
+    // held) must find its target, not be dropped.
+    TARGET.store(pid, Ordering::SeqCst);
     STARTED
         .get_or_init(|| {
             let set = forwarded_set();
@@ -80,7 +83,6 @@ pub(crate) fn forward_to(pid: libc::pid_t) -> Result<(), LaunchError> {
             Ok(())
         })
         .map_err(|kind| LaunchError::io("setting up signal forwarding")(kind.into()))?;
-    TARGET.store(pid, Ordering::SeqCst);
     Ok(())
 }
 

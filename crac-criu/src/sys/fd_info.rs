@@ -264,6 +264,25 @@ fn holder(inode: u64) -> Option<String> {
     None
 }
 
+/// Who holds a socket no process in /proc holds: in a private PID namespace (`crac
+/// run`), a process outside it, which its /proc does not show.
+fn unseen_holder() -> String {
+    if in_child_pid_namespace() {
+        "a process outside this PID namespace".into()
+    } else {
+        "another process".into()
+    }
+}
+
+/// Whether this process's PID namespace is not the initial one, whose inode number is
+/// fixed (`PROC_PID_INIT_INO` in `linux/proc_ns.h`). (`NS_GET_PARENT` cannot tell: a
+/// process's own namespace's parent is out of its reach.)
+fn in_child_pid_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    const PROC_PID_INIT_INO: u64 = 0xEFFF_FFFC;
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|ns| ns.ino() != PROC_PID_INIT_INO)
+}
+
 /// Whether a TCP socket of this network namespace listens on `address` (or on the
 /// same port of the wildcard address, or on any address when `address` is a wildcard).
 pub(crate) fn someone_listens_on(address: SocketAddr) -> bool {
@@ -389,7 +408,7 @@ impl SocketTable {
                             } else if ours.sockets.contains(&p.inode) {
                                 "this process".to_string()
                             } else {
-                                holder(p.inode).unwrap_or_else(|| "another process".into())
+                                holder(p.inode).unwrap_or_else(unseen_holder)
                             }
                         });
                     let mut target = format!("TCP {} -> {} ({})", s.local, s.remote, s.state);

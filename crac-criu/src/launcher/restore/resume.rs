@@ -11,20 +11,25 @@ use crate::sys::process;
 
 /// Waits until the process resumed or CRIU ended; an error says why the restore must be
 /// abandoned instead: the deadline passed, or a stop signal (Ctrl-C, `docker stop`)
-/// came first. Before the process runs, a signal cannot reach it (CRIU holds it), so a
-/// stop means "do not restore".
+/// came first. Before the process is woken, a signal cannot reach it (CRIU holds it), so
+/// a stop means "do not restore". Once it was woken it runs, perhaps before CRIU's
+/// `post-resume`: the signal, passed on to CRIU and held pending there, reaches it
+/// through the `__wait` CRIU becomes, and the restore ends as the process does.
 pub(super) fn await_resume(job: &Job<'_>, started: &mut Started) -> Result<(), String> {
     const STOPS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGQUIT];
     let deadline = job.bounds.deadline;
     loop {
         // first: CRIU may have ended because of the signal it was passed
-        if let Some(signal) = STOPS.into_iter().find(|&s| supervise::was_received(s)) {
+        let stopped = STOPS.into_iter().find(|&s| supervise::was_received(s));
+        // read after the signal was seen: a `woken` stamp missing now was missing when
+        // it came, and the process had not run
+        let stamps = phases::Stamps::read(&job.stamps);
+        if let Some(signal) = stopped.filter(|_| !stamps.woken()) {
             return Err(format!(
                 "interrupted by signal {signal} before the process resumed"
             ));
         }
-        if phases::Stamps::read(&job.stamps).resumed().is_some()
-            || started.criu.try_wait().is_ok_and(|ended| ended.is_some())
+        if stamps.resumed().is_some() || started.criu.try_wait().is_ok_and(|ended| ended.is_some())
         {
             return Ok(());
         }
