@@ -180,10 +180,27 @@ fn action(env: &FdPolicy, application: Option<&FdPolicy>, fd: &OpenFd) -> FdActi
         })
 }
 
+/// What the image will carry that its restore must know of.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    /// The listening sockets, for the manifest.
+    pub(crate) listeners: Vec<CarriedListener>,
+    /// Some established TCP connection (a left-running checkpoint's, claimed by its
+    /// listener): CRIU must dump and restore with `--tcp-close`.
+    pub(crate) connections: bool,
+}
+
+impl Carried {
+    fn add(&mut self, fd: &OpenFd) {
+        self.listeners.extend(carried_listener(fd));
+        self.connections |= fd.kind == FdKind::Tcp;
+    }
+}
+
 /// Applies the policy to every fd except stdio and `claimed`: closes those marked
-/// `close`, and refuses with every `error` one named. Returns the listening sockets the
-/// image will carry (claimed or let through), for the manifest.
-pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedListener>, Error> {
+/// `close`, and refuses with every `error` one named. Returns what the image will carry
+/// (claimed or let through).
+pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Carried, Error> {
     let application = APPLICATION_POLICY
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -196,15 +213,15 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedList
     };
     let list = || fd_info::list().map_err(Error::io("listing /proc/self/fd"));
     let fds = list()?;
-    let mut listeners = Vec::new();
+    let mut carried = Carried::default();
     for fd in fds.iter().filter(|fd| claimed.contains(&fd.fd)) {
-        listeners.extend(carried_listener(fd));
+        carried.add(fd);
     }
     let mut refused = Vec::new();
     for (action, fd) in judge(fds) {
         match action {
             FdAction::Error => refused.push(fd),
-            FdAction::Ignore => listeners.extend(carried_listener(&fd)),
+            FdAction::Ignore => carried.add(&fd),
             FdAction::Close => detach(fd.fd)?,
         }
     }
@@ -220,7 +237,7 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedList
             .collect();
     }
     if refused.is_empty() {
-        Ok(listeners)
+        Ok(carried)
     } else {
         Err(Error::OpenFds { fds: refused })
     }

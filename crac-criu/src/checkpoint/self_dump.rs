@@ -44,7 +44,8 @@ pub(crate) fn checkpoint(
         .into_iter()
         .map(|(fd, _)| fd)
         .collect();
-    let listeners = fd_check::check(&config.fd_policy, &claimed)?;
+    let carried = fd_check::check(&config.fd_policy, &claimed)?;
+    let criu_opts = with_tcp_close(&config.criu_opts, carried.connections);
     become_session_leader()?;
 
     let pid = std::process::id() as i32;
@@ -60,8 +61,8 @@ pub(crate) fn checkpoint(
         tids: procfs::numbered("/proc/self/task"),
         private_pid_namespace: env::in_private_pid_namespace(),
         resident_bytes: 0,
-        restore_options: criu::restore_options(&config.criu_opts),
-        listeners,
+        restore_options: criu::restore_options(&criu_opts),
+        listeners: carried.listeners,
         secret_env: Vec::new(),
         plan: plan
             .entries
@@ -80,7 +81,7 @@ pub(crate) fn checkpoint(
         staging: staging.clone(),
         image_dir: config.image_dir.clone(),
         criu: config.criu.clone(),
-        criu_opts: config.criu_opts.clone(),
+        criu_opts,
         leave_running,
         log_level: config.log_level,
     };
@@ -95,6 +96,17 @@ pub(crate) fn checkpoint(
         let _ = std::fs::remove_dir_all(&staging);
     }
     outcome
+}
+
+/// `options`, with `--tcp-close` when the image carries connections and nothing says
+/// how CRIU should take them: their copies come back closed, the originals run on.
+fn with_tcp_close(options: &[String], connections: bool) -> Vec<String> {
+    let mut options = options.to_vec();
+    let said = |o: &String| o.starts_with("--tcp-close") || o.starts_with("--tcp-established");
+    if connections && !options.iter().any(said) {
+        options.push("--tcp-close".into());
+    }
+    options
 }
 
 fn run_helper(
