@@ -22,6 +22,7 @@
 //!   `ownership.rs` (images another user owns or can write refused, private
 //!   modes, requests for another user's process denied),
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
+//!   `keep_serving.rs` (that service answers every request across periodic checkpoints),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `temp_files.rs` (another user's files in the temp directory during a restore; the
 //!   secrets `crac __wait` does not carry),
@@ -47,6 +48,7 @@ mod fields;
 mod hostile_images;
 mod inspect;
 mod integrity;
+mod keep_serving;
 mod lazy;
 mod ownership;
 mod request;
@@ -115,6 +117,7 @@ fn main() {
         ("sealing", sealing::TESTS),
         ("ownership", ownership::TESTS),
         ("services", services::TESTS),
+        ("keep_serving", keep_serving::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
         ("temp_files", temp_files::TESTS),

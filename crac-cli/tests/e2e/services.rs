@@ -27,7 +27,7 @@ tests![
 ];
 
 /// An example binary: target/debug/deps/e2e-… → target/debug/examples/NAME.
-fn example(name: &str) -> PathBuf {
+pub(crate) fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let binary = exe
         .parent()
@@ -45,14 +45,14 @@ fn example(name: &str) -> PathBuf {
     binary
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     socket.local_addr().unwrap().port()
 }
 
 /// `GET path` on `port` with a fresh connection: the status and the body, retried until
 /// something answers (a restored copy binds within milliseconds; a first run warms up).
-fn http_get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn http_get(port: u16, path: &str) -> (u16, String) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let attempt = TcpStream::connect(("127.0.0.1", port)).and_then(|mut stream| {
@@ -90,7 +90,7 @@ fn parse(body: &str) -> (String, u64, String) {
 
 /// A `crac run` or `crac restore` of the service, stopped as an operator would: SIGTERM,
 /// which it forwards to the service, then a wait for both to end.
-struct Running(Child);
+pub(crate) struct Running(Child);
 
 impl Drop for Running {
     fn drop(&mut self) {
@@ -108,7 +108,7 @@ impl Drop for Running {
     }
 }
 
-fn start(mut command: Command) -> Running {
+pub(crate) fn start(mut command: Command) -> Running {
     let child = command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

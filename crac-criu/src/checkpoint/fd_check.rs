@@ -186,26 +186,29 @@ pub(crate) struct Carried {
     /// The listening sockets, for the manifest.
     pub(crate) listeners: Vec<CarriedListener>,
     /// Some established TCP connection (a left-running checkpoint's, claimed by its
-    /// listener): CRIU must dump and restore with `--tcp-close`.
+    /// listener), or a listening socket, which may accept one until CRIU freezes the
+    /// process: CRIU must dump and restore with `--tcp-close`.
     pub(crate) connections: bool,
 }
 
 impl Carried {
     fn add(&mut self, fd: &OpenFd) {
         self.listeners.extend(carried_listener(fd));
-        self.connections |= fd.kind == FdKind::Tcp;
+        self.connections |= matches!(fd.kind, FdKind::Tcp | FdKind::TcpListen);
     }
 }
 
 /// Applies the policy to every fd except stdio and `claimed`: closes those marked
 /// `close`, and refuses with every `error` one named. Returns what the image will carry
-/// (claimed or let through).
-pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Carried, Error> {
+/// (claimed or let through). `claimed` is asked after each listing: a listener kept
+/// through a left-running checkpoint claims the connections it accepts meanwhile.
+pub(crate) fn check(env: &FdPolicy, claimed: &dyn Fn() -> Vec<RawFd>) -> Result<Carried, Error> {
     let application = APPLICATION_POLICY
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let judge = |fds: Vec<OpenFd>| {
+        let claimed = claimed();
         fds.into_iter()
             .filter(|fd| fd.fd > 2 && !claimed.contains(&fd.fd))
             .map(|fd| (action(env, application.as_ref(), &fd), fd))
@@ -214,7 +217,8 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Carried, Error>
     let list = || fd_info::list().map_err(Error::io("listing /proc/self/fd"));
     let fds = list()?;
     let mut carried = Carried::default();
-    for fd in fds.iter().filter(|fd| claimed.contains(&fd.fd)) {
+    let claims = claimed();
+    for fd in fds.iter().filter(|fd| claims.contains(&fd.fd)) {
         carried.add(fd);
     }
     let mut refused = Vec::new();

@@ -40,10 +40,12 @@ pub(crate) fn checkpoint(
     leave_running: bool,
     plan: &crac_core::Plan,
 ) -> Result<EngineOutcome, Error> {
-    let claimed: Vec<i32> = crac_core::claimed_fds()
-        .into_iter()
-        .map(|(fd, _)| fd)
-        .collect();
+    let claimed = || {
+        crac_core::claimed_fds()
+            .into_iter()
+            .map(|(fd, _)| fd)
+            .collect()
+    };
     let carried = fd_check::check(&config.fd_policy, &claimed)?;
     let criu_opts = with_tcp_close(&config.criu_opts, carried.connections);
     become_session_leader()?;
