@@ -50,4 +50,5 @@ echo
 echo "Measured $(date -u +%F) with \`scripts/bench-load.sh $rate $seconds $every\` ($profile):" \
     "$(nproc) CPUs, Linux $(uname -r), CRIU $("$criu" --version | sed -n 's/^Version: //p');" \
     "load average $load_before at the start, $load_after at the end."
-grep -c "periodic checkpoint failed" "$work/service.log" | sed 's/^/periodic checkpoints that failed: /' || true
+echo "periodic checkpoints that failed: $(grep -c "periodic checkpoint failed" "$work/service.log")"
+grep -A4 "periodic checkpoint failed" "$work/service.log" | head -20 || true

@@ -47,7 +47,7 @@ pub(crate) fn checkpoint(
             .collect()
     };
     let carried = fd_check::check(&config.fd_policy, &claimed)?;
-    let criu_opts = with_tcp_close(&config.criu_opts, carried.connections);
+    let criu_opts = carrying_tcp(&config.criu_opts, carried.connections);
     become_session_leader()?;
 
     let pid = std::process::id() as i32;
@@ -100,13 +100,18 @@ pub(crate) fn checkpoint(
     outcome
 }
 
-/// `options`, with `--tcp-close` when the image carries connections and nothing says
-/// how CRIU should take them: their copies come back closed, the originals run on.
-fn with_tcp_close(options: &[String], connections: bool) -> Vec<String> {
+/// `options` for an image that carries TCP sockets (`connections`): `--tcp-close` unless
+/// they say how CRIU should take connections (their copies come back closed, the
+/// originals run on), and `--skip-in-flight`: connections still in a listening socket's
+/// queue stay there for the running process, and are not in the image.
+fn carrying_tcp(options: &[String], connections: bool) -> Vec<String> {
     let mut options = options.to_vec();
     let said = |o: &String| o.starts_with("--tcp-close") || o.starts_with("--tcp-established");
     if connections && !options.iter().any(said) {
         options.push("--tcp-close".into());
+    }
+    if connections && !options.iter().any(|o| o == "--skip-in-flight") {
+        options.push("--skip-in-flight".into());
     }
     options
 }
