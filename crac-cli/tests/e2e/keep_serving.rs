@@ -7,7 +7,7 @@
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -161,15 +161,31 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
     // The last periodic image, restored twice at once, each copy on a port of its own:
     // the image's copies of the connections are gone, the listener binds afresh.
     let copies: Vec<(u16, Running)> = (0..2)
-        .map(|_| {
+        .map(|k| {
             let copy_port = free_port();
-            let mut restore = Command::new(crac_bin());
-            restore
+            let log = image.with_file_name(format!("copy-{k}.log"));
+            let copy = Command::new(crac_bin())
                 .args(["restore", image.to_str().unwrap()])
-                .args(["--env", &format!("PORT={copy_port}")]);
-            let copy = start(restore);
+                .args(["--env", &format!("PORT={copy_port}")])
+                // copies of one image must not take periodic images into it, each
+                // replacing the other's (and the one the next copy is restored from)
+                .args(["--env", "CRAC_CHECKPOINT_INTERVAL=0"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).unwrap())
+                .spawn()
+                .unwrap();
+            let copy = Running(copy);
             // the next copy restores once this one has moved off the image's address
-            assert_eq!(http_get(copy_port, "/item/2").0, 200, "copy on {copy_port}");
+            let until = Instant::now() + Duration::from_secs(60);
+            while new_connection_get(copy_port, 2) != Ok(200) {
+                assert!(
+                    Instant::now() < until,
+                    "the copy restored with PORT={copy_port} does not answer: {}",
+                    std::fs::read_to_string(&log).unwrap()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
             (copy_port, copy)
         })
         .collect();
