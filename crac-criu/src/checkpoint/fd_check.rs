@@ -185,16 +185,20 @@ fn action(env: &FdPolicy, application: Option<&FdPolicy>, fd: &OpenFd) -> FdActi
 pub(crate) struct Carried {
     /// The listening sockets, for the manifest.
     pub(crate) listeners: Vec<CarriedListener>,
-    /// Some established TCP connection (a left-running checkpoint's, claimed by its
-    /// listener), or a listening socket, which may accept one until CRIU freezes the
-    /// process: CRIU must dump and restore with `--tcp-close`.
+    /// A claimed established TCP connection (a left-running checkpoint's, claimed by
+    /// its listener): CRIU must dump and restore with `--tcp-close`. (One let through
+    /// by the policy is left to CRIU's own options, as `ignore` says.)
     pub(crate) connections: bool,
+    /// A claimed listening socket: in a process left running it may accept connections
+    /// until CRIU freezes it.
+    pub(crate) claimed_listener: bool,
 }
 
 impl Carried {
-    fn add(&mut self, fd: &OpenFd) {
+    fn add(&mut self, fd: &OpenFd, claimed: bool) {
         self.listeners.extend(carried_listener(fd));
-        self.connections |= matches!(fd.kind, FdKind::Tcp | FdKind::TcpListen);
+        self.connections |= claimed && fd.kind == FdKind::Tcp;
+        self.claimed_listener |= claimed && fd.kind == FdKind::TcpListen;
     }
 }
 
@@ -219,13 +223,13 @@ pub(crate) fn check(env: &FdPolicy, claimed: &dyn Fn() -> Vec<RawFd>) -> Result<
     let mut carried = Carried::default();
     let claims = claimed();
     for fd in fds.iter().filter(|fd| claims.contains(&fd.fd)) {
-        carried.add(fd);
+        carried.add(fd, true);
     }
     let mut refused = Vec::new();
     for (action, fd) in judge(fds) {
         match action {
             FdAction::Error => refused.push(fd),
-            FdAction::Ignore => carried.add(&fd),
+            FdAction::Ignore => carried.add(&fd, false),
             FdAction::Close => detach(fd.fd)?,
         }
     }

@@ -47,7 +47,8 @@ pub(crate) fn checkpoint(
             .collect()
     };
     let carried = fd_check::check(&config.fd_policy, &claimed)?;
-    let criu_opts = carrying_tcp(&config.criu_opts, carried.connections);
+    let connections = carried.connections || (leave_running && carried.claimed_listener);
+    let criu_opts = carrying_tcp(&config.criu_opts, connections);
     become_session_leader()?;
 
     let pid = std::process::id() as i32;
