@@ -99,6 +99,16 @@ async fn serve() -> Result<(), crac::BoxError> {
 
     crac::tokio::ready().await?; // crac: the image is taken here under `crac run`
     eprintln!("axum_service: serving on {}", listener.local_addr()?);
+    // crac: under `crac run --every N`, a left-running checkpoint at most every N s; the
+    // listener keeps serving through it
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if let Err(e) = crac::tokio::at_consistent_point().await {
+                eprintln!("axum_service: periodic checkpoint failed: {e}");
+            }
+        }
+    });
     let app = Router::new()
         .route("/item/{n}", get(item))
         .with_state(Arc::new(Service { cache, redis }));

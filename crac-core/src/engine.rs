@@ -78,12 +78,18 @@ impl Request<'_> {
 /// What an engine's [`Engine::probe`] hands to its [`Engine::checkpoint`] for the same
 /// checkpoint: any value of the engine's own type, or nothing.
 #[derive(Default)]
-pub struct Probed(Option<Box<dyn Any + Send + Sync>>);
+pub struct Probed(Option<Box<dyn Any + Send + Sync>>, pub(crate) bool);
 
 impl Probed {
     /// Hands `found` on to the checkpoint, which reads it with [`Request::probed`].
     pub fn new<T: Any + Send + Sync>(found: T) -> Probed {
-        Probed(Some(Box::new(found)))
+        Probed(Some(Box::new(found)), false)
+    }
+
+    /// The engine's own configuration leaves the process running after this checkpoint
+    /// even if its options do not ask to: hooks see it in [`Checkpoint::leaves_running`].
+    pub fn leaving_running(self, yes: bool) -> Probed {
+        Probed(self.0, yes)
     }
 }
 

@@ -14,6 +14,18 @@ pub struct Checkpoint {
     /// `CRAC_HOOK_DEADLINE`, as read when this checkpoint began: nested contexts apply it
     /// to their members.
     pub(crate) hook_deadline: Option<Duration>,
+    /// The process goes on running once the image is taken (see [`Checkpoint::leaves_running`]).
+    pub(crate) leaves_running: bool,
+}
+
+impl Checkpoint {
+    /// True when this process goes on running once the image is taken (`crac run
+    /// --every`, `crac checkpoint` of a live service, `CRAC_LEAVE_RUNNING=1`): a resource
+    /// may then keep what clients use (a listening socket, its connections) open in the
+    /// running process, as long as the image restores cleanly without it.
+    pub fn leaves_running(&self) -> bool {
+        self.leaves_running
+    }
 }
 
 /// How the process came out of a checkpoint attempt.

@@ -73,6 +73,7 @@ fn prepared(options: CheckpointOptions) -> Result<Restore, Error> {
         generation: CHECKPOINTS.fetch_add(1, Ordering::Relaxed) + 1,
         engine: engine.name(),
         hook_deadline: deadline::process_default()?,
+        leaves_running: options.leave_running || probed.1,
     };
     let _span = tracing::info_span!(
         "crac_checkpoint",

@@ -28,7 +28,8 @@ impl Engine for Criu {
         self_dump::check_startable()?;
         secret_env::check_scrubbing(&secret_env::set_now(&config.secret_env))?;
         image::check_target(&config.image_dir)?;
-        Ok(Probed::new(config))
+        let leave_running = config.leave_running;
+        Ok(Probed::new(config).leaving_running(leave_running))
     }
 
     fn checkpoint(&self, request: &Request<'_>) -> Result<EngineOutcome, BoxError> {

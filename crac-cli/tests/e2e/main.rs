@@ -24,6 +24,7 @@
 //!   `services.rs` (`examples/axum_service.rs` with a real redis-server under `crac run`),
 //!   `pools.rs` (`examples/pool_service.rs`: a pool of redis connections under `crac run`;
 //!   `examples/pool_periodic.rs` across left-running checkpoints and a crash),
+//!   `keep_serving.rs` (that service answers every request across periodic checkpoints),
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `temp_files.rs` (another user's files in the temp directory during a restore; the
 //!   secrets `crac __wait` does not carry),
@@ -49,6 +50,7 @@ mod fields;
 mod hostile_images;
 mod inspect;
 mod integrity;
+mod keep_serving;
 mod lazy;
 mod ownership;
 mod pools;
@@ -119,6 +121,7 @@ fn main() {
         ("ownership", ownership::TESTS),
         ("services", services::TESTS),
         ("pools", pools::TESTS),
+        ("keep_serving", keep_serving::TESTS),
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
         ("temp_files", temp_files::TESTS),

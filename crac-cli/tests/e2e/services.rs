@@ -90,7 +90,7 @@ fn parse(body: &str) -> (String, u64, String) {
 
 /// A `crac run` or `crac restore` of the service, stopped as an operator would: SIGTERM,
 /// which it forwards to the service, then a wait for both to end.
-pub(crate) struct Running(Child);
+pub(crate) struct Running(pub(crate) Child);
 
 impl Drop for Running {
     fn drop(&mut self) {

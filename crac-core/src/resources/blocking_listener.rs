@@ -4,18 +4,22 @@
 //! own — waits for the
 //! connections it handed out to be closed (within a deadline, else the checkpoint is
 //! refused naming them) and closes its socket; after a restore it binds again, to the
-//! address given at restore time when there is one.
+//! address given at restore time when there is one. A checkpoint after which the process
+//! goes on closes nothing: the socket and connections are claimed and carried (see
+//! `crac::tokio::Listener`, which does the same).
 
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::ops::{Deref, DerefMut};
+use std::os::fd::{AsRawFd, RawFd};
 use std::panic::Location;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::claims::{FdClaim, claim_fd};
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
@@ -63,7 +67,10 @@ struct State {
     /// Shared with the threads blocked in `accept`; `None` from the drain to the restore.
     socket: Option<Arc<TcpListener>>,
     address: SocketAddr,
-    connections: HashMap<u64, SocketAddr>,
+    /// Open connections: their peer, fd, and claim during a left-running checkpoint.
+    connections: HashMap<u64, (SocketAddr, RawFd, Option<FdClaim>)>,
+    /// During a left-running checkpoint: the socket's claim (every connection is claimed).
+    kept: Option<Option<FdClaim>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -84,6 +91,7 @@ impl BlockingListener {
                 address: socket.local_addr()?,
                 socket: Some(Arc::new(socket)),
                 connections: HashMap::new(),
+                kept: None,
             }),
             changed: Condvar::new(),
             next_id: AtomicU64::new(0),
@@ -128,7 +136,13 @@ impl BlockingListener {
             }
             let (stream, peer) = accepted?;
             let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            state.connections.insert(id, peer);
+            let claim = state
+                .kept
+                .is_some()
+                .then(|| claim_fd(&stream, "a connection of a crac listener"));
+            state
+                .connections
+                .insert(id, (peer, stream.as_raw_fd(), claim));
             let connection = BlockingConnection {
                 stream,
                 shared: Arc::clone(shared),
@@ -167,49 +181,89 @@ pub(crate) fn restore_address(
         .map_err(|_| format!("{name}={value:?} is neither a port nor host:port").into())
 }
 
-impl Resource for BlockingListenerState {
-    fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        let deadline = *lock(&self.drain_deadline);
+impl BlockingListenerState {
+    /// Wakes the threads blocked in accept(2) on `socket` (a connection of our own each)
+    /// until none is, within `deadline`; with `connections`, until they are closed too.
+    fn let_go(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        socket: Arc<TcpListener>,
+        deadline: Duration,
+        connections: bool,
+    ) -> Result<(), BoxError> {
         let until = Instant::now() + deadline;
-        let mut state = lock(&self.state);
-        if let Some(socket) = state.socket.take() {
-            // The socket stays open until the last thread blocked in accept(2) on it lets
-            // go; a connection of our own wakes each of them.
-            let wake = wake_address(state.address);
-            while Arc::strong_count(&socket) > 1 || !state.connections.is_empty() {
-                if Arc::strong_count(&socket) > 1 {
-                    drop(TcpStream::connect_timeout(
-                        &wake,
-                        Duration::from_millis(100),
-                    ));
-                }
-                let left = until.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    let peers: Vec<String> = state
-                        .connections
-                        .values()
-                        .map(ToString::to_string)
-                        .collect();
-                    state.socket = None;
-                    return Err(format!(
-                        "{} connection(s) still open after {deadline:?}: {}",
-                        peers.len(),
-                        peers.join(", ")
-                    )
-                    .into());
-                }
-                state = self
-                    .changed
-                    .wait_timeout(state, left.min(Duration::from_millis(50)))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
+        let wake = wake_address(state.address);
+        while Arc::strong_count(&socket) > 1 || (connections && !state.connections.is_empty()) {
+            if Arc::strong_count(&socket) > 1 {
+                drop(TcpStream::connect_timeout(
+                    &wake,
+                    Duration::from_millis(100),
+                ));
             }
+            if until <= Instant::now() {
+                let peers: Vec<String> = state
+                    .connections
+                    .values()
+                    .map(|(p, ..)| p.to_string())
+                    .collect();
+                return Err(format!(
+                    "{} connection(s) still open after {deadline:?}: {}",
+                    peers.len(),
+                    peers.join(", ")
+                )
+                .into());
+            }
+            state = self
+                .changed
+                .wait_timeout(state, Duration::from_millis(50))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
         }
         Ok(())
+    }
+}
+
+impl Resource for BlockingListenerState {
+    fn before_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), BoxError> {
+        if checkpoint.leaves_running() {
+            let state = &mut *lock(&self.state);
+            for (_, fd, claim) in state.connections.values_mut() {
+                *claim = Some(claim_fd(fd, "a connection of a crac listener"));
+            }
+            state.kept = Some(
+                state
+                    .socket
+                    .as_deref()
+                    .map(|s| claim_fd(s, "a crac listener")),
+            );
+            return Ok(());
+        }
+        let deadline = *lock(&self.drain_deadline);
+        let mut state = lock(&self.state);
+        match state.socket.take() {
+            // The socket stays open until the last thread blocked in accept(2) on it lets
+            // go; a connection of our own wakes each of them.
+            Some(socket) => self.let_go(state, socket, deadline, true),
+            None => Ok(()),
+        }
     }
 
     fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
         let mut state = lock(&self.state);
+        for (.., claim) in state.connections.values_mut() {
+            *claim = None;
+        }
+        if state.kept.take().is_some() {
+            if !restore.is_restored() {
+                return Ok(()); // the running process: it never stopped serving
+            }
+            // The image's socket goes; its connections came back closed (`--tcp-close`).
+            if let Some(socket) = state.socket.take() {
+                let deadline = *lock(&self.drain_deadline);
+                self.let_go(state, socket, deadline, false)?;
+                state = lock(&self.state);
+            }
+        }
         let name = lock(&self.address_env).clone();
         let address = restore_address(name.as_deref(), state.address, restore)?;
         let socket =

@@ -192,6 +192,7 @@ mod tests {
             generation: 1,
             engine: "test",
             hook_deadline: None,
+            leaves_running: false,
         }
     }
 

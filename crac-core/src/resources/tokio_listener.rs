@@ -5,6 +5,13 @@
 //! socket, so that the open-resource check passes
 //! and copies restored from one image never share a listening socket. After a restore
 //! it binds again — to the address given at restore time when there is one.
+//!
+//! A checkpoint after which the process goes on ([`Checkpoint::leaves_running`]) closes
+//! nothing: the socket and its connections are claimed and carried into the image, and
+//! the running process keeps serving (the kernel queues new connections while CRIU has it
+//! frozen; requests in flight are frozen with it and go on). The image's copies of the
+//! connections come back closed (the engine dumps and restores them with `--tcp-close`),
+//! and a restored copy closes its copy of the socket and binds afresh, as after any restore.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -24,6 +31,7 @@ use tokio::runtime::Handle;
 
 use super::blocking_listener::restore_address;
 use crate::async_hooks::refuse_on_runtime_thread;
+use crate::claims::{FdClaim, claim_fd};
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
@@ -81,9 +89,26 @@ struct ListenerState {
     acceptor: Mutex<Option<Waker>>,
     draining: AtomicBool,
     /// Open connections: their peer and, while a read waits, its waker.
-    connections: Mutex<HashMap<u64, (SocketAddr, Option<Waker>)>>,
+    connections: Mutex<HashMap<u64, Open>>,
+    /// From a left-running checkpoint's `before_checkpoint` to its `after_restore`: the
+    /// socket is kept, claimed, and every connection is claimed too, even one accepted
+    /// meanwhile (the process runs until CRIU freezes it).
+    keeping: AtomicBool,
+    /// The socket's claim while kept.
+    kept: Mutex<Option<FdClaim>>,
     closed: Condvar,
     next_id: AtomicU64,
+}
+
+/// An open connection as its listener sees it.
+#[derive(Debug)]
+struct Open {
+    peer: SocketAddr,
+    fd: std::os::fd::RawFd,
+    /// While a read waits: woken when a drain starts.
+    reader: Option<Waker>,
+    /// Held during a left-running checkpoint, so that the engine carries the connection.
+    claim: Option<FdClaim>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +134,8 @@ impl Listener {
                 acceptor: Mutex::new(None),
                 draining: AtomicBool::new(false),
                 connections: Mutex::new(HashMap::new()),
+                keeping: AtomicBool::new(false),
+                kept: Mutex::new(None),
                 closed: Condvar::new(),
                 next_id: AtomicU64::new(0),
             });
@@ -147,7 +174,23 @@ impl Listener {
         };
         let (stream, peer) = std::task::ready!(socket.poll_accept(cx))?;
         let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-        lock(&shared.connections).insert(id, (peer, None));
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let mut connections = lock(&shared.connections);
+        // Under the lock `before_checkpoint` claims under: no connection goes unclaimed.
+        let claim = shared
+            .keeping
+            .load(Ordering::SeqCst)
+            .then(|| claim_fd(&stream, "a connection of a crac listener"));
+        connections.insert(
+            id,
+            Open {
+                peer,
+                fd,
+                reader: None,
+                claim,
+            },
+        );
+        drop(connections);
         Poll::Ready(Ok((
             Connection {
                 stream,
@@ -175,8 +218,48 @@ impl ListenerState {
     }
 }
 
+impl ListenerState {
+    /// A left-running checkpoint: claims the socket and every connection, closes nothing.
+    fn keep(&self) {
+        // The socket's lock before the connections', as in `poll_accept`.
+        *lock(&self.kept) = lock(&self.socket)
+            .as_ref()
+            .map(|socket| claim_fd(socket, self.name()));
+        self.keeping.store(true, Ordering::SeqCst);
+        let mut connections = lock(&self.connections);
+        for open in connections.values_mut() {
+            open.claim = Some(claim_fd(&open.fd, "a connection of a crac listener"));
+        }
+    }
+
+    /// After a left-running checkpoint: the claims go. Returns whether it was one.
+    fn unkeep(&self) -> bool {
+        let mut connections = lock(&self.connections);
+        for open in connections.values_mut() {
+            open.claim = None;
+        }
+        drop(lock(&self.kept).take());
+        self.keeping.swap(false, Ordering::SeqCst)
+    }
+
+    /// In a restored copy of a kept socket: its connections are closed (`--tcp-close`),
+    /// so their readers are woken to see it; the socket goes, to be bound afresh.
+    fn drop_restored_copies(&self) {
+        for open in lock(&self.connections).values_mut() {
+            if let Some(reader) = open.reader.take() {
+                reader.wake();
+            }
+        }
+        drop(lock(&self.socket).take());
+    }
+}
+
 impl Resource for ListenerState {
-    fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
+    fn before_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), BoxError> {
+        if checkpoint.leaves_running() {
+            self.keep();
+            return Ok(());
+        }
         refuse_on_runtime_thread()?;
         self.draining.store(true, Ordering::SeqCst);
         drop(lock(&self.socket).take());
@@ -185,15 +268,15 @@ impl Resource for ListenerState {
         let until = Instant::now() + deadline;
         let mut connections = lock(&self.connections);
         // Idle connections end their stream when woken (see `Connection::poll_read`).
-        for (_, waker) in connections.values_mut() {
-            if let Some(waker) = waker.take() {
+        for open in connections.values_mut() {
+            if let Some(waker) = open.reader.take() {
                 waker.wake();
             }
         }
         while !connections.is_empty() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let peers: Vec<String> = connections.values().map(|(p, _)| p.to_string()).collect();
+                let peers: Vec<String> = connections.values().map(|o| o.peer.to_string()).collect();
                 return Err(format!(
                     "{} connection(s) still busy after {deadline:?}: {}",
                     peers.len(),
@@ -211,6 +294,12 @@ impl Resource for ListenerState {
     }
 
     fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
+        if self.unkeep() {
+            if !restore.is_restored() {
+                return Ok(()); // the running process: it never stopped serving
+            }
+            self.drop_restored_copies();
+        }
         let name = lock(&self.address_env).clone();
         let address = restore_address(name.as_deref(), *lock(&self.address), restore)?;
         let socket = std::net::TcpListener::bind(address)
@@ -258,7 +347,7 @@ impl AsyncRead for Connection {
             Poll::Pending => {
                 // Stored before looking at `draining`: a drain starting in between wakes it.
                 if let Some(entry) = lock(&self.shared.connections).get_mut(&self.id) {
-                    entry.1 = Some(cx.waker().clone());
+                    entry.reader = Some(cx.waker().clone());
                 }
                 if self.answered && self.shared.draining.load(Ordering::SeqCst) {
                     self.ended = true;
@@ -295,7 +384,7 @@ impl AsyncWrite for Connection {
             if self.shared.draining.load(Ordering::SeqCst) {
                 let waker = lock(&self.shared.connections)
                     .get_mut(&self.id)
-                    .and_then(|entry| entry.1.take());
+                    .and_then(|entry| entry.reader.take());
                 waker.into_iter().for_each(Waker::wake);
             }
         }

@@ -180,15 +180,39 @@ fn action(env: &FdPolicy, application: Option<&FdPolicy>, fd: &OpenFd) -> FdActi
         })
 }
 
+/// What the image will carry that its restore must know of.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    /// The listening sockets, for the manifest.
+    pub(crate) listeners: Vec<CarriedListener>,
+    /// A claimed established TCP connection (a left-running checkpoint's, claimed by
+    /// its listener): CRIU must dump and restore with `--tcp-close`. (One let through
+    /// by the policy is left to CRIU's own options, as `ignore` says.)
+    pub(crate) connections: bool,
+    /// A claimed listening socket: in a process left running it may accept connections
+    /// until CRIU freezes it.
+    pub(crate) claimed_listener: bool,
+}
+
+impl Carried {
+    fn add(&mut self, fd: &OpenFd, claimed: bool) {
+        self.listeners.extend(carried_listener(fd));
+        self.connections |= claimed && fd.kind == FdKind::Tcp;
+        self.claimed_listener |= claimed && fd.kind == FdKind::TcpListen;
+    }
+}
+
 /// Applies the policy to every fd except stdio and `claimed`: closes those marked
-/// `close`, and refuses with every `error` one named. Returns the listening sockets the
-/// image will carry (claimed or let through), for the manifest.
-pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedListener>, Error> {
+/// `close`, and refuses with every `error` one named. Returns what the image will carry
+/// (claimed or let through). `claimed` is asked after each listing: a listener kept
+/// through a left-running checkpoint claims the connections it accepts meanwhile.
+pub(crate) fn check(env: &FdPolicy, claimed: &dyn Fn() -> Vec<RawFd>) -> Result<Carried, Error> {
     let application = APPLICATION_POLICY
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     let judge = |fds: Vec<OpenFd>| {
+        let claimed = claimed();
         fds.into_iter()
             .filter(|fd| fd.fd > 2 && !claimed.contains(&fd.fd))
             .map(|fd| (action(env, application.as_ref(), &fd), fd))
@@ -196,15 +220,16 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedList
     };
     let list = || fd_info::list().map_err(Error::io("listing /proc/self/fd"));
     let fds = list()?;
-    let mut listeners = Vec::new();
-    for fd in fds.iter().filter(|fd| claimed.contains(&fd.fd)) {
-        listeners.extend(carried_listener(fd));
+    let mut carried = Carried::default();
+    let claims = claimed();
+    for fd in fds.iter().filter(|fd| claims.contains(&fd.fd)) {
+        carried.add(fd, true);
     }
     let mut refused = Vec::new();
     for (action, fd) in judge(fds) {
         match action {
             FdAction::Error => refused.push(fd),
-            FdAction::Ignore => listeners.extend(carried_listener(&fd)),
+            FdAction::Ignore => carried.add(&fd, false),
             FdAction::Close => detach(fd.fd)?,
         }
     }
@@ -220,7 +245,7 @@ pub(crate) fn check(env: &FdPolicy, claimed: &[RawFd]) -> Result<Vec<CarriedList
             .collect();
     }
     if refused.is_empty() {
-        Ok(listeners)
+        Ok(carried)
     } else {
         Err(Error::OpenFds { fds: refused })
     }

@@ -40,11 +40,15 @@ pub(crate) fn checkpoint(
     leave_running: bool,
     plan: &crac_core::Plan,
 ) -> Result<EngineOutcome, Error> {
-    let claimed: Vec<i32> = crac_core::claimed_fds()
-        .into_iter()
-        .map(|(fd, _)| fd)
-        .collect();
-    let listeners = fd_check::check(&config.fd_policy, &claimed)?;
+    let claimed = || {
+        crac_core::claimed_fds()
+            .into_iter()
+            .map(|(fd, _)| fd)
+            .collect()
+    };
+    let carried = fd_check::check(&config.fd_policy, &claimed)?;
+    let connections = carried.connections || (leave_running && carried.claimed_listener);
+    let criu_opts = carrying_tcp(&config.criu_opts, connections);
     become_session_leader()?;
 
     let pid = std::process::id() as i32;
@@ -60,8 +64,8 @@ pub(crate) fn checkpoint(
         tids: procfs::numbered("/proc/self/task"),
         private_pid_namespace: env::in_private_pid_namespace(),
         resident_bytes: 0,
-        restore_options: criu::restore_options(&config.criu_opts),
-        listeners,
+        restore_options: criu::restore_options(&criu_opts),
+        listeners: carried.listeners,
         secret_env: Vec::new(),
         plan: plan
             .entries
@@ -80,7 +84,7 @@ pub(crate) fn checkpoint(
         staging: staging.clone(),
         image_dir: config.image_dir.clone(),
         criu: config.criu.clone(),
-        criu_opts: config.criu_opts.clone(),
+        criu_opts,
         leave_running,
         log_level: config.log_level,
     };
@@ -95,6 +99,22 @@ pub(crate) fn checkpoint(
         let _ = std::fs::remove_dir_all(&staging);
     }
     outcome
+}
+
+/// `options` for an image that carries TCP sockets (`connections`): `--tcp-close` unless
+/// they say how CRIU should take connections (their copies come back closed, the
+/// originals run on), and `--skip-in-flight`: connections still in a listening socket's
+/// queue stay there for the running process, and are not in the image.
+fn carrying_tcp(options: &[String], connections: bool) -> Vec<String> {
+    let mut options = options.to_vec();
+    let said = |o: &String| o.starts_with("--tcp-close") || o.starts_with("--tcp-established");
+    if connections && !options.iter().any(said) {
+        options.push("--tcp-close".into());
+    }
+    if connections && !options.iter().any(|o| o == "--skip-in-flight") {
+        options.push("--skip-in-flight".into());
+    }
+    options
 }
 
 fn run_helper(

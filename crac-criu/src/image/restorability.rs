@@ -19,7 +19,9 @@ pub(crate) fn check_listeners_free(m: &Manifest) -> Result<(), String> {
              listens there already (another copy of this image?): a second copy would share \
              that socket and only one would get requests. Close it before the checkpoint \
              (crac::tokio::Listener does, and binds again per copy with --env PORT=...), or \
-             set SO_REUSEPORT on it",
+             set SO_REUSEPORT on it; an image of a left-running checkpoint carries the \
+             listener's socket: stop the service (or move the copy holding the address to \
+             its own PORT) first",
             l.address
         )),
     }
