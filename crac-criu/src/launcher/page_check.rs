@@ -16,13 +16,14 @@ use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+// the variable through which the action script finds the verdict
+use crate::env::RESTORE_VERDICT as VERDICT_ENV;
 use crate::image::ImageRefusal;
 use crate::image::manifest::Manifest;
 use crate::launcher::error::LaunchError;
 use crate::launcher::verified_pages::{self, Intact, VerifyPages};
+use crate::sys::fs::open_regular;
 
-/// Where the action script finds the verdict.
-use crate::env::RESTORE_VERDICT as VERDICT_ENV;
 /// The verdict when every page file matches its digest.
 const MATCHES: &str = "ok";
 
@@ -163,27 +164,24 @@ pub(crate) fn await_verdict() -> Result<(), String> {
 /// closed to everyone else (0600), with no other link. Any other file someone else may
 /// have written.
 fn open_verdict(path: &Path) -> Result<std::fs::File, String> {
-    let problem = |e: std::io::Error| format!("the page data's verdict {}: {e}", path.display());
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(problem)?;
-    let meta = file.metadata().map_err(problem)?;
+    let subject = format!("the page data's verdict {}", path.display());
+    let file = open_regular(path).map_err(|e| {
+        format!(
+            "{}; another user may have written it; the process is not resumed",
+            e.of(&subject)
+        )
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("{subject}: {e}; the process is not resumed"))?;
     let owner = nix::unistd::geteuid().as_raw();
-    if meta.is_file() && meta.uid() == owner && meta.mode() & 0o077 == 0 && meta.nlink() == 1 {
+    if meta.uid() == owner && meta.mode() & 0o077 == 0 && meta.nlink() == 1 {
         return Ok(file);
     }
     Err(format!(
-        "the page data's verdict {} is not the file the restorer made (found: {}, owner uid \
-         {}, mode {:o}, {} links; expected a regular file of uid {owner}, closed to others \
-         (600), one link): another user may have written it; the process is not resumed",
-        path.display(),
-        if meta.is_file() {
-            "a regular file"
-        } else {
-            "not a regular file"
-        },
+        "{subject} is not the file the restorer made (found: owner uid {}, mode {:o}, {} \
+         links; expected a regular file of uid {owner}, closed to others (600), one link): \
+         another user may have written it; the process is not resumed",
         meta.uid(),
         meta.mode() & 0o7777,
         meta.nlink()
