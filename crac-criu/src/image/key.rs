@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::IMAGE_KEY;
 use crate::image::ownership;
+use crate::sys::fs::{NotRegular, SYMBOLIC_LINK, open_regular};
 
 /// Where root's key is kept when `CRAC_IMAGE_KEY` is unset.
 const ROOT_DEFAULT: &str = "/var/lib/crac/image.key";
@@ -131,21 +132,11 @@ impl HostKey {
             path: path.into(),
             problem,
         };
-        // O_NONBLOCK: a FIFO in its place must not hang the open
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path);
-        let file = match file {
+        // a FIFO in its place must not hang the open, nor a link choose the key
+        let file = match open_regular(path) {
             Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                return Err(unusable(
-                    "is a symbolic link, which is refused (whoever can change the link \
-                     chooses the key): point CRAC_IMAGE_KEY at the file itself"
-                        .into(),
-                ));
-            }
+            Err(NotRegular::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(NotRegular::Kind(SYMBOLIC_LINK)) => return Err(unusable(LINK_REFUSED.into())),
             Err(e) => return Err(unusable(e.to_string())),
         };
         let meta = file.metadata().map_err(|e| unusable(e.to_string()))?;
@@ -234,15 +225,15 @@ fn create(path: &Path) -> Result<(), KeyError> {
     crate::sys::fs::sync_parent(path).map_err(|e| unusable(e.to_string()))
 }
 
+/// Why a key file that is a symbolic link is refused.
+const LINK_REFUSED: &str = "is a symbolic link, which is refused (whoever can change the link \
+                            chooses the key): point CRAC_IMAGE_KEY at the file itself";
+
 /// A key file this user alone can read and write.
 fn check_file(meta: &std::fs::Metadata) -> Result<(), String> {
     let me = nix::unistd::geteuid().as_raw();
     if meta.file_type().is_symlink() {
-        return Err(
-            "is a symbolic link, which is refused (whoever can change the link \
-                    chooses the key): point CRAC_IMAGE_KEY at the file itself"
-                .into(),
-        );
+        return Err(LINK_REFUSED.into());
     }
     if !meta.is_file() {
         return Err("is not a regular file".into());

@@ -74,6 +74,9 @@ impl From<NotRegular> for io::Error {
     }
 }
 
+/// What [`open_regular`] says a symbolic link is.
+pub(crate) const SYMBOLIC_LINK: &str = "a symbolic link";
+
 /// Opens `path` for reading only if it is a regular file, never waiting: not through a
 /// symbolic link (`O_NOFOLLOW`), and with `O_NONBLOCK` so that opening a FIFO returns
 /// at once instead of waiting for a writer. What it is is then asked of the open fd
@@ -87,7 +90,7 @@ pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, NotRegular> {
         .open(path)
         .map_err(|e| match e.raw_os_error() {
             // ELOOP is what O_NOFOLLOW fails with on a link
-            Some(libc::ELOOP) => NotRegular::Kind("a symbolic link"),
+            Some(libc::ELOOP) => NotRegular::Kind(SYMBOLIC_LINK),
             _ => NotRegular::Io(e),
         })?;
     let kind = file.metadata()?.file_type();
