@@ -29,6 +29,7 @@ mod checkpoint;
 mod engine;
 mod env;
 mod error;
+mod heap;
 mod image;
 #[doc(hidden)]
 pub mod launcher;

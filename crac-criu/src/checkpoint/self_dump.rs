@@ -23,6 +23,7 @@ use crate::checkpoint::helper::HelperArgs;
 use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
 use crate::env;
 use crate::error::{Error, HelperFailure, NotCheckpointable};
+use crate::heap;
 use crate::image::manifest::PlanLine;
 use crate::image::{self, DESCRIPTION};
 use crate::sys::{criu, privileges, process, procfs, stack};
@@ -46,6 +47,10 @@ pub(crate) fn checkpoint(
             .map(|(fd, _)| fd)
             .collect()
     };
+    // Sealed first: sealing closes the segments' fds, which the check would otherwise see.
+    let segments = heap::seal().map_err(|e| Error::Heap {
+        problem: e.to_string(),
+    })?;
     let carried = fd_check::check(&config.fd_policy, &claimed)?;
     let connections = carried.connections || (leave_running && carried.claimed_listener);
     let criu_opts = carrying_tcp(&config.criu_opts, connections);
@@ -77,6 +82,7 @@ pub(crate) fn checkpoint(
                 name: e.name_and_location(),
             })
             .collect(),
+        segments,
     };
     let args = HelperArgs {
         pid,
