@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crac::{BoxError, Checkpoint, Checkpointable, Restore};
 
+mod mapped;
+
 #[derive(Checkpointable)]
 #[crac(name = "index", before_checkpoint = Self::park, after_restore = Self::resume)]
 struct Index {
@@ -244,6 +246,7 @@ pub(crate) fn run(scenario: &str) -> ! {
         "request" => on_request(&index, &server),
         "forever" => forever(),
         "soak" => soak(&index),
+        "mapped" => mapped::run(),
         _ => {}
     }
     if let Some(flavor) = scenario.strip_prefix("tokio-") {
