@@ -126,6 +126,31 @@ pub(crate) fn resume() {
     }
 }
 
+/// Removes a segment file that no image uses any more (the images' garbage collection):
+/// its immutable flag, set at its seal where permitted, is cleared first. The file is
+/// opened without following a link, and only a regular file is touched.
+#[allow(
+    dead_code,
+    reason = "the images' garbage collection (integration) uses it"
+)]
+pub(crate) fn remove_segment(path: &Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other(format!(
+            "{} is not a regular file: not a heap segment",
+            path.display()
+        )));
+    }
+    seal::clear_immutable(file.as_raw_fd())?;
+    drop(file);
+    std::fs::remove_file(path)
+}
+
 /// A global allocator for state that restored copies map from files instead of reading
 /// into memory: in a process started to take an image (`CRAC_CHECKPOINT_TO` set), the
 /// heap lives in segment files beside the image; in any other process, it is the system
@@ -276,4 +301,38 @@ pub fn __resume_for_tests() {
 #[doc(hidden)]
 pub fn __store_for_tests() -> Option<PathBuf> {
     store()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd as _;
+
+    #[test]
+    fn the_store_is_the_image_directory_with_heap_appended() {
+        assert_eq!(
+            store_for(Path::new("/var/lib/crac/svc")),
+            Path::new("/var/lib/crac/svc.heap")
+        );
+        assert_eq!(store_for(Path::new("svc")), Path::new("svc.heap"));
+    }
+
+    #[test]
+    fn a_sealed_segment_can_be_removed_though_immutable() {
+        let dir = std::env::temp_dir().join(format!("heap-remove-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("seg.heap");
+        std::fs::write(&path, b"segment").unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let immutable = seal::make_immutable(file.as_raw_fd());
+        drop(file);
+        if immutable {
+            assert!(std::fs::remove_file(&path).is_err(), "immutable");
+        }
+        remove_segment(&path).unwrap();
+        assert!(!path.exists());
+        std::os::unix::fs::symlink("/etc/hostname", &path).unwrap();
+        assert!(remove_segment(&path).is_err(), "a link is not followed");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

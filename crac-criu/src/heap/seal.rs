@@ -310,7 +310,7 @@ fn hash_file(fd: RawFd, buffer: &mut [u8]) -> Digested {
 
 /// Sets `FS_IMMUTABLE_FL`: false where the file system has no such flag or the process
 /// lacks `CAP_LINUX_IMMUTABLE` (the file's mode 0400 is then its only protection).
-fn make_immutable(fd: RawFd) -> bool {
+pub(super) fn make_immutable(fd: RawFd) -> bool {
     let mut flags: libc::c_long = 0;
     // SAFETY: FS_IOC_GETFLAGS writes one int-sized value into `flags`.
     if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
@@ -319,6 +319,25 @@ fn make_immutable(fd: RawFd) -> bool {
     flags |= libc::c_long::from(FS_IMMUTABLE_FL);
     // SAFETY: FS_IOC_SETFLAGS reads the value `flags` holds.
     unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) == 0 }
+}
+
+/// Clears `FS_IMMUTABLE_FL` if it is set, so that the file can be removed.
+pub(super) fn clear_immutable(fd: RawFd) -> std::io::Result<()> {
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int-sized value into `flags`.
+    if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        // No flags on this file system: nothing to clear.
+        return Ok(());
+    }
+    if flags & libc::c_long::from(FS_IMMUTABLE_FL) == 0 {
+        return Ok(());
+    }
+    flags &= !libc::c_long::from(FS_IMMUTABLE_FL);
+    // SAFETY: FS_IOC_SETFLAGS reads the value `flags` holds.
+    if unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `linux/fs.h`.
