@@ -43,7 +43,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use state::{MAPPED, MODE, REGION, REGION_LEN, UNDECIDED_OR_DECIDING};
+use state::{MAPPED, MODE, REGION, REGION_LEN, SYSTEM, UNDECIDED_OR_DECIDING};
 
 /// One sealed segment: a file the heap maps privately from now on, never written again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,31 +217,72 @@ fn ours(ptr: *mut u8) -> bool {
     base != 0 && (ptr as usize).wrapping_sub(base) < REGION_LEN
 }
 
+/// An allocation while the mode is mapped or not decided yet (kept out of line: the
+/// system mode's path is one load and a branch).
+///
+/// # Safety
+/// `layout` has a non-zero size.
+#[inline(never)]
+unsafe fn alloc_mapped(layout: Layout) -> *mut u8 {
+    let mut mode = MODE.load(Ordering::Relaxed);
+    if mode <= UNDECIDED_OR_DECIDING {
+        mode = state::decide();
+    }
+    if mode == MAPPED {
+        // SAFETY: the caller's non-zero size.
+        if let Some(block) = unsafe { state::lock().talc.allocate(layout) } {
+            return block.as_ptr();
+        }
+    }
+    // SAFETY: the caller's contract, passed on.
+    unsafe { System.alloc(layout) }
+}
+
+/// Frees a block of the heap's region.
+///
+/// # Safety
+/// `ptr` was allocated by talc with `layout`.
+#[inline(never)]
+unsafe fn dealloc_mapped(ptr: *mut u8, layout: Layout) {
+    // SAFETY: the caller's contract.
+    unsafe { state::lock().talc.deallocate(ptr, layout) }
+}
+
 // SAFETY: every block is either talc's, inside the region (handed out from memory mapped
 // read-write for the heap only), or the system allocator's; `ours` tells them apart by
 // address, and each goes back where it came from.
 unsafe impl GlobalAlloc for MappedHeap {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let mut mode = MODE.load(Ordering::Relaxed);
-        if mode <= UNDECIDED_OR_DECIDING {
-            mode = state::decide();
-        }
-        if mode == MAPPED {
-            // SAFETY: the caller's non-zero size.
-            if let Some(block) = unsafe { state::lock().talc.allocate(layout) } {
-                return block.as_ptr();
-            }
+        if MODE.load(Ordering::Relaxed) == SYSTEM {
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { System.alloc(layout) };
         }
         // SAFETY: the caller's contract, passed on.
-        unsafe { System.alloc(layout) }
+        unsafe { alloc_mapped(layout) }
+    }
+
+    #[inline]
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if MODE.load(Ordering::Relaxed) == SYSTEM {
+            // SAFETY: the caller's contract, passed on.
+            return unsafe { System.alloc_zeroed(layout) };
+        }
+        // SAFETY: the caller's contract, passed on.
+        let block = unsafe { alloc_mapped(layout) };
+        if !block.is_null() {
+            // SAFETY: a fresh block of `layout.size()` bytes. (A block reused from freed
+            // memory is not zero, so every block is written.)
+            unsafe { block.write_bytes(0, layout.size()) };
+        }
+        block
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         if ours(ptr) {
             // SAFETY: `ptr` is talc's (in the region) and allocated with `layout`.
-            unsafe { state::lock().talc.deallocate(ptr, layout) }
+            unsafe { dealloc_mapped(ptr, layout) }
         } else {
             // SAFETY: not in the region, so the system allocator's.
             unsafe { System.dealloc(ptr, layout) }
