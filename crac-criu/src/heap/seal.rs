@@ -17,6 +17,7 @@ use std::sync::{Mutex, PoisonError};
 
 use super::segment::{Slot, State};
 use super::state::{self, MAX_FILE_SEGMENTS};
+use super::store::errno;
 use super::text::Text;
 use super::{SealError, Segment, store};
 
@@ -83,7 +84,7 @@ fn name_and_remap() -> Result<(), SealError> {
         }
     }
     // The names must outlive a crash: the image will refer to them.
-    if let Some(dir) = store::open(&store) {
+    if let Ok(dir) = store::open(&store) {
         // SAFETY: `dir` is open.
         unsafe { libc::fsync(dir.as_raw_fd()) };
     }
@@ -97,7 +98,7 @@ fn name_and_remap() -> Result<(), SealError> {
 
 /// Names the shared segment `slot` (its read-write fd `fd`) and maps it private.
 fn remap(store: &store::Path, slot: &mut Slot, fd: RawFd) -> Result<(), (&'static str, i32)> {
-    let dir = store::open(store).ok_or(("opening the store safely", libc::EPERM))?;
+    let dir = store::open(store).map_err(|errno| ("opening its store", errno))?;
     let name = unique_name(slot.addr);
     let mut proc_fd = Text::<32>::new();
     let _ = write!(proc_fd, "/proc/self/fd/{fd}");
@@ -342,9 +343,3 @@ pub(super) fn clear_immutable(fd: RawFd) -> std::io::Result<()> {
 
 /// `linux/fs.h`.
 const FS_IMMUTABLE_FL: i32 = 0x10;
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
