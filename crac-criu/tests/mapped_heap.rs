@@ -34,7 +34,14 @@ const CASES: &[(&str, fn())] = &[
         "without_an_image_target_the_system_allocator_serves",
         without_target,
     ),
+    (
+        "a_failed_seal_leaves_the_heap_usable_and_shared",
+        failed_seal,
+    ),
+    ("a_full_disk_makes_the_heap_grow_in_memory", full_disk),
     ("a_planted_symlink_store_is_refused", in_symlink_store),
+    ("a_store_others_can_write_is_refused", in_refused_store),
+    ("a_store_another_user_owns_is_refused", in_refused_store),
     (
         "a_relative_target_is_resolved_against_the_working_directory",
         relative_target,
@@ -73,6 +80,48 @@ fn main() {
                 std::fs::create_dir(&elsewhere).unwrap();
                 std::os::unix::fs::symlink(&elsewhere, dir.join("svc.heap")).unwrap();
                 child.env(CHECKPOINT_TO, dir.join("svc"));
+            }
+            "a_store_others_can_write_is_refused" => {
+                let store = dir.join("svc.heap");
+                std::fs::create_dir(&store).unwrap();
+                std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+                child.env(CHECKPOINT_TO, dir.join("svc"));
+            }
+            "a_store_another_user_owns_is_refused" => {
+                let store = dir.join("svc.heap");
+                std::fs::create_dir(&store).unwrap();
+                std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+                // Only root can give a directory away.
+                if std::os::unix::fs::chown(&store, Some(65534), None).is_err() {
+                    println!("test {name} ... ignored (needs root)");
+                    remove_store(&dir);
+                    continue;
+                }
+                child.env(CHECKPOINT_TO, dir.join("svc"));
+            }
+            "a_full_disk_makes_the_heap_grow_in_memory" => {
+                // A 100 MiB file system of its own, in a mount namespace of its own: room
+                // for the first segment (64 MiB), not the second (128 MiB).
+                let program = child.get_program().to_owned();
+                let mut wrapped = Command::new("unshare");
+                wrapped
+                    .args([
+                        "-m",
+                        "sh",
+                        "-c",
+                        r#"mount -t tmpfs -o size=100m tmpfs "$0" && exec "$@""#,
+                    ])
+                    .arg(&dir)
+                    .arg(program)
+                    .env(CASE, name)
+                    .env("TMP_CASE_DIR", &dir)
+                    .env(CHECKPOINT_TO, dir.join("svc"));
+                // SAFETY: geteuid cannot fail.
+                if unsafe { libc::geteuid() } != 0 {
+                    println!("test {name} ... ignored (needs root)");
+                    continue;
+                }
+                child = wrapped;
             }
             "a_relative_target_is_resolved_against_the_working_directory" => {
                 child.current_dir(&dir).env(CHECKPOINT_TO, "svc/");
@@ -136,6 +185,14 @@ fn mappings(prefix: &Path) -> Vec<(usize, usize, String, String)> {
             Some((start, end, fields[1].to_string(), path))
         })
         .collect()
+}
+
+/// Whether the file cannot be opened for writing, even by root (`FS_IMMUTABLE_FL`).
+fn immutable(path: &Path) -> bool {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let refused = std::fs::OpenOptions::new().write(true).open(path).is_err();
+    !root || refused
 }
 
 fn digest(path: &Path) -> String {
@@ -210,10 +267,22 @@ fn sealing() {
         assert_eq!(Path::new(mapped), path);
         assert_eq!((end - start) as u64, *len);
     }
-    let ranges = |m: &[(usize, usize, String, String)]| -> Vec<(usize, usize)> {
-        m.iter().map(|(s, e, _, _)| (*s, *e)).collect()
-    };
-    assert_eq!(ranges(&private), ranges(&shared), "remapped in place");
+    // Remapped in place; the last segment's unused end given back (to the reservation,
+    // and by the file).
+    for (i, ((start, end, _, _), (was_start, was_end, _, _))) in
+        private.iter().zip(&shared).enumerate()
+    {
+        assert_eq!(start, was_start, "remapped in place");
+        if i + 1 < shared.len() {
+            assert_eq!(end, was_end, "only the last segment is trimmed");
+        } else {
+            assert!(end <= was_end);
+        }
+    }
+    assert!(
+        immutable(&sealed[0].0),
+        "sealed files are immutable (root, on ext4)"
+    );
     warm.check();
 
     // Writes after the seal go to private pages: the files do not change.
@@ -309,6 +378,52 @@ fn growth_after_seal() {
     assert!(paused.iter().all(|n| *n == 3) && grown.iter().all(|n| *n == 5));
 }
 
+fn failed_seal() {
+    let dir = case_dir();
+    let store = dir.join("svc.heap");
+    let warm = Warm::build();
+    let shared = mappings(&store);
+    // The store gone (moved away), nothing can be named in it.
+    let moved = dir.join("moved.heap");
+    std::fs::rename(&store, &moved).unwrap();
+    let error = crac_criu::__seal_for_tests().unwrap_err();
+    assert!(
+        error.starts_with(&format!(
+            "sealing heap segment {}/(unnamed segment at 0x",
+            store.display()
+        )) && error.ends_with("opening its store: No such file or directory (os error 2)"),
+        "{error}"
+    );
+    std::fs::rename(&moved, &store).unwrap();
+    warm.check();
+    let still = mappings(&store);
+    assert_eq!(still.len(), shared.len());
+    assert!(
+        still
+            .iter()
+            .all(|(_, _, perms, path)| perms == "rw-s" && path.ends_with("(deleted)"))
+    );
+    // The heap grows in files again at once (no checkpoint is under way).
+    let more: Vec<u64> = vec![9; 40_000_000];
+    assert_eq!(mappings(&store).len(), shared.len() + 1);
+    let sealed = crac_criu::__seal_for_tests().unwrap();
+    assert_eq!(sealed.len(), shared.len() + 1);
+    warm.check();
+    assert!(more.iter().all(|n| *n == 9));
+}
+
+fn full_disk() {
+    let store = case_dir().join("svc.heap");
+    let warm = Warm::build();
+    warm.check();
+    let files = mappings(&store);
+    assert_eq!(files.len(), 1, "only the first segment fits: {files:?}");
+    let sealed = crac_criu::__seal_for_tests().unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(digest(&sealed[0].0), sealed[0].2);
+    warm.check();
+}
+
 fn without_target() {
     let warm = Warm::build();
     warm.check();
@@ -330,6 +445,14 @@ fn in_symlink_store() {
         store_entries(&elsewhere).is_empty(),
         "nothing written through the link"
     );
+}
+
+fn in_refused_store() {
+    let warm = Warm::build();
+    warm.check();
+    assert_eq!(crac_criu::__store_for_tests(), None);
+    assert_eq!(crac_criu::__seal_for_tests().unwrap(), Vec::new());
+    assert!(store_entries(&case_dir().join("svc.heap")).is_empty());
 }
 
 fn relative_target() {

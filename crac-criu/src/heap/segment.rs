@@ -35,7 +35,7 @@ pub(super) struct Slot {
 /// Maps a new unnamed file of `len` bytes from the store at `addr`, shared: the
 /// segment's record, or `None` (nothing left behind) if the store or the disk refuse.
 pub(super) fn map_file(store_path: &store::Path, addr: usize, len: usize) -> Option<Slot> {
-    let dir = store::open(store_path)?;
+    let dir = store::open(store_path).ok()?;
     let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
     // SAFETY: a NUL-terminated relative path resolved in the open directory `dir`.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), c".".as_ptr(), flags, 0o600) };
@@ -76,6 +76,14 @@ pub(super) fn map_anonymous(addr: usize, len: usize) -> bool {
     // SAFETY: as for `map_file`.
     let mapped = unsafe { libc::mmap(addr as *mut _, len, prot, flags, -1, 0) };
     mapped != libc::MAP_FAILED
+}
+
+/// Returns `addr..addr + len` to the reservation (inaccessible, backed by nothing), for
+/// a later segment.
+pub(super) fn unreserve(addr: usize, len: usize) {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED;
+    // SAFETY: the caller gives up that range: nothing uses it.
+    unsafe { libc::mmap(addr as *mut _, len, libc::PROT_NONE, flags, -1, 0) };
 }
 
 /// Reserves `len` bytes of address space, inaccessible and backed by nothing: where
