@@ -87,7 +87,6 @@ impl SealError {
 /// `<image_dir>.heap` (e.g. /var/lib/crac/svc -> /var/lib/crac/svc.heap), so that
 /// publishing an image (renaming its staging directory into place) does not move the
 /// files CRIU recorded.
-#[allow(dead_code, reason = "the checkpoint's integration uses it")]
 pub(crate) fn store_for(image_dir: &Path) -> PathBuf {
     let mut name = image_dir.as_os_str().to_owned();
     name.push(store::SUFFIX);
