@@ -1,18 +1,19 @@
 //! `mapped`: a warmed state in `crac::MappedHeap` (this executable's global allocator,
 //! on when the test sets `CRAC_MAPPED_HEAP=on`): `CRAC_E2E_STATE_MB` of a known
 //! pattern, and `CRAC_E2E_WRITERS` threads that keep allocating and writing while the
-//! checkpoint seals the heap, each reading back every round it wrote. With
-//! `CRAC_E2E_BEFORE` set it waits for that file before checkpointing; a refused checkpoint
-//! is printed with a check of the state, and tried again once `CRAC_E2E_GO` exists. After
-//! the restore
-//! it does what `CRAC_E2E_ACTION` (given at restore with `--env`) says:
+//! checkpoint seals the heap, each reading back every round it wrote.
+//!
+//! With `CRAC_E2E_CYCLES=N` (and `CRAC_LEAVE_RUNNING=1`) it first takes N left-running
+//! checkpoints, as `crac run --every` does, allocating and freeing between them, and
+//! prints what the store holds on disk after each. With `CRAC_E2E_BEFORE` set it waits
+//! for that file before checkpointing; a refused checkpoint is printed with a check of
+//! the state, and tried again once `CRAC_E2E_GO` exists.
+//!
+//! After the restore it does what `CRAC_E2E_ACTION` (given at restore with `--env`) says:
 //! - `verify` (the default): checks the state and the writers, prints, exits 7;
 //! - `overwrite`: writes its whole state anew, checks it, prints, waits for the file
 //!   `CRAC_E2E_GO`, checks again, prints, exits 7;
 //! - `wait`: checks, prints, waits for `CRAC_E2E_GO`, checks again, prints, exits 7;
-//! With `CRAC_E2E_CYCLES=N` (and `CRAC_LEAVE_RUNNING=1`) it first takes N left-running
-//! checkpoints, as `crac run --every` does, allocating and freeing between them, and
-//! prints what the store holds on disk after each.
 //! - `grow`: allocates `CRAC_E2E_GROW_MB` more of another pattern, checks both, and
 //!   checkpoints again (to the `CRAC_CHECKPOINT_TO` the restore gave); that copy's own
 //!   restore checks both and exits 7.
