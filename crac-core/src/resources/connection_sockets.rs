@@ -1,0 +1,170 @@
+//! The TCP sockets behind a connection that a [`Client`](crate::tokio::Client) or a
+//! [`Pool`](crate::tokio::Pool) made, so that a left-running checkpoint can claim them
+//! (the engine then carries them into the image, where they come back closed) instead of
+//! closing the connection in the process that runs on.
+//!
+//! Drivers do not show their socket (a redis `MultiplexedConnection` or a
+//! `tokio_postgres::Client` leaves it to a task of its own), so it is found by watching
+//! which fds appear while the user's connect future is polled: drivers open their socket
+//! there. An fd another thread opened during one of those polls may be taken for the
+//! connection's: it is claimed along with it (and carried into the image as it would
+//! be by its own claim) only while it is still the socket seen then. A connection with
+//! a socket other than TCP (a unix socket, which CRIU cannot carry) or none found is not
+//! keepable: it is closed for every checkpoint, as before.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::os::fd::RawFd;
+use std::pin::pin;
+
+use crate::claims::{FdClaim, claim_fd};
+
+/// The sockets of one connection.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sockets {
+    /// fd and socket inode of each; empty when the connection cannot be kept.
+    tcp: Vec<(RawFd, u64)>,
+}
+
+impl Sockets {
+    /// Runs `connect`, noting the sockets that appear while it is polled.
+    pub(crate) async fn traced<T>(connect: impl Future<Output = T>) -> (T, Sockets) {
+        let mut connect = pin!(connect);
+        let mut seen: Vec<(RawFd, u64)> = Vec::new();
+        let output = std::future::poll_fn(|cx| {
+            let before = open_fds();
+            let polled = connect.as_mut().poll(cx);
+            for fd in open_fds().difference(&before) {
+                if let Some(inode) = socket_inode(*fd) {
+                    seen.retain(|(other, _)| other != fd);
+                    seen.push((*fd, inode));
+                }
+            }
+            polled
+        })
+        .await;
+        // Those closed since (a resolver's, say) are no part of it.
+        seen.retain(|(fd, inode)| socket_inode(*fd) == Some(*inode));
+        let keepable = !seen.is_empty() && seen.iter().all(|(fd, _)| is_tcp(*fd));
+        let tcp = if keepable { seen } else { Vec::new() };
+        (output, Sockets { tcp })
+    }
+
+    /// Whether the connection can be carried into an image rather than closed.
+    pub(crate) fn keepable(&self) -> bool {
+        !self.tcp.is_empty()
+    }
+
+    /// Claims each socket still open for `owner`; none if one is gone (the connection
+    /// broke: its driver closed it).
+    pub(crate) fn claim(&self, owner: &str) -> Option<Vec<FdClaim>> {
+        self.tcp
+            .iter()
+            .map(|(fd, inode)| (socket_inode(*fd) == Some(*inode)).then(|| claim_fd(fd, owner)))
+            .collect()
+    }
+
+    /// Whether every socket is still connected: not in a copy restored from an image
+    /// taken while they were claimed, where they come back closed.
+    pub(crate) fn connected(&self) -> bool {
+        self.tcp.iter().all(|(fd, _)| has_peer(*fd))
+    }
+}
+
+fn open_fds() -> BTreeSet<RawFd> {
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return BTreeSet::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// The inode of the socket `fd` is, if it is one.
+fn socket_inode(fd: RawFd) -> Option<u64> {
+    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
+    target
+        .to_str()?
+        .strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
+}
+
+fn socket_option(fd: RawFd, option: libc::c_int) -> Option<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `value`, an int of that size;
+    // an fd that is not an open socket makes it fail, touching nothing.
+    let done = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    (done == 0).then_some(value)
+}
+
+fn is_tcp(fd: RawFd) -> bool {
+    matches!(
+        socket_option(fd, libc::SO_DOMAIN),
+        Some(libc::AF_INET | libc::AF_INET6)
+    ) && socket_option(fd, libc::SO_PROTOCOL) == Some(libc::IPPROTO_TCP)
+}
+
+fn has_peer(fd: RawFd) -> bool {
+    // SAFETY: all-zero bytes are a valid `sockaddr_storage`.
+    let mut address: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: getpeername writes at most `len` bytes into `address`, of that size; an
+    // fd that is not a connected socket makes it fail.
+    let done = unsafe { libc::getpeername(fd, (&raw mut address).cast(), &raw mut len) };
+    done == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on_runtime<T>(test: impl Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(test)
+    }
+
+    #[test]
+    fn a_tcp_connection_made_while_traced_is_found_and_claimed() {
+        let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = server.local_addr().unwrap();
+        on_runtime(async {
+            let (stream, sockets) =
+                Sockets::traced(tokio::net::TcpStream::connect(address)).await;
+            let stream = stream.unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+            assert_eq!(sockets.tcp.iter().map(|(fd, _)| *fd).collect::<Vec<_>>(), [fd]);
+            assert!(sockets.keepable() && sockets.connected());
+            let claims = sockets.claim("test").unwrap();
+            assert!(crate::claimed_fds().iter().any(|(claimed, _)| *claimed == fd));
+            drop(claims);
+            drop(stream);
+            assert!(sockets.claim("test").is_none(), "gone: nothing to claim");
+            assert!(!sockets.connected());
+        });
+    }
+
+    #[test]
+    fn a_connection_without_a_tcp_socket_is_not_keepable() {
+        on_runtime(async {
+            let (pair, sockets) = Sockets::traced(async { tokio::net::UnixStream::pair() }).await;
+            assert!(!sockets.keepable());
+            drop(pair);
+            let (_, sockets) = Sockets::traced(async {}).await;
+            assert!(!sockets.keepable());
+        });
+    }
+}
