@@ -32,13 +32,11 @@ impl Sockets {
         let mut connect = pin!(connect);
         let mut seen: Vec<(RawFd, u64)> = Vec::new();
         let output = std::future::poll_fn(|cx| {
-            let before = open_fds();
+            let before = open_sockets();
             let polled = connect.as_mut().poll(cx);
-            for fd in open_fds().difference(&before) {
-                if let Some(inode) = socket_inode(*fd) {
-                    seen.retain(|(other, _)| other != fd);
-                    seen.push((*fd, inode));
-                }
+            for socket in open_sockets().difference(&before) {
+                seen.retain(|(fd, _)| *fd != socket.0);
+                seen.push(*socket);
             }
             polled
         })
@@ -71,24 +69,24 @@ impl Sockets {
     }
 }
 
-fn open_fds() -> BTreeSet<RawFd> {
+/// The process's open sockets: fd and inode.
+fn open_sockets() -> BTreeSet<(RawFd, u64)> {
     let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
         return BTreeSet::new();
     };
     entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+        .filter_map(|fd| Some((fd, socket_inode(fd)?)))
         .collect()
 }
 
 /// The inode of the socket `fd` is, if it is one.
 fn socket_inode(fd: RawFd) -> Option<u64> {
-    let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).ok()?;
-    target
-        .to_str()?
-        .strip_prefix("socket:[")?
-        .strip_suffix(']')?
-        .parse()
-        .ok()
+    // SAFETY: all-zero bytes are a valid `stat`.
+    let mut stat: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat writes a `stat` into `stat`; an fd that is not open makes it fail.
+    let done = unsafe { libc::fstat(fd, &raw mut stat) };
+    (done == 0 && stat.st_mode & libc::S_IFMT == libc::S_IFSOCK).then_some(stat.st_ino)
 }
 
 fn socket_option(fd: RawFd, option: libc::c_int) -> Option<libc::c_int> {
@@ -138,28 +136,29 @@ mod tests {
     }
 
     #[test]
-    fn a_tcp_connection_made_while_traced_is_found_and_claimed() {
+    fn a_tcp_connection_made_while_traced_is_found_and_claimed_and_others_are_not_keepable() {
         let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = server.local_addr().unwrap();
         on_runtime(async {
-            let (stream, sockets) =
-                Sockets::traced(tokio::net::TcpStream::connect(address)).await;
+            let (stream, sockets) = Sockets::traced(tokio::net::TcpStream::connect(address)).await;
             let stream = stream.unwrap();
             let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-            assert_eq!(sockets.tcp.iter().map(|(fd, _)| *fd).collect::<Vec<_>>(), [fd]);
+            assert_eq!(
+                sockets.tcp.iter().map(|(fd, _)| *fd).collect::<Vec<_>>(),
+                [fd]
+            );
             assert!(sockets.keepable() && sockets.connected());
             let claims = sockets.claim("test").unwrap();
-            assert!(crate::claimed_fds().iter().any(|(claimed, _)| *claimed == fd));
+            assert!(
+                crate::claimed_fds()
+                    .iter()
+                    .any(|(claimed, _)| *claimed == fd)
+            );
             drop(claims);
             drop(stream);
             assert!(sockets.claim("test").is_none(), "gone: nothing to claim");
             assert!(!sockets.connected());
-        });
-    }
-
-    #[test]
-    fn a_connection_without_a_tcp_socket_is_not_keepable() {
-        on_runtime(async {
+            // in the same test: a socket another test opened meanwhile would be seen
             let (pair, sockets) = Sockets::traced(async { tokio::net::UnixStream::pair() }).await;
             assert!(!sockets.keepable());
             drop(pair);

@@ -35,7 +35,7 @@ use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
 use crate::resources::connection_sockets::Sockets;
-use crate::resources::tokio_client::{Close, Connect};
+use crate::resources::tokio_client::{Close, Connect, Making};
 
 /// Up to `max_size` connections of type `C`, each made by a function crac calls again
 /// after every restore. Cloning a pool shares it.
@@ -107,18 +107,6 @@ struct Entry<C> {
 struct Live {
     sockets: Sockets,
     claims: Vec<FdClaim>,
-}
-
-/// Counts a connection being made, from before `keeping` is looked at (so that a
-/// checkpoint that sets it either sees the count or is seen) to the connection's
-/// registration.
-struct Making<'a>(&'a AtomicUsize, &'a Notify);
-
-impl Drop for Making<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-        self.1.notify_waiters();
-    }
 }
 
 /// A connection borrowed from a [`Pool`]: given back when dropped (or dropped with
@@ -263,13 +251,21 @@ impl<C> Deref for Pooled<C> {
     type Target = C;
 
     fn deref(&self) -> &C {
-        &self.entry.as_ref().expect("present until dropped").connection
+        &self
+            .entry
+            .as_ref()
+            .expect("present until dropped")
+            .connection
     }
 }
 
 impl<C> DerefMut for Pooled<C> {
     fn deref_mut(&mut self) -> &mut C {
-        &mut self.entry.as_mut().expect("present until dropped").connection
+        &mut self
+            .entry
+            .as_mut()
+            .expect("present until dropped")
+            .connection
     }
 }
 
@@ -327,7 +323,7 @@ impl<C> PoolState<C> {
     /// connected.
     fn usable(&self, entry: &Entry<C>) -> bool {
         entry.epoch == self.epoch.load(Ordering::SeqCst)
-            && !(self.keeping.load(Ordering::SeqCst) && !entry.sockets.connected())
+            && (!self.keeping.load(Ordering::SeqCst) || entry.sockets.connected())
     }
 }
 
@@ -376,11 +372,7 @@ impl<C: Send + 'static> PoolState<C> {
     /// A new connection, registered with its sockets; none while a left-running
     /// checkpoint is under way (it could not be claimed in time).
     async fn make(&self) -> Option<Result<Entry<C>, BoxError>> {
-        self.making.fetch_add(1, Ordering::SeqCst);
-        let _making = Making(&self.making, &self.made);
-        if self.keeping.load(Ordering::SeqCst) {
-            return None;
-        }
+        let _making = Making::start(&self.making, &self.made, &self.keeping)?;
         let (made, sockets) = Sockets::traced((self.connect)()).await;
         Some(made.map(|connection| self.register(connection, sockets)))
     }
@@ -392,16 +384,7 @@ impl<C: Send + 'static> PoolState<C> {
         self.keeping.store(true, Ordering::SeqCst);
         self.stop_connecting();
         let deadline = *lock(&self.drain_deadline);
-        let all_made = async {
-            loop {
-                let made = self.made.notified();
-                if self.making.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                made.await;
-            }
-        };
-        if within(deadline, all_made).await.is_none() {
+        if !Making::none_left(&self.making, &self.made, deadline).await {
             return Err(format!(
                 "`{}`: a connection was still being made after {deadline:?} (the server does \
                  not answer?)",
@@ -508,7 +491,8 @@ impl<C: Send + 'static> PoolState<C> {
         let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return;
         };
-        let open = lock(&self.idle).len() + (self.max_size as usize - self.permits.available_permits());
+        let open =
+            lock(&self.idle).len() + (self.max_size as usize - self.permits.available_permits());
         if open > self.max_size as usize || self.closed_for_checkpoint.load(Ordering::SeqCst) {
             return;
         }
