@@ -1,8 +1,10 @@
 //! A pool across periodic checkpoints, for the end-to-end test `pools::` (it prints what
 //! it sees): a `crac::tokio::Pool` of three raw connections to the redis-server on
 //! 127.0.0.1:`REDIS_PORT`, a consistent point every 200 ms; after each checkpoint it
-//! prints the redis client ids of its three connections (`LeftRunning ids [..]`), crashes
-//! after two left-running ones, and exits 7 once restored.
+//! prints the redis client ids of its three connections (`LeftRunning ids [..]`: the
+//! same ones, kept across left-running checkpoints), crashes after two left-running
+//! ones, and exits 7 once restored (`Restored ids [..]`: new ones, the restored copies
+//! of the old ones being closed).
 //!
 //! ```sh
 //! cargo build --features tokio --example pool_periodic

@@ -1,7 +1,8 @@
 //! Left-running checkpoints keep serving: `examples/axum_service.rs` under `crac run
 //! --every 1` answers every request, on new and keep-alive connections, across several
 //! periodic checkpoints (its listener keeps its socket and connections; the kernel queues
-//! what arrives while CRIU has it frozen); then the service is stopped and two concurrent
+//! what arrives while CRIU has it frozen) and its redis `Client` its connection (redis
+//! sees the same client throughout); then the service is stopped and two concurrent
 //! copies restored from its last periodic image each serve on their own port.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
@@ -13,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::harness::{crac_bin, setup, tests};
+use crate::pools::client_ids;
 use crate::redis_server::RedisServer;
 use crate::services::{Running, example, free_port, http_get, start};
 
@@ -120,6 +122,10 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
         .arg(example("axum_service"));
     let service = start(run);
     assert_eq!(http_get(port, "/item/1").0, 200, "the service serves");
+    // the service's redis connection (the asking one, the newest, left out)
+    let mut service_ids = client_ids(&redis);
+    service_ids.sort_unstable();
+    service_ids.pop();
 
     let stop = Arc::new(AtomicBool::new(false));
     let failures = Arc::new(Mutex::new(Vec::new()));
@@ -155,6 +161,12 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
         images.len() >= 4,
         "three periodic images were taken during the load: {}",
         images.len() - 1
+    );
+    let open = client_ids(&redis);
+    assert!(
+        !service_ids.is_empty() && service_ids.iter().all(|id| open.contains(id)),
+        "the service kept its redis connection {service_ids:?} across the periodic \
+         checkpoints: redis has {open:?}"
     );
     drop(service);
 
