@@ -3,7 +3,9 @@
 //! periodic checkpoints (its listener keeps its socket and connections; the kernel queues
 //! what arrives while CRIU has it frozen) and its redis `Client` its connection (redis
 //! sees the same client throughout); then the service is stopped and two concurrent
-//! copies restored from its last periodic image each serve on their own port.
+//! copies restored from its last periodic image each serve on their own port, and take
+//! no periodic checkpoint into that image (their restorer gave them no interval); a
+//! third, given one, takes them into the directory it was given.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -18,7 +20,7 @@ use crate::pools::client_ids;
 use crate::redis_server::RedisServer;
 use crate::services::{Running, example, free_port, http_get, start};
 
-tests![periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies];
+tests![periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies,];
 
 /// One request on `stream` (kept alive): the status, or what went wrong.
 fn keep_alive_get(stream: &mut BufReader<TcpStream>, n: u32) -> Result<u16, String> {
@@ -179,9 +181,6 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
             let copy = Command::new(crac_bin())
                 .args(["restore", image.to_str().unwrap()])
                 .args(["--env", &format!("PORT={copy_port}")])
-                // copies of one image must not take periodic images into it, each
-                // replacing the other's (and the one the next copy is restored from)
-                .args(["--env", "CRAC_CHECKPOINT_INTERVAL=0"])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log).unwrap())
@@ -205,4 +204,41 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
         let (status, body) = http_get(*copy_port, "/item/3");
         assert_eq!(status, 200, "copy on {copy_port} still serves: {body}");
     }
+    // The copies inherited `--every 1` from the process they were copied from, and
+    // reach consistent points: none of them writes into the image it came from.
+    let last = image_written(&image);
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(
+        image_written(&image),
+        last,
+        "copies restored by `crac restore` take no periodic checkpoint unless asked"
+    );
+    drop(copies);
+
+    // Asked: `--env CRAC_CHECKPOINT_INTERVAL=1`, into a directory of its own.
+    let own = image.with_file_name("copy-images");
+    std::fs::create_dir(&own).unwrap();
+    std::fs::set_permissions(&own, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let copy_port = free_port();
+    let _copy = Running(
+        Command::new(crac_bin())
+            .args(["restore", image.to_str().unwrap()])
+            .args(["--env", &format!("PORT={copy_port}")])
+            .args(["--env", "CRAC_CHECKPOINT_INTERVAL=1"])
+            .args(["--env", &format!("CRAC_CHECKPOINT_TO={}", own.display())])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let until = Instant::now() + Duration::from_secs(30);
+    while image_written(&own).is_none() {
+        assert!(
+            Instant::now() < until,
+            "a copy given an interval takes periodic checkpoints into its own directory"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(image_written(&image), last, "and not into the original's");
 }
