@@ -215,7 +215,15 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
     );
     drop(copies);
 
-    // Asked: `--env CRAC_CHECKPOINT_INTERVAL=1`, into a directory of its own.
+    a_copy_given_an_interval_checkpoints_into_its_own_directory(&image, last);
+}
+
+/// `crac restore --env CRAC_CHECKPOINT_INTERVAL=1` with a directory of its own: periodic
+/// images there, none into `image` (last written at `last`).
+fn a_copy_given_an_interval_checkpoints_into_its_own_directory(
+    image: &Path,
+    last: Option<SystemTime>,
+) {
     let own = image.with_file_name("copy-images");
     std::fs::create_dir(&own).unwrap();
     std::fs::set_permissions(&own, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
@@ -240,5 +248,5 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert_eq!(image_written(&image), last, "and not into the original's");
+    assert_eq!(image_written(image), last, "and not into the original's");
 }
