@@ -11,12 +11,20 @@
 //! be by its own claim) only while it is still the socket seen then. A connection with
 //! a socket other than TCP (a unix socket, which CRIU cannot carry) or none found is not
 //! keepable: it is closed for every checkpoint, as before.
+//!
+//! [`Making`] counts the connections being made: a left-running checkpoint waits for
+//! them, and none starts while it runs, so that every connection's sockets are claimed.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::os::fd::RawFd;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
+use tokio::sync::Notify;
+
+use crate::async_hooks::within;
 use crate::claims::{FdClaim, claim_fd};
 
 /// The sockets of one connection.
@@ -66,6 +74,44 @@ impl Sockets {
     /// taken while they were claimed, where they come back closed.
     pub(crate) fn connected(&self) -> bool {
         self.tcp.iter().all(|(fd, _)| has_peer(*fd))
+    }
+}
+
+/// Counts a connection being made, from before `keeping` is looked at (so that a
+/// checkpoint that sets it either sees the count or is seen) to its end.
+pub(crate) struct Making<'a>(&'a AtomicUsize, &'a Notify);
+
+impl<'a> Making<'a> {
+    /// Counts one; `None` (and nothing counted) if `keeping` is set.
+    pub(crate) fn start(
+        making: &'a AtomicUsize,
+        made: &'a Notify,
+        keeping: &AtomicBool,
+    ) -> Option<Making<'a>> {
+        making.fetch_add(1, Ordering::SeqCst);
+        let counted = Making(making, made);
+        (!keeping.load(Ordering::SeqCst)).then_some(counted)
+    }
+
+    /// Waits until no connection is being made, within `deadline`.
+    pub(crate) async fn none_left(making: &AtomicUsize, made: &Notify, deadline: Duration) -> bool {
+        let all_made = async {
+            loop {
+                let notified = made.notified();
+                if making.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        within(deadline, all_made).await.is_some()
+    }
+}
+
+impl Drop for Making<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.1.notify_waiters();
     }
 }
 

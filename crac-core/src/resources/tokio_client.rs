@@ -28,7 +28,7 @@ use crate::claims::FdClaim;
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
-use crate::resources::connection_sockets::Sockets;
+use crate::resources::connection_sockets::{Making, Sockets};
 
 /// The connect function a client or a pool calls again after every restore.
 pub(crate) type Connect<C> =
@@ -93,44 +93,6 @@ struct ClientState<C> {
     /// them so that each is claimed.
     making: AtomicUsize,
     made: Notify,
-}
-
-/// Counts a connection being made, from before `keeping` is looked at (so that a
-/// checkpoint that sets it either sees the count or is seen) to its end.
-pub(crate) struct Making<'a>(&'a AtomicUsize, &'a Notify);
-
-impl<'a> Making<'a> {
-    /// Counts one; `None` (and nothing counted) if `keeping` is set.
-    pub(crate) fn start(
-        making: &'a AtomicUsize,
-        made: &'a Notify,
-        keeping: &AtomicBool,
-    ) -> Option<Making<'a>> {
-        making.fetch_add(1, Ordering::SeqCst);
-        let counted = Making(making, made);
-        (!keeping.load(Ordering::SeqCst)).then_some(counted)
-    }
-
-    /// Waits until no connection is being made, within `deadline`.
-    pub(crate) async fn none_left(making: &AtomicUsize, made: &Notify, deadline: Duration) -> bool {
-        let all_made = async {
-            loop {
-                let notified = made.notified();
-                if making.load(Ordering::SeqCst) == 0 {
-                    return;
-                }
-                notified.await;
-            }
-        };
-        within(deadline, all_made).await.is_some()
-    }
-}
-
-impl Drop for Making<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-        self.1.notify_waiters();
-    }
 }
 
 /// The connection, borrowed from a [`Client`]; a checkpoint waits for it to be given back.

@@ -34,8 +34,8 @@ use crate::claims::FdClaim;
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
-use crate::resources::connection_sockets::Sockets;
-use crate::resources::tokio_client::{Close, Connect, Making};
+use crate::resources::connection_sockets::{Making, Sockets};
+use crate::resources::tokio_client::{Close, Connect};
 
 /// Up to `max_size` connections of type `C`, each made by a function crac calls again
 /// after every restore. Cloning a pool shares it.
