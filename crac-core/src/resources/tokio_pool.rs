@@ -67,7 +67,7 @@ struct PoolState<C> {
     close: Mutex<Option<Arc<Close<C>>>>,
     max_size: u32,
     drain_deadline: Mutex<Duration>,
-    idle: Mutex<Vec<Entry<C>>>,
+    idle: Mutex<Vec<Tracked<C>>>,
     /// One permit a borrowed connection (or one being made); idle ones hold none. The
     /// size bound, and what a checkpoint takes all of to know every connection is back.
     permits: Arc<Semaphore>,
@@ -96,7 +96,7 @@ struct PoolState<C> {
 }
 
 /// A connection and what the pool knows of it.
-struct Entry<C> {
+struct Tracked<C> {
     id: u64,
     epoch: u64,
     sockets: Sockets,
@@ -112,7 +112,7 @@ struct Live {
 /// A connection borrowed from a [`Pool`]: given back when dropped (or dropped with
 /// [`discard`](Self::discard) when it is broken). A checkpoint waits for it.
 pub struct Pooled<C> {
-    entry: Option<Entry<C>>,
+    entry: Option<Tracked<C>>,
     shared: Arc<PoolState<C>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -298,14 +298,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl<C> PoolState<C> {
     /// A connection just made, with its sockets.
-    fn register(&self, connection: C, sockets: Sockets) -> Entry<C> {
+    fn register(&self, connection: C, sockets: Sockets) -> Tracked<C> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let live = Live {
             sockets: sockets.clone(),
             claims: Vec::new(),
         };
         lock(&self.live).insert(id, live);
-        Entry {
+        Tracked {
             id,
             epoch: self.epoch.load(Ordering::SeqCst),
             sockets,
@@ -321,7 +321,7 @@ impl<C> PoolState<C> {
     /// Not a dead copy: made since the last restore, and, while a left-running
     /// checkpoint is under way (a restored copy runs before its `after_restore`), still
     /// connected.
-    fn usable(&self, entry: &Entry<C>) -> bool {
+    fn usable(&self, entry: &Tracked<C>) -> bool {
         entry.epoch == self.epoch.load(Ordering::SeqCst)
             && (!self.keeping.load(Ordering::SeqCst) || entry.sockets.connected())
     }
@@ -371,7 +371,7 @@ impl<C: Send + 'static> PoolState<C> {
 
     /// A new connection, registered with its sockets; none while a left-running
     /// checkpoint is under way (it could not be claimed in time).
-    async fn make(&self) -> Option<Result<Entry<C>, BoxError>> {
+    async fn make(&self) -> Option<Result<Tracked<C>, BoxError>> {
         let _making = Making::start(&self.making, &self.made, &self.keeping)?;
         let (made, sockets) = Sockets::traced((self.connect)()).await;
         Some(made.map(|connection| self.register(connection, sockets)))
