@@ -5,7 +5,8 @@
 //! checkpoint by name and the pool goes on; connections still being made again (a
 //! server that does not answer) do not hold up the next checkpoint. A left-running
 //! checkpoint keeps every connection, idle or borrowed (their sockets are claimed), and
-//! checkouts go on while it runs. Each test starts its own redis-server on a free
+//! checkouts go on while it runs; in a copy restored from its image, a checkout made
+//! before the copy's `after_restore` waits for a new connection rather than get a dead one. Each test starts its own redis-server on a free
 //! loopback port (`scripts/install-servers.sh` installs it).
 
 mod common;
@@ -256,3 +257,38 @@ fn a_left_running_checkpoint_keeps_every_connection_and_checkouts_go_on() {
 }
 
 static SEEN_DURING: std::sync::Mutex<Option<HashSet<i64>>> = std::sync::Mutex::new(None);
+
+#[test]
+fn in_a_copy_of_a_left_running_image_no_checkout_gets_a_dead_connection() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let pool = pool(server.url(), 2).await;
+        let before = ids_of(&pool, 2).await;
+        let (early, runtime) = (pool.clone(), tokio::runtime::Handle::current());
+        let (sender, first) = tokio::sync::oneshot::channel();
+        *leaving::DURING.lock().unwrap() = Some(Box::new(move || {
+            // a task of the copy that runs before its `after_restore`
+            runtime.spawn(async move {
+                let mut connection = early.get().await.unwrap();
+                let id = redis::cmd("CLIENT")
+                    .arg("ID")
+                    .query_async::<i64>(&mut *connection)
+                    .await;
+                sender.send(id).unwrap();
+            });
+            std::thread::sleep(Duration::from_millis(200)); // it checks out meanwhile
+        }));
+        leaving::AS_COPY.store(true, Ordering::SeqCst);
+        crac::use_engine("leaving").unwrap();
+        let restore = crac::tokio::checkpoint_restore().await.unwrap();
+        crac::use_engine("simulate").unwrap();
+        assert!(restore.is_restored());
+        let id = first.await.unwrap().expect("the first request succeeds");
+        assert!(
+            !before.contains(&id),
+            "a new connection: {id} (dead: {before:?})"
+        );
+        let after = ids_of(&pool, 2).await;
+        assert!(after.is_disjoint(&before), "{after:?} {before:?}");
+    });
+}
