@@ -170,7 +170,7 @@ pub(crate) const VARIABLES: &[Variable] = &[
     var(
         INTERVAL,
         "the application",
-        "seconds between checkpoints at `crac::at_consistent_point()`; set by `crac run --every`",
+        "seconds between checkpoints at `crac::at_consistent_point()`; set by `crac run --every` (and given to every copy it restores); a copy restored by `crac restore` ignores the value it inherited and uses only one given with `--env`",
         "none: no periodic checkpoints",
     ),
     var(

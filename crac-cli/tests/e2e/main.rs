@@ -42,6 +42,8 @@
 
 mod attacker;
 mod harness;
+#[path = "../../../tests/common/postgres_server.rs"]
+mod postgres_server;
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
 mod scenario;

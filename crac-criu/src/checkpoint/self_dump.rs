@@ -182,7 +182,7 @@ fn run_helper(
         Message::Restored => {
             let mut given = restore_args::read(placeholder);
             secret_env::install(&secret_env::names(&config.secret_env), &mut given.env);
-            ready::reset_schedule();
+            ready::reset_schedule(&given.env);
             Ok(EngineOutcome::Restored {
                 checkpointed_for: dumped_at.elapsed().ok(),
                 args: given.args,
