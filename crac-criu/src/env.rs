@@ -34,6 +34,8 @@ pub(crate) const INSECURE_IMAGE_PERMISSIONS: &str = "CRAC_INSECURE_IMAGE_PERMISS
 pub(crate) const MANAGED: &str = "CRAC_RUN";
 /// `private`: the process runs as PID 2 of its own namespace, under `crac __init`.
 pub(crate) const PID_NAMESPACE: &str = "CRAC_PID_NAMESPACE";
+/// `rootless`: the process runs in the user namespace `crac` made for rootless mode.
+pub(crate) const USER_NAMESPACE: &str = "CRAC_USER_NAMESPACE";
 /// The process's orders to its dump helper; its presence makes the executable one.
 pub(crate) const DUMP_HELPER: &str = "CRAC_DUMP_HELPER";
 /// What the dump helper found for the manifest, passed to CRIU's action script.
@@ -175,6 +177,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         PID_NAMESPACE,
         "the application",
         "`private`, set by `crac __init`: the process runs as PID 2 of its own PID namespace",
+        INTERNAL,
+    ),
+    var(
+        USER_NAMESPACE,
+        "the application; CRIU's action scripts",
+        "`rootless`, set by `crac` for what it starts in the user namespace of rootless mode (not root): there, the owners that namespace does not map are taken as root, the paths having been checked outside",
         INTERNAL,
     ),
     var(

@@ -10,10 +10,11 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use crate::env::PID_NAMESPACE;
+use crate::env::{IMAGE_KEY, PID_NAMESPACE, USER_NAMESPACE};
+use crate::image::key::HostKey;
 use crate::launcher::error::LaunchError;
 use crate::launcher::supervise::{self, Ended};
-use crate::sys::fd;
+use crate::sys::{fd, privileges};
 
 /// Set for `__init` by a launcher that wants to learn how the application ended (an
 /// exit code alone cannot tell an exit with 137 from a SIGKILL): the number of an fd
@@ -21,9 +22,20 @@ use crate::sys::fd;
 pub(crate) use crate::env::INIT_REPORT_FD as REPORT_FD_ENV;
 
 /// The command that runs `program` in a fresh PID and mount namespace (with its own
-/// `/proc`), as PID 1 there.
+/// `/proc`), as PID 1 there. Without root, inside a fresh user namespace too, where
+/// this user is root ([`privileges::rootless`]): an ordinary user may make the others
+/// there.
 pub(crate) fn unshare<S: AsRef<OsStr>>(program: S) -> Command {
     let mut cmd = Command::new("unshare");
+    if privileges::rootless() {
+        cmd.args(["--user", "--map-root-user"])
+            .env(USER_NAMESPACE, privileges::IN_USER_NAMESPACE);
+        // Root there would look for root's key: the dump's action script seals with,
+        // and the restore's checks with, this user's.
+        if let Ok(key) = HostKey::path() {
+            cmd.env(IMAGE_KEY, key);
+        }
+    }
     cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
         .arg(program);
     cmd

@@ -131,11 +131,13 @@ pub fn run(
     image::check_target(&image).map_err(LaunchError::ImageTarget)?;
     // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN, and
     // the dump cannot get through a seccomp filter.
-    if let Some(problem) = privileges::problem(
-        "crac run's first start (a private PID namespace, then a checkpoint)",
-        &privileges::missing(privileges::TO_CHECKPOINT),
-        privileges::under_seccomp_filter(),
-    ) {
+    if !privileges::rootless()
+        && let Some(problem) = privileges::problem(
+            "crac run's first start (a private PID namespace, then a checkpoint)",
+            &privileges::missing(privileges::TO_CHECKPOINT),
+            privileges::under_seccomp_filter(),
+        )
+    {
         return Err(LaunchError::Privileges { problem });
     }
 

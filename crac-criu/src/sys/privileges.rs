@@ -4,6 +4,8 @@
 //! checkpoints and restores with exactly these five added and its seccomp filter off.
 //! A process missing them is told which, why, and how to grant them.
 
+use crate::env::USER_NAMESPACE;
+
 /// A capability CRIU or `crac` needs, and what for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Needed {
@@ -112,6 +114,42 @@ pub(crate) fn problem(action: &str, missing: &[Needed], seccomp: bool) -> Option
     }
     Some(format!("{action} needs privileges: {}", parts.join("; ")))
 }
+
+/// Whether this process is not root, so that crac goes through a user namespace of its
+/// own (rootless mode): PID namespaces made there, CRIU restoring with `--unprivileged`.
+pub(crate) fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root()
+}
+
+/// Inside the user namespace of rootless mode (one uid mapped, this user's, as root;
+/// marked by [`USER_NAMESPACE`] by the `crac` that made it), the uid the kernel shows
+/// as the owner of every file whose owner the namespace does not map — real root's `/`
+/// as much as another user's directory. `crac` checked the paths used there (the
+/// image's, the key's directories) outside, where their owners show, before it made
+/// the namespace: inside, such an owner is taken as root. `None` anywhere else, where
+/// owners are what they seem.
+pub(crate) fn unmapped_owner() -> Option<u32> {
+    if std::env::var(USER_NAMESPACE).as_deref() != Ok(IN_USER_NAMESPACE) {
+        return None;
+    }
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    let mut lines = map
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    match (lines.next(), lines.next()) {
+        (Some(only), None) if only.first() == Some(&"0") && only.get(2) == Some(&"1") => {
+            std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        }
+        _ => None,
+    }
+}
+
+/// [`USER_NAMESPACE`]'s value.
+pub(crate) const IN_USER_NAMESPACE: &str = "rootless";
 
 /// The value of `field` in /proc/self/status.
 fn status_field(field: &str) -> Option<String> {

@@ -15,7 +15,7 @@ use crate::launcher::phases;
 use crate::launcher::restore::options::Job;
 use crate::launcher::supervise;
 use crate::launcher::verified_pages::Intact;
-use crate::sys::{criu, procfs};
+use crate::sys::{criu, privileges, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};
 
@@ -141,6 +141,11 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
         .arg(&job.log)
         .arg(format!("-v{}", job.log_level()))
         .args(criu::restore_options(&manifest.restore_options));
+    if privileges::rootless() {
+        // Rootless mode: CRIU skips what needs privileges on the host (socket buffer
+        // sizes beyond the limits, the time namespace, TUN devices).
+        cmd.arg("--unprivileged");
+    }
     action_script::pass_to(&mut cmd, job.tool, &job.dir);
     cmd.env(supervise::RESTORER_ENV, std::process::id().to_string());
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
