@@ -1,6 +1,7 @@
 //! `crac`: run a service from its image (`crac run`), restore an image (`crac restore`),
 //! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
-//! (`crac inspect`), make and show the key images are sealed with (`crac key`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
+//! (`crac inspect`), make and show the key images are sealed with (`crac key`), say what
+//! this host allows (`crac doctor`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
 use crac_criu::launcher::{
-    LaunchError, RestoreArgs, VerifyPages, inspect, key, namespace, wait_for,
+    LaunchError, RestoreArgs, VerifyPages, doctor, inspect, key, namespace, wait_for,
 };
 use crac_criu::role::{self, Role};
 
@@ -104,6 +105,17 @@ enum Command {
     Key {
         #[command(subcommand)]
         action: KeyAction,
+    },
+    /// Check what this host allows crac to do, one line a check with what to do about
+    /// each failure: CRIU, root or rootless mode (an ordinary user goes through a user
+    /// namespace), capabilities, namespaces, the image key, and whether the image in DIR
+    /// can be restored here. Exit status 0 when the mode in use works, 1 otherwise.
+    Doctor {
+        /// An image to check too.
+        dir: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
@@ -230,6 +242,18 @@ fn main() -> ExitCode {
             println!("{key}");
             0
         }),
+        Command::Doctor { dir, json } => {
+            let report = doctor::doctor(dir.as_deref());
+            println!(
+                "{}",
+                if json {
+                    report.to_json()
+                } else {
+                    report.to_text()
+                }
+            );
+            Ok(i32::from(!report.works()))
+        }
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })

@@ -7,6 +7,8 @@
 
 mod action_script;
 mod bounded;
+mod clocks;
+pub mod doctor;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;

@@ -12,6 +12,7 @@ use std::process::Command;
 
 use crate::env::{IMAGE_KEY, PID_NAMESPACE, USER_NAMESPACE};
 use crate::image::key::HostKey;
+use crate::launcher::clocks;
 use crate::launcher::error::LaunchError;
 use crate::launcher::supervise::{self, Ended};
 use crate::sys::{fd, privileges};
@@ -26,6 +27,23 @@ pub(crate) use crate::env::INIT_REPORT_FD as REPORT_FD_ENV;
 /// this user is root ([`privileges::rootless`]): an ordinary user may make the others
 /// there.
 pub(crate) fn unshare<S: AsRef<OsStr>>(program: S) -> Command {
+    let mut cmd = namespaces();
+    cmd.arg(program);
+    cmd
+}
+
+/// As [`unshare`], for CRIU restoring `image`: rootless, in a time namespace too, that
+/// keeps the image's monotonic clock as CRIU does as root (`clocks.rs`). Returns whether
+/// the clocks are kept (as root, CRIU keeps them itself).
+pub(crate) fn unshare_to_restore(criu: &Path, image: &Path) -> (Command, bool) {
+    let mut cmd = namespaces();
+    let kept = !privileges::rootless() || clocks::keep(&mut cmd, image);
+    cmd.arg(criu);
+    (cmd, kept)
+}
+
+/// `unshare` with its options, without the program.
+fn namespaces() -> Command {
     let mut cmd = Command::new("unshare");
     if privileges::rootless() {
         cmd.args(["--user", "--map-root-user"])
@@ -36,8 +54,7 @@ pub(crate) fn unshare<S: AsRef<OsStr>>(program: S) -> Command {
             cmd.env(IMAGE_KEY, key);
         }
     }
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(program);
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
     cmd
 }
 

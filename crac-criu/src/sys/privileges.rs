@@ -4,6 +4,9 @@
 //! checkpoints and restores with exactly these five added and its seccomp filter off.
 //! A process missing them is told which, why, and how to grant them.
 
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+
 use crate::env::USER_NAMESPACE;
 
 /// A capability CRIU or `crac` needs, and what for.
@@ -113,6 +116,109 @@ pub(crate) fn problem(action: &str, missing: &[Needed], seccomp: bool) -> Option
         );
     }
     Some(format!("{action} needs privileges: {}", parts.join("; ")))
+}
+
+/// CAP_CHECKPOINT_RESTORE's number (Linux 5.9+).
+pub(crate) const CHECKPOINT_RESTORE_BIT: u32 = 40;
+
+/// Whether capability `bit` is in this process's bounding set (`false` when the set
+/// cannot be read).
+pub(crate) fn in_bounding_set(bit: u32) -> bool {
+    status_field("CapBnd")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .is_some_and(|set| set & (1 << bit) != 0)
+}
+
+/// The permitted set of `file`'s file capabilities (`security.capability`), `None`
+/// when it has none.
+pub(crate) fn file_capabilities(file: &Path) -> std::io::Result<Option<u64>> {
+    let path = std::ffi::CString::new(file.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // struct vfs_ns_cap_data: magic_etc, then {permitted, inheritable} for the low and
+    // the high 32 capabilities, then (version 3) the root uid.
+    let mut data = [0u8; 24];
+    // SAFETY: both strings are NUL-terminated; `data` has room for `data.len()` bytes,
+    // the size passed.
+    let len = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            data.as_mut_ptr().cast(),
+            data.len(),
+        )
+    };
+    if len < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let word = |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let low = u64::from(word(4));
+    // version 1 (12 bytes) has the low 32 capabilities only
+    let high = if len >= 20 { u64::from(word(12)) } else { 0 };
+    Ok(Some(low | high << 32))
+}
+
+/// The capabilities of `set` by name (`CAP_CHECKPOINT_RESTORE`, …; an unnamed one by
+/// number).
+pub(crate) fn names(set: u64) -> String {
+    const NAMES: [&str; 41] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let named: Vec<String> = (0..64)
+        .filter(|bit| set & (1 << bit) != 0)
+        .map(|bit| match NAMES.get(bit) {
+            Some(name) => format!("CAP_{name}"),
+            None => format!("capability {bit}"),
+        })
+        .collect();
+    if named.is_empty() {
+        "none".into()
+    } else {
+        named.join(", ")
+    }
 }
 
 /// Whether this process is not root, so that crac goes through a user namespace of its

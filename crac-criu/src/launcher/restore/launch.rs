@@ -129,7 +129,14 @@ pub(super) fn start(
 /// options, and the phase stamps and restore-time arguments passed on.
 fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Command, LaunchError> {
     let mut cmd = if manifest.private_pid_namespace {
-        namespace::unshare(criu)
+        let (cmd, clocks_kept) = namespace::unshare_to_restore(criu, &job.dir);
+        if !clocks_kept {
+            eprintln!(
+                "crac: warning: the restored process's monotonic clock (Instant) counts the \
+                 time spent in the image: no time namespace could keep it (see `crac doctor`)"
+            );
+        }
+        cmd
     } else {
         Command::new(criu)
     };
