@@ -77,12 +77,12 @@ fn read(path: &Path) -> Option<Clocks> {
     let entry = bytes.get(12..12 + size)?;
     let mut clocks = [None, None];
     for (field, value) in fields(entry)? {
-        if let (1 | 2, Value::Bytes(timespec)) = (field, value) {
+        if let (1 | 2, Wire::Bytes(timespec)) = (field, value) {
             let mut time = (0, 0);
             for (field, value) in fields(timespec)? {
                 match (field, value) {
-                    (1, Value::Varint(secs)) => time.0 = secs,
-                    (2, Value::Varint(nanos)) => time.1 = u32::try_from(nanos).ok()?,
+                    (1, Wire::Varint(secs)) => time.0 = secs,
+                    (2, Wire::Varint(nanos)) => time.1 = u32::try_from(nanos).ok()?,
                     _ => {}
                 }
             }
@@ -96,23 +96,23 @@ fn read(path: &Path) -> Option<Clocks> {
 }
 
 /// A protobuf field's value, of the two wire types a `TimensEntry` has.
-enum Value<'a> {
+enum Wire<'a> {
     Varint(u64),
     Bytes(&'a [u8]),
 }
 
 /// The fields of a protobuf message; `None` if it is malformed or has another type.
-fn fields(mut bytes: &[u8]) -> Option<Vec<(u64, Value<'_>)>> {
+fn fields(mut bytes: &[u8]) -> Option<Vec<(u64, Wire<'_>)>> {
     let mut out = Vec::new();
     while !bytes.is_empty() {
         let key = varint(&mut bytes)?;
         let value = match key & 7 {
-            0 => Value::Varint(varint(&mut bytes)?),
+            0 => Wire::Varint(varint(&mut bytes)?),
             2 => {
                 let len = usize::try_from(varint(&mut bytes)?).ok()?;
                 let (value, rest) = bytes.split_at_checked(len)?;
                 bytes = rest;
-                Value::Bytes(value)
+                Wire::Bytes(value)
             }
             _ => return None,
         };

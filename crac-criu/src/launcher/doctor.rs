@@ -44,7 +44,7 @@ pub enum Status {
 
 /// Who needs a check to pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Needed {
+enum NeededBy {
     /// Both modes.
     Always,
     /// One mode only.
@@ -64,11 +64,16 @@ pub struct Check {
     pub found: String,
     /// What to do, when it is not OK.
     pub remedy: Option<String>,
-    needed: Needed,
+    needed: NeededBy,
 }
 
 impl Check {
-    fn new(name: &'static str, needed: Needed, status: Status, found: impl Into<String>) -> Check {
+    fn new(
+        name: &'static str,
+        needed: NeededBy,
+        status: Status,
+        found: impl Into<String>,
+    ) -> Check {
         Check {
             name,
             status,
@@ -78,7 +83,7 @@ impl Check {
         }
     }
 
-    fn ok(name: &'static str, needed: Needed, found: impl Into<String>) -> Check {
+    fn ok(name: &'static str, needed: NeededBy, found: impl Into<String>) -> Check {
         Check::new(name, needed, Status::Ok, found)
     }
 
@@ -91,9 +96,9 @@ impl Check {
     fn stops(&self, mode: Mode) -> bool {
         self.status == Status::Fail
             && match self.needed {
-                Needed::Always => true,
-                Needed::In(needed) => needed == mode,
-                Needed::Never => false,
+                NeededBy::Always => true,
+                NeededBy::In(needed) => needed == mode,
+                NeededBy::Never => false,
             }
     }
 }
@@ -168,9 +173,9 @@ impl Report {
                     Status::Fail => "fail",
                 };
                 let needed_by = match c.needed {
-                    Needed::Always => r#"["root","rootless"]"#.to_string(),
-                    Needed::In(mode) => format!(r#"["{}"]"#, mode.name()),
-                    Needed::Never => "[]".to_string(),
+                    NeededBy::Always => r#"["root","rootless"]"#.to_string(),
+                    NeededBy::In(mode) => format!(r#"["{}"]"#, mode.name()),
+                    NeededBy::Never => "[]".to_string(),
                 };
                 format!(
                     r#"{{"name":{},"status":"{status}","found":{},"remedy":{},"needed_by":{needed_by}}}"#,
@@ -230,7 +235,7 @@ fn kernel() -> Check {
     let release = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_else(|e| format!("unknown ({e})"));
-    Check::ok("kernel", Needed::Never, release)
+    Check::ok("kernel", NeededBy::Never, release)
 }
 
 fn user(mode: Mode) -> Check {
@@ -241,7 +246,7 @@ fn user(mode: Mode) -> Check {
             format!("uid {uid}, not root: rootless mode (a user namespace of crac's own)")
         }
     };
-    Check::ok("user", Needed::Never, found)
+    Check::ok("user", NeededBy::Never, found)
 }
 
 fn criu_found(criu: Option<&Path>, missing: Option<&crac_shared::criu::CriuMissing>) -> Check {
@@ -249,17 +254,17 @@ fn criu_found(criu: Option<&Path>, missing: Option<&crac_shared::criu::CriuMissi
                                point CRAC_CRIU at it";
     let (Some(criu), None) = (criu, missing) else {
         let found = missing.map_or("not found".into(), ToString::to_string);
-        return Check::new("criu", Needed::Always, Status::Fail, found).remedy(RUN_INSTALL);
+        return Check::new("criu", NeededBy::Always, Status::Fail, found).remedy(RUN_INSTALL);
     };
     match criu::version(criu) {
         Ok(version) if at_least(&version, (3, 18)) => Check::ok(
             "criu",
-            Needed::Always,
+            NeededBy::Always,
             format!("{}, version {version}", criu.display()),
         ),
         Ok(version) => Check::new(
             "criu",
-            Needed::Always,
+            NeededBy::Always,
             Status::Fail,
             format!(
                 "{}, version {version}: older than 3.18 (no --unprivileged; 3.17 fails on recent kernels)",
@@ -269,7 +274,7 @@ fn criu_found(criu: Option<&Path>, missing: Option<&crac_shared::criu::CriuMissi
         .remedy(RUN_INSTALL),
         Err(e) => Check::new(
             "criu",
-            Needed::Always,
+            NeededBy::Always,
             Status::Fail,
             format!("{} does not run: {e}", criu.display()),
         )
@@ -305,7 +310,7 @@ fn criu_check(criu: &Path, mode: Mode) -> Check {
         Err(e) => {
             return Check::new(
                 "criu check",
-                Needed::In(mode),
+                NeededBy::In(mode),
                 Status::Fail,
                 format!("cannot run it: {e}"),
             );
@@ -318,7 +323,7 @@ fn criu_check(criu: &Path, mode: Mode) -> Check {
         .filter(|l| l.starts_with("Error") && !l.contains("RLIMIT_NOFILE"))
         .collect();
     if text.contains("Looks good") && errors.is_empty() {
-        return Check::ok("criu check", Needed::In(mode), "looks good");
+        return Check::ok("criu check", NeededBy::In(mode), "looks good");
     }
     // Unprivileged, CRIU cannot use what needs CAP_NET_ADMIN on the host: said, not
     // failed (`criu restore --unprivileged` does without).
@@ -326,7 +331,7 @@ fn criu_check(criu: &Path, mode: Mode) -> Check {
     if mode == Mode::Rootless && errors.iter().all(network) {
         return Check::ok(
             "criu check",
-            Needed::In(mode),
+            NeededBy::In(mode),
             "looks good but for what needs CAP_NET_ADMIN on the host: no TCP repair, so \
              established connections are not carried rootless",
         );
@@ -336,7 +341,7 @@ fn criu_check(criu: &Path, mode: Mode) -> Check {
     } else {
         errors.join("; ")
     };
-    Check::new("criu check", Needed::In(mode), Status::Fail, found)
+    Check::new("criu check", NeededBy::In(mode), Status::Fail, found)
         .remedy("install a CRIU that supports this kernel (4.1 or newer: scripts/install-criu.sh)")
 }
 
@@ -346,12 +351,12 @@ fn file_capabilities(criu: &Path) -> Check {
     match privileges::file_capabilities(criu) {
         Ok(None) => Check::ok(
             "criu file capabilities",
-            Needed::Never,
+            NeededBy::Never,
             "none (none needed)",
         ),
         Ok(Some(caps)) => Check::ok(
             "criu file capabilities",
-            Needed::Never,
+            NeededBy::Never,
             format!(
                 "{} (not needed by crac; a setcap'd CRIU whose restorer cannot drop a \
                  capability missing from the bounding set hits a BUG, see `crac doctor`'s \
@@ -361,7 +366,7 @@ fn file_capabilities(criu: &Path) -> Check {
         ),
         Err(e) => Check::ok(
             "criu file capabilities",
-            Needed::Never,
+            NeededBy::Never,
             format!("unknown ({e})"),
         ),
     }
@@ -371,12 +376,12 @@ fn file_capabilities(criu: &Path) -> Check {
 fn root_capabilities() -> Check {
     let name = "root's capabilities";
     if privileges::rootless() {
-        return Check::ok(name, Needed::In(Mode::Root), "not root: not used");
+        return Check::ok(name, NeededBy::In(Mode::Root), "not root: not used");
     }
     let missing = privileges::missing(privileges::TO_RESTORE);
     match privileges::problem("a restore as root", &missing, false) {
-        None => Check::ok(name, Needed::In(Mode::Root), "all a restore uses"),
-        Some(problem) => Check::new(name, Needed::In(Mode::Root), Status::Fail, problem)
+        None => Check::ok(name, NeededBy::In(Mode::Root), "all a restore uses"),
+        Some(problem) => Check::new(name, NeededBy::In(Mode::Root), Status::Fail, problem)
             .remedy("grant them as said, or run crac as an ordinary user (rootless mode)"),
     }
 }
@@ -385,7 +390,7 @@ fn root_capabilities() -> Check {
 /// sysctls that forbid that, then the real thing.
 fn user_namespaces() -> Check {
     let name = "user namespaces";
-    let needed = Needed::In(Mode::Rootless);
+    let needed = NeededBy::In(Mode::Rootless);
     let sysctl = |path: &str| {
         std::fs::read_to_string(path)
             .ok()
@@ -464,7 +469,7 @@ fn time_namespaces(mode: Mode) -> Check {
     if !Path::new("/proc/self/ns/time").exists() {
         return Check::new(
             name,
-            Needed::Never,
+            NeededBy::Never,
             Status::Warn,
             "not in this kernel: a restored process's monotonic clock (Instant) jumps by the \
              time spent in the image",
@@ -472,7 +477,7 @@ fn time_namespaces(mode: Mode) -> Check {
         .remedy("a kernel 5.6 or newer with CONFIG_TIME_NS");
     }
     if mode == Mode::Root {
-        return Check::ok(name, Needed::Never, "available: monotonic time is kept");
+        return Check::ok(name, NeededBy::Never, "available: monotonic time is kept");
     }
     let probe = Command::new("unshare")
         .args(["--user", "--map-root-user", "--time", "--fork", "true"])
@@ -482,13 +487,13 @@ fn time_namespaces(mode: Mode) -> Check {
     if probe.is_ok_and(|s| s.success()) {
         Check::ok(
             name,
-            Needed::Never,
+            NeededBy::Never,
             "available inside a user namespace: monotonic time is kept",
         )
     } else {
         Check::new(
             name,
-            Needed::Never,
+            NeededBy::Never,
             Status::Warn,
             "cannot be made inside a user namespace: a rootless restore's monotonic clock \
              jumps by the time spent in the image",
@@ -501,14 +506,14 @@ fn seccomp() -> Check {
     if privileges::under_seccomp_filter() {
         Check::new(
             name,
-            Needed::Always,
+            NeededBy::Always,
             Status::Fail,
             "this process runs under a seccomp filter: CRIU cannot checkpoint a process \
              started here (restoring works)",
         )
         .remedy("run without a filter (docker/podman --security-opt seccomp=unconfined)")
     } else {
-        Check::ok(name, Needed::Always, "no filter")
+        Check::ok(name, NeededBy::Always, "no filter")
     }
 }
 
@@ -516,17 +521,17 @@ fn seccomp() -> Check {
 fn ptrace_scope() -> Check {
     let name = "ptrace scope";
     match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
-        Err(_) => Check::ok(name, Needed::Always, "no Yama: no restriction"),
+        Err(_) => Check::ok(name, NeededBy::Always, "no Yama: no restriction"),
         Ok(scope) if scope.trim() == "3" => Check::new(
             name,
-            Needed::Always,
+            NeededBy::Always,
             Status::Fail,
             "kernel.yama.ptrace_scope is 3: no process may be traced, CRIU cannot dump",
         )
         .remedy("set it to 1 or 2 (it cannot be lowered from 3 without a reboot)"),
         Ok(scope) => Check::ok(
             name,
-            Needed::Always,
+            NeededBy::Always,
             format!(
                 "kernel.yama.ptrace_scope is {}: CRIU may trace what it dumps",
                 scope.trim()
@@ -542,13 +547,13 @@ fn checkpoint_restore_bounding() -> Check {
     if privileges::in_bounding_set(privileges::CHECKPOINT_RESTORE_BIT) {
         Check::ok(
             name,
-            Needed::Never,
+            NeededBy::Never,
             "in the bounding set: a restore-only container may be granted it",
         )
     } else {
         Check::new(
             name,
-            Needed::Never,
+            NeededBy::Never,
             Status::Warn,
             "not in the bounding set (a kernel before 5.9, or a runtime that dropped it): no \
              least-privilege restore with it",
@@ -569,19 +574,19 @@ fn kdat_cache(mode: Mode) -> Check {
     match dir {
         None => Check::new(
             name,
-            Needed::Never,
+            NeededBy::Never,
             Status::Warn,
             format!("XDG_RUNTIME_DIR is not set: {slower}"),
         )
         .remedy("log in through a session that sets it (systemd-logind: /run/user/UID)"),
         Some(dir) if crate::sys::fs::is_tmpfs(&dir) => Check::ok(
             name,
-            Needed::Never,
+            NeededBy::Never,
             format!("{}/criu.kdat, on a tmpfs", dir.display()),
         ),
         Some(dir) => Check::new(
             name,
-            Needed::Never,
+            NeededBy::Never,
             Status::Warn,
             format!("{} is not a tmpfs: {slower}", dir.display()),
         )
@@ -597,17 +602,17 @@ fn image_key() -> Check {
     match HostKey::load() {
         Ok(key) => Check::ok(
             name,
-            Needed::Always,
+            NeededBy::Always,
             format!("{} in {}", key.id(), key.file().display()),
         ),
         Err(KeyError::Missing { path }) => Check::new(
             name,
-            Needed::Always,
+            NeededBy::Always,
             Status::Warn,
             format!("none yet at {}", path.display()),
         )
         .remedy("`crac key init` makes it (crac run does on first use)"),
-        Err(e) => Check::new(name, Needed::Always, Status::Fail, e.to_string())
+        Err(e) => Check::new(name, NeededBy::Always, Status::Fail, e.to_string())
             .remedy("fix the file as said, or point CRAC_IMAGE_KEY at a key of yours"),
     }
 }
@@ -622,17 +627,17 @@ fn lazy_pages(mode: Mode) -> Check {
     match mode {
         Mode::Root => Check::ok(
             name,
-            Needed::Never,
+            NeededBy::Never,
             "userfaultfd available to root: --lazy works",
         ),
         Mode::Rootless if allowed => Check::ok(
             name,
-            Needed::Never,
+            NeededBy::Never,
             "vm.unprivileged_userfaultfd is 1: --lazy may work",
         ),
         Mode::Rootless => Check::new(
             name,
-            Needed::Never,
+            NeededBy::Never,
             Status::Warn,
             "vm.unprivileged_userfaultfd is 0: --lazy restores fail rootless",
         )
@@ -643,7 +648,7 @@ fn lazy_pages(mode: Mode) -> Check {
 /// Whether `crac restore DIR` would proceed here, and in this mode.
 fn restorable(dir: &Path, mode: Mode) -> Check {
     let name = "image";
-    let needed = Needed::Always;
+    let needed = NeededBy::Always;
     let inspection = match inspect::inspect(dir, false, None) {
         Ok(inspection) => inspection,
         Err(e) => {
@@ -696,9 +701,9 @@ mod tests {
         let report = Report {
             mode: Mode::Root,
             checks: vec![
-                Check::new("a", Needed::In(Mode::Rootless), Status::Fail, "x"),
-                Check::new("b", Needed::Never, Status::Fail, "y"),
-                Check::new("c", Needed::Always, Status::Warn, "z"),
+                Check::new("a", NeededBy::In(Mode::Rootless), Status::Fail, "x"),
+                Check::new("b", NeededBy::Never, Status::Fail, "y"),
+                Check::new("c", NeededBy::Always, Status::Warn, "z"),
             ],
         };
         assert!(report.works());
