@@ -423,6 +423,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "secrets ",
                 "port ",
                 "journal ",
+                "copy ",
             ]
             .iter()
             .any(|p| l.starts_with(p))

@@ -129,15 +129,20 @@ pub fn run(
         }
     }
     image::check_target(&image).map_err(LaunchError::ImageTarget)?;
-    // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN, and
-    // the dump cannot get through a seccomp filter.
-    if !privileges::rootless()
-        && let Some(problem) = privileges::problem(
-            "crac run's first start (a private PID namespace, then a checkpoint)",
+    // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN (or,
+    // rootless, user namespaces), and the dump cannot get through a seccomp filter.
+    let action = "crac run's first start (a private PID namespace, then a checkpoint)";
+    let problem = if privileges::rootless() {
+        privileges::rootless_problem(action)
+            .or_else(|| privileges::problem(action, &[], privileges::under_seccomp_filter()))
+    } else {
+        privileges::problem(
+            action,
             &privileges::missing(privileges::TO_CHECKPOINT),
             privileges::under_seccomp_filter(),
         )
-    {
+    };
+    if let Some(problem) = problem {
         return Err(LaunchError::Privileges { problem });
     }
 

@@ -254,6 +254,31 @@ pub(crate) fn unmapped_owner() -> Option<u32> {
     }
 }
 
+/// Why rootless mode cannot work here, said for `action` with the remedy, when a sysctl
+/// forbids an ordinary user's user namespaces; `None` otherwise (what else may stop it,
+/// an AppArmor policy say, `crac doctor` finds by trying).
+pub(crate) fn rootless_problem(action: &str) -> Option<String> {
+    let sysctl = |path: &str| std::fs::read_to_string(path).ok();
+    let forbidden = if sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0\n") {
+        "user.max_user_namespaces is 0"
+    } else if sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0\n") {
+        "kernel.unprivileged_userns_clone is 0"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{action} without root needs a user namespace of its own, and {forbidden} on this \
+         host: allow them (as root: sysctl -w user.max_user_namespaces=15000 \
+         kernel.unprivileged_userns_clone=1), or run crac as root; `crac doctor` checks"
+    ))
+}
+
+/// What a failure in rootless mode may come from, and where to look.
+pub(crate) const ROOTLESS_ADVICE: &str = "crac runs without root here (rootless mode: a user \
+     namespace of its own, `criu restore --unprivileged`), which cannot carry established TCP \
+     connections nor an image not taken under `crac run` (it needs its original PID): \
+     `crac doctor` says what this host allows";
+
 /// [`USER_NAMESPACE`]'s value.
 pub(crate) const IN_USER_NAMESPACE: &str = "rootless";
 
