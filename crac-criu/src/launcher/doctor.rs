@@ -617,31 +617,22 @@ fn image_key() -> Check {
     }
 }
 
-/// `--lazy` needs userfaultfd: root always has it; in a user namespace only when the
-/// sysctl lets unprivileged processes use it.
+/// `--lazy` needs CRIU's lazy-pages server, which does not run unprivileged.
 fn lazy_pages(mode: Mode) -> Check {
     let name = "lazy pages";
-    let allowed = std::fs::read_to_string("/proc/sys/vm/unprivileged_userfaultfd")
-        .map(|v| v.trim() == "1")
-        .unwrap_or(false);
     match mode {
         Mode::Root => Check::ok(
             name,
             NeededBy::Never,
             "userfaultfd available to root: --lazy works",
         ),
-        Mode::Rootless if allowed => Check::ok(
-            name,
-            NeededBy::Never,
-            "vm.unprivileged_userfaultfd is 1: --lazy may work",
-        ),
         Mode::Rootless => Check::new(
             name,
             NeededBy::Never,
             Status::Warn,
-            "vm.unprivileged_userfaultfd is 0: --lazy restores fail rootless",
+            "CRIU's lazy-pages server does not run unprivileged: no --lazy rootless",
         )
-        .remedy("sysctl -w vm.unprivileged_userfaultfd=1 (as root), or restore without --lazy"),
+        .remedy("restore without --lazy, or as root"),
     }
 }
 

@@ -33,6 +33,17 @@ pub(super) struct Started {
 /// Starts the lazy-pages server of a `--lazy` restore (if CRIU is found: if not, the
 /// restore fails on that later, by name).
 pub(super) fn start_lazy_pages(job: &Job<'_>) -> Result<Option<LazyPages>, LaunchError> {
+    if job.options.lazy && privileges::rootless() {
+        // Measured with CRIU 4.2.1: `criu lazy-pages` wants CAP_SYS_ADMIN or
+        // CAP_CHECKPOINT_RESTORE, and stops after its kernel probe even in a user
+        // namespace with `--unprivileged` and vm.unprivileged_userfaultfd=1.
+        return Err(LaunchError::Setting {
+            setting: "--lazy",
+            problem: "a lazy restore needs root: CRIU's lazy-pages server does not run \
+                      unprivileged (rootless mode); restore without --lazy"
+                .into(),
+        });
+    }
     match (job.options.lazy, criu::criu_binary()) {
         (true, Ok(criu)) => {
             let work_dir = job.files.lazy_work_dir();
