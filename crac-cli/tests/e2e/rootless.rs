@@ -11,11 +11,14 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use crate::attacker::{Attacker, attacker};
-use crate::harness::{crac, crac_bin, lines, only_stdio, scratch, tests, text};
+use crate::harness::{crac, crac_bin, lines, only_stdio, scratch, tests, text, wait_for_line};
 
 tests![
     crac_doctor_judges_the_mode_in_use_and_says_what_to_do,
     an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies,
+    an_ordinary_users_service_restarts_from_its_last_periodic_image,
+    an_ordinary_user_checkpoints_on_request,
+    a_rootless_lazy_restore_is_refused_naming_why,
 ];
 
 /// A directory of the user's own for one test (its image, its key), and the user.
@@ -205,4 +208,114 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
         );
         assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
     }
+}
+
+/// `crac run --every` rootless: left-running images taken in the user namespace, and
+/// after a crash the restart from the last one.
+fn an_ordinary_users_service_restarts_from_its_last_periodic_image() {
+    let (user, dir) = own_scratch("rootless-periodic");
+    let image = dir.join("image");
+    let exe = std::env::current_exe().unwrap();
+    let out = crac_as(
+        &user,
+        &dir,
+        &[
+            "run",
+            "--image",
+            image.to_str().unwrap(),
+            "--on",
+            "request",
+            "--every",
+            "1",
+            "--",
+            exe.to_str().unwrap(),
+        ],
+    )
+    .env("CRAC_E2E_SCENARIO", "periodic")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let l = lines(&stdout);
+    let second = l
+        .iter()
+        .filter(|l| l.starts_with("periodic LeftRunning"))
+        .nth(1)
+        .expect("two periodic images");
+    let round = second.rsplit(' ').next().unwrap();
+    assert!(l.contains(&"crashing"), "{stdout}");
+    assert_eq!(
+        l[l.len() - 2..],
+        [
+            format!("periodic Restored at round {round}").as_str(),
+            "exiting 7"
+        ],
+        "restarted from the last consistent image: {stdout}"
+    );
+}
+
+/// `crac checkpoint PID` from the same ordinary user, to a process in crac's user
+/// namespace (the PID is the host's).
+fn an_ordinary_user_checkpoints_on_request() {
+    let (user, dir) = own_scratch("rootless-request");
+    let image = dir.join("image");
+    let exe = std::env::current_exe().unwrap();
+    let mut running = crac_as(
+        &user,
+        &dir,
+        &[
+            "run",
+            "--image",
+            image.to_str().unwrap(),
+            "--on",
+            "request",
+            "--",
+            exe.to_str().unwrap(),
+        ],
+    )
+    .env("CRAC_E2E_SCENARIO", "request")
+    .stdout(std::fs::File::create(dir.join("out")).unwrap())
+    .spawn()
+    .unwrap();
+    wait_for_line(&dir.join("out"), "ready");
+    let mut stderr = std::io::BufReader::new(running.stderr.take().unwrap());
+    let mut announced = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut announced).unwrap();
+    let pid = announced
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("no PID announced: {announced}"))
+        .to_string();
+    let asked = crac_as(&user, &dir, &["checkpoint", &pid])
+        .output()
+        .unwrap();
+    assert_eq!(asked.status.code(), Some(0), "{asked:?}");
+    assert!(
+        text(&asked.stderr).contains(&format!(
+            "process {pid} was checkpointed to {} and has stopped",
+            image.display()
+        )),
+        "{asked:?}"
+    );
+    let status = running.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the copy restored at once ends as the program does"
+    );
+}
+
+fn a_rootless_lazy_restore_is_refused_naming_why() {
+    let (user, dir) = own_scratch("rootless-lazy");
+    let image = dir.join("image");
+    let out = crac_as(&user, &dir, &["restore", "--lazy", image.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--lazy: a lazy restore needs root"),
+        "{out:?}"
+    );
 }
