@@ -68,6 +68,11 @@ enum Command {
         /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
         #[arg(long)]
         replace_invalid: bool,
+        /// Start APP with no capabilities beyond CHECKPOINT_RESTORE, SETUID, SETGID and
+        /// SETPCAP (its bounding set), so that a restore-only container (those four
+        /// capabilities, no SYS_ADMIN, the default seccomp profile) can restore its image.
+        #[arg(long)]
+        drop_capabilities: bool,
         #[command(flatten)]
         how: HowToRestore,
         /// The application and its arguments.
@@ -173,6 +178,17 @@ fn main() -> ExitCode {
         return report(crac_criu::launcher::action_script(&action).map(|()| 0));
     }
     let cli = Cli::parse();
+    let image = match &cli.command {
+        Command::Restore { dir, .. } => Some(dir),
+        Command::Run { image, .. } => Some(image),
+        _ => None,
+    };
+    if let Some(image) = image
+        // SAFETY: first thing in `main`, before any thread is started.
+        && let Err(e) = unsafe { namespace::keep_image_pids_free(image) }
+    {
+        return report(Err(e));
+    }
     report(match cli.command {
         Command::Restore {
             dir,
@@ -210,6 +226,7 @@ fn main() -> ExitCode {
             on,
             every,
             replace_invalid,
+            drop_capabilities,
             how,
             app,
         } => {
@@ -223,6 +240,7 @@ fn main() -> ExitCode {
                 timeout: how.timeout,
                 env: how.env,
                 insecure_image_permissions: how.insecure_image_permissions,
+                drop_capabilities,
             };
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))

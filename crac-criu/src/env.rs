@@ -44,6 +44,8 @@ pub(crate) const DUMP_IDENTITY: &str = "CRAC_DUMP_IDENTITY";
 pub(crate) const RESTORER: &str = "CRAC_RESTORER";
 /// The fd `crac __init` reports how the application ended on.
 pub(crate) const INIT_REPORT_FD: &str = "CRAC_INIT_REPORT_FD";
+/// `1`: the application keeps the restore-only capabilities at most.
+pub(crate) const DROP_CAPABILITIES: &str = "CRAC_DROP_CAPABILITIES";
 /// The image being restored, for the restore's action script.
 pub(crate) const RESTORE_IMAGE: &str = "CRAC_RESTORE_IMAGE";
 /// Where the restore's action script finds the page check's verdict.
@@ -207,6 +209,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         INIT_REPORT_FD,
         "`crac __init`",
         "the fd `crac __init` reports how the application ended on",
+        INTERNAL,
+    ),
+    var(
+        DROP_CAPABILITIES,
+        "the application (before `main`)",
+        "`1`, set by `crac run --drop-capabilities`: the application keeps CHECKPOINT_RESTORE, SETUID, SETGID and SETPCAP at most of its capabilities, so that a restore-only container can restore its image",
         INTERNAL,
     ),
     var(

@@ -39,6 +39,7 @@ tests![
     the_pod_spec_plays_and_serves_again_from_a_restore,
     each_documented_privilege_is_needed_and_a_missing_one_is_named,
     an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start,
+    a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp_profile,
 ];
 
 /// Where the image lives in the container.
@@ -535,4 +536,91 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
         "containers: first start of the image with a baked checkpoint to first answer {:.2} s",
         first_answer.as_secs_f64()
     );
+}
+
+/// The restore-only runtime (examples/container/README.md): the image is taken by a
+/// privileged start, and production containers restore it with
+/// `--cap-drop ALL --cap-add CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP` under the default
+/// seccomp profile — no SYS_ADMIN — with `criu restore --unprivileged` in the
+/// container's own PID namespace; two of them beside each other.
+fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp_profile() {
+    images();
+    let redis = RedisServer::start();
+    let volume = volume("container-restore-only");
+    let port = free_port();
+    // The privileged start that takes the image runs the service with no capability
+    // the restore-only containers could not give it back; CRIU then also needs
+    // SYS_PTRACE to trace it (measured: `Unable to interrupt task` without).
+    let mut options = service_options(&redis, port, Some(&volume));
+    options.extend(["--entrypoint".into(), "crac".into()]);
+    let mut taking_privileges = least_privilege(None);
+    taking_privileges.extend(["--cap-add".into(), "SYS_PTRACE".into()]);
+    let taking = Container::run_with(
+        "taking",
+        &taking_privileges,
+        &options,
+        SERVICE,
+        &[
+            "run",
+            "--image",
+            IMAGE_IN_CONTAINER,
+            "--drop-capabilities",
+            "--env",
+            "PORT",
+            "--",
+            "/usr/local/bin/axum_service",
+        ],
+    );
+    let (value, _, _) = parse(&taking.answer(port, "/item/7"));
+    taking.stop();
+    drop(taking);
+
+    let restore_only: Vec<String> = [
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut instances = Vec::new();
+    for label in ["restore-only-1", "restore-only-2"] {
+        let port = free_port();
+        let started = Instant::now();
+        let container = Container::run_with(
+            label,
+            &restore_only,
+            &service_options(&redis, port, Some(&volume)),
+            SERVICE,
+            &[],
+        );
+        let body = container.answer(port, "/item/7");
+        let first_answer = started.elapsed();
+        let (restored, _, instance) = parse(&body);
+        assert_eq!(restored, value, "the warm cache came back: {body}");
+        let logs = container.logs();
+        assert!(
+            !logs.contains("no image in") && logs.contains("crac: restored in "),
+            "restored, not started cold:\n{logs}"
+        );
+        let granted = podman_ok(&[
+            "inspect",
+            "--format",
+            "{{.EffectiveCaps}} {{.HostConfig.SecurityOpt}}",
+            &format!("crac-e2e-{}-{label}", std::process::id()),
+        ]);
+        assert!(
+            granted.starts_with("[CAP_CHECKPOINT_RESTORE CAP_SETGID CAP_SETPCAP CAP_SETUID]")
+                && !granted.contains("seccomp=unconfined"),
+            "{granted}"
+        );
+        eprintln!(
+            "containers: a restore-only container (no SYS_ADMIN, default seccomp) to first \
+             answer {:.2} s",
+            first_answer.as_secs_f64()
+        );
+        instances.push((container, instance));
+    }
+    assert_ne!(instances[0].1, instances[1].1, "two copies, two instances");
 }

@@ -50,6 +50,10 @@ pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, Lau
             source: Box::new(e),
             problem: privileges::ROOTLESS_ADVICE.to_string(),
         },
+        e if privileges::restore_only() => LaunchError::WithoutPrivileges {
+            source: Box::new(e),
+            problem: privileges::RESTORE_ONLY_ADVICE.to_string(),
+        },
         e => match privileges::problem(
             "a restore",
             &privileges::missing(privileges::TO_RESTORE),

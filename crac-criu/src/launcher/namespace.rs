@@ -42,6 +42,37 @@ pub(crate) fn unshare_to_restore(criu: &Path, image: &Path) -> (Command, bool) {
     (cmd, kept)
 }
 
+/// In a restore-only container ([`privileges::restore_only`]), where CRIU restores in the
+/// container's own PID namespace and `crac` is PID 1 there: keeps the PIDs and TIDs of
+/// the image in `image` free for it, by moving the namespace's PID counter past them
+/// before `crac` starts a thread or a process of its own. Anywhere else, nothing.
+///
+/// # Safety
+///
+/// Only while the process has a single thread: first thing in `main`.
+pub unsafe fn keep_image_pids_free(image: &Path) -> Result<(), LaunchError> {
+    if !privileges::restore_only() || std::process::id() != 1 {
+        return Ok(());
+    }
+    // CRIU keeps one core-TID.img a thread: the image's highest TID, without reading
+    // (or trusting) anything else of an image not yet checked.
+    let highest = std::fs::read_dir(image)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            let tid = name.to_str()?.strip_prefix("core-")?.strip_suffix(".img")?;
+            tid.parse::<i32>().ok()
+        })
+        .max();
+    match highest {
+        // SAFETY: single-threaded, as the caller guarantees.
+        Some(tid) => unsafe { crate::sys::process::move_pid_counter_past(tid) }
+            .map_err(LaunchError::io("keeping the image's PIDs free")),
+        None => Ok(()),
+    }
+}
+
 /// `unshare` with its options, without the program.
 fn namespaces() -> Command {
     let mut cmd = Command::new("unshare");

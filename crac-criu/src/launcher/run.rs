@@ -12,7 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::env::{CHECKPOINT_TO, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY};
+use crate::env::{
+    CHECKPOINT_TO, DROP_CAPABILITIES, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY,
+};
 use crate::image::{self, ImageRefusal, manifest::FILE_NAME};
 use crate::launcher::error::LaunchError;
 use crate::launcher::namespace;
@@ -56,6 +58,11 @@ pub struct RunOptions {
     /// Restore and write images that a user other than root and this one could change
     /// (`RestoreOptions::insecure_image_permissions`).
     pub insecure_image_permissions: bool,
+    /// Start the application with a bounding set of the capabilities a restore-only
+    /// container can grant at most (CHECKPOINT_RESTORE, SETUID, SETGID, SETPCAP): CRIU
+    /// gives a restored process back the capabilities it had, and a restorer without
+    /// them fails.
+    pub drop_capabilities: bool,
 }
 
 /// Runs `app` with `args` as `options` say; returns the exit code to exit with.
@@ -236,6 +243,9 @@ fn first_run(
         .env(ENGINE, "criu")
         .env_remove(LEAVE_RUNNING)
         .envs(options.env.iter().map(|(k, v)| (k, v)));
+    if options.drop_capabilities {
+        cmd.env(DROP_CAPABILITIES, "1");
+    }
     if options.trigger == Trigger::Ready {
         cmd.env(ON_READY, "1");
     }

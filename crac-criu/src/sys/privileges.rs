@@ -221,6 +221,85 @@ pub(crate) fn names(set: u64) -> String {
     }
 }
 
+/// Whether this process is root with CAP_CHECKPOINT_RESTORE but without CAP_SYS_ADMIN:
+/// a least-privilege container (`--cap-drop ALL --cap-add
+/// CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP`, default seccomp profile), which can restore
+/// but not make namespaces nor checkpoint. There CRIU restores `--unprivileged` directly
+/// in the container's own PID namespace, where the image's PIDs are free.
+pub(crate) fn restore_only() -> bool {
+    const SYS_ADMIN_BIT: u32 = SYS_ADMIN.bit;
+    nix::unistd::geteuid().is_root()
+        && status_field("CapEff")
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .is_some_and(|set| {
+                set & (1 << CHECKPOINT_RESTORE_BIT) != 0 && set & (1 << SYS_ADMIN_BIT) == 0
+            })
+}
+
+/// What a restore-only container can grant a restored process, as a capability set:
+/// CHECKPOINT_RESTORE, SETUID, SETGID, SETPCAP.
+pub(crate) const RESTORE_ONLY_SET: u64 =
+    1 << CHECKPOINT_RESTORE_BIT | 1 << 7 | 1 << 6 | 1 << SETPCAP.bit;
+
+/// Keeps of this process's capabilities only those in `keep` (permitted and effective;
+/// none inheritable): CRIU records them in an image and gives a restored copy them back,
+/// which a restorer that has fewer cannot do. A program it execs as root gets its
+/// bounding set again: the dump helper and CRIU keep what they need.
+pub(crate) fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
+    /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words a set.
+    const VERSION_3: u32 = 0x2008_0522;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: `header` and `data` are laid out as the kernel's
+    // __user_cap_header_struct and two __user_cap_data_struct, which capget fills.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for (word, data) in data.iter_mut().enumerate() {
+        let keep = (keep >> (32 * word)) as u32;
+        data.permitted &= keep;
+        data.effective &= keep;
+        data.inheritable = 0;
+    }
+    // SAFETY: as above; capset only reads them.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// In a program `crac run --drop-capabilities` started (before `main`): keeps only the
+/// capabilities a restore-only container can give back ([`RESTORE_ONLY_SET`]), so that
+/// its image restores there. A failure is said, and the program goes on.
+pub(crate) fn drop_capabilities_if_asked() {
+    if std::env::var(crate::env::DROP_CAPABILITIES).as_deref() == Ok("1")
+        && let Err(e) = keep_only_capabilities(RESTORE_ONLY_SET)
+    {
+        eprintln!("crac: cannot drop this process's capabilities: {e}");
+    }
+}
+
+/// Whether CRIU restores with `--unprivileged`: without root (rootless mode), or root
+/// restricted to restoring ([`restore_only`]).
+pub(crate) fn unprivileged_criu() -> bool {
+    rootless() || restore_only()
+}
+
 /// Whether this process is not root, so that crac goes through a user namespace of its
 /// own (rootless mode): PID namespaces made there, CRIU restoring with `--unprivileged`.
 pub(crate) fn rootless() -> bool {
@@ -278,6 +357,14 @@ pub(crate) const ROOTLESS_ADVICE: &str = "crac runs without root here (rootless 
      namespace of its own, `criu restore --unprivileged`), which cannot carry established TCP \
      connections nor an image not taken under `crac run` (it needs its original PID): \
      `crac doctor` says what this host allows";
+
+/// What a failure in a restore-only container may come from.
+pub(crate) const RESTORE_ONLY_ADVICE: &str = "crac restores here as root without CAP_SYS_ADMIN \
+     (restore-only: CRIU restores `--unprivileged` in the container's PID namespace), which \
+     needs CAP_CHECKPOINT_RESTORE, CAP_SETUID, CAP_SETGID and CAP_SETPCAP (docker/podman run \
+     --cap-add CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP), the image's PIDs free (crac as the \
+     container's entrypoint, no other process started before it), and cannot carry \
+     established TCP connections: `crac doctor` says what this container allows";
 
 /// [`USER_NAMESPACE`]'s value.
 pub(crate) const IN_USER_NAMESPACE: &str = "rootless";

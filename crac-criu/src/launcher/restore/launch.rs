@@ -101,7 +101,7 @@ pub(super) fn start(
     };
     let child = spawn(cmd, &criu, manifest)?;
     let pid = child.id() as libc::pid_t;
-    let copy = CopyStopper::new(if manifest.private_pid_namespace {
+    let copy = CopyStopper::new(if in_own_namespace(manifest) {
         pid
     } else {
         manifest.pid
@@ -122,7 +122,7 @@ pub(super) fn start(
         }
     };
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
-    supervise::forward_to(if manifest.private_pid_namespace {
+    supervise::forward_to(if in_own_namespace(manifest) {
         procfs::first_child(pid).unwrap_or(pid)
     } else {
         pid
@@ -139,7 +139,7 @@ pub(super) fn start(
 /// the `crac` executable as its action script, stdio handed over, the image's own
 /// options, and the phase stamps and restore-time arguments passed on.
 fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Command, LaunchError> {
-    let mut cmd = if manifest.private_pid_namespace {
+    let mut cmd = if in_own_namespace(manifest) {
         let (cmd, clocks_kept) = namespace::unshare_to_restore(criu, &job.dir);
         if !clocks_kept {
             eprintln!(
@@ -159,9 +159,9 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
         .arg(&job.log)
         .arg(format!("-v{}", job.log_level()))
         .args(criu::restore_options(&manifest.restore_options));
-    if privileges::rootless() {
-        // Rootless mode: CRIU skips what needs privileges on the host (socket buffer
-        // sizes beyond the limits, the time namespace, TUN devices).
+    if privileges::unprivileged_criu() {
+        // Rootless or restore-only: CRIU skips what needs privileges it lacks (socket
+        // buffer sizes beyond the limits, the time namespace, TUN devices).
         cmd.arg("--unprivileged");
     }
     action_script::pass_to(&mut cmd, job.tool, &job.dir);
@@ -178,6 +178,13 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
     restore_args::pass_to(&mut cmd, &given)
         .map_err(LaunchError::io("passing the restore-time arguments"))?;
     Ok(cmd)
+}
+
+/// Whether CRIU runs as PID 1 of a fresh PID namespace: for an image taken in one, but
+/// in a restore-only container, which cannot make one, in the container's own (where
+/// crac is PID 1 and the image's PIDs are free), as a host-namespace image is restored.
+fn in_own_namespace(manifest: &Manifest) -> bool {
+    manifest.private_pid_namespace && !privileges::restore_only()
 }
 
 /// Stamps the end of the page check: hashed, or found recorded intact.
@@ -209,7 +216,7 @@ fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, La
             Ok(())
         });
     }
-    if manifest.private_pid_namespace {
+    if in_own_namespace(manifest) {
         // A restorer that dies (even by SIGKILL) takes a private-namespace restore
         // down: `unshare`, then through `--kill-child` the namespace and the copy in it.
         // Not a host-namespace one: killing CRIU half way would leave the copy stuck,
@@ -231,7 +238,7 @@ fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, La
         supervise::adopt_orphans()?;
     }
     cmd.spawn().map_err(|source| LaunchError::File {
-        action: if manifest.private_pid_namespace {
+        action: if in_own_namespace(manifest) {
             "running `unshare` (util-linux) with"
         } else {
             "running"
