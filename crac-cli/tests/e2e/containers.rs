@@ -623,4 +623,29 @@ fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp
         instances.push((container, instance));
     }
     assert_ne!(instances[0].1, instances[1].1, "two copies, two instances");
+    drop(instances);
+
+    // `crac doctor` there judges restore-only mode, the image included
+    let mut options = service_options(&redis, port, Some(&volume));
+    options.extend(["--entrypoint".into(), "crac".into()]);
+    let doctor = Container::run_with(
+        "restore-only-doctor",
+        &restore_only,
+        &options,
+        SERVICE,
+        &["doctor", IMAGE_IN_CONTAINER],
+    );
+    let code = doctor.exit_code();
+    let logs = doctor.logs();
+    assert_eq!(code, 0, "{logs}");
+    for line in [
+        "restore-only mode",
+        "OK   root's capabilities: CAP_CHECKPOINT_RESTORE, CAP_SETUID, CAP_SETGID, CAP_SETPCAP",
+        "OK   seccomp: a filter: restores work under it",
+        "WARN time namespaces: restore-only",
+        &format!("OK   image: {IMAGE_IN_CONTAINER} can be restored here"),
+        "mode restore-only (in use): works",
+    ] {
+        assert!(logs.contains(line), "{line:?} in {logs}");
+    }
 }

@@ -20,13 +20,20 @@ pub enum Mode {
     Root,
     /// Not root: in a user namespace of crac's own, CRIU restoring `--unprivileged`.
     Rootless,
+    /// Root without CAP_SYS_ADMIN, with CAP_CHECKPOINT_RESTORE (a least-privilege
+    /// container): restores only, `--unprivileged`, in this PID namespace.
+    RestoreOnly,
 }
+
+/// Every mode, in the order verdicts are given.
+const MODES: [Mode; 3] = [Mode::Root, Mode::Rootless, Mode::RestoreOnly];
 
 impl Mode {
     fn name(self) -> &'static str {
         match self {
             Mode::Root => "root",
             Mode::Rootless => "rootless",
+            Mode::RestoreOnly => "restore-only",
         }
     }
 }
@@ -45,8 +52,10 @@ pub enum Status {
 /// Who needs a check to pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NeededBy {
-    /// Both modes.
+    /// Every mode.
     Always,
+    /// The modes that checkpoint (root and rootless).
+    Checkpointing,
     /// One mode only.
     In(Mode),
     /// Nobody: it informs.
@@ -97,6 +106,7 @@ impl Check {
         self.status == Status::Fail
             && match self.needed {
                 NeededBy::Always => true,
+                NeededBy::Checkpointing => mode != Mode::RestoreOnly,
                 NeededBy::In(needed) => needed == mode,
                 NeededBy::Never => false,
             }
@@ -138,6 +148,7 @@ impl Report {
         let modes: &[Mode] = match self.mode {
             Mode::Root => &[Mode::Root, Mode::Rootless],
             Mode::Rootless => &[Mode::Rootless],
+            Mode::RestoreOnly => &[Mode::RestoreOnly],
         };
         for &mode in modes {
             let using = if mode == self.mode {
@@ -172,11 +183,17 @@ impl Report {
                     Status::Warn => "warn",
                     Status::Fail => "fail",
                 };
-                let needed_by = match c.needed {
-                    NeededBy::Always => r#"["root","rootless"]"#.to_string(),
-                    NeededBy::In(mode) => format!(r#"["{}"]"#, mode.name()),
-                    NeededBy::Never => "[]".to_string(),
-                };
+                let modes: Vec<String> = MODES
+                    .iter()
+                    .filter(|&&mode| match c.needed {
+                        NeededBy::Always => true,
+                        NeededBy::Checkpointing => mode != Mode::RestoreOnly,
+                        NeededBy::In(needed) => needed == mode,
+                        NeededBy::Never => false,
+                    })
+                    .map(|mode| format!(r#""{}""#, mode.name()))
+                    .collect();
+                let needed_by = format!("[{}]", modes.join(","));
                 format!(
                     r#"{{"name":{},"status":"{status}","found":{},"remedy":{},"needed_by":{needed_by}}}"#,
                     inspect::json(c.name),
@@ -198,6 +215,8 @@ impl Report {
 pub fn doctor(image: Option<&Path>) -> Report {
     let mode = if privileges::rootless() {
         Mode::Rootless
+    } else if privileges::restore_only() {
+        Mode::RestoreOnly
     } else {
         Mode::Root
     };
@@ -215,10 +234,10 @@ pub fn doctor(image: Option<&Path>) -> Report {
         checks.push(file_capabilities(criu));
     }
     checks.extend([
-        root_capabilities(),
-        user_namespaces(),
+        root_capabilities(mode),
+        user_namespaces(mode),
         time_namespaces(mode),
-        seccomp(),
+        seccomp(mode),
         ptrace_scope(),
         checkpoint_restore_bounding(),
         kdat_cache(mode),
@@ -245,6 +264,10 @@ fn user(mode: Mode) -> Check {
         Mode::Rootless => {
             format!("uid {uid}, not root: rootless mode (a user namespace of crac's own)")
         }
+        Mode::RestoreOnly => "root without CAP_SYS_ADMIN, with CAP_CHECKPOINT_RESTORE: \
+                              restore-only mode (criu restore --unprivileged in this PID \
+                              namespace)"
+            .to_string(),
     };
     Check::ok("user", NeededBy::Never, found)
 }
@@ -294,7 +317,7 @@ fn at_least(version: &str, min: (u32, u32)) -> bool {
 /// (where only the lack of TCP repair is expected, and not a failure of crac's).
 fn criu_check(criu: &Path, mode: Mode) -> Check {
     let mut cmd = match mode {
-        Mode::Root => Command::new(criu),
+        Mode::Root | Mode::RestoreOnly => Command::new(criu),
         Mode::Rootless => {
             let mut cmd = Command::new("unshare");
             cmd.args(["--user", "--map-root-user"]).arg(criu);
@@ -302,7 +325,7 @@ fn criu_check(criu: &Path, mode: Mode) -> Check {
         }
     };
     cmd.arg("check");
-    if mode == Mode::Rootless {
+    if mode != Mode::Root {
         cmd.arg("--unprivileged");
     }
     let out = match cmd.stdin(Stdio::null()).output() {
@@ -325,15 +348,18 @@ fn criu_check(criu: &Path, mode: Mode) -> Check {
     if text.contains("Looks good") && errors.is_empty() {
         return Check::ok("criu check", NeededBy::In(mode), "looks good");
     }
-    // Unprivileged, CRIU cannot use what needs CAP_NET_ADMIN on the host: said, not
-    // failed (`criu restore --unprivileged` does without).
-    let network = |l: &&str| l.contains("TCP repair") || l.contains("criu/net.c");
-    if mode == Mode::Rootless && errors.iter().all(network) {
+    // Unprivileged, CRIU cannot use what needs CAP_NET_ADMIN on the host, nor (in a
+    // container, whose /proc/sys is read-only) ns_last_pid: said, not failed
+    // (`criu restore --unprivileged` does without, and sets PIDs with clone3).
+    let network = |l: &&str| {
+        l.contains("TCP repair") || l.contains("criu/net.c") || l.contains("ns_last_pid")
+    };
+    if mode != Mode::Root && errors.iter().all(network) {
         return Check::ok(
             "criu check",
             NeededBy::In(mode),
             "looks good but for what needs CAP_NET_ADMIN on the host: no TCP repair, so \
-             established connections are not carried rootless",
+             established connections are not carried",
         );
     }
     let found = if errors.is_empty() {
@@ -372,11 +398,31 @@ fn file_capabilities(criu: &Path) -> Check {
     }
 }
 
-/// Root mode needs root's capabilities in the effective set (a container may drop them).
-fn root_capabilities() -> Check {
+/// Root mode needs root's capabilities in the effective set (a container may drop them);
+/// restore-only mode the four it restores with.
+fn root_capabilities(mode: Mode) -> Check {
     let name = "root's capabilities";
-    if privileges::rootless() {
+    if mode == Mode::Rootless {
         return Check::ok(name, NeededBy::In(Mode::Root), "not root: not used");
+    }
+    if mode == Mode::RestoreOnly {
+        let missing = privileges::missing_from_effective(privileges::RESTORE_ONLY_SET);
+        return if missing == 0 {
+            Check::ok(
+                name,
+                NeededBy::In(Mode::RestoreOnly),
+                "CAP_CHECKPOINT_RESTORE, CAP_SETUID, CAP_SETGID, CAP_SETPCAP: all a \
+                 restore-only restore uses",
+            )
+        } else {
+            Check::new(
+                name,
+                NeededBy::In(Mode::RestoreOnly),
+                Status::Fail,
+                format!("this process lacks {}", privileges::names(missing)),
+            )
+            .remedy("docker/podman run --cap-add CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP")
+        };
     }
     let missing = privileges::missing(privileges::TO_RESTORE);
     match privileges::problem("a restore as root", &missing, false) {
@@ -388,9 +434,12 @@ fn root_capabilities() -> Check {
 
 /// Rootless mode makes a user namespace, with PID and mount namespaces in it: the
 /// sysctls that forbid that, then the real thing.
-fn user_namespaces() -> Check {
+fn user_namespaces(mode: Mode) -> Check {
     let name = "user namespaces";
     let needed = NeededBy::In(Mode::Rootless);
+    if mode == Mode::RestoreOnly {
+        return Check::ok(name, needed, "not used in restore-only mode");
+    }
     let sysctl = |path: &str| {
         std::fs::read_to_string(path)
             .ok()
@@ -479,6 +528,16 @@ fn time_namespaces(mode: Mode) -> Check {
     if mode == Mode::Root {
         return Check::ok(name, NeededBy::Never, "available: monotonic time is kept");
     }
+    if mode == Mode::RestoreOnly {
+        return Check::new(
+            name,
+            NeededBy::Never,
+            Status::Warn,
+            "restore-only: none can be made without CAP_SYS_ADMIN, so a restored process's \
+             monotonic clock (Instant) jumps by the time spent in the image",
+        )
+        .remedy("restore as root, or rootless (a user namespace makes one)");
+    }
     let probe = Command::new("unshare")
         .args(["--user", "--map-root-user", "--time", "--fork", "true"])
         .stdin(Stdio::null())
@@ -501,19 +560,25 @@ fn time_namespaces(mode: Mode) -> Check {
     }
 }
 
-fn seccomp() -> Check {
+fn seccomp(mode: Mode) -> Check {
     let name = "seccomp";
-    if privileges::under_seccomp_filter() {
+    if privileges::under_seccomp_filter() && mode == Mode::RestoreOnly {
+        Check::ok(
+            name,
+            NeededBy::Checkpointing,
+            "a filter: restores work under it (checkpoints would not)",
+        )
+    } else if privileges::under_seccomp_filter() {
         Check::new(
             name,
-            NeededBy::Always,
+            NeededBy::Checkpointing,
             Status::Fail,
             "this process runs under a seccomp filter: CRIU cannot checkpoint a process \
              started here (restoring works)",
         )
         .remedy("run without a filter (docker/podman --security-opt seccomp=unconfined)")
     } else {
-        Check::ok(name, NeededBy::Always, "no filter")
+        Check::ok(name, NeededBy::Checkpointing, "no filter")
     }
 }
 
@@ -521,17 +586,17 @@ fn seccomp() -> Check {
 fn ptrace_scope() -> Check {
     let name = "ptrace scope";
     match std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope") {
-        Err(_) => Check::ok(name, NeededBy::Always, "no Yama: no restriction"),
+        Err(_) => Check::ok(name, NeededBy::Checkpointing, "no Yama: no restriction"),
         Ok(scope) if scope.trim() == "3" => Check::new(
             name,
-            NeededBy::Always,
+            NeededBy::Checkpointing,
             Status::Fail,
             "kernel.yama.ptrace_scope is 3: no process may be traced, CRIU cannot dump",
         )
         .remedy("set it to 1 or 2 (it cannot be lowered from 3 without a reboot)"),
         Ok(scope) => Check::ok(
             name,
-            NeededBy::Always,
+            NeededBy::Checkpointing,
             format!(
                 "kernel.yama.ptrace_scope is {}: CRIU may trace what it dumps",
                 scope.trim()
@@ -568,7 +633,9 @@ fn kdat_cache(mode: Mode) -> Check {
     let name = "kdat cache";
     let dir = match mode {
         Mode::Root => Some(PathBuf::from("/run")),
-        Mode::Rootless => std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from),
+        Mode::Rootless | Mode::RestoreOnly => {
+            std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
+        }
     };
     let slower = "every CRIU call probes the kernel again (~30 ms more a restore)";
     match dir {
@@ -592,7 +659,9 @@ fn kdat_cache(mode: Mode) -> Check {
         )
         .remedy(match mode {
             Mode::Root => "mount a tmpfs on /run (systemd hosts have one)",
-            Mode::Rootless => "point XDG_RUNTIME_DIR at a tmpfs directory of your own",
+            Mode::Rootless | Mode::RestoreOnly => {
+                "point XDG_RUNTIME_DIR at a tmpfs directory of your own"
+            }
         }),
     }
 }
@@ -626,6 +695,13 @@ fn lazy_pages(mode: Mode) -> Check {
             NeededBy::Never,
             "userfaultfd available to root: --lazy works",
         ),
+        Mode::RestoreOnly => Check::new(
+            name,
+            NeededBy::Never,
+            Status::Warn,
+            "not measured in restore-only mode",
+        )
+        .remedy("restore without --lazy"),
         Mode::Rootless => Check::new(
             name,
             NeededBy::Never,

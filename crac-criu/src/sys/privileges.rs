@@ -118,6 +118,14 @@ pub(crate) fn problem(action: &str, missing: &[Needed], seccomp: bool) -> Option
     Some(format!("{action} needs privileges: {}", parts.join("; ")))
 }
 
+/// Those of `set` this process does not have in its effective set (none when the set
+/// cannot be read).
+pub(crate) fn missing_from_effective(set: u64) -> u64 {
+    status_field("CapEff")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .map_or(0, |effective| set & !effective)
+}
+
 /// CAP_CHECKPOINT_RESTORE's number (Linux 5.9+).
 pub(crate) const CHECKPOINT_RESTORE_BIT: u32 = 40;
 

@@ -149,6 +149,13 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
         }
         cmd
     } else {
+        if manifest.private_pid_namespace {
+            eprintln!(
+                "crac: warning: the restored process's monotonic clock (Instant) counts the \
+                 time spent in the image: a restore-only container cannot make a time \
+                 namespace (see `crac doctor`)"
+            );
+        }
         Command::new(criu)
     };
     restore_args::keep_out_of(&mut cmd, &job.options.given);
