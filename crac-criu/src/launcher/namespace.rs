@@ -42,10 +42,11 @@ pub(crate) fn unshare_to_restore(criu: &Path, image: &Path) -> (Command, bool) {
     (cmd, kept)
 }
 
-/// In a restore-only container ([`privileges::restore_only`]), where CRIU restores in the
-/// container's own PID namespace and `crac` is PID 1 there: keeps the PIDs and TIDs of
-/// the image in `image` free for it, by moving the namespace's PID counter past them
-/// before `crac` starts a thread or a process of its own. Anywhere else, nothing.
+/// In a restore-only container (root without CAP_SYS_ADMIN, with
+/// CAP_CHECKPOINT_RESTORE), where CRIU restores in the container's own PID namespace and
+/// `crac` is PID 1 there: keeps the PIDs and TIDs of the image in `image` free for it,
+/// by moving the namespace's PID counter past them before `crac` starts a thread or a
+/// process of its own. Anywhere else, nothing.
 ///
 /// # Safety
 ///
