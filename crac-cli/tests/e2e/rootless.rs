@@ -8,6 +8,7 @@ use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::attacker::{Attacker, attacker};
@@ -30,9 +31,29 @@ fn own_scratch(name: &str) -> (Attacker, PathBuf) {
     (user, dir)
 }
 
+/// `crac` and this executable (the program under test), copied where the user can run
+/// them: the build tree may be in a directory only root can enter (a CI runner's home).
+fn binaries() -> &'static (PathBuf, PathBuf) {
+    static COPIES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    COPIES.get_or_init(|| {
+        let dir = scratch("rootless-bin");
+        let open = std::fs::Permissions::from_mode(0o755);
+        for up in [&dir, dir.parent().unwrap()] {
+            std::fs::set_permissions(up, open.clone()).unwrap();
+        }
+        let copy = |from: &Path| {
+            let to = dir.join(from.file_name().unwrap());
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, open.clone()).unwrap();
+            to
+        };
+        (copy(crac_bin()), copy(&std::env::current_exe().unwrap()))
+    })
+}
+
 /// `crac ARGS` as `user`, with stdio only, whose key is kept in `dir`.
 fn crac_as(user: &Attacker, dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = user.command(crac_bin());
+    let mut cmd = user.command(&binaries().0);
     only_stdio(&mut cmd)
         .args(args)
         .env("XDG_STATE_HOME", dir.join("state"))
@@ -113,7 +134,7 @@ fn crac_doctor_judges_the_mode_in_use_and_says_what_to_do() {
 fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() {
     let (user, dir) = own_scratch("rootless-run");
     let image = dir.join("image");
-    let exe = std::env::current_exe().unwrap();
+    let exe = &binaries().1;
     let first = crac_as(
         &user,
         &dir,
@@ -215,7 +236,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
 fn an_ordinary_users_service_restarts_from_its_last_periodic_image() {
     let (user, dir) = own_scratch("rootless-periodic");
     let image = dir.join("image");
-    let exe = std::env::current_exe().unwrap();
+    let exe = &binaries().1;
     let out = crac_as(
         &user,
         &dir,
@@ -259,7 +280,7 @@ fn an_ordinary_users_service_restarts_from_its_last_periodic_image() {
 fn an_ordinary_user_checkpoints_on_request() {
     let (user, dir) = own_scratch("rootless-request");
     let image = dir.join("image");
-    let exe = std::env::current_exe().unwrap();
+    let exe = &binaries().1;
     let mut running = crac_as(
         &user,
         &dir,
