@@ -40,6 +40,7 @@ tests![
     each_documented_privilege_is_needed_and_a_missing_one_is_named,
     an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start,
     a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp_profile,
+    the_restore_only_pod_spec_restores_what_a_privileged_pod_took,
 ];
 
 /// Where the image lives in the container.
@@ -648,4 +649,89 @@ fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp
     ] {
         assert!(logs.contains(line), "{line:?} in {logs}");
     }
+}
+
+/// pod-restore-only.yaml under `podman kube play`: a privileged play of pod.yaml (its
+/// service run with `--drop-capabilities`, and SYS_PTRACE) takes the image on the node
+/// path, then the restore-only pod restores it with no SYS_ADMIN and the default
+/// seccomp profile.
+fn the_restore_only_pod_spec_restores_what_a_privileged_pod_took() {
+    images();
+    let dir = scratch("pod-restore-only");
+    let images = dir.join("images");
+    let node_path = "path: /var/lib/crac-images/axum-service";
+    let moved = |spec: String| {
+        assert!(spec.contains(node_path), "the hostPath moved: {spec}");
+        spec.replace(node_path, &format!("path: {}", images.display()))
+    };
+    let privileged =
+        moved(std::fs::read_to_string(repo().join("examples/container/pod.yaml")).unwrap());
+    let caps = r#"add: ["SYS_ADMIN", "NET_ADMIN", "SYS_TIME", "SYS_CHROOT", "SETPCAP"]"#;
+    let image = "      image: crac-axum-service:latest\n";
+    assert!(
+        privileged.contains(caps) && privileged.contains(image),
+        "{privileged}"
+    );
+    let taking = privileged
+        .replace(
+            caps,
+            r#"add: ["SYS_ADMIN", "NET_ADMIN", "SYS_TIME", "SYS_CHROOT", "SETPCAP", "SYS_PTRACE"]"#,
+        )
+        .replace(
+            image,
+            &format!(
+                "{image}      command: [\"crac\", \"run\", \"--image\", \"{IMAGE_IN_CONTAINER}\", \
+                 \"--drop-capabilities\", \"--env\", \"PORT\", \"--\", \
+                 \"/usr/local/bin/axum_service\"]\n"
+            ),
+        );
+    let taking_yaml = dir.join("taking.yaml");
+    std::fs::write(&taking_yaml, taking).unwrap();
+    let pod = Pod::play(&taking_yaml);
+    let (value, _, _) = parse(&pod.answer("/item/7"));
+    assert!(pod.logs().contains("no image in"), "{}", pod.logs());
+    drop(pod);
+    assert!(images.join("axum").join("crac-manifest").is_file());
+
+    let spec = moved(
+        std::fs::read_to_string(repo().join("examples/container/pod-restore-only.yaml")).unwrap(),
+    );
+    let yaml = dir.join("pod-restore-only.yaml");
+    std::fs::write(&yaml, spec).unwrap();
+    let started = Instant::now();
+    let pod = Pod::play_named(&yaml, "axum-service-restore-only");
+    let body = pod.answer("/item/7");
+    let first_answer = started.elapsed();
+    assert_eq!(parse(&body).0, value, "the warm cache came back: {body}");
+    let logs = pod.logs();
+    assert!(
+        !logs.contains("no image in") && logs.contains("crac: restored in "),
+        "restored, not started cold:\n{logs}"
+    );
+    let granted = podman_ok(&[
+        "inspect",
+        "--format",
+        "{{.EffectiveCaps}}",
+        "axum-service-restore-only-service",
+    ]);
+    assert_eq!(
+        granted.trim(),
+        "[CAP_CHECKPOINT_RESTORE CAP_SETGID CAP_SETPCAP CAP_SETUID]"
+    );
+    let pid = podman_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Pid}}",
+        "axum-service-restore-only-service",
+    ]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "crac restores under the runtime's seccomp filter: {status}"
+    );
+    eprintln!(
+        "containers: pod-restore-only.yaml (no SYS_ADMIN, default seccomp) to first answer \
+         {:.2} s",
+        first_answer.as_secs_f64()
+    );
 }
