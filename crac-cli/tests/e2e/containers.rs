@@ -14,6 +14,10 @@
 //! - Pre-baking: an image layer holding the checkpoint restores on the first start where
 //!   the key that sealed it is given as a secret (`CRAC_IMAGE_KEY`), and is refused,
 //!   naming the keys, where it is not.
+//! - Restore-only: an image taken with `crac run --drop-capabilities` restores in
+//!   containers with only CHECKPOINT_RESTORE, SETUID, SETGID and SETPCAP under the default
+//!   seccomp profile (two beside each other, and `crac doctor` there), and in
+//!   `examples/container/pod-restore-only.yaml` under `podman kube play`.
 //!
 //! The times to the first answer are printed (`--nocapture` is not needed: the harness
 //! does not capture). Needs podman, runc and catatonit (`scripts/install-containers.sh`)
