@@ -18,12 +18,22 @@ use restoring::PORT;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Requests to `/count` handled.
+static COUNTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Signalled by the slow handler once it runs: the request is in flight.
 static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 async fn serve(deadline: Duration) -> std::net::SocketAddr {
     let app = Router::new()
         .route("/", routing::get(|| async { "hello" }))
+        .route(
+            "/count",
+            routing::get(|| async {
+                COUNTED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                "hello"
+            }),
+        )
         .route(
             "/work",
             routing::get(|| async {
@@ -190,6 +200,54 @@ fn keep_alive_clients_with_the_next_request_always_in_flight_do_not_hold_the_dra
                 "the connection was ended between two responses"
             );
         }
+    });
+}
+
+/// Pipelined requests that hyper has already read into its buffer when a drain starts:
+/// each one the application was handed is answered in full; hyper hands over the next
+/// one it holds right after a response, but once it reads the socket again it sees the
+/// end of the stream, and those it still holds are dropped without reaching the
+/// application. The connection then ends cleanly after the last response, and the
+/// client sends them again on a new connection, as HTTP/1.1 clients do when a
+/// connection closes with requests unanswered (RFC 9112, 9.3.2) — safe whatever the
+/// method, since no handler ran for them.
+#[test]
+fn pipelined_requests_handed_to_the_application_are_answered_the_others_never_ran() {
+    on_runtime(async {
+        *PORT.lock().unwrap() = None;
+        let address = serve(Duration::from_secs(10)).await;
+        for (pipelined, answered, counted) in [
+            (["/slow", "/count", "/count"], ["slow", "hello"], 1),
+            (["/slow", "/slow", "/count"], ["slow", "slow"], 0),
+        ] {
+            COUNTED.store(0, std::sync::atomic::Ordering::SeqCst);
+            let mut connection = TcpStream::connect(address).await.unwrap();
+            let requests = pipelined
+                .map(|path| format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n"))
+                .concat();
+            connection.write_all(requests.as_bytes()).await.unwrap();
+            SLOW_STARTED.notified().await; // the first is being handled; all were read
+            let restore = crac::tokio::checkpoint_restore().await.unwrap();
+            assert!(restore.is_restored());
+            let mut responses = Vec::new();
+            connection.read_to_end(&mut responses).await.unwrap(); // no reset
+            let responses = String::from_utf8_lossy(&responses);
+            let bodies: Vec<&str> = responses
+                .split("HTTP/1.1 200 OK")
+                .skip(1)
+                .map(|response| response.rsplit("\r\n\r\n").next().unwrap())
+                .collect();
+            assert_eq!(bodies, answered, "{pipelined:?}: {responses}");
+            assert_eq!(
+                COUNTED.load(std::sync::atomic::Ordering::SeqCst),
+                counted,
+                "{pipelined:?}: the dropped request never reached a handler"
+            );
+        }
+        // the second `/slow` signalled too: taken, so that no other test sees it
+        tokio::time::timeout(Duration::from_secs(1), SLOW_STARTED.notified())
+            .await
+            .unwrap();
     });
 }
 

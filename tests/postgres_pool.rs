@@ -2,11 +2,15 @@
 //! (feature `tokio`, the `simulate` engine): every backend of the pool ends before the
 //! checkpoint (`close_with` awaits each connection's task, so that its socket is closed
 //! before the image), the restored pool has new backends and queries work; a connection
-//! a server restart broke is discarded and the next checkout connects again. Each test
-//! starts its own cluster on a free loopback port (`scripts/install-servers.sh` installs
-//! PostgreSQL).
+//! a server restart broke is discarded and the next checkout connects again. A
+//! left-running checkpoint keeps every backend (the connections' sockets are claimed)
+//! and queries go on while it runs. Each test starts its own cluster on a free loopback
+//! port (`scripts/install-servers.sh` installs PostgreSQL).
 
 mod common;
+// in its own module: only these tests register the engine
+#[path = "common/leaving.rs"]
+mod leaving;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -123,5 +127,35 @@ fn a_connection_a_server_restart_broke_is_discarded_and_made_again() {
         let after = backend(&pool.get().await.unwrap()).await;
         assert_ne!(before, after);
         assert_eq!(server_backends(&server).await, HashSet::from([after]));
+    });
+}
+
+#[test]
+fn a_left_running_checkpoint_keeps_every_backend_and_queries_go_on() {
+    on_runtime(async {
+        let server = PostgresServer::start();
+        let pool = pool(server.config(), 2).await;
+        let before = backends_of(&pool, 2).await;
+        let (during, runtime) = (pool.clone(), tokio::runtime::Handle::current());
+        let (sender, seen) = std::sync::mpsc::channel();
+        *leaving::DURING.lock().unwrap() = Some(Box::new(move || {
+            let one = async {
+                let connection = during.get().await.unwrap();
+                tokio::time::timeout(Duration::from_secs(2), backend(&connection)).await
+            };
+            sender.send(runtime.block_on(one)).unwrap();
+        }));
+        crac::use_engine("leaving").unwrap();
+        let restore = crac::tokio::checkpoint_restore().await.unwrap();
+        crac::use_engine("simulate").unwrap();
+        assert_eq!(restore.outcome(), crac::Outcome::LeftRunning);
+        assert_eq!(
+            leaving::claimed_by("a connection of pool `postgres`").len(),
+            2
+        );
+        let during = seen.recv().unwrap().expect("queries do not wait");
+        assert!(before.contains(&during), "{during} of {before:?}");
+        assert_eq!(backends_of(&pool, 2).await, before, "the same backends");
+        assert_eq!(server_backends(&server).await, before, "none ended");
     });
 }

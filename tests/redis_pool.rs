@@ -3,10 +3,16 @@
 //! while it runs, and the restored pool makes as many again at once (new redis client
 //! ids); the size bound holds; a connection borrowed past the drain deadline refuses the
 //! checkpoint by name and the pool goes on; connections still being made again (a
-//! server that does not answer) do not hold up the next checkpoint. Each test starts its
-//! own redis-server on a free loopback port (`scripts/install-servers.sh` installs it).
+//! server that does not answer) do not hold up the next checkpoint. A left-running
+//! checkpoint keeps every connection, idle or borrowed (their sockets are claimed), and
+//! checkouts go on while it runs; in a copy restored from its image, a checkout made
+//! before the copy's `after_restore` waits for a new connection rather than get a dead one. Each test starts its own redis-server on a free
+//! loopback port (`scripts/install-servers.sh` installs it).
 
 mod common;
+// in its own module: only these tests register the engine
+#[path = "common/leaving.rs"]
+mod leaving;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -210,5 +216,79 @@ fn connections_still_being_made_again_do_not_hold_up_the_next_checkpoint() {
         crac::tokio::checkpoint_restore().await.unwrap();
         hang.store(false, Ordering::SeqCst);
         assert_eq!(ids_of(&pool, 2).await.len(), 2);
+    });
+}
+
+#[test]
+fn a_left_running_checkpoint_keeps_every_connection_and_checkouts_go_on() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let pool = pool(server.url(), 3).await;
+        let before = ids_of(&pool, 3).await;
+        let mut borrowed = pool.get().await.unwrap();
+        let (during, runtime) = (pool.clone(), tokio::runtime::Handle::current());
+        *leaving::DURING.lock().unwrap() = Some(Box::new(move || {
+            let two =
+                async { tokio::time::timeout(Duration::from_secs(2), ids_of(&during, 2)).await };
+            let ids = runtime.block_on(two);
+            *SEEN_DURING.lock().unwrap() = Some(ids.expect("checkouts do not wait"));
+        }));
+        crac::use_engine("leaving").unwrap();
+        let restore = crac::tokio::checkpoint_restore().await.unwrap();
+        crac::use_engine("simulate").unwrap();
+        assert_eq!(restore.outcome(), crac::Outcome::LeftRunning);
+        let claimed = leaving::claimed_by("a connection of pool `redis pool`");
+        assert_eq!(
+            claimed.len(),
+            3,
+            "each connection's socket, the borrowed one too"
+        );
+        let during = SEEN_DURING.lock().unwrap().take().unwrap();
+        assert!(during.is_subset(&before), "{during:?} of {before:?}");
+        assert!(before.contains(&client_id(&mut borrowed).await));
+        drop(borrowed);
+        assert_eq!(ids_of(&pool, 3).await, before, "the same connections");
+        assert_eq!(server_clients(&server.url()).await, before, "none closed");
+        assert!(
+            crac::claimed_fds().is_empty(),
+            "claims withdrawn after the checkpoint"
+        );
+    });
+}
+
+static SEEN_DURING: std::sync::Mutex<Option<HashSet<i64>>> = std::sync::Mutex::new(None);
+
+#[test]
+fn in_a_copy_of_a_left_running_image_no_checkout_gets_a_dead_connection() {
+    on_runtime(async {
+        let server = RedisServer::start();
+        let pool = pool(server.url(), 2).await;
+        let before = ids_of(&pool, 2).await;
+        let (early, runtime) = (pool.clone(), tokio::runtime::Handle::current());
+        let (sender, first) = tokio::sync::oneshot::channel();
+        *leaving::DURING.lock().unwrap() = Some(Box::new(move || {
+            // a task of the copy that runs before its `after_restore`
+            runtime.spawn(async move {
+                let mut connection = early.get().await.unwrap();
+                let id = redis::cmd("CLIENT")
+                    .arg("ID")
+                    .query_async::<i64>(&mut *connection)
+                    .await;
+                sender.send(id).unwrap();
+            });
+            std::thread::sleep(Duration::from_millis(200)); // it checks out meanwhile
+        }));
+        leaving::AS_COPY.store(true, Ordering::SeqCst);
+        crac::use_engine("leaving").unwrap();
+        let restore = crac::tokio::checkpoint_restore().await.unwrap();
+        crac::use_engine("simulate").unwrap();
+        assert!(restore.is_restored());
+        let id = first.await.unwrap().expect("the first request succeeds");
+        assert!(
+            !before.contains(&id),
+            "a new connection: {id} (dead: {before:?})"
+        );
+        let after = ids_of(&pool, 2).await;
+        assert!(after.is_disjoint(&before), "{after:?} {before:?}");
     });
 }

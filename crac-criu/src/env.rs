@@ -12,6 +12,8 @@ pub(crate) const CHECKPOINT_TO: &str = "CRAC_CHECKPOINT_TO";
 pub(crate) const CRIU: &str = crac_shared::criu::CRIU_ENV;
 /// The file of the key images are sealed with.
 pub(crate) const IMAGE_KEY: &str = "CRAC_IMAGE_KEY";
+/// `off`: `crac::MappedHeap` allocates as the system allocator, writing no heap files.
+pub(crate) const MAPPED_HEAP: &str = "CRAC_MAPPED_HEAP";
 /// Extra CRIU options for the dump.
 pub(crate) const CRIU_OPTS: &str = "CRAC_CRIU_OPTS";
 /// `1`: the process keeps running after its image is taken.
@@ -93,8 +95,8 @@ const INTERNAL: &str = "set by crac";
 pub(crate) const VARIABLES: &[Variable] = &[
     var(
         CHECKPOINT_TO,
-        "the application; `crac checkpoint` (in the process's environment)",
-        "the image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`); relative to the process's working directory",
+        "the application; `crac checkpoint` (in the process's environment); `crac::MappedHeap`, at the first allocation",
+        "the image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`); relative to the process's working directory. With `crac::MappedHeap`, its presence puts the heap in segment files of `<image directory>.heap`",
         "required",
     ),
     var(
@@ -120,6 +122,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         "the application (its dump's action script); `crac`",
         "the file of the key every image is sealed with at checkpoint and checked with at restore (`crac key`); an image that travels needs the same key on both hosts",
         "root: `/var/lib/crac/image.key`; another user: `$XDG_STATE_HOME/crac/image.key` or `~/.local/state/crac/image.key`; made on first use",
+    ),
+    var(
+        MAPPED_HEAP,
+        "the application (`crac::MappedHeap`, at its first allocation)",
+        "`off`: the heap is the system allocator's even in a process started for a checkpoint, and its images copy it as usual; `on`: it lives in segment files beside the image (`IMAGE.heap`), which images map",
+        "`on`",
     ),
     var(
         CRIU_OPTS,
@@ -166,7 +174,7 @@ pub(crate) const VARIABLES: &[Variable] = &[
     var(
         INTERVAL,
         "the application",
-        "seconds between checkpoints at `crac::at_consistent_point()`; set by `crac run --every`",
+        "seconds between checkpoints at `crac::at_consistent_point()`; set by `crac run --every` (and given to every copy it restores); a copy restored by `crac restore` ignores the value it inherited and uses only one given with `--env`",
         "none: no periodic checkpoints",
     ),
     var(

@@ -52,6 +52,16 @@ pub enum Error {
         /// The whole log.
         log: PathBuf,
     },
+    /// The mapped heap (`crac::MappedHeap`) could not be sealed; the process continues
+    /// with its heap intact.
+    #[error(
+        "the mapped heap could not be sealed, so the process was not checkpointed and \
+         continues with its heap intact: {problem}"
+    )]
+    Heap {
+        /// Which segment file, and what failed.
+        problem: String,
+    },
     /// The dump helper failed before CRIU could report.
     #[error(transparent)]
     Helper(#[from] HelperFailure),

@@ -11,7 +11,9 @@
 //!   `restorer.rs` (the restorer killed, timed out or interrupted),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
 //!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
-//!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`), `fields.rs` (field
+//!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`), `mapped_heap.rs`
+//!   (`crac::MappedHeap`: restores that map the warmed heap, damaged segments, isolation,
+//!   growth, collection), `fields.rs` (field
 //!   attributes: `restore_env`, `reopen`),
 //!   `runtime_fds.rs` (async runtimes' fds, peers and inherited fds in the fd check),
 //!   `secrets.rs` (no secret in the image's bytes, secret environment given again),
@@ -42,6 +44,8 @@
 
 mod attacker;
 mod harness;
+#[path = "../../../tests/common/postgres_server.rs"]
+mod postgres_server;
 #[path = "../../../tests/common/redis_server.rs"]
 mod redis_server;
 mod scenario;
@@ -54,6 +58,7 @@ mod inspect;
 mod integrity;
 mod keep_serving;
 mod lazy;
+mod mapped_heap;
 mod ownership;
 mod pools;
 mod request;
@@ -73,9 +78,12 @@ mod temp_files;
 use libtest_mimic::{Arguments, Completion, Trial};
 
 /// The scenarios hold `#[crac(secret)]` fields and secret environment variables: freed
-/// memory must be scrubbed (`secrets.rs` checks it is, in the image's bytes).
+/// memory must be scrubbed (`secrets.rs` checks it is, in the image's bytes). Their heap
+/// is a `crac::MappedHeap`, off (`CRAC_MAPPED_HEAP=off`, set in `main` for every process
+/// the tests start) unless a test turns it on (`mapped_heap.rs`, `secrets.rs`).
 #[global_allocator]
-static ALLOC: crac::ScrubbingAlloc = crac::ScrubbingAlloc::new(std::alloc::System);
+static ALLOC: crac::ScrubbingAlloc<crac::MappedHeap> =
+    crac::ScrubbingAlloc::new(crac::MappedHeap::new());
 
 fn main() {
     if let Ok(name) = std::env::var("CRAC_E2E_SCENARIO") {
@@ -83,6 +91,8 @@ fn main() {
     }
     let args = Arguments::from_args();
     harness::use_own_temp_dir();
+    // SAFETY: still a single thread, as for `use_own_temp_dir`.
+    unsafe { std::env::set_var("CRAC_MAPPED_HEAP", "off") };
     // Listing runs nothing, so it needs no CRIU.
     let problem = if args.list {
         None
@@ -117,6 +127,7 @@ fn main() {
         ("fields", fields::TESTS),
         ("integrity", integrity::TESTS),
         ("lazy", lazy::TESTS),
+        ("mapped_heap", mapped_heap::TESTS),
         ("runtime_fds", runtime_fds::TESTS),
         ("secrets", secrets::TESTS),
         ("security", security::TESTS),

@@ -7,10 +7,11 @@
 //! checkpointed process.
 //!
 //! `examples/pool_periodic.rs` under `crac run --on request --every 1`: a pool of three
-//! raw redis connections, left running at two consistent points, then crashed and
-//! restored from the last image by `crac run`. After each
-//! checkpoint the pool's connections are new ones (each id above every earlier one) —
-//! in the process that ran on as in the restored copy — and it answers throughout.
+//! raw redis connections (or `tokio-postgres` ones to a real PostgreSQL server), left running at two consistent points, then crashed and
+//! restored from the last image by `crac run`. The process that runs on keeps the same
+//! three connections across the left-running checkpoints (the same redis client ids,
+//! the same PostgreSQL backends); the restored copy has new ones (each id above every earlier one), and its first
+//! requests on them succeed.
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
@@ -18,18 +19,20 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{crac_bin, crac_run, setup, tests};
+use crate::postgres_server::PostgresServer;
 use crate::redis_server::RedisServer;
 use crate::services::{Running, example, free_port, http_get, restore_copy, start};
 
 tests![
     a_pooled_service_restores_with_fresh_connections_in_every_copy,
-    a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash,
+    a_pool_keeps_its_connections_across_left_running_checkpoints_and_connects_afresh_after_a_crash,
+    a_postgres_pool_keeps_its_backends_across_left_running_checkpoints_and_has_new_ones_once_restored,
 ];
 
 /// One inline redis command on a connection of the test's own: its reply, an integer
 /// (`:N`) or a bulk string (`$LEN` and that many bytes), read to its end — not to the
 /// connection's, which a `QUIT` could reset.
-fn redis_command(redis: &RedisServer, command: &str) -> String {
+pub(crate) fn redis_command(redis: &RedisServer, command: &str) -> String {
     let stream = TcpStream::connect(("127.0.0.1", redis.port)).unwrap();
     write!(&stream, "{command}\r\n").unwrap();
     let mut reader = BufReader::new(stream);
@@ -44,7 +47,7 @@ fn redis_command(redis: &RedisServer, command: &str) -> String {
 }
 
 /// The redis client ids of the connections open now, the asking one included.
-fn client_ids(redis: &RedisServer) -> Vec<i64> {
+pub(crate) fn client_ids(redis: &RedisServer) -> Vec<i64> {
     let reply = redis_command(redis, "CLIENT LIST");
     reply
         .split_whitespace()
@@ -108,12 +111,25 @@ fn a_pooled_service_restores_with_fresh_connections_in_every_copy() {
     );
 }
 
-fn a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash() {
+fn a_pool_keeps_its_connections_across_left_running_checkpoints_and_connects_afresh_after_a_crash()
+{
     let (_, image) = setup("pool-periodic");
     let redis = RedisServer::start();
-    let port = format!("REDIS_PORT={}", redis.port);
-    let extra = ["--on", "request", "--every", "1", "--env", &port];
-    let out = crac_run(&example("pool_periodic"), &image, "", &extra);
+    kept_then_afresh(&image, &format!("REDIS_PORT={}", redis.port));
+}
+
+fn a_postgres_pool_keeps_its_backends_across_left_running_checkpoints_and_has_new_ones_once_restored()
+ {
+    let (_, image) = setup("pool-periodic-postgres");
+    let postgres = PostgresServer::start();
+    kept_then_afresh(&image, &format!("PG_CONFIG={}", postgres.config()));
+}
+
+/// `examples/pool_periodic.rs` under `crac run` with `server` (the variable naming it):
+/// the same connections after each left-running checkpoint, new ones in the copy.
+fn kept_then_afresh(image: &Path, server: &str) {
+    let extra = ["--on", "request", "--every", "1", "--env", server];
+    let out = crac_run(&example("pool_periodic"), image, "", &extra);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     let lines: Vec<(&str, Vec<i64>)> = stdout
@@ -121,7 +137,9 @@ fn a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash() {
         .filter_map(|line| line.split_once(" ids "))
         .map(|(what, ids)| {
             let ids = ids.trim_matches(['[', ']']).split(", ");
-            (what, ids.map(|id| id.parse().unwrap()).collect())
+            let mut ids: Vec<i64> = ids.map(|id| id.parse().unwrap()).collect();
+            ids.sort_unstable();
+            (what, ids)
         })
         .collect();
     let kinds: Vec<&str> = lines.iter().map(|(what, _)| *what).collect();
@@ -130,12 +148,13 @@ fn a_pool_connects_afresh_after_left_running_checkpoints_and_after_a_crash() {
         ["warm", "LeftRunning", "LeftRunning", "Restored"],
         "{stdout}"
     );
-    for pair in lines.windows(2) {
-        let earlier = pair[0].1.iter().max().unwrap();
-        let later = pair[1].1.iter().min().unwrap();
-        assert!(
-            later > earlier,
-            "fresh connections after each checkpoint: {stdout}"
-        );
+    let warm = &lines[0].1;
+    for (what, ids) in &lines[1..3] {
+        assert_eq!(ids, warm, "{what}: the same connections: {stdout}");
     }
+    let restored = &lines[3].1;
+    assert!(
+        restored.iter().all(|id| !warm.contains(id)),
+        "the restored copy connected afresh: {stdout}"
+    );
 }

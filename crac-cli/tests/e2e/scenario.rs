@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crac::{BoxError, Checkpoint, Checkpointable, Restore};
 
+mod mapped;
+
 #[derive(Checkpointable)]
 #[crac(name = "index", before_checkpoint = Self::park, after_restore = Self::resume)]
 struct Index {
@@ -233,6 +235,7 @@ pub(crate) fn run(scenario: &str) -> ! {
     ));
     match scenario {
         "carried-listener" => carried_listener(),
+        "blocking-server" => blocking_server(),
         "ready-then-direct" => ready_then_direct(),
         "clock" => clock(),
         "unique" => unique(&index),
@@ -245,6 +248,7 @@ pub(crate) fn run(scenario: &str) -> ! {
         "request" => on_request(&index, &server),
         "forever" => forever(),
         "soak" => soak(&index),
+        "mapped" => mapped::run(),
         _ => {}
     }
     if let Some(flavor) = scenario.strip_prefix("tokio-") {
@@ -268,6 +272,41 @@ fn carried_listener() -> ! {
     say(&format!("listening {:?}", restore.outcome()));
     std::thread::sleep(Duration::from_secs(3));
     std::process::exit(7);
+}
+
+/// A blocking server under `crac run --every`: a `crac::BlockingListener` on
+/// `CRAC_E2E_LISTEN` (a restored copy binds `CRAC_E2E_PORT` when given), a thread per
+/// connection answering each line with `pong`, warm at `ready()`, then a consistent
+/// point every 100 ms.
+fn blocking_server() -> ! {
+    use std::io::BufRead as _;
+    let listener = crac::BlockingListener::bind(std::env::var("CRAC_E2E_LISTEN").unwrap())
+        .unwrap()
+        .restore_address_from("CRAC_E2E_PORT");
+    crac::ready().unwrap();
+    std::thread::spawn(move || {
+        loop {
+            let Ok((connection, _)) = listener.accept() else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let mut lines = std::io::BufReader::new(&*connection);
+                let mut line = String::new();
+                while matches!(lines.read_line(&mut line), Ok(n) if n > 0) {
+                    if (&*connection).write_all(b"pong\n").is_err() {
+                        break;
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        if let Err(e) = crac::at_consistent_point() {
+            say(&format!("periodic checkpoint failed: {e}"));
+        }
+    }
 }
 
 /// The guide's direct pattern (docs/crac-run.md) in a program that also calls ready().

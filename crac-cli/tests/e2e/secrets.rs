@@ -16,6 +16,7 @@ use crate::harness::{
 
 tests![
     no_secret_reaches_the_image_and_a_restore_must_give_the_secret_environment_again,
+    no_secret_reaches_the_heap_segments,
     a_process_left_running_has_its_secret_environment_back,
     after_a_failed_dump_the_secret_environment_is_back,
 ];
@@ -168,6 +169,21 @@ fn no_secret_reaches_the_image_and_a_restore_must_give_the_secret_environment_ag
     );
 }
 
+/// The same with the heap in segments: freed copies are scrubbed and the fields wiped in
+/// the segment files too.
+fn no_secret_reaches_the_heap_segments() {
+    let (_, image) = setup("secrets-mapped");
+    let secrets = Secrets::new();
+    let first = secrets.run(&image).env("CRAC_MAPPED_HEAP", "on").output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let store = crate::mapped_heap::store(&image);
+    assert!(
+        std::fs::read_dir(&store).is_ok_and(|mut e| e.next().is_some()),
+        "the heap is in segments"
+    );
+    secrets.assert_only_the_plain_field_in(&image);
+}
+
 fn a_process_left_running_has_its_secret_environment_back() {
     let (_, image) = setup("secrets-left-running");
     let secrets = Secrets::new();
@@ -235,19 +251,23 @@ fn restore_with(image: &Path, env: &[&str], vars: &[(&str, &str)]) -> Output {
 }
 
 /// Every file of the image with its bytes.
+/// Every file of the image, and the heap segments in its store if it has one.
 fn image_files(image: &Path) -> Vec<(String, Vec<u8>)> {
+    let store = crate::mapped_heap::store(image);
     let files: Vec<(String, Vec<u8>)> = std::fs::read_dir(image)
         .unwrap()
+        .chain(std::fs::read_dir(&store).into_iter().flatten())
+        .map(Result::unwrap)
+        .filter(|e| e.file_type().unwrap().is_file())
         .map(|e| {
-            let e = e.unwrap();
             (
-                e.file_name().to_string_lossy().into_owned(),
+                e.path().display().to_string(),
                 std::fs::read(e.path()).unwrap(),
             )
         })
         .collect();
     assert!(
-        files.iter().any(|(name, _)| name.starts_with("pages-")),
+        files.iter().any(|(name, _)| name.contains("/pages-")),
         "{:?}",
         files.iter().map(|(n, _)| n).collect::<Vec<_>>()
     );

@@ -9,9 +9,13 @@
 //!   again;
 //! - `tokio_pool.rs`: `crac::tokio::Pool`, up to N such connections, emptied before a
 //!   checkpoint;
+//! - `connection_sockets.rs`: the TCP sockets behind a client's or a pool's
+//!   connections, claimed at a left-running checkpoint instead of closing them;
 //! - `reopen.rs`: `#[crac(reopen)]` files, closed and opened again by path.
 
 pub(crate) mod blocking_listener;
+#[cfg(feature = "tokio")]
+pub(crate) mod connection_sockets;
 pub(crate) mod gate;
 #[cfg(target_os = "linux")]
 pub(crate) mod reopen;

@@ -3,12 +3,20 @@
 //! when the server is down at restore time (a restore does not fail for a dependency
 //! that is briefly away, unless asked to). Users wait while it is closed instead of
 //! finding it gone.
+//!
+//! A left-running checkpoint ([`Checkpoint::leaves_running`]) closes nothing: the
+//! connection's sockets (found while `connect` ran, see `connection_sockets.rs`) are
+//! claimed, the engine carries them into the image where they come back closed, and the
+//! running process goes on using the same connection without waiting. A restored copy
+//! connects again as after any restore, and its users wait for that rather than get
+//! the dead copy, even before its `after_restore` runs. A connection whose socket
+//! cannot be carried (a unix socket) is closed as for a stopping checkpoint.
 
 use std::borrow::Cow;
 use std::future::Future;
 use std::panic::Location;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,9 +24,11 @@ use tokio::runtime::Handle;
 use tokio::sync::{Notify, RwLock, RwLockReadGuard};
 
 use crate::async_hooks::{block_on_hook_on, within};
+use crate::claims::FdClaim;
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
+use crate::resources::connection_sockets::{Making, Sockets};
 
 /// The connect function a client or a pool calls again after every restore.
 pub(crate) type Connect<C> =
@@ -70,6 +80,19 @@ struct ClientState<C> {
     /// The checkpoint took the connection away (a refused drain leaves it in place).
     taken: AtomicBool,
     reopened: Notify,
+    /// The sockets of the connection, while there is one (set with it).
+    sockets: Mutex<Option<Sockets>>,
+    /// Their claims during a left-running checkpoint.
+    claims: Mutex<Vec<FdClaim>>,
+    /// From a left-running checkpoint's `before_checkpoint` to its `after_restore`: the
+    /// connection is claimed rather than closed, and no new one is made.
+    keeping: AtomicBool,
+    /// The checkpoint under way claimed the connection (rather than closing it).
+    kept: AtomicBool,
+    /// Connections being made now, and their end: a left-running checkpoint waits for
+    /// them so that each is claimed.
+    making: AtomicUsize,
+    made: Notify,
 }
 
 /// The connection, borrowed from a [`Client`]; a checkpoint waits for it to be given back.
@@ -90,7 +113,8 @@ impl<C: Send + Sync + 'static> Client<C> {
         let location = Location::caller();
         async move {
             let connect: Connect<C> = Box::new(move || Box::pin(connect()));
-            let first = connect().await?;
+            let (first, sockets) = Sockets::traced(connect()).await;
+            let first = first?;
             let shared = Arc::new(ClientState {
                 name: name.into(),
                 runtime: Handle::current(),
@@ -102,6 +126,12 @@ impl<C: Send + Sync + 'static> Client<C> {
                 closed_for_checkpoint: AtomicBool::new(false),
                 taken: AtomicBool::new(false),
                 reopened: Notify::new(),
+                sockets: Mutex::new(Some(sockets)),
+                claims: Mutex::new(Vec::new()),
+                keeping: AtomicBool::new(false),
+                kept: AtomicBool::new(false),
+                making: AtomicUsize::new(0),
+                made: Notify::new(),
             });
             crate::context::global().register_at(&shared, location);
             Ok(Client { shared })
@@ -148,7 +178,9 @@ impl<C: Send + Sync + 'static> Client<C> {
     /// Drops the connection: the next [`get`](Self::get) connects again (after the
     /// server restarted, say).
     pub async fn reset(&self) {
-        self.shared.connection.write().await.take();
+        let mut slot = self.shared.connection.write().await;
+        self.shared.forget();
+        slot.take();
     }
 
     fn set_reconnect(self, when: Reconnect) -> Client<C> {
@@ -172,18 +204,33 @@ impl<C: Send + Sync + 'static> Client<C> {
             }
             let guard = shared.connection.read().await;
             if let Ok(connected) = RwLockReadGuard::try_map(guard, Option::as_ref) {
+                if shared.dead_copy() {
+                    drop(connected);
+                    reopened.await; // this copy's `after_restore` connects again
+                    continue;
+                }
                 return Ok(connected);
             }
             let mut slot = shared.connection.write().await;
             if slot.is_none() && !shared.closed_for_checkpoint.load(Ordering::SeqCst) {
-                *slot = Some(
-                    (shared.connect)()
-                        .await
-                        .map_err(|e| format!("connecting `{}`: {e}", shared.name))?,
-                );
+                let Some(_making) = Making::start(&shared.making, &shared.made, &shared.keeping)
+                else {
+                    drop(slot);
+                    reopened.await; // a left-running checkpoint: connect after it
+                    continue;
+                };
+                let connection = shared
+                    .connect_traced()
+                    .await
+                    .map_err(|e| format!("connecting `{}`: {e}", shared.name))?;
+                *slot = Some(connection);
             }
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl<C> std::fmt::Debug for Client<C> {
@@ -195,6 +242,81 @@ impl<C> std::fmt::Debug for Client<C> {
 }
 
 impl<C: Send + Sync + 'static> ClientState<C> {
+    /// Connects, noting the connection's sockets (stored before the caller stores the
+    /// connection, under the slot's write lock).
+    async fn connect_traced(&self) -> Result<C, BoxError> {
+        let (connected, sockets) = Sockets::traced((self.connect)()).await;
+        let connection = connected?;
+        *lock(&self.sockets) = Some(sockets);
+        Ok(connection)
+    }
+
+    /// The connection goes (under the slot's write lock): so do its sockets and claims.
+    fn forget(&self) {
+        lock(&self.claims).clear();
+        lock(&self.sockets).take();
+    }
+
+    /// While a left-running checkpoint is under way, whether the connection's sockets
+    /// are closed: this is a copy restored from its image, before its `after_restore`.
+    fn dead_copy(&self) -> bool {
+        self.keeping.load(Ordering::SeqCst)
+            && lock(&self.sockets)
+                .as_ref()
+                .is_some_and(|sockets| !sockets.connected())
+    }
+
+    /// A left-running checkpoint: claims the connection's sockets, closes nothing.
+    /// False, with nothing claimed, when they cannot be carried: the connection is then
+    /// closed as for a stopping checkpoint.
+    async fn keep(&self) -> Result<bool, BoxError> {
+        self.keeping.store(true, Ordering::SeqCst);
+        let deadline = *lock(&self.drain_deadline);
+        if !Making::none_left(&self.making, &self.made, deadline).await {
+            return Err(format!(
+                "`{}`: the connection was still being made after {deadline:?} (the server \
+                 does not answer?)",
+                self.name
+            )
+            .into());
+        }
+        let sockets = lock(&self.sockets).clone();
+        match sockets {
+            Some(sockets) if !sockets.keepable() => {
+                self.keeping.store(false, Ordering::SeqCst);
+                return Ok(false);
+            }
+            // a socket gone (the connection broke) is not in the image either
+            Some(sockets) => {
+                let owner = format!("the connection of client `{}`", self.name);
+                *lock(&self.claims) = sockets.claim(&owner).unwrap_or_default();
+            }
+            None => {}
+        }
+        self.kept.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    /// After a left-running checkpoint: the claims go. A restored copy's connection is
+    /// a dead copy: it is dropped, and made again as after any restore.
+    async fn unkeep(&self, restore: &Restore) -> Result<(), BoxError> {
+        lock(&self.claims).clear();
+        if !restore.is_restored() {
+            self.keeping.store(false, Ordering::SeqCst);
+            self.reopened.notify_waiters();
+            return Ok(());
+        }
+        self.closed_for_checkpoint.store(true, Ordering::SeqCst);
+        self.keeping.store(false, Ordering::SeqCst);
+        // borrowers of the dead copy fail at once and give it back
+        let mut slot = self.connection.write().await;
+        self.forget();
+        slot.take();
+        drop(slot);
+        self.taken.store(true, Ordering::SeqCst);
+        self.reopen().await
+    }
+
     async fn close_for_checkpoint(&self) -> Result<(), BoxError> {
         self.closed_for_checkpoint.store(true, Ordering::SeqCst);
         let deadline = *self
@@ -210,6 +332,7 @@ impl<C: Send + Sync + 'static> ClientState<C> {
             )
             .into());
         };
+        self.forget();
         let taken = slot.take();
         self.taken.store(true, Ordering::SeqCst);
         drop(slot);
@@ -238,7 +361,7 @@ impl<C: Send + Sync + 'static> ClientState<C> {
             .unwrap_or_else(PoisonError::into_inner);
         let connected = match when {
             Reconnect::Lazily => Ok(None),
-            _ => (self.connect)().await.map(Some),
+            _ => self.connect_traced().await.map(Some),
         };
         // Stored before users are let in: none of them connects a second time.
         let outcome = match connected {
@@ -262,11 +385,19 @@ impl<C: Send + Sync + 'static> ClientState<C> {
 }
 
 impl<C: Send + Sync + 'static> Resource for ClientState<C> {
-    fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        block_on_hook_on(Some(&self.runtime), self.close_for_checkpoint())
+    fn before_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), BoxError> {
+        block_on_hook_on(Some(&self.runtime), async {
+            if checkpoint.leaves_running() && self.keep().await? {
+                return Ok(());
+            }
+            self.close_for_checkpoint().await
+        })
     }
 
-    fn after_restore(&self, _: &Restore) -> Result<(), BoxError> {
+    fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
+        if self.kept.swap(false, Ordering::SeqCst) || self.keeping.load(Ordering::SeqCst) {
+            return block_on_hook_on(Some(&self.runtime), self.unkeep(restore));
+        }
         block_on_hook_on(Some(&self.runtime), self.reopen())
     }
 

@@ -1,15 +1,27 @@
 //! [`Pool`]: up to N connections to a server (PostgreSQL, redis), made on demand by a
-//! function crac calls again after every restore. Before a checkpoint every borrowed
-//! connection comes back and the pool is emptied, so that no connection is in the image;
-//! checkouts wait meanwhile, and connect afresh afterwards. As many connections as were
-//! open are made again in the background once the process runs on (restored or left
-//! running), so that the first requests after a checkpoint seldom wait for one.
+//! function crac calls again after every restore.
+//!
+//! - A stopping checkpoint waits for every borrowed connection to come back and empties
+//!   the pool, so that no connection is in the image; checkouts wait meanwhile.
+//! - A left-running checkpoint ([`Checkpoint::leaves_running`]) closes nothing: the
+//!   sockets of every connection, idle or borrowed, are claimed (found while `connect`
+//!   ran, see `connection_sockets.rs`), the engine carries them into the image where
+//!   they come back closed, and the running process goes on using the same connections;
+//!   checkouts go on meanwhile, only new connections wait for the checkpoint to end.
+//!   A pool with a connection whose socket cannot be carried (a unix socket) is emptied
+//!   as for a stopping checkpoint.
+//! - A restored copy drops the connections it was restored with (dead sockets) before
+//!   anyone uses them, even a checkout that runs before the copy's `after_restore`.
+//!
+//! As many connections as were open are made again in the background once the process
+//! runs on without them, so that the first requests seldom wait for one.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::panic::Location;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
@@ -18,9 +30,11 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::async_hooks::{block_on_hook_on, within};
+use crate::claims::FdClaim;
 use crate::error::BoxError;
 use crate::event::{Checkpoint, Restore};
 use crate::resource::Resource;
+use crate::resources::connection_sockets::{Making, Sockets};
 use crate::resources::tokio_client::{Close, Connect};
 
 /// Up to `max_size` connections of type `C`, each made by a function crac calls again
@@ -53,7 +67,7 @@ struct PoolState<C> {
     close: Mutex<Option<Arc<Close<C>>>>,
     max_size: u32,
     drain_deadline: Mutex<Duration>,
-    idle: Mutex<Vec<C>>,
+    idle: Mutex<Vec<Tracked<C>>>,
     /// One permit a borrowed connection (or one being made); idle ones hold none. The
     /// size bound, and what a checkpoint takes all of to know every connection is back.
     permits: Arc<Semaphore>,
@@ -65,12 +79,40 @@ struct PoolState<C> {
     /// that does not answer, say) rather than wait for them.
     connecting: Mutex<Vec<AbortHandle>>,
     reopened: Notify,
+    /// The sockets of every open connection, idle or borrowed, by id.
+    live: Mutex<HashMap<u64, Live>>,
+    next_id: AtomicU64,
+    /// Restores so far: a connection made before the last one is a dead copy.
+    epoch: AtomicU64,
+    /// From a left-running checkpoint's `before_checkpoint` to its `after_restore`:
+    /// connections are claimed rather than closed, and no new one is made.
+    keeping: AtomicBool,
+    /// The checkpoint under way claimed the connections (rather than closing them).
+    kept: AtomicBool,
+    /// Connections being made now, and their end: a left-running checkpoint waits for
+    /// them so that each is claimed.
+    making: AtomicUsize,
+    made: Notify,
+}
+
+/// A connection and what the pool knows of it.
+struct Tracked<C> {
+    id: u64,
+    epoch: u64,
+    sockets: Sockets,
+    connection: C,
+}
+
+/// An open connection's sockets, and their claims during a left-running checkpoint.
+struct Live {
+    sockets: Sockets,
+    claims: Vec<FdClaim>,
 }
 
 /// A connection borrowed from a [`Pool`]: given back when dropped (or dropped with
 /// [`discard`](Self::discard) when it is broken). A checkpoint waits for it.
 pub struct Pooled<C> {
-    connection: Option<C>,
+    entry: Option<Tracked<C>>,
     shared: Arc<PoolState<C>>,
     _permit: OwnedSemaphorePermit,
 }
@@ -92,7 +134,8 @@ impl<C: Send + 'static> Pool<C> {
         let location = Location::caller();
         async move {
             let connect: Connect<C> = Box::new(move || Box::pin(connect()));
-            let first = connect().await?;
+            let (first, sockets) = Sockets::traced(connect()).await;
+            let first = first?;
             let max_size = max_size.max(1);
             let shared = Arc::new_cyclic(|me| PoolState {
                 me: me.clone(),
@@ -102,13 +145,22 @@ impl<C: Send + 'static> Pool<C> {
                 close: Mutex::new(None),
                 max_size,
                 drain_deadline: Mutex::new(Duration::from_secs(10)),
-                idle: Mutex::new(vec![first]),
+                idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max_size as usize)),
                 closed_for_checkpoint: AtomicBool::new(false),
                 closed: AtomicUsize::new(0),
                 connecting: Mutex::new(Vec::new()),
                 reopened: Notify::new(),
+                live: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(0),
+                epoch: AtomicU64::new(0),
+                keeping: AtomicBool::new(false),
+                kept: AtomicBool::new(false),
+                making: AtomicUsize::new(0),
+                made: Notify::new(),
             });
+            let first = shared.register(first, sockets);
+            lock(&shared.idle).push(first);
             crate::context::global().register_at(&shared, location);
             Ok(Pool { shared })
         }
@@ -150,11 +202,10 @@ impl<C: Send + 'static> Pool<C> {
     /// Drops the idle connections: the next checkouts connect again (after the server
     /// restarted, say). Borrowed ones are kept unless [discarded](Pooled::discard).
     pub fn reset(&self) {
-        self.shared
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
+        let idle = std::mem::take(&mut *lock(&self.shared.idle));
+        for entry in &idle {
+            self.shared.forget(entry.id);
+        }
     }
 
     /// How many connections are open now, idle or borrowed.
@@ -190,7 +241,9 @@ impl<C> Pooled<C> {
     /// Drops the connection instead of giving it back (it broke): the pool makes a new
     /// one when needed.
     pub fn discard(mut this: Pooled<C>) {
-        this.connection.take();
+        if let Some(entry) = this.entry.take() {
+            this.shared.forget(entry.id);
+        }
     }
 }
 
@@ -198,26 +251,35 @@ impl<C> Deref for Pooled<C> {
     type Target = C;
 
     fn deref(&self) -> &C {
-        self.connection.as_ref().expect("present until dropped")
+        &self
+            .entry
+            .as_ref()
+            .expect("present until dropped")
+            .connection
     }
 }
 
 impl<C> DerefMut for Pooled<C> {
     fn deref_mut(&mut self) -> &mut C {
-        self.connection.as_mut().expect("present until dropped")
+        &mut self
+            .entry
+            .as_mut()
+            .expect("present until dropped")
+            .connection
     }
 }
 
 impl<C> Drop for Pooled<C> {
     fn drop(&mut self) {
         // Back before the permit is released (fields drop after this): a checkpoint that
-        // holds every permit finds every connection idle.
-        if let Some(connection) = self.connection.take() {
-            self.shared
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(connection);
+        // holds every permit finds every connection idle. One borrowed across a restore
+        // is a dead copy: dropped.
+        if let Some(entry) = self.entry.take() {
+            if entry.epoch == self.shared.epoch.load(Ordering::SeqCst) {
+                lock(&self.shared.idle).push(entry);
+            } else {
+                self.shared.forget(entry.id);
+            }
         }
     }
 }
@@ -227,6 +289,41 @@ impl<C> std::fmt::Debug for Pooled<C> {
         f.debug_struct("Pooled")
             .field("pool", &self.shared.name)
             .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl<C> PoolState<C> {
+    /// A connection just made, with its sockets.
+    fn register(&self, connection: C, sockets: Sockets) -> Tracked<C> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let live = Live {
+            sockets: sockets.clone(),
+            claims: Vec::new(),
+        };
+        lock(&self.live).insert(id, live);
+        Tracked {
+            id,
+            epoch: self.epoch.load(Ordering::SeqCst),
+            sockets,
+            connection,
+        }
+    }
+
+    /// A connection dropped: its claims go before its sockets close.
+    fn forget(&self, id: u64) {
+        lock(&self.live).remove(&id);
+    }
+
+    /// Not a dead copy: made since the last restore, and, while a left-running
+    /// checkpoint is under way (a restored copy runs before its `after_restore`), still
+    /// connected.
+    fn usable(&self, entry: &Tracked<C>) -> bool {
+        entry.epoch == self.epoch.load(Ordering::SeqCst)
+            && (!self.keeping.load(Ordering::SeqCst) || entry.sockets.connected())
     }
 }
 
@@ -247,39 +344,109 @@ impl<C: Send + 'static> PoolState<C> {
                 // a checkpoint began while this waited: it must get the permit
                 continue;
             }
-            let idle = shared
-                .idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .pop();
-            let connection = match idle {
-                Some(connection) => connection,
-                None => (shared.connect)()
-                    .await
-                    .map_err(|e| format!("connecting `{}`: {e}", shared.name))?,
+            let idle = lock(&shared.idle).pop();
+            let entry = match idle {
+                Some(entry) if shared.usable(&entry) => entry,
+                Some(dead) => {
+                    shared.forget(dead.id);
+                    continue;
+                }
+                None => match shared.make().await {
+                    Some(made) => made.map_err(|e| format!("connecting `{}`: {e}", shared.name))?,
+                    None => {
+                        // a left-running checkpoint is under way: connect after it
+                        drop(permit);
+                        reopened.await;
+                        continue;
+                    }
+                },
             };
             return Ok(Pooled {
-                connection: Some(connection),
+                entry: Some(entry),
                 shared: Arc::clone(shared),
                 _permit: permit,
             });
         }
     }
 
-    async fn close_for_checkpoint(&self) -> Result<(), BoxError> {
-        self.closed_for_checkpoint.store(true, Ordering::SeqCst);
-        let deadline = *self
-            .drain_deadline
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for task in self
-            .connecting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-        {
+    /// A new connection, registered with its sockets; none while a left-running
+    /// checkpoint is under way (it could not be claimed in time).
+    async fn make(&self) -> Option<Result<Tracked<C>, BoxError>> {
+        let _making = Making::start(&self.making, &self.made, &self.keeping)?;
+        let (made, sockets) = Sockets::traced((self.connect)()).await;
+        Some(made.map(|connection| self.register(connection, sockets)))
+    }
+
+    /// A left-running checkpoint: claims the sockets of every connection, closes none.
+    /// False, with nothing claimed, when a connection cannot be carried: the pool is
+    /// then emptied as for a stopping checkpoint.
+    async fn keep(&self) -> Result<bool, BoxError> {
+        self.keeping.store(true, Ordering::SeqCst);
+        self.stop_connecting();
+        let deadline = *lock(&self.drain_deadline);
+        if !Making::none_left(&self.making, &self.made, deadline).await {
+            return Err(format!(
+                "`{}`: a connection was still being made after {deadline:?} (the server does \
+                 not answer?)",
+                self.name
+            )
+            .into());
+        }
+        let mut live = lock(&self.live);
+        if live.values().any(|open| !open.sockets.keepable()) {
+            self.keeping.store(false, Ordering::SeqCst);
+            return Ok(false);
+        }
+        let owner = format!("a connection of pool `{}`", self.name);
+        let mut broken = Vec::new();
+        for (id, open) in live.iter_mut() {
+            match open.sockets.claim(&owner) {
+                Some(claims) => open.claims = claims,
+                None => broken.push(*id),
+            }
+        }
+        drop(live);
+        // Idle ones whose socket is gone (the server closed them) are of no more use.
+        let mut idle = lock(&self.idle);
+        let (gone, kept): (Vec<_>, Vec<_>) = idle.drain(..).partition(|e| broken.contains(&e.id));
+        *idle = kept;
+        drop(idle);
+        for entry in gone {
+            self.forget(entry.id);
+        }
+        self.kept.store(true, Ordering::SeqCst);
+        Ok(true)
+    }
+
+    /// After a left-running checkpoint: the claims go; a restored copy drops its copies
+    /// of the connections (closed) and makes as many again.
+    fn unkeep(&self, restore: &Restore) {
+        let mut live = lock(&self.live);
+        live.values_mut().for_each(|open| open.claims.clear());
+        if restore.is_restored() {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.closed.store(live.len(), Ordering::SeqCst);
+            live.clear();
+            drop(live);
+            // borrowed ones are dropped when given back (their epoch is over)
+            drop(std::mem::take(&mut *lock(&self.idle)));
+        }
+        self.keeping.store(false, Ordering::SeqCst);
+        self.reopened.notify_waiters();
+    }
+
+    /// Stops the tasks still making connections again after the last checkpoint (to a
+    /// server that does not answer, say) rather than wait for them.
+    fn stop_connecting(&self) {
+        for task in lock(&self.connecting).drain(..) {
             task.abort();
         }
+    }
+
+    async fn close_for_checkpoint(&self) -> Result<(), BoxError> {
+        self.closed_for_checkpoint.store(true, Ordering::SeqCst);
+        let deadline = *lock(&self.drain_deadline);
+        self.stop_connecting();
         let every = Arc::clone(&self.permits).acquire_many_owned(self.max_size);
         let Some(Ok(_every)) = within(deadline, every).await else {
             let borrowed = self.max_size as usize - self.permits.available_permits();
@@ -291,16 +458,15 @@ impl<C: Send + 'static> PoolState<C> {
             )
             .into());
         };
-        let idle = std::mem::take(&mut *self.idle.lock().unwrap_or_else(PoisonError::into_inner));
+        let idle = std::mem::take(&mut *lock(&self.idle));
         self.closed.store(idle.len(), Ordering::SeqCst);
-        let close = self
-            .close
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        for entry in &idle {
+            self.forget(entry.id);
+        }
+        let close = lock(&self.close).clone();
         if let Some(close) = close {
-            for connection in idle {
-                close(connection).await;
+            for entry in idle {
+                close(entry.connection).await;
             }
         }
         Ok(())
@@ -311,10 +477,7 @@ impl<C: Send + 'static> PoolState<C> {
     fn connect_again(&self) {
         let closed = self.closed.swap(0, Ordering::SeqCst);
         let Some(me) = self.me.upgrade() else { return };
-        let mut connecting = self
-            .connecting
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut connecting = lock(&self.connecting);
         connecting.clear();
         for _ in 0..closed {
             let task = self.runtime.spawn(Arc::clone(&me).connect_idle());
@@ -328,20 +491,13 @@ impl<C: Send + 'static> PoolState<C> {
         let Ok(_permit) = Arc::clone(&self.permits).acquire_owned().await else {
             return;
         };
-        let open = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
-            + (self.max_size as usize - self.permits.available_permits());
+        let open =
+            lock(&self.idle).len() + (self.max_size as usize - self.permits.available_permits());
         if open > self.max_size as usize || self.closed_for_checkpoint.load(Ordering::SeqCst) {
             return;
         }
-        if let Ok(connection) = (self.connect)().await {
-            self.idle
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(connection);
+        if let Some(Ok(entry)) = self.make().await {
+            lock(&self.idle).push(entry);
         }
     }
 
@@ -353,12 +509,24 @@ impl<C: Send + 'static> PoolState<C> {
 }
 
 impl<C: Send + 'static> Resource for PoolState<C> {
-    fn before_checkpoint(&self, _: &Checkpoint) -> Result<(), BoxError> {
-        block_on_hook_on(Some(&self.runtime), self.close_for_checkpoint())
+    fn before_checkpoint(&self, checkpoint: &Checkpoint) -> Result<(), BoxError> {
+        block_on_hook_on(Some(&self.runtime), async {
+            if checkpoint.leaves_running() && self.keep().await? {
+                return Ok(());
+            }
+            self.close_for_checkpoint().await
+        })
     }
 
-    fn after_restore(&self, _: &Restore) -> Result<(), BoxError> {
-        self.reopen();
+    fn after_restore(&self, restore: &Restore) -> Result<(), BoxError> {
+        if self.kept.swap(false, Ordering::SeqCst) || self.keeping.load(Ordering::SeqCst) {
+            self.unkeep(restore);
+            if !restore.is_restored() {
+                return Ok(()); // the running process: it kept its connections
+            }
+        } else {
+            self.reopen();
+        }
         self.connect_again();
         Ok(())
     }

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::env::DUMP_IDENTITY;
+use crate::heap::Segment;
 use crate::image::manifest::{CarriedListener, ExeStat, Manifest, PlanLine};
 use crate::image::sha256;
 use crate::sys::criu;
@@ -34,6 +35,8 @@ pub(crate) struct Description {
     pub(crate) listeners: Vec<CarriedListener>,
     pub(crate) secret_env: Vec<String>,
     pub(crate) plan: Vec<PlanLine>,
+    /// The mapped heap's sealed segments (`crate::heap`), which the image maps.
+    pub(crate) segments: Vec<Segment>,
 }
 
 /// What the dump helper finds for the manifest while the process prepares (hashing the
@@ -66,6 +69,7 @@ impl Description {
             secret_env: self.secret_env,
             plan: self.plan,
             files: Vec::new(),
+            segments: self.segments,
         }
     }
 
@@ -106,6 +110,12 @@ impl Description {
                 })
                 .collect(),
         );
+        list(
+            self.segments
+                .iter()
+                .map(|s| format!("{} {} {}", s.len, s.digest, s.path.display()))
+                .collect(),
+        );
         lines.join("\n") + "\n"
     }
 
@@ -135,6 +145,7 @@ impl Description {
             listeners: Vec::new(),
             secret_env: Vec::new(),
             plan: Vec::new(),
+            segments: Vec::new(),
         };
         d.restore_options = lines.list()?.map(String::from).collect();
         for listener in lines.list()? {
@@ -156,6 +167,18 @@ impl Description {
                 depth: depth.parse().map_err(|_| malformed("a plan depth"))?,
                 kind: kind.to_string(),
                 name: name.to_string(),
+            });
+        }
+        for line in lines.list()? {
+            let mut parts = line.splitn(3, ' ');
+            let mut part = || parts.next().ok_or_else(|| malformed("a heap segment"));
+            let (len, digest, path) = (part()?, part()?, part()?);
+            d.segments.push(Segment {
+                len: len
+                    .parse()
+                    .map_err(|_| malformed("a heap segment's size"))?,
+                digest: digest.to_string(),
+                path: path.into(),
             });
         }
         Ok(d)
@@ -263,6 +286,11 @@ mod tests {
                 kind: "resource".into(),
                 depth: 2,
                 name: "db pool (src/main.rs:3)".into(),
+            }],
+            segments: vec![Segment {
+                path: "/var/lib/crac/my app.heap/seg-1.heap".into(),
+                len: 1 << 26,
+                digest: "cd".repeat(32),
             }],
         };
         let encoded = description.encode();

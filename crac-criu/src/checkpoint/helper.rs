@@ -189,6 +189,7 @@ fn dump_and_conclude(
     if published && (succeeded || process_gone(args)) {
         // the staging path holds the previous image now, if there was one
         let _ = std::fs::remove_dir_all(&args.staging);
+        image::collect_segments(&args.image_dir);
         return (succeeded && args.leave_running).then_some((Message::LeftRunning, 0));
     }
     if published && let Err(e) = image::withdraw(&args.staging, &args.image_dir) {

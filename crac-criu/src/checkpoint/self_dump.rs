@@ -23,6 +23,7 @@ use crate::checkpoint::helper::HelperArgs;
 use crate::checkpoint::{fd_check, ready, request_server, secret_env, stdio};
 use crate::env;
 use crate::error::{Error, HelperFailure, NotCheckpointable};
+use crate::heap;
 use crate::image::manifest::PlanLine;
 use crate::image::{self, DESCRIPTION};
 use crate::sys::{criu, privileges, process, procfs, stack};
@@ -46,6 +47,13 @@ pub(crate) fn checkpoint(
             .map(|(fd, _)| fd)
             .collect()
     };
+    // Sealed first: sealing closes the segments' fds, which the check would otherwise see.
+    let segments = heap::seal().map_err(|e| Error::Heap {
+        problem: e.to_string(),
+    })?;
+    // However this ends — restored, left running, refused, failed — the heap grows in
+    // segment files again afterwards.
+    let _resume = ResumeHeap;
     let carried = fd_check::check(&config.fd_policy, &claimed)?;
     let connections = carried.connections || (leave_running && carried.claimed_listener);
     let criu_opts = carrying_tcp(&config.criu_opts, connections);
@@ -77,6 +85,7 @@ pub(crate) fn checkpoint(
                 name: e.name_and_location(),
             })
             .collect(),
+        segments,
     };
     let args = HelperArgs {
         pid,
@@ -99,6 +108,15 @@ pub(crate) fn checkpoint(
         let _ = std::fs::remove_dir_all(&staging);
     }
     outcome
+}
+
+/// Ends the checkpoint [`heap::seal`] began when dropped.
+struct ResumeHeap;
+
+impl Drop for ResumeHeap {
+    fn drop(&mut self) {
+        heap::resume();
+    }
 }
 
 /// `options` for an image that carries TCP sockets (`connections`): `--tcp-close` unless
@@ -164,7 +182,7 @@ fn run_helper(
         Message::Restored => {
             let mut given = restore_args::read(placeholder);
             secret_env::install(&secret_env::names(&config.secret_env), &mut given.env);
-            ready::reset_schedule();
+            ready::reset_schedule(&given.env);
             Ok(EngineOutcome::Restored {
                 checkpointed_for: dumped_at.elapsed().ok(),
                 args: given.args,

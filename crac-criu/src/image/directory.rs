@@ -10,6 +10,7 @@ use crate::image::digest;
 use crate::image::host::{cpu_flags, sha256};
 use crate::image::manifest::{ExeStat, FILE_NAME, ImageFile, LOG, Manifest};
 use crate::image::refusal::ImageRefusal;
+use crate::image::segments;
 use crate::sys::fs;
 
 /// A path beside the image directory: `<name><suffix>`, or `.<name><suffix>` if hidden.
@@ -87,8 +88,8 @@ pub(crate) fn published_since(dir: &Path, since: std::time::SystemTime) -> bool 
 pub(crate) enum Contents {
     /// Every file, page data included.
     All,
-    /// Every file but the page data, which the caller checks with [`verify_pages`] while
-    /// CRIU reads it.
+    /// Every file but the page data, and the heap segments' sizes but not their digests:
+    /// the caller checks those with [`verify_pages`] while CRIU reads them.
     AllButPages,
 }
 
@@ -124,6 +125,13 @@ pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, Image
             check_size(dir, file).map_err(damaged)?;
         }
     }
+    for segment in &manifest.segments {
+        if contents == Contents::All {
+            segments::check(segment).map_err(damaged)?;
+        } else {
+            segments::check_size(segment).map_err(damaged)?;
+        }
+    }
     check_executable(&manifest).map_err(refuse)?;
     let here = cpu_flags();
     let missing: Vec<&str> = manifest
@@ -142,13 +150,15 @@ pub(crate) fn validate(dir: &Path, contents: Contents) -> Result<Manifest, Image
     Ok(manifest)
 }
 
-/// Checks the page data that [`Contents::AllButPages`] left out.
+/// Checks the page data and the heap segments' digests, which [`Contents::AllButPages`]
+/// left out.
 pub(crate) fn verify_pages(dir: &Path, manifest: &Manifest) -> Result<(), ImageRefusal> {
     manifest
         .files
         .iter()
         .filter(|f| digest::is_page_data(&f.name))
         .try_for_each(|f| check_file(dir, f))
+        .and_then(|()| manifest.segments.iter().try_for_each(segments::check))
         .map_err(|problem| ImageRefusal::Damaged {
             dir: dir.into(),
             problem,

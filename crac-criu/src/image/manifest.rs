@@ -22,6 +22,7 @@
 //! | `secret-env` | the name of a secret environment variable wiped before the dump, which a restore must give again (repeats) |
 //! | `plan` | `rank kind depth name (file:line)`, the checkpoint plan in order (repeats) |
 //! | `file` | `size blake3 name` of each image file (repeats) |
+//! | `segment` | `size blake3 path`: a file of the mapped heap (`crac::MappedHeap`) the image maps privately from outside its directory, by absolute path (repeats) |
 //! | `manifest-seal` | `KEY-ID MAC`: the host key's id and BLAKE3, keyed with it, of every byte before this line (last line; `seal.rs`) |
 //!
 //! Version 1 had no digests, version 2 an unkeyed one that anyone could recompute: such
@@ -33,6 +34,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::heap::Segment;
 #[cfg(test)]
 use crate::image::digest;
 use crate::image::key::{HostKey, KeyError};
@@ -149,6 +151,7 @@ pub(crate) struct Manifest {
     pub(crate) secret_env: Vec<String>,
     pub(crate) plan: Vec<PlanLine>,
     pub(crate) files: Vec<ImageFile>,
+    pub(crate) segments: Vec<Segment>,
 }
 
 /// Why a manifest could not be read.
@@ -229,6 +232,9 @@ impl Manifest {
         }
         for f in &self.files {
             let _ = writeln!(out, "file {} {} {}", f.size, f.blake3, f.name);
+        }
+        for s in &self.segments {
+            let _ = writeln!(out, "segment {} {} {}", s.len, s.digest, s.path.display());
         }
         seal::seal(out, key)
     }
@@ -462,6 +468,46 @@ impl Entry<'_> {
     }
 }
 
+impl Entry<'_> {
+    /// `segment`: `size blake3 path`, an absolute path CRIU maps at restore.
+    fn segment(&self) -> Result<Segment, ManifestError> {
+        let mut parts = self.value.splitn(3, ' ');
+        let (Some(size), Some(digest), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.bad("`segment` needs size, digest and path".into()));
+        };
+        heap_path(Path::new(path)).map_err(|problem| {
+            self.bad(format!(
+                "`segment` {path:?} {problem}: an image lists heap segments by the absolute \
+                 path they were sealed at"
+            ))
+        })?;
+        Ok(Segment {
+            path: path.into(),
+            len: self.number::<u64>(size)?,
+            digest: digest.to_string(),
+        })
+    }
+}
+
+/// Whether `path` can be a heap segment's: absolute, without `.` or `..` (a restore checks
+/// and reports the very file CRIU maps), nor control characters.
+fn heap_path(path: &Path) -> Result<(), &'static str> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        Err("is not an absolute path")
+    } else if path
+        .components()
+        .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+    {
+        Err("holds `.` or `..`")
+    } else if path.to_string_lossy().chars().any(char::is_control) {
+        Err("holds a control character")
+    } else {
+        Ok(())
+    }
+}
+
 /// Whether `name` names a file in the image directory and nothing else: a name with a
 /// `/`, or `..`, would have the restore read (and report on) a file elsewhere.
 pub(crate) fn plain_name(name: &str) -> Result<(), &'static str> {
@@ -499,6 +545,7 @@ struct Draft {
     files: Vec<ImageFile>,
     /// The names in `files`, to refuse one listed twice.
     file_names: HashSet<String>,
+    segments: Vec<Segment>,
 }
 
 impl Draft {
@@ -539,6 +586,14 @@ impl Draft {
                 }
                 self.files.push(file);
             }
+            "segment" => {
+                let segment = e.segment()?;
+                if self.segments.iter().any(|s| s.path == segment.path) {
+                    let path = segment.path.display();
+                    return Err(e.bad(format!("`segment` {path} is listed twice")));
+                }
+                self.segments.push(segment);
+            }
             "" => {}
             _ => return Err(e.bad(format!("unknown or malformed entry `{key}`"))),
         }
@@ -568,7 +623,20 @@ impl Draft {
             secret_env: self.secret_env,
             plan: self.plan,
             files: self.files,
+            segments: self.segments,
         })
+    }
+}
+
+/// A manifest listing `files` and `segments`, for other modules' tests.
+#[cfg(test)]
+impl Manifest {
+    pub(crate) fn listing(files: Vec<ImageFile>, segments: Vec<Segment>) -> Manifest {
+        Manifest {
+            files,
+            segments,
+            ..fuzz::tests_sample()
+        }
     }
 }
 
@@ -611,6 +679,11 @@ mod tests {
                 name: "pages-1.img".into(),
                 size: 4096,
                 blake3: digest::of_bytes(b"pages"),
+            }],
+            segments: vec![Segment {
+                path: "/var/lib/crac/svc.heap/seg-1 two.heap".into(),
+                len: 1 << 26,
+                digest: digest::of_bytes(b"segment"),
             }],
         }
     }
@@ -810,7 +883,7 @@ mod fuzz {
                     "created", "executable", "executable-sha256", "executable-stat", "kernel",
                     "cpu-flags", "criu-version", "pid", "waiter-tid", "tids", "pid-namespace",
                     "resident-bytes", "restore-option", "listener", "secret-env", "plan", "file",
-                    "other",
+                    "segment", "other",
                 ]), "[ -~]{0,40}"),
                 0..24,
             )
@@ -860,7 +933,31 @@ mod fuzz {
         }
     }
 
-    fn tests_sample() -> Manifest {
+    #[test]
+    fn segments_are_absolute_plain_paths_listed_once() {
+        let mut body = tests_sample().render(&HostKey::for_tests(1));
+        body.truncate(body.rfind("manifest-seal").unwrap());
+        let line = |path: &str| format!("segment 4096 {} {path}\n", digest::of_bytes(b""));
+        let with = |lines: &[&str]| {
+            let text = body.clone() + &lines.iter().map(|p| line(p)).collect::<String>();
+            parse(&seal::seal(text, &HostKey::for_tests(1)))
+        };
+        let m = with(&["/x/svc.heap/seg 1.heap"]).unwrap();
+        assert_eq!(m.segments[0].path, Path::new("/x/svc.heap/seg 1.heap"));
+        assert_eq!(m.segments[0].len, 4096);
+        for (path, problem) in [
+            ("svc.heap/seg", "is not an absolute path"),
+            ("/x/../etc/shadow", "holds `.` or `..`"),
+            ("/x/\u{1b}[2J", "holds a control character"),
+        ] {
+            let err = with(&[path]).unwrap_err().to_string();
+            assert!(err.contains(problem), "{path}: {err}");
+        }
+        let err = with(&["/x/a", "/x/a"]).unwrap_err().to_string();
+        assert!(err.contains("/x/a is listed twice"), "{err}");
+    }
+
+    pub(super) fn tests_sample() -> Manifest {
         Manifest {
             created: UNIX_EPOCH,
             executable: "/app".into(),
@@ -893,6 +990,7 @@ mod fuzz {
                 size: 0,
                 blake3: digest::of_bytes(b""),
             }],
+            segments: vec![],
         }
     }
 }

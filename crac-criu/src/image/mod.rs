@@ -11,6 +11,7 @@ mod publish;
 mod refusal;
 mod restorability;
 mod seal;
+mod segments;
 mod staging;
 mod withdraw;
 
@@ -20,9 +21,10 @@ pub(crate) use directory::{
 };
 pub(crate) use host::{cpu_flags, kernel_release, sha256};
 pub(crate) use manifest::LOG;
-pub(crate) use ownership::check_ownership;
+pub(crate) use ownership::{check_ownership, check_segments_ownership};
 pub(crate) use publish::publish;
 pub use refusal::ImageRefusal;
 pub(crate) use restorability::{check_ids_free, check_listeners_free};
+pub(crate) use segments::collect_garbage as collect_segments;
 pub(crate) use staging::{DESCRIPTION, create_staging, failed_log};
 pub(crate) use withdraw::{DirId, is_published, withdraw};

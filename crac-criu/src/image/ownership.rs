@@ -17,6 +17,7 @@ use std::os::unix::fs::MetadataExt as _;
 use std::path::{Component, Path, PathBuf};
 
 use crate::env::INSECURE_IMAGE_PERMISSIONS;
+use crate::heap::Segment;
 
 /// The command-line flag that restores such an image anyway (the variable is
 /// [`INSECURE_IMAGE_PERMISSIONS`]).
@@ -32,10 +33,33 @@ const MAX_LINKS: usize = 40;
 /// Returns what is wrong and what to do.
 pub(crate) fn check_ownership(dir: &Path, insecure: bool) -> Result<(), String> {
     let me = nix::unistd::geteuid().as_raw();
-    let Some(exposure) = exposure(dir, me) else {
-        return Ok(());
-    };
-    let problem = exposure.describe(me, IMAGE_AT_STAKE);
+    match exposure(dir, me) {
+        None => Ok(()),
+        Some(exposure) => verdict(exposure.describe(me, IMAGE_AT_STAKE), insecure),
+    }
+}
+
+/// Checks the heap segments an image maps (`crate::heap`) as [`check_ownership`] checks the
+/// image: each file, and the directories above it, changeable by the restoring user and
+/// root only.
+pub(crate) fn check_segments_ownership(segments: &[Segment], insecure: bool) -> Result<(), String> {
+    let me = nix::unistd::geteuid().as_raw();
+    let exposure = segments.iter().find_map(|segment| {
+        let path = std::path::absolute(&segment.path).unwrap_or_else(|_| segment.path.clone());
+        match walk(&path, me) {
+            Err(exposure) => Some(exposure),
+            Ok(None) => None, // validation says it is missing
+            Ok(Some((resolved, meta))) => strict(&resolved, &meta, me).err(),
+        }
+    });
+    match exposure {
+        None => Ok(()),
+        Some(exposure) => verdict(exposure.describe(me, SEGMENT_AT_STAKE), insecure),
+    }
+}
+
+/// A finding refused, or let pass with a warning if `insecure` or the variable says so.
+fn verdict(problem: String, insecure: bool) -> Result<(), String> {
     match overridden(insecure) {
         Ok(true) => {
             eprintln!("crac: warning: {problem}; going on as {OVERRIDE_FLAG} asks");
@@ -48,6 +72,10 @@ pub(crate) fn check_ownership(dir: &Path, insecure: bool) -> Result<(), String> 
         Err(setting) => Err(format!("{problem}; {setting}")),
     }
 }
+
+/// What whoever could change a heap segment could do.
+const SEGMENT_AT_STAKE: &str =
+    "could change or replace a heap segment the image maps, and a restore runs it with";
 
 /// What whoever could change an image could do.
 const IMAGE_AT_STAKE: &str =

@@ -10,6 +10,7 @@ use crate::image::check_target;
 use crate::image::digest;
 use crate::image::key::HostKey;
 use crate::image::manifest::{FILE_NAME, ImageFile, LOG, Manifest};
+use crate::image::segments;
 
 /// Completes the manifest with what only the finished dump knows, writes it last, and
 /// swaps the staging directory into place. The previous image, if any, is left at the
@@ -34,6 +35,8 @@ pub(crate) fn publish(
     });
     synced.unwrap_or_else(|_| Err(std::io::Error::other("syncing the image panicked")))?;
     manifest.files = files?;
+    // before the image is in place, so that no collection in between misses its segments
+    segments::register_user(final_dir, &manifest.segments)?;
     let key = HostKey::load_or_create().map_err(std::io::Error::other)?;
     let mut file = std::fs::File::create(staging.join(FILE_NAME))?;
     file.write_all(manifest.render(&key).as_bytes())?;

@@ -123,6 +123,18 @@ impl Inspection {
             mb(self.bytes_on_disk),
             mb(m.resident_bytes)
         );
+        if !m.segments.is_empty() {
+            let total = m.segments.iter().map(|s| s.len).sum();
+            let _ = writeln!(
+                out,
+                "heap segments {} mapped, not copied (copy them with the image, to the same \
+                 paths):",
+                mb(total)
+            );
+            for s in &m.segments {
+                let _ = writeln!(out, "  {} ({})", s.path.display(), mb(s.len));
+            }
+        }
         if !m.restore_options.is_empty() {
             let _ = writeln!(out, "criu options  {}", m.restore_options.join(" "));
         }
@@ -177,11 +189,24 @@ impl Inspection {
             .collect();
         let options: Vec<String> = m.restore_options.iter().map(|o| json(o)).collect();
         let secret_env: Vec<String> = m.secret_env.iter().map(|n| json(n)).collect();
+        let segments: Vec<String> = m
+            .segments
+            .iter()
+            .map(|s| {
+                format!(
+                    r#"{{"path":{},"bytes":{},"blake3":{}}}"#,
+                    json(&s.path.to_string_lossy()),
+                    s.len,
+                    json(&s.digest)
+                )
+            })
+            .collect();
         format!(
             concat!(
                 r#"{{"created_unix":{},"executable":{},"executable_sha256":{},"criu_version":{},"#,
                 r#""kernel":{},"pid":{},"private_pid_namespace":{},"bytes_on_disk":{},"resident_bytes":{},"#,
-                r#""restore_options":[{}],"secret_env":[{}],"plan":[{}],"restorable":{},"refusal":{}}}"#
+                r#""restore_options":[{}],"secret_env":[{}],"segments":[{}],"plan":[{}],"restorable":{},"#,
+                r#""refusal":{}}}"#
             ),
             created.as_secs(),
             json(&m.executable.to_string_lossy()),
@@ -194,6 +219,7 @@ impl Inspection {
             m.resident_bytes,
             options.join(","),
             secret_env.join(","),
+            segments.join(","),
             plan.join(","),
             self.restorable.is_ok(),
             self.restorable

@@ -21,10 +21,7 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::image::{
-    self, ImageRefusal,
-    manifest::{ImageFile, Manifest},
-};
+use crate::image::{self, ImageRefusal, manifest::Manifest};
 use crate::sys::fs::open_regular;
 
 /// Where records are kept: beside CRIU's kernel-feature cache, in the directory
@@ -63,11 +60,10 @@ pub(crate) fn verify(
     let hash = || image::verify_pages(dir, manifest);
     // Without a trustworthy directory or a key (a file that cannot be stat'ed, which
     // the check then reports), records are not used.
-    let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, &manifest.files))
-    else {
+    let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, manifest)) else {
         return hash().map(|()| Intact::Hashed);
     };
-    let unchanged = || self::key(dir, &manifest.files).as_deref() == Some(key.as_str());
+    let unchanged = || self::key(dir, manifest).as_deref() == Some(key.as_str());
     take_turn(&records, &key, mode, hash, unchanged)
 }
 
@@ -102,18 +98,25 @@ fn take_turn<E>(
     Ok(Intact::Hashed)
 }
 
-/// The record's name for the page files among `files` (a manifest's) in `dir` as they
-/// are now; `None` if one is not a regular file (the check then refuses it by name) or
-/// cannot be stat'ed.
-fn key(dir: &Path, files: &[ImageFile]) -> Option<String> {
+/// The record's name for the page files and heap segments a manifest lists, as they are
+/// now in `dir`; `None` if one is not a regular file (the check then refuses it by name)
+/// or cannot be stat'ed.
+fn key(dir: &Path, manifest: &Manifest) -> Option<String> {
+    let pages = manifest
+        .files
+        .iter()
+        .filter(|f| image::is_page_data(&f.name))
+        .map(|f| (dir.join(&f.name), f.size, &f.blake3));
+    let segments = manifest
+        .segments
+        .iter()
+        .map(|s| (s.path.clone(), s.len, &s.digest));
     let mut text = String::new();
-    for file in files.iter().filter(|f| image::is_page_data(&f.name)) {
-        let m = open_regular(&dir.join(&file.name)).ok()?.metadata().ok()?;
+    for (path, size, digest) in pages.chain(segments) {
+        let m = open_regular(&path).ok()?.metadata().ok()?;
         text += &format!(
-            "{} {} {} {} {} {} {}.{:09} {}.{:09}\n",
-            file.name,
-            file.size,
-            file.blake3,
+            "{} {size} {digest} {} {} {} {}.{:09} {}.{:09}\n",
+            path.display(),
             m.dev(),
             m.ino(),
             m.size(),
@@ -181,14 +184,14 @@ fn remove_old(records: &Path) {
 mod tests {
     use super::*;
 
-    fn image_with_pages(name: &str) -> (PathBuf, Vec<ImageFile>) {
+    fn image_with_pages(name: &str) -> (PathBuf, Vec<crate::image::manifest::ImageFile>) {
         let dir = std::env::temp_dir().join(format!("crac-verified-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).unwrap();
         std::fs::write(dir.join("pages-1.img"), b"pages").unwrap();
         std::fs::write(dir.join("core-1.img"), b"core").unwrap();
         let files = ["pages-1.img", "core-1.img"]
-            .map(|name| ImageFile {
+            .map(|name| crate::image::manifest::ImageFile {
                 name: name.into(),
                 size: 5,
                 blake3: "ab".into(),
@@ -201,10 +204,18 @@ mod tests {
     fn the_key_changes_with_any_change_to_a_page_file_and_only_then() {
         let (dir, files) = image_with_pages("key");
         let pages = dir.join("pages-1.img");
-        let first = key(&dir, &files).unwrap();
-        assert_eq!(key(&dir, &files).unwrap(), first, "nothing changed");
+        let first = key(&dir, &Manifest::listing(files.clone(), vec![])).unwrap();
+        assert_eq!(
+            key(&dir, &Manifest::listing(files.clone(), vec![])).unwrap(),
+            first,
+            "nothing changed"
+        );
         std::fs::write(dir.join("core-1.img"), b"other").unwrap();
-        assert_eq!(key(&dir, &files).unwrap(), first, "not page data");
+        assert_eq!(
+            key(&dir, &Manifest::listing(files.clone(), vec![])).unwrap(),
+            first,
+            "not page data"
+        );
 
         // the same size, the modification time put back: the change time still moves
         let mtime = std::fs::metadata(&pages).unwrap().modified().unwrap();
@@ -220,22 +231,49 @@ mod tests {
             std::fs::metadata(&pages).unwrap().modified().unwrap(),
             mtime
         );
-        let flipped = key(&dir, &files).unwrap();
+        let flipped = key(&dir, &Manifest::listing(files.clone(), vec![])).unwrap();
         assert_ne!(flipped, first);
 
         // a replaced file (another inode), same bytes
         std::fs::write(dir.join("new"), b"PAGES").unwrap();
         std::fs::rename(dir.join("new"), &pages).unwrap();
-        let replaced = key(&dir, &files).unwrap();
+        let replaced = key(&dir, &Manifest::listing(files.clone(), vec![])).unwrap();
         assert_ne!(replaced, flipped);
 
         // another digest recorded for the same file
         let mut other = files.clone();
         other[0].blake3 = "cd".into();
-        assert_ne!(key(&dir, &other).unwrap(), replaced);
+        assert_ne!(
+            key(&dir, &Manifest::listing(other, vec![])).unwrap(),
+            replaced
+        );
+
+        // a heap segment outside the directory counts as a page file does
+        let segment = crate::heap::Segment {
+            path: dir.join("seg-1.heap"),
+            len: 3,
+            digest: "ef".into(),
+        };
+        std::fs::write(&segment.path, b"seg").unwrap();
+        let with_segment = || {
+            key(
+                &dir,
+                &Manifest::listing(files.clone(), vec![segment.clone()]),
+            )
+        };
+        let listed = with_segment().unwrap();
+        assert_ne!(listed, replaced);
+        std::fs::write(&segment.path, b"SEG").unwrap();
+        assert_ne!(with_segment().unwrap(), listed);
+        std::fs::remove_file(&segment.path).unwrap();
+        assert_eq!(with_segment(), None, "a missing segment: no key");
 
         std::fs::remove_file(&pages).unwrap();
-        assert_eq!(key(&dir, &files), None, "a missing file: no key");
+        assert_eq!(
+            key(&dir, &Manifest::listing(files.clone(), vec![])),
+            None,
+            "a missing file: no key"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

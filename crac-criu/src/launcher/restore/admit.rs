@@ -38,6 +38,11 @@ pub(super) fn admit(job: &Job<'_>) -> Result<Admitted, LaunchError> {
             dir: job.dir.clone(),
             why: cut.said("crac restore --timeout"),
         })??;
+    image::check_segments_ownership(&manifest.segments, job.options.insecure_image_permissions)
+        .map_err(|problem| ImageRefusal::Unrestorable {
+            dir: job.dir.clone(),
+            problem,
+        })?;
     job.stamp(phases::VALIDATED);
     image::check_ids_free(&manifest)?;
     check_secrets_given(&job.dir, &manifest, &job.options)?;
