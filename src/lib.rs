@@ -214,6 +214,8 @@ pub mod guide {
     pub struct Testing;
     #[doc = include_str!("../docs/containers.md")]
     pub struct Containers;
+    #[doc = include_str!("../docs/rootless.md")]
+    pub struct Rootless;
     #[doc = include_str!("../docs/benchmarks.md")]
     pub struct Benchmarks;
 }

@@ -1,6 +1,7 @@
 //! `crac`: run a service from its image (`crac run`), restore an image (`crac restore`),
 //! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
-//! (`crac inspect`), make and show the key images are sealed with (`crac key`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
+//! (`crac inspect`), make and show the key images are sealed with (`crac key`), say what
+//! this host allows (`crac doctor`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,7 +12,7 @@ use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
 use crac_criu::launcher::{
-    LaunchError, RestoreArgs, VerifyPages, inspect, key, namespace, wait_for,
+    LaunchError, RestoreArgs, VerifyPages, doctor, inspect, key, namespace, wait_for,
 };
 use crac_criu::role::{self, Role};
 
@@ -67,6 +68,11 @@ enum Command {
         /// Replace an invalid or foreign image by a fresh checkpoint instead of refusing.
         #[arg(long)]
         replace_invalid: bool,
+        /// Start APP with no capabilities beyond CHECKPOINT_RESTORE, SETUID, SETGID and
+        /// SETPCAP (its bounding set), so that a restore-only container (those four
+        /// capabilities, no SYS_ADMIN, the default seccomp profile) can restore its image.
+        #[arg(long)]
+        drop_capabilities: bool,
         #[command(flatten)]
         how: HowToRestore,
         /// The application and its arguments.
@@ -104,6 +110,17 @@ enum Command {
     Key {
         #[command(subcommand)]
         action: KeyAction,
+    },
+    /// Check what this host allows crac to do, one line a check with what to do about
+    /// each failure: CRIU, root or rootless mode (an ordinary user goes through a user
+    /// namespace), capabilities, namespaces, the image key, and whether the image in DIR
+    /// can be restored here. Exit status 0 when the mode in use works, 1 otherwise.
+    Doctor {
+        /// An image to check too.
+        dir: Option<PathBuf>,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// CRIU's --exec-cmd: become the restored process's parent (internal).
     #[command(name = "__wait", hide = true)]
@@ -161,6 +178,17 @@ fn main() -> ExitCode {
         return report(crac_criu::launcher::action_script(&action).map(|()| 0));
     }
     let cli = Cli::parse();
+    let image = match &cli.command {
+        Command::Restore { dir, .. } => Some(dir),
+        Command::Run { image, .. } => Some(image),
+        _ => None,
+    };
+    if let Some(image) = image
+        // SAFETY: first thing in `main`, before any thread is started.
+        && let Err(e) = unsafe { namespace::keep_image_pids_free(image) }
+    {
+        return report(Err(e));
+    }
     report(match cli.command {
         Command::Restore {
             dir,
@@ -198,6 +226,7 @@ fn main() -> ExitCode {
             on,
             every,
             replace_invalid,
+            drop_capabilities,
             how,
             app,
         } => {
@@ -211,6 +240,7 @@ fn main() -> ExitCode {
                 timeout: how.timeout,
                 env: how.env,
                 insecure_image_permissions: how.insecure_image_permissions,
+                drop_capabilities,
             };
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
@@ -230,6 +260,18 @@ fn main() -> ExitCode {
             println!("{key}");
             0
         }),
+        Command::Doctor { dir, json } => {
+            let report = doctor::doctor(dir.as_deref());
+            println!(
+                "{}",
+                if json {
+                    report.to_json()
+                } else {
+                    report.to_text()
+                }
+            );
+            Ok(i32::from(!report.works()))
+        }
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })

@@ -36,6 +36,8 @@ pub(crate) const INSECURE_IMAGE_PERMISSIONS: &str = "CRAC_INSECURE_IMAGE_PERMISS
 pub(crate) const MANAGED: &str = "CRAC_RUN";
 /// `private`: the process runs as PID 2 of its own namespace, under `crac __init`.
 pub(crate) const PID_NAMESPACE: &str = "CRAC_PID_NAMESPACE";
+/// `rootless`: the process runs in the user namespace `crac` made for rootless mode.
+pub(crate) const USER_NAMESPACE: &str = "CRAC_USER_NAMESPACE";
 /// The process's orders to its dump helper; its presence makes the executable one.
 pub(crate) const DUMP_HELPER: &str = "CRAC_DUMP_HELPER";
 /// What the dump helper found for the manifest, passed to CRIU's action script.
@@ -44,6 +46,8 @@ pub(crate) const DUMP_IDENTITY: &str = "CRAC_DUMP_IDENTITY";
 pub(crate) const RESTORER: &str = "CRAC_RESTORER";
 /// The fd `crac __init` reports how the application ended on.
 pub(crate) const INIT_REPORT_FD: &str = "CRAC_INIT_REPORT_FD";
+/// `1`: the application keeps the restore-only capabilities at most.
+pub(crate) const DROP_CAPABILITIES: &str = "CRAC_DROP_CAPABILITIES";
 /// The image being restored, for the restore's action script.
 pub(crate) const RESTORE_IMAGE: &str = "CRAC_RESTORE_IMAGE";
 /// Where the restore's action script finds the page check's verdict.
@@ -186,6 +190,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         INTERNAL,
     ),
     var(
+        USER_NAMESPACE,
+        "the application; CRIU's action scripts",
+        "`rootless`, set by `crac` for what it starts in the user namespace of rootless mode (not root): there, the owners that namespace does not map are taken as root, the paths having been checked outside",
+        INTERNAL,
+    ),
+    var(
         DUMP_HELPER,
         "the dump helper (the application's executable, run again)",
         "the process's orders to its dump helper; its presence makes the executable the helper",
@@ -207,6 +217,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         INIT_REPORT_FD,
         "`crac __init`",
         "the fd `crac __init` reports how the application ended on",
+        INTERNAL,
+    ),
+    var(
+        DROP_CAPABILITIES,
+        "the application (before `main`)",
+        "`1`, set by `crac run --drop-capabilities`: the application keeps CHECKPOINT_RESTORE, SETUID, SETGID and SETPCAP at most of its capabilities, so that a restore-only container can restore its image",
         INTERNAL,
     ),
     var(

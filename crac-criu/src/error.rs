@@ -97,7 +97,11 @@ impl Error {
 #[non_exhaustive]
 pub enum NotCheckpointable {
     /// The criu engine needs root.
-    #[error("the criu engine needs root: run the process as root")]
+    #[error(
+        "the criu engine needs root here: run the process as root, or as an ordinary user \
+         under `crac run` (rootless mode, through a user namespace; `crac doctor` says \
+         whether this host allows it)"
+    )]
     NotRoot,
     /// PID 1 would be its own dump helper's parent.
     #[error(

@@ -227,7 +227,8 @@ fn probe() -> Option<String> {
     }
     let why = crac_shared::criu::probe().err()?;
     Some(format!(
-        "crac::test needs CRIU and root: {why} (as found when the test was compiled); \
+        "crac::test needs CRIU, and root or rootless mode: {why} (as found when the test \
+         was compiled); \
          `cargo test -- --include-ignored` runs it"
     ))
 }

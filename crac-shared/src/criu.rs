@@ -72,10 +72,21 @@ pub fn is_root() -> bool {
     })
 }
 
-/// Why CRIU cannot run here: not root, or no `criu` binary.
+/// Whether this host lets an ordinary user make user namespaces, which crac's rootless
+/// mode goes through: neither `user.max_user_namespaces` nor
+/// `kernel.unprivileged_userns_clone` (where the kernel has it) is 0. (An AppArmor policy
+/// may still refuse them: `crac doctor` tries.)
+pub fn user_namespaces_allowed() -> bool {
+    let zero = |path: &str| std::fs::read_to_string(path).is_ok_and(|v| v.trim() == "0");
+    !zero("/proc/sys/user/max_user_namespaces")
+        && !zero("/proc/sys/kernel/unprivileged_userns_clone")
+}
+
+/// Why CRIU cannot run here: not root where an ordinary user may not make user
+/// namespaces, or no `criu` binary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unusable {
-    /// The effective uid is not 0.
+    /// The effective uid is not 0, and this host forbids ordinary users' user namespaces.
     NotRoot,
     /// No `criu` binary was found.
     Missing(CriuMissing),
@@ -84,16 +95,19 @@ pub enum Unusable {
 impl fmt::Display for Unusable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Unusable::NotRoot => f.write_str("not root: CRIU restores processes as root"),
+            Unusable::NotRoot => f.write_str(
+                "not root, and this host forbids ordinary users' user namespaces (rootless \
+                 mode): run as root, or see `crac doctor`",
+            ),
             Unusable::Missing(missing) => write!(f, "no CRIU: {missing}"),
         }
     }
 }
 
-/// The `criu` binary, if this process is root and one is found; why not otherwise.
-/// Whether that CRIU works on this kernel (`criu check`) is not asked.
+/// The `criu` binary, if this process is root (or may go rootless) and one is found; why
+/// not otherwise. Whether that CRIU works on this kernel (`criu check`) is not asked.
 pub fn probe() -> Result<PathBuf, Unusable> {
-    if !is_root() {
+    if !is_root() && !user_namespaces_allowed() {
         return Err(Unusable::NotRoot);
     }
     criu_binary().map_err(Unusable::Missing)
@@ -121,9 +135,10 @@ mod tests {
     fn the_reasons_name_what_is_missing() {
         let missing = CriuMissing::NoSuchFile("/nowhere/criu".into());
         assert_eq!(missing.to_string(), "CRAC_CRIU=/nowhere/criu is not a file");
-        assert_eq!(
-            Unusable::NotRoot.to_string(),
-            "not root: CRIU restores processes as root"
+        assert!(
+            Unusable::NotRoot
+                .to_string()
+                .starts_with("not root, and this host forbids")
         );
     }
 }

@@ -14,6 +14,10 @@
 //! - Pre-baking: an image layer holding the checkpoint restores on the first start where
 //!   the key that sealed it is given as a secret (`CRAC_IMAGE_KEY`), and is refused,
 //!   naming the keys, where it is not.
+//! - Restore-only: an image taken with `crac run --drop-capabilities` restores in
+//!   containers with only CHECKPOINT_RESTORE, SETUID, SETGID and SETPCAP under the default
+//!   seccomp profile (two beside each other, and `crac doctor` there), and in
+//!   `examples/container/pod-restore-only.yaml` under `podman kube play`.
 //!
 //! The times to the first answer are printed (`--nocapture` is not needed: the harness
 //! does not capture). Needs podman, runc and catatonit (`scripts/install-containers.sh`)
@@ -39,6 +43,8 @@ tests![
     the_pod_spec_plays_and_serves_again_from_a_restore,
     each_documented_privilege_is_needed_and_a_missing_one_is_named,
     an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start,
+    a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp_profile,
+    the_restore_only_pod_spec_restores_what_a_privileged_pod_took,
 ];
 
 /// Where the image lives in the container.
@@ -533,6 +539,203 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
     );
     eprintln!(
         "containers: first start of the image with a baked checkpoint to first answer {:.2} s",
+        first_answer.as_secs_f64()
+    );
+}
+
+/// The restore-only runtime (examples/container/README.md): the image is taken by a
+/// privileged start, and production containers restore it with
+/// `--cap-drop ALL --cap-add CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP` under the default
+/// seccomp profile — no SYS_ADMIN — with `criu restore --unprivileged` in the
+/// container's own PID namespace; two of them beside each other.
+fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp_profile() {
+    images();
+    let redis = RedisServer::start();
+    let volume = volume("container-restore-only");
+    let port = free_port();
+    // The privileged start that takes the image runs the service with no capability
+    // the restore-only containers could not give it back; CRIU then also needs
+    // SYS_PTRACE to trace it (measured: `Unable to interrupt task` without).
+    let mut options = service_options(&redis, port, Some(&volume));
+    options.extend(["--entrypoint".into(), "crac".into()]);
+    let mut taking_privileges = least_privilege(None);
+    taking_privileges.extend(["--cap-add".into(), "SYS_PTRACE".into()]);
+    let taking = Container::run_with(
+        "taking",
+        &taking_privileges,
+        &options,
+        SERVICE,
+        &[
+            "run",
+            "--image",
+            IMAGE_IN_CONTAINER,
+            "--drop-capabilities",
+            "--env",
+            "PORT",
+            "--",
+            "/usr/local/bin/axum_service",
+        ],
+    );
+    let (value, _, _) = parse(&taking.answer(port, "/item/7"));
+    taking.stop();
+    drop(taking);
+
+    let restore_only: Vec<String> = [
+        "--cap-drop",
+        "ALL",
+        "--cap-add",
+        "CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut instances = Vec::new();
+    for label in ["restore-only-1", "restore-only-2"] {
+        let port = free_port();
+        let started = Instant::now();
+        let container = Container::run_with(
+            label,
+            &restore_only,
+            &service_options(&redis, port, Some(&volume)),
+            SERVICE,
+            &[],
+        );
+        let body = container.answer(port, "/item/7");
+        let first_answer = started.elapsed();
+        let (restored, _, instance) = parse(&body);
+        assert_eq!(restored, value, "the warm cache came back: {body}");
+        let logs = container.logs();
+        assert!(
+            !logs.contains("no image in") && logs.contains("crac: restored in "),
+            "restored, not started cold:\n{logs}"
+        );
+        let granted = podman_ok(&[
+            "inspect",
+            "--format",
+            "{{.EffectiveCaps}} {{.HostConfig.SecurityOpt}}",
+            &format!("crac-e2e-{}-{label}", std::process::id()),
+        ]);
+        assert!(
+            granted.starts_with("[CAP_CHECKPOINT_RESTORE CAP_SETGID CAP_SETPCAP CAP_SETUID]")
+                && !granted.contains("seccomp=unconfined"),
+            "{granted}"
+        );
+        eprintln!(
+            "containers: a restore-only container (no SYS_ADMIN, default seccomp) to first \
+             answer {:.2} s",
+            first_answer.as_secs_f64()
+        );
+        instances.push((container, instance));
+    }
+    assert_ne!(instances[0].1, instances[1].1, "two copies, two instances");
+    drop(instances);
+
+    // `crac doctor` there judges restore-only mode, the image included
+    let mut options = service_options(&redis, port, Some(&volume));
+    options.extend(["--entrypoint".into(), "crac".into()]);
+    let doctor = Container::run_with(
+        "restore-only-doctor",
+        &restore_only,
+        &options,
+        SERVICE,
+        &["doctor", IMAGE_IN_CONTAINER],
+    );
+    let code = doctor.exit_code();
+    let logs = doctor.logs();
+    assert_eq!(code, 0, "{logs}");
+    for line in [
+        "restore-only mode",
+        "OK   root's capabilities: CAP_CHECKPOINT_RESTORE, CAP_SETUID, CAP_SETGID, CAP_SETPCAP",
+        "OK   seccomp: a filter: restores work under it",
+        "WARN time namespaces: restore-only",
+        &format!("OK   image: {IMAGE_IN_CONTAINER} can be restored here"),
+        "mode restore-only (in use): works",
+    ] {
+        assert!(logs.contains(line), "{line:?} in {logs}");
+    }
+}
+
+/// pod-restore-only.yaml under `podman kube play`: a privileged play of pod.yaml (its
+/// service run with `--drop-capabilities`, and SYS_PTRACE) takes the image on the node
+/// path, then the restore-only pod restores it with no SYS_ADMIN and the default
+/// seccomp profile.
+fn the_restore_only_pod_spec_restores_what_a_privileged_pod_took() {
+    images();
+    let dir = scratch("pod-restore-only");
+    let images = dir.join("images");
+    let node_path = "path: /var/lib/crac-images/axum-service";
+    let moved = |spec: String| {
+        assert!(spec.contains(node_path), "the hostPath moved: {spec}");
+        spec.replace(node_path, &format!("path: {}", images.display()))
+    };
+    let privileged =
+        moved(std::fs::read_to_string(repo().join("examples/container/pod.yaml")).unwrap());
+    let caps = r#"add: ["SYS_ADMIN", "NET_ADMIN", "SYS_TIME", "SYS_CHROOT", "SETPCAP"]"#;
+    let image = "      image: crac-axum-service:latest\n";
+    assert!(
+        privileged.contains(caps) && privileged.contains(image),
+        "{privileged}"
+    );
+    let taking = privileged
+        .replace(
+            caps,
+            r#"add: ["SYS_ADMIN", "NET_ADMIN", "SYS_TIME", "SYS_CHROOT", "SETPCAP", "SYS_PTRACE"]"#,
+        )
+        .replace(
+            image,
+            &format!(
+                "{image}      command: [\"crac\", \"run\", \"--image\", \"{IMAGE_IN_CONTAINER}\", \
+                 \"--drop-capabilities\", \"--env\", \"PORT\", \"--\", \
+                 \"/usr/local/bin/axum_service\"]\n"
+            ),
+        );
+    let taking_yaml = dir.join("taking.yaml");
+    std::fs::write(&taking_yaml, taking).unwrap();
+    let pod = Pod::play(&taking_yaml);
+    let (value, _, _) = parse(&pod.answer("/item/7"));
+    assert!(pod.logs().contains("no image in"), "{}", pod.logs());
+    drop(pod);
+    assert!(images.join("axum").join("crac-manifest").is_file());
+
+    let spec = moved(
+        std::fs::read_to_string(repo().join("examples/container/pod-restore-only.yaml")).unwrap(),
+    );
+    let yaml = dir.join("pod-restore-only.yaml");
+    std::fs::write(&yaml, spec).unwrap();
+    let started = Instant::now();
+    let pod = Pod::play_named(&yaml, "axum-service-restore-only");
+    let body = pod.answer("/item/7");
+    let first_answer = started.elapsed();
+    assert_eq!(parse(&body).0, value, "the warm cache came back: {body}");
+    let logs = pod.logs();
+    assert!(
+        !logs.contains("no image in") && logs.contains("crac: restored in "),
+        "restored, not started cold:\n{logs}"
+    );
+    let granted = podman_ok(&[
+        "inspect",
+        "--format",
+        "{{.EffectiveCaps}}",
+        "axum-service-restore-only-service",
+    ]);
+    assert_eq!(
+        granted.trim(),
+        "[CAP_CHECKPOINT_RESTORE CAP_SETGID CAP_SETPCAP CAP_SETUID]"
+    );
+    let pid = podman_ok(&[
+        "inspect",
+        "--format",
+        "{{.State.Pid}}",
+        "axum-service-restore-only-service",
+    ]);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim())).unwrap();
+    assert!(
+        status.lines().any(|l| l == "Seccomp:\t2"),
+        "crac restores under the runtime's seccomp filter: {status}"
+    );
+    eprintln!(
+        "containers: pod-restore-only.yaml (no SYS_ADMIN, default seccomp) to first answer \
+         {:.2} s",
         first_answer.as_secs_f64()
     );
 }

@@ -20,6 +20,11 @@ pub(crate) use tests;
 /// Why CRIU end-to-end tests cannot run here, if they cannot: they need root and a CRIU
 /// that passes `criu check`.
 pub(crate) fn criu_problem() -> Option<String> {
+    // They play root and other users (rootless mode's included): root, whatever the
+    // host allows an ordinary user.
+    if !crac_shared::criu::is_root() {
+        return Some("not root: the end-to-end tests act as root and as other users".into());
+    }
     let criu = match crac_shared::criu::probe() {
         Ok(criu) => criu,
         Err(why) => return Some(why.to_string()),
@@ -437,6 +442,7 @@ pub(crate) fn lines(out: &str) -> Vec<&str> {
                 "secrets ",
                 "port ",
                 "journal ",
+                "copy ",
                 "mapped ",
             ]
             .iter()

@@ -30,7 +30,9 @@
 //!   `soak.rs` (a hundred cycles of one lineage), `storage.rs` (full and read-only disks),
 //!   `temp_files.rs` (another user's files in the temp directory during a restore; the
 //!   secrets `crac __wait` does not carry),
-//!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges).
+//!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges),
+//!   `rootless.rs` (`crac doctor`; an ordinary user's `crac run` and concurrent restores
+//!   through a user namespace).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them
@@ -62,6 +64,7 @@ mod pools;
 mod request;
 mod restore;
 mod restorer;
+mod rootless;
 mod run;
 mod runtime_fds;
 mod sealing;
@@ -136,6 +139,7 @@ fn main() {
         ("soak", soak::TESTS),
         ("storage", storage::TESTS),
         ("temp_files", temp_files::TESTS),
+        ("rootless", rootless::TESTS),
         ("containers", containers::TESTS),
     ];
     let trials = topics

@@ -244,6 +244,7 @@ pub(crate) fn run(scenario: &str) -> ! {
         "reopen" => reopen(),
         "args" => args(),
         "ready" => ready(&index),
+        "ready-copy" => ready_copy(&index),
         "request" => on_request(&index, &server),
         "forever" => forever(),
         "soak" => soak(&index),
@@ -415,6 +416,28 @@ fn ready(index: &Index) -> ! {
         index.checksum()
     ));
     say("exiting 7");
+    std::process::exit(7);
+}
+
+/// A copy saying who it is: the `E2E_COPY` it was given at restore, its state, the line
+/// it reads on its stdin, and how much monotonic and wall-clock time passed since before
+/// `ready()`.
+fn ready_copy(index: &Index) -> ! {
+    let (before, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
+    let restore = crac::ready().unwrap();
+    let copy = restore
+        .as_ref()
+        .and_then(|r| r.env.iter().find(|(k, _)| k == "E2E_COPY"))
+        .map(|(_, v)| v.clone());
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap();
+    say(&format!(
+        "copy {copy:?} checksum {} stdin {:?} monotonic {} wall {}",
+        index.checksum(),
+        line.trim_end(),
+        before.elapsed().as_millis(),
+        wall.elapsed().unwrap().as_millis()
+    ));
     std::process::exit(7);
 }
 

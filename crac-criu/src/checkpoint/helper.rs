@@ -16,7 +16,7 @@ use crate::checkpoint::description::{Description, Identity};
 use crate::env::DUMP_HELPER as ENV;
 use crate::image::{self, DESCRIPTION, LOG};
 use crate::role::{self, Role};
-use crate::sys::{fd_info, process, procfs};
+use crate::sys::{fd_info, privileges, process, procfs};
 use crate::wire::dump_failure::{CriuEnd, DumpFailure};
 use crate::wire::signal::{self, Message};
 
@@ -93,12 +93,18 @@ pub(crate) fn entry_point() -> *const () {
 
 /// Runs before `main` in every program linking crac-criu. In a dump helper (or CRIU's
 /// action script) it does the helper's work and exits; in the application it only
-/// notes the fds the parent passed on, for the open-resource check to name.
+/// notes the fds the parent passed on, for the open-resource check to name, and drops
+/// capabilities when `crac run --drop-capabilities` asks.
 extern "C" fn enter_if_helper() {
     let action = match role::of_this_process() {
         Role::DumpHelper => None,
         Role::DumpActionScript { action } => Some(action),
-        Role::Main | Role::RestoreActionScript { .. } => {
+        Role::Main => {
+            fd_info::record_inherited();
+            privileges::drop_capabilities_if_asked();
+            return;
+        }
+        Role::RestoreActionScript { .. } => {
             fd_info::record_inherited();
             return;
         }

@@ -256,9 +256,13 @@ fn components(path: &Path) -> Vec<OsString> {
     names
 }
 
-/// A path's owner must be `me` or root.
+/// A path's owner must be `me` or root (in a rootless `crac run`'s user namespace, an
+/// owner it does not map, checked outside: `privileges::unmapped_owner`).
 fn owned(path: &Path, meta: &std::fs::Metadata, me: u32) -> Result<(), Exposure> {
-    if meta.uid() == me || meta.uid() == 0 {
+    if meta.uid() == me
+        || meta.uid() == 0
+        || Some(meta.uid()) == crate::sys::privileges::unmapped_owner()
+    {
         Ok(())
     } else {
         Err(Exposure {

@@ -74,6 +74,11 @@ impl Inspection {
         self.restorable.is_ok()
     }
 
+    /// Why `crac restore` would refuse, if it would.
+    pub(crate) fn restorable(&self) -> Result<(), &str> {
+        self.restorable.as_ref().map(|_| ()).map_err(String::as_str)
+    }
+
     /// For people: whatever the manifest holds is printed escaped (see [`printable`]).
     pub fn to_text(&self) -> String {
         printable(&self.text())
@@ -251,7 +256,7 @@ fn hidden(c: char) -> bool {
 /// A JSON string literal; control and formatting characters as `\uXXXX` escapes, so
 /// that the output is as safe to print as [`printable`]'s (JSON requires it of the
 /// C0 controls only).
-fn json(text: &str) -> String {
+pub(crate) fn json(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

@@ -7,6 +7,8 @@
 
 mod action_script;
 mod bounded;
+mod clocks;
+pub mod doctor;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
@@ -33,7 +35,8 @@ pub use verified_pages::VerifyPages;
 use crate::sys::privileges;
 
 /// `result` of a restore (`crac restore`, `crac run`), its failure explained when this
-/// process lacks a capability a restore needs: which, what for, and how to grant it.
+/// process lacks a capability a restore needs: which, what for, and how to grant it; in
+/// rootless mode, what that mode cannot do and that `crac doctor` tells more.
 /// Refusals of the image itself and bad settings are left as they are.
 pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, LaunchError> {
     result.map_err(|e| match e {
@@ -43,6 +46,14 @@ pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, Lau
         | LaunchError::Unchecked { .. }
         | LaunchError::Privileges { .. }
         | LaunchError::WithoutPrivileges { .. } => e,
+        e if privileges::rootless() => LaunchError::WithoutPrivileges {
+            source: Box::new(e),
+            problem: privileges::ROOTLESS_ADVICE.to_string(),
+        },
+        e if privileges::restore_only() => LaunchError::WithoutPrivileges {
+            source: Box::new(e),
+            problem: privileges::RESTORE_ONLY_ADVICE.to_string(),
+        },
         e => match privileges::problem(
             "a restore",
             &privileges::missing(privileges::TO_RESTORE),

@@ -10,10 +10,12 @@ use std::io::Write as _;
 use std::path::Path;
 use std::process::Command;
 
-use crate::env::PID_NAMESPACE;
+use crate::env::{IMAGE_KEY, PID_NAMESPACE, USER_NAMESPACE};
+use crate::image::key::HostKey;
+use crate::launcher::clocks;
 use crate::launcher::error::LaunchError;
 use crate::launcher::supervise::{self, Ended};
-use crate::sys::fd;
+use crate::sys::{fd, privileges};
 
 /// Set for `__init` by a launcher that wants to learn how the application ended (an
 /// exit code alone cannot tell an exit with 137 from a SIGKILL): the number of an fd
@@ -21,11 +23,70 @@ use crate::sys::fd;
 pub(crate) use crate::env::INIT_REPORT_FD as REPORT_FD_ENV;
 
 /// The command that runs `program` in a fresh PID and mount namespace (with its own
-/// `/proc`), as PID 1 there.
+/// `/proc`), as PID 1 there. Without root, inside a fresh user namespace too, where
+/// this user is root ([`privileges::rootless`]): an ordinary user may make the others
+/// there.
 pub(crate) fn unshare<S: AsRef<OsStr>>(program: S) -> Command {
+    let mut cmd = namespaces();
+    cmd.arg(program);
+    cmd
+}
+
+/// As [`unshare`], for CRIU restoring `image`: rootless, in a time namespace too, that
+/// keeps the image's monotonic clock as CRIU does as root (`clocks.rs`). Returns whether
+/// the clocks are kept (as root, CRIU keeps them itself).
+pub(crate) fn unshare_to_restore(criu: &Path, image: &Path) -> (Command, bool) {
+    let mut cmd = namespaces();
+    let kept = !privileges::rootless() || clocks::keep(&mut cmd, image);
+    cmd.arg(criu);
+    (cmd, kept)
+}
+
+/// In a restore-only container (root without CAP_SYS_ADMIN, with
+/// CAP_CHECKPOINT_RESTORE), where CRIU restores in the container's own PID namespace and
+/// `crac` is PID 1 there: keeps the PIDs and TIDs of the image in `image` free for it,
+/// by moving the namespace's PID counter past them before `crac` starts a thread or a
+/// process of its own. Anywhere else, nothing.
+///
+/// # Safety
+///
+/// Only while the process has a single thread: first thing in `main`.
+pub unsafe fn keep_image_pids_free(image: &Path) -> Result<(), LaunchError> {
+    if !privileges::restore_only() || std::process::id() != 1 {
+        return Ok(());
+    }
+    // CRIU keeps one core-TID.img a thread: the image's highest TID, without reading
+    // (or trusting) anything else of an image not yet checked.
+    let highest = std::fs::read_dir(image)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            let tid = name.to_str()?.strip_prefix("core-")?.strip_suffix(".img")?;
+            tid.parse::<i32>().ok()
+        })
+        .max();
+    match highest {
+        // SAFETY: single-threaded, as the caller guarantees.
+        Some(tid) => unsafe { crate::sys::process::move_pid_counter_past(tid) }
+            .map_err(LaunchError::io("keeping the image's PIDs free")),
+        None => Ok(()),
+    }
+}
+
+/// `unshare` with its options, without the program.
+fn namespaces() -> Command {
     let mut cmd = Command::new("unshare");
-    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"])
-        .arg(program);
+    if privileges::rootless() {
+        cmd.args(["--user", "--map-root-user"])
+            .env(USER_NAMESPACE, privileges::IN_USER_NAMESPACE);
+        // Root there would look for root's key: the dump's action script seals with,
+        // and the restore's checks with, this user's.
+        if let Ok(key) = HostKey::path() {
+            cmd.env(IMAGE_KEY, key);
+        }
+    }
+    cmd.args(["--pid", "--fork", "--mount-proc", "--kill-child"]);
     cmd
 }
 

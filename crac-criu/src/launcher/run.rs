@@ -12,7 +12,9 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::env::{CHECKPOINT_TO, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY};
+use crate::env::{
+    CHECKPOINT_TO, DROP_CAPABILITIES, ENGINE, INTERVAL, LEAVE_RUNNING, MANAGED, ON_READY,
+};
 use crate::image::{self, ImageRefusal, manifest::FILE_NAME};
 use crate::launcher::error::LaunchError;
 use crate::launcher::namespace;
@@ -56,6 +58,11 @@ pub struct RunOptions {
     /// Restore and write images that a user other than root and this one could change
     /// (`RestoreOptions::insecure_image_permissions`).
     pub insecure_image_permissions: bool,
+    /// Start the application with a bounding set of the capabilities a restore-only
+    /// container can grant at most (CHECKPOINT_RESTORE, SETUID, SETGID, SETPCAP): CRIU
+    /// gives a restored process back the capabilities it had, and a restorer without
+    /// them fails.
+    pub drop_capabilities: bool,
 }
 
 /// Runs `app` with `args` as `options` say; returns the exit code to exit with.
@@ -129,13 +136,20 @@ pub fn run(
         }
     }
     image::check_target(&image).map_err(LaunchError::ImageTarget)?;
-    // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN, and
-    // the dump cannot get through a seccomp filter.
-    if let Some(problem) = privileges::problem(
-        "crac run's first start (a private PID namespace, then a checkpoint)",
-        &privileges::missing(privileges::TO_CHECKPOINT),
-        privileges::under_seccomp_filter(),
-    ) {
+    // Certain failures, said before anything starts: `unshare` needs CAP_SYS_ADMIN (or,
+    // rootless, user namespaces), and the dump cannot get through a seccomp filter.
+    let action = "crac run's first start (a private PID namespace, then a checkpoint)";
+    let problem = if privileges::rootless() {
+        privileges::rootless_problem(action)
+            .or_else(|| privileges::problem(action, &[], privileges::under_seccomp_filter()))
+    } else {
+        privileges::problem(
+            action,
+            &privileges::missing(privileges::TO_CHECKPOINT),
+            privileges::under_seccomp_filter(),
+        )
+    };
+    if let Some(problem) = problem {
         return Err(LaunchError::Privileges { problem });
     }
 
@@ -229,6 +243,9 @@ fn first_run(
         .env(ENGINE, "criu")
         .env_remove(LEAVE_RUNNING)
         .envs(options.env.iter().map(|(k, v)| (k, v)));
+    if options.drop_capabilities {
+        cmd.env(DROP_CAPABILITIES, "1");
+    }
     if options.trigger == Trigger::Ready {
         cmd.env(ON_READY, "1");
     }

@@ -152,7 +152,7 @@ fn records_dir(records: &Path) -> Option<PathBuf> {
         return None;
     }
     let parent = records.parent()?;
-    if !root_only(parent) || !is_tmpfs(parent) {
+    if !root_only(parent) || !crate::sys::fs::is_tmpfs(parent) {
         return None;
     }
     let _ = std::fs::DirBuilder::new().mode(0o700).create(records);
@@ -163,11 +163,6 @@ fn records_dir(records: &Path) -> Option<PathBuf> {
 fn root_only(dir: &Path) -> bool {
     std::fs::symlink_metadata(dir)
         .is_ok_and(|m| m.file_type().is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
-}
-
-fn is_tmpfs(dir: &Path) -> bool {
-    nix::sys::statfs::statfs(dir)
-        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
 /// Removes records and locks not renewed for [`KEPT`] (a lock still held then only lets
@@ -350,7 +345,7 @@ mod tests {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::symlink(&dir, dir.join("link")).unwrap();
         assert!(!root_only(&dir.join("link")), "a link to a good directory");
-        if !is_tmpfs(&dir) {
+        if !crate::sys::fs::is_tmpfs(&dir) {
             assert_eq!(records_dir(&dir.join("records")), None, "not a tmpfs");
         }
         std::fs::remove_dir_all(dir).unwrap();

@@ -120,6 +120,12 @@ pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, NotRegular> {
     Ok(file)
 }
 
+/// Whether `dir` is on a tmpfs (gone at reboot, never on a disk).
+pub(crate) fn is_tmpfs(dir: &Path) -> bool {
+    nix::sys::statfs::statfs(dir)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

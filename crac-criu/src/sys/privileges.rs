@@ -4,6 +4,11 @@
 //! checkpoints and restores with exactly these five added and its seccomp filter off.
 //! A process missing them is told which, why, and how to grant them.
 
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::Path;
+
+use crate::env::USER_NAMESPACE;
+
 /// A capability CRIU or `crac` needs, and what for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Needed {
@@ -112,6 +117,265 @@ pub(crate) fn problem(action: &str, missing: &[Needed], seccomp: bool) -> Option
     }
     Some(format!("{action} needs privileges: {}", parts.join("; ")))
 }
+
+/// Those of `set` this process does not have in its effective set (none when the set
+/// cannot be read).
+pub(crate) fn missing_from_effective(set: u64) -> u64 {
+    status_field("CapEff")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .map_or(0, |effective| set & !effective)
+}
+
+/// CAP_CHECKPOINT_RESTORE's number (Linux 5.9+).
+pub(crate) const CHECKPOINT_RESTORE_BIT: u32 = 40;
+
+/// Whether capability `bit` is in this process's bounding set (`false` when the set
+/// cannot be read).
+pub(crate) fn in_bounding_set(bit: u32) -> bool {
+    status_field("CapBnd")
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .is_some_and(|set| set & (1 << bit) != 0)
+}
+
+/// The permitted set of `file`'s file capabilities (`security.capability`), `None`
+/// when it has none.
+pub(crate) fn file_capabilities(file: &Path) -> std::io::Result<Option<u64>> {
+    let path = std::ffi::CString::new(file.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // struct vfs_ns_cap_data: magic_etc, then {permitted, inheritable} for the low and
+    // the high 32 capabilities, then (version 3) the root uid.
+    let mut data = [0u8; 24];
+    // SAFETY: both strings are NUL-terminated; `data` has room for `data.len()` bytes,
+    // the size passed.
+    let len = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            data.as_mut_ptr().cast(),
+            data.len(),
+        )
+    };
+    if len < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    let word = |at: usize| u32::from_le_bytes([data[at], data[at + 1], data[at + 2], data[at + 3]]);
+    let low = u64::from(word(4));
+    // version 1 (12 bytes) has the low 32 capabilities only
+    let high = if len >= 20 { u64::from(word(12)) } else { 0 };
+    Ok(Some(low | high << 32))
+}
+
+/// The capabilities of `set` by name (`CAP_CHECKPOINT_RESTORE`, …; an unnamed one by
+/// number).
+pub(crate) fn names(set: u64) -> String {
+    const NAMES: [&str; 41] = [
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    let named: Vec<String> = (0..64)
+        .filter(|bit| set & (1 << bit) != 0)
+        .map(|bit| match NAMES.get(bit) {
+            Some(name) => format!("CAP_{name}"),
+            None => format!("capability {bit}"),
+        })
+        .collect();
+    if named.is_empty() {
+        "none".into()
+    } else {
+        named.join(", ")
+    }
+}
+
+/// Whether this process is root with CAP_CHECKPOINT_RESTORE but without CAP_SYS_ADMIN:
+/// a least-privilege container (`--cap-drop ALL --cap-add
+/// CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP`, default seccomp profile), which can restore
+/// but not make namespaces nor checkpoint. There CRIU restores `--unprivileged` directly
+/// in the container's own PID namespace, where the image's PIDs are free.
+pub(crate) fn restore_only() -> bool {
+    const SYS_ADMIN_BIT: u32 = SYS_ADMIN.bit;
+    nix::unistd::geteuid().is_root()
+        && status_field("CapEff")
+            .and_then(|v| u64::from_str_radix(&v, 16).ok())
+            .is_some_and(|set| {
+                set & (1 << CHECKPOINT_RESTORE_BIT) != 0 && set & (1 << SYS_ADMIN_BIT) == 0
+            })
+}
+
+/// What a restore-only container can grant a restored process, as a capability set:
+/// CHECKPOINT_RESTORE, SETUID, SETGID, SETPCAP.
+pub(crate) const RESTORE_ONLY_SET: u64 =
+    1 << CHECKPOINT_RESTORE_BIT | 1 << 7 | 1 << 6 | 1 << SETPCAP.bit;
+
+/// Keeps of this process's capabilities only those in `keep` (permitted and effective;
+/// none inheritable): CRIU records them in an image and gives a restored copy them back,
+/// which a restorer that has fewer cannot do. A program it execs as root gets its
+/// bounding set again: the dump helper and CRIU keep what they need.
+pub(crate) fn keep_only_capabilities(keep: u64) -> std::io::Result<()> {
+    /// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words a set.
+    const VERSION_3: u32 = 0x2008_0522;
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: i32,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let mut header = Header {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [Data::default(); 2];
+    // SAFETY: `header` and `data` are laid out as the kernel's
+    // __user_cap_header_struct and two __user_cap_data_struct, which capget fills.
+    if unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for (word, data) in data.iter_mut().enumerate() {
+        let keep = (keep >> (32 * word)) as u32;
+        data.permitted &= keep;
+        data.effective &= keep;
+        data.inheritable = 0;
+    }
+    // SAFETY: as above; capset only reads them.
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// In a program `crac run --drop-capabilities` started (before `main`): keeps only the
+/// capabilities a restore-only container can give back ([`RESTORE_ONLY_SET`]), so that
+/// its image restores there. A failure is said, and the program goes on.
+pub(crate) fn drop_capabilities_if_asked() {
+    if std::env::var(crate::env::DROP_CAPABILITIES).as_deref() == Ok("1")
+        && let Err(e) = keep_only_capabilities(RESTORE_ONLY_SET)
+    {
+        eprintln!("crac: cannot drop this process's capabilities: {e}");
+    }
+}
+
+/// Whether CRIU restores with `--unprivileged`: without root (rootless mode), or root
+/// restricted to restoring ([`restore_only`]).
+pub(crate) fn unprivileged_criu() -> bool {
+    rootless() || restore_only()
+}
+
+/// Whether this process is not root, so that crac goes through a user namespace of its
+/// own (rootless mode): PID namespaces made there, CRIU restoring with `--unprivileged`.
+pub(crate) fn rootless() -> bool {
+    !nix::unistd::geteuid().is_root()
+}
+
+/// Inside the user namespace of rootless mode (one uid mapped, this user's, as root;
+/// marked by [`USER_NAMESPACE`] by the `crac` that made it), the uid the kernel shows
+/// as the owner of every file whose owner the namespace does not map — real root's `/`
+/// as much as another user's directory. `crac` checked the paths used there (the
+/// image's, the key's directories) outside, where their owners show, before it made
+/// the namespace: inside, such an owner is taken as root. `None` anywhere else, where
+/// owners are what they seem.
+pub(crate) fn unmapped_owner() -> Option<u32> {
+    if std::env::var(USER_NAMESPACE).as_deref() != Ok(IN_USER_NAMESPACE) {
+        return None;
+    }
+    let map = std::fs::read_to_string("/proc/self/uid_map").ok()?;
+    let mut lines = map
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    match (lines.next(), lines.next()) {
+        (Some(only), None) if only.first() == Some(&"0") && only.get(2) == Some(&"1") => {
+            std::fs::read_to_string("/proc/sys/kernel/overflowuid")
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+        }
+        _ => None,
+    }
+}
+
+/// Why rootless mode cannot work here, said for `action` with the remedy, when a sysctl
+/// forbids an ordinary user's user namespaces; `None` otherwise (what else may stop it,
+/// an AppArmor policy say, `crac doctor` finds by trying).
+pub(crate) fn rootless_problem(action: &str) -> Option<String> {
+    let sysctl = |path: &str| std::fs::read_to_string(path).ok();
+    let forbidden = if sysctl("/proc/sys/user/max_user_namespaces").as_deref() == Some("0\n") {
+        "user.max_user_namespaces is 0"
+    } else if sysctl("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0\n") {
+        "kernel.unprivileged_userns_clone is 0"
+    } else {
+        return None;
+    };
+    Some(format!(
+        "{action} without root needs a user namespace of its own, and {forbidden} on this \
+         host: allow them (as root: sysctl -w user.max_user_namespaces=15000 \
+         kernel.unprivileged_userns_clone=1), or run crac as root; `crac doctor` checks"
+    ))
+}
+
+/// What a failure in rootless mode may come from, and where to look.
+pub(crate) const ROOTLESS_ADVICE: &str = "crac runs without root here (rootless mode: a user \
+     namespace of its own, `criu restore --unprivileged`), which cannot carry established TCP \
+     connections nor an image not taken under `crac run` (it needs its original PID): \
+     `crac doctor` says what this host allows";
+
+/// What a failure in a restore-only container may come from.
+pub(crate) const RESTORE_ONLY_ADVICE: &str = "crac restores here as root without CAP_SYS_ADMIN \
+     (restore-only: CRIU restores `--unprivileged` in the container's PID namespace), which \
+     needs CAP_CHECKPOINT_RESTORE, CAP_SETUID, CAP_SETGID and CAP_SETPCAP (docker/podman run \
+     --cap-add CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP), the image's PIDs free (crac as the \
+     container's entrypoint, no other process started before it), and cannot carry \
+     established TCP connections: `crac doctor` says what this container allows";
+
+/// [`USER_NAMESPACE`]'s value.
+pub(crate) const IN_USER_NAMESPACE: &str = "rootless";
 
 /// The value of `field` in /proc/self/status.
 fn status_field(field: &str) -> Option<String> {

@@ -23,6 +23,30 @@ pub(crate) unsafe fn fork_single_threaded() -> io::Result<bool> {
     }
 }
 
+/// Forks children that exit at once, and reaps them, until one is numbered above
+/// `above` (at most 65 536 forks): the PIDs up to it are then behind this PID
+/// namespace's counter, and what this process starts next (threads included) is
+/// numbered after them.
+///
+/// # Safety
+///
+/// Only while the process has a single thread (see [`fork_single_threaded`]).
+pub(crate) unsafe fn move_pid_counter_past(above: i32) -> io::Result<()> {
+    for _ in 0..1 << 16 {
+        // SAFETY: single-threaded, as the caller guarantees.
+        let child = match unsafe { nix::unistd::fork() }? {
+            // SAFETY: _exit is async-signal-safe, and the child has nothing to clean up.
+            nix::unistd::ForkResult::Child => unsafe { libc::_exit(0) },
+            nix::unistd::ForkResult::Parent { child } => child,
+        };
+        nix::sys::wait::waitpid(child, None)?;
+        if child.as_raw() > above {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// Returns freed heap pages to the kernel, so that an image holds live memory only.
 pub(crate) fn release_free_heap() {
     // SAFETY: malloc_trim only gives back pages malloc holds unused; it touches no

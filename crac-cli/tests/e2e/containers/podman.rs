@@ -309,10 +309,18 @@ fn get(port: u16, path: &str) -> Option<String> {
 /// hostPath moved to `images`), played with no network but the pod's own loopback.
 pub(super) struct Pod {
     yaml: PathBuf,
+    /// `metadata.name` in the spec.
+    name: &'static str,
 }
 
 impl Pod {
+    /// Plays pod.yaml (its pod is `axum-service`).
     pub(super) fn play(yaml: &Path) -> Pod {
+        Pod::play_named(yaml, "axum-service")
+    }
+
+    /// Plays the spec in `yaml`, whose pod is `name`.
+    pub(super) fn play_named(yaml: &Path, name: &'static str) -> Pod {
         let out = podman()
             .args(["kube", "play", "--replace", "--network", "none"])
             .arg(yaml)
@@ -324,12 +332,16 @@ impl Pod {
             text(&out.stdout),
             text(&out.stderr)
         );
-        Pod { yaml: yaml.into() }
+        Pod {
+            yaml: yaml.into(),
+            name,
+        }
     }
 
     pub(super) fn logs(&self) -> String {
         let out = podman()
-            .args(["logs", "axum-service-service"])
+            .arg("logs")
+            .arg(format!("{}-service", self.name))
             .output()
             .unwrap();
         text(&out.stdout) + &text(&out.stderr)
@@ -343,7 +355,7 @@ impl Pod {
             "inspect",
             "--format",
             "{{.InfraContainerID}}",
-            "axum-service",
+            self.name,
         ]);
         let pid = podman_ok(&["inspect", "--format", "{{.State.Pid}}", infra.trim()]);
         let netns = std::fs::File::open(format!("/proc/{}/ns/net", pid.trim())).unwrap();

@@ -15,7 +15,7 @@ use crate::launcher::phases;
 use crate::launcher::restore::options::Job;
 use crate::launcher::supervise;
 use crate::launcher::verified_pages::Intact;
-use crate::sys::{criu, procfs};
+use crate::sys::{criu, privileges, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};
 
@@ -33,6 +33,17 @@ pub(super) struct Started {
 /// Starts the lazy-pages server of a `--lazy` restore (if CRIU is found: if not, the
 /// restore fails on that later, by name).
 pub(super) fn start_lazy_pages(job: &Job<'_>) -> Result<Option<LazyPages>, LaunchError> {
+    if job.options.lazy && privileges::rootless() {
+        // Measured with CRIU 4.2.1: `criu lazy-pages` wants CAP_SYS_ADMIN or
+        // CAP_CHECKPOINT_RESTORE, and stops after its kernel probe even in a user
+        // namespace with `--unprivileged` and vm.unprivileged_userfaultfd=1.
+        return Err(LaunchError::Setting {
+            setting: "--lazy",
+            problem: "a lazy restore needs root: CRIU's lazy-pages server does not run \
+                      unprivileged (rootless mode); restore without --lazy"
+                .into(),
+        });
+    }
     match (job.options.lazy, criu::criu_binary()) {
         (true, Ok(criu)) => {
             let work_dir = job.files.lazy_work_dir();
@@ -90,7 +101,7 @@ pub(super) fn start(
     };
     let child = spawn(cmd, &criu, manifest)?;
     let pid = child.id() as libc::pid_t;
-    let copy = CopyStopper::new(if manifest.private_pid_namespace {
+    let copy = CopyStopper::new(if in_own_namespace(manifest) {
         pid
     } else {
         manifest.pid
@@ -111,7 +122,7 @@ pub(super) fn start(
         }
     };
     // `unshare` does not pass signals on: send them to the namespace's PID 1 instead
-    supervise::forward_to(if manifest.private_pid_namespace {
+    supervise::forward_to(if in_own_namespace(manifest) {
         procfs::first_child(pid).unwrap_or(pid)
     } else {
         pid
@@ -128,9 +139,23 @@ pub(super) fn start(
 /// the `crac` executable as its action script, stdio handed over, the image's own
 /// options, and the phase stamps and restore-time arguments passed on.
 fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Command, LaunchError> {
-    let mut cmd = if manifest.private_pid_namespace {
-        namespace::unshare(criu)
+    let mut cmd = if in_own_namespace(manifest) {
+        let (cmd, clocks_kept) = namespace::unshare_to_restore(criu, &job.dir);
+        if !clocks_kept {
+            eprintln!(
+                "crac: warning: the restored process's monotonic clock (Instant) counts the \
+                 time spent in the image: no time namespace could keep it (see `crac doctor`)"
+            );
+        }
+        cmd
     } else {
+        if manifest.private_pid_namespace {
+            eprintln!(
+                "crac: warning: the restored process's monotonic clock (Instant) counts the \
+                 time spent in the image: a restore-only container cannot make a time \
+                 namespace (see `crac doctor`)"
+            );
+        }
         Command::new(criu)
     };
     restore_args::keep_out_of(&mut cmd, &job.options.given);
@@ -141,6 +166,11 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
         .arg(&job.log)
         .arg(format!("-v{}", job.log_level()))
         .args(criu::restore_options(&manifest.restore_options));
+    if privileges::unprivileged_criu() {
+        // Rootless or restore-only: CRIU skips what needs privileges it lacks (socket
+        // buffer sizes beyond the limits, the time namespace, TUN devices).
+        cmd.arg("--unprivileged");
+    }
     action_script::pass_to(&mut cmd, job.tool, &job.dir);
     cmd.env(supervise::RESTORER_ENV, std::process::id().to_string());
     for (fd, name) in STDIO_MEMFDS.iter().enumerate() {
@@ -155,6 +185,13 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
     restore_args::pass_to(&mut cmd, &given)
         .map_err(LaunchError::io("passing the restore-time arguments"))?;
     Ok(cmd)
+}
+
+/// Whether CRIU runs as PID 1 of a fresh PID namespace: for an image taken in one, but
+/// in a restore-only container, which cannot make one, in the container's own (where
+/// crac is PID 1 and the image's PIDs are free), as a host-namespace image is restored.
+fn in_own_namespace(manifest: &Manifest) -> bool {
+    manifest.private_pid_namespace && !privileges::restore_only()
 }
 
 /// Stamps the end of the page check: hashed, or found recorded intact.
@@ -186,7 +223,7 @@ fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, La
             Ok(())
         });
     }
-    if manifest.private_pid_namespace {
+    if in_own_namespace(manifest) {
         // A restorer that dies (even by SIGKILL) takes a private-namespace restore
         // down: `unshare`, then through `--kill-child` the namespace and the copy in it.
         // Not a host-namespace one: killing CRIU half way would leave the copy stuck,
@@ -208,7 +245,7 @@ fn spawn(mut cmd: Command, criu: &Path, manifest: &Manifest) -> Result<Child, La
         supervise::adopt_orphans()?;
     }
     cmd.spawn().map_err(|source| LaunchError::File {
-        action: if manifest.private_pid_namespace {
+        action: if in_own_namespace(manifest) {
             "running `unshare` (util-linux) with"
         } else {
             "running"

@@ -1,0 +1,342 @@
+//! Without root: `crac doctor`'s verdicts as root and as an ordinary user, and rootless
+//! mode — an ordinary user (the suite's unprivileged user, `attacker.rs`) runs a program
+//! under `crac run`, which checkpoints it in a user namespace of crac's own, then
+//! restores concurrent copies with restore-time environment and stdio, the monotonic
+//! clock kept through a time namespace.
+
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::attacker::{Attacker, attacker};
+use crate::harness::{crac, crac_bin, lines, only_stdio, scratch, tests, text, wait_for_line};
+
+tests![
+    crac_doctor_judges_the_mode_in_use_and_says_what_to_do,
+    an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies,
+    an_ordinary_users_service_restarts_from_its_last_periodic_image,
+    an_ordinary_user_checkpoints_on_request,
+    a_rootless_lazy_restore_is_refused_naming_why,
+];
+
+/// A directory of the user's own for one test (its image, its key), and the user.
+fn own_scratch(name: &str) -> (Attacker, PathBuf) {
+    let user = attacker();
+    let dir = scratch(name);
+    user.own(&dir);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    (user, dir)
+}
+
+/// `crac` and this executable (the program under test), copied where the user can run
+/// them: the build tree may be in a directory only root can enter (a CI runner's home).
+fn binaries() -> &'static (PathBuf, PathBuf) {
+    static COPIES: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
+    COPIES.get_or_init(|| {
+        let dir = scratch("rootless-bin");
+        let open = std::fs::Permissions::from_mode(0o755);
+        for up in [&dir, dir.parent().unwrap()] {
+            std::fs::set_permissions(up, open.clone()).unwrap();
+        }
+        let copy = |from: &Path| {
+            let to = dir.join(from.file_name().unwrap());
+            std::fs::copy(from, &to).unwrap();
+            std::fs::set_permissions(&to, open.clone()).unwrap();
+            to
+        };
+        (copy(crac_bin()), copy(&std::env::current_exe().unwrap()))
+    })
+}
+
+/// `crac ARGS` as `user`, with stdio only, whose key is kept in `dir`.
+fn crac_as(user: &Attacker, dir: &Path, args: &[&str]) -> Command {
+    let mut cmd = user.command(&binaries().0);
+    only_stdio(&mut cmd)
+        .args(args)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+fn crac_doctor_judges_the_mode_in_use_and_says_what_to_do() {
+    let as_root = crac(&["doctor"]);
+    let out = text(&as_root.stdout);
+    assert_eq!(as_root.status.code(), Some(0), "{as_root:?}");
+    for line in [
+        "OK   user: root (uid 0): root mode",
+        "OK   criu check: looks good",
+        "OK   root's capabilities: all a restore uses",
+        "mode root (in use): works",
+        "mode rootless (an ordinary user): works",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+
+    let no_criu = only_stdio(&mut Command::new(crac_bin()))
+        .arg("doctor")
+        .env("CRAC_CRIU", "/nonexistent/criu")
+        .output()
+        .unwrap();
+    let out = text(&no_criu.stdout);
+    assert_eq!(no_criu.status.code(), Some(1), "{no_criu:?}");
+    assert!(
+        out.contains(
+            "FAIL criu: CRAC_CRIU=/nonexistent/criu is not a file\n       do: install CRIU"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("mode root (in use): does not work: criu"),
+        "{out}"
+    );
+
+    let (user, dir) = own_scratch("doctor-rootless");
+    let rootless = crac_as(&user, &dir, &["doctor"]).output().unwrap();
+    let out = text(&rootless.stdout);
+    assert_eq!(rootless.status.code(), Some(0), "{rootless:?}");
+    for line in [
+        "not root: rootless mode",
+        "OK   user namespaces: an ordinary user may make them",
+        "OK   time namespaces: available inside a user namespace",
+        "no TCP repair",
+        "mode rootless (in use): works",
+    ] {
+        assert!(out.contains(line), "{line:?} in {out}");
+    }
+    assert!(
+        !out.contains("mode root "),
+        "root's checks say nothing here: {out}"
+    );
+    let json = crac_as(&user, &dir, &["doctor", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&json.stdout)
+            .starts_with(r#"{"mode":"rootless","works":true,"checks":[{"name":"kernel","#),
+        "{json:?}"
+    );
+
+    // an image that is not there is a failure of what was asked
+    let missing = dir.join("no-image");
+    let asked = crac_as(&user, &dir, &["doctor", missing.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(asked.status.code(), Some(1), "{asked:?}");
+    assert!(text(&asked.stdout).contains("FAIL image: "), "{asked:?}");
+}
+
+fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() {
+    let (user, dir) = own_scratch("rootless-run");
+    let image = dir.join("image");
+    let exe = &binaries().1;
+    let first = crac_as(
+        &user,
+        &dir,
+        &[
+            "run",
+            "--image",
+            image.to_str().unwrap(),
+            "--",
+            exe.to_str().unwrap(),
+        ],
+    )
+    .env("CRAC_E2E_SCENARIO", "ready-copy")
+    .output()
+    .unwrap();
+    assert_eq!(first.status.code(), Some(7), "{first:?}");
+    let stdout = text(&first.stdout);
+    let checksum = lines(&stdout)[0]
+        .strip_prefix("pid 2 checksum ")
+        .unwrap()
+        .to_string();
+    let said = lines(&stdout)
+        .into_iter()
+        .find(|l| l.starts_with("copy "))
+        .unwrap_or_default();
+    assert!(
+        said.starts_with(&format!("copy None checksum {checksum} stdin \"\"")),
+        "the first run is checkpointed as PID 2 and goes on restored: {stdout}"
+    );
+    let manifest = std::fs::metadata(image.join("crac-manifest")).unwrap();
+    assert_eq!(manifest.uid(), user.uid, "the image is the user's own");
+    assert_eq!(
+        crac_as(&user, &dir, &["doctor", image.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0),
+        "crac doctor finds the image restorable"
+    );
+
+    // the time in the image passes for the wall clock only, as it does as root
+    let downtime = Duration::from_secs(3);
+    std::thread::sleep(downtime);
+    let copies: Vec<_> = (1..=2)
+        .map(|n| {
+            let mut copy = crac_as(
+                &user,
+                &dir,
+                &[
+                    "restore",
+                    image.to_str().unwrap(),
+                    "--env",
+                    &format!("E2E_COPY={n}"),
+                ],
+            )
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+            let mut stdin = copy.stdin.take().unwrap();
+            writeln!(stdin, "hello {n}").unwrap();
+            copy
+        })
+        .collect();
+    let outputs: Vec<Output> = copies
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    for (n, out) in (1..=2).zip(&outputs) {
+        assert_eq!(out.status.code(), Some(7), "copy {n}: {out:?}");
+        let stdout = text(&out.stdout);
+        let line = lines(&stdout)
+            .into_iter()
+            .find(|l| l.starts_with("copy "))
+            .unwrap_or_else(|| panic!("copy {n} said nothing: {out:?}"))
+            .to_string();
+        assert!(
+            line.starts_with(&format!(
+                "copy Some(\"{n}\") checksum {checksum} stdin \"hello {n}\" monotonic "
+            )),
+            "each copy has the image's state, its own --env and its own stdin: {line}"
+        );
+        let field = |name: &str| -> u128 {
+            let words: Vec<&str> = line.split(' ').collect();
+            let at = words.iter().position(|w| *w == name).unwrap();
+            words[at + 1].parse().unwrap()
+        };
+        // the time namespace's offsets are whole seconds, rounded up
+        assert!(
+            field("wall") - field("monotonic") >= downtime.as_millis() - 1100,
+            "the {} ms in the image are not monotonic time: {line}",
+            downtime.as_millis()
+        );
+        assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
+    }
+}
+
+/// `crac run --every` rootless: left-running images taken in the user namespace, and
+/// after a crash the restart from the last one.
+fn an_ordinary_users_service_restarts_from_its_last_periodic_image() {
+    let (user, dir) = own_scratch("rootless-periodic");
+    let image = dir.join("image");
+    let exe = &binaries().1;
+    let out = crac_as(
+        &user,
+        &dir,
+        &[
+            "run",
+            "--image",
+            image.to_str().unwrap(),
+            "--on",
+            "request",
+            "--every",
+            "1",
+            "--",
+            exe.to_str().unwrap(),
+        ],
+    )
+    .env("CRAC_E2E_SCENARIO", "periodic")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let stdout = text(&out.stdout);
+    let l = lines(&stdout);
+    let second = l
+        .iter()
+        .filter(|l| l.starts_with("periodic LeftRunning"))
+        .nth(1)
+        .expect("two periodic images");
+    let round = second.rsplit(' ').next().unwrap();
+    assert!(l.contains(&"crashing"), "{stdout}");
+    assert_eq!(
+        l[l.len() - 2..],
+        [
+            format!("periodic Restored at round {round}").as_str(),
+            "exiting 7"
+        ],
+        "restarted from the last consistent image: {stdout}"
+    );
+}
+
+/// `crac checkpoint PID` from the same ordinary user, to a process in crac's user
+/// namespace (the PID is the host's).
+fn an_ordinary_user_checkpoints_on_request() {
+    let (user, dir) = own_scratch("rootless-request");
+    let image = dir.join("image");
+    let exe = &binaries().1;
+    let mut running = crac_as(
+        &user,
+        &dir,
+        &[
+            "run",
+            "--image",
+            image.to_str().unwrap(),
+            "--on",
+            "request",
+            "--",
+            exe.to_str().unwrap(),
+        ],
+    )
+    .env("CRAC_E2E_SCENARIO", "request")
+    .stdout(std::fs::File::create(dir.join("out")).unwrap())
+    .spawn()
+    .unwrap();
+    wait_for_line(&dir.join("out"), "ready");
+    let mut stderr = std::io::BufReader::new(running.stderr.take().unwrap());
+    let mut announced = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut announced).unwrap();
+    let pid = announced
+        .trim_end()
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("no PID announced: {announced}"))
+        .to_string();
+    let asked = crac_as(&user, &dir, &["checkpoint", &pid])
+        .output()
+        .unwrap();
+    assert_eq!(asked.status.code(), Some(0), "{asked:?}");
+    assert!(
+        text(&asked.stderr).contains(&format!(
+            "process {pid} was checkpointed to {} and has stopped",
+            image.display()
+        )),
+        "{asked:?}"
+    );
+    let status = running.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "the copy restored at once ends as the program does"
+    );
+}
+
+fn a_rootless_lazy_restore_is_refused_naming_why() {
+    let (user, dir) = own_scratch("rootless-lazy");
+    let image = dir.join("image");
+    let out = crac_as(&user, &dir, &["restore", "--lazy", image.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("--lazy: a lazy restore needs root"),
+        "{out:?}"
+    );
+}

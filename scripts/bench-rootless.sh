@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Restore → first answer of examples/search_service, as root and rootless (an ordinary
+# user through a user namespace, `criu restore --unprivileged`), side by side. Run as
+# root: it takes one image in each mode, then restores each RUNS times, one at a time,
+# and times from `crac restore`'s start to the first answer to `search`.
+#
+# Usage: scripts/bench-rootless.sh [RUNS [USER]]
+#   RUNS  restores in each mode (default 10)
+#   USER  the ordinary user (default crac-e2e-attacker, which the e2e suite makes)
+# Environment: SEARCH_DOCS (default 38000: a 50 MB image), BENCH_WORK (default
+#   ${TMPDIR:-/tmp}/crac-bench-rootless, removed at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+runs=${1:-10}
+user=${2:-crac-e2e-attacker}
+export SEARCH_DOCS=${SEARCH_DOCS:-38000}
+work=${BENCH_WORK:-${TMPDIR:-/tmp}/crac-bench-rootless}
+target=${CARGO_TARGET_DIR:-target}
+cargo build --locked --release -p crac-cli >&2
+cargo build --locked --release --example search_service >&2
+crac=$(realpath "$target/release/crac")
+service=$(realpath "$target/release/examples/search_service")
+rm -rf "$work"
+mkdir -p "$work/root" "$work/rootless"
+chown "$user" "$work/rootless"
+chmod 700 "$work/root" "$work/rootless"
+# The user's runtime directory, on a tmpfs as systemd-logind's /run/user/UID: CRIU keeps
+# its kernel probe there unprivileged, as it does in /run/crac-criu for root.
+runtime=$(mktemp -d /dev/shm/crac-bench-runtime.XXXXXX)
+chown "$user" "$runtime"
+trap 'rm -rf "$work" "$runtime"' EXIT
+
+# `as MODE CMD...`: CMD as root, or as the user with a home of its own in the work dir;
+# exec'd, so that a command started in the background is `$!` itself.
+as() {
+    local mode=$1
+    shift
+    if [ "$mode" = root ]; then
+        exec "$@"
+    else
+        exec setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups \
+            env -i PATH="$PATH" HOME="$work/rootless" XDG_RUNTIME_DIR="$runtime" SEARCH_DOCS="$SEARCH_DOCS" "$@"
+    fi
+}
+
+# Milliseconds from START (ns since the epoch) until 127.0.0.1:PORT answers a search,
+# polled every millisecond.
+answered() {
+    python3 - "$1" "$2" <<'PY'
+import socket, sys, time
+while True:
+    try:
+        with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
+            s.sendall(b"search alpha\n")
+            if s.makefile().readline():
+                break
+    except OSError:
+        time.sleep(0.001)
+print(round((time.time_ns() - int(sys.argv[2])) / 1e6))
+PY
+}
+
+port=7900
+for mode in root rootless; do
+    port=$((port + 1))
+    image="$work/$mode/image"
+    # The service checkpoints itself once warm, as PID 2 of its namespace under
+    # `crac __init` (what `crac run` starts; rootless, inside a user namespace too).
+    if [ "$mode" = root ]; then
+        CRAC_CHECKPOINT_TO=$image unshare --pid --fork --mount-proc --kill-child \
+            "$crac" __init -- "$service" "127.0.0.1:$port" </dev/null >/dev/null 2>&1 || true
+    else
+        (as rootless "$crac" key init >/dev/null)
+        key=$(as rootless "$crac" key show | cut -d' ' -f2)
+        (as rootless CRAC_CHECKPOINT_TO="$image" CRAC_USER_NAMESPACE=rootless \
+            CRAC_IMAGE_KEY="$key" unshare --user --map-root-user --pid --fork \
+            --mount-proc --kill-child "$crac" __init -- "$service" "127.0.0.1:$port" \
+            </dev/null >/dev/null 2>&1) || true
+    fi
+    [ -f "$image/crac-manifest" ] || { echo "no $mode image" >&2; exit 1; }
+    times=()
+    for _ in $(seq "$runs"); do
+        start=$(date +%s%N)
+        (as "$mode" "$crac" restore "$image" </dev/null >/dev/null 2>>"$work/$mode/err") &
+        times+=("$(answered "$port" "$start")")
+        kill -INT $! 2>/dev/null || true
+        wait $! 2>/dev/null || true
+        # the copy's PIDs and port are free again before the next one
+        sleep 0.3
+    done
+    sorted=$(printf '%s\n' "${times[@]}" | sort -n | tr '\n' ' ')
+    median=$(printf '%s\n' "${times[@]}" | sort -n | sed -n "$(( (runs + 1) / 2 ))p")
+    echo "$mode: restore → first answer, ms: median $median (all: $sorted)"
+done
