@@ -131,6 +131,9 @@ fn crac_doctor_judges_the_mode_in_use_and_says_what_to_do() {
     assert!(text(&asked.stdout).contains("FAIL image: "), "{asked:?}");
 }
 
+/// The copies restored at once: the four.
+const COPIES: usize = 4;
+
 fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() {
     let (user, dir) = own_scratch("rootless-run");
     let image = dir.join("image");
@@ -178,7 +181,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
     // the time in the image passes for the wall clock only, as it does as root
     let downtime = Duration::from_secs(3);
     std::thread::sleep(downtime);
-    let copies: Vec<_> = (1..=2)
+    let copies: Vec<_> = (1..=COPIES)
         .map(|n| {
             let mut copy = crac_as(
                 &user,
@@ -202,7 +205,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
         .into_iter()
         .map(|c| c.wait_with_output().unwrap())
         .collect();
-    for (n, out) in (1..=2).zip(&outputs) {
+    for (n, out) in (1..=COPIES).zip(&outputs) {
         assert_eq!(out.status.code(), Some(7), "copy {n}: {out:?}");
         let stdout = text(&out.stdout);
         let line = lines(&stdout)
