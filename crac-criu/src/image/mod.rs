@@ -13,6 +13,7 @@ mod restorability;
 mod seal;
 mod segments;
 mod staging;
+pub(crate) mod verified_pages;
 mod withdraw;
 
 pub(crate) use digest::is_page_data;
@@ -27,4 +28,5 @@ pub use refusal::ImageRefusal;
 pub(crate) use restorability::{check_ids_free, check_listeners_free};
 pub(crate) use segments::collect_garbage as collect_segments;
 pub(crate) use staging::{DESCRIPTION, create_staging, failed_log};
+pub use verified_pages::VerifyPages;
 pub(crate) use withdraw::{DirId, is_published, withdraw};

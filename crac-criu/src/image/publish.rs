@@ -11,6 +11,7 @@ use crate::image::digest;
 use crate::image::key::HostKey;
 use crate::image::manifest::{FILE_NAME, ImageFile, LOG, Manifest};
 use crate::image::segments;
+use crate::image::verified_pages;
 
 /// Completes the manifest with what only the finished dump knows, writes it last, and
 /// swaps the staging directory into place. The previous image, if any, is left at the
@@ -47,7 +48,9 @@ pub(crate) fn publish(
     } else {
         std::fs::rename(staging, final_dir)?;
     }
-    crate::sys::fs::sync_parent(final_dir)
+    crate::sys::fs::sync_parent(final_dir)?;
+    verified_pages::record(final_dir, &manifest);
+    Ok(())
 }
 
 /// The image files CRIU wrote into `dir`, sorted.

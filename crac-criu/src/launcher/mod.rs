@@ -23,14 +23,13 @@ pub mod restore;
 pub mod run;
 mod supervise;
 mod temp_files;
-mod verified_pages;
 
 pub use crate::image::ImageRefusal;
+pub use crate::image::VerifyPages;
 pub use crate::wire::restore_args::RestoreArgs;
 pub use action_script::action_script;
 pub use error::{LaunchError, RequestFailure};
 pub use supervise::wait_for;
-pub use verified_pages::VerifyPages;
 
 use crate::sys::privileges;
 

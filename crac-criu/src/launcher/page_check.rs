@@ -20,8 +20,8 @@ use std::time::Duration;
 use crate::env::RESTORE_VERDICT as VERDICT_ENV;
 use crate::image::ImageRefusal;
 use crate::image::manifest::Manifest;
+use crate::image::verified_pages::{self, Intact, VerifyPages};
 use crate::launcher::error::LaunchError;
-use crate::launcher::verified_pages::{self, Intact, VerifyPages};
 use crate::sys::fs::open_regular;
 
 /// The verdict when every page file matches its digest.

@@ -123,7 +123,7 @@ impl Stamps {
             );
         }
         if self.at(PAGES_RECORDED).is_some() {
-            out += "  (page data not hashed: unchanged since an earlier restore found it intact)\n";
+            out += "  (page data not hashed: unchanged since its image was written or an earlier restore found it intact)\n";
         }
         out
     }

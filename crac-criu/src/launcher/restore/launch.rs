@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Child, Command};
 
+use crate::image::verified_pages::Intact;
 use crate::image::{ImageRefusal, manifest::Manifest};
 use crate::launcher::action_script;
 use crate::launcher::error::LaunchError;
@@ -14,7 +15,6 @@ use crate::launcher::page_check::{Hold, PageCheck};
 use crate::launcher::phases;
 use crate::launcher::restore::options::Job;
 use crate::launcher::supervise;
-use crate::launcher::verified_pages::Intact;
 use crate::sys::{criu, privileges, procfs};
 use crate::wire::STDIO_MEMFDS;
 use crate::wire::restore_args::{self, RestoreArgs};

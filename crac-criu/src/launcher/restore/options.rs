@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use crate::image::verified_pages::VerifyPages;
 use crate::launcher::bounded::Bounds;
 use crate::launcher::error::LaunchError;
 use crate::launcher::phases;
 use crate::launcher::temp_files::RestoreFiles;
-use crate::launcher::verified_pages::VerifyPages;
 use crate::wire::restore_args::RestoreArgs;
 
 /// How to restore.

@@ -2,16 +2,18 @@
 //! hash it again: at 268 MB hashing costs a core about 36 ms per restore, and eight
 //! copies started at once on two cores would spend most of their start on it.
 //!
-//! Once a restore has found an image's page files intact, an empty file is created in a
-//! root-only tmpfs directory ([`RECORDS`]), named after a digest of what was checked:
+//! Once a restore has found an image's page files intact — or publishing has written
+//! the image, computing those digests from the files ([`record`]) — an empty file is
+//! created in a root-only tmpfs directory ([`RECORDS`]), named after a digest of what was
+//! checked:
 //! each page file's name, size and digest as the manifest records them, and its device,
 //! inode, size, modification and change times as `stat` reports them. Any change made
 //! through the file system (a write, a truncate, a replaced file, even one whose
 //! modification time is put back with `utimensat`: its change time still moves) gives
 //! another name, and the next restore hashes again. What a record cannot see is a change
 //! that bypasses the file system — media decay, writes to the block device — after the
-//! first check; `--verify-pages always` hashes regardless (see docs/images.md). The records live on a tmpfs, so a reboot (which can reuse inode numbers)
-//! forgets them.
+//! first check; `--verify-pages always` hashes regardless (see docs/images.md). The
+//! records live on a tmpfs, so a reboot (which can reuse inode numbers) forgets them.
 //!
 //! Restores of the same files started together take turns on a lock per record: the
 //! first hashes while the others wait, then find its record; a first restorer that fails
@@ -65,6 +67,18 @@ pub(crate) fn verify(
     };
     let unchanged = || self::key(dir, manifest).as_deref() == Some(key.as_str());
     take_turn(&records, &key, mode, hash, unchanged)
+}
+
+/// Records the page data and heap segments of the image just published in `dir` as
+/// found intact: publishing has just computed the digests the manifest holds from these
+/// very files (the page files now, the segments when the heap was sealed), so the first
+/// restore of a new image need not hash them again. Best effort: without a trustworthy
+/// records directory (not root, say) the first restore hashes, as before.
+pub(crate) fn record(dir: &Path, manifest: &Manifest) {
+    if let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, manifest)) {
+        remove_old(&records);
+        let _ = open_lock(&records.join(key));
+    }
 }
 
 /// The record `key` in `records` if there is one (unless `mode` is `Always`); otherwise,
