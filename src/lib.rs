@@ -53,7 +53,7 @@ pub mod criu {
     };
 }
 #[cfg(all(feature = "criu", target_os = "linux"))]
-pub use crac_criu::{at_consistent_point, checkpoint_on_request, ready, secret_env};
+pub use crac_criu::{MappedHeap, at_consistent_point, checkpoint_on_request, ready, secret_env};
 /// `#[crac::test]`'s runtime: checkpoint a test's setup, restore copies, collect their
 /// values. Feature `testing`, for tests only:
 ///

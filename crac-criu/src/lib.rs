@@ -48,6 +48,9 @@ pub use engine::Criu;
 #[doc(hidden)]
 pub use env::environment_help;
 pub use error::{Error, HelperFailure, NotCheckpointable};
+pub use heap::MappedHeap;
+#[doc(hidden)]
+pub use heap::{__resume_for_tests, __seal_for_tests, __store_for_tests};
 pub use sys::fd_info::{FdKind, OpenFd};
 
 /// Referenced by the `crac` facade so that this crate — its engine registration and

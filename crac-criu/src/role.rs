@@ -18,7 +18,7 @@
 use crate::env::DUMP_HELPER;
 
 /// Set by CRIU for its `--action-script`: the stage it is at.
-const SCRIPT_ACTION_ENV: &str = "CRTOOLS_SCRIPT_ACTION";
+pub(crate) const SCRIPT_ACTION_ENV: &str = "CRTOOLS_SCRIPT_ACTION";
 
 /// The role of a process, as its environment tells it (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Eq)]
