@@ -8,6 +8,9 @@ pub(crate) use crac_core::env::{ENGINE, HOOK_DEADLINE};
 
 /// The image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`).
 pub(crate) const CHECKPOINT_TO: &str = "CRAC_CHECKPOINT_TO";
+/// `off`: `crac::MappedHeap` stays the system allocator even in a process started for a
+/// checkpoint.
+pub(crate) const MAPPED_HEAP: &str = "CRAC_MAPPED_HEAP";
 /// The `criu` binary.
 pub(crate) const CRIU: &str = crac_shared::criu::CRIU_ENV;
 /// The file of the key images are sealed with.
@@ -92,6 +95,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         "the application; `crac checkpoint` (in the process's environment)",
         "the image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`); relative to the process's working directory",
         "required",
+    ),
+    var(
+        MAPPED_HEAP,
+        "the application (read once, at its first allocation)",
+        "`off`: `crac::MappedHeap` forwards every call to the system allocator even when `CRAC_CHECKPOINT_TO` is set (the warmed heap is then dumped as pages); `on`: it maps its heap from segment files when `CRAC_CHECKPOINT_TO` is set",
+        "`on`",
     ),
     var(
         ENGINE,
