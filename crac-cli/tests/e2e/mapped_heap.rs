@@ -149,7 +149,10 @@ fn a_warmed_heap_is_restored_by_mapping_its_segments() {
     }
     // the state is in the segments, not copied into the image
     let pages = page_bytes(&image);
-    assert!(pages < 16 << 20, "{pages} bytes of page data for 64 MB of state");
+    assert!(
+        pages < 16 << 20,
+        "{pages} bytes of page data for 64 MB of state"
+    );
 
     let inspected = text(&crac(&["inspect", image.to_str().unwrap()]).stdout);
     assert!(inspected.contains("heap segments"), "{inspected}");
@@ -184,7 +187,12 @@ fn a_missing_truncated_or_changed_segment_is_refused_by_name() {
     flip_first_byte(&segment);
     refused(restore(&image), "does not match its digest");
     refused(
-        crac(&["restore", "--verify-pages", "always", image.to_str().unwrap()]),
+        crac(&[
+            "restore",
+            "--verify-pages",
+            "always",
+            image.to_str().unwrap(),
+        ]),
         "does not match its digest",
     );
     flip_first_byte(&segment);
@@ -205,8 +213,15 @@ fn a_missing_truncated_or_changed_segment_is_refused_by_name() {
 /// Waits for `line` in what `child` printed to `out`.
 fn wait_for(out: &Path, line: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(out).unwrap_or_default().contains(line) {
-        assert!(Instant::now() < deadline, "no {line:?} in {}", out.display());
+    while !std::fs::read_to_string(out)
+        .unwrap_or_default()
+        .contains(line)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {line:?} in {}",
+            out.display()
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -260,7 +275,12 @@ fn copies_change_neither_each_other_nor_the_segments() {
         "the copy running beside it still holds its own state: {reader_said}"
     );
     // a copy restored afterwards, hashing every segment: files and state unchanged
-    let out = crac(&["restore", "--verify-pages", "always", image.to_str().unwrap()]);
+    let out = crac(&[
+        "restore",
+        "--verify-pages",
+        "always",
+        image.to_str().unwrap(),
+    ]);
     assert!(verified(&out).contains("mapped verify ok"));
 }
 
@@ -273,7 +293,10 @@ fn writers_lose_nothing_while_the_heap_is_sealed() {
         .find(|l| l.starts_with("mapped verify "))
         .unwrap_or_else(|| panic!("{stdout}"))
         .to_string();
-    assert!(line.starts_with("mapped verify ok writers 2 rounds "), "{line}");
+    assert!(
+        line.starts_with("mapped verify ok writers 2 rounds "),
+        "{line}"
+    );
     assert!(line.ends_with(" lost 0"), "{line}");
 }
 
@@ -290,7 +313,10 @@ fn a_copy_that_grows_checkpoints_again_sharing_the_segments() {
             &format!("CRAC_CHECKPOINT_TO={}", second_image.display()),
         ],
     );
-    assert!(killed_by_sigkill(out.status), "the second dump stops it: {out:?}");
+    assert!(
+        killed_by_sigkill(out.status),
+        "the second dump stops it: {out:?}"
+    );
     assert!(text(&out.stdout).contains("mapped grown ok ok"), "{out:?}");
     let second = segments(&second_image);
     for segment in &first {
@@ -371,7 +397,10 @@ fn a_full_disk_refuses_the_checkpoint_and_the_heap_stays_intact() {
     wait_for(&out, "mapped still ok");
     let said = std::fs::read_to_string(&out).unwrap();
     assert!(said.contains("mapped refused "), "{said}");
-    assert!(!image.join("crac-manifest").exists(), "no image was published");
+    assert!(
+        !image.join("crac-manifest").exists(),
+        "no image was published"
+    );
     // room again: the next checkpoint is taken and restores
     std::fs::remove_file(&filler).unwrap();
     std::fs::write(&go, b"").unwrap();

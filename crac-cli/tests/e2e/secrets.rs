@@ -174,10 +174,7 @@ fn no_secret_reaches_the_image_and_a_restore_must_give_the_secret_environment_ag
 fn no_secret_reaches_the_heap_segments() {
     let (_, image) = setup("secrets-mapped");
     let secrets = Secrets::new();
-    let first = secrets
-        .run(&image)
-        .env("CRAC_MAPPED_HEAP", "on")
-        .output();
+    let first = secrets.run(&image).env("CRAC_MAPPED_HEAP", "on").output();
     assert!(killed_by_sigkill(first.status), "{first:?}");
     let store = crate::mapped_heap::store(&image);
     assert!(

@@ -162,7 +162,11 @@ pub(super) fn run() -> ! {
     let action = std::env::var("CRAC_E2E_ACTION").unwrap_or_else(|_| "verify".into());
     let mut state = state.lock().unwrap();
     match action.as_str() {
-        "verify" => say(&format!("mapped verify {} {}", state.check(), writers.stop())),
+        "verify" => say(&format!(
+            "mapped verify {} {}",
+            state.check(),
+            writers.stop()
+        )),
         "overwrite" => {
             state.overwrite(2);
             say(&format!("mapped overwritten {}", state.check()));
