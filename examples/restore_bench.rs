@@ -862,12 +862,22 @@ fn first_answers(result: &SizeResult, way: Way) -> Vec<Duration> {
     result.runs[&way].iter().map(|t| t.first).collect()
 }
 
+/// One row of the table: its label, then a cell per corpus size.
+fn push_row(
+    out: &mut String,
+    results: &[SizeResult],
+    label: &str,
+    cells: &dyn Fn(&SizeResult) -> String,
+) {
+    let cells: Vec<String> = results.iter().map(cells).collect();
+    writeln!(out, "| {label} | {} |", cells.join(" | ")).unwrap();
+}
+
 /// The Markdown table: one column per corpus size.
 fn table(results: &[SizeResult], runs: usize) -> String {
     let mut out = String::new();
     let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
-        let cells: Vec<String> = results.iter().map(cells).collect();
-        writeln!(out, "| {label} | {} |", cells.join(" | ")).unwrap();
+        push_row(&mut out, results, label, cells);
     };
     row("documents indexed", &|r| r.docs.to_string());
     row("live heap: allocated / held by malloc", &|r| {
@@ -942,6 +952,21 @@ fn table(results: &[SizeResult], runs: usize) -> String {
             cell(r.runs[&way].iter().map(|t| t.checksum).collect())
         });
     }
+    copies_rows(&mut out, results);
+    checkpoint_rows(&mut out, results);
+    let header: Vec<String> = results
+        .iter()
+        .map(|r| format!("{} image", mb(r.checkpoint.image_bytes)))
+        .collect();
+    let rule = vec!["---"; results.len()].join("|");
+    format!("| | {} |\n|---|{rule}|\n{out}", header.join(" | "))
+}
+
+/// The table's rows of the eight concurrent copies.
+fn copies_rows(out: &mut String, results: &[SizeResult]) {
+    let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
+        push_row(out, results, label, cells);
+    };
     row(
         &format!(
             "**{COPIES} concurrent copies**: all answered (× one's median) · all checksums · total PSS"
@@ -961,13 +986,20 @@ fn table(results: &[SizeResult], runs: usize) -> String {
             )
         });
     }
+}
+
+/// The table's rows of both checkpoints, and of the second checkpoint.
+fn checkpoint_rows(out: &mut String, results: &[SizeResult]) {
+    let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
+        push_row(out, results, label, cells);
+    };
     for (title, of) in [
         (
             "**checkpoint**, system allocator (the image of (b), (c)): hooks + dump + publish, until the process is gone",
             (|r| &r.checkpoint) as fn(&SizeResult) -> &Checkpointed,
         ),
         (
-            "**checkpoint with `MappedHeap`** (the image of (f); per GB of image and segments; the seal in the hooks' phase)",
+            "**checkpoint with `MappedHeap`** (the image of (f); per GB of image and segments; the seal is in the phase before CRIU)",
             |r| &r.mapped,
         ),
     ] {
@@ -999,12 +1031,6 @@ fn table(results: &[SizeResult], runs: usize) -> String {
             )
         },
     );
-    let header: Vec<String> = results
-        .iter()
-        .map(|r| format!("{} image", mb(r.checkpoint.image_bytes)))
-        .collect();
-    let rule = vec!["---"; results.len()].join("|");
-    format!("| | {} |\n|---|{rule}|\n{out}", header.join(" | "))
 }
 
 /// One line per size: the figures a reader looks for first.
