@@ -52,7 +52,7 @@ fn alloc_free(alloc: &impl GlobalAlloc, size: usize) {
     // SAFETY: within the block.
     unsafe { block.write(1) };
     // SAFETY: within the block.
-    unsafe { block.add(size - 1).write(1) };
+    unsafe { block.wrapping_add(size - 1).write(1) };
     // SAFETY: allocated above with `layout`, freed once.
     unsafe { alloc.dealloc(divan::black_box(block), layout) };
 }

@@ -92,8 +92,8 @@ const INTERNAL: &str = "set by crac";
 pub(crate) const VARIABLES: &[Variable] = &[
     var(
         CHECKPOINT_TO,
-        "the application; `crac checkpoint` (in the process's environment)",
-        "the image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`); relative to the process's working directory",
+        "the application; `crac checkpoint` (in the process's environment); `crac::MappedHeap`, at the first allocation",
+        "the image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`); relative to the process's working directory. With `crac::MappedHeap`, its presence puts the heap in segment files of `<image directory>.heap`",
         "required",
     ),
     var(

@@ -9,6 +9,7 @@
 //! | `checkpoint/` | linked into the application, runs at checkpoint: settings, the open-fd check, stdio handover, secret environment variables, the self-dump protocol and its helper, `ready`/`at_consistent_point`, the request server |
 //! | `launcher/` | what the `crac` command runs: restore, `crac run`, private PID namespaces, supervision, inspection, the request client |
 //! | `image/` | the image directory: staging, publishing, the manifest, validation, whether this host can take it back, and why not |
+//! | `heap/` | `MappedHeap`: a global allocator whose heap lives in segment files beside the image, sealed (mapped private, digested) at a checkpoint so that restores map it |
 //! | `wire/` | what the two sides exchange: the protocol signal, restore-time arguments, checkpoint requests |
 //! | `testing/` | (feature `testing`) `#[crac::test]`'s runtime: a test's setup checkpointed in a process of its own, restored as copies that send values back |
 //! | `sys/` | thin OS wrappers, depending on nothing else of the crate but `env`: procfs, what an fd is, the `criu` binary, fds, signals, processes, the C environment, the stack |

@@ -63,6 +63,7 @@ fn path_of(store: &store::Path, slot: &Slot) -> std::path::PathBuf {
 /// that no new shared segment appears before the dump.
 fn name_and_remap() -> Result<(), SealError> {
     let mut heap = state::lock();
+    heap.trim_last_segment();
     let segments = &mut heap.talc.source;
     segments.files_paused = true;
     let store = segments.store;

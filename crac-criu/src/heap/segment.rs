@@ -78,6 +78,14 @@ pub(super) fn map_anonymous(addr: usize, len: usize) -> bool {
     mapped != libc::MAP_FAILED
 }
 
+/// Returns `addr..addr + len` to the reservation (inaccessible, backed by nothing), for
+/// a later segment.
+pub(super) fn unreserve(addr: usize, len: usize) {
+    let flags = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED;
+    // SAFETY: the caller gives up that range: nothing uses it.
+    unsafe { libc::mmap(addr as *mut _, len, libc::PROT_NONE, flags, -1, 0) };
+}
+
 /// Reserves `len` bytes of address space, inaccessible and backed by nothing: where
 /// segments are mapped, so that a pointer is the heap's by a range check.
 pub(super) fn reserve(len: usize) -> Option<usize> {

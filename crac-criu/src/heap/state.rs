@@ -140,6 +140,66 @@ fn try_map() -> bool {
     true
 }
 
+impl Heap {
+    /// Gives back the unused end of the last segment, if it is a shared file: talc's heap
+    /// is truncated to what is allocated (rounded up to [`SEGMENT_UNIT`]), the file to the
+    /// same length, and the rest of the segment returns to the reservation, where the next
+    /// segment will be mapped. The file a seal names, digests and the image keeps is then
+    /// the heap's memory in use, not the 1 GiB a last segment may reserve on disk.
+    pub(super) fn trim_last_segment(&mut self) {
+        let Some(heap_end) = self.talc.source.heap_end else {
+            return;
+        };
+        let next = self.talc.source.next;
+        let count = self.talc.source.count;
+        let Some(last) = self.talc.source.slots[..count]
+            .iter()
+            .flatten()
+            .last()
+            .copied()
+            .filter(|slot| slot.addr + slot.len == next)
+        else {
+            return;
+        };
+        let segment::State::Shared(fd) = last.state else {
+            return;
+        };
+        // SAFETY: `heap_end` is talc's current heap end (kept at every claim and extend).
+        let in_use = unsafe { self.talc.reserved(heap_end) }.up_to.as_ptr() as usize;
+        let target = in_use
+            .next_multiple_of(SEGMENT_UNIT)
+            .max(last.addr + SEGMENT_UNIT);
+        if target >= heap_end.as_ptr() as usize {
+            return;
+        }
+        let new_len = target - last.addr;
+        let Ok(size) = libc::off_t::try_from(new_len) else {
+            return;
+        };
+        // SAFETY: memory above `target` holds no allocation (talc's reserved region ends
+        // below it), so talc may give it up; `heap_end` is current.
+        let Some(end) = (unsafe { self.talc.truncate(heap_end, target as *mut u8) }) else {
+            return;
+        };
+        // The file shrinks only once nothing of the heap lies past its new end.
+        // SAFETY: our own fd; the tail is mapped back to the reservation right after, and
+        // nothing touches it (talc no longer owns it).
+        if unsafe { libc::ftruncate(fd, size) } == 0 {
+            segment::unreserve(target, last.addr + last.len - target);
+            if let Some(slot) = self.talc.source.slots[count - 1].as_mut() {
+                slot.len = new_len;
+            }
+            self.talc.source.next = target;
+        } else {
+            // SAFETY: the memory just given up is still mapped from the file: take it back.
+            let end = unsafe { self.talc.extend(end, (last.addr + last.len) as *mut u8) };
+            self.talc.source.heap_end = Some(end);
+            return;
+        }
+        self.talc.source.heap_end = Some(end);
+    }
+}
+
 impl Segments {
     fn push(&mut self, slot: Slot) {
         self.slots[self.count] = Some(slot);
