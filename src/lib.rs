@@ -200,6 +200,9 @@ pub mod guide {
     #[doc = include_str!("../docs/crac-run.md")]
     #[cfg(all(feature = "criu", target_os = "linux"))]
     pub struct CracRun;
+    #[doc = include_str!("../docs/mapped-heap.md")]
+    #[cfg(all(feature = "criu", target_os = "linux"))]
+    pub struct MappedHeap;
     #[doc = include_str!("../docs/tokio.md")]
     #[cfg(all(feature = "tokio", feature = "criu", target_os = "linux"))]
     pub struct Tokio;

@@ -8,13 +8,12 @@ pub(crate) use crac_core::env::{ENGINE, HOOK_DEADLINE};
 
 /// The image directory a checkpoint writes (like `-XX:CRaCCheckpointTo`).
 pub(crate) const CHECKPOINT_TO: &str = "CRAC_CHECKPOINT_TO";
-/// `off`: `crac::MappedHeap` stays the system allocator even in a process started for a
-/// checkpoint.
-pub(crate) const MAPPED_HEAP: &str = "CRAC_MAPPED_HEAP";
 /// The `criu` binary.
 pub(crate) const CRIU: &str = crac_shared::criu::CRIU_ENV;
 /// The file of the key images are sealed with.
 pub(crate) const IMAGE_KEY: &str = "CRAC_IMAGE_KEY";
+/// `off`: `crac::MappedHeap` allocates as the system allocator, writing no heap files.
+pub(crate) const MAPPED_HEAP: &str = "CRAC_MAPPED_HEAP";
 /// Extra CRIU options for the dump.
 pub(crate) const CRIU_OPTS: &str = "CRAC_CRIU_OPTS";
 /// `1`: the process keeps running after its image is taken.
@@ -97,12 +96,6 @@ pub(crate) const VARIABLES: &[Variable] = &[
         "required",
     ),
     var(
-        MAPPED_HEAP,
-        "the application (read once, at its first allocation)",
-        "`off`: `crac::MappedHeap` forwards every call to the system allocator even when `CRAC_CHECKPOINT_TO` is set (the warmed heap is then dumped as pages); `on`: it maps its heap from segment files when `CRAC_CHECKPOINT_TO` is set",
-        "`on`",
-    ),
-    var(
         ENGINE,
         "the application (crac-core)",
         "the engine that takes the image: `criu`, or `simulate` (runs the hooks, takes no image)",
@@ -125,6 +118,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         "the application (its dump's action script); `crac`",
         "the file of the key every image is sealed with at checkpoint and checked with at restore (`crac key`); an image that travels needs the same key on both hosts",
         "root: `/var/lib/crac/image.key`; another user: `$XDG_STATE_HOME/crac/image.key` or `~/.local/state/crac/image.key`; made on first use",
+    ),
+    var(
+        MAPPED_HEAP,
+        "the application (`crac::MappedHeap`, at its first allocation)",
+        "`off`: the heap is the system allocator's even in a process started for a checkpoint, and its images copy it as usual; `on`: it lives in segment files beside the image (`IMAGE.heap`), which images map",
+        "`on`",
     ),
     var(
         CRIU_OPTS,

@@ -51,6 +51,9 @@ pub(crate) fn checkpoint(
     let segments = heap::seal().map_err(|e| Error::Heap {
         problem: e.to_string(),
     })?;
+    // However this ends — restored, left running, refused, failed — the heap grows in
+    // segment files again afterwards.
+    let _resume = ResumeHeap;
     let carried = fd_check::check(&config.fd_policy, &claimed)?;
     let connections = carried.connections || (leave_running && carried.claimed_listener);
     let criu_opts = carrying_tcp(&config.criu_opts, connections);
@@ -105,6 +108,15 @@ pub(crate) fn checkpoint(
         let _ = std::fs::remove_dir_all(&staging);
     }
     outcome
+}
+
+/// Ends the checkpoint [`heap::seal`] began when dropped.
+struct ResumeHeap;
+
+impl Drop for ResumeHeap {
+    fn drop(&mut self) {
+        heap::resume();
+    }
 }
 
 /// `options` for an image that carries TCP sockets (`connections`): `--tcp-close` unless

@@ -3,8 +3,8 @@
 //! warmed heap instead of copying it, and every restored copy shares the same pages.
 //!
 //! - **Mode**, decided at the first allocation (before `main`, without allocating):
-//!   *mapped* if `CRAC_CHECKPOINT_TO` is set and not empty, `CRAC_MAPPED_HEAP` is unset
-//!   or `on`, the process plays none of crac's helper roles, and the store (`<image_dir>.heap`, [`store_for`]) can be opened
+//!   *mapped* if `CRAC_CHECKPOINT_TO` is set and not empty, the process plays none of
+//!   crac's helper roles, and the store (`<image_dir>.heap`, [`store_for`]) can be opened
 //!   safely (`store.rs`); *system* otherwise, where every call forwards to
 //!   [`std::alloc::System`] after one atomic load and a branch.
 //! - **Address space**: one region of [`state::REGION_LEN`] is reserved (inaccessible,
@@ -148,8 +148,8 @@ pub(crate) fn resume() {
 /// ```
 ///
 /// **When it maps.** At the first allocation (before `main`) the heap decides once: if
-/// `CRAC_CHECKPOINT_TO` is set and not empty, `CRAC_MAPPED_HEAP` is unset or `on` (`off`
-/// keeps the system allocator), and the process is not one of crac's own helpers, the heap's memory comes from files of the *store*, the directory
+/// `CRAC_CHECKPOINT_TO` is set and not empty (and the process is not one of crac's own
+/// helpers), the heap's memory comes from files of the *store*, the directory
 /// `<image_dir>.heap` beside the image (created 0700; a symlink, a directory another user
 /// owns or others can write is refused). While the process warms up, the files are
 /// unnamed (`O_TMPFILE`) and mapped shared: a process that dies before a checkpoint

@@ -22,23 +22,21 @@ pub(super) const SUFFIX: &str = ".heap";
 
 const CHECKPOINT_TO: [u8; env::CHECKPOINT_TO.len() + 1] =
     super::text::nul_terminated(env::CHECKPOINT_TO);
-const MAPPED_HEAP: [u8; env::MAPPED_HEAP.len() + 1] = super::text::nul_terminated(env::MAPPED_HEAP);
 const DUMP_HELPER: [u8; env::DUMP_HELPER.len() + 1] = super::text::nul_terminated(env::DUMP_HELPER);
+const SWITCH: [u8; env::MAPPED_HEAP.len() + 1] = super::text::nul_terminated(env::MAPPED_HEAP);
 const SCRIPT_ACTION: [u8; crate::role::SCRIPT_ACTION_ENV.len() + 1] =
     super::text::nul_terminated(crate::role::SCRIPT_ACTION_ENV);
 
 /// The store this process's heap should live in: `CRAC_CHECKPOINT_TO` with `.heap`
 /// appended, made absolute against the working directory. `None` when the process is
-/// not started for a checkpoint, is told not to map (`CRAC_MAPPED_HEAP` other than `on`),
-/// or plays one of crac's helper roles (the dump helper and CRIU's action script are
-/// copies of the binary that must never create heap files).
+/// not started for a checkpoint, is told not to (`CRAC_MAPPED_HEAP=off`), or plays one of
+/// crac's helper roles (the dump helper and CRIU's action script are copies of the binary
+/// that must never create heap files).
 pub(super) fn wanted() -> Option<Path> {
     let helper = getenv(&DUMP_HELPER).is_some() || getenv(&SCRIPT_ACTION).is_some();
-    // Not allocating, so no message: a value other than `on` or `off` keeps the system
-    // allocator, the mode that needs nothing on disk.
-    let switched_off = getenv(&MAPPED_HEAP).is_some_and(|v| v.to_bytes() != b"on");
+    let off = getenv(&SWITCH).is_some_and(|v| v.to_bytes() == b"off");
     let target = getenv(&CHECKPOINT_TO)?.to_bytes();
-    if helper || switched_off || target.is_empty() {
+    if helper || off || target.is_empty() {
         return None;
     }
     let mut path = Path::new();
