@@ -35,6 +35,8 @@ const CASES: &[(&str, fn())] = &[
         without_target,
     ),
     ("a_planted_symlink_store_is_refused", in_symlink_store),
+    ("a_store_others_can_write_is_refused", in_refused_store),
+    ("a_store_another_user_owns_is_refused", in_refused_store),
     (
         "a_relative_target_is_resolved_against_the_working_directory",
         relative_target,
@@ -72,6 +74,24 @@ fn main() {
                 let elsewhere = dir.join("elsewhere");
                 std::fs::create_dir(&elsewhere).unwrap();
                 std::os::unix::fs::symlink(&elsewhere, dir.join("svc.heap")).unwrap();
+                child.env(CHECKPOINT_TO, dir.join("svc"));
+            }
+            "a_store_others_can_write_is_refused" => {
+                let store = dir.join("svc.heap");
+                std::fs::create_dir(&store).unwrap();
+                std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+                child.env(CHECKPOINT_TO, dir.join("svc"));
+            }
+            "a_store_another_user_owns_is_refused" => {
+                let store = dir.join("svc.heap");
+                std::fs::create_dir(&store).unwrap();
+                std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+                // Only root can give a directory away.
+                if std::os::unix::fs::chown(&store, Some(65534), None).is_err() {
+                    println!("test {name} ... ignored (needs root)");
+                    remove_store(&dir);
+                    continue;
+                }
                 child.env(CHECKPOINT_TO, dir.join("svc"));
             }
             "a_relative_target_is_resolved_against_the_working_directory" => {
@@ -350,6 +370,14 @@ fn in_symlink_store() {
         store_entries(&elsewhere).is_empty(),
         "nothing written through the link"
     );
+}
+
+fn in_refused_store() {
+    let warm = Warm::build();
+    warm.check();
+    assert_eq!(crac_criu::__store_for_tests(), None);
+    assert_eq!(crac_criu::__seal_for_tests().unwrap(), Vec::new());
+    assert!(store_entries(&case_dir().join("svc.heap")).is_empty());
 }
 
 fn relative_target() {

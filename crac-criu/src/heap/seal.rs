@@ -26,7 +26,13 @@ static SEALING: Mutex<()> = Mutex::new(());
 /// See [`super::seal`].
 pub(super) fn seal() -> Result<Vec<Segment>, SealError> {
     let _one = SEALING.lock().unwrap_or_else(PoisonError::into_inner);
-    let result = name_and_remap().and_then(|()| digest_remapped());
+    // The hashing buffers are allocated before the heap's end is trimmed, so that the
+    // seal does not make the heap grow while it is paused.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .clamp(1, HASHING_THREADS);
+    let mut buffers: Vec<Vec<u8>> = (0..threads).map(|_| vec![0; 1 << 20]).collect();
+    let result = name_and_remap().and_then(|()| digest_remapped(&mut buffers));
     let mut heap = state::lock();
     let segments = &mut heap.talc.source;
     // A failed checkpoint goes on with its heap as it was: file segments may grow again.
@@ -75,6 +81,11 @@ fn name_and_remap() -> Result<(), SealError> {
             failed = Some((*slot, what, errno));
             break;
         }
+    }
+    // The names must outlive a crash: the image will refer to them.
+    if let Some(dir) = store::open(&store) {
+        // SAFETY: `dir` is open.
+        unsafe { libc::fsync(dir.as_raw_fd()) };
     }
     // The error's message is made once the lock is released: it allocates.
     drop(heap);
@@ -141,9 +152,6 @@ fn remap(store: &store::Path, slot: &mut Slot, fd: RawFd) -> Result<(), (&'stati
     unsafe { libc::fchmod(fd, 0o400) };
     // SAFETY: as above; the slot forgets it below.
     unsafe { libc::close(fd) };
-    // The name must outlive a crash: the image will refer to it.
-    // SAFETY: `dir` is open.
-    unsafe { libc::fsync(dir_fd) };
     slot.name = name;
     slot.state = State::Private(std::os::fd::IntoRawFd::into_raw_fd(read_only));
     Ok(())
@@ -167,27 +175,39 @@ fn unique_name(addr: usize) -> Text<64> {
     name
 }
 
-/// Without the heap's lock (the other threads allocate on meanwhile): fsyncs, digests
+/// Without the heap's lock (the other threads allocate on meanwhile): digests, fsyncs
 /// and protects every segment mapped private but not sealed yet, then records it sealed.
-fn digest_remapped() -> Result<(), SealError> {
+///
+/// The files are written back (fsync) while they are hashed, on up to
+/// [`HASHING_THREADS`] threads, a segment each at a time: segments double in size, so the
+/// largest is about as large as all the others together and two threads share the work
+/// evenly.
+fn digest_remapped(buffers: &mut [Vec<u8>]) -> Result<(), SealError> {
     let heap = state::lock();
     let store = heap.talc.source.store;
-    let pending: [Option<(usize, Slot)>; MAX_FILE_SEGMENTS] = {
-        let mut pending = [None; MAX_FILE_SEGMENTS];
-        for (i, slot) in heap.talc.source.slots.iter().enumerate() {
-            if let Some(slot) = slot.filter(|s| matches!(s.state, State::Private(_))) {
-                pending[i] = Some((i, slot));
-            }
+    let mut pending = [None; MAX_FILE_SEGMENTS];
+    for (i, slot) in heap.talc.source.slots.iter().enumerate() {
+        if let Some(slot) = slot.filter(|s| matches!(s.state, State::Private(_))) {
+            pending[i] = Some((i, slot));
         }
-        pending
-    };
+    }
+    // Collected once the lock is released: a Vec allocates.
     drop(heap);
-    for (i, slot) in pending.iter().flatten() {
-        let State::Private(fd) = slot.state else {
-            continue;
-        };
-        let (digest, immutable) =
-            finish(fd).map_err(|(what, errno)| SealError::new(&store, slot, what, errno))?;
+    let mut pending: Vec<(usize, Slot, RawFd)> = pending
+        .into_iter()
+        .flatten()
+        .filter_map(|(i, slot)| match slot.state {
+            State::Private(fd) => Some((i, slot, fd)),
+            _ => None,
+        })
+        .collect();
+    pending.sort_by_key(|(_, slot, _)| std::cmp::Reverse(slot.len));
+    let (digests, synced) = hash_and_sync(&pending, buffers);
+    for (((i, slot, fd), digest), synced) in pending.iter().zip(digests).zip(synced) {
+        let failed = |(what, errno)| SealError::new(&store, slot, what, errno);
+        let digest = digest.map_err(failed)?;
+        synced.map_err(failed)?;
+        let immutable = make_immutable(*fd);
         let mut heap = state::lock();
         if let Some(kept) = heap.talc.source.slots[*i].as_mut() {
             kept.digest = digest;
@@ -196,17 +216,73 @@ fn digest_remapped() -> Result<(), SealError> {
         }
         drop(heap);
         // SAFETY: the read-only fd the slot held, no longer recorded anywhere.
-        unsafe { libc::close(fd) };
+        unsafe { libc::close(*fd) };
     }
     Ok(())
 }
 
-/// fsync, digest (of the file, not the mapping) and `FS_IMMUTABLE_FL` where permitted.
-fn finish(fd: RawFd) -> Result<([u8; 32], bool), (&'static str, i32)> {
-    // SAFETY: the slot's open fd.
-    if unsafe { libc::fsync(fd) } != 0 {
-        return Err(("syncing it to disk", errno()));
-    }
+/// Threads hashing segment files at a seal, at most.
+const HASHING_THREADS: usize = 4;
+
+/// What failed (for the error's message) and its errno.
+type Failure = (&'static str, i32);
+/// A file's BLAKE3 digest, or why it could not be had.
+type Digested = Result<[u8; 32], Failure>;
+
+/// The BLAKE3 digest of each file of `pending` (largest first), hashed in parallel, a
+/// thread for each buffer; and the outcome of its fsync, on a thread of its own meanwhile.
+fn hash_and_sync(
+    pending: &[(usize, Slot, RawFd)],
+    buffers: &mut [Vec<u8>],
+) -> (Vec<Digested>, Vec<Result<(), Failure>>) {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results = Mutex::new(vec![Err(("hashing", libc::EIO)); pending.len()]);
+    std::thread::scope(|scope| {
+        let syncing = scope.spawn(|| {
+            pending
+                .iter()
+                .map(|(_, _, fd)| {
+                    // SAFETY: the slot's open fd.
+                    let synced = unsafe { libc::fsync(*fd) } == 0;
+                    synced
+                        .then_some(())
+                        .ok_or_else(|| ("syncing it to disk", errno()))
+                })
+                .collect()
+        });
+        let hashing: Vec<_> = buffers
+            .iter_mut()
+            .take(pending.len())
+            .map(|buffer| {
+                let (next, results) = (&next, &results);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((_, _, fd)) = pending.get(i) else {
+                            break;
+                        };
+                        let digest = hash_file(*fd, buffer);
+                        results.lock().unwrap_or_else(PoisonError::into_inner)[i] = digest;
+                    }
+                })
+            })
+            .collect();
+        // A hashing thread that panicked leaves its segments' `Err`s in place.
+        for thread in hashing {
+            let _ = thread.join();
+        }
+        let synced = syncing
+            .join()
+            .unwrap_or_else(|_| vec![Err(("syncing it to disk", libc::EIO)); pending.len()]);
+        (
+            std::mem::take(&mut *results.lock().unwrap_or_else(PoisonError::into_inner)),
+            synced,
+        )
+    })
+}
+
+/// The digest of the file `fd` is open on (the file, not the private mapping of it).
+fn hash_file(fd: RawFd, buffer: &mut [u8]) -> Digested {
     // SAFETY: the slot's open fd, duplicated so that the File closes only its copy.
     let copy = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
     if copy < 0 {
@@ -215,10 +291,9 @@ fn finish(fd: RawFd) -> Result<([u8; 32], bool), (&'static str, i32)> {
     // SAFETY: `copy` was just made and nothing else owns it.
     let file = unsafe { std::fs::File::from_raw_fd(copy) };
     let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; 1 << 20];
     let mut offset = 0u64;
     loop {
-        let n = std::os::unix::fs::FileExt::read_at(&file, &mut buffer, offset).map_err(|e| {
+        let n = std::os::unix::fs::FileExt::read_at(&file, buffer, offset).map_err(|e| {
             (
                 "reading it to digest",
                 e.raw_os_error().unwrap_or(libc::EIO),
@@ -230,12 +305,12 @@ fn finish(fd: RawFd) -> Result<([u8; 32], bool), (&'static str, i32)> {
         hasher.update(&buffer[..n]);
         offset += n as u64;
     }
-    Ok((*hasher.finalize().as_bytes(), make_immutable(fd)))
+    Ok(*hasher.finalize().as_bytes())
 }
 
 /// Sets `FS_IMMUTABLE_FL`: false where the file system has no such flag or the process
 /// lacks `CAP_LINUX_IMMUTABLE` (the file's mode 0400 is then its only protection).
-fn make_immutable(fd: RawFd) -> bool {
+pub(super) fn make_immutable(fd: RawFd) -> bool {
     let mut flags: libc::c_long = 0;
     // SAFETY: FS_IOC_GETFLAGS writes one int-sized value into `flags`.
     if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
@@ -244,6 +319,25 @@ fn make_immutable(fd: RawFd) -> bool {
     flags |= libc::c_long::from(FS_IMMUTABLE_FL);
     // SAFETY: FS_IOC_SETFLAGS reads the value `flags` holds.
     unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) == 0 }
+}
+
+/// Clears `FS_IMMUTABLE_FL` if it is set, so that the file can be removed.
+pub(super) fn clear_immutable(fd: RawFd) -> std::io::Result<()> {
+    let mut flags: libc::c_long = 0;
+    // SAFETY: FS_IOC_GETFLAGS writes one int-sized value into `flags`.
+    if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
+        // No flags on this file system: nothing to clear.
+        return Ok(());
+    }
+    if flags & libc::c_long::from(FS_IMMUTABLE_FL) == 0 {
+        return Ok(());
+    }
+    flags &= !libc::c_long::from(FS_IMMUTABLE_FL);
+    // SAFETY: FS_IOC_SETFLAGS reads the value `flags` holds.
+    if unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// `linux/fs.h`.

@@ -214,7 +214,14 @@ impl Segments {
             .size()
             .checked_add(layout.align())?
             .checked_add(SEGMENT_UNIT)?;
-        let len = self.next_size.max(wanted).next_multiple_of(SEGMENT_UNIT);
+        // While paused, only what is asked for: what a checkpoint allocates is not to be
+        // followed by a large anonymous segment the heap would then fill instead of files.
+        let len = if self.files_paused {
+            wanted
+        } else {
+            self.next_size.max(wanted)
+        }
+        .next_multiple_of(SEGMENT_UNIT);
         let addr = self.next;
         if len > self.end - addr {
             return None;
@@ -225,12 +232,14 @@ impl Segments {
             segment::map_file(&self.store, addr, len)
         };
         match file {
-            Some(slot) => self.push(slot),
+            Some(slot) => {
+                self.push(slot);
+                self.next_size = (len * 2).min(MAX_SEGMENT);
+            }
             None if segment::map_anonymous(addr, len) => {}
             None => return None,
         }
         self.next = addr + len;
-        self.next_size = (len * 2).min(MAX_SEGMENT);
         Some(self.next)
     }
 }
