@@ -330,7 +330,10 @@ fn a_copy_that_grows_checkpoints_again_sharing_the_segments() {
     // more than the first segments had free: a new segment, mapped too, not copied
     assert!(second.len() > first.len(), "growth went to a new segment");
     let pages = page_bytes(&second_image);
-    assert!(pages < 160 << 20, "{pages} bytes of page data for 192 MB of growth");
+    assert!(
+        pages < 160 << 20,
+        "{pages} bytes of page data for 192 MB of growth"
+    );
     let check = |image: &Path| {
         let out = restore(image);
         assert_eq!(out.status.code(), Some(7), "{out:?}");
