@@ -120,7 +120,8 @@ impl Setup {
             }
             Way::Full | Way::Lazy | Way::Mapped => {
                 cmd = Command::new(&self.crac);
-                cmd.arg("restore");
+                // `-v`: the restore's phases in the log, after the process runs
+                cmd.args(["restore", "-v"]);
                 if way == Way::Lazy {
                     cmd.arg("--lazy");
                 }
@@ -266,6 +267,8 @@ fn quit(mut started: Started) {
 struct Timing {
     first: Duration,
     checksum: Duration,
+    /// The service's PSS once it answered the checksum (alone on the machine).
+    pss_bytes: u64,
 }
 
 /// Starts the service one way, asks the query and the checksum, checks both, stops it.
@@ -281,6 +284,14 @@ fn run_once(setup: &Setup, way: Way, expected: &Expected) -> Timing {
     let first = start.elapsed();
     let checksum = started.watch.ask("checksum", deadline);
     let checksum_at = start.elapsed();
+    let pids = service_processes(started.watch.pid, &setup.service);
+    assert_eq!(
+        pids.len(),
+        1,
+        "one service process under {}",
+        started.watch.pid
+    );
+    let pss_bytes = pss(pids[0]);
     quit(started);
     assert_eq!(
         answer,
@@ -297,6 +308,7 @@ fn run_once(setup: &Setup, way: Way, expected: &Expected) -> Timing {
     Timing {
         first,
         checksum: checksum_at,
+        pss_bytes,
     }
 }
 
@@ -510,6 +522,8 @@ impl Checkpointed {
 /// gone, and the page data written.
 struct Second {
     total: Duration,
+    /// From the service's `checkpoint_restore()` on, as [`Checkpointed::phases`].
+    phases: Vec<(&'static str, Duration)>,
     page_bytes: u64,
     changed_docs: String,
 }
@@ -586,13 +600,7 @@ fn checkpoint(setup: &Setup, mapped: bool) -> Checkpointed {
         .unwrap();
     let gone = now_ns();
     let log = String::from_utf8_lossy(&checkpointed.stderr);
-    let value = |key: &str| -> u128 {
-        log.lines()
-            .find_map(|l| l.strip_prefix(&format!("search_service: {key} ")))
-            .unwrap_or_else(|| panic!("the service did not checkpoint:\n{log}"))
-            .parse()
-            .unwrap()
-    };
+    let value = |key: &str| stamp(&log, key);
     let manifest =
         std::fs::read_to_string(image.join("crac-manifest")).expect("an image was written");
     let segment_bytes = manifest
@@ -611,10 +619,42 @@ fn checkpoint(setup: &Setup, mapped: bool) -> Checkpointed {
         .unwrap()
         .parse()
         .unwrap();
+    let start = value("checkpoint-start-ns");
+    let phases = phases(image, start, value("hooks-done-ns"), gone);
+    Checkpointed {
+        total: Duration::from_nanos((gone - start) as u64),
+        phases,
+        frozen: Duration::from_micros(frozen_us(image)),
+        live_heap: value("live-heap-bytes") as u64,
+        malloc_in_use: value("malloc-in-use-bytes") as u64,
+        resident,
+        image_bytes: dir_bytes(image),
+        page_bytes: page_bytes(image),
+        segment_bytes,
+        indexing: Duration::from_nanos(value("indexing-ns") as u64),
+    }
+}
+
+/// A stamp the service printed (`search_service: KEY VALUE`) in `log`.
+fn stamp(log: &str, key: &str) -> u128 {
+    log.lines()
+        .find_map(|l| l.strip_prefix(&format!("search_service: {key} ")))
+        .unwrap_or_else(|| panic!("the service did not checkpoint:\n{log}"))
+        .parse()
+        .unwrap()
+}
+
+/// The checkpoint's consecutive phases, from the service's stamps (nanoseconds since the
+/// epoch) to the moment the process was `gone`.
+fn phases(
+    image: &Path,
+    start: u128,
+    hooks_done: u128,
+    gone: u128,
+) -> Vec<(&'static str, Duration)> {
     // The moments between the service's stamps and the end, from the image's files:
     // CRIU creates its log first; its image files are written last when the image is
     // complete; the manifest is written once their digests are computed.
-    let frozen = Duration::from_micros(frozen_us(image));
     let criu_started = file_times(&image.join("dump.log")).0;
     let image_written = std::fs::read_dir(image)
         .unwrap()
@@ -625,14 +665,14 @@ fn checkpoint(setup: &Setup, mapped: bool) -> Checkpointed {
         .unwrap();
     let digested = file_times(&image.join("crac-manifest")).1;
     let stamps = [
-        value("checkpoint-start-ns"),
-        value("hooks-done-ns"),
+        start,
+        hooks_done,
         criu_started,
         image_written,
         digested,
         gone,
     ];
-    let phases = [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER]
+    [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER]
         .into_iter()
         .zip(stamps.windows(2))
         .map(|(label, w)| {
@@ -641,19 +681,7 @@ fn checkpoint(setup: &Setup, mapped: bool) -> Checkpointed {
                 Duration::from_nanos(w[1].saturating_sub(w[0]) as u64),
             )
         })
-        .collect();
-    Checkpointed {
-        total: Duration::from_nanos((gone - stamps[0]) as u64),
-        phases,
-        frozen,
-        live_heap: value("live-heap-bytes") as u64,
-        malloc_in_use: value("malloc-in-use-bytes") as u64,
-        resident,
-        image_bytes: dir_bytes(image),
-        page_bytes: page_bytes(image),
-        segment_bytes,
-        indexing: Duration::from_nanos(value("indexing-ns") as u64),
-    }
+        .collect()
 }
 
 /// Restores an (f) copy told to checkpoint again to the second image, changes
@@ -681,10 +709,19 @@ fn second_checkpoint(setup: &Setup, expected: &Expected) -> Second {
     // `crac restore` ends with its copy, which CRIU kills once the image is published
     let _ = started.child.wait();
     let total = start.elapsed();
+    let gone = now_ns();
     assert!(
         setup.second_image.join("crac-manifest").exists(),
         "the second checkpoint published no image; its stderr:\n{}",
         std::fs::read_to_string(&started.watch.log).unwrap_or_default()
+    );
+    // read before the check below restores a copy logging to the same file
+    let log = std::fs::read_to_string(&started.watch.log).unwrap();
+    let phases = phases(
+        &setup.second_image,
+        stamp(&log, "checkpoint-start-ns"),
+        stamp(&log, "hooks-done-ns"),
+        gone,
     );
     let restored = {
         let mut cmd = Command::new(&setup.crac);
@@ -704,6 +741,7 @@ fn second_checkpoint(setup: &Setup, expected: &Expected) -> Second {
     quit(restored);
     Second {
         total,
+        phases,
         page_bytes: page_bytes(&setup.second_image),
         changed_docs: changed_docs.trim().to_string(),
     }
@@ -969,7 +1007,7 @@ fn copies_rows(out: &mut String, results: &[SizeResult]) {
     };
     row(
         &format!(
-            "**{COPIES} concurrent copies**: all answered (× one's median) · all checksums · total PSS"
+            "**{COPIES} concurrent copies**: all answered (× one's median) · all checksums · total PSS (× one copy's alone, after its checksum)"
         ),
         &|_| String::new(),
     );
@@ -977,12 +1015,15 @@ fn copies_rows(out: &mut String, results: &[SizeResult]) {
         row(way.label(), &|r| {
             let c = &r.copies[&way];
             let (one, _, _) = spread(first_answers(r, way));
+            let mut alone: Vec<u64> = r.runs[&way].iter().map(|t| t.pss_bytes).collect();
+            alone.sort_unstable();
             format!(
-                "{} ({:.1}×) · {} · {}",
+                "{} ({:.1}×) · {} · {} ({:.2}×)",
                 ms(c.all_answered),
                 c.all_answered.as_secs_f64() / one.as_secs_f64(),
                 ms(c.all_checksums),
-                mb(c.pss_bytes)
+                mb(c.pss_bytes),
+                c.pss_bytes as f64 / alone[alone.len() / 2] as f64
             )
         });
     }
@@ -1031,6 +1072,12 @@ fn checkpoint_rows(out: &mut String, results: &[SizeResult]) {
             )
         },
     );
+    for phase in [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER] {
+        row(&format!("· {phase}"), &|r| {
+            let (_, d) = r.second.phases.iter().find(|p| p.0 == phase).unwrap();
+            ms(*d)
+        });
+    }
 }
 
 /// One line per size: the figures a reader looks for first.

@@ -70,7 +70,7 @@ plot "$out/latency.tsv" using 1:2:3:4 with yerrorlines lw 2 pt 7 title "full res
      "" using 1:5:6:7 with yerrorlines lw 2 pt 5 title "lazy restore (crac restore --lazy)", \
      "" using 1:8:9:10 with yerrorlines lw 2 pt 9 title "serde + bincode load", \
      "" using 1:11:12:13 with yerrorlines lw 2 pt 13 title "rkyv archive, mmap (zero-copy)", \
-     "" using 1:14:15:16 with yerrorlines lw 2 pt 11 title "mapped-heap restore (crac::MappedHeap)", \
+     "" using 1:14:15:16 with yerrorlines lw 2 pt 11 lc rgb "#c0392b" title "mapped-heap restore (crac::MappedHeap)", \
      25 with lines dt 2 lc "gray" title "goal (issues 9, 16): 25 ms"
 EOF
 echo "wrote $out/results.md, $out/latency.tsv and $out/restore-latency.png" >&2
