@@ -34,6 +34,11 @@ const CASES: &[(&str, fn())] = &[
         "without_an_image_target_the_system_allocator_serves",
         without_target,
     ),
+    (
+        "a_failed_seal_leaves_the_heap_usable_and_shared",
+        failed_seal,
+    ),
+    ("a_full_disk_makes_the_heap_grow_in_memory", full_disk),
     ("a_planted_symlink_store_is_refused", in_symlink_store),
     ("a_store_others_can_write_is_refused", in_refused_store),
     ("a_store_another_user_owns_is_refused", in_refused_store),
@@ -93,6 +98,30 @@ fn main() {
                     continue;
                 }
                 child.env(CHECKPOINT_TO, dir.join("svc"));
+            }
+            "a_full_disk_makes_the_heap_grow_in_memory" => {
+                // A 100 MiB file system of its own, in a mount namespace of its own: room
+                // for the first segment (64 MiB), not the second (128 MiB).
+                let program = child.get_program().to_owned();
+                let mut wrapped = Command::new("unshare");
+                wrapped
+                    .args([
+                        "-m",
+                        "sh",
+                        "-c",
+                        r#"mount -t tmpfs -o size=100m tmpfs "$0" && exec "$@""#,
+                    ])
+                    .arg(&dir)
+                    .arg(program)
+                    .env(CASE, name)
+                    .env("TMP_CASE_DIR", &dir)
+                    .env(CHECKPOINT_TO, dir.join("svc"));
+                // SAFETY: geteuid cannot fail.
+                if unsafe { libc::geteuid() } != 0 {
+                    println!("test {name} ... ignored (needs root)");
+                    continue;
+                }
+                child = wrapped;
             }
             "a_relative_target_is_resolved_against_the_working_directory" => {
                 child.current_dir(&dir).env(CHECKPOINT_TO, "svc/");
@@ -347,6 +376,52 @@ fn growth_after_seal() {
     assert_eq!(std::fs::metadata(path).unwrap().len(), *len);
     warm.check();
     assert!(paused.iter().all(|n| *n == 3) && grown.iter().all(|n| *n == 5));
+}
+
+fn failed_seal() {
+    let dir = case_dir();
+    let store = dir.join("svc.heap");
+    let warm = Warm::build();
+    let shared = mappings(&store);
+    // The store gone (moved away), nothing can be named in it.
+    let moved = dir.join("moved.heap");
+    std::fs::rename(&store, &moved).unwrap();
+    let error = crac_criu::__seal_for_tests().unwrap_err();
+    assert!(
+        error.starts_with(&format!(
+            "sealing heap segment {}/(unnamed segment at 0x",
+            store.display()
+        )) && error.ends_with("opening its store: No such file or directory (os error 2)"),
+        "{error}"
+    );
+    std::fs::rename(&moved, &store).unwrap();
+    warm.check();
+    let still = mappings(&store);
+    assert_eq!(still.len(), shared.len());
+    assert!(
+        still
+            .iter()
+            .all(|(_, _, perms, path)| perms == "rw-s" && path.ends_with("(deleted)"))
+    );
+    // The heap grows in files again at once (no checkpoint is under way).
+    let more: Vec<u64> = vec![9; 40_000_000];
+    assert_eq!(mappings(&store).len(), shared.len() + 1);
+    let sealed = crac_criu::__seal_for_tests().unwrap();
+    assert_eq!(sealed.len(), shared.len() + 1);
+    warm.check();
+    assert!(more.iter().all(|n| *n == 9));
+}
+
+fn full_disk() {
+    let store = case_dir().join("svc.heap");
+    let warm = Warm::build();
+    warm.check();
+    let files = mappings(&store);
+    assert_eq!(files.len(), 1, "only the first segment fits: {files:?}");
+    let sealed = crac_criu::__seal_for_tests().unwrap();
+    assert_eq!(sealed.len(), 1);
+    assert_eq!(digest(&sealed[0].0), sealed[0].2);
+    warm.check();
 }
 
 fn without_target() {

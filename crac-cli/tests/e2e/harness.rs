@@ -124,6 +124,20 @@ static RUN_TEMP_DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 /// Removes this run's temp directory (see [`use_own_temp_dir`]).
 pub(crate) fn remove_scratch() {
     if let Some(dir) = RUN_TEMP_DIR.get() {
+        remove_tree(dir);
+    }
+}
+
+/// Removes `dir` and everything in it, sealed heap segments too: they are immutable
+/// (`chattr +i`) where the file system allows it.
+fn remove_tree(dir: &Path) {
+    if std::fs::remove_dir_all(dir).is_err() && dir.exists() {
+        let _ = Command::new("chattr")
+            .arg("-R")
+            .arg("-i")
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(dir);
     }
 }
@@ -131,7 +145,7 @@ pub(crate) fn remove_scratch() {
 /// A fresh directory for one test's images and files.
 pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+    remove_tree(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }

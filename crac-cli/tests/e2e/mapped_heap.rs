@@ -23,6 +23,7 @@ tests![
     replacing_an_image_removes_the_segments_no_image_lists,
     a_full_disk_refuses_the_checkpoint_and_the_heap_stays_intact,
     a_lazy_restore_maps_the_heap_too,
+    a_hundred_left_running_checkpoints_keep_disk_use_bounded,
 ];
 
 /// The state the scenario warms, in MB: large enough that copying it would show.
@@ -424,4 +425,38 @@ fn a_lazy_restore_maps_the_heap_too() {
         .wait_with_output()
         .unwrap();
     assert!(verified(&out).contains("mapped verify ok"));
+}
+
+/// As `crac run --every` takes them: a hundred left-running checkpoints of a process
+/// whose heap keeps changing leave a bounded store (each image lists every segment its
+/// heap maps, and a segment no image lists is removed), and the last image restores.
+fn a_hundred_left_running_checkpoints_keep_disk_use_bounded() {
+    let (_, image) = setup("mapped-cycles");
+    let out = mapped(&image)
+        .env("CRAC_E2E_STATE_MB", "16")
+        .env("CRAC_E2E_CYCLES", "100")
+        .env("CRAC_LEAVE_RUNNING", "1")
+        .output();
+    let stdout = text(&out.stdout);
+    let cycles: Vec<(usize, u64)> = lines(&stdout)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix("mapped cycle "))
+        .map(|l| {
+            let words: Vec<&str> = l.split(' ').collect();
+            assert_eq!(words[1..3], ["LeftRunning", "ok"], "{l}");
+            (words[4].parse().unwrap(), words[6].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(cycles.len(), 100, "{}", text(&out.stderr));
+    let (files, bytes) = cycles[9];
+    for (cycle, &(now_files, now_bytes)) in cycles.iter().enumerate().skip(10) {
+        assert!(
+            now_files <= files + 1 && now_bytes <= bytes + (64 << 20),
+            "cycle {}: {now_files} files, {now_bytes} bytes; {files} and {bytes} at cycle 10",
+            cycle + 1
+        );
+    }
+    // then its own checkpoint, left running too; the last image restores
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(verified(&restore(&image)).contains("mapped verify ok"));
 }

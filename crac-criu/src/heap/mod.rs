@@ -59,14 +59,14 @@ pub(crate) struct Segment {
 /// A seal that failed: the segment's file and what failed. The heap stays usable.
 #[derive(Debug, thiserror::Error)]
 #[error("sealing heap segment {path}: {what}: {source}")]
-pub(crate) struct SealError {
+pub(crate) struct SealFailure {
     /// The segment's file (or, for a segment not named yet, the store and its address).
     pub(crate) path: PathBuf,
     what: &'static str,
     source: std::io::Error,
 }
 
-impl SealError {
+impl SealFailure {
     fn new(store: &store::Path, slot: &segment::Slot, what: &'static str, errno: i32) -> Self {
         use std::os::unix::ffi::OsStrExt as _;
         let dir = Path::new(std::ffi::OsStr::from_bytes(store.as_bytes()));
@@ -75,7 +75,7 @@ impl SealError {
         } else {
             dir.join(format!("(unnamed segment at {:#x})", slot.addr))
         };
-        SealError {
+        SealFailure {
             path,
             what,
             source: std::io::Error::from_raw_os_error(errno),
@@ -87,7 +87,6 @@ impl SealError {
 /// `<image_dir>.heap` (e.g. /var/lib/crac/svc -> /var/lib/crac/svc.heap), so that
 /// publishing an image (renaming its staging directory into place) does not move the
 /// files CRIU recorded.
-#[allow(dead_code, reason = "the checkpoint's integration uses it")]
 pub(crate) fn store_for(image_dir: &Path) -> PathBuf {
     let mut name = image_dir.as_os_str().to_owned();
     name.push(store::SUFFIX);
@@ -111,7 +110,7 @@ pub(crate) fn store() -> Option<PathBuf> {
 ///
 /// From a successful seal until [`resume`], the heap grows in anonymous memory: no new
 /// segment file (nor its open fd) appears between the seal and the dump.
-pub(crate) fn seal() -> Result<Vec<Segment>, SealError> {
+pub(crate) fn seal() -> Result<Vec<Segment>, SealFailure> {
     if MODE.load(Ordering::Acquire) != MAPPED {
         return Ok(Vec::new());
     }

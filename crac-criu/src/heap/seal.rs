@@ -17,14 +17,15 @@ use std::sync::{Mutex, PoisonError};
 
 use super::segment::{Slot, State};
 use super::state::{self, MAX_FILE_SEGMENTS};
+use super::store::errno;
 use super::text::Text;
-use super::{SealError, Segment, store};
+use super::{SealFailure, Segment, store};
 
 /// One seal at a time (the heap's lock is released while files are digested).
 static SEALING: Mutex<()> = Mutex::new(());
 
 /// See [`super::seal`].
-pub(super) fn seal() -> Result<Vec<Segment>, SealError> {
+pub(super) fn seal() -> Result<Vec<Segment>, SealFailure> {
     let _one = SEALING.lock().unwrap_or_else(PoisonError::into_inner);
     // The hashing buffers are allocated before the heap's end is trimmed, so that the
     // seal does not make the heap grow while it is paused.
@@ -67,7 +68,7 @@ fn path_of(store: &store::Path, slot: &Slot) -> std::path::PathBuf {
 /// Under the heap's lock (no segment is created meanwhile, and nothing here allocates):
 /// names every shared segment and maps it private. Growth stays paused afterwards, so
 /// that no new shared segment appears before the dump.
-fn name_and_remap() -> Result<(), SealError> {
+fn name_and_remap() -> Result<(), SealFailure> {
     let mut heap = state::lock();
     heap.trim_last_segment();
     let segments = &mut heap.talc.source;
@@ -83,21 +84,21 @@ fn name_and_remap() -> Result<(), SealError> {
         }
     }
     // The names must outlive a crash: the image will refer to them.
-    if let Some(dir) = store::open(&store) {
+    if let Ok(dir) = store::open(&store) {
         // SAFETY: `dir` is open.
         unsafe { libc::fsync(dir.as_raw_fd()) };
     }
     // The error's message is made once the lock is released: it allocates.
     drop(heap);
     match failed {
-        Some((slot, what, errno)) => Err(SealError::new(&store, &slot, what, errno)),
+        Some((slot, what, errno)) => Err(SealFailure::new(&store, &slot, what, errno)),
         None => Ok(()),
     }
 }
 
 /// Names the shared segment `slot` (its read-write fd `fd`) and maps it private.
 fn remap(store: &store::Path, slot: &mut Slot, fd: RawFd) -> Result<(), (&'static str, i32)> {
-    let dir = store::open(store).ok_or(("opening the store safely", libc::EPERM))?;
+    let dir = store::open(store).map_err(|errno| ("opening its store", errno))?;
     let name = unique_name(slot.addr);
     let mut proc_fd = Text::<32>::new();
     let _ = write!(proc_fd, "/proc/self/fd/{fd}");
@@ -182,7 +183,7 @@ fn unique_name(addr: usize) -> Text<64> {
 /// [`HASHING_THREADS`] threads, a segment each at a time: segments double in size, so the
 /// largest is about as large as all the others together and two threads share the work
 /// evenly.
-fn digest_remapped(buffers: &mut [Vec<u8>]) -> Result<(), SealError> {
+fn digest_remapped(buffers: &mut [Vec<u8>]) -> Result<(), SealFailure> {
     let heap = state::lock();
     let store = heap.talc.source.store;
     let mut pending = [None; MAX_FILE_SEGMENTS];
@@ -204,7 +205,7 @@ fn digest_remapped(buffers: &mut [Vec<u8>]) -> Result<(), SealError> {
     pending.sort_by_key(|(_, slot, _)| std::cmp::Reverse(slot.len));
     let (digests, synced) = hash_and_sync(&pending, buffers);
     for (((i, slot, fd), digest), synced) in pending.iter().zip(digests).zip(synced) {
-        let failed = |(what, errno)| SealError::new(&store, slot, what, errno);
+        let failed = |(what, errno)| SealFailure::new(&store, slot, what, errno);
         let digest = digest.map_err(failed)?;
         synced.map_err(failed)?;
         let immutable = make_immutable(*fd);
@@ -342,9 +343,3 @@ pub(super) fn clear_immutable(fd: RawFd) -> std::io::Result<()> {
 
 /// `linux/fs.h`.
 const FS_IMMUTABLE_FL: i32 = 0x10;
-
-fn errno() -> i32 {
-    std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}

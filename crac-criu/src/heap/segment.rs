@@ -35,7 +35,7 @@ pub(super) struct Slot {
 /// Maps a new unnamed file of `len` bytes from the store at `addr`, shared: the
 /// segment's record, or `None` (nothing left behind) if the store or the disk refuse.
 pub(super) fn map_file(store_path: &store::Path, addr: usize, len: usize) -> Option<Slot> {
-    let dir = store::open(store_path)?;
+    let dir = store::open(store_path).ok()?;
     let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
     // SAFETY: a NUL-terminated relative path resolved in the open directory `dir`.
     let fd = unsafe { libc::openat(dir.as_raw_fd(), c".".as_ptr(), flags, 0o600) };

@@ -87,17 +87,18 @@ pub(super) fn create(path: &Path) -> Option<OwnedFd> {
     }
     // SAFETY: a NUL-terminated path.
     unsafe { libc::mkdir(path.as_c_str().as_ptr(), 0o700) };
-    open(path)
+    open(path).ok()
 }
 
 /// Opens the store, refusing a symlink, a non-directory, a directory another user owns
-/// or that the group or others can write.
-pub(super) fn open(path: &Path) -> Option<OwnedFd> {
+/// or that the group or others can write; the errno of a failure (`EPERM` for a store
+/// refused).
+pub(super) fn open(path: &Path) -> Result<OwnedFd, i32> {
     let flags = libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_RDONLY | libc::O_CLOEXEC;
     // SAFETY: a NUL-terminated path; the fd returned, if any, is ours.
     let fd = unsafe { libc::open(path.as_c_str().as_ptr(), flags) };
     if fd < 0 {
-        return None;
+        return Err(errno());
     }
     // SAFETY: `fd` was just opened and nothing else owns it.
     let dir = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -105,14 +106,22 @@ pub(super) fn open(path: &Path) -> Option<OwnedFd> {
     let mut stat: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `dir` is open and `stat` writable.
     if unsafe { libc::fstat(dir.as_raw_fd(), &mut stat) } != 0 {
-        return None;
+        return Err(errno());
     }
     // SAFETY: geteuid cannot fail.
     let me = unsafe { libc::geteuid() };
     let safe = stat.st_mode & libc::S_IFMT == libc::S_IFDIR
         && stat.st_uid == me
         && stat.st_mode & 0o022 == 0;
-    safe.then_some(dir)
+    if safe { Ok(dir) } else { Err(libc::EPERM) }
+}
+
+/// The errno of the last failed call (no allocation: `io::Error` from a raw code is
+/// just an integer).
+pub(super) fn errno() -> i32 {
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// The path `dir` is open at as the kernel names it (what CRIU records of a file in it);

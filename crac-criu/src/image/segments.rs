@@ -78,7 +78,8 @@ pub(crate) fn check(segment: &Segment) -> Result<(), String> {
 /// Registers the image in `image_dir` as a user of every store but its own that holds
 /// segments it lists, so that replacing those stores' images keeps them.
 pub(crate) fn register_user(image_dir: &Path, segments: &[Segment]) -> std::io::Result<()> {
-    let own = heap::store_for(image_dir);
+    // segments' paths are as the kernel resolved them when the heap began
+    let own = canonical(&heap::store_for(image_dir));
     let mut stores: Vec<PathBuf> = segments
         .iter()
         .filter_map(|s| s.path.parent().map(Path::to_path_buf))
@@ -131,7 +132,9 @@ pub(crate) fn collect_garbage(image_dir: &Path) {
 /// Removes from `store` each sealed segment that neither an image using the store lists
 /// nor a running process maps.
 fn collect_store(store: &Path) {
-    let Ok(entries) = std::fs::read_dir(store) else {
+    // compared with the listed paths, which the heap resolved
+    let store = canonical(store);
+    let Ok(entries) = std::fs::read_dir(&store) else {
         return;
     };
     let candidates: Vec<PathBuf> = entries
@@ -143,8 +146,8 @@ fn collect_store(store: &Path) {
     if candidates.is_empty() {
         return;
     }
-    let mut kept = listed(&image_of(store));
-    for user in users(store) {
+    let mut kept = listed(&image_of(&store));
+    for user in users(&store) {
         kept.extend(listed(&user));
     }
     let unlisted: Vec<PathBuf> = candidates
@@ -160,11 +163,14 @@ fn collect_store(store: &Path) {
             continue;
         };
         if !mapped.contains(&(meta.dev(), meta.ino())) {
-            // sealed segments are immutable where the file system allows it
-            let _ = fs::set_immutable(&path, false);
-            let _ = std::fs::remove_file(&path);
+            let _ = heap::remove_segment(&path);
         }
     }
+}
+
+/// `path` with every link resolved, or as it is if it cannot be.
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// The image directory whose store `store` is: `IMAGE.heap` → `IMAGE`.
@@ -314,7 +320,11 @@ mod tests {
         };
         assert_ne!(at, libc::MAP_FAILED);
 
-        collect_garbage(&image);
+        // named through a link: the listed (resolved) paths are still recognized
+        let link = base.with_extension("link");
+        std::os::unix::fs::symlink(&base, &link).unwrap();
+        collect_garbage(&link.join("svc"));
+        std::fs::remove_file(&link).unwrap();
         assert!(listed_here.exists() && used_elsewhere.exists() && mapped.exists());
         assert!(!garbage.exists());
         assert!(store.join("notes.txt").exists());

@@ -120,40 +120,6 @@ pub(crate) fn open_regular(path: &Path) -> Result<std::fs::File, NotRegular> {
     Ok(file)
 }
 
-/// Sets or clears the file's immutable attribute (`FS_IMMUTABLE_FL`, `chattr +i`): an
-/// immutable file can be neither written, renamed nor removed, even by its owner, until
-/// root clears it. Fails where the file system has no such attribute (`ENOTTY`,
-/// `EOPNOTSUPP`) or without `CAP_LINUX_IMMUTABLE` (`EPERM`).
-pub(crate) fn set_immutable(path: &Path, immutable: bool) -> io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
-    // The kernel reads and writes an `int` although the request's number says `long`.
-    let mut flags: libc::c_int = 0;
-    // SAFETY: FS_IOC_GETFLAGS writes one `int` through the pointer, which is valid.
-    if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // FS_IMMUTABLE_FL from <linux/fs.h>, which libc does not export
-    let immutable_flag: libc::c_int = 0x10;
-    let wanted = if immutable {
-        flags | immutable_flag
-    } else {
-        flags & !immutable_flag
-    };
-    if wanted == flags {
-        return Ok(());
-    }
-    // SAFETY: FS_IOC_SETFLAGS reads one `int` through the pointer, which is valid.
-    if unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &wanted) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

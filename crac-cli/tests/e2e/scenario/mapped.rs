@@ -1,11 +1,15 @@
 //! `mapped`: a warmed state in `crac::MappedHeap` (this executable's global allocator,
 //! on when the test sets `CRAC_MAPPED_HEAP=on`): `CRAC_E2E_STATE_MB` of a known
 //! pattern, and `CRAC_E2E_WRITERS` threads that keep allocating and writing while the
-//! checkpoint seals the heap, each reading back every round it wrote. With
-//! `CRAC_E2E_BEFORE` set it waits for that file before checkpointing; a refused checkpoint
-//! is printed with a check of the state, and tried again once `CRAC_E2E_GO` exists. After
-//! the restore
-//! it does what `CRAC_E2E_ACTION` (given at restore with `--env`) says:
+//! checkpoint seals the heap, each reading back every round it wrote.
+//!
+//! With `CRAC_E2E_CYCLES=N` (and `CRAC_LEAVE_RUNNING=1`) it first takes N left-running
+//! checkpoints, as `crac run --every` does, allocating and freeing between them, and
+//! prints what the store holds on disk after each. With `CRAC_E2E_BEFORE` set it waits
+//! for that file before checkpointing; a refused checkpoint is printed with a check of
+//! the state, and tried again once `CRAC_E2E_GO` exists.
+//!
+//! After the restore it does what `CRAC_E2E_ACTION` (given at restore with `--env`) says:
 //! - `verify` (the default): checks the state and the writers, prints, exits 7;
 //! - `overwrite`: writes its whole state anew, checks it, prints, waits for the file
 //!   `CRAC_E2E_GO`, checks again, prints, exits 7;
@@ -131,6 +135,36 @@ impl Writers {
     }
 }
 
+/// Left-running checkpoints, each after a round of allocations of changing sizes that
+/// replace the previous round's: the heap's high-water mark moves, and then stays.
+fn left_running_cycles(cycles: u64) {
+    let store = format!("{}.heap", std::env::var("CRAC_CHECKPOINT_TO").unwrap());
+    let mut churn: Vec<Block> = Vec::new();
+    for cycle in 1..=cycles {
+        churn.clear();
+        let mb = 1 + pattern(9, cycle) as usize % 16;
+        churn.push(Block::new(cycle, mb));
+        let restore = crac::checkpoint_restore().unwrap();
+        let (files, bytes) = disk_use(&store);
+        say(&format!(
+            "mapped cycle {cycle} {:?} {} files {files} bytes {bytes}",
+            restore.outcome(),
+            churn[0].check()
+        ));
+    }
+}
+
+/// Heap segment files in `store`, and the disk they take.
+fn disk_use(store: &str) -> (usize, u64) {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::read_dir(store)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".heap"))
+        .filter_map(|e| e.metadata().ok())
+        .fold((0, 0), |(n, b), m| (n + 1, b + m.blocks() * 512))
+}
+
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name).map_or(default, |v| v.parse().unwrap())
 }
@@ -149,6 +183,9 @@ pub(super) fn run() -> ! {
     let state = Mutex::new(Block::new(1, env_number("CRAC_E2E_STATE_MB", 64)));
     let writers = Writers::start(env_number("CRAC_E2E_WRITERS", 0));
     say(&format!("mapped warm {}", state.lock().unwrap().check()));
+    if let Ok(cycles) = std::env::var("CRAC_E2E_CYCLES") {
+        left_running_cycles(cycles.parse().unwrap());
+    }
     if let Ok(before) = std::env::var("CRAC_E2E_BEFORE") {
         wait_for(&before);
     }
