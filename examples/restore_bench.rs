@@ -1,16 +1,20 @@
 //! Every way to get `examples/search_service.rs` answering, side by side in one run, at
 //! several corpus sizes: (a) a cold start, (b) a full restore (`crac restore`), (c) a
 //! lazy restore (`crac restore --lazy`), (d) loading the index saved with serde +
-//! bincode, (e) mapping an rkyv archive of it and querying it in place.
+//! bincode, (e) mapping an rkyv archive of it and querying it in place, (f) a full
+//! restore of an image taken with the service's `crac::MappedHeap` on (the heap mapped
+//! from its segment files; (b) and (c) restore an image taken with `CRAC_MAPPED_HEAP=off`).
 //!
 //! `restore_bench SERVICE CRAC WORK_DIR OUT_DIR RUNS DOCS...` — `scripts/bench.sh` builds
 //! both in release mode and runs this. Needs root and CRIU. For each corpus size (in
 //! documents) it measures each way RUNS times, interleaved, to the first answer and to
 //! the answer of `checksum` (a walk of the whole index, which a lazy restore can only
 //! answer once every page is in), asserting that every answer and checksum equals the
-//! cold start's; then eight concurrent copies of (b)–(e), and the checkpoint. Prints a
-//! Markdown table and a headline, and writes `OUT_DIR/results.md` and
-//! `OUT_DIR/latency.tsv` (the plot's data).
+//! cold start's; a first request that reads 2,000 documents spread over the index
+//! (`touch-pages`) after (b), (c) and (f); then eight concurrent copies of (b)–(f), the
+//! checkpoint of both images, and a second checkpoint of an (f) copy after it changed 1%
+//! of its documents. Prints a Markdown table and a headline, and writes
+//! `OUT_DIR/results.md` and `OUT_DIR/latency.tsv` (the plot's data).
 //!
 //! The service is checkpointed in a private PID namespace (as `crac run` does), so its
 //! image can also be restored as concurrent copies, each told its own port at restore
@@ -32,6 +36,15 @@ const COPIES: usize = 8;
 const FIRST_COPY_PORT: u16 = 17900;
 /// The query whose answer counts as "the first answer".
 const QUERY: &str = "search ka";
+/// A first request that reads a little of the state everywhere: 2,000 documents spread
+/// evenly over the index, each on pages of its own.
+const TOUCH: &str = "touch-pages 2000";
+/// The ways whose first answer to [`TOUCH`] is measured too.
+const TOUCH_WAYS: [Way; 3] = [Way::Full, Way::Lazy, Way::Mapped];
+/// The ways started as eight copies at once, and plotted.
+const RESTORE_WAYS: [Way; 5] = [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv, Way::Mapped];
+/// The share of the documents (%) an (f) copy changes before its second checkpoint.
+const CHANGED_PERCENT: u32 = 1;
 /// Longest wait for a cold start to answer (a gigabyte corpus on a busy machine).
 const COLD_DEADLINE: Duration = Duration::from_secs(900);
 
@@ -43,10 +56,18 @@ enum Way {
     Lazy,
     Bincode,
     Rkyv,
+    Mapped,
 }
 
 impl Way {
-    const ALL: [Way; 5] = [Way::Cold, Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv];
+    const ALL: [Way; 6] = [
+        Way::Cold,
+        Way::Full,
+        Way::Lazy,
+        Way::Bincode,
+        Way::Rkyv,
+        Way::Mapped,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -55,6 +76,7 @@ impl Way {
             Way::Lazy => "(c) lazy restore (`crac restore --lazy`)",
             Way::Bincode => "(d) serde + bincode load",
             Way::Rkyv => "(e) rkyv archive, mapped (zero-copy)",
+            Way::Mapped => "(f) mapped-heap restore (`MappedHeap`, `crac restore`)",
         }
     }
 
@@ -65,6 +87,7 @@ impl Way {
             Way::Lazy => "lazy restore",
             Way::Bincode => "bincode load",
             Way::Rkyv => "rkyv mmap",
+            Way::Mapped => "mapped heap",
         }
     }
 }
@@ -74,7 +97,12 @@ struct Setup {
     service: PathBuf,
     crac: PathBuf,
     docs: u32,
+    /// The image of (b) and (c), taken with `CRAC_MAPPED_HEAP=off`.
     image: PathBuf,
+    /// The image of (f), taken with the mapped heap on (its segments in `<image>.heap`).
+    mapped_image: PathBuf,
+    /// The second checkpoint of an (f) copy.
+    second_image: PathBuf,
     bincode: PathBuf,
     rkyv: PathBuf,
     /// Where each start's stderr goes, shown if it fails.
@@ -90,13 +118,19 @@ impl Setup {
                 cmd = Command::new(&self.service);
                 cmd.arg(addr).env("SEARCH_DOCS", self.docs.to_string());
             }
-            Way::Full | Way::Lazy => {
+            Way::Full | Way::Lazy | Way::Mapped => {
                 cmd = Command::new(&self.crac);
-                cmd.arg("restore");
+                // `-v`: the restore's phases in the log, after the process runs
+                cmd.args(["restore", "-v"]);
                 if way == Way::Lazy {
                     cmd.arg("--lazy");
                 }
-                cmd.arg(&self.image)
+                let image = if way == Way::Mapped {
+                    &self.mapped_image
+                } else {
+                    &self.image
+                };
+                cmd.arg(image)
                     .arg("--env")
                     .arg(format!("SEARCH_ADDR={addr}"));
             }
@@ -144,6 +178,8 @@ impl Setup {
 struct Expected {
     answer: String,
     checksum: String,
+    /// The answer to [`TOUCH`].
+    touched: String,
 }
 
 /// A started service (or `crac restore`), killed if the benchmark fails before it is
@@ -231,6 +267,8 @@ fn quit(mut started: Started) {
 struct Timing {
     first: Duration,
     checksum: Duration,
+    /// The service's PSS once it answered the checksum (alone on the machine).
+    pss_bytes: u64,
 }
 
 /// Starts the service one way, asks the query and the checksum, checks both, stops it.
@@ -246,6 +284,14 @@ fn run_once(setup: &Setup, way: Way, expected: &Expected) -> Timing {
     let first = start.elapsed();
     let checksum = started.watch.ask("checksum", deadline);
     let checksum_at = start.elapsed();
+    let pids = service_processes(started.watch.pid, &setup.service);
+    assert_eq!(
+        pids.len(),
+        1,
+        "one service process under {}",
+        started.watch.pid
+    );
+    let pss_bytes = pss(pids[0]);
     quit(started);
     assert_eq!(
         answer,
@@ -262,7 +308,24 @@ fn run_once(setup: &Setup, way: Way, expected: &Expected) -> Timing {
     Timing {
         first,
         checksum: checksum_at,
+        pss_bytes,
     }
+}
+
+/// Starts the service one way and times its first answer to [`TOUCH`] (checked).
+fn run_touch(setup: &Setup, way: Way, expected: &Expected) -> Duration {
+    let start = Instant::now();
+    let started = setup.start(way, ADDR);
+    let touched = started.watch.ask(TOUCH, Duration::from_secs(120));
+    let first = start.elapsed();
+    quit(started);
+    assert_eq!(
+        touched,
+        expected.touched,
+        "{} reads the cold build's documents",
+        way.short()
+    );
+    first
 }
 
 /// Eight copies at once: when the last answered, when the last checksum came, and the
@@ -438,6 +501,31 @@ struct Checkpointed {
     malloc_in_use: u64,
     resident: u64,
     image_bytes: u64,
+    /// CRIU's page data in the image (`pages-*.img`).
+    page_bytes: u64,
+    /// The heap segments the image maps (none with the mapped heap off).
+    segment_bytes: u64,
+    /// The service's cold build, as it reported it.
+    indexing: Duration,
+}
+
+impl Checkpointed {
+    /// Seconds per GB of the state a restore brings back: the image and its segments.
+    fn s_per_gb(&self) -> f64 {
+        let gb = (self.image_bytes + self.segment_bytes) as f64 / (1u64 << 30) as f64;
+        self.total.as_secs_f64() / gb
+    }
+}
+
+/// The second checkpoint of an (f) copy that changed [`CHANGED_PERCENT`] of its
+/// documents: from the `checkpoint` command until the image is published and the copy
+/// gone, and the page data written.
+struct Second {
+    total: Duration,
+    /// From the service's `checkpoint_restore()` on, as [`Checkpointed::phases`].
+    phases: Vec<(&'static str, Duration)>,
+    page_bytes: u64,
+    changed_docs: String,
 }
 
 /// The phases' labels, in order.
@@ -456,8 +544,43 @@ fn file_times(path: &Path) -> (u128, u128) {
     (meta.created().map_or(modified, ns), modified)
 }
 
-fn checkpoint(setup: &Setup) -> Checkpointed {
-    let _ = std::fs::remove_dir_all(&setup.image);
+/// Removes an image and its heap store (whose sealed segments are immutable where the
+/// file system allows: the flag is cleared first).
+fn remove_image(image: &Path) {
+    let mut store = image.as_os_str().to_owned();
+    store.push(".heap");
+    for dir in [image.as_os_str(), &store] {
+        if Path::new(dir).exists() {
+            let _ = Command::new("chattr")
+                .arg("-R")
+                .arg("-i")
+                .arg(dir)
+                .stderr(Stdio::null())
+                .status();
+            std::fs::remove_dir_all(dir)
+                .unwrap_or_else(|e| panic!("removing {}: {e}", Path::new(dir).display()));
+        }
+    }
+}
+
+/// Bytes of the image's page data.
+fn page_bytes(image: &Path) -> u64 {
+    std::fs::read_dir(image)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("pages-"))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
+}
+
+/// Checkpoints a cold-built service, with the mapped heap on (the image of (f)) or off.
+fn checkpoint(setup: &Setup, mapped: bool) -> Checkpointed {
+    let image = if mapped {
+        &setup.mapped_image
+    } else {
+        &setup.image
+    };
+    remove_image(image);
     // As `crac run` does: the service is PID 2 of its own PID namespace, under
     // `crac __init`, so that its image restores as many concurrent copies.
     let checkpointed = Command::new("unshare")
@@ -467,7 +590,8 @@ fn checkpoint(setup: &Setup) -> Checkpointed {
         .arg("--")
         .arg(&setup.service)
         .arg(ADDR)
-        .env("CRAC_CHECKPOINT_TO", &setup.image)
+        .env("CRAC_CHECKPOINT_TO", image)
+        .env("CRAC_MAPPED_HEAP", if mapped { "on" } else { "off" })
         .env("SEARCH_DOCS", setup.docs.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -476,26 +600,61 @@ fn checkpoint(setup: &Setup) -> Checkpointed {
         .unwrap();
     let gone = now_ns();
     let log = String::from_utf8_lossy(&checkpointed.stderr);
-    let value = |key: &str| -> u128 {
-        log.lines()
-            .find_map(|l| l.strip_prefix(&format!("search_service: {key} ")))
-            .unwrap_or_else(|| panic!("the service did not checkpoint:\n{log}"))
-            .parse()
-            .unwrap()
-    };
-    let image = &setup.image;
+    let value = |key: &str| stamp(&log, key);
     let manifest =
         std::fs::read_to_string(image.join("crac-manifest")).expect("an image was written");
+    let segment_bytes = manifest
+        .lines()
+        .filter_map(|l| l.strip_prefix("segment "))
+        .map(|l| l.split(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(
+        mapped,
+        segment_bytes > 0,
+        "the image maps heap segments exactly when the mapped heap is on"
+    );
     let resident = manifest
         .lines()
         .find_map(|l| l.strip_prefix("resident-bytes "))
         .unwrap()
         .parse()
         .unwrap();
+    let start = value("checkpoint-start-ns");
+    let phases = phases(image, start, value("hooks-done-ns"), gone);
+    Checkpointed {
+        total: Duration::from_nanos((gone - start) as u64),
+        phases,
+        frozen: Duration::from_micros(frozen_us(image)),
+        live_heap: value("live-heap-bytes") as u64,
+        malloc_in_use: value("malloc-in-use-bytes") as u64,
+        resident,
+        image_bytes: dir_bytes(image),
+        page_bytes: page_bytes(image),
+        segment_bytes,
+        indexing: Duration::from_nanos(value("indexing-ns") as u64),
+    }
+}
+
+/// A stamp the service printed (`search_service: KEY VALUE`) in `log`.
+fn stamp(log: &str, key: &str) -> u128 {
+    log.lines()
+        .find_map(|l| l.strip_prefix(&format!("search_service: {key} ")))
+        .unwrap_or_else(|| panic!("the service did not checkpoint:\n{log}"))
+        .parse()
+        .unwrap()
+}
+
+/// The checkpoint's consecutive phases, from the service's stamps (nanoseconds since the
+/// epoch) to the moment the process was `gone`.
+fn phases(
+    image: &Path,
+    start: u128,
+    hooks_done: u128,
+    gone: u128,
+) -> Vec<(&'static str, Duration)> {
     // The moments between the service's stamps and the end, from the image's files:
     // CRIU creates its log first; its image files are written last when the image is
     // complete; the manifest is written once their digests are computed.
-    let frozen = Duration::from_micros(frozen_us(image));
     let criu_started = file_times(&image.join("dump.log")).0;
     let image_written = std::fs::read_dir(image)
         .unwrap()
@@ -506,14 +665,14 @@ fn checkpoint(setup: &Setup) -> Checkpointed {
         .unwrap();
     let digested = file_times(&image.join("crac-manifest")).1;
     let stamps = [
-        value("checkpoint-start-ns"),
-        value("hooks-done-ns"),
+        start,
+        hooks_done,
         criu_started,
         image_written,
         digested,
         gone,
     ];
-    let phases = [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER]
+    [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER]
         .into_iter()
         .zip(stamps.windows(2))
         .map(|(label, w)| {
@@ -522,15 +681,69 @@ fn checkpoint(setup: &Setup) -> Checkpointed {
                 Duration::from_nanos(w[1].saturating_sub(w[0]) as u64),
             )
         })
-        .collect();
-    Checkpointed {
-        total: Duration::from_nanos((gone - stamps[0]) as u64),
+        .collect()
+}
+
+/// Restores an (f) copy told to checkpoint again to the second image, changes
+/// [`CHANGED_PERCENT`] of its documents, times its `checkpoint` command until the image
+/// is published and the copy gone, then checks that a copy of the second image holds the
+/// changed index.
+fn second_checkpoint(setup: &Setup, expected: &Expected) -> Second {
+    remove_image(&setup.second_image);
+    let mut cmd = setup.command(Way::Mapped, ADDR);
+    cmd.arg("--env").arg(format!(
+        "CRAC_CHECKPOINT_TO={}",
+        setup.second_image.display()
+    ));
+    let mut started = setup.start_command(cmd, Way::Mapped, ADDR);
+    let deadline = Duration::from_secs(120);
+    assert_eq!(started.watch.ask(QUERY, deadline), expected.answer);
+    let changed_docs = started
+        .watch
+        .ask(&format!("change {CHANGED_PERCENT}"), deadline);
+    assert!(changed_docs.starts_with("changed "), "{changed_docs}");
+    let changed = started.watch.ask("checksum", deadline);
+    assert_ne!(changed, expected.checksum, "the change changed the index");
+    let start = Instant::now();
+    assert_eq!(started.watch.ask("checkpoint", deadline), "checkpointing\n");
+    // `crac restore` ends with its copy, which CRIU kills once the image is published
+    let _ = started.child.wait();
+    let total = start.elapsed();
+    let gone = now_ns();
+    assert!(
+        setup.second_image.join("crac-manifest").exists(),
+        "the second checkpoint published no image; its stderr:\n{}",
+        std::fs::read_to_string(&started.watch.log).unwrap_or_default()
+    );
+    // read before the check below restores a copy logging to the same file
+    let log = std::fs::read_to_string(&started.watch.log).unwrap();
+    let phases = phases(
+        &setup.second_image,
+        stamp(&log, "checkpoint-start-ns"),
+        stamp(&log, "hooks-done-ns"),
+        gone,
+    );
+    let restored = {
+        let mut cmd = Command::new(&setup.crac);
+        cmd.arg("restore")
+            .arg(&setup.second_image)
+            .arg("--env")
+            .arg(format!("SEARCH_ADDR={ADDR}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        setup.start_command(cmd, Way::Mapped, ADDR)
+    };
+    assert_eq!(
+        restored.watch.ask("checksum", deadline),
+        changed,
+        "the second image holds the changed index"
+    );
+    quit(restored);
+    Second {
+        total,
         phases,
-        frozen,
-        live_heap: value("live-heap-bytes") as u64,
-        malloc_in_use: value("malloc-in-use-bytes") as u64,
-        resident,
-        image_bytes: dir_bytes(image),
+        page_bytes: page_bytes(&setup.second_image),
+        changed_docs: changed_docs.trim().to_string(),
     }
 }
 
@@ -545,18 +758,30 @@ fn prepare(setup: &Setup) -> Expected {
     let started = setup.start_command(cmd, Way::Cold, ADDR);
     let answer = started.watch.ask(QUERY, COLD_DEADLINE);
     let checksum = started.watch.ask("checksum", COLD_DEADLINE);
+    let touched = started.watch.ask(TOUCH, COLD_DEADLINE);
     quit(started);
     assert!(checksum.starts_with("checksum "), "{checksum}");
-    Expected { answer, checksum }
+    assert!(touched.starts_with("touched "), "{touched}");
+    Expected {
+        answer,
+        checksum,
+        touched,
+    }
 }
 
 /// All figures of one corpus size.
 struct SizeResult {
     docs: u32,
+    /// The image of (b) and (c), with the mapped heap off.
     checkpoint: Checkpointed,
+    /// The image of (f).
+    mapped: Checkpointed,
+    second: Second,
     bincode_bytes: u64,
     rkyv_bytes: u64,
     runs: HashMap<Way, Vec<Timing>>,
+    /// First answers to [`TOUCH`].
+    touches: HashMap<Way, Vec<Duration>>,
     copies: HashMap<Way, Copies>,
 }
 
@@ -566,15 +791,19 @@ fn bench_size(service: &Path, crac: &Path, work: &Path, docs: u32, runs: usize) 
         crac: crac.to_path_buf(),
         docs,
         image: work.join(format!("image-{docs}")),
+        mapped_image: work.join(format!("image-{docs}-mapped")),
+        second_image: work.join(format!("image-{docs}-second")),
         bincode: work.join(format!("index-{docs}.bincode")),
         rkyv: work.join(format!("index-{docs}.rkyv")),
         logs: work.to_path_buf(),
     };
     eprintln!("== {docs} documents: cold build, saving bincode and rkyv files...");
     let expected = Arc::new(prepare(&setup));
-    eprintln!("   warm up and checkpoint...");
-    let checkpoint = checkpoint(&setup);
+    eprintln!("   warm up and checkpoint, mapped heap off, then on...");
+    let checkpoint_off = checkpoint(&setup, false);
+    let mapped = checkpoint(&setup, true);
     let mut timings: HashMap<Way, Vec<Timing>> = HashMap::new();
+    let mut touches: HashMap<Way, Vec<Duration>> = HashMap::new();
     // interleaved, so that a slow spell of the machine weighs on every way alike
     for run in 1..=runs {
         eprintln!("   run {run}/{runs}: each way to the first answer and the checksum...");
@@ -584,21 +813,35 @@ fn bench_size(service: &Path, crac: &Path, work: &Path, docs: u32, runs: usize) 
                 .or_default()
                 .push(run_once(&setup, way, &expected));
         }
+        for way in TOUCH_WAYS {
+            touches
+                .entry(way)
+                .or_default()
+                .push(run_touch(&setup, way, &expected));
+        }
     }
     let mut all_copies = HashMap::new();
-    for way in [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv] {
+    for way in RESTORE_WAYS {
         eprintln!("   {COPIES} concurrent copies, {}...", way.short());
         all_copies.insert(way, copies(&setup, way, &expected));
     }
+    eprintln!("   a second checkpoint of a mapped-heap copy after `change {CHANGED_PERCENT}`...");
+    let second = second_checkpoint(&setup, &expected);
     let result = SizeResult {
         docs,
-        checkpoint,
+        checkpoint: checkpoint_off,
+        mapped,
+        second,
         bincode_bytes: std::fs::metadata(&setup.bincode).unwrap().len(),
         rkyv_bytes: std::fs::metadata(&setup.rkyv).unwrap().len(),
         runs: timings,
+        touches,
         copies: all_copies,
     };
-    let _ = std::fs::remove_dir_all(&setup.image);
+    // the second image shares the first one's segments: removed first
+    for image in [&setup.second_image, &setup.mapped_image, &setup.image] {
+        remove_image(image);
+    }
     let _ = std::fs::remove_file(&setup.bincode);
     let _ = std::fs::remove_file(&setup.rkyv);
     result
@@ -657,12 +900,22 @@ fn first_answers(result: &SizeResult, way: Way) -> Vec<Duration> {
     result.runs[&way].iter().map(|t| t.first).collect()
 }
 
+/// One row of the table: its label, then a cell per corpus size.
+fn push_row(
+    out: &mut String,
+    results: &[SizeResult],
+    label: &str,
+    cells: &dyn Fn(&SizeResult) -> String,
+) {
+    let cells: Vec<String> = results.iter().map(cells).collect();
+    writeln!(out, "| {label} | {} |", cells.join(" | ")).unwrap();
+}
+
 /// The Markdown table: one column per corpus size.
 fn table(results: &[SizeResult], runs: usize) -> String {
     let mut out = String::new();
     let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
-        let cells: Vec<String> = results.iter().map(cells).collect();
-        writeln!(out, "| {label} | {} |", cells.join(" | ")).unwrap();
+        push_row(&mut out, results, label, cells);
     };
     row("documents indexed", &|r| r.docs.to_string());
     row("live heap: allocated / held by malloc", &|r| {
@@ -683,11 +936,50 @@ fn table(results: &[SizeResult], runs: usize) -> String {
         format!("{} / {}", mb(r.bincode_bytes), mb(r.rkyv_bytes))
     });
     row(
+        "(f)'s image (`MappedHeap`): page data / heap segments it maps",
+        &|r| {
+            format!(
+                "{} / {}",
+                mb(r.mapped.page_bytes),
+                mb(r.mapped.segment_bytes)
+            )
+        },
+    );
+    row(
+        "cold build (indexing): system allocator / `MappedHeap` (one each)",
+        &|r| {
+            format!(
+                "{} / {} ({:.2}×)",
+                ms(r.checkpoint.indexing),
+                ms(r.mapped.indexing),
+                r.mapped.indexing.as_secs_f64() / r.checkpoint.indexing.as_secs_f64()
+            )
+        },
+    );
+    row(
         &format!("**start → first answer** (median of {runs}, min–max)"),
         &|_| String::new(),
     );
     for way in Way::ALL {
         row(way.label(), &|r| cell(first_answers(r, way)));
+    }
+    row(
+        &format!(
+            "**start → first answer to `{TOUCH}`** (documents spread over the index; × the first answer's median)"
+        ),
+        &|_| String::new(),
+    );
+    for way in TOUCH_WAYS {
+        row(way.label(), &|r| {
+            let touched = r.touches[&way].clone();
+            let (median, _, _) = spread(touched.clone());
+            let (first, _, _) = spread(first_answers(r, way));
+            format!(
+                "{} ({:.2}×)",
+                cell(touched),
+                median.as_secs_f64() / first.as_secs_f64()
+            )
+        });
     }
     row(
         "**start → checksum answered** (the whole index read)",
@@ -698,52 +990,94 @@ fn table(results: &[SizeResult], runs: usize) -> String {
             cell(r.runs[&way].iter().map(|t| t.checksum).collect())
         });
     }
-    row(
-        &format!(
-            "**{COPIES} concurrent copies**: all answered (× one's median) · all checksums · total PSS"
-        ),
-        &|_| String::new(),
-    );
-    for way in [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv] {
-        row(way.label(), &|r| {
-            let c = &r.copies[&way];
-            let (one, _, _) = spread(first_answers(r, way));
-            format!(
-                "{} ({:.1}×) · {} · {}",
-                ms(c.all_answered),
-                c.all_answered.as_secs_f64() / one.as_secs_f64(),
-                ms(c.all_checksums),
-                mb(c.pss_bytes)
-            )
-        });
-    }
-    row(
-        "**checkpoint** (hooks + dump + publish, until the process is gone)",
-        &|r| {
-            let gb = r.checkpoint.image_bytes as f64 / (1u64 << 30) as f64;
-            format!(
-                "**{}** ({:.2} s per GB)",
-                ms(r.checkpoint.total),
-                r.checkpoint.total.as_secs_f64() / gb
-            )
-        },
-    );
-    for phase in [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER] {
-        row(&format!("· {phase}"), &|r| {
-            let (_, d) = r.checkpoint.phases.iter().find(|p| p.0 == phase).unwrap();
-            ms(*d)
-        });
-    }
-    row(
-        "the process frozen (CRIU's count, publishing included)",
-        &|r| ms(r.checkpoint.frozen),
-    );
+    copies_rows(&mut out, results);
+    checkpoint_rows(&mut out, results);
     let header: Vec<String> = results
         .iter()
         .map(|r| format!("{} image", mb(r.checkpoint.image_bytes)))
         .collect();
     let rule = vec!["---"; results.len()].join("|");
     format!("| | {} |\n|---|{rule}|\n{out}", header.join(" | "))
+}
+
+/// The table's rows of the eight concurrent copies.
+fn copies_rows(out: &mut String, results: &[SizeResult]) {
+    let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
+        push_row(out, results, label, cells);
+    };
+    row(
+        &format!(
+            "**{COPIES} concurrent copies**: all answered (× one's median) · all checksums · total PSS (× one copy's alone, after its checksum)"
+        ),
+        &|_| String::new(),
+    );
+    for way in RESTORE_WAYS {
+        row(way.label(), &|r| {
+            let c = &r.copies[&way];
+            let (one, _, _) = spread(first_answers(r, way));
+            let mut alone: Vec<u64> = r.runs[&way].iter().map(|t| t.pss_bytes).collect();
+            alone.sort_unstable();
+            format!(
+                "{} ({:.1}×) · {} · {} ({:.2}×)",
+                ms(c.all_answered),
+                c.all_answered.as_secs_f64() / one.as_secs_f64(),
+                ms(c.all_checksums),
+                mb(c.pss_bytes),
+                c.pss_bytes as f64 / alone[alone.len() / 2] as f64
+            )
+        });
+    }
+}
+
+/// The table's rows of both checkpoints, and of the second checkpoint.
+fn checkpoint_rows(out: &mut String, results: &[SizeResult]) {
+    let mut row = |label: &str, cells: &dyn Fn(&SizeResult) -> String| {
+        push_row(out, results, label, cells);
+    };
+    for (title, of) in [
+        (
+            "**checkpoint**, system allocator (the image of (b), (c)): hooks + dump + publish, until the process is gone",
+            (|r| &r.checkpoint) as fn(&SizeResult) -> &Checkpointed,
+        ),
+        (
+            "**checkpoint with `MappedHeap`** (the image of (f); per GB of image and segments; the seal is in the phase before CRIU)",
+            |r| &r.mapped,
+        ),
+    ] {
+        row(title, &|r| {
+            let c = of(r);
+            format!("**{}** ({:.2} s per GB)", ms(c.total), c.s_per_gb())
+        });
+        for phase in [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER] {
+            row(&format!("· {phase}"), &|r| {
+                let (_, d) = of(r).phases.iter().find(|p| p.0 == phase).unwrap();
+                ms(*d)
+            });
+        }
+        row(
+            "the process frozen (CRIU's count, publishing included)",
+            &|r| ms(of(r).frozen),
+        );
+    }
+    row(
+        &format!(
+            "**second checkpoint** of an (f) copy after `change {CHANGED_PERCENT}` (from the command until published and gone) · its page data"
+        ),
+        &|r| {
+            format!(
+                "**{}** · {} ({})",
+                ms(r.second.total),
+                mb(r.second.page_bytes),
+                r.second.changed_docs
+            )
+        },
+    );
+    for phase in [HOOKS, BEFORE_CRIU, CRIU_DUMP, DIGESTS, AFTER] {
+        row(&format!("· {phase}"), &|r| {
+            let (_, d) = r.second.phases.iter().find(|p| p.0 == phase).unwrap();
+            ms(*d)
+        });
+    }
 }
 
 /// One line per size: the figures a reader looks for first.
@@ -753,8 +1087,10 @@ fn headline(results: &[SizeResult], runs: usize) -> String {
         let median = |way| ms(spread(first_answers(r, way)).0);
         writeln!(
             out,
-            "{} image: first answer after {} {}, {} {}, {} {}, {} {}, {} {} (medians of {runs}); \
-             {COPIES} copies at once: full restore {}, lazy {}",
+            "{} image: first answer after {} {}, {} {}, {} {}, {} {}, {} {}, {} {} (medians of {runs}); \
+             {COPIES} copies at once: full restore {} ({} PSS), lazy {}, mapped heap {} ({} PSS), \
+             rkyv {} ({} PSS); checkpoint with the mapped heap {} ({:.2} s per GB), a second one \
+             after `change {CHANGED_PERCENT}` {}",
             mb(r.checkpoint.image_bytes),
             Way::Cold.short(),
             median(Way::Cold),
@@ -766,8 +1102,18 @@ fn headline(results: &[SizeResult], runs: usize) -> String {
             median(Way::Bincode),
             Way::Rkyv.short(),
             median(Way::Rkyv),
+            Way::Mapped.short(),
+            median(Way::Mapped),
             ms(r.copies[&Way::Full].all_answered),
+            mb(r.copies[&Way::Full].pss_bytes),
             ms(r.copies[&Way::Lazy].all_answered),
+            ms(r.copies[&Way::Mapped].all_answered),
+            mb(r.copies[&Way::Mapped].pss_bytes),
+            ms(r.copies[&Way::Rkyv].all_answered),
+            mb(r.copies[&Way::Rkyv].pss_bytes),
+            ms(r.mapped.total),
+            r.mapped.s_per_gb(),
+            ms(r.second.total),
         )
         .unwrap();
     }
@@ -776,7 +1122,7 @@ fn headline(results: &[SizeResult], runs: usize) -> String {
 
 /// The plot's data: image size, then median, min and max of each restore-like way.
 fn latency_tsv(results: &[SizeResult]) -> String {
-    let ways = [Way::Full, Way::Lazy, Way::Bincode, Way::Rkyv];
+    let ways = RESTORE_WAYS;
     let mut out = String::from("# image_mb");
     for way in ways {
         let name = way.short().replace(' ', "_");

@@ -1,12 +1,21 @@
 //! A search service whose warm-up is honestly expensive: it generates a text corpus and
 //! builds an inverted index over it (tokenizing 40 words per document), then answers
 //! queries over TCP, one line each: `search <word>`, `checksum` (walks the whole index:
-//! every posting list, every document and its text) and `quit`.
+//! every posting list, every document and its text), `touch-pages <n>` (reads `n`
+//! documents spread evenly over the index, each on pages of its own: a request that
+//! touches a little of the state everywhere), `change <percent>` (rewrites that share of
+//! the documents in place, the first ones: their words and text reversed), `checkpoint`
+//! (checkpoints the service again, to `CRAC_CHECKPOINT_TO`, e.g. given to a restored copy
+//! with `crac restore --env`) and `quit`.
 //!
 //! `search_service [ADDR] [OPTIONS]` starts cold; `SEARCH_DOCS` sets the corpus size
 //! (default 300 000 documents, a 268 MB image). With `CRAC_CHECKPOINT_TO` set it
 //! checkpoints itself once warm, and a restored copy answers at once. The listener is a
 //! resource: closed before the checkpoint, bound again after the restore (the CRaC way).
+//!
+//! Its heap is a [`crac::MappedHeap`]: in the process started for the checkpoint the index
+//! lives in segment files that a restore maps instead of copying (`CRAC_MAPPED_HEAP=off`
+//! keeps the system allocator, and the index is dumped as pages).
 //!
 //! The alternatives a Rust user would write by hand, for comparison:
 //! - `--save-bincode FILE` / `--load-bincode FILE`: the index serialized with serde and
@@ -16,7 +25,7 @@
 //!
 //! `examples/restore_bench.rs` drives it and measures all of them.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,31 +37,34 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crac::{BoxError, Checkpoint, Checkpointable, Restore};
 
 /// Counts live heap bytes, to compare the image with what the program really holds.
-struct Counting;
+struct Counting(crac::MappedHeap);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: forwards to the system allocator, only counting.
+// SAFETY: forwards every call to the inner allocator unchanged, only counting.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size(), Ordering::Relaxed);
         // SAFETY: the caller's guarantees for `layout` are passed on unchanged.
-        unsafe { System.alloc(layout) }
+        unsafe { self.0.alloc(layout) }
     }
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         // SAFETY: as above: `ptr` came from this allocator with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { self.0.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size, Ordering::Relaxed);
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
+        // SAFETY: as above; the inner allocator grows in place where it can.
+        let new = unsafe { self.0.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            LIVE.fetch_add(new_size, Ordering::Relaxed);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+        new
     }
 }
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: Counting = Counting(crac::MappedHeap::new());
 
 /// Documents indexed when `SEARCH_DOCS` is not set.
 const DEFAULT_DOCS: u32 = 300_000;
@@ -143,6 +155,30 @@ trait Corpus {
     fn document(&self, doc: u32) -> (&str, usize);
     /// The checksum of the whole index (see [`Digest`]).
     fn checksum(&self) -> u64;
+    /// How many documents there are, and a document's term ids in order.
+    fn documents(&self) -> usize;
+    fn terms(&self, doc: u32) -> impl Iterator<Item = u32>;
+    /// Rewrites the first `percent` of the documents in place; how many it rewrote, or
+    /// `None` for a read-only corpus.
+    fn change(&mut self, _percent: u32) -> Option<usize> {
+        None
+    }
+
+    /// Reads `pages` documents spread evenly over the corpus (their words and text:
+    /// each on pages of its own while documents are far more than `pages`) and returns
+    /// their checksum.
+    fn touch_pages(&self, pages: usize) -> u64 {
+        let docs = self.documents();
+        let mut digest = Digest(Digest::SEED);
+        for i in 0..pages.min(docs) {
+            let doc = (i * docs / pages.min(docs)) as u32;
+            digest.bytes(self.document(doc).0.as_bytes());
+            for term in self.terms(doc) {
+                digest.word(term.into());
+            }
+        }
+        digest.0
+    }
 
     fn search(&self, query: &str) -> String {
         match self.term(query) {
@@ -231,6 +267,24 @@ impl Corpus for Index {
             self.documents[doc as usize].len(),
         )
     }
+    fn documents(&self) -> usize {
+        self.documents.len()
+    }
+    fn terms(&self, doc: u32) -> impl Iterator<Item = u32> {
+        self.documents[doc as usize].iter().copied()
+    }
+    /// Reverses each changed document's words and text (the text stays ASCII), so that
+    /// its pages are written and the checksum changes; the postings stay valid.
+    fn change(&mut self, percent: u32) -> Option<usize> {
+        let count = self.documents.len() * percent.min(100) as usize / 100;
+        for doc in 0..count {
+            self.documents[doc].reverse();
+            let text = &mut self.texts[doc];
+            // SAFETY: the texts are ASCII (`push_word`), so reversed they are valid UTF-8.
+            unsafe { text.as_bytes_mut() }.reverse();
+        }
+        Some(count)
+    }
     fn checksum(&self) -> u64 {
         Digest::of_index(
             self.vocabulary.iter().map(|(w, &t)| (w.as_str(), t)),
@@ -241,7 +295,7 @@ impl Corpus for Index {
     }
 }
 
-impl Corpus for ArchivedIndex {
+impl Corpus for &ArchivedIndex {
     fn term(&self, word: &str) -> Option<u32> {
         self.vocabulary.get(word).map(|t| t.to_native())
     }
@@ -254,6 +308,12 @@ impl Corpus for ArchivedIndex {
             &self.texts[doc as usize],
             self.documents[doc as usize].len(),
         )
+    }
+    fn documents(&self) -> usize {
+        self.documents.len()
+    }
+    fn terms(&self, doc: u32) -> impl Iterator<Item = u32> {
+        self.documents[doc as usize].iter().map(|t| t.to_native())
     }
     fn checksum(&self) -> u64 {
         Digest::of_index(
@@ -403,14 +463,17 @@ fn main() -> Result<(), BoxError> {
 
     let started = Instant::now();
     if let Some(path) = &options.load_rkyv {
-        let index = map_rkyv(Path::new(path))?;
+        let mut index = map_rkyv(Path::new(path))?;
         eprintln!(
             "search_service: mapped {path} in {:.3} s",
             started.elapsed().as_secs_f64()
         );
-        return serve(&listener, index);
+        return match serve(&listener, &mut index)? {
+            Served::Quit => Ok(()),
+            Served::Checkpoint => Err("an rkyv-mapped service takes no checkpoint".into()),
+        };
     }
-    let index = match &options.load_bincode {
+    let mut index = match &options.load_bincode {
         Some(path) => {
             let index = load_bincode(Path::new(path))?;
             eprintln!(
@@ -425,12 +488,13 @@ fn main() -> Result<(), BoxError> {
                 Err(_) => DEFAULT_DOCS,
             };
             let index = Index::build(docs);
+            let took = started.elapsed().as_secs_f64();
             eprintln!(
-                "search_service: indexed {docs} documents, {} words, in {:.2} s; live heap {} MB",
+                "search_service: indexed {docs} documents, {} words, in {took:.2} s; live heap {} MB",
                 index.vocabulary.len(),
-                started.elapsed().as_secs_f64(),
                 LIVE.load(Ordering::Relaxed) >> 20
             );
+            eprintln!("search_service: indexing-ns {}", (took * 1e9) as u64);
             index
         }
     };
@@ -442,31 +506,48 @@ fn main() -> Result<(), BoxError> {
     }
 
     if std::env::var_os("CRAC_CHECKPOINT_TO").is_some() {
-        eprintln!(
-            "search_service: live-heap-bytes {}",
-            LIVE.load(Ordering::Relaxed)
-        );
-        // what malloc holds for those bytes: chunk headers and rounding included
-        // SAFETY: mallinfo2 only reads the allocator's statistics.
-        let info = unsafe { libc::mallinfo2() };
-        eprintln!(
-            "search_service: malloc-in-use-bytes {}",
-            info.uordblks + info.hblkhd
-        );
-        eprintln!("search_service: checkpoint-start-ns {}", now_ns());
-        let restore = crac::checkpoint_restore()?;
-        eprintln!(
-            "search_service: {:?} (generation {}) after {:?}",
-            restore.outcome(),
-            restore.generation,
-            restore.checkpointed_for.unwrap_or_default()
-        );
+        checkpoint()?;
     }
-    serve(&listener, &index)
+    while let Served::Checkpoint = serve(&listener, &mut index)? {
+        checkpoint()?;
+    }
+    Ok(())
 }
 
-/// Answers one connection at a time, line by line, until told to quit.
-fn serve(listener: &Listener, index: &impl Corpus) -> Result<(), BoxError> {
+/// Checkpoints the service (to `CRAC_CHECKPOINT_TO`), reporting what its heap holds.
+fn checkpoint() -> Result<(), BoxError> {
+    eprintln!(
+        "search_service: live-heap-bytes {}",
+        LIVE.load(Ordering::Relaxed)
+    );
+    // what malloc holds for those bytes: chunk headers and rounding included (with the
+    // mapped heap on, only what stays with the system allocator)
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let info = unsafe { libc::mallinfo2() };
+    eprintln!(
+        "search_service: malloc-in-use-bytes {}",
+        info.uordblks + info.hblkhd
+    );
+    eprintln!("search_service: checkpoint-start-ns {}", now_ns());
+    let restore = crac::checkpoint_restore()?;
+    eprintln!(
+        "search_service: {:?} (generation {}) after {:?}",
+        restore.outcome(),
+        restore.generation,
+        restore.checkpointed_for.unwrap_or_default()
+    );
+    Ok(())
+}
+
+/// Why [`serve`] returned.
+enum Served {
+    Quit,
+    /// Told to checkpoint: the listener is back in its resource, closed by its hook.
+    Checkpoint,
+}
+
+/// Answers one connection at a time, line by line, until told to quit or checkpoint.
+fn serve(listener: &Listener, index: &mut impl Corpus) -> Result<Served, BoxError> {
     let socket = listener
         .socket
         .lock()
@@ -480,16 +561,37 @@ fn serve(listener: &Listener, index: &impl Corpus) -> Result<(), BoxError> {
         let mut out: TcpStream = stream;
         while reader.read_line(&mut line)? > 0 {
             let command = line.trim();
-            match command.strip_prefix("search ") {
-                Some(query) => out.write_all(index.search(query).as_bytes())?,
-                None if command == "checksum" => {
+            let (verb, arg) = command.split_once(' ').unwrap_or((command, ""));
+            match verb {
+                "search" => out.write_all(index.search(arg).as_bytes())?,
+                "checksum" => {
                     out.write_all(format!("checksum {:016x}\n", index.checksum()).as_bytes())?
                 }
-                None if command == "quit" => return Ok(()),
-                None => out.write_all(b"unknown command\n")?,
+                "touch-pages" => match arg.parse() {
+                    Ok(pages) => out.write_all(
+                        format!("touched {pages} {:016x}\n", index.touch_pages(pages)).as_bytes(),
+                    )?,
+                    Err(_) => out.write_all(b"touch-pages needs a number of pages\n")?,
+                },
+                "change" => match arg.parse().ok().map(|percent| index.change(percent)) {
+                    Some(Some(count)) => {
+                        out.write_all(format!("changed {count} documents\n").as_bytes())?
+                    }
+                    Some(None) => out.write_all(b"this index is read-only\n")?,
+                    None => out.write_all(b"change needs a percentage\n")?,
+                },
+                "checkpoint" => {
+                    // the connection closed first: the checkpoint carries no open socket
+                    out.write_all(b"checkpointing\n")?;
+                    drop((reader, out));
+                    *listener.socket.lock().unwrap() = Some(socket);
+                    return Ok(Served::Checkpoint);
+                }
+                "quit" => return Ok(Served::Quit),
+                _ => out.write_all(b"unknown command\n")?,
             }
             line.clear();
         }
     }
-    Ok(())
+    Ok(Served::Quit)
 }
