@@ -11,7 +11,7 @@ use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
 use crac_criu::launcher::{
-    LaunchError, RestoreArgs, VerifyPages, inspect, key, namespace, wait_for,
+    LaunchError, RestoreArgs, VerifyPages, inspect, key, namespace, pack, wait_for,
 };
 use crac_criu::role::{self, Role};
 
@@ -95,6 +95,25 @@ enum Command {
         /// reported as not known to be restorable.
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         timeout: Option<Duration>,
+    },
+    /// Pack the image in DIR (its files and heap segments, checked against its sealed
+    /// manifest) into one compressed file, for `crac unpack` on this or another host
+    /// holding the same image key.
+    Pack {
+        dir: PathBuf,
+        /// The packed file to write (replaced if it exists).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Unpack FILE (from `crac pack`) to the image directory DIR, which must not exist or
+    /// be empty, and its heap segments to the absolute paths its manifest records, which
+    /// must be free or hold the same files. Nothing is placed unless every byte is found
+    /// intact and the manifest sealed with this host's key.
+    Unpack {
+        file: PathBuf,
+        /// The image directory to make.
+        #[arg(short, long, value_name = "DIR")]
+        output: PathBuf,
     },
     /// The key every image is sealed with at checkpoint and checked with at restore
     /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
@@ -222,6 +241,24 @@ fn main() -> ExitCode {
             insecure_image_permissions,
             timeout,
         } => inspect(&dir, json, insecure_image_permissions, timeout),
+        Command::Pack { dir, output } => pack::pack(&dir, &output).map(|r| {
+            eprintln!(
+                "crac: packed {} into {} ({})",
+                dir.display(),
+                output.display(),
+                r
+            );
+            0
+        }),
+        Command::Unpack { file, output } => pack::unpack(&file, &output).map(|r| {
+            eprintln!(
+                "crac: unpacked {} into {} ({})",
+                file.display(),
+                output.display(),
+                r
+            );
+            0
+        }),
         Command::Key { action } => match action {
             KeyAction::Init => key::init(),
             KeyAction::Show => key::show(),

@@ -1,0 +1,68 @@
+//! Packed images: one file holding an image's sealed manifest, every file of its
+//! directory and its heap segments, compressed, so that an image travels as one thing
+//! (`crac pack`, `crac unpack`). The layout is `format.rs`'s; packing is `write.rs`'s;
+//! unpacking checks everything against the sealed manifest in a private directory
+//! (`read.rs`) before placing anything (`place.rs`).
+
+mod format;
+mod place;
+mod read;
+mod write;
+
+use std::path::Path;
+
+pub(crate) use write::{LEVEL, Packed};
+
+/// Packs the image in `dir` into the file `out` (replaced if it exists).
+pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String> {
+    write::pack(dir, out, level)
+}
+
+/// Unpacks the packed image `file` to the directory `dir` (which must be absent or empty,
+/// in an existing directory) and its heap segments to the paths its manifest records;
+/// nothing is placed unless all of it is found intact and sealed with this host's key.
+/// Returns the unpacked image's bytes.
+pub(crate) fn unpack(file: &Path, dir: &Path) -> Result<u64, String> {
+    if dir.file_name().is_none() {
+        return Err(format!("{} cannot be an image directory", dir.display()));
+    }
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => return Err(format!("{} cannot be made", dir.display())),
+    };
+    if !parent.is_dir() {
+        return Err(format!(
+            "{} does not exist: make it first, the image is unpacked into it",
+            parent.display()
+        ));
+    }
+    let staged = read::unpack(file, parent)?;
+    place::place(&staged, dir)?;
+    let m = &staged.manifest;
+    Ok(m.files.iter().map(|f| f.size).sum::<u64>() + m.segments.iter().map(|s| s.len).sum::<u64>())
+}
+
+/// What the fuzz target runs: reads `bytes` as a packed file without its seal checked
+/// (the fuzzer could not forge one) and unpacks every entry into nothing. Panics if it
+/// accepted an entry that is not its manifest's.
+pub(crate) fn check_for_fuzzing(bytes: &[u8]) -> Result<u64, String> {
+    let mut input = bytes;
+    let head = format::read_head(&mut input, bytes.len() as u64)?;
+    let path = Path::new("crac-manifest");
+    let text =
+        crate::image::manifest::Manifest::text(path, &head.manifest).map_err(|e| e.to_string())?;
+    let body = text
+        .rsplit_once("manifest-seal ")
+        .map_or(text.as_str(), |(b, _)| b);
+    let manifest =
+        crate::image::manifest::Manifest::parse_entries(path, body).map_err(|e| e.to_string())?;
+    read::check_table(&head.entries, &manifest)?;
+    let mut total = 0;
+    for entry in &head.entries {
+        read::extract(&mut input, entry, &mut std::io::sink(), "entry")?;
+        total += entry.size;
+    }
+    assert!(input.is_empty(), "entries left bytes unread");
+    Ok(total)
+}

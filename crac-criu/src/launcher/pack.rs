@@ -1,0 +1,60 @@
+//! `crac pack` and `crac unpack`: an image as one file (`image/pack/`), to copy to
+//! another directory or host, where the same image key must be installed (`crac key`).
+
+use std::path::{Path, PathBuf};
+
+use crate::image::pack;
+use crate::launcher::error::LaunchError;
+
+/// What `crac pack` or `crac unpack` moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackReport {
+    /// Bytes of the image: its files and heap segments.
+    pub image_bytes: u64,
+    /// Bytes of the packed file.
+    pub packed_bytes: u64,
+}
+
+/// `crac pack DIR -o FILE`: packs the image in `dir`, which must be intact and sealed with
+/// this host's key, into `out`.
+pub fn pack(dir: &Path, out: &Path) -> Result<PackReport, LaunchError> {
+    let packed = pack::pack(dir, out, pack::LEVEL).map_err(|problem| LaunchError::Packing {
+        action: "pack",
+        path: dir.into(),
+        problem,
+    })?;
+    Ok(PackReport {
+        image_bytes: packed.image_bytes,
+        packed_bytes: packed.packed_bytes,
+    })
+}
+
+/// `crac unpack FILE -o DIR`: unpacks `file` to `dir` and its heap segments to the paths
+/// its manifest records, once all of it is found intact and sealed with this host's key.
+pub fn unpack(file: &Path, dir: &Path) -> Result<PackReport, LaunchError> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
+    let image_bytes = pack::unpack(file, &absolute).map_err(|problem| LaunchError::Packing {
+        action: "unpack",
+        path: file.into(),
+        problem,
+    })?;
+    let packed_bytes = std::fs::metadata(file).map_or(0, |m| m.len());
+    Ok(PackReport {
+        image_bytes,
+        packed_bytes,
+    })
+}
+
+/// `331 MB of image in 171 MB (0.52×)`.
+impl std::fmt::Display for PackReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mb = |bytes: u64| bytes as f64 / 1e6;
+        write!(
+            f,
+            "{:.1} MB of image in {:.1} MB ({:.2}×)",
+            mb(self.image_bytes),
+            mb(self.packed_bytes),
+            self.packed_bytes as f64 / self.image_bytes.max(1) as f64
+        )
+    }
+}
