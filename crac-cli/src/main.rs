@@ -31,7 +31,9 @@ struct Cli {
 enum Command {
     /// Restore the image in DIR, wait for the restored process, exit with its exit code.
     Restore {
-        /// The image directory (what CRAC_CHECKPOINT_TO named at checkpoint).
+        /// The image directory (what CRAC_CHECKPOINT_TO named at checkpoint), or a packed
+        /// image (`crac pack`), unpacked once per host into the image cache
+        /// (CRAC_IMAGE_CACHE) and restored from there.
         dir: PathBuf,
         /// Write CRIU's restore log here (default: in a private directory of the restore's in
         /// the temp directory, kept a day when the restore fails).
@@ -104,6 +106,11 @@ enum Command {
         /// The packed file to write (replaced if it exists).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
+        /// zstd's compression level, 1–19: higher packs smaller and slower
+        /// (docs/benchmarks.md).
+        #[arg(long, default_value_t = crac_criu::launcher::pack::LEVEL,
+              value_parser = clap::value_parser!(i32).range(1..=19))]
+        level: i32,
     },
     /// Unpack FILE (from `crac pack`) to the image directory DIR, which must not exist or
     /// be empty, and its heap segments to the absolute paths its manifest records, which
@@ -205,7 +212,8 @@ fn main() -> ExitCode {
             };
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
-                .and_then(|tool| {
+                .and_then(|tool| Ok((tool, pack::image_dir(&dir)?)))
+                .and_then(|(tool, dir)| {
                     crac_criu::launcher::with_privilege_advice(restore::restore(
                         &dir, &tool, &options,
                     ))
@@ -241,7 +249,7 @@ fn main() -> ExitCode {
             insecure_image_permissions,
             timeout,
         } => inspect(&dir, json, insecure_image_permissions, timeout),
-        Command::Pack { dir, output } => pack::pack(&dir, &output).map(|r| {
+        Command::Pack { dir, output, level } => pack::pack(&dir, &output, level).map(|r| {
             eprintln!(
                 "crac: packed {} into {} ({})",
                 dir.display(),

@@ -1,13 +1,15 @@
 //! `crac pack` and `crac unpack`: an image, heap segments included, travels as one file
 //! and restores from where it is unpacked; a truncated, corrupted, resealed or wrongly
 //! keyed packed file is refused naming what is wrong, with nothing written; a full disk
-//! while unpacking leaves nothing behind.
+//! while unpacking leaves nothing behind; `crac restore FILE` unpacks into the image
+//! cache once and restores from it.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::harness::{
-    Run, crac, killed_by_sigkill, restore, scratch, seal_with, setup, tests, text,
+    Run, crac, crac_bin, killed_by_sigkill, only_stdio, restore, scratch, seal_with, setup, tests,
+    text,
 };
 use crate::mapped_heap::{mapped, store};
 use crate::storage::Tmpfs;
@@ -17,6 +19,7 @@ tests![
     a_mapped_heap_image_travels_with_its_segments,
     damaged_packed_files_are_refused_by_name_with_nothing_written,
     a_full_disk_while_unpacking_leaves_nothing,
+    a_packed_file_restores_through_the_cache_unpacked_once,
 ];
 
 fn pack(image: &Path, file: &Path) {
@@ -261,4 +264,43 @@ fn a_full_disk_while_unpacking_leaves_nothing() {
     assert!(!out.status.success(), "{out:?}");
     assert!(stderr.contains("No space left on device"), "{stderr}");
     assert!(listing(&mount.0).is_empty(), "{:?}", listing(&mount.0));
+}
+
+fn a_packed_file_restores_through_the_cache_unpacked_once() {
+    let (dir, image) = setup("pack-cache");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let file = dir.join("image.crac");
+    pack(&image, &file);
+    std::fs::remove_dir_all(&image).unwrap();
+    let cache = dir.join("cache");
+    let restore_file = || {
+        only_stdio(&mut std::process::Command::new(crac_bin()))
+            .arg("restore")
+            .arg(&file)
+            .env("CRAC_IMAGE_CACHE", &cache)
+            .output()
+            .unwrap()
+    };
+    let first = restore_file();
+    assert_eq!(first.status.code(), Some(7), "{first:?}");
+    assert!(
+        text(&first.stderr).contains("into the image cache"),
+        "{first:?}"
+    );
+    let entries = listing(&cache);
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let manifest = cache.join(&entries[0]).join("image/crac-manifest");
+    let inode = std::os::unix::fs::MetadataExt::ino(&manifest.metadata().unwrap());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&cache.metadata().unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700);
+
+    let second = restore_file();
+    assert_eq!(second.status.code(), Some(7), "{second:?}");
+    assert!(!text(&second.stderr).contains("unpacked"), "{second:?}");
+    assert_eq!(listing(&cache), entries);
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&manifest.metadata().unwrap()),
+        inode,
+        "the cached copy was used as it was"
+    );
 }

@@ -15,10 +15,12 @@ pub struct PackReport {
     pub packed_bytes: u64,
 }
 
+pub use crate::image::pack::LEVEL;
+
 /// `crac pack DIR -o FILE`: packs the image in `dir`, which must be intact and sealed with
-/// this host's key, into `out`.
-pub fn pack(dir: &Path, out: &Path) -> Result<PackReport, LaunchError> {
-    let packed = pack::pack(dir, out, pack::LEVEL).map_err(|problem| LaunchError::Packing {
+/// this host's key, into `out`, compressed at zstd's `level`.
+pub fn pack(dir: &Path, out: &Path, level: i32) -> Result<PackReport, LaunchError> {
+    let packed = pack::pack(dir, out, level).map_err(|problem| LaunchError::Packing {
         action: "pack",
         path: dir.into(),
         problem,
@@ -57,4 +59,26 @@ impl std::fmt::Display for PackReport {
             self.packed_bytes as f64 / self.image_bytes.max(1) as f64
         )
     }
+}
+
+/// What `crac restore PATH` restores: PATH itself if it is an image directory; if it is a
+/// packed image, its copy in the image cache (`image/pack/cache.rs`), unpacked and
+/// checked first if the cache has none.
+pub fn image_dir(path: &Path) -> Result<PathBuf, LaunchError> {
+    if !pack::cache::is_packed(path) {
+        return Ok(path.into());
+    }
+    let cached = pack::cache::image_of(path).map_err(|problem| LaunchError::Packing {
+        action: "restore",
+        path: path.into(),
+        problem,
+    })?;
+    if cached.unpacked {
+        eprintln!(
+            "crac: unpacked {} into the image cache ({})",
+            path.display(),
+            cached.dir.display()
+        );
+    }
+    Ok(cached.dir)
 }

@@ -66,6 +66,8 @@ pub(crate) struct Head {
     /// The manifest's bytes, not yet checked.
     pub(crate) manifest: Vec<u8>,
     pub(crate) entries: Vec<Entry>,
+    /// The header's digest, found to match.
+    pub(crate) digest: blake3::Hash,
 }
 
 impl Entry {
@@ -205,7 +207,11 @@ pub(crate) fn read_head(input: &mut impl Read, len: u64) -> Result<Head, String>
             len - data
         ));
     }
-    Ok(Head { manifest, entries })
+    Ok(Head {
+        manifest,
+        entries,
+        digest: digest.into(),
+    })
 }
 
 fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), String> {

@@ -4,6 +4,7 @@
 //! unpacking checks everything against the sealed manifest in a private directory
 //! (`read.rs`) before placing anything (`place.rs`).
 
+pub(crate) mod cache;
 mod format;
 mod place;
 mod read;
@@ -11,7 +12,8 @@ mod write;
 
 use std::path::Path;
 
-pub(crate) use write::{LEVEL, Packed};
+pub use write::LEVEL;
+pub(crate) use write::Packed;
 
 /// Packs the image in `dir` into the file `out` (replaced if it exists).
 pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String> {
