@@ -72,7 +72,7 @@ for level in 1 3; do
         "'$crac' unpack '$work/image.crac' -o '$work/out'" "$work/image.crac"
 done
 for level in 1 3; do
-    row "\`tar | zstd -$level -T2\` / \`zstd -d | tar\`" \
+    row "\`tar \\| zstd -$level -T2\` / \`zstd -d \\| tar\`" \
         "tar -C '$image' -cf - . | zstd -$level -T2 -q -o '$work/image.tar.zst'" \
         "mkdir '$work/out' && zstd -d -q -c '$work/image.tar.zst' | tar -C '$work/out' -xf -" \
         "$work/image.tar.zst"
