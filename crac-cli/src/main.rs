@@ -111,6 +111,10 @@ enum Command {
         #[arg(long, default_value_t = crac_criu::launcher::pack::LEVEL,
               value_parser = clap::value_parser!(i32).range(1..=19))]
         level: i32,
+        /// Encrypt the packed file with age to the public keys (`age1…` lines, as
+        /// `age-keygen` prints) in this file: unpacking it then needs a matching identity.
+        #[arg(long, value_name = "RECIPIENTS")]
+        encrypt_to: Option<PathBuf>,
     },
     /// Unpack FILE (from `crac pack`) to the image directory DIR, which must not exist or
     /// be empty, and its heap segments to the absolute paths its manifest records, which
@@ -121,6 +125,10 @@ enum Command {
         /// The image directory to make.
         #[arg(short, long, value_name = "DIR")]
         output: PathBuf,
+        /// The age identity file (`AGE-SECRET-KEY-1…` lines) that decrypts an encrypted
+        /// FILE (default: CRAC_PACK_IDENTITY).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
     /// The key every image is sealed with at checkpoint and checked with at restore
     /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
@@ -249,7 +257,12 @@ fn main() -> ExitCode {
             insecure_image_permissions,
             timeout,
         } => inspect(&dir, json, insecure_image_permissions, timeout),
-        Command::Pack { dir, output, level } => pack::pack(&dir, &output, level).map(|r| {
+        Command::Pack {
+            dir,
+            output,
+            level,
+            encrypt_to,
+        } => pack::pack(&dir, &output, level, encrypt_to.as_deref()).map(|r| {
             eprintln!(
                 "crac: packed {} into {} ({})",
                 dir.display(),
@@ -258,7 +271,11 @@ fn main() -> ExitCode {
             );
             0
         }),
-        Command::Unpack { file, output } => pack::unpack(&file, &output).map(|r| {
+        Command::Unpack {
+            file,
+            output,
+            identity,
+        } => pack::unpack(&file, &output, identity.as_deref()).map(|r| {
             eprintln!(
                 "crac: unpacked {} into {} ({})",
                 file.display(),

@@ -16,6 +16,8 @@ pub(crate) const IMAGE_KEY: &str = "CRAC_IMAGE_KEY";
 pub(crate) const IMAGE_CACHE: &str = "CRAC_IMAGE_CACHE";
 /// The most bytes of unpacked images that cache keeps.
 pub(crate) const IMAGE_CACHE_BYTES: &str = "CRAC_IMAGE_CACHE_BYTES";
+/// The age identity file that decrypts encrypted packed images.
+pub(crate) const PACK_IDENTITY: &str = "CRAC_PACK_IDENTITY";
 /// `off`: `crac::MappedHeap` allocates as the system allocator, writing no heap files.
 pub(crate) const MAPPED_HEAP: &str = "CRAC_MAPPED_HEAP";
 /// Extra CRIU options for the dump.
@@ -134,6 +136,12 @@ pub(crate) const VARIABLES: &[Variable] = &[
         "`crac restore FILE`",
         "the most bytes of unpacked images the image cache keeps: after an unpack, the images restored least recently are removed until the rest fit (heap segments, placed at their recorded paths, stay)",
         "`16000000000` (16 GB)",
+    ),
+    var(
+        PACK_IDENTITY,
+        "`crac unpack`, `crac restore FILE`",
+        "an age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes) that decrypts packed images encrypted with `crac pack --encrypt-to`; `crac unpack --identity` overrides it",
+        "none: an encrypted packed image is refused",
     ),
     var(
         MAPPED_HEAP,

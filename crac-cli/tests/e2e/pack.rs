@@ -2,7 +2,8 @@
 //! and restores from where it is unpacked; a truncated, corrupted, resealed or wrongly
 //! keyed packed file is refused naming what is wrong, with nothing written; a full disk
 //! while unpacking leaves nothing behind; `crac restore FILE` unpacks into the image
-//! cache once and restores from it.
+//! cache once and restores from it; `--encrypt-to` makes it unreadable without the age
+//! identity.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -20,6 +21,7 @@ tests![
     damaged_packed_files_are_refused_by_name_with_nothing_written,
     a_full_disk_while_unpacking_leaves_nothing,
     a_packed_file_restores_through_the_cache_unpacked_once,
+    an_encrypted_packed_file_needs_its_identity,
 ];
 
 fn pack(image: &Path, file: &Path) {
@@ -303,4 +305,105 @@ fn a_packed_file_restores_through_the_cache_unpacked_once() {
         inode,
         "the cached copy was used as it was"
     );
+}
+
+/// A new age identity file and the recipients file of its public key, in `dir`.
+fn age_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    use age::secrecy::ExposeSecret as _;
+    let identity = age::x25519::Identity::generate();
+    let (secret, public) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pub")),
+    );
+    std::fs::write(
+        &secret,
+        format!("# {name}\n{}\n", identity.to_string().expose_secret()),
+    )
+    .unwrap();
+    std::fs::write(&public, format!("{}\n", identity.to_public())).unwrap();
+    (secret, public)
+}
+
+fn an_encrypted_packed_file_needs_its_identity() {
+    let (dir, image) = setup("pack-encrypted");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let (identity, recipients) = age_keys(&dir, "ours");
+    let (other_identity, _) = age_keys(&dir, "theirs");
+    let file = dir.join("image.crac");
+    let out = crac(&[
+        "pack",
+        image.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+        "--encrypt-to",
+        recipients.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let bytes = std::fs::read(&file).unwrap();
+    assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
+    let visible = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        !visible(b"CRACPACK") && !visible(b"format crac-image"),
+        "the contents are encrypted"
+    );
+    assert!(
+        listing(&dir).iter().all(|n| !n.starts_with('.')),
+        "{:?}",
+        listing(&dir)
+    );
+    std::fs::remove_dir_all(&image).unwrap();
+
+    let refused = |args: &[&str], why: &str| {
+        let target = scratch("pack-encrypted-refused");
+        let mut all = vec!["unpack", file.to_str().unwrap(), "-o"];
+        let to = target.join("image");
+        all.push(to.to_str().unwrap());
+        all.extend(args);
+        let out = crac(&all);
+        let stderr = text(&out.stderr);
+        assert!(
+            !out.status.success() && stderr.contains(why),
+            "{why}: {stderr}"
+        );
+        assert!(listing(&target).is_empty(), "{:?}", listing(&target));
+    };
+    refused(&[], "it is encrypted (age): give the identity");
+    refused(
+        &["--identity", other_identity.to_str().unwrap()],
+        "to none of the identities",
+    );
+    let truncated = dir.join("truncated.crac");
+    std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).unwrap();
+    let target = scratch("pack-encrypted-truncated");
+    let out = crac(&[
+        "unpack",
+        truncated.to_str().unwrap(),
+        "-o",
+        target.join("image").to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "{out:?}");
+    assert!(listing(&target).is_empty());
+
+    let copy = scratch("pack-encrypted-copy").join("image");
+    let out = crac(&[
+        "unpack",
+        file.to_str().unwrap(),
+        "-o",
+        copy.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    std::fs::remove_dir_all(&copy).unwrap();
+    // restored straight from the encrypted file, the identity in the environment
+    let out = only_stdio(&mut std::process::Command::new(crac_bin()))
+        .arg("restore")
+        .arg(&file)
+        .env("CRAC_IMAGE_CACHE", dir.join("cache"))
+        .env("CRAC_PACK_IDENTITY", &identity)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
 }

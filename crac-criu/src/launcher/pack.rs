@@ -18,9 +18,22 @@ pub struct PackReport {
 pub use crate::image::pack::LEVEL;
 
 /// `crac pack DIR -o FILE`: packs the image in `dir`, which must be intact and sealed with
-/// this host's key, into `out`, compressed at zstd's `level`.
-pub fn pack(dir: &Path, out: &Path, level: i32) -> Result<PackReport, LaunchError> {
-    let packed = pack::pack(dir, out, level).map_err(|problem| LaunchError::Packing {
+/// this host's key, into `out`, compressed at zstd's `level`, and encrypted with age to
+/// the public keys in the file `encrypt_to` if given.
+pub fn pack(
+    dir: &Path,
+    out: &Path,
+    level: i32,
+    encrypt_to: Option<&Path>,
+) -> Result<PackReport, LaunchError> {
+    let packed = match encrypt_to {
+        None => pack::pack(dir, out, level),
+        #[cfg(feature = "encrypt")]
+        Some(recipients) => pack::pack_encrypted(dir, out, level, recipients),
+        #[cfg(not(feature = "encrypt"))]
+        Some(_) => Err("this crac was built without the `encrypt` feature".into()),
+    };
+    let packed = packed.map_err(|problem| LaunchError::Packing {
         action: "pack",
         path: dir.into(),
         problem,
@@ -32,14 +45,17 @@ pub fn pack(dir: &Path, out: &Path, level: i32) -> Result<PackReport, LaunchErro
 }
 
 /// `crac unpack FILE -o DIR`: unpacks `file` to `dir` and its heap segments to the paths
-/// its manifest records, once all of it is found intact and sealed with this host's key.
-pub fn unpack(file: &Path, dir: &Path) -> Result<PackReport, LaunchError> {
+/// its manifest records, once all of it is found intact and sealed with this host's key;
+/// an encrypted `file` is decrypted with the age identities in `identity` (else
+/// `CRAC_PACK_IDENTITY`'s).
+pub fn unpack(file: &Path, dir: &Path, identity: Option<&Path>) -> Result<PackReport, LaunchError> {
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
-    let image_bytes = pack::unpack(file, &absolute).map_err(|problem| LaunchError::Packing {
-        action: "unpack",
-        path: file.into(),
-        problem,
-    })?;
+    let image_bytes =
+        pack::unpack(file, identity, &absolute).map_err(|problem| LaunchError::Packing {
+            action: "unpack",
+            path: file.into(),
+            problem,
+        })?;
     let packed_bytes = std::fs::metadata(file).map_or(0, |m| m.len());
     Ok(PackReport {
         image_bytes,

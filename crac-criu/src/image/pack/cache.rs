@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use crate::env::{IMAGE_CACHE, IMAGE_CACHE_BYTES};
 use crate::image::pack::format;
+use crate::image::pack::input::{self, AGE_MAGIC, Input};
 use crate::sys::fs::{lock_exclusive, open_regular};
 
 /// The cache's bound when `CRAC_IMAGE_CACHE_BYTES` is unset: 16 GB.
@@ -29,13 +30,14 @@ pub(crate) const DEFAULT_BOUND: u64 = 16_000_000_000;
 const IMAGE: &str = "image";
 
 /// Whether `path` is a packed image (a regular file that starts as one), not a directory.
+/// An encrypted one (age) is taken for one too: decrypting it tells.
 pub(crate) fn is_packed(path: &Path) -> bool {
     use std::io::Read as _;
-    let mut magic = [0u8; 8];
+    let mut start = Vec::new();
     open_regular(path)
         .ok()
-        .and_then(|mut f| f.read_exact(&mut magic).ok())
-        .is_some_and(|()| &magic == format::MAGIC)
+        .and_then(|f| f.take(AGE_MAGIC.len() as u64).read_to_end(&mut start).ok())
+        .is_some_and(|_| start.starts_with(format::MAGIC) || start == AGE_MAGIC)
 }
 
 /// An image of the cache, ready to restore.
@@ -47,7 +49,8 @@ pub(crate) struct Cached {
     pub(crate) unpacked: bool,
 }
 
-/// The cached image of the packed file `file`, unpacked first if the cache has none.
+/// The cached image of the packed file `file`, unpacked first if the cache has none (an
+/// encrypted one decrypted with `CRAC_PACK_IDENTITY`'s identities).
 pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
     let key = key_of(file)?;
     let root = root()?;
@@ -72,7 +75,7 @@ pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
     // an entry a crash cut short
     let _ = std::fs::remove_dir_all(&entry);
     make_private_dir(&entry)?;
-    if let Err(e) = super::unpack(file, &dir) {
+    if let Err(e) = super::unpack(file, None, &dir) {
         let _ = std::fs::remove_dir_all(&entry);
         return Err(e);
     }
@@ -85,10 +88,8 @@ pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
 
 /// The key of a packed file: its header's digest, once the header reads whole.
 fn key_of(file: &Path) -> Result<String, String> {
-    let opened = open_regular(file).map_err(|e| e.of("it"))?;
-    let len = opened.metadata().map_err(|e| e.to_string())?.len();
-    let mut input = std::io::BufReader::new(opened);
-    let head = format::read_head(&mut input, len)?;
+    let Input { mut reader, len } = input::open(file, None)?;
+    let head = format::read_head(&mut reader, len)?;
     Ok(head.digest.to_hex()[..32].to_string())
 }
 

@@ -5,7 +5,10 @@
 //! (`read.rs`) before placing anything (`place.rs`).
 
 pub(crate) mod cache;
+#[cfg(feature = "encrypt")]
+mod encrypt;
 mod format;
+mod input;
 mod place;
 mod read;
 mod write;
@@ -20,11 +23,38 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
     write::pack(dir, out, level)
 }
 
-/// Unpacks the packed image `file` to the directory `dir` (which must be absent or empty,
+/// Packs the image in `dir` into `out` encrypted with age to the public keys in
+/// `recipients`: packed first into a private file beside `out`, removed once encrypted.
+#[cfg(feature = "encrypt")]
+pub(crate) fn pack_encrypted(
+    dir: &Path,
+    out: &Path,
+    level: i32,
+    recipients: &Path,
+) -> Result<Packed, String> {
+    let plain = crate::image::sibling(out, &format!(".plain-{}", std::process::id()), true);
+    let temp = crate::image::sibling(out, &format!(".encrypting-{}", std::process::id()), true);
+    let result = write::pack(dir, &plain, level)
+        .and_then(|packed| encrypt::encrypt(&plain, &temp, recipients).map(|()| packed))
+        .and_then(|packed| {
+            std::fs::rename(&temp, out)
+                .map(|()| packed)
+                .map_err(|e| format!("renaming to {}: {e}", out.display()))
+        });
+    let _ = std::fs::remove_file(&plain);
+    let _ = std::fs::remove_file(&temp);
+    result.map(|packed| Packed {
+        packed_bytes: std::fs::metadata(out).map_or(packed.packed_bytes, |m| m.len()),
+        ..packed
+    })
+}
+
+/// Unpacks the packed image `file` (decrypted with the age identities in `identity`, or
+/// `CRAC_PACK_IDENTITY`'s, if it is encrypted) to the directory `dir` (which must be absent or empty,
 /// in an existing directory) and its heap segments to the paths its manifest records;
 /// nothing is placed unless all of it is found intact and sealed with this host's key.
 /// Returns the unpacked image's bytes.
-pub(crate) fn unpack(file: &Path, dir: &Path) -> Result<u64, String> {
+pub(crate) fn unpack(file: &Path, identity: Option<&Path>, dir: &Path) -> Result<u64, String> {
     if dir.file_name().is_none() {
         return Err(format!("{} cannot be an image directory", dir.display()));
     }
@@ -39,7 +69,7 @@ pub(crate) fn unpack(file: &Path, dir: &Path) -> Result<u64, String> {
             parent.display()
         ));
     }
-    let staged = read::unpack(file, parent)?;
+    let staged = read::unpack(file, identity, parent)?;
     place::place(&staged, dir)?;
     let m = &staged.manifest;
     Ok(m.files.iter().map(|f| f.size).sum::<u64>() + m.segments.iter().map(|s| s.len).sum::<u64>())

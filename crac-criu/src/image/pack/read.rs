@@ -6,15 +6,15 @@
 //! refused naming what is wrong, and the private directory removed.
 
 use std::collections::HashSet;
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 
 use crate::image::key::{HostKey, KeyError};
 use crate::image::manifest::{FILE_NAME, Manifest, ManifestError};
 use crate::image::pack::format::{self, Entry, Head, Kind};
+use crate::image::pack::input::{self, Input};
 use crate::image::seal;
-use crate::sys::fs::open_regular;
 
 /// The most memory zstd may use for one entry's window: 2^27 bytes, zstd's own default
 /// limit, which `crac pack` never exceeds (levels 1–19 without long mode).
@@ -38,13 +38,17 @@ impl Drop for Staged {
     }
 }
 
-/// Reads and checks the packed file `file`, and unpacks it into a private directory in
+/// Reads and checks the packed file `file` (decrypted with the age identities in
+/// `identity` if it is encrypted), and unpacks it into a private directory in
 /// `beside` (the target's parent, so that placing it is a rename).
-pub(crate) fn unpack(file: &Path, beside: &Path) -> Result<Staged, String> {
-    let opened = open_regular(file).map_err(|e| e.of("it"))?;
-    let len = opened.metadata().map_err(|e| e.to_string())?.len();
-    let mut input = BufReader::with_capacity(1 << 20, opened);
-    let head = format::read_head(&mut input, len)?;
+pub(crate) fn unpack(
+    file: &Path,
+    identity: Option<&Path>,
+    beside: &Path,
+) -> Result<Staged, String> {
+    let Input { mut reader, len } = input::open(file, identity)?;
+    let input = &mut reader;
+    let head = format::read_head(input, len)?;
     let manifest = open_manifest(&head)?;
     check_table(&head.entries, &manifest)?;
 
@@ -73,7 +77,7 @@ pub(crate) fn unpack(file: &Path, beside: &Path) -> Result<Staged, String> {
                 (path, format!("heap segment {}", recorded.display()))
             }
         };
-        write_entry(&mut input, entry, &path, &what)?;
+        write_entry(input, entry, &path, &what)?;
     }
     staged.segments = (0..staged.manifest.segments.len())
         .map(|i| staged.temp.join(format!("segment-{i}")))
