@@ -214,6 +214,30 @@ pub(crate) fn read_head(input: &mut impl Read, len: u64) -> Result<Head, String>
     })
 }
 
+/// `bytes` with its header's digest made to match, where its lengths allow: for the
+/// fuzzer, which could never forge one, to reach the table and the entries.
+pub(crate) fn with_head_digest_fixed(bytes: &[u8]) -> Vec<u8> {
+    let mut fixed = bytes.to_vec();
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    if let (Some(m), Some(n)) = (field(12), field(16)) {
+        let manifest_end = HEADER_LEN as usize + m as usize;
+        let table_end = manifest_end + n as usize * ENTRY_LEN as usize;
+        if u64::from(m) <= MAX_BYTES && n <= MAX_ENTRIES && table_end <= bytes.len() {
+            let digest = head_digest(
+                &bytes[..20],
+                &bytes[HEADER_LEN as usize..manifest_end],
+                &bytes[manifest_end..table_end],
+            );
+            fixed[20..52].copy_from_slice(digest.as_bytes());
+        }
+    }
+    fixed
+}
+
 fn read_exact(input: &mut impl Read, buf: &mut [u8], what: &str) -> Result<(), String> {
     input.read_exact(buf).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => format!("it is truncated in {what}"),

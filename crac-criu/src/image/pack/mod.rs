@@ -76,10 +76,11 @@ pub(crate) fn unpack(file: &Path, identity: Option<&Path>, dir: &Path) -> Result
 }
 
 /// What the fuzz target runs: reads `bytes` as a packed file without its seal checked
-/// (the fuzzer could not forge one) and unpacks every entry into nothing. Panics if it
+/// and with its header's digest made to match (the fuzzer could forge neither) and unpacks every entry into nothing. Panics if it
 /// accepted an entry that is not its manifest's.
 pub(crate) fn check_for_fuzzing(bytes: &[u8]) -> Result<u64, String> {
-    let mut input = bytes;
+    let bytes = format::with_head_digest_fixed(bytes);
+    let mut input = &bytes[..];
     let head = format::read_head(&mut input, bytes.len() as u64)?;
     let path = Path::new("crac-manifest");
     let text =
@@ -97,4 +98,49 @@ pub(crate) fn check_for_fuzzing(bytes: &[u8]) -> Result<u64, String> {
     }
     assert!(input.is_empty(), "entries left bytes unread");
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format::{Entry, Kind, encode_head};
+
+    /// A packed file of one small image file, its manifest unsealed: the fuzz target's seed
+/// (`fuzz/seeds/unpack/small`).
+    fn small() -> Vec<u8> {
+        let contents = b"core of a process".repeat(10);
+        let data = zstd::encode_all(&contents[..], 1).unwrap();
+        let digest = blake3::hash(&contents);
+        let manifest = format!(
+            "format crac-image 3\ncreated 1 0\nexecutable /bin/true\nexecutable-sha256 00\n\
+             executable-stat 1 1 1 1\nkernel 6\ncpu-flags fpu\ncriu-version 4\npid 2\n\
+             waiter-tid 2\ntids 2\npid-namespace private\nresident-bytes 1\n\
+             file {} {} core-2.img\nmanifest-seal 0 0\n",
+            contents.len(),
+            digest.to_hex()
+        );
+        let entry = Entry {
+            kind: Kind::File,
+            index: 0,
+            size: contents.len() as u64,
+            stored: data.len() as u64,
+            digest: *digest.as_bytes(),
+        };
+        [encode_head(manifest.as_bytes(), &[entry]), data].concat()
+    }
+
+    #[test]
+    fn the_fuzz_entry_reads_a_whole_packed_file_and_refuses_its_damage() {
+        let good = small();
+        // fuzz/seeds/unpack/small is this file
+        assert_eq!(super::check_for_fuzzing(&good), Ok(170));
+        for at in 52..good.len() {
+            let mut bad = good.clone();
+            bad[at] ^= 0x10;
+            let _ = super::check_for_fuzzing(&bad);
+        }
+        let last = good.len() - 3;
+        let mut bad = good.clone();
+        bad[last] ^= 0x10;
+        assert!(super::check_for_fuzzing(&bad).is_err());
+    }
 }
