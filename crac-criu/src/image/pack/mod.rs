@@ -105,7 +105,7 @@ mod tests {
     use super::format::{Entry, Kind, encode_head};
 
     /// A packed file of one small image file, its manifest unsealed: the fuzz target's seed
-/// (`fuzz/seeds/unpack/small`).
+    /// (`fuzz/seeds/unpack/small`).
     fn small() -> Vec<u8> {
         let contents = b"core of a process".repeat(10);
         let data = zstd::encode_all(&contents[..], 1).unwrap();
