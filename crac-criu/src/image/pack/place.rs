@@ -18,6 +18,7 @@ pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
     check_target(dir)?;
     let mut to_place = Vec::new();
     for (segment, unpacked) in staged.manifest.segments.iter().zip(&staged.segments) {
+        check_segment_path(&segment.path)?;
         match std::fs::symlink_metadata(&segment.path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 to_place.push((unpacked, &segment.path));
@@ -54,6 +55,22 @@ pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
     // segments kept in another image's store must outlive that image's replacement
     let _ = segments::register_user(dir, &staged.manifest.segments);
     Ok(())
+}
+
+/// Refuses a segment path that is not a heap store's (`IMAGE.heap/NAME.heap`, as the heap
+/// names them): even a manifest sealed with the key places files nowhere else, such as a
+/// directory some daemon reads its configuration from.
+fn check_segment_path(path: &Path) -> Result<(), String> {
+    let heap =
+        |p: Option<&std::ffi::OsStr>| p.is_some_and(|n| n.to_string_lossy().ends_with(".heap"));
+    if heap(path.file_name()) && heap(path.parent().and_then(Path::file_name)) {
+        return Ok(());
+    }
+    Err(format!(
+        "its manifest places a heap segment at {}, which is not in a heap store \
+         (IMAGE.heap/NAME.heap): unpacking places files nowhere else",
+        path.display()
+    ))
 }
 
 /// Refuses a target that is not absent or an empty directory.
@@ -110,4 +127,23 @@ fn place_segment(unpacked: &Path, path: &Path) -> Result<(), String> {
         let _ = std::fs::remove_file(&temp);
         format!("placing heap segment {name}: {e}")
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_placed_only_in_heap_stores() {
+        assert!(check_segment_path(Path::new("/var/lib/crac/svc.heap/seg-1.heap")).is_ok());
+        for path in [
+            "/etc/cron.d/job",
+            "/etc/cron.d/x.heap",
+            "/srv/svc.heap/notes",
+            "/x.heap",
+        ] {
+            let err = check_segment_path(Path::new(path)).unwrap_err();
+            assert!(err.contains(path), "{err}");
+        }
+    }
 }
