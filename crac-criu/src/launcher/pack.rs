@@ -51,7 +51,7 @@ pub fn pack(
 pub fn unpack(file: &Path, dir: &Path, identity: Option<&Path>) -> Result<PackReport, LaunchError> {
     let absolute = std::path::absolute(dir).unwrap_or_else(|_| PathBuf::from(dir));
     let image_bytes =
-        pack::unpack(file, identity, &absolute).map_err(|problem| LaunchError::Packing {
+        pack::unpack(file, identity, None, &absolute).map_err(|problem| LaunchError::Packing {
             action: "unpack",
             path: file.into(),
             problem,

@@ -75,7 +75,7 @@ pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
     // an entry a crash cut short
     let _ = std::fs::remove_dir_all(&entry);
     make_private_dir(&entry)?;
-    if let Err(e) = super::unpack(file, None, &dir) {
+    if let Err(e) = super::unpack(file, None, Some(&key), &dir) {
         let _ = std::fs::remove_dir_all(&entry);
         return Err(e);
     }
@@ -90,7 +90,7 @@ pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
 fn key_of(file: &Path) -> Result<String, String> {
     let Input { mut reader, len } = input::open(file, None)?;
     let head = format::read_head(&mut reader, len)?;
-    Ok(head.digest.to_hex()[..32].to_string())
+    Ok(head.key())
 }
 
 /// The cache's directory, made if missing, refused if anyone else could write into it.

@@ -70,6 +70,14 @@ pub(crate) struct Head {
     pub(crate) digest: blake3::Hash,
 }
 
+impl Head {
+    /// What names this packed image in the image cache: its header's digest (which
+    /// covers every entry's digest), 32 hex digits.
+    pub(crate) fn key(&self) -> String {
+        self.digest.to_hex()[..32].to_string()
+    }
+}
+
 impl Entry {
     fn encode(&self, out: &mut Vec<u8>) {
         out.push(match self.kind {

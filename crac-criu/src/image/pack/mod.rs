@@ -50,11 +50,17 @@ pub(crate) fn pack_encrypted(
 }
 
 /// Unpacks the packed image `file` (decrypted with the age identities in `identity`, or
-/// `CRAC_PACK_IDENTITY`'s, if it is encrypted) to the directory `dir` (which must be absent or empty,
+/// `CRAC_PACK_IDENTITY`'s, if it is encrypted; of the cache key `expected_key` if given)
+/// to the directory `dir` (which must be absent or empty,
 /// in an existing directory) and its heap segments to the paths its manifest records;
 /// nothing is placed unless all of it is found intact and sealed with this host's key.
 /// Returns the unpacked image's bytes.
-pub(crate) fn unpack(file: &Path, identity: Option<&Path>, dir: &Path) -> Result<u64, String> {
+pub(crate) fn unpack(
+    file: &Path,
+    identity: Option<&Path>,
+    expected_key: Option<&str>,
+    dir: &Path,
+) -> Result<u64, String> {
     if dir.file_name().is_none() {
         return Err(format!("{} cannot be an image directory", dir.display()));
     }
@@ -69,7 +75,7 @@ pub(crate) fn unpack(file: &Path, identity: Option<&Path>, dir: &Path) -> Result
             parent.display()
         ));
     }
-    let staged = read::unpack(file, identity, parent)?;
+    let staged = read::unpack(file, identity, expected_key, parent)?;
     place::place(&staged, dir)?;
     let m = &staged.manifest;
     Ok(m.files.iter().map(|f| f.size).sum::<u64>() + m.segments.iter().map(|s| s.len).sum::<u64>())

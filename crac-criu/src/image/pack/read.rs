@@ -39,16 +39,21 @@ impl Drop for Staged {
 }
 
 /// Reads and checks the packed file `file` (decrypted with the age identities in
-/// `identity` if it is encrypted), and unpacks it into a private directory in
+/// `identity` if it is encrypted; if `expected_key` is given, it must be its cache key),
+/// and unpacks it into a private directory in
 /// `beside` (the target's parent, so that placing it is a rename).
 pub(crate) fn unpack(
     file: &Path,
     identity: Option<&Path>,
+    expected_key: Option<&str>,
     beside: &Path,
 ) -> Result<Staged, String> {
     let Input { mut reader, len } = input::open(file, identity)?;
     let input = &mut reader;
     let head = format::read_head(input, len)?;
+    if expected_key.is_some_and(|key| key != head.key()) {
+        return Err("it was replaced while it was read; run the command again".into());
+    }
     let manifest = open_manifest(&head)?;
     check_table(&head.entries, &manifest)?;
 
