@@ -56,7 +56,8 @@ enum Command {
     /// APP in a private PID namespace, checkpoint it when it is ready, and restore it at
     /// once. The container entrypoint in one command.
     Run {
-        /// The image directory.
+        /// The image directory, or a packed image (`crac pack`): restored from the image
+        /// cache as `crac restore FILE` does, never replaced nor checkpointed to.
         #[arg(long)]
         image: PathBuf,
         /// When the first run checkpoints: `ready` (the app calls crac::ready()),

@@ -3,14 +3,14 @@
 //! keyed packed file is refused naming what is wrong, with nothing written; a full disk
 //! while unpacking leaves nothing behind; `crac restore FILE` unpacks into the image
 //! cache once and restores from it; `--encrypt-to` makes it unreadable without the age
-//! identity.
+//! identity; `crac run --image FILE` restores it and never replaces it.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::harness::{
-    Run, crac, crac_bin, killed_by_sigkill, only_stdio, restore, scratch, seal_with, setup, tests,
-    text,
+    Run, crac, crac_bin, crac_run, crac_run_command, killed_by_sigkill, only_stdio, restore,
+    scratch, seal_with, setup, tests, text,
 };
 use crate::mapped_heap::{mapped, store};
 use crate::storage::Tmpfs;
@@ -22,6 +22,7 @@ tests![
     a_full_disk_while_unpacking_leaves_nothing,
     a_packed_file_restores_through_the_cache_unpacked_once,
     an_encrypted_packed_file_needs_its_identity,
+    crac_run_restores_a_packed_image_and_never_replaces_it,
 ];
 
 fn pack(image: &Path, file: &Path) {
@@ -406,4 +407,37 @@ fn an_encrypted_packed_file_needs_its_identity() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(7), "{out:?}");
+}
+
+fn crac_run_restores_a_packed_image_and_never_replaces_it() {
+    let (dir, image) = setup("pack-run");
+    let exe = std::env::current_exe().unwrap();
+    let first = crac_run(&exe, &image, "ready", &[]);
+    assert_eq!(first.status.code(), Some(7), "{first:?}");
+    let file = dir.join("image.crac");
+    pack(&image, &file);
+    std::fs::remove_dir_all(&image).unwrap();
+    let packed = std::fs::read(&file).unwrap();
+    let run = |extra: &[&str]| {
+        only_stdio(&mut crac_run_command(&exe, &file, "ready", extra))
+            .env("CRAC_IMAGE_CACHE", dir.join("cache"))
+            .output()
+            .unwrap()
+    };
+    let restored = run(&[]);
+    assert_eq!(restored.status.code(), Some(7), "{restored:?}");
+    assert!(
+        text(&restored.stdout).contains("ready Some(Restored)"),
+        "{restored:?}"
+    );
+    let refused = run(&["--every", "5"]);
+    assert!(
+        text(&refused.stderr).contains("never replaces nor checkpoints to"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        packed,
+        "the packed file is untouched"
+    );
 }
