@@ -1,7 +1,8 @@
 //! `crac`: run a service from its image (`crac run`), restore an image (`crac restore`),
 //! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
 //! (`crac inspect`), make and show the key images are sealed with (`crac key`), make an
-//! image one file and back (`crac pack`, `crac unpack`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
+//! image one file and back (`crac pack`, `crac unpack`). A thin shell over `crac_criu`'s
+//! launcher; see `crac --help`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -2,7 +2,9 @@
 //! directory and its heap segments, compressed, so that an image travels as one thing
 //! (`crac pack`, `crac unpack`). The layout is `format.rs`'s; packing is `write.rs`'s;
 //! unpacking checks everything against the sealed manifest in a private directory
-//! (`read.rs`) before placing anything (`place.rs`).
+//! (`read.rs`, from the file or its decryption: `input.rs`) before placing anything
+//! (`place.rs`). `encrypt.rs` encrypts with age; `cache.rs` is the image cache
+//! `crac restore FILE` restores from.
 
 pub(crate) mod cache;
 #[cfg(feature = "encrypt")]
@@ -82,8 +84,8 @@ pub(crate) fn unpack(
 }
 
 /// What the fuzz target runs: reads `bytes` as a packed file without its seal checked
-/// and with its header's digest made to match (the fuzzer could forge neither) and unpacks every entry into nothing. Panics if it
-/// accepted an entry that is not its manifest's.
+/// and with its header's digest made to match (the fuzzer could forge neither), and
+/// unpacks every entry into nothing. Panics if it left bytes unread.
 pub(crate) fn check_for_fuzzing(bytes: &[u8]) -> Result<u64, String> {
     let bytes = format::with_head_digest_fixed(bytes);
     let mut input = &bytes[..];
