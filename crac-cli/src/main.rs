@@ -104,35 +104,12 @@ enum Command {
     /// Pack the image in DIR (its files and heap segments, checked against its sealed
     /// manifest) into one compressed file, for `crac unpack` on this or another host
     /// holding the same image key.
-    Pack {
-        dir: PathBuf,
-        /// The packed file to write (replaced if it exists).
-        #[arg(short, long, value_name = "FILE")]
-        output: PathBuf,
-        /// zstd's compression level, 1–19: higher packs smaller and slower
-        /// (docs/benchmarks.md).
-        #[arg(long, default_value_t = crac_criu::launcher::pack::LEVEL,
-              value_parser = clap::value_parser!(i32).range(1..=19))]
-        level: i32,
-        /// Encrypt the packed file with age to the public keys (`age1…` lines, as
-        /// `age-keygen` prints) in this file: unpacking it then needs a matching identity.
-        #[arg(long, value_name = "RECIPIENTS")]
-        encrypt_to: Option<PathBuf>,
-    },
+    Pack(PackArgs),
     /// Unpack FILE (from `crac pack`) to the image directory DIR, which must not exist or
     /// be empty, and its heap segments to the absolute paths its manifest records, which
     /// must be free or hold the same files. Nothing is placed unless every byte is found
     /// intact and the manifest sealed with this host's key.
-    Unpack {
-        file: PathBuf,
-        /// The image directory to make.
-        #[arg(short, long, value_name = "DIR")]
-        output: PathBuf,
-        /// The age identity file (`AGE-SECRET-KEY-1…` lines) that decrypts an encrypted
-        /// FILE (default: CRAC_PACK_IDENTITY).
-        #[arg(long, value_name = "FILE")]
-        identity: Option<PathBuf>,
-    },
+    Unpack(UnpackArgs),
     /// The key every image is sealed with at checkpoint and checked with at restore
     /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
     /// where its key is. To restore on several hosts, install the same key file on each
@@ -152,6 +129,37 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// `crac pack`'s arguments.
+#[derive(Args)]
+struct PackArgs {
+    dir: PathBuf,
+    /// The packed file to write (replaced if it exists).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// zstd's compression level, 1–19: higher packs smaller and slower
+    /// (docs/benchmarks.md).
+    #[arg(long, default_value_t = crac_criu::launcher::pack::LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    level: i32,
+    /// Encrypt the packed file with age to the public keys (`age1…` lines, as
+    /// `age-keygen` prints) in this file: unpacking it then needs a matching identity.
+    #[arg(long, value_name = "RECIPIENTS")]
+    encrypt_to: Option<PathBuf>,
+}
+
+/// `crac unpack`'s arguments.
+#[derive(Args)]
+struct UnpackArgs {
+    file: PathBuf,
+    /// The image directory to make.
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// The age identity file (`AGE-SECRET-KEY-1…` lines) that decrypts an encrypted
+    /// FILE (default: CRAC_PACK_IDENTITY).
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -260,33 +268,8 @@ fn main() -> ExitCode {
             insecure_image_permissions,
             timeout,
         } => inspect(&dir, json, insecure_image_permissions, timeout),
-        Command::Pack {
-            dir,
-            output,
-            level,
-            encrypt_to,
-        } => pack::pack(&dir, &output, level, encrypt_to.as_deref()).map(|r| {
-            eprintln!(
-                "crac: packed {} into {} ({})",
-                dir.display(),
-                output.display(),
-                r
-            );
-            0
-        }),
-        Command::Unpack {
-            file,
-            output,
-            identity,
-        } => pack::unpack(&file, &output, identity.as_deref()).map(|r| {
-            eprintln!(
-                "crac: unpacked {} into {} ({})",
-                file.display(),
-                output.display(),
-                r
-            );
-            0
-        }),
+        Command::Pack(args) => pack_image(&args),
+        Command::Unpack(args) => unpack_image(&args),
         Command::Key { action } => match action {
             KeyAction::Init => key::init(),
             KeyAction::Show => key::show(),
@@ -344,6 +327,23 @@ fn inspect(
         }
         Err(e) => Err(e),
     }
+}
+
+/// `crac pack`: says what it packed.
+fn pack_image(args: &PackArgs) -> Result<i32, LaunchError> {
+    let encrypt_to = args.encrypt_to.as_deref();
+    let report = pack::pack(&args.dir, &args.output, args.level, encrypt_to)?;
+    let (dir, output) = (args.dir.display(), args.output.display());
+    eprintln!("crac: packed {dir} into {output} ({report})");
+    Ok(0)
+}
+
+/// `crac unpack`: says what it unpacked.
+fn unpack_image(args: &UnpackArgs) -> Result<i32, LaunchError> {
+    let report = pack::unpack(&args.file, &args.output, args.identity.as_deref())?;
+    let (file, output) = (args.file.display(), args.output.display());
+    eprintln!("crac: unpacked {file} into {output} ({report})");
+    Ok(0)
 }
 
 fn parse_trigger(text: &str) -> Result<Trigger, String> {

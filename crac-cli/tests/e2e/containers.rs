@@ -540,6 +540,12 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start_and_thr
     drop(container);
 
     // Step 4: pushed to a registry, pulled into another storage (another host's), run there.
+    through_a_registry(baked, &redis, port, &volume.join("image.key"), &value);
+}
+
+/// Pushes `baked` to a registry on 127.0.0.1, pulls it into a second podman storage (another
+/// host's), and runs it there with the key in `key_file`: it restores and answers `value`.
+fn through_a_registry(baked: &str, redis: &RedisServer, port: u16, key_file: &Path, value: &str) {
     let registry = Registry::start();
     let remote = format!("{}/crac-axum-service:e2e-baked", registry.address);
     podman_ok(&["push", "--quiet", "--tls-verify=false", baked, &remote]);
@@ -566,14 +572,9 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start_and_thr
     let key = format!("crac-e2e-{}-other-host-key", std::process::id());
     podman_ok_in(
         &storage,
-        &[
-            "secret",
-            "create",
-            &key,
-            volume.join("image.key").to_str().unwrap(),
-        ],
+        &["secret", "create", &key, key_file.to_str().unwrap()],
     );
-    let mut options = service_options(&redis, port, None);
+    let mut options = service_options(redis, port, None);
     options.extend([
         "--secret".into(),
         format!("{key},mode=0400"),
