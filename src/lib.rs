@@ -203,6 +203,8 @@ pub mod guide {
     #[doc = include_str!("../docs/mapped-heap.md")]
     #[cfg(all(feature = "criu", target_os = "linux"))]
     pub struct MappedHeap;
+    #[doc = include_str!("../docs/packing.md")]
+    pub struct Packing;
     #[doc = include_str!("../docs/tokio.md")]
     #[cfg(all(feature = "tokio", feature = "criu", target_os = "linux"))]
     pub struct Tokio;

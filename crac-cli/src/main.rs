@@ -1,7 +1,8 @@
 //! `crac`: run a service from its image (`crac run`), restore an image (`crac restore`),
 //! ask a running process to checkpoint itself (`crac checkpoint`), describe an image
 //! (`crac inspect`), make and show the key images are sealed with (`crac key`), say what
-//! this host allows (`crac doctor`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
+//! this host allows (`crac doctor`), make an image one file and back (`crac pack`,
+//! `crac unpack`). A thin shell over `crac_criu`'s launcher; see `crac --help`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -12,7 +13,7 @@ use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
 use crac_criu::launcher::{
-    LaunchError, RestoreArgs, VerifyPages, doctor, inspect, key, namespace, wait_for,
+    LaunchError, RestoreArgs, VerifyPages, doctor, inspect, key, namespace, pack, wait_for,
 };
 use crac_criu::role::{self, Role};
 
@@ -32,7 +33,9 @@ struct Cli {
 enum Command {
     /// Restore the image in DIR, wait for the restored process, exit with its exit code.
     Restore {
-        /// The image directory (what CRAC_CHECKPOINT_TO named at checkpoint).
+        /// The image directory (what CRAC_CHECKPOINT_TO named at checkpoint), or a packed
+        /// image (`crac pack`), unpacked once per host into the image cache
+        /// (CRAC_IMAGE_CACHE) and restored from there.
         dir: PathBuf,
         /// Write CRIU's restore log here (default: in a private directory of the restore's in
         /// the temp directory, kept a day when the restore fails).
@@ -54,7 +57,8 @@ enum Command {
     /// APP in a private PID namespace, checkpoint it when it is ready, and restore it at
     /// once. The container entrypoint in one command.
     Run {
-        /// The image directory.
+        /// The image directory, or a packed image (`crac pack`): restored from the image
+        /// cache as `crac restore FILE` does, never replaced nor checkpointed to.
         #[arg(long)]
         image: PathBuf,
         /// When the first run checkpoints: `ready` (the app calls crac::ready()),
@@ -102,6 +106,15 @@ enum Command {
         #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
         timeout: Option<Duration>,
     },
+    /// Pack the image in DIR (its files and heap segments, checked against its sealed
+    /// manifest) into one compressed file, for `crac unpack` on this or another host
+    /// holding the same image key.
+    Pack(PackArgs),
+    /// Unpack FILE (from `crac pack`) to the image directory DIR, which must not exist or
+    /// be empty, and its heap segments to the absolute paths its manifest records, which
+    /// must be free or hold the same files. Nothing is placed unless every byte is found
+    /// intact and the manifest sealed with this host's key.
+    Unpack(UnpackArgs),
     /// The key every image is sealed with at checkpoint and checked with at restore
     /// (CRAC_IMAGE_KEY, else /var/lib/crac/image.key for root): an image restores only
     /// where its key is. To restore on several hosts, install the same key file on each
@@ -132,6 +145,37 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<std::ffi::OsString>,
     },
+}
+
+/// `crac pack`'s arguments.
+#[derive(Args)]
+struct PackArgs {
+    dir: PathBuf,
+    /// The packed file to write (replaced if it exists).
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+    /// zstd's compression level, 1–19: higher packs smaller and slower
+    /// (docs/benchmarks.md).
+    #[arg(long, default_value_t = crac_criu::launcher::pack::LEVEL,
+          value_parser = clap::value_parser!(i32).range(1..=19))]
+    level: i32,
+    /// Encrypt the packed file with age to the public keys (`age1…` lines, as
+    /// `age-keygen` prints) in this file: unpacking it then needs a matching identity.
+    #[arg(long, value_name = "RECIPIENTS")]
+    encrypt_to: Option<PathBuf>,
+}
+
+/// `crac unpack`'s arguments.
+#[derive(Args)]
+struct UnpackArgs {
+    file: PathBuf,
+    /// The image directory to make.
+    #[arg(short, long, value_name = "DIR")]
+    output: PathBuf,
+    /// The age identity file (`AGE-SECRET-KEY-1…` lines) that decrypts an encrypted
+    /// FILE (default: CRAC_PACK_IDENTITY).
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -214,7 +258,8 @@ fn main() -> ExitCode {
             };
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
-                .and_then(|tool| {
+                .and_then(|tool| Ok((tool, pack::image_dir(&dir)?)))
+                .and_then(|(tool, dir)| {
                     crac_criu::launcher::with_privilege_advice(restore::restore(
                         &dir, &tool, &options,
                     ))
@@ -252,29 +297,36 @@ fn main() -> ExitCode {
             insecure_image_permissions,
             timeout,
         } => inspect(&dir, json, insecure_image_permissions, timeout),
-        Command::Key { action } => match action {
-            KeyAction::Init => key::init(),
-            KeyAction::Show => key::show(),
-        }
-        .map(|key| {
-            println!("{key}");
-            0
-        }),
-        Command::Doctor { dir, json } => {
-            let report = doctor::doctor(dir.as_deref());
-            println!(
-                "{}",
-                if json {
-                    report.to_json()
-                } else {
-                    report.to_text()
-                }
-            );
-            Ok(i32::from(!report.works()))
-        }
+        Command::Pack(args) => pack_image(&args),
+        Command::Unpack(args) => unpack_image(&args),
+        Command::Key { action } => key_command(&action),
+        Command::Doctor { dir, json } => Ok(doctor_command(dir.as_deref(), json)),
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })
+}
+
+/// `crac key init|show`: prints the key's id.
+fn key_command(action: &KeyAction) -> Result<i32, LaunchError> {
+    let key = match action {
+        KeyAction::Init => key::init(),
+        KeyAction::Show => key::show(),
+    }?;
+    println!("{key}");
+    Ok(0)
+}
+
+/// `crac doctor [DIR] [--json]`: prints what this host allows; 1 if the mode in use does
+/// not work.
+fn doctor_command(dir: Option<&std::path::Path>, json: bool) -> i32 {
+    let report = doctor::doctor(dir);
+    let text = if json {
+        report.to_json()
+    } else {
+        report.to_text()
+    };
+    println!("{text}");
+    i32::from(!report.works())
 }
 
 /// `crac checkpoint PID`: asks, waits for the answer, says what happened.
@@ -321,6 +373,23 @@ fn inspect(
         }
         Err(e) => Err(e),
     }
+}
+
+/// `crac pack`: says what it packed.
+fn pack_image(args: &PackArgs) -> Result<i32, LaunchError> {
+    let encrypt_to = args.encrypt_to.as_deref();
+    let report = pack::pack(&args.dir, &args.output, args.level, encrypt_to)?;
+    let (dir, output) = (args.dir.display(), args.output.display());
+    eprintln!("crac: packed {dir} into {output} ({report})");
+    Ok(0)
+}
+
+/// `crac unpack`: says what it unpacked.
+fn unpack_image(args: &UnpackArgs) -> Result<i32, LaunchError> {
+    let report = pack::unpack(&args.file, &args.output, args.identity.as_deref())?;
+    let (file, output) = (args.file.display(), args.output.display());
+    eprintln!("crac: unpacked {file} into {output} ({report})");
+    Ok(0)
 }
 
 fn parse_trigger(text: &str) -> Result<Trigger, String> {

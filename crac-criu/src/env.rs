@@ -12,6 +12,12 @@ pub(crate) const CHECKPOINT_TO: &str = "CRAC_CHECKPOINT_TO";
 pub(crate) const CRIU: &str = crac_shared::criu::CRIU_ENV;
 /// The file of the key images are sealed with.
 pub(crate) const IMAGE_KEY: &str = "CRAC_IMAGE_KEY";
+/// The directory `crac restore FILE` unpacks packed images into.
+pub(crate) const IMAGE_CACHE: &str = "CRAC_IMAGE_CACHE";
+/// The most bytes of unpacked images that cache keeps.
+pub(crate) const IMAGE_CACHE_BYTES: &str = "CRAC_IMAGE_CACHE_BYTES";
+/// The age identity file that decrypts encrypted packed images.
+pub(crate) const PACK_IDENTITY: &str = "CRAC_PACK_IDENTITY";
 /// `off`: `crac::MappedHeap` allocates as the system allocator, writing no heap files.
 pub(crate) const MAPPED_HEAP: &str = "CRAC_MAPPED_HEAP";
 /// Extra CRIU options for the dump.
@@ -122,6 +128,24 @@ pub(crate) const VARIABLES: &[Variable] = &[
         "the application (its dump's action script); `crac`",
         "the file of the key every image is sealed with at checkpoint and checked with at restore (`crac key`); an image that travels needs the same key on both hosts",
         "root: `/var/lib/crac/image.key`; another user: `$XDG_STATE_HOME/crac/image.key` or `~/.local/state/crac/image.key`; made on first use",
+    ),
+    var(
+        IMAGE_CACHE,
+        "`crac restore FILE`",
+        "the directory a packed image given to `crac restore` is unpacked into, once per host, in a subdirectory named by its digest (mode 0700, refused if anyone else can write it)",
+        "root: `/var/cache/crac/images`; another user: `$XDG_CACHE_HOME/crac/images` or `~/.cache/crac/images`",
+    ),
+    var(
+        IMAGE_CACHE_BYTES,
+        "`crac restore FILE`",
+        "the most bytes of unpacked images the image cache keeps: after an unpack, the images restored least recently are removed until the rest fit (heap segments, placed at their recorded paths, stay)",
+        "`16000000000` (16 GB)",
+    ),
+    var(
+        PACK_IDENTITY,
+        "`crac unpack`, `crac restore FILE`",
+        "an age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes) that decrypts packed images encrypted with `crac pack --encrypt-to`; `crac unpack --identity` overrides it",
+        "none: an encrypted packed image is refused",
     ),
     var(
         MAPPED_HEAP,

@@ -13,7 +13,8 @@
 //!   filter; crac names what is missing and how to grant it.
 //! - Pre-baking: an image layer holding the checkpoint restores on the first start where
 //!   the key that sealed it is given as a secret (`CRAC_IMAGE_KEY`), and is refused,
-//!   naming the keys, where it is not.
+//!   naming the keys, where it is not; pushed to a registry (Debian's docker-registry on
+//!   127.0.0.1) and pulled into another storage root (another host's), it restores there.
 //! - Restore-only: an image taken with `crac run --drop-capabilities` restores in
 //!   containers with only CHECKPOINT_RESTORE, SETUID, SETGID and SETPCAP under the default
 //!   seccomp profile (two beside each other, and `crac doctor` there), and in
@@ -34,7 +35,8 @@ use crate::harness::{scratch, tests};
 use crate::redis_server::RedisServer;
 pub(crate) use podman::problem;
 use podman::{
-    Container, OTHER_BUILD, Pod, SERVICE, images, least_privilege, podman, podman_ok, repo,
+    Container, OTHER_BUILD, Pod, SERVICE, images, least_privilege, podman, podman_ok, podman_ok_in,
+    repo,
 };
 
 tests![
@@ -42,7 +44,7 @@ tests![
     an_image_of_another_build_is_replaced_with_replace_invalid_and_refused_without,
     the_pod_spec_plays_and_serves_again_from_a_restore,
     each_documented_privilege_is_needed_and_a_missing_one_is_named,
-    an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start,
+    an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start_and_through_a_registry,
     a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp_profile,
     the_restore_only_pod_spec_restores_what_a_privileged_pod_took,
 ];
@@ -455,7 +457,7 @@ impl Drop for Secret {
     }
 }
 
-fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
+fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start_and_through_a_registry() {
     images();
     let redis = RedisServer::start();
     let volume = volume("container-bake");
@@ -541,6 +543,115 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start() {
         "containers: first start of the image with a baked checkpoint to first answer {:.2} s",
         first_answer.as_secs_f64()
     );
+    drop(container);
+
+    // Step 4: pushed to a registry, pulled into another storage (another host's), run there.
+    through_a_registry(baked, &redis, port, &volume.join("image.key"), &value);
+}
+
+/// Pushes `baked` to a registry on 127.0.0.1, pulls it into a second podman storage (another
+/// host's), and runs it there with the key in `key_file`: it restores and answers `value`.
+fn through_a_registry(baked: &str, redis: &RedisServer, port: u16, key_file: &Path, value: &str) {
+    let registry = Registry::start();
+    let remote = format!("{}/crac-axum-service:e2e-baked", registry.address);
+    podman_ok(&["push", "--quiet", "--tls-verify=false", baked, &remote]);
+    let other = scratch("container-other-host");
+    let storage: Vec<String> = vec![
+        "--root".into(),
+        other.join("root").display().to_string(),
+        "--runroot".into(),
+        other.join("runroot").display().to_string(),
+    ];
+    struct Reset(Vec<String>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = podman::podman_in(&self.0)
+                .args(["system", "reset", "--force"])
+                .output();
+        }
+    }
+    let _reset = Reset(storage.clone());
+    podman_ok_in(
+        &storage,
+        &["pull", "--quiet", "--tls-verify=false", &remote],
+    );
+    let key = format!("crac-e2e-{}-other-host-key", std::process::id());
+    podman_ok_in(
+        &storage,
+        &["secret", "create", &key, key_file.to_str().unwrap()],
+    );
+    let mut options = service_options(redis, port, None);
+    options.extend([
+        "--secret".into(),
+        format!("{key},mode=0400"),
+        "-e".into(),
+        format!("CRAC_IMAGE_KEY=/run/secrets/{key}"),
+    ]);
+    let pulled = Container::run_in(
+        &storage,
+        "other-host",
+        &least_privilege(None),
+        &options,
+        &remote,
+        &[],
+    );
+    let body = pulled.answer(port, "/item/7");
+    assert_eq!(parse(&body).0, value, "{body}");
+    let logs = pulled.logs();
+    assert!(
+        logs.contains("crac: restored in "),
+        "the checkpoint pulled from the registry was restored:\n{logs}"
+    );
+}
+
+/// Debian's docker-registry serving on a free port of 127.0.0.1 from a scratch
+/// directory, stopped when dropped.
+struct Registry {
+    child: std::process::Child,
+    address: String,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = scratch("container-registry");
+        let address = format!("127.0.0.1:{}", free_port());
+        let config = dir.join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+                dir.join("storage").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+            .spawn()
+            .expect("docker-registry (scripts/install-containers.sh installs it)");
+        let registry = Registry { child, address };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&registry.address).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on {}: {}",
+                registry.address,
+                std::fs::read_to_string(dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The restore-only runtime (examples/container/README.md): the image is taken by a

@@ -10,7 +10,8 @@
 //! - one module per topic, each exporting its `TESTS`: `restore.rs` (`crac restore`),
 //!   `restorer.rs` (the restorer killed, timed out or interrupted),
 //!   `run.rs` (`crac run` and launchers), `request.rs` (`crac checkpoint PID`),
-//!   `inspect.rs` (`crac inspect`), `faults.rs` (refusals and failures), `integrity.rs`
+//!   `inspect.rs` (`crac inspect`), `pack.rs` (`crac pack`,
+//!   `crac unpack`: images as one file, heap segments included), `faults.rs` (refusals and failures), `integrity.rs`
 //!   (damaged and edited images), `lazy.rs` (`crac restore --lazy`), `mapped_heap.rs`
 //!   (`crac::MappedHeap`: restores that map the warmed heap, damaged segments, isolation,
 //!   growth, collection), `fields.rs` (field
@@ -60,6 +61,7 @@ mod keep_serving;
 mod lazy;
 mod mapped_heap;
 mod ownership;
+mod pack;
 mod pools;
 mod request;
 mod restore;
@@ -122,6 +124,7 @@ fn main() {
         ("run", run::TESTS),
         ("request", request::TESTS),
         ("inspect", inspect::TESTS),
+        ("pack", pack::TESTS),
         ("hostile_images", hostile_images::TESTS),
         ("faults", faults::TESTS),
         ("fields", fields::TESTS),

@@ -15,10 +15,10 @@ tests![
 ];
 
 /// A tmpfs of `size` mounted at a fresh directory, unmounted when dropped.
-struct Tmpfs(PathBuf);
+pub(crate) struct Tmpfs(pub(crate) PathBuf);
 
 impl Tmpfs {
-    fn mount(name: &str, options: &str) -> Tmpfs {
+    pub(crate) fn mount(name: &str, options: &str) -> Tmpfs {
         let dir = scratch(name).join("mnt");
         std::fs::create_dir_all(&dir).unwrap();
         let status = Command::new("mount")

@@ -7,6 +7,7 @@ mod host;
 pub(crate) mod key;
 pub(crate) mod manifest;
 mod ownership;
+pub(crate) mod pack;
 mod publish;
 mod refusal;
 mod restorability;

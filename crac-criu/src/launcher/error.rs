@@ -55,6 +55,16 @@ pub enum LaunchError {
         /// What cut the check short, and the setting that allows more time.
         why: String,
     },
+    /// `crac pack` or `crac unpack` refused or failed; nothing was placed.
+    #[error("cannot {action} {}: {problem}", path.display())]
+    Packing {
+        /// `pack` or `unpack`.
+        action: &'static str,
+        /// The image directory packed, or the packed file unpacked.
+        path: PathBuf,
+        /// What is wrong, and what to do.
+        problem: String,
+    },
     /// `criu restore` failed.
     #[error("criu restore failed:\n{reason}\nfull CRIU log: {}", log.display())]
     Restore {

@@ -16,6 +16,7 @@ pub mod inspect;
 pub mod key;
 mod lazy_pages;
 pub mod namespace;
+pub mod pack;
 mod page_check;
 mod phases;
 pub mod request_client;

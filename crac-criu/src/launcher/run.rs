@@ -65,6 +65,37 @@ pub struct RunOptions {
     pub drop_capabilities: bool,
 }
 
+/// `crac run --image FILE` of a packed image: restored from the image cache
+/// (`crac restore FILE`) if it is valid for `app`, refused otherwise — a packed image is
+/// never replaced, nor checkpointed to (`--replace-invalid` and `--every` need an image
+/// directory).
+fn run_packed(
+    file: &Path,
+    options: &RunOptions,
+    tool: &Path,
+    app: &Path,
+    restore_options: &RestoreOptions,
+) -> Result<i32, LaunchError> {
+    if options.replace_invalid || options.every.is_some() {
+        return Err(LaunchError::Setting {
+            setting: "--image",
+            problem: format!(
+                "{} is a packed image, which crac run restores but never replaces nor \
+                 checkpoints to: drop --replace-invalid and --every, or unpack it to a \
+                 directory (crac unpack) and run with that",
+                file.display()
+            ),
+        });
+    }
+    let dir = crate::launcher::pack::image_dir(file)?;
+    check_ownership(&dir, options.insecure_image_permissions)?;
+    usable(&dir, app).map_err(|problem| ImageRefusal::Unrestorable {
+        dir: file.into(),
+        problem,
+    })?;
+    super::with_privilege_advice(restore(&dir, tool, restore_options))
+}
+
 /// Runs `app` with `args` as `options` say; returns the exit code to exit with.
 pub fn run(
     options: &RunOptions,
@@ -100,6 +131,9 @@ pub fn run(
         insecure_image_permissions: options.insecure_image_permissions,
         ..Default::default()
     };
+    if crate::image::pack::cache::is_packed(&image) {
+        return run_packed(&image, options, tool, &app, &restore_options);
+    }
     // Whoever could swap the image would have it restored: refused, never replaced.
     check_ownership(&image, options.insecure_image_permissions)?;
     let mut replacing = false;

@@ -27,6 +27,27 @@ pub(crate) fn exchange(a: &Path, b: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Renames `from` to `to` unless `to` exists (`renameat2` with `RENAME_NOREPLACE`): no
+/// check-then-rename race can replace a file that appeared meanwhile.
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let cstr = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(io::Error::other);
+    let (from, to) = (cstr(from)?, cstr(to)?);
+    // SAFETY: two valid NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// An exclusive `flock` on the directory `path` (opened read-only: no file is made, a
 /// read-only volume will do), held until dropped; waits while another process holds it.
 pub(crate) fn lock_exclusive(path: &Path) -> io::Result<nix::fcntl::Flock<std::fs::File>> {

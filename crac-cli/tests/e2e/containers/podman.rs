@@ -97,9 +97,22 @@ pub(super) fn podman() -> Command {
     cmd
 }
 
+/// `podman` with its images and containers in `storage` (`--root`, `--runroot`: another
+/// host's, for images that travel through a registry) rather than the host's own.
+pub(super) fn podman_in(storage: &[String]) -> Command {
+    let mut cmd = podman();
+    cmd.args(storage);
+    cmd
+}
+
 /// `podman ARGS`, which must succeed: its stdout.
 pub(super) fn podman_ok(args: &[&str]) -> String {
-    let out = podman().args(args).output().unwrap();
+    podman_ok_in(&[], args)
+}
+
+/// `podman ARGS` in `storage` (see [`podman_in`]), which must succeed: its stdout.
+pub(super) fn podman_ok_in(storage: &[String], args: &[&str]) -> String {
+    let out = podman_in(storage).args(args).output().unwrap();
     assert!(
         out.status.success(),
         "podman {} failed: {}",
@@ -180,6 +193,8 @@ pub(super) fn images() {
 /// A container of these tests, removed (with its anonymous volumes) when dropped.
 pub(super) struct Container {
     name: String,
+    /// `--root` and `--runroot` of another storage, or nothing.
+    storage: Vec<String>,
 }
 
 impl Container {
@@ -196,8 +211,20 @@ impl Container {
         image: &str,
         command: &[&str],
     ) -> Container {
+        Container::run_in(&[], label, privileges, options, image, command)
+    }
+
+    /// [`Container::run_with`] in `storage` (see [`podman_in`]).
+    pub(super) fn run_in(
+        storage: &[String],
+        label: &str,
+        privileges: &[String],
+        options: &[String],
+        image: &str,
+        command: &[&str],
+    ) -> Container {
         let name = format!("crac-e2e-{}-{label}", std::process::id());
-        let _ = podman().args(["rm", "-f", "-v", &name]).output();
+        let _ = podman_in(storage).args(["rm", "-f", "-v", &name]).output();
         let mut args: Vec<String> = ["run", "-d", "--name", &name, "--network", "host"]
             .iter()
             .map(|s| s.to_string())
@@ -208,17 +235,28 @@ impl Container {
         args.push(image.into());
         args.extend(command.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        podman_ok(&args);
-        Container { name }
+        podman_ok_in(storage, &args);
+        Container {
+            name,
+            storage: storage.to_vec(),
+        }
     }
 
     pub(super) fn logs(&self) -> String {
-        let out = podman().args(["logs", &self.name]).output().unwrap();
+        let out = podman_in(&self.storage)
+            .args(["logs", &self.name])
+            .output()
+            .unwrap();
         text(&out.stdout) + &text(&out.stderr)
     }
 
     fn running(&self) -> bool {
-        podman_ok(&["inspect", "--format", "{{.State.Running}}", &self.name]).trim() == "true"
+        podman_ok_in(
+            &self.storage,
+            &["inspect", "--format", "{{.State.Running}}", &self.name],
+        )
+        .trim()
+            == "true"
     }
 
     /// `GET path` on `port` of the host's loopback, retried until the service answers.
@@ -256,24 +294,29 @@ impl Container {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        podman_ok(&["inspect", "--format", "{{.State.ExitCode}}", &self.name])
-            .trim()
-            .parse()
-            .unwrap()
+        podman_ok_in(
+            &self.storage,
+            &["inspect", "--format", "{{.State.ExitCode}}", &self.name],
+        )
+        .trim()
+        .parse()
+        .unwrap()
     }
 
     pub(super) fn stop(&self) {
-        podman_ok(&["stop", "-t", "10", &self.name]);
+        podman_ok_in(&self.storage, &["stop", "-t", "10", &self.name]);
     }
 
     pub(super) fn start(&self) {
-        podman_ok(&["start", &self.name]);
+        podman_ok_in(&self.storage, &["start", &self.name]);
     }
 }
 
 impl Drop for Container {
     fn drop(&mut self) {
-        let _ = podman().args(["rm", "-f", "-v", &self.name]).output();
+        let _ = podman_in(&self.storage)
+            .args(["rm", "-f", "-v", &self.name])
+            .output();
     }
 }
 

@@ -1,0 +1,149 @@
+//! Placing a checked, unpacked image: its heap segments at the absolute paths its manifest
+//! records (CRIU maps them there at restore, so no other path will do), then its
+//! directory at the target, each by a rename that never replaces a file. A segment path
+//! that already holds the very same file (same size and digest: another copy of this
+//! image, or the host that took it) is left as it is; one that holds anything else is
+//! refused before anything is placed.
+
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use crate::image::pack::read::Staged;
+use crate::image::segments;
+use crate::sys::fs::{rename_noreplace, sync_parent};
+
+/// Places `staged` at `dir` and its segments at their recorded paths; on failure, removes
+/// what it placed.
+pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
+    check_target(dir)?;
+    let mut to_place = Vec::new();
+    for (segment, unpacked) in staged.manifest.segments.iter().zip(&staged.segments) {
+        check_segment_path(&segment.path)?;
+        match std::fs::symlink_metadata(&segment.path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                to_place.push((unpacked, &segment.path));
+            }
+            _ => segments::check(segment).map_err(|problem| {
+                format!(
+                    "the image's heap segment must be at {0}, which holds another file \
+                     ({problem}); unpacking replaces no file: remove {0} if no image needs it",
+                    segment.path.display()
+                )
+            })?,
+        }
+    }
+    let mut placed: Vec<&Path> = Vec::new();
+    let result = (|| {
+        for (unpacked, path) in &to_place {
+            place_segment(unpacked, path)?;
+            placed.push(path);
+        }
+        if dir.is_dir() {
+            // an empty directory (`check_target`), which a rename will not replace
+            std::fs::remove_dir(dir).map_err(|e| format!("replacing {}: {e}", dir.display()))?;
+        }
+        rename_noreplace(&staged.image, dir)
+            .and_then(|()| sync_parent(dir))
+            .map_err(|e| format!("renaming the unpacked image to {}: {e}", dir.display()))
+    })();
+    if let Err(e) = result {
+        for path in placed {
+            let _ = std::fs::remove_file(path);
+        }
+        return Err(e);
+    }
+    // segments kept in another image's store must outlive that image's replacement
+    let _ = segments::register_user(dir, &staged.manifest.segments);
+    Ok(())
+}
+
+/// Refuses a segment path that is not a heap store's (`IMAGE.heap/NAME.heap`, as the heap
+/// names them): even a manifest sealed with the key places files nowhere else, such as a
+/// directory some daemon reads its configuration from.
+fn check_segment_path(path: &Path) -> Result<(), String> {
+    let heap =
+        |p: Option<&std::ffi::OsStr>| p.is_some_and(|n| n.to_string_lossy().ends_with(".heap"));
+    if heap(path.file_name()) && heap(path.parent().and_then(Path::file_name)) {
+        return Ok(());
+    }
+    Err(format!(
+        "its manifest places a heap segment at {}, which is not in a heap store \
+         (IMAGE.heap/NAME.heap): unpacking places files nowhere else",
+        path.display()
+    ))
+}
+
+/// Refuses a target that is not absent or an empty directory.
+fn check_target(dir: &Path) -> Result<(), String> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("{}: {e}", dir.display())),
+        Ok(meta)
+            if meta.is_dir() && std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_none()) =>
+        {
+            Ok(())
+        }
+        Ok(_) => Err(format!(
+            "{} exists: unpacking makes the image directory and replaces nothing; remove it or \
+             unpack elsewhere",
+            dir.display()
+        )),
+    }
+}
+
+/// Moves one unpacked segment to `path`, read-only as sealed segments are: a rename, or
+/// a copy to a private file beside `path` and a rename when it is on another file system.
+fn place_segment(unpacked: &Path, path: &Path) -> Result<(), String> {
+    let name = path.display();
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(parent)
+        .map_err(|e| format!("making {}: {e}", parent.display()))?;
+    let readonly = std::fs::Permissions::from_mode(0o400);
+    std::fs::set_permissions(unpacked, readonly.clone())
+        .map_err(|e| format!("placing heap segment {name}: {e}"))?;
+    match rename_noreplace(unpacked, path) {
+        Ok(()) => return sync_parent(path).map_err(|e| format!("placing {name}: {e}")),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {}
+        Err(e) => return Err(format!("placing heap segment {name}: {e}")),
+    }
+    let temp: PathBuf =
+        crate::image::sibling(path, &format!(".unpacking-{}", std::process::id()), true);
+    let copied = (|| {
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o400)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&temp)?;
+        std::io::copy(&mut std::fs::File::open(unpacked)?, &mut out)?;
+        out.sync_all()?;
+        rename_noreplace(&temp, path)?;
+        sync_parent(path)
+    })();
+    copied.map_err(|e| {
+        let _ = std::fs::remove_file(&temp);
+        format!("placing heap segment {name}: {e}")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_placed_only_in_heap_stores() {
+        assert!(check_segment_path(Path::new("/var/lib/crac/svc.heap/seg-1.heap")).is_ok());
+        for path in [
+            "/etc/cron.d/job",
+            "/etc/cron.d/x.heap",
+            "/srv/svc.heap/notes",
+            "/x.heap",
+        ] {
+            let err = check_segment_path(Path::new(path)).unwrap_err();
+            assert!(err.contains(path), "{err}");
+        }
+    }
+}
