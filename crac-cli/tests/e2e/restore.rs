@@ -132,7 +132,14 @@ fn a_process_started_on_a_terminal_is_restored_onto_a_pipe() {
 fn a_verbose_restore_says_where_its_time_went() {
     let (_, image) = setup("verbose");
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
-    let out = crac(&["restore", "--verbose", image.to_str().unwrap()]);
+    // the page data hashed (publishing recorded it intact, which a restore would trust)
+    let out = crac(&[
+        "restore",
+        "--verbose",
+        "--verify-pages",
+        "always",
+        image.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(7), "{out:?}");
     let stderr = text(&out.stderr);
     let phases = [
