@@ -4,7 +4,8 @@
 //!
 //! A restore checks each one as it checks the page data: present, a regular file of the
 //! recorded size (before CRIU runs), and of the recorded digest (beside CRIU, with the
-//! page data, so a record of an earlier check vouches for unchanged files).
+//! page data, so that a record of an earlier check — made when the image was written, or
+//! by an earlier restore — vouches for unchanged files).
 //!
 //! Images share segments: every periodic image of a process lists all the segments its
 //! heap maps, and a restored copy checkpointed elsewhere lists those of the image it came
