@@ -93,6 +93,15 @@ pub(crate) fn store_for(image_dir: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Whether `dir` is a store a heap may keep segments in: a real directory (not a link)
+/// of this process's user that nobody else can write. What the heap checks before it
+/// makes or names a segment there, and what must hold before a segment there is removed.
+pub(crate) fn is_trusted_store(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    store::Path::from_bytes(dir.as_os_str().as_bytes())
+        .is_some_and(|path| store::open(&path).is_ok())
+}
+
 /// Where this process's heap lives, if its heap is file-backed (`None`: system
 /// allocator mode, or `MappedHeap` not the global allocator).
 pub(crate) fn store() -> Option<PathBuf> {

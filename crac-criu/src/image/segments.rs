@@ -133,6 +133,11 @@ pub(crate) fn collect_garbage(image_dir: &Path) {
 /// Removes from `store` each sealed segment that neither an image using the store lists
 /// nor a running process maps.
 fn collect_store(store: &Path) {
+    // Not a store someone else planted (a link in a shared directory, say): only files
+    // of a directory a heap would have used are ever removed.
+    if !heap::is_trusted_store(store) {
+        return;
+    }
     // compared with the listed paths, which the heap resolved
     let store = canonical(store);
     let Ok(entries) = std::fs::read_dir(&store) else {
@@ -334,6 +339,15 @@ mod tests {
         unsafe { libc::munmap(at, 1) };
         collect_garbage(&image);
         assert!(!mapped.exists(), "no longer mapped");
+
+        // a store planted as a link to another directory: nothing there is removed
+        let elsewhere = base.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("victim.heap"), b"x").unwrap();
+        let planted = base.join("planted");
+        std::os::unix::fs::symlink(&elsewhere, heap::store_for(&planted)).unwrap();
+        collect_garbage(&planted);
+        assert!(elsewhere.join("victim.heap").exists());
         std::fs::remove_dir_all(base).unwrap();
     }
 }
