@@ -169,25 +169,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
     );
     let manifest = std::fs::metadata(image.join("crac-manifest")).unwrap();
     assert_eq!(manifest.uid(), user.uid, "the image is the user's own");
-    assert_eq!(
-        crac_as(&user, &dir, &["doctor", image.to_str().unwrap()])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(0),
-        "crac doctor finds the image restorable"
-    );
-    let inspected = crac_as(&user, &dir, &["inspect", image.to_str().unwrap()])
-        .output()
-        .unwrap();
-    let described = text(&inspected.stdout);
-    assert_eq!(inspected.status.code(), Some(0), "{inspected:?}");
-    assert!(
-        described.contains(&format!("executable    {} (sha256 ", exe.display()))
-            && described.ends_with("restorable    yes, on this host\n\n"),
-        "crac inspect describes the user's image as root's: {described}"
-    );
+    judged_restorable_by_its_owner(&user, &dir, &image);
 
     // the time in the image passes for the wall clock only, as it does as root
     let downtime = Duration::from_secs(3);
@@ -243,6 +225,32 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
         );
         assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
     }
+}
+
+/// `crac doctor` and `crac inspect`, run by the user whose image it is, find `image`
+/// restorable.
+fn judged_restorable_by_its_owner(user: &Attacker, dir: &Path, image: &Path) {
+    assert_eq!(
+        crac_as(user, dir, &["doctor", image.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0),
+        "crac doctor finds the image restorable"
+    );
+    let inspected = crac_as(user, dir, &["inspect", image.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let described = text(&inspected.stdout);
+    assert_eq!(inspected.status.code(), Some(0), "{inspected:?}");
+    assert!(
+        described.contains(&format!(
+            "executable    {} (sha256 ",
+            binaries().1.display()
+        )) && described.ends_with("restorable    yes, on this host\n\n"),
+        "crac inspect describes the user's image as root's: {described}"
+    );
 }
 
 /// `crac run --every` rootless: left-running images taken in the user namespace, and
