@@ -61,7 +61,7 @@ pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, Lau
         ) {
             Some(problem) => LaunchError::WithoutPrivileges {
                 source: Box::new(e),
-                problem,
+                problem: format!("{problem}; {}", privileges::RESTORE_ONLY_INSTEAD),
             },
             None => e,
         },
