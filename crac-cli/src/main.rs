@@ -253,7 +253,7 @@ fn main() -> ExitCode {
                 given: RestoreArgs {
                     args,
                     env: how.env,
-                    began: None,
+                    ..RestoreArgs::default()
                 },
             };
             std::env::current_exe()

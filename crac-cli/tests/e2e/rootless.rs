@@ -223,6 +223,10 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
             "the {} ms in the image are not monotonic time: {line}",
             downtime.as_millis()
         );
+        assert!(
+            line.ends_with(" kept Some(true)"),
+            "Restore says the monotonic clock was kept: {line}"
+        );
         assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
     }
 }

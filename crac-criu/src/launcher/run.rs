@@ -121,7 +121,7 @@ pub fn run(
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
         env,
-        began: None,
+        ..RestoreArgs::default()
     };
     let restore_options = RestoreOptions {
         given,
