@@ -726,6 +726,10 @@ fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp
             !logs.contains("no image in") && logs.contains("crac: restored in "),
             "restored, not started cold:\n{logs}"
         );
+        assert!(
+            logs.contains("axum_service: restored where Instant counts the time in the image"),
+            "Restore::monotonic_time_kept says what the warning says:\n{logs}"
+        );
         let granted = podman_ok(&[
             "inspect",
             "--format",

@@ -87,8 +87,9 @@ pub(super) fn restores_in_rootless_podman(volume: &Path, redis: &RedisServer, va
     assert_eq!(parse(&body).0, value, "the warm cache came back: {body}");
     let logs = container.logs();
     assert!(
-        logs.contains("crac: restored in "),
-        "restored, not started cold:\n{logs}"
+        logs.contains("crac: restored in ")
+            && logs.contains("axum_service: restored where Instant counts the time in the image"),
+        "restored, not started cold, and told its monotonic clock was not kept:\n{logs}"
     );
     let granted = container.inspect("{{.EffectiveCaps}} {{.HostConfig.SecurityOpt}}");
     assert!(
