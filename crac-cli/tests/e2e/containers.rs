@@ -752,12 +752,22 @@ fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp
     drop(instances);
     rootless_podman::restores_in_rootless_podman(&volume, &redis, &value);
 
-    // `crac doctor` there judges restore-only mode, the image included
-    let mut options = service_options(&redis, port, Some(&volume));
+    doctor_in_a_restore_only_container(&redis, port, &volume, &restore_only);
+}
+
+/// `crac doctor` in a restore-only container (`privileges`) judges restore-only mode,
+/// the image in `volume` included.
+fn doctor_in_a_restore_only_container(
+    redis: &RedisServer,
+    port: u16,
+    volume: &Path,
+    privileges: &[String],
+) {
+    let mut options = service_options(redis, port, Some(volume));
     options.extend(["--entrypoint".into(), "crac".into()]);
     let doctor = Container::run_with(
         "restore-only-doctor",
-        &restore_only,
+        privileges,
         &options,
         SERVICE,
         &["doctor", IMAGE_IN_CONTAINER],
