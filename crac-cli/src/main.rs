@@ -256,12 +256,15 @@ fn main() -> ExitCode {
                     began: None,
                 },
             };
+            // the image (a packed one's cache entry) is kept until the restore ends
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| Ok((tool, pack::image_dir(&dir)?)))
-                .and_then(|(tool, dir)| {
+                .and_then(|(tool, image)| {
                     crac_criu::launcher::with_privilege_advice(restore::restore(
-                        &dir, &tool, &options,
+                        image.dir(),
+                        &tool,
+                        &options,
                     ))
                 })
         }
