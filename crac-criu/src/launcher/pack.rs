@@ -77,6 +77,12 @@ impl std::fmt::Display for PackReport {
     }
 }
 
+/// Whether `path` is a packed image (`crac pack`'s, encrypted or not) rather than an image
+/// directory.
+pub fn is_packed(path: &Path) -> bool {
+    pack::cache::is_packed(path)
+}
+
 /// The image `crac restore PATH` restores, kept from the image cache's eviction while
 /// this lives: hold it until the restore ends.
 #[derive(Debug)]
