@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::harness::{
-    Run, crac, crac_bin, crac_run, crac_run_command, killed_by_sigkill, only_stdio, restore,
-    scratch, seal_with, setup, tests, text,
+    KillOnDrop, Run, alive, crac, crac_bin, crac_run, crac_run_command, image_pid,
+    killed_by_sigkill, only_stdio, restore, scratch, seal_with, setup, tests, text,
 };
 use crate::mapped_heap::{mapped, store};
 use crate::storage::Tmpfs;
@@ -28,6 +28,7 @@ tests![
     inspect_and_doctor_judge_a_packed_file_without_unpacking_it,
     an_encrypted_packed_file_is_inspected_with_its_identity_only,
     an_encrypted_pack_never_writes_the_plaintext_to_a_named_file,
+    eviction_keeps_the_cache_entry_a_running_restore_uses,
 ];
 
 fn pack(image: &Path, file: &Path) {
@@ -696,4 +697,83 @@ fn an_encrypted_pack_never_writes_the_plaintext_to_a_named_file() {
     assert!(!visible(b"CRACPACK") && !visible(&manifest[..64]));
     let exe = std::env::current_exe().unwrap();
     assert!(!visible(exe.as_os_str().as_encoded_bytes()));
+}
+
+fn eviction_keeps_the_cache_entry_a_running_restore_uses() {
+    let (dir, image) = setup("pack-lease");
+    let first = Run::new("forever", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let pid = image_pid(&first.stdout);
+    let running = dir.join("running.crac");
+    pack(&image, &running);
+    let other_image = dir.join("other");
+    assert!(killed_by_sigkill(
+        Run::new("plain", &other_image).output().status
+    ));
+    let other = dir.join("other.crac");
+    pack(&other_image, &other);
+    // the same image packed otherwise: another cache entry
+    let third = dir.join("third.crac");
+    let out = crac(&[
+        "pack",
+        other_image.to_str().unwrap(),
+        "-o",
+        third.to_str().unwrap(),
+        "--level",
+        "3",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let cache = dir.join("cache");
+    let restore_from = |file: &Path| {
+        let mut cmd = std::process::Command::new(crac_bin());
+        only_stdio(&mut cmd)
+            .arg("restore")
+            .arg(file)
+            .env("CRAC_IMAGE_CACHE", &cache)
+            .env("CRAC_IMAGE_CACHE_BYTES", "1");
+        cmd
+    };
+
+    let copy_out = dir.join("copy.out");
+    let mut restorer = restore_from(&running)
+        .stdout(std::fs::File::create(&copy_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnDrop(pid as u32);
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&copy_out)
+        .unwrap()
+        .contains("round 1 outcome Restored")
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the copy never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let leased = listing(&cache);
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    // another image unpacked with room for none: the running restore's entry stays
+    let out = restore_from(&other).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(cache.join(&leased[0]).join("image/crac-manifest").is_file());
+    assert_eq!(listing(&cache).len(), 2, "{:?}", listing(&cache));
+
+    // once that restore ends, its entry goes at the next eviction
+    restorer.kill().unwrap();
+    restorer.wait().unwrap();
+    let start = std::time::Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the copy outlived its restorer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = restore_from(&third).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let left = listing(&cache);
+    assert!(!left.contains(&leased[0]), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
 }
