@@ -99,6 +99,7 @@ enum Command {
     /// (key, CPU features, CRIU, kernel, executable, heap segment paths).
     Inspect {
         /// The image directory, or a packed image.
+        #[arg(value_name = "DIR|FILE")]
         dir: PathBuf,
         /// The age identity file that decrypts an encrypted packed image's head (default:
         /// CRAC_PACK_IDENTITY); without one, only that it is encrypted is shown.
@@ -141,6 +142,7 @@ enum Command {
     /// to do. Exit status 0 when the mode in use works, 1 otherwise.
     Doctor {
         /// An image directory or a packed image to check too.
+        #[arg(value_name = "DIR|FILE")]
         dir: Option<PathBuf>,
         /// The age identity file that decrypts an encrypted packed image's head (default:
         /// CRAC_PACK_IDENTITY).
