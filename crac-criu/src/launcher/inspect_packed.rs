@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::image::pack::describe::{self, Contents, Described, Fit, Seal, Verdict};
+use crate::image::pack::describe::{self, Described, Fit, PackedContents, Seal, Verdict};
 use crate::launcher::error::LaunchError;
 use crate::launcher::inspect::{
     contents_lines, identity_lines, json, manifest_json, mb, printable,
@@ -129,7 +129,7 @@ impl PackedInspection {
         out
     }
 
-    fn contents_text(&self, c: &Contents, out: &mut String) {
+    fn contents_text(&self, c: &PackedContents, out: &mut String) {
         let _ = writeln!(
             out,
             "entries       {} image files and heap segments: {} unpacked, {} packed",

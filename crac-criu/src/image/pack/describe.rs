@@ -28,12 +28,12 @@ pub(crate) struct Described {
     /// `Some(recipients)` if it is encrypted with age (X25519 stanzas counted).
     pub(crate) encrypted_to: Option<usize>,
     /// Its contents, or why they cannot be read here.
-    pub(crate) contents: Result<Contents, String>,
+    pub(crate) contents: Result<PackedContents, String>,
 }
 
 /// What the head of a packed file holds.
 #[derive(Debug)]
-pub(crate) struct Contents {
+pub(crate) struct PackedContents {
     /// The manifest's entries: verified if `seal` is [`Seal::Holds`], else as the file
     /// says them.
     pub(crate) manifest: Manifest,
@@ -117,7 +117,7 @@ fn age_recipients(start: &[u8]) -> usize {
 }
 
 /// Reads the head (through age, if encrypted) and opens the manifest's seal.
-fn contents(file: &Path, identity: Option<&Path>) -> Result<Contents, String> {
+fn contents(file: &Path, identity: Option<&Path>) -> Result<PackedContents, String> {
     let Input { mut reader, len } = input::open(file, identity)?;
     let head = format::read_head(&mut reader, len)?;
     let path = Path::new(FILE_NAME);
@@ -146,7 +146,7 @@ fn contents(file: &Path, identity: Option<&Path>) -> Result<Contents, String> {
         }
     };
     let unpacked_bytes = head.entries.iter().map(|e| e.size).sum();
-    Ok(Contents {
+    Ok(PackedContents {
         cache_key: head.key(),
         entries: head.entries.len(),
         unpacked_bytes,
@@ -207,7 +207,7 @@ impl Fit {
     }
 }
 
-impl Contents {
+impl PackedContents {
     /// How this host compares with everything the image needs of it, `criu_version`
     /// being this host's CRIU's (if it has one that runs).
     pub(crate) fn fit_here(&self, criu_version: Option<&str>) -> Vec<Fit> {
