@@ -4,7 +4,8 @@
 //! unpacking checks everything against the sealed manifest in a private directory
 //! (`read.rs`, from the file or its decryption: `input.rs`) before placing anything
 //! (`place.rs`). `encrypt.rs` encrypts with age; `cache.rs` is the image cache
-//! `crac restore FILE` restores from.
+//! `crac restore FILE` restores from; `describe.rs` says what a packed file holds and
+//! needs of a host from its head alone (`crac inspect FILE`, `crac doctor FILE`).
 
 pub(crate) mod cache;
 pub(crate) mod describe;
