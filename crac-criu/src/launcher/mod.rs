@@ -13,6 +13,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod inspect;
+pub mod inspect_packed;
 pub mod key;
 mod lazy_pages;
 pub mod namespace;

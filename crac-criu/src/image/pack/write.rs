@@ -30,6 +30,34 @@ pub(crate) struct Packed {
 
 /// Packs the image in `dir` (sealed with this host's key, undamaged) into `out`.
 pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String> {
+    let temp = private_sibling(out);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| format!("creating {}: {e}", temp.display()))?;
+    let result = pack_into(dir, level, &file, &temp.display().to_string()).and_then(|packed| {
+        file.sync_all()
+            .map_err(|e| format!("writing {}: {e}", temp.display()))?;
+        std::fs::rename(&temp, out)
+            .map(|()| packed)
+            .map_err(|e| format!("renaming to {}: {e}", out.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Packs the image in `dir` into `file`, empty and open for writing (`name` says what
+/// it is in errors); not synced.
+pub(crate) fn pack_into(
+    dir: &Path,
+    level: i32,
+    file: &std::fs::File,
+    name: &str,
+) -> Result<Packed, String> {
     let text = manifest_bytes(dir)?;
     let manifest = Manifest::read(dir).map_err(|e| e.to_string())?;
     if manifest_bytes(dir)? != text {
@@ -52,35 +80,19 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
         .collect();
     let head_len = format::encode_head(&text, &entries).len() as u64;
 
-    let temp = private_sibling(out);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| format!("creating {}: {e}", temp.display()))?;
-    let result = (|| {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &file);
-        let io = |e: std::io::Error| format!("writing {}: {e}", temp.display());
-        writer
-            .seek(std::io::SeekFrom::Start(head_len))
-            .map_err(io)?;
-        for (source, entry) in sources.iter().zip(&mut entries) {
-            (entry.stored, entry.digest) = compress(source, level, &mut writer)?;
-        }
-        writer.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-        writer
-            .write_all(&format::encode_head(&text, &entries))
-            .map_err(io)?;
-        writer.flush().map_err(io)?;
-        drop(writer);
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&temp, out).map_err(|e| format!("renaming to {}: {e}", out.display()))
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let io = |e: std::io::Error| format!("writing {name}: {e}");
+    writer
+        .seek(std::io::SeekFrom::Start(head_len))
+        .map_err(io)?;
+    for (source, entry) in sources.iter().zip(&mut entries) {
+        (entry.stored, entry.digest) = compress(source, level, &mut writer)?;
     }
+    writer.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    writer
+        .write_all(&format::encode_head(&text, &entries))
+        .map_err(io)?;
+    writer.flush().map_err(io)?;
     Ok(Packed {
         image_bytes: sources.iter().map(|s| s.size).sum(),
         packed_bytes: head_len + entries.iter().map(|e| e.stored).sum::<u64>(),
