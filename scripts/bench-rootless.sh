@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Restore → first answer of examples/search_service, as root and rootless (an ordinary
-# user through a user namespace, `criu restore --unprivileged`), side by side. Run as
+# Restore → first answer of examples/search_service in each mode, side by side: root,
+# rootless (an ordinary user through a user namespace, `criu restore --unprivileged`)
+# and restore-only (root with only CHECKPOINT_RESTORE, SETUID, SETGID and SETPCAP, `crac`
+# as PID 1 of a PID namespace: a restore-only container without the container). Run as
 # root: it takes one image in each mode, then restores each RUNS times, one at a time,
 # and times from `crac restore`'s start to the first answer to `search`.
 #
@@ -20,23 +22,30 @@ cargo build --locked --release -p crac-cli >&2
 cargo build --locked --release --example search_service >&2
 crac=$(realpath "$target/release/crac")
 service=$(realpath "$target/release/examples/search_service")
-rm -rf "$work"
-mkdir -p "$work/root" "$work/rootless"
+# The service's mapped-heap segments are sealed immutable (chattr +i) as root.
+remove() { [ ! -e "$1" ] || chattr -R -i "$1" 2>/dev/null; rm -rf "$1"; }
+remove "$work"
+mkdir -p "$work/root" "$work/rootless" "$work/restore-only"
 chown "$user" "$work/rootless"
-chmod 700 "$work/root" "$work/rootless"
+chmod 700 "$work/root" "$work/rootless" "$work/restore-only"
 # The user's runtime directory, on a tmpfs as systemd-logind's /run/user/UID: CRIU keeps
 # its kernel probe there unprivileged, as it does in /run/crac-criu for root.
 runtime=$(mktemp -d /dev/shm/crac-bench-runtime.XXXXXX)
 chown "$user" "$runtime"
-trap 'rm -rf "$work" "$runtime"' EXIT
+trap 'remove "$work"; rm -rf "$runtime"' EXIT
 
-# `as MODE CMD...`: CMD as root, or as the user with a home of its own in the work dir;
+# `as MODE CMD...`: CMD as root, as root restricted to restoring (PID 1 of a PID
+# namespace with four capabilities), or as the user with a home of its own in the work dir;
 # exec'd, so that a command started in the background is `$!` itself.
 as() {
     local mode=$1
     shift
     if [ "$mode" = root ]; then
         exec "$@"
+    elif [ "$mode" = restore-only ]; then
+        exec unshare --pid --fork --mount-proc --kill-child \
+            setpriv --bounding-set -all,+checkpoint_restore,+setuid,+setgid,+setpcap \
+            --inh-caps -all "$@"
     else
         exec setpriv --reuid="$user" --regid="$(id -g "$user")" --clear-groups \
             env -i PATH="$PATH" HOME="$work/rootless" XDG_RUNTIME_DIR="$runtime" SEARCH_DOCS="$SEARCH_DOCS" "$@"
@@ -61,13 +70,16 @@ PY
 }
 
 port=7900
-for mode in root rootless; do
+for mode in root rootless restore-only; do
     port=$((port + 1))
     image="$work/$mode/image"
     # The service checkpoints itself once warm, as PID 2 of its namespace under
     # `crac __init` (what `crac run` starts; rootless, inside a user namespace too).
-    if [ "$mode" = root ]; then
-        CRAC_CHECKPOINT_TO=$image unshare --pid --fork --mount-proc --kill-child \
+    if [ "$mode" != rootless ]; then
+        # restore-only: the service keeps no capability its restorer lacks
+        # (`crac run --drop-capabilities`)
+        CRAC_DROP_CAPABILITIES=$([ "$mode" = restore-only ] && echo 1 || echo 0) \
+            CRAC_CHECKPOINT_TO=$image unshare --pid --fork --mount-proc --kill-child \
             "$crac" __init -- "$service" "127.0.0.1:$port" </dev/null >/dev/null 2>&1 || true
     else
         (as rootless "$crac" key init >/dev/null)
@@ -83,6 +95,8 @@ for mode in root rootless; do
         start=$(date +%s%N)
         (as "$mode" "$crac" restore "$image" </dev/null >/dev/null 2>>"$work/$mode/err") &
         times+=("$(answered "$port" "$start")")
+        # `unshare --fork` ignores SIGINT while it waits: restore-only's `crac` is its child
+        if [ "$mode" = restore-only ]; then pkill -INT -P $! 2>/dev/null || true; fi
         kill -INT $! 2>/dev/null || true
         wait $! 2>/dev/null || true
         # the copy's PIDs and port are free again before the next one

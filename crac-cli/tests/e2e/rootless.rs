@@ -139,6 +139,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
     let (user, dir) = own_scratch("rootless-run");
     let image = dir.join("image");
     let exe = &binaries().1;
+    let runtime = RuntimeDir::new(&user);
     let first = crac_as(
         &user,
         &dir,
@@ -151,6 +152,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
         ],
     )
     .env("CRAC_E2E_SCENARIO", "ready-copy")
+    .env("XDG_RUNTIME_DIR", &runtime.0)
     .output()
     .unwrap();
     assert_eq!(first.status.code(), Some(7), "{first:?}");
@@ -170,6 +172,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
     let manifest = std::fs::metadata(image.join("crac-manifest")).unwrap();
     assert_eq!(manifest.uid(), user.uid, "the image is the user's own");
     judged_restorable_by_its_owner(&user, &dir, &image);
+    restored_without_hashing_again(&user, &dir, &image, &runtime);
 
     // the time in the image passes for the wall clock only, as it does as root
     let downtime = Duration::from_secs(3);
@@ -186,6 +189,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
                     &format!("E2E_COPY={n}"),
                 ],
             )
+            .env("XDG_RUNTIME_DIR", &runtime.0)
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
@@ -254,6 +258,45 @@ fn judged_restorable_by_its_owner(user: &Attacker, dir: &Path, image: &Path) {
             binaries().1.display()
         )) && described.ends_with("restorable    yes, on this host\n\n"),
         "crac inspect describes the user's image as root's: {described}"
+    );
+}
+
+/// A runtime directory of `user`'s own on a tmpfs, as systemd-logind makes
+/// `/run/user/UID`, removed when dropped.
+struct RuntimeDir(PathBuf);
+
+impl RuntimeDir {
+    fn new(user: &Attacker) -> RuntimeDir {
+        let dir = PathBuf::from(format!("/dev/shm/crac-e2e-runtime-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        user.own(&dir);
+        RuntimeDir(dir)
+    }
+}
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// With a runtime directory, the page data the rootless checkpoint just wrote is
+/// recorded intact there, as root's is in /run/crac-criu: a restore does not hash it.
+fn restored_without_hashing_again(user: &Attacker, dir: &Path, image: &Path, runtime: &RuntimeDir) {
+    let out = crac_as(
+        user,
+        dir,
+        &["restore", "--verbose", image.to_str().unwrap()],
+    )
+    .env("XDG_RUNTIME_DIR", &runtime.0)
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(
+        text(&out.stderr).contains("(page data not hashed: unchanged since its image was written"),
+        "{out:?}"
     );
 }
 

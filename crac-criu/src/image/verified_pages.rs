@@ -4,8 +4,9 @@
 //!
 //! Once a restore has found an image's page files intact — or publishing has written
 //! the image, computing those digests from the files ([`record`]) — an empty file is
-//! created in a root-only tmpfs directory ([`RECORDS`]), named after a digest of what was
-//! checked:
+//! created in a tmpfs directory only its user can write (root's [`RECORDS`]; an ordinary
+//! user's in their `$XDG_RUNTIME_DIR`, [`USER_RECORDS`]), named after a digest of what
+//! was checked:
 //! each page file's name, size and digest as the manifest records them, and its device,
 //! inode, size, modification and change times as `stat` reports them. Any change made
 //! through the file system (a write, a truncate, a replaced file, even one whose
@@ -25,10 +26,14 @@ use std::time::{Duration, SystemTime};
 
 use crate::image::{self, ImageRefusal, manifest::Manifest};
 use crate::sys::fs::open_regular;
+use crate::sys::privileges;
 
 /// Where records are kept: beside CRIU's kernel-feature cache, in the directory
 /// `scripts/install-criu.sh` makes a tmpfs only root can write.
 const RECORDS: &str = "/run/crac-criu/verified-pages";
+/// An ordinary user's (rootless mode), in `$XDG_RUNTIME_DIR`: where CRIU keeps its
+/// kernel-feature cache unprivileged, a tmpfs of the user's own on systemd hosts.
+const USER_RECORDS: &str = "crac-verified-pages";
 /// A record is removed this long after the check that made it: its image is likely gone,
 /// and a check now and then also catches what a record cannot see.
 const KEPT: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -62,7 +67,8 @@ pub(crate) fn verify(
     let hash = || image::verify_pages(dir, manifest);
     // Without a trustworthy directory or a key (a file that cannot be stat'ed, which
     // the check then reports), records are not used.
-    let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, manifest)) else {
+    let records = records_path().and_then(|path| records_dir(&path));
+    let (Some(records), Some(key)) = (records, key(dir, manifest)) else {
         return hash().map(|()| Intact::Hashed);
     };
     let unchanged = || self::key(dir, manifest).as_deref() == Some(key.as_str());
@@ -75,7 +81,8 @@ pub(crate) fn verify(
 /// restore of a new image need not hash them again. Best effort: without a trustworthy
 /// records directory (not root, say) the first restore hashes, as before.
 pub(crate) fn record(dir: &Path, manifest: &Manifest) {
-    if let (Some(records), Some(key)) = (records_dir(Path::new(RECORDS)), key(dir, manifest)) {
+    let records = records_path().and_then(|path| records_dir(&path));
+    if let (Some(records), Some(key)) = (records, key(dir, manifest)) {
         remove_old(&records);
         let _ = open_lock(&records.join(key));
     }
@@ -148,7 +155,7 @@ fn is_record(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file())
 }
 
-/// Opens (creating) a lock or record, root's alone, never through a link.
+/// Opens (creating) a lock or record, this user's alone, never through a link.
 fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)
@@ -159,24 +166,35 @@ fn open_lock(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// `records`, created if missing, if a record there can be trusted: on a tmpfs (gone at
-/// reboot), owned by root and writable by root only, as is its parent.
-fn records_dir(records: &Path) -> Option<PathBuf> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
+/// Where this user's records are: root's [`RECORDS`]; an ordinary user's, also inside
+/// the user namespace of rootless mode (where they look like root), in
+/// `$XDG_RUNTIME_DIR`; `None` without one.
+fn records_path() -> Option<PathBuf> {
+    let rootless = !nix::unistd::geteuid().is_root() || privileges::unmapped_owner().is_some();
+    if rootless {
+        Some(PathBuf::from(std::env::var_os("XDG_RUNTIME_DIR")?).join(USER_RECORDS))
+    } else {
+        Some(PathBuf::from(RECORDS))
     }
+}
+
+/// `records`, created if missing, if a record there can be trusted: on a tmpfs (gone at
+/// reboot), owned by this user and writable by them only, as is its parent.
+fn records_dir(records: &Path) -> Option<PathBuf> {
     let parent = records.parent()?;
-    if !root_only(parent) || !crate::sys::fs::is_tmpfs(parent) {
+    if !own_only(parent) || !crate::sys::fs::is_tmpfs(parent) {
         return None;
     }
     let _ = std::fs::DirBuilder::new().mode(0o700).create(records);
-    root_only(records).then(|| records.to_path_buf())
+    own_only(records).then(|| records.to_path_buf())
 }
 
-/// A real directory (not a link), owned by root, that nobody else can write.
-fn root_only(dir: &Path) -> bool {
+/// A real directory (not a link), owned by this process's user, that nobody else can
+/// write.
+fn own_only(dir: &Path) -> bool {
+    let me = nix::unistd::geteuid().as_raw();
     std::fs::symlink_metadata(dir)
-        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == 0 && m.mode() & 0o022 == 0)
+        .is_ok_and(|m| m.file_type().is_dir() && m.uid() == me && m.mode() & 0o022 == 0)
 }
 
 /// Removes records and locks not renewed for [`KEPT`] (a lock still held then only lets
@@ -358,7 +376,7 @@ mod tests {
         assert_eq!(records_dir(&dir.join("records")), None, "writable by all");
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::symlink(&dir, dir.join("link")).unwrap();
-        assert!(!root_only(&dir.join("link")), "a link to a good directory");
+        assert!(!own_only(&dir.join("link")), "a link to a good directory");
         if !crate::sys::fs::is_tmpfs(&dir) {
             assert_eq!(records_dir(&dir.join("records")), None, "not a tmpfs");
         }
