@@ -645,7 +645,16 @@ fn kdat_cache(mode: Mode) -> Check {
             std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
         }
     };
-    let slower = "every CRIU call probes the kernel again (~30 ms more a restore)";
+    // Rootless, crac keeps its page-check records there too (image/verified_pages.rs).
+    let slower = match mode {
+        Mode::Rootless => {
+            "every CRIU call probes the kernel again (~30 ms more a restore), and every \
+             restore hashes the page data again (no page-check records)"
+        }
+        Mode::Root | Mode::RestoreOnly => {
+            "every CRIU call probes the kernel again (~30 ms more a restore)"
+        }
+    };
     match dir {
         None => Check::new(
             name,
