@@ -7,6 +7,7 @@
 //! `crac restore FILE` restores from.
 
 pub(crate) mod cache;
+mod chunks;
 #[cfg(feature = "encrypt")]
 mod encrypt;
 mod format;
@@ -116,7 +117,9 @@ mod tests {
     /// (`fuzz/seeds/unpack/small`).
     fn small() -> Vec<u8> {
         let contents = b"core of a process".repeat(10);
-        let data = zstd::encode_all(&contents[..], 1).unwrap();
+        let frame = zstd::encode_all(&contents[..], 1).unwrap();
+        // one chunk: its length, then its zstd frame
+        let data = [&(frame.len() as u32).to_le_bytes()[..], &frame].concat();
         let digest = blake3::hash(&contents);
         let manifest = format!(
             "format crac-image 3\ncreated 1 0\nexecutable /bin/true\nexecutable-sha256 00\n\

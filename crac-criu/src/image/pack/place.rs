@@ -3,11 +3,15 @@
 //! directory at the target, each by a rename that never replaces a file. A segment path
 //! that already holds the very same file (same size and digest: another copy of this
 //! image, or the host that took it) is left as it is; one that holds anything else is
-//! refused before anything is placed.
+//! refused before anything is placed. Segments placed are read-only (0400) and, where
+//! the file system and the process's capabilities allow, immutable (`FS_IMMUTABLE_FL`),
+//! as on the host that sealed them: mapped by every copy restored from them, they must
+//! never change.
 
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
+use crate::heap;
 use crate::image::pack::read::Staged;
 use crate::image::segments;
 use crate::sys::fs::{rename_noreplace, sync_parent};
@@ -51,6 +55,12 @@ pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
             let _ = std::fs::remove_file(path);
         }
         return Err(e);
+    }
+    for path in placed {
+        // best effort: the mode, 0400, is then their only protection, as when sealed
+        if let Ok(file) = crate::sys::fs::open_regular(path) {
+            heap::make_immutable(&file);
+        }
     }
     // segments kept in another image's store must outlive that image's replacement
     let _ = segments::register_user(dir, &staged.manifest.segments);

@@ -1,24 +1,25 @@
 //! Unpacking, checked before anything is placed: the header's digest, the manifest's
 //! seal under this host's key, the table against the manifest (every file and segment
 //! once, of the recorded size and digest), then every entry decompressed into a private
-//! directory made beside the target (`mkdtemp`, mode 0700) and hashed as it is written.
+//! directory made beside the target (`mkdtemp`, mode 0700), its chunks on every core
+//! (`chunks.rs`), and hashed in order as it is written; all of it is synced once
+//! written, before anything is placed.
 //! Only a packed file that passes all of it is placed (`place.rs`); anything else is
 //! refused naming what is wrong, and the private directory removed.
 
 use std::collections::HashSet;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::image::key::{HostKey, KeyError};
 use crate::image::manifest::{FILE_NAME, Manifest, ManifestError};
+use crate::image::pack::chunks::{self, CHUNK, Pool};
 use crate::image::pack::format::{self, Head, Kind, PackedEntry};
 use crate::image::pack::input::{self, Input};
 use crate::image::seal;
-
-/// The most memory zstd may use for one entry's window: 2^27 bytes, zstd's own default
-/// limit, which `crac pack` never exceeds (levels 1–19 without long mode).
-const WINDOW_LOG_MAX: u32 = 27;
 
 /// A packed file unpacked and checked, still in its private directory.
 #[derive(Debug)]
@@ -70,6 +71,8 @@ pub(crate) fn unpack(
         .mode(0o700)
         .create(&staged.image)
         .map_err(|e| format!("making {}: {e}", staged.image.display()))?;
+    let mut targets = Vec::with_capacity(head.entries.len());
+    let mut whats = Vec::with_capacity(head.entries.len());
     for entry in &head.entries {
         let (path, what) = match entry.kind {
             Kind::File => {
@@ -82,12 +85,20 @@ pub(crate) fn unpack(
                 (path, format!("heap segment {}", recorded.display()))
             }
         };
-        write_entry(input, entry, &path, &what)?;
+        targets.push(create(&path)?);
+        whats.push(what);
     }
+    extract_all(input, &head.entries, &targets, &whats)?;
+    sync_all(&targets).map_err(|e| format!("writing the unpacked image: {e}"))?;
     staged.segments = (0..staged.manifest.segments.len())
         .map(|i| staged.temp.join(format!("segment-{i}")))
         .collect();
     write_file(&staged.image.join(FILE_NAME), &head.manifest)?;
+    for dir in [&staged.image, &staged.temp] {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("syncing {}: {e}", dir.display()))?;
+    }
     Ok(staged)
 }
 
@@ -145,72 +156,238 @@ pub(crate) fn check_table(entries: &[PackedEntry], manifest: &Manifest) -> Resul
     Ok(())
 }
 
-/// Decompresses `entry` from `input` into `out`, checking that it is exactly its size
-/// and digest: reads exactly its stored bytes, writes at most its size.
+/// One chunk read: the entry it is of, where in it, and its stored bytes
+/// (`stored[..stored_len]`), which unpack to `len` bytes.
+struct Chunk {
+    entry: usize,
+    offset: u64,
+    stored: Vec<u8>,
+    stored_len: usize,
+    len: usize,
+}
+
+/// One chunk unpacked: `data[..len]`.
+struct Unpacked {
+    entry: usize,
+    data: Vec<u8>,
+    len: usize,
+}
+
+/// `what` is damaged: says so, and how.
+fn damaged(what: &str, problem: &str) -> String {
+    format!("{what} is damaged in the packed file: {problem}")
+}
+
+/// Decompresses every entry of `entries` from `input` into its file of `files` (named
+/// `whats` in errors), chunks on every core, each checked to unpack to exactly its
+/// length and each entry to exactly its size and digest. Reads exactly the entries'
+/// stored bytes; writes at most their sizes.
+fn extract_all(
+    input: &mut dyn Read,
+    entries: &[PackedEntry],
+    files: &[std::fs::File],
+    whats: &[String],
+) -> Result<(), String> {
+    let stored = Pool::new(chunks::stored_bound());
+    let unpacked = Pool::new(CHUNK);
+    let decompressors = Mutex::new(Vec::new());
+    let mut reading = ChunkReader::new(entries);
+    let mut hashing = Hashing::new();
+    chunks::ordered(
+        2 * chunks::workers() + 2,
+        || reading.next(input, &stored, whats),
+        |chunk: Chunk| {
+            let what = &whats[chunk.entry];
+            let reused = decompressors.lock().ok().and_then(|mut d| d.pop());
+            let mut decompressor = match reused {
+                Some(d) => d,
+                None => {
+                    zstd::bulk::Decompressor::new().map_err(|e| format!("starting zstd: {e}"))?
+                }
+            };
+            let mut data = unpacked.take();
+            let result = chunks::decompress(
+                &mut decompressor,
+                &chunk.stored[..chunk.stored_len],
+                &mut data[..chunk.len],
+            );
+            stored.give(chunk.stored);
+            if let Ok(mut d) = decompressors.lock() {
+                d.push(decompressor);
+            }
+            result.map_err(|problem| damaged(what, &problem))?;
+            files[chunk.entry]
+                .write_all_at(&data[..chunk.len], chunk.offset)
+                .map_err(|e| format!("writing {what}: {e}"))?;
+            Ok(Unpacked {
+                entry: chunk.entry,
+                data,
+                len: chunk.len,
+            })
+        },
+        |chunk: Unpacked| {
+            hashing.finish_before(chunk.entry, entries, whats)?;
+            hashing.hasher.update(&chunk.data[..chunk.len]);
+            unpacked.give(chunk.data);
+            Ok(())
+        },
+    )?;
+    hashing.finish_before(entries.len(), entries, whats)
+}
+
+/// Decompresses `entry` from `input` into `out` on this thread alone, checking it as
+/// [`extract_all`] does: what the fuzz target runs.
 pub(crate) fn extract(
     input: &mut impl Read,
     entry: &PackedEntry,
     out: &mut impl Write,
     what: &str,
 ) -> Result<(), String> {
-    let damaged = |problem: String| format!("{what} is damaged in the packed file: {problem}");
-    let mut decoder = zstd::stream::read::Decoder::new(input.take(entry.stored))
-        .map_err(|e| format!("starting zstd: {e}"))?;
-    decoder
-        .window_log_max(WINDOW_LOG_MAX)
-        .map_err(|e| format!("starting zstd: {e}"))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0; entry.size.clamp(4096, 1 << 20) as usize];
-    let mut written = 0u64;
-    loop {
-        let n = match decoder.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(damaged(e.to_string())),
-        };
-        written += n as u64;
-        if written > entry.size {
-            return Err(damaged(format!(
-                "it unpacks to more than its {} bytes",
-                entry.size
-            )));
-        }
-        hasher.update(&buffer[..n]);
-        out.write_all(&buffer[..n])
+    let entries = std::slice::from_ref(entry);
+    let whats = [what.to_string()];
+    let (stored, mut data) = (Pool::new(chunks::stored_bound()), vec![0; CHUNK]);
+    let mut decompressor =
+        zstd::bulk::Decompressor::new().map_err(|e| format!("starting zstd: {e}"))?;
+    let mut reading = ChunkReader::new(entries);
+    let mut hashing = Hashing::new();
+    while let Some(chunk) = reading.next(input, &stored, &whats)? {
+        let unpacked = &mut data[..chunk.len];
+        chunks::decompress(
+            &mut decompressor,
+            &chunk.stored[..chunk.stored_len],
+            unpacked,
+        )
+        .map_err(|problem| damaged(what, &problem))?;
+        out.write_all(unpacked)
             .map_err(|e| format!("writing {what}: {e}"))?;
+        hashing.hasher.update(unpacked);
+        stored.give(chunk.stored);
     }
-    let rest = std::io::copy(&mut decoder.finish(), &mut std::io::sink())
-        .map_err(|e| damaged(e.to_string()))?;
-    if rest != 0 {
-        return Err(damaged(format!("{rest} bytes follow its compressed data")));
-    }
-    if written != entry.size {
-        return Err(damaged(format!(
-            "it unpacks to {written} bytes, not {}",
-            entry.size
-        )));
-    }
-    if hasher.finalize().as_bytes() != &entry.digest {
-        return Err(damaged("it does not match its digest".into()));
-    }
-    Ok(())
+    hashing.finish_before(1, entries, &whats)
 }
 
-/// Unpacks `entry` into a new file at `path`, synced.
-fn write_entry(
-    input: &mut impl Read,
-    entry: &PackedEntry,
-    path: &Path,
-    what: &str,
-) -> Result<(), String> {
-    let file = create(path)?;
-    let mut writer = std::io::BufWriter::with_capacity(1 << 20, &file);
-    extract(input, entry, &mut writer, what)?;
-    writer
-        .flush()
-        .and_then(|()| file.sync_all())
-        .map_err(|e| format!("writing {what}: {e}"))
+/// Reads the entries' chunks in order, each within its entry's stored bytes and the
+/// bound of a chunk.
+struct ChunkReader<'a> {
+    entries: &'a [PackedEntry],
+    /// The entry being read, and its next chunk.
+    at: usize,
+    chunk: u64,
+    /// Its stored bytes not yet read, once it is started.
+    left: Option<u64>,
+}
+
+impl<'a> ChunkReader<'a> {
+    fn new(entries: &'a [PackedEntry]) -> Self {
+        ChunkReader {
+            entries,
+            at: 0,
+            chunk: 0,
+            left: None,
+        }
+    }
+
+    /// The next chunk; None after the last entry's last.
+    fn next(
+        &mut self,
+        input: &mut (impl Read + ?Sized),
+        buffers: &Pool,
+        whats: &[String],
+    ) -> Result<Option<Chunk>, String> {
+        loop {
+            let Some(entry) = self.entries.get(self.at) else {
+                return Ok(None);
+            };
+            let what = &whats[self.at];
+            let left = self.left.get_or_insert(entry.stored);
+            if self.chunk == chunks::count(entry.size) {
+                if *left != 0 {
+                    return Err(damaged(
+                        what,
+                        &format!("{left} bytes follow its compressed data"),
+                    ));
+                }
+                (self.at, self.chunk, self.left) = (self.at + 1, 0, None);
+                continue;
+            }
+            if *left < 4 {
+                return Err(damaged(what, "its compressed data ends early"));
+            }
+            let mut prefix = [0u8; 4];
+            read_exact(input, &mut prefix, what)?;
+            *left -= 4;
+            let stored_len = u32::from_le_bytes(prefix) as usize;
+            if stored_len as u64 > *left || stored_len > chunks::stored_bound() {
+                return Err(damaged(
+                    what,
+                    &format!("a chunk says it is {stored_len} bytes, more than it may be"),
+                ));
+            }
+            let mut stored = buffers.take();
+            read_exact(input, &mut stored[..stored_len], what)?;
+            *left -= stored_len as u64;
+            let chunk = Chunk {
+                entry: self.at,
+                offset: self.chunk * CHUNK as u64,
+                stored,
+                stored_len,
+                len: chunks::len(entry.size, self.chunk),
+            };
+            self.chunk += 1;
+            return Ok(Some(chunk));
+        }
+    }
+}
+
+fn read_exact(input: &mut (impl Read + ?Sized), buf: &mut [u8], what: &str) -> Result<(), String> {
+    input.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => format!("it is truncated in {what}"),
+        _ => format!("reading {what}: {e}"),
+    })
+}
+
+/// The entries' bytes hashed in order, each entry checked against its digest once all
+/// of it is hashed.
+struct Hashing {
+    /// The entry being hashed.
+    at: usize,
+    hasher: blake3::Hasher,
+}
+
+impl Hashing {
+    fn new() -> Self {
+        Hashing {
+            at: 0,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+
+    /// Checks every entry before `entry` (all of whose chunks are hashed) against its
+    /// digest, and starts `entry`.
+    fn finish_before(
+        &mut self,
+        entry: usize,
+        entries: &[PackedEntry],
+        whats: &[String],
+    ) -> Result<(), String> {
+        while self.at < entry {
+            if self.hasher.finalize().as_bytes() != &entries[self.at].digest {
+                return Err(damaged(&whats[self.at], "it does not match its digest"));
+            }
+            self.hasher.reset();
+            self.at += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Syncs `files` to disk: all started at once, then each waited for.
+fn sync_all(files: &[std::fs::File]) -> std::io::Result<()> {
+    for file in files {
+        // SAFETY: an open file descriptor; the call only starts writeback.
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    files.iter().try_for_each(std::fs::File::sync_all)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
