@@ -27,9 +27,14 @@ pub(crate) fn len(size: u64, i: u64) -> usize {
     (size - i * CHUNK as u64).min(CHUNK as u64) as usize
 }
 
-/// How many threads run zstd: one per core.
+/// The most threads that run zstd: past eight, a pack or unpack would hold more memory
+/// (two chunks a worker in flight, 8 MiB each with their buffers) than it saves time on
+/// a host that has other work.
+const MAX_WORKERS: usize = 8;
+
+/// How many threads run zstd: one per core, at most [`MAX_WORKERS`].
 pub(crate) fn workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
 }
 
 /// Compresses `data` into `out` (of [`stored_bound`] bytes): how many bytes it took.
@@ -92,17 +97,24 @@ impl Pool {
     }
 }
 
+/// How many chunks are between reading and their result's use at once: two a worker,
+/// so that each has its next one ready while the calling thread reads, hashes and
+/// writes, and two more, so that one slow chunk does not stall the others.
+pub(crate) fn in_flight() -> usize {
+    2 * workers() + 2
+}
+
 /// Runs `work` on every job `next` yields, on [`workers`] threads, and hands each result
-/// to `done` in the order of the jobs, with at most `in_flight` jobs between `next` and
-/// `done` at once. `next` and `done` run on the calling thread. The first error (of
+/// to `done` in the order of the jobs, with at most [`in_flight`] jobs between `next`
+/// and `done` at once. `next` and `done` run on the calling thread. The first error (of
 /// `next`, `work` or `done`) stops new jobs; those in flight are finished and dropped,
 /// and it is returned.
 pub(crate) fn ordered<J: Send, R: Send>(
-    in_flight: usize,
     mut next: impl FnMut() -> Result<Option<J>, String>,
     work: impl Fn(J) -> Result<R, String> + Sync,
     mut done: impl FnMut(R) -> Result<(), String>,
 ) -> Result<(), String> {
+    let in_flight = in_flight() as u64;
     let (job_tx, job_rx) = mpsc::channel::<(u64, J)>();
     let job_rx = Mutex::new(job_rx);
     let (result_tx, result_rx) = mpsc::channel::<(u64, Result<R, String>)>();
@@ -132,7 +144,7 @@ pub(crate) fn ordered<J: Send, R: Send>(
         let mut exhausted = false;
         let mut waiting = BTreeMap::new();
         loop {
-            while !exhausted && error.is_none() && sent - finished < in_flight as u64 {
+            while !exhausted && error.is_none() && sent - finished < in_flight {
                 match next() {
                     Ok(Some(job)) => {
                         if job_tx.send((sent, job)).is_err() {
@@ -182,7 +194,6 @@ mod tests {
         let mut n = 0u32;
         let mut seen = Vec::new();
         let result = ordered(
-            3,
             || {
                 n += 1;
                 Ok((n <= 50).then_some(n))
@@ -202,7 +213,6 @@ mod tests {
         let mut n = 0u32;
         let mut seen = Vec::new();
         let result = ordered(
-            4,
             || {
                 n += 1;
                 Ok(Some(n))
@@ -221,7 +231,7 @@ mod tests {
         );
         assert_eq!(result, Err("job 10".into()));
         assert_eq!(seen, (1..10).collect::<Vec<_>>());
-        assert!(n < 10 + 4 + 1, "{n} jobs made");
+        assert!(n as usize <= 10 + in_flight(), "{n} jobs made");
     }
 
     #[test]

@@ -194,7 +194,6 @@ fn extract_all(
     let mut reading = ChunkReader::new(entries);
     let mut hashing = Hashing::new();
     chunks::ordered(
-        2 * chunks::workers() + 2,
         || reading.next(input, &stored, whats),
         |chunk: Chunk| {
             let what = &whats[chunk.entry];
@@ -405,4 +404,113 @@ fn create(path: &Path) -> Result<std::fs::File, String> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| format!("creating {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::pack::format::Kind;
+
+    /// An entry of `bytes` as `crac pack` stores it, and its data.
+    fn packed(bytes: &[u8]) -> (PackedEntry, Vec<u8>) {
+        let mut compressor = zstd::bulk::Compressor::new(1).unwrap();
+        let mut out = vec![0; chunks::stored_bound()];
+        let mut data = Vec::new();
+        for chunk in bytes.chunks(CHUNK) {
+            let n = chunks::compress(&mut compressor, chunk, &mut out).unwrap();
+            data.extend_from_slice(&(n as u32).to_le_bytes());
+            data.extend_from_slice(&out[..n]);
+        }
+        let entry = PackedEntry {
+            kind: Kind::File,
+            index: 0,
+            size: bytes.len() as u64,
+            stored: data.len() as u64,
+            digest: *blake3::hash(bytes).as_bytes(),
+        };
+        (entry, data)
+    }
+
+    fn extracted(entry: &PackedEntry, data: &[u8]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        extract(&mut &data[..], entry, &mut out, "image file x").map(|()| out)
+    }
+
+    #[test]
+    fn an_entry_of_several_chunks_unpacks_and_any_damage_is_refused() {
+        let bytes: Vec<u8> = (0..CHUNK + 5000).map(|i| (i % 251) as u8).collect();
+        let (entry, data) = packed(&bytes);
+        assert_eq!(extracted(&entry, &data).unwrap(), bytes);
+        assert_eq!(extracted(&packed(b"").0, b"").unwrap(), b"");
+
+        let mut flipped = data.clone();
+        let last = flipped.len() - 2;
+        flipped[last] ^= 0x10;
+        let err = extracted(&entry, &flipped).unwrap_err();
+        assert!(err.contains("image file x is damaged"), "{err}");
+        // a chunk claiming more than its slot, or than the entry holds
+        let mut long = data.clone();
+        long[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(
+            extracted(&entry, &long)
+                .unwrap_err()
+                .contains("more than it may be")
+        );
+        // the entry's stored length one short, or with a byte more
+        let short = PackedEntry {
+            stored: entry.stored - 1,
+            ..entry.clone()
+        };
+        assert!(extracted(&short, &data).is_err());
+        let longer = PackedEntry {
+            stored: entry.stored + 1,
+            ..entry.clone()
+        };
+        let err = extracted(&longer, &[&data[..], &[0]].concat()).unwrap_err();
+        assert!(err.contains("follow its compressed data"), "{err}");
+        // the same bytes, another digest
+        let other = PackedEntry {
+            digest: [0; 32],
+            ..entry.clone()
+        };
+        let err = extracted(&other, &data).unwrap_err();
+        assert!(err.contains("does not match its digest"), "{err}");
+    }
+
+    #[test]
+    fn unpacking_on_every_core_writes_each_entry_whole() {
+        let dir = std::env::temp_dir().join(format!("pack-read-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let contents: Vec<Vec<u8>> = [3 * CHUNK + 17, 0, 100, CHUNK]
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| (0..len).map(|i| ((i * 7 + k) % 253) as u8).collect())
+            .collect();
+        let (mut entries, mut data) = (Vec::new(), Vec::new());
+        for bytes in &contents {
+            let (entry, stored) = packed(bytes);
+            entries.push(entry);
+            data.extend_from_slice(&stored);
+        }
+        let paths: Vec<PathBuf> = (0..contents.len())
+            .map(|i| dir.join(i.to_string()))
+            .collect();
+        let files: Vec<_> = paths.iter().map(|p| create(p).unwrap()).collect();
+        let whats: Vec<String> = (0..contents.len()).map(|i| format!("entry {i}")).collect();
+        extract_all(&mut &data[..], &entries, &files, &whats).unwrap();
+        for (path, bytes) in paths.iter().zip(&contents) {
+            assert!(std::fs::read(path).unwrap() == *bytes, "{}", path.display());
+        }
+        // a damaged chunk of the first entry is named, whichever worker met it
+        let mut bad = data.clone();
+        bad[entries[0].stored as usize / 2] ^= 0x55;
+        for p in &paths {
+            std::fs::remove_file(p).unwrap();
+        }
+        let files: Vec<_> = paths.iter().map(|p| create(p).unwrap()).collect();
+        let err = extract_all(&mut &bad[..], &entries, &files, &whats).unwrap_err();
+        assert!(err.contains("entry 0 is damaged"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

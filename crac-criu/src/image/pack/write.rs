@@ -163,7 +163,6 @@ fn compress_all(
     };
     let mut stored = vec![0u64; sources.len()];
     chunks::ordered(
-        2 * chunks::workers() + 2,
         || reading.next(&inputs),
         |job: Job| {
             let reused = compressors.lock().ok().and_then(|mut c| c.pop());
