@@ -12,7 +12,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd as _;
 use std::os::unix::fs::{DirBuilderExt as _, FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::image::key::{HostKey, KeyError};
 use crate::image::manifest::{FILE_NAME, Manifest, ManifestError};
@@ -85,11 +85,11 @@ pub(crate) fn unpack(
                 (path, format!("heap segment {}", recorded.display()))
             }
         };
-        targets.push(create(&path)?);
+        targets.push(path);
         whats.push(what);
     }
     extract_all(input, &head.entries, &targets, &whats)?;
-    sync_all(&targets).map_err(|e| format!("writing the unpacked image: {e}"))?;
+    sync_all(&targets)?;
     staged.segments = (0..staged.manifest.segments.len())
         .map(|i| staged.temp.join(format!("segment-{i}")))
         .collect();
@@ -178,14 +178,15 @@ fn damaged(what: &str, problem: &str) -> String {
     format!("{what} is damaged in the packed file: {problem}")
 }
 
-/// Decompresses every entry of `entries` from `input` into its file of `files` (named
-/// `whats` in errors), chunks on every core, each checked to unpack to exactly its
-/// length and each entry to exactly its size and digest. Reads exactly the entries'
-/// stored bytes; writes at most their sizes.
+/// Decompresses every entry of `entries` from `input` into a new file at its path of
+/// `paths` (named `whats` in errors), chunks on every core, each checked to unpack to
+/// exactly its length and each entry to exactly its size and digest. Reads exactly the
+/// entries' stored bytes; writes at most their sizes. A file is open only while its
+/// chunks are in flight, so that an image of many files needs no more descriptors.
 fn extract_all(
     input: &mut dyn Read,
     entries: &[PackedEntry],
-    files: &[std::fs::File],
+    paths: &[PathBuf],
     whats: &[String],
 ) -> Result<(), String> {
     let stored = Pool::new(chunks::stored_bound());
@@ -193,9 +194,20 @@ fn extract_all(
     let decompressors = Mutex::new(Vec::new());
     let mut reading = ChunkReader::new(entries);
     let mut hashing = Hashing::new();
+    // the files made so far, and the last one's, shared with the workers writing it
+    let (mut created, mut current) = (0, None);
     chunks::ordered(
-        || reading.next(input, &stored, whats),
-        |chunk: Chunk| {
+        || {
+            let chunk = reading.next(input, &stored, whats)?;
+            // entries without chunks (empty) are made as those after them are reached
+            let upto = chunk.as_ref().map_or(entries.len(), |c| c.entry + 1);
+            while created < upto {
+                current = Some(Arc::new(create(&paths[created])?));
+                created += 1;
+            }
+            Ok(chunk.zip(current.clone()))
+        },
+        |(chunk, file): (Chunk, Arc<std::fs::File>)| {
             let what = &whats[chunk.entry];
             let reused = decompressors.lock().ok().and_then(|mut d| d.pop());
             let mut decompressor = match reused {
@@ -215,8 +227,7 @@ fn extract_all(
                 d.push(decompressor);
             }
             result.map_err(|problem| damaged(what, &problem))?;
-            files[chunk.entry]
-                .write_all_at(&data[..chunk.len], chunk.offset)
+            file.write_all_at(&data[..chunk.len], chunk.offset)
                 .map_err(|e| format!("writing {what}: {e}"))?;
             Ok(Unpacked {
                 entry: chunk.entry,
@@ -380,13 +391,26 @@ impl Hashing {
     }
 }
 
-/// Syncs `files` to disk: all started at once, then each waited for.
-fn sync_all(files: &[std::fs::File]) -> std::io::Result<()> {
-    for file in files {
+/// Syncs the files at `paths` to disk: writeback started for all at once, then each
+/// waited for, one open at a time.
+fn sync_all(paths: &[PathBuf]) -> Result<(), String> {
+    let open = |path: &PathBuf| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(|e| format!("syncing {}: {e}", path.display()))
+    };
+    for path in paths {
+        let file = open(path)?;
         // SAFETY: an open file descriptor; the call only starts writeback.
         unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
-    files.iter().try_for_each(std::fs::File::sync_all)
+    paths.iter().try_for_each(|path| {
+        open(path)?
+            .sync_all()
+            .map_err(|e| format!("syncing {}: {e}", path.display()))
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
@@ -496,9 +520,8 @@ mod tests {
         let paths: Vec<PathBuf> = (0..contents.len())
             .map(|i| dir.join(i.to_string()))
             .collect();
-        let files: Vec<_> = paths.iter().map(|p| create(p).unwrap()).collect();
         let whats: Vec<String> = (0..contents.len()).map(|i| format!("entry {i}")).collect();
-        extract_all(&mut &data[..], &entries, &files, &whats).unwrap();
+        extract_all(&mut &data[..], &entries, &paths, &whats).unwrap();
         for (path, bytes) in paths.iter().zip(&contents) {
             assert!(std::fs::read(path).unwrap() == *bytes, "{}", path.display());
         }
@@ -508,8 +531,7 @@ mod tests {
         for p in &paths {
             std::fs::remove_file(p).unwrap();
         }
-        let files: Vec<_> = paths.iter().map(|p| create(p).unwrap()).collect();
-        let err = extract_all(&mut &bad[..], &entries, &files, &whats).unwrap_err();
+        let err = extract_all(&mut &bad[..], &entries, &paths, &whats).unwrap_err();
         assert!(err.contains("entry 0 is damaged"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
