@@ -68,7 +68,7 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
         writer
             .seek(std::io::SeekFrom::Start(head_len))
             .map_err(io)?;
-        compress_all(&sources, level, &mut entries, &mut writer)?;
+        compress_all(&sources, level, &mut entries, &mut writer, &file)?;
         writer.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
         writer
             .write_all(&format::encode_head(&text, &entries))
@@ -141,14 +141,15 @@ struct Compressed {
     len: usize,
 }
 
-/// Writes every source's chunks compressed to `out`, on every core, and records each
-/// entry's stored length and digest in `entries`, once both its size and its digest are
-/// found to be the manifest's.
+/// Writes every source's chunks compressed to `out` (which writes `file`), on every
+/// core, and records each entry's stored length and digest in `entries`, once both its
+/// size and its digest are found to be the manifest's.
 fn compress_all(
     sources: &[Source],
     level: i32,
     entries: &mut [PackedEntry],
     out: &mut impl Write,
+    file: &std::fs::File,
 ) -> Result<(), String> {
     let inputs = Pool::new(CHUNK);
     let outputs = Pool::new(chunks::stored_bound());
@@ -192,6 +193,16 @@ fn compress_all(
                 .map_err(io)?;
             out.write_all(&chunk.out[..chunk.len]).map_err(io)?;
             stored[chunk.entry] += 4 + chunk.len as u64;
+            // start writing what is written to disk: the sync at the end waits for less
+            // SAFETY: an open file descriptor; the call only starts writeback.
+            unsafe {
+                libc::sync_file_range(
+                    std::os::fd::AsRawFd::as_raw_fd(file),
+                    0,
+                    0,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
             outputs.give(chunk.out);
             Ok(())
         },
