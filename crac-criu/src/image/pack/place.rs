@@ -10,8 +10,10 @@
 
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::heap;
+use crate::heap::{self, Segment};
+use crate::image::pack::chunks;
 use crate::image::pack::read::Staged;
 use crate::image::segments;
 use crate::sys::fs::{rename_noreplace, sync_parent};
@@ -20,22 +22,24 @@ use crate::sys::fs::{rename_noreplace, sync_parent};
 /// what it placed.
 pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
     check_target(dir)?;
-    let mut to_place = Vec::new();
+    let (mut to_place, mut present) = (Vec::new(), Vec::new());
     for (segment, unpacked) in staged.manifest.segments.iter().zip(&staged.segments) {
         check_segment_path(&segment.path)?;
-        match std::fs::symlink_metadata(&segment.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                to_place.push((unpacked, &segment.path));
+        match (std::fs::symlink_metadata(&segment.path), unpacked) {
+            (Err(e), Some(unpacked)) if e.kind() == std::io::ErrorKind::NotFound => {
+                to_place.push((unpacked.as_path(), &segment.path));
             }
-            _ => segments::check(segment).map_err(|problem| {
-                format!(
-                    "the image's heap segment must be at {0}, which holds another file \
-                     ({problem}); unpacking replaces no file: remove {0} if no image needs it",
+            (Err(e), None) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "heap segment {} was removed while the image was unpacked; run the \
+                     command again",
                     segment.path.display()
-                )
-            })?,
+                ));
+            }
+            _ => present.push(segment),
         }
     }
+    check_present(&present)?;
     let mut placed: Vec<&Path> = Vec::new();
     let result = (|| {
         for (unpacked, path) in &to_place {
@@ -65,6 +69,51 @@ pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
     // segments kept in another image's store must outlive that image's replacement
     let _ = segments::register_user(dir, &staged.manifest.segments);
     Ok(())
+}
+
+/// Checks the segments already at their paths, whole (size and digest), on every core:
+/// each must be the very file the manifest records.
+fn check_present(present: &[&Segment]) -> Result<(), String> {
+    let next = AtomicUsize::new(0);
+    let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..chunks::workers().min(present.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(segment) = present.get(i) else {
+                            return failed;
+                        };
+                        if let Err(problem) = segments::check(segment) {
+                            failed.push((i, another_file(segment, &problem)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| {
+                t.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        "checking a heap segment failed (panicked)".into(),
+                    )]
+                })
+            })
+            .collect()
+    });
+    failures.sort();
+    failures.into_iter().next().map_or(Ok(()), |(_, e)| Err(e))
+}
+
+fn another_file(segment: &Segment, problem: &str) -> String {
+    format!(
+        "the image's heap segment must be at {0}, which holds another file ({problem}); \
+         unpacking replaces no file: remove {0} if no image needs it",
+        segment.path.display()
+    )
 }
 
 /// Refuses a segment path that is not a heap store's (`IMAGE.heap/NAME.heap`, as the heap

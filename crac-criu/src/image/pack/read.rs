@@ -28,8 +28,10 @@ pub(crate) struct Staged {
     pub(crate) temp: PathBuf,
     /// The image directory, complete, inside it.
     pub(crate) image: PathBuf,
-    /// Each segment's unpacked file inside it, in the manifest's order.
-    pub(crate) segments: Vec<PathBuf>,
+    /// Each segment's unpacked file inside it, in the manifest's order; None for one
+    /// whose recorded path already held a file when unpacking began (checked, not
+    /// written: placing checks that file instead).
+    pub(crate) segments: Vec<Option<PathBuf>>,
     pub(crate) manifest: Manifest,
 }
 
@@ -63,7 +65,7 @@ pub(crate) fn unpack(
         .map_err(|e| format!("making a private directory in {}: {e}", beside.display()))?;
     let mut staged = Staged {
         image: temp.join("image"),
-        segments: Vec::new(),
+        segments: vec![None; manifest.segments.len()],
         temp,
         manifest,
     };
@@ -77,11 +79,18 @@ pub(crate) fn unpack(
         let (path, what) = match entry.kind {
             Kind::File => {
                 let name = &staged.manifest.files[entry.index as usize].name;
-                (staged.image.join(name), format!("image file {name}"))
+                (Some(staged.image.join(name)), format!("image file {name}"))
             }
             Kind::Segment => {
                 let recorded = &staged.manifest.segments[entry.index as usize].path;
-                let path = staged.temp.join(format!("segment-{}", entry.index));
+                // a segment already in place (the host that took the image, another copy
+                // unpacked here) is checked where it is, not written again
+                let path = std::fs::symlink_metadata(recorded)
+                    .is_err()
+                    .then(|| staged.temp.join(format!("segment-{}", entry.index)));
+                if let Some(slot) = staged.segments.get_mut(entry.index as usize) {
+                    slot.clone_from(&path);
+                }
                 (path, format!("heap segment {}", recorded.display()))
             }
         };
@@ -90,9 +99,6 @@ pub(crate) fn unpack(
     }
     extract_all(input, &head.entries, &targets, &whats)?;
     sync_all(&targets)?;
-    staged.segments = (0..staged.manifest.segments.len())
-        .map(|i| staged.temp.join(format!("segment-{i}")))
-        .collect();
     write_file(&staged.image.join(FILE_NAME), &head.manifest)?;
     for dir in [&staged.image, &staged.temp] {
         std::fs::File::open(dir)
@@ -179,14 +185,15 @@ fn damaged(what: &str, problem: &str) -> String {
 }
 
 /// Decompresses every entry of `entries` from `input` into a new file at its path of
-/// `paths` (named `whats` in errors), chunks on every core, each checked to unpack to
-/// exactly its length and each entry to exactly its size and digest. Reads exactly the
+/// `paths` (named `whats` in errors; an entry without a path is checked and not
+/// written), chunks on every core, each checked to unpack to exactly its length and each
+/// entry to exactly its size and digest. Reads exactly the
 /// entries' stored bytes; writes at most their sizes. A file is open only while its
 /// chunks are in flight, so that an image of many files needs no more descriptors.
 fn extract_all(
     input: &mut dyn Read,
     entries: &[PackedEntry],
-    paths: &[PathBuf],
+    paths: &[Option<PathBuf>],
     whats: &[String],
 ) -> Result<(), String> {
     let stored = Pool::new(chunks::stored_bound());
@@ -202,12 +209,15 @@ fn extract_all(
             // entries without chunks (empty) are made as those after them are reached
             let upto = chunk.as_ref().map_or(entries.len(), |c| c.entry + 1);
             while created < upto {
-                current = Some(Arc::new(create(&paths[created])?));
+                current = match &paths[created] {
+                    Some(path) => Some(Arc::new(create(path)?)),
+                    None => None,
+                };
                 created += 1;
             }
-            Ok(chunk.zip(current.clone()))
+            Ok(chunk.map(|c| (c, current.clone())))
         },
-        |(chunk, file): (Chunk, Arc<std::fs::File>)| {
+        |(chunk, file): (Chunk, Option<Arc<std::fs::File>>)| {
             let what = &whats[chunk.entry];
             let reused = decompressors.lock().ok().and_then(|mut d| d.pop());
             let mut decompressor = match reused {
@@ -227,6 +237,13 @@ fn extract_all(
                 d.push(decompressor);
             }
             result.map_err(|problem| damaged(what, &problem))?;
+            let Some(file) = file else {
+                return Ok(Unpacked {
+                    entry: chunk.entry,
+                    data,
+                    len: chunk.len,
+                });
+            };
             file.write_all_at(&data[..chunk.len], chunk.offset)
                 .map_err(|e| format!("writing {what}: {e}"))?;
             // start writing it to disk now: the sync at the end then waits for little,
@@ -405,7 +422,7 @@ impl Hashing {
 
 /// Syncs the files at `paths` to disk: writeback started for all at once, then each
 /// waited for, one open at a time.
-fn sync_all(paths: &[PathBuf]) -> Result<(), String> {
+fn sync_all(paths: &[Option<PathBuf>]) -> Result<(), String> {
     let open = |path: &PathBuf| {
         std::fs::OpenOptions::new()
             .read(true)
@@ -413,12 +430,12 @@ fn sync_all(paths: &[PathBuf]) -> Result<(), String> {
             .open(path)
             .map_err(|e| format!("syncing {}: {e}", path.display()))
     };
-    for path in paths {
+    for path in paths.iter().flatten() {
         let file = open(path)?;
         // SAFETY: an open file descriptor; the call only starts writeback.
         unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
     }
-    paths.iter().try_for_each(|path| {
+    paths.iter().flatten().try_for_each(|path| {
         open(path)?
             .sync_all()
             .map_err(|e| format!("syncing {}: {e}", path.display()))
@@ -529,18 +546,18 @@ mod tests {
             entries.push(entry);
             data.extend_from_slice(&stored);
         }
-        let paths: Vec<PathBuf> = (0..contents.len())
-            .map(|i| dir.join(i.to_string()))
+        let paths: Vec<Option<PathBuf>> = (0..contents.len())
+            .map(|i| Some(dir.join(i.to_string())))
             .collect();
         let whats: Vec<String> = (0..contents.len()).map(|i| format!("entry {i}")).collect();
         extract_all(&mut &data[..], &entries, &paths, &whats).unwrap();
-        for (path, bytes) in paths.iter().zip(&contents) {
+        for (path, bytes) in paths.iter().flatten().zip(&contents) {
             assert!(std::fs::read(path).unwrap() == *bytes, "{}", path.display());
         }
         // a damaged chunk of the first entry is named, whichever worker met it
         let mut bad = data.clone();
         bad[entries[0].stored as usize / 2] ^= 0x55;
-        for p in &paths {
+        for p in paths.iter().flatten() {
             std::fs::remove_file(p).unwrap();
         }
         let err = extract_all(&mut &bad[..], &entries, &paths, &whats).unwrap_err();
