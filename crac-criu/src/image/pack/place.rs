@@ -193,6 +193,38 @@ mod tests {
     use super::*;
 
     #[test]
+    fn segments_in_place_are_checked_whole_and_the_first_other_file_named() {
+        let dir = std::env::temp_dir().join(format!("pack-place-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let segment = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            Segment {
+                path,
+                len: bytes.len() as u64,
+                digest: blake3::hash(bytes).to_hex().to_string(),
+            }
+        };
+        let good: Vec<Segment> = (0..5)
+            .map(|i| segment(&format!("{i}.heap"), &vec![i; 1000 + usize::from(i)]))
+            .collect();
+        assert_eq!(check_present(&good.iter().collect::<Vec<_>>()), Ok(()));
+        assert_eq!(check_present(&[]), Ok(()));
+        let mut changed = good.clone();
+        for i in [3, 1] {
+            std::fs::write(&changed[i].path, vec![9; 1000 + i]).unwrap();
+            changed[i].len = 1000 + i as u64;
+        }
+        let err = check_present(&changed.iter().collect::<Vec<_>>()).unwrap_err();
+        assert!(
+            err.contains(&format!("must be at {}", changed[1].path.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn segments_are_placed_only_in_heap_stores() {
         assert!(check_segment_path(Path::new("/var/lib/crac/svc.heap/seg-1.heap")).is_ok());
         for path in [
