@@ -211,14 +211,13 @@ mod tests {
             .collect();
         assert_eq!(check_present(&good.iter().collect::<Vec<_>>()), Ok(()));
         assert_eq!(check_present(&[]), Ok(()));
-        let mut changed = good.clone();
+        // the same sizes, other bytes
         for i in [3, 1] {
-            std::fs::write(&changed[i].path, vec![9; 1000 + i]).unwrap();
-            changed[i].len = 1000 + i as u64;
+            std::fs::write(&good[i].path, vec![9; 1000 + i]).unwrap();
         }
-        let err = check_present(&changed.iter().collect::<Vec<_>>()).unwrap_err();
+        let err = check_present(&good.iter().collect::<Vec<_>>()).unwrap_err();
         assert!(
-            err.contains(&format!("must be at {}", changed[1].path.display())),
+            err.contains(&format!("must be at {}", good[1].path.display())),
             "{err}"
         );
         std::fs::remove_dir_all(&dir).unwrap();
