@@ -97,7 +97,12 @@ async fn serve() -> Result<(), crac::BoxError> {
         started.elapsed().as_secs_f64()
     );
 
-    crac::tokio::ready().await?; // crac: the image is taken here under `crac run`
+    let restored = crac::tokio::ready().await?; // crac: the image is taken here under `crac run`
+    if restored.is_some_and(|r| r.monotonic_time_kept == Some(false)) {
+        // crac: a restore-only container: `Instant`s taken before the checkpoint are as
+        // old as the image (this service keeps none across it)
+        eprintln!("axum_service: restored where Instant counts the time in the image");
+    }
     eprintln!("axum_service: serving on {}", listener.local_addr()?);
     // crac: under `crac run --every N`, a left-running checkpoint at most every N s; the
     // listener keeps serving through it

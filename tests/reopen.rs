@@ -56,6 +56,7 @@ impl Engine for Inspecting {
             args: Vec::new(),
             env: lock(&ENV).clone(),
             restore_began: None,
+            monotonic_time_kept: None,
         })
     }
 }

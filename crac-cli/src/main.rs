@@ -13,7 +13,8 @@ use crac_criu::launcher::request_client::{self, ANSWER_DEADLINE, Answer};
 use crac_criu::launcher::restore::{self, RestoreOptions};
 use crac_criu::launcher::run::{self, RunOptions, Trigger};
 use crac_criu::launcher::{
-    LaunchError, RestoreArgs, VerifyPages, doctor, inspect, key, namespace, pack, wait_for,
+    LaunchError, RestoreArgs, VerifyPages, doctor, inspect, inspect_packed, key, namespace, pack,
+    wait_for,
 };
 use crac_criu::role::{self, Role};
 
@@ -92,9 +93,18 @@ enum Command {
         timeout: Option<Duration>,
     },
     /// Describe the image in DIR and say whether it can be restored on this host
-    /// (exit status 0 if it can, 1 if not).
+    /// (exit status 0 if it can, 1 if not). Given a packed image (`crac pack`), describe
+    /// it from its header and sealed manifest without unpacking it: what it holds, the
+    /// key it was sealed with, whether it is encrypted, and what this host must match
+    /// (key, CPU features, CRIU, kernel, executable, heap segment paths).
     Inspect {
+        /// The image directory, or a packed image.
+        #[arg(value_name = "DIR|FILE")]
         dir: PathBuf,
+        /// The age identity file that decrypts an encrypted packed image's head (default:
+        /// CRAC_PACK_IDENTITY); without one, only that it is encrypted is shown.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -127,10 +137,17 @@ enum Command {
     /// Check what this host allows crac to do, one line a check with what to do about
     /// each failure: CRIU, root or rootless mode (an ordinary user goes through a user
     /// namespace), capabilities, namespaces, the image key, and whether the image in DIR
-    /// can be restored here. Exit status 0 when the mode in use works, 1 otherwise.
+    /// can be restored here — or the packed image FILE: its key, CPU features, CRIU,
+    /// kernel, executable and heap segment paths against this host, each miss with what
+    /// to do. Exit status 0 when the mode in use works, 1 otherwise.
     Doctor {
-        /// An image to check too.
+        /// An image directory or a packed image to check too.
+        #[arg(value_name = "DIR|FILE")]
         dir: Option<PathBuf>,
+        /// The age identity file that decrypts an encrypted packed image's head (default:
+        /// CRAC_PACK_IDENTITY).
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
         /// One JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -253,15 +270,18 @@ fn main() -> ExitCode {
                 given: RestoreArgs {
                     args,
                     env: how.env,
-                    began: None,
+                    ..RestoreArgs::default()
                 },
             };
+            // the image (a packed one's cache entry) is kept until the restore ends
             std::env::current_exe()
                 .map_err(LaunchError::io("locating the crac executable"))
                 .and_then(|tool| Ok((tool, pack::image_dir(&dir)?)))
-                .and_then(|(tool, dir)| {
+                .and_then(|(tool, image)| {
                     crac_criu::launcher::with_privilege_advice(restore::restore(
-                        &dir, &tool, &options,
+                        image.dir(),
+                        &tool,
+                        &options,
                     ))
                 })
         }
@@ -293,14 +313,25 @@ fn main() -> ExitCode {
         }
         Command::Inspect {
             dir,
+            identity,
+            json,
+            ..
+        } if pack::is_packed(&dir) => inspect_packed(&dir, identity.as_deref(), json),
+        Command::Inspect {
+            dir,
             json,
             insecure_image_permissions,
             timeout,
+            ..
         } => inspect(&dir, json, insecure_image_permissions, timeout),
         Command::Pack(args) => pack_image(&args),
         Command::Unpack(args) => unpack_image(&args),
         Command::Key { action } => key_command(&action),
-        Command::Doctor { dir, json } => Ok(doctor_command(dir.as_deref(), json)),
+        Command::Doctor {
+            dir,
+            identity,
+            json,
+        } => Ok(doctor_command(dir.as_deref(), identity.as_deref(), json)),
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })
@@ -316,10 +347,10 @@ fn key_command(action: &KeyAction) -> Result<i32, LaunchError> {
     Ok(0)
 }
 
-/// `crac doctor [DIR] [--json]`: prints what this host allows; 1 if the mode in use does
-/// not work.
-fn doctor_command(dir: Option<&std::path::Path>, json: bool) -> i32 {
-    let report = doctor::doctor(dir);
+/// `crac doctor [DIR|FILE] [--json]`: prints what this host allows; 1 if the mode in use
+/// does not work.
+fn doctor_command(dir: Option<&Path>, identity: Option<&Path>, json: bool) -> i32 {
+    let report = doctor::doctor(dir, identity);
     let text = if json {
         report.to_json()
     } else {
@@ -372,6 +403,28 @@ fn inspect(
             Ok(1)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// `crac inspect FILE`: exit status 1 for a packed image that cannot be restored here or
+/// cannot be read (not a packed image, damaged, encrypted without an identity).
+fn inspect_packed(file: &Path, identity: Option<&Path>, json: bool) -> Result<i32, LaunchError> {
+    match inspect_packed::inspect_packed(file, identity) {
+        Ok(image) => {
+            println!(
+                "{}",
+                if json {
+                    image.to_json()
+                } else {
+                    image.to_text()
+                }
+            );
+            Ok(i32::from(!image.is_restorable()))
+        }
+        Err(e) => {
+            eprintln!("crac: {}", inspect::printable(&e.to_string()));
+            Ok(1)
+        }
     }
 }
 

@@ -120,6 +120,10 @@ pub enum EngineOutcome {
         /// reports how long it took to be running again, hooks included, as a `tracing`
         /// event.
         restore_began: Option<SystemTime>,
+        /// Whether the process's monotonic clock goes on from where the image left it
+        /// ([`Restore::monotonic_time_kept`](crate::Restore::monotonic_time_kept)), if
+        /// the restorer says.
+        monotonic_time_kept: Option<bool>,
     },
     /// The image was taken and this is the original process, still running.
     LeftRunning,

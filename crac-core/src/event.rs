@@ -67,6 +67,14 @@ pub struct Restore {
     /// variables (`CRAC_SECRET_ENV`) are set but not listed, so that a `Restore` the
     /// application keeps holds no secret.
     pub env: Vec<(String, String)>,
+    /// Whether this process's monotonic clock ([`Instant`](std::time::Instant)) goes on
+    /// from where the image left it, not counting the time spent in the image:
+    /// `Some(true)` as root and rootless (a time namespace keeps it), `Some(false)` in a
+    /// restore-only container, which cannot make one (`crac restore` warns), so that
+    /// deadlines and timeouts measured with `Instant` across the checkpoint may already
+    /// have passed; `None` when not restored from an image, or when the engine does not
+    /// say.
+    pub monotonic_time_kept: Option<bool>,
     /// The checkpoint's [`Checkpoint::hook_deadline`].
     pub(crate) hook_deadline: Option<Duration>,
 }

@@ -117,6 +117,7 @@ struct Returned {
     args: Vec<String>,
     env: Vec<(String, String)>,
     restore_began: Option<SystemTime>,
+    monotonic_time_kept: Option<bool>,
 }
 
 /// Asks the engine for the image. A restored copy gets its restore-time variables set
@@ -131,6 +132,7 @@ fn take_image(engine: &dyn Engine, request: &Request<'_>) -> Result<Returned, Er
             args,
             env,
             restore_began,
+            monotonic_time_kept,
         }) => {
             RESTORES.fetch_add(1, Ordering::Relaxed);
             for (key, value) in &env {
@@ -147,6 +149,7 @@ fn take_image(engine: &dyn Engine, request: &Request<'_>) -> Result<Returned, Er
                 args,
                 env,
                 restore_began,
+                monotonic_time_kept,
             })
         }
         Ok(EngineOutcome::LeftRunning) => Ok(Returned {
@@ -155,6 +158,7 @@ fn take_image(engine: &dyn Engine, request: &Request<'_>) -> Result<Returned, Er
             args: Vec::new(),
             env: Vec::new(),
             restore_began: None,
+            monotonic_time_kept: None,
         }),
         Err(reason) => Err(Error::EngineFailed {
             engine: engine.name(),
@@ -178,6 +182,7 @@ fn resume(
         instance_id: instance::current(returned.outcome == Outcome::Restored),
         args: returned.args,
         env: returned.env,
+        monotonic_time_kept: returned.monotonic_time_kept,
         hook_deadline: event.hook_deadline,
     };
     let phase = Instant::now();
@@ -224,6 +229,7 @@ fn roll_back(participants: &[RankedParticipant], event: &Checkpoint) -> Failures
         instance_id: instance::current(false),
         args: Vec::new(),
         env: Vec::new(),
+        monotonic_time_kept: None,
         hook_deadline: event.hook_deadline,
     };
     participant::restore_pass(participants, &restore, None)

@@ -22,6 +22,7 @@ impl Engine for Simulate {
             args: Vec::new(),
             env: Vec::new(),
             restore_began: None,
+            monotonic_time_kept: Some(true),
         })
     }
 }

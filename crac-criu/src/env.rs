@@ -138,13 +138,13 @@ pub(crate) const VARIABLES: &[Variable] = &[
     var(
         IMAGE_CACHE_BYTES,
         "`crac restore FILE`",
-        "the most bytes of unpacked images the image cache keeps: after an unpack, the images restored least recently are removed until the rest fit (heap segments, placed at their recorded paths, stay)",
+        "the most bytes of unpacked images the image cache keeps: after an unpack, the images restored least recently are removed until the rest fit, but never one a running restore uses (heap segments, placed at their recorded paths, stay)",
         "`16000000000` (16 GB)",
     ),
     var(
         PACK_IDENTITY,
-        "`crac unpack`, `crac restore FILE`",
-        "an age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes) that decrypts packed images encrypted with `crac pack --encrypt-to`; `crac unpack --identity` overrides it",
+        "`crac unpack`, `crac restore FILE`, `crac inspect FILE`, `crac doctor FILE`",
+        "an age identity file (`AGE-SECRET-KEY-1…` lines, as `age-keygen` writes) that decrypts packed images encrypted with `crac pack --encrypt-to` (`crac inspect` and `crac doctor`: their head only); `--identity` overrides it",
         "none: an encrypted packed image is refused",
     ),
     var(

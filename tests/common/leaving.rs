@@ -46,6 +46,7 @@ impl Engine for Leaving {
                 args: Vec::new(),
                 env: Vec::new(),
                 restore_began: None,
+                monotonic_time_kept: None,
             });
         }
         Ok(EngineOutcome::LeftRunning)

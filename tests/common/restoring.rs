@@ -31,6 +31,7 @@ impl Engine for Restoring {
             args: Vec::new(),
             env,
             restore_began: None,
+            monotonic_time_kept: None,
         })
     }
 }

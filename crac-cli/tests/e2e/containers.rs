@@ -26,6 +26,7 @@
 //! `containers/podman.rs` builds the images and runs the containers and pods.
 
 mod podman;
+mod rootless_podman;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,8 +36,8 @@ use crate::harness::{scratch, tests};
 use crate::redis_server::RedisServer;
 pub(crate) use podman::problem;
 use podman::{
-    Container, OTHER_BUILD, Pod, SERVICE, images, least_privilege, podman, podman_ok, podman_ok_in,
-    repo,
+    Container, OTHER_BUILD, Pod, SERVICE, Storage, images, least_privilege, podman, podman_ok,
+    podman_ok_in, repo,
 };
 
 tests![
@@ -457,6 +458,43 @@ impl Drop for Secret {
     }
 }
 
+/// The service image with the image in `volume` copied into a layer on top (the
+/// recipe's step 2, examples/container/README.md), removed when dropped.
+struct Baked(String);
+
+impl Baked {
+    fn build(volume: &Path, tag: &str) -> Baked {
+        let context = scratch(&format!("container-{tag}-context"));
+        let copied = Command::new("cp")
+            .arg("-a")
+            .arg(volume.join("axum"))
+            .arg(context.join("axum"))
+            .status()
+            .unwrap();
+        assert!(copied.success());
+        std::fs::write(
+            context.join("Containerfile"),
+            format!("FROM {SERVICE}\nCOPY axum {IMAGE_IN_CONTAINER}\n"),
+        )
+        .unwrap();
+        let baked = Baked(format!("localhost/crac-axum-service:{tag}"));
+        podman_ok(&[
+            "build",
+            "--quiet",
+            "--tag",
+            &baked.0,
+            context.to_str().unwrap(),
+        ]);
+        baked
+    }
+}
+
+impl Drop for Baked {
+    fn drop(&mut self) {
+        let _ = podman().args(["rmi", "-f", &self.0]).output();
+    }
+}
+
 fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start_and_through_a_registry() {
     images();
     let redis = RedisServer::start();
@@ -474,34 +512,8 @@ fn an_image_layer_with_a_prebaked_checkpoint_restores_on_the_first_start_and_thr
     drop(baking);
 
     // Step 2: an image layer holding the checkpoint.
-    let context = scratch("container-bake-context");
-    let copied = Command::new("cp")
-        .arg("-a")
-        .arg(volume.join("axum"))
-        .arg(context.join("axum"))
-        .status()
-        .unwrap();
-    assert!(copied.success());
-    std::fs::write(
-        context.join("Containerfile"),
-        format!("FROM {SERVICE}\nCOPY axum {IMAGE_IN_CONTAINER}\n"),
-    )
-    .unwrap();
-    let baked = "localhost/crac-axum-service:e2e-baked";
-    podman_ok(&[
-        "build",
-        "--quiet",
-        "--tag",
-        baked,
-        context.to_str().unwrap(),
-    ]);
-    struct RemoveImage(&'static str);
-    impl Drop for RemoveImage {
-        fn drop(&mut self) {
-            let _ = podman().args(["rmi", "-f", self.0]).output();
-        }
-    }
-    let _image = RemoveImage(baked);
+    let layered = Baked::build(&volume, "e2e-baked");
+    let baked = layered.0.as_str();
 
     // Without the key that sealed it (the entrypoint spelled out without
     // --replace-invalid): refused, naming both keys.
@@ -555,14 +567,8 @@ fn through_a_registry(baked: &str, redis: &RedisServer, port: u16, key_file: &Pa
     let registry = Registry::start();
     let remote = format!("{}/crac-axum-service:e2e-baked", registry.address);
     podman_ok(&["push", "--quiet", "--tls-verify=false", baked, &remote]);
-    let other = scratch("container-other-host");
-    let storage: Vec<String> = vec![
-        "--root".into(),
-        other.join("root").display().to_string(),
-        "--runroot".into(),
-        other.join("runroot").display().to_string(),
-    ];
-    struct Reset(Vec<String>);
+    let storage = Storage::other_host(&scratch("container-other-host"));
+    struct Reset(Storage);
     impl Drop for Reset {
         fn drop(&mut self) {
             let _ = podman::podman_in(&self.0)
@@ -720,6 +726,10 @@ fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp
             !logs.contains("no image in") && logs.contains("crac: restored in "),
             "restored, not started cold:\n{logs}"
         );
+        assert!(
+            logs.contains("axum_service: restored where Instant counts the time in the image"),
+            "Restore::monotonic_time_kept says what the warning says:\n{logs}"
+        );
         let granted = podman_ok(&[
             "inspect",
             "--format",
@@ -740,13 +750,24 @@ fn a_restore_only_container_restores_without_sys_admin_under_the_default_seccomp
     }
     assert_ne!(instances[0].1, instances[1].1, "two copies, two instances");
     drop(instances);
+    rootless_podman::restores_in_rootless_podman(&volume, &redis, &value);
 
-    // `crac doctor` there judges restore-only mode, the image included
-    let mut options = service_options(&redis, port, Some(&volume));
+    doctor_in_a_restore_only_container(&redis, port, &volume, &restore_only);
+}
+
+/// `crac doctor` in a restore-only container (`privileges`) judges restore-only mode,
+/// the image in `volume` included.
+fn doctor_in_a_restore_only_container(
+    redis: &RedisServer,
+    port: u16,
+    volume: &Path,
+    privileges: &[String],
+) {
+    let mut options = service_options(redis, port, Some(volume));
     options.extend(["--entrypoint".into(), "crac".into()]);
     let doctor = Container::run_with(
         "restore-only-doctor",
-        &restore_only,
+        privileges,
         &options,
         SERVICE,
         &["doctor", IMAGE_IN_CONTAINER],

@@ -32,8 +32,8 @@
 //!   `temp_files.rs` (another user's files in the temp directory during a restore; the
 //!   secrets `crac __wait` does not carry),
 //!   `containers.rs` (`examples/container/` in podman: restarts, the pod spec, privileges),
-//!   `rootless.rs` (`crac doctor`; an ordinary user's `crac run` and concurrent restores
-//!   through a user namespace).
+//!   `rootless.rs` (`crac doctor`; an ordinary user's `crac run`, `crac inspect`,
+//!   concurrent restores and `#[crac::test]`s through a user namespace).
 //!
 //! Tests are named `topic::test`, and the usual test arguments work: run a subset with
 //! `cargo test -p crac-cli --test e2e -- restore::` (or any part of a name), list them

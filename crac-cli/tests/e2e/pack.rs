@@ -3,14 +3,16 @@
 //! keyed packed file is refused naming what is wrong, with nothing written; a full disk
 //! while unpacking leaves nothing behind; `crac restore FILE` unpacks into the image
 //! cache once and restores from it; `--encrypt-to` makes it unreadable without the age
-//! identity; `crac run --image FILE` restores it and never replaces it.
+//! identity, and no plaintext file is ever named while it is packed; `crac run --image
+//! FILE` restores it and never replaces it; `crac inspect FILE` and `crac doctor FILE`
+//! tell what a host must match, from the file's head only.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use crate::harness::{
-    Run, crac, crac_bin, crac_run, crac_run_command, killed_by_sigkill, only_stdio, restore,
-    scratch, seal_with, setup, tests, text,
+    KillOnDrop, Run, alive, crac, crac_bin, crac_run, crac_run_command, image_pid,
+    killed_by_sigkill, only_stdio, restore, scratch, seal_with, setup, tests, text,
 };
 use crate::mapped_heap::{mapped, store};
 use crate::storage::Tmpfs;
@@ -23,6 +25,10 @@ tests![
     a_packed_file_restores_through_the_cache_unpacked_once,
     an_encrypted_packed_file_needs_its_identity,
     crac_run_restores_a_packed_image_and_never_replaces_it,
+    inspect_and_doctor_judge_a_packed_file_without_unpacking_it,
+    an_encrypted_packed_file_is_inspected_with_its_identity_only,
+    an_encrypted_pack_never_writes_the_plaintext_to_a_named_file,
+    eviction_keeps_the_cache_entry_a_running_restore_uses,
 ];
 
 fn pack(image: &Path, file: &Path) {
@@ -463,4 +469,331 @@ fn crac_run_restores_a_packed_image_and_never_replaces_it() {
         packed,
         "the packed file is untouched"
     );
+}
+
+/// `crac ARGS` with `envs` set, to its end.
+fn crac_with(args: &[&str], envs: &[(&str, &Path)]) -> Output {
+    let mut cmd = std::process::Command::new(crac_bin());
+    only_stdio(&mut cmd)
+        .args(args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+/// The key file's id as the seal line of a manifest names it.
+fn sealed_with(file: &Path) -> String {
+    let bytes = std::fs::read(file).unwrap();
+    let m = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+    let manifest = std::str::from_utf8(&bytes[52..52 + m]).unwrap();
+    let seal = manifest.rsplit_once("manifest-seal ").unwrap().1;
+    seal.split(' ').next().unwrap().to_string()
+}
+
+/// A key file of 32 random bytes, hex, mode 0600.
+fn other_key(dir: &Path) -> PathBuf {
+    let key = dir.join("other.key");
+    let hex: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    std::fs::write(&key, format!("{hex}\n")).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    key
+}
+
+fn inspect_and_doctor_judge_a_packed_file_without_unpacking_it() {
+    let (dir, image) = setup("pack-inspect");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let file = dir.join("image.crac");
+    pack(&image, &file);
+    std::fs::remove_dir_all(&image).unwrap();
+    let cache = dir.join("cache");
+    let envs = [("CRAC_IMAGE_CACHE", cache.as_path())];
+    let key = sealed_with(&file);
+    let exe = std::env::current_exe().unwrap();
+
+    let out = crac_with(&["inspect", file.to_str().unwrap()], &envs);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for expected in [
+        "packed file   ".to_string(),
+        "encrypted     no".into(),
+        format!("sealed with   key {key}: this host's, the seal holds"),
+        format!("executable    {}", exe.display()),
+        "cpu flags     ".into(),
+        "OK   CPU features: this CPU has all".into(),
+        "OK   executable: ".into(),
+        "OK   sealing key".into(),
+        "restorable    yes, on this host, once unpacked".into(),
+    ] {
+        assert!(stdout.contains(&expected), "{expected}: {stdout}");
+    }
+    let out = crac_with(&["inspect", "--json", file.to_str().unwrap()], &envs);
+    let json = text(&out.stdout);
+    for expected in [
+        r#""encrypted":false"#,
+        r#""seal":"holds""#,
+        r#""restorable":true"#,
+        r#""cpu_flags":["#,
+        r#""criu_version":"#,
+    ] {
+        assert!(json.contains(expected), "{expected}: {json}");
+    }
+    let out = crac_with(&["doctor", file.to_str().unwrap()], &envs);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for expected in [
+        "OK   packed image: ",
+        "OK   sealing key: sealed with",
+        "OK   CPU features",
+    ] {
+        assert!(stdout.contains(expected), "{expected}: {stdout}");
+    }
+    // nothing was unpacked: no cache, no image, no private directory
+    assert!(!cache.exists());
+    assert_eq!(listing(&dir), ["image.crac"]);
+
+    // under another key: said, with what to do
+    let other = other_key(&scratch("pack-inspect-key"));
+    let envs = [
+        ("CRAC_IMAGE_CACHE", cache.as_path()),
+        ("CRAC_IMAGE_KEY", &other),
+    ];
+    let out = crac_with(&["doctor", file.to_str().unwrap()], &envs);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains(&format!(
+            "FAIL sealing key: sealed with key {key}; this host's key"
+        )) && stdout.contains(&format!("do: install the key it was sealed with ({key})")),
+        "{stdout}"
+    );
+    assert!(stdout.contains("does not work: sealing key"), "{stdout}");
+    let out = crac_with(&["inspect", file.to_str().unwrap()], &envs);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains("not this host's") && stdout.contains("restorable    no: sealing key"),
+        "{stdout}"
+    );
+    // not a packed file: refused by name
+    let foreign = dir.join("foreign.crac");
+    std::fs::write(&foreign, b"CRACPACK\x07\x00 not really").unwrap();
+    let out = crac(&["inspect", foreign.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        text(&out.stdout).contains("contents      not shown: it is of packed format version 7"),
+        "{out:?}"
+    );
+}
+
+fn an_encrypted_packed_file_is_inspected_with_its_identity_only() {
+    let (dir, image) = setup("pack-inspect-encrypted");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let (identity, recipients) = age_keys(&dir, "ours");
+    let file = dir.join("image.crac");
+    let out = crac(&[
+        "pack",
+        image.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+        "--encrypt-to",
+        recipients.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+
+    let out = crac(&["inspect", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains("encrypted     yes, with age, to 1 recipient\n")
+            && stdout.contains("contents      not shown: its contents are encrypted: give"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("executable"), "{stdout}");
+    let out = crac(&["doctor", file.to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout.contains("FAIL packed image: its contents are encrypted")
+            && stdout.contains("do: give an identity of one of its age recipients"),
+        "{stdout}"
+    );
+
+    let with_identity = ["--identity", identity.to_str().unwrap()];
+    let out = crac(&[&["inspect", file.to_str().unwrap()][..], &with_identity].concat());
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout.contains("(its head decrypted with the identity given)")
+            && stdout.contains("the seal holds"),
+        "{stdout}"
+    );
+    let out = crac_with(
+        &["doctor", "--json", file.to_str().unwrap()],
+        &[("CRAC_PACK_IDENTITY", &identity)],
+    );
+    let json = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        json.contains(r#""name":"packed image","status":"ok""#)
+            && json.contains("encrypted to 1 age recipient"),
+        "{json}"
+    );
+}
+
+/// Names created in or moved into each of `dirs` while `during` runs, as inotify saw them.
+fn names_created(dirs: &[&Path], during: impl FnOnce()) -> Vec<String> {
+    // SAFETY: plain system calls on a descriptor of this function's own.
+    let fd = unsafe { libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC) };
+    assert!(fd >= 0);
+    for dir in dirs {
+        let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: `path` is a valid C string for the call's duration.
+        let wd = unsafe {
+            libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_CREATE | libc::IN_MOVED_TO)
+        };
+        assert!(wd >= 0, "{}", dir.display());
+    }
+    during();
+    let mut names = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        // SAFETY: `buffer` is writable for its length.
+        let n = unsafe { libc::read(fd, buffer.as_mut_ptr().cast(), buffer.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0;
+        while at < n as usize {
+            // struct inotify_event: wd, mask, cookie, len (4 bytes each), then the name
+            let len = u32::from_ne_bytes(buffer[at + 12..at + 16].try_into().unwrap()) as usize;
+            let name = &buffer[at + 16..at + 16 + len];
+            let end = name.iter().position(|&b| b == 0).unwrap_or(len);
+            names.push(String::from_utf8_lossy(&name[..end]).into_owned());
+            at += 16 + len;
+        }
+    }
+    // SAFETY: closes the descriptor opened above, once.
+    unsafe { libc::close(fd) };
+    names
+}
+
+fn an_encrypted_pack_never_writes_the_plaintext_to_a_named_file() {
+    let (dir, image) = setup("pack-no-plaintext");
+    assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
+    let (_, recipients) = age_keys(&dir, "ours");
+    let out_dir = scratch("pack-no-plaintext-out");
+    let file = out_dir.join("image.crac");
+    let before = listing(&image);
+    let mut out = None;
+    let created = names_created(&[&out_dir, &image, &dir], || {
+        out = Some(crac(&[
+            "pack",
+            image.to_str().unwrap(),
+            "-o",
+            file.to_str().unwrap(),
+            "--encrypt-to",
+            recipients.to_str().unwrap(),
+        ]));
+    });
+    let out = out.unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // the ciphertext is written beside the output under a private name, then renamed;
+    // the plaintext pack has no name anywhere, in the image's directory or elsewhere
+    let temp = ".image.crac.encrypting-";
+    assert!(
+        created
+            .iter()
+            .all(|n| n == "image.crac" || n.starts_with(temp)),
+        "{created:?}"
+    );
+    assert_eq!(listing(&out_dir), ["image.crac"]);
+    assert_eq!(listing(&image), before);
+    // what the packed format holds in the clear is nowhere in the output
+    let bytes = std::fs::read(&file).unwrap();
+    let manifest = std::fs::read(image.join("crac-manifest")).unwrap();
+    let visible = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(!visible(b"CRACPACK") && !visible(&manifest[..64]));
+    let exe = std::env::current_exe().unwrap();
+    assert!(!visible(exe.as_os_str().as_encoded_bytes()));
+}
+
+fn eviction_keeps_the_cache_entry_a_running_restore_uses() {
+    let (dir, image) = setup("pack-lease");
+    let first = Run::new("forever", &image).output();
+    assert!(killed_by_sigkill(first.status), "{first:?}");
+    let pid = image_pid(&first.stdout);
+    let running = dir.join("running.crac");
+    pack(&image, &running);
+    let other_image = dir.join("other");
+    assert!(killed_by_sigkill(
+        Run::new("plain", &other_image).output().status
+    ));
+    let other = dir.join("other.crac");
+    pack(&other_image, &other);
+    // the same image packed otherwise: another cache entry
+    let third = dir.join("third.crac");
+    let out = crac(&[
+        "pack",
+        other_image.to_str().unwrap(),
+        "-o",
+        third.to_str().unwrap(),
+        "--level",
+        "3",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let cache = dir.join("cache");
+    let restore_from = |file: &Path| {
+        let mut cmd = std::process::Command::new(crac_bin());
+        only_stdio(&mut cmd)
+            .arg("restore")
+            .arg(file)
+            .env("CRAC_IMAGE_CACHE", &cache)
+            .env("CRAC_IMAGE_CACHE_BYTES", "1");
+        cmd
+    };
+
+    let copy_out = dir.join("copy.out");
+    let mut restorer = restore_from(&running)
+        .stdout(std::fs::File::create(&copy_out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _reaper = KillOnDrop(pid as u32);
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&copy_out)
+        .unwrap()
+        .contains("round 1 outcome Restored")
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the copy never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let leased = listing(&cache);
+    assert_eq!(leased.len(), 1, "{leased:?}");
+    // another image unpacked with room for none: the running restore's entry stays
+    let out = restore_from(&other).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(cache.join(&leased[0]).join("image/crac-manifest").is_file());
+    assert_eq!(listing(&cache).len(), 2, "{:?}", listing(&cache));
+
+    // once that restore ends, its entry goes at the next eviction
+    restorer.kill().unwrap();
+    restorer.wait().unwrap();
+    let start = std::time::Instant::now();
+    while alive(pid) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "the copy outlived its restorer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let out = restore_from(&third).output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    let left = listing(&cache);
+    assert!(!left.contains(&leased[0]), "{left:?}");
+    assert_eq!(left.len(), 1, "{left:?}");
 }

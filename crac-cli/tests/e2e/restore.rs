@@ -378,6 +378,10 @@ fn time_in_the_image_passes_for_the_wall_clock_only() {
         "the image's sleep is not monotonic time: {line}"
     );
     assert!(field("wall") >= 2000, "the wall clock counts it: {line}");
+    assert!(
+        line.ends_with(" kept Some(true)"),
+        "Restore says the monotonic clock was kept: {line}"
+    );
     assert!(field("checkpointed_for") >= 2000, "{line}");
     assert!(field("checkpointed_for") <= field("wall"), "{line}");
 }

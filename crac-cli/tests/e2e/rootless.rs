@@ -2,7 +2,7 @@
 //! mode — an ordinary user (the suite's unprivileged user, `attacker.rs`) runs a program
 //! under `crac run`, which checkpoints it in a user namespace of crac's own, then
 //! restores concurrent copies with restore-time environment and stdio, the monotonic
-//! clock kept through a time namespace.
+//! clock kept through a time namespace; `crac inspect` and `#[crac::test]` as that user.
 
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -20,6 +20,7 @@ tests![
     an_ordinary_users_service_restarts_from_its_last_periodic_image,
     an_ordinary_user_checkpoints_on_request,
     a_rootless_lazy_restore_is_refused_naming_why,
+    an_ordinary_users_crac_tests_checkpoint_and_restore_their_copies,
 ];
 
 /// A directory of the user's own for one test (its image, its key), and the user.
@@ -168,15 +169,7 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
     );
     let manifest = std::fs::metadata(image.join("crac-manifest")).unwrap();
     assert_eq!(manifest.uid(), user.uid, "the image is the user's own");
-    assert_eq!(
-        crac_as(&user, &dir, &["doctor", image.to_str().unwrap()])
-            .output()
-            .unwrap()
-            .status
-            .code(),
-        Some(0),
-        "crac doctor finds the image restorable"
-    );
+    judged_restorable_by_its_owner(&user, &dir, &image);
 
     // the time in the image passes for the wall clock only, as it does as root
     let downtime = Duration::from_secs(3);
@@ -230,8 +223,38 @@ fn an_ordinary_user_checkpoints_under_crac_run_and_restores_concurrent_copies() 
             "the {} ms in the image are not monotonic time: {line}",
             downtime.as_millis()
         );
+        assert!(
+            line.ends_with(" kept Some(true)"),
+            "Restore says the monotonic clock was kept: {line}"
+        );
         assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
     }
+}
+
+/// `crac doctor` and `crac inspect`, run by the user whose image it is, find `image`
+/// restorable.
+fn judged_restorable_by_its_owner(user: &Attacker, dir: &Path, image: &Path) {
+    assert_eq!(
+        crac_as(user, dir, &["doctor", image.to_str().unwrap()])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0),
+        "crac doctor finds the image restorable"
+    );
+    let inspected = crac_as(user, dir, &["inspect", image.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let described = text(&inspected.stdout);
+    assert_eq!(inspected.status.code(), Some(0), "{inspected:?}");
+    assert!(
+        described.contains(&format!(
+            "executable    {} (sha256 ",
+            binaries().1.display()
+        )) && described.ends_with("restorable    yes, on this host\n\n"),
+        "crac inspect describes the user's image as root's: {described}"
+    );
 }
 
 /// `crac run --every` rootless: left-running images taken in the user namespace, and
@@ -342,4 +365,62 @@ fn a_rootless_lazy_restore_is_refused_naming_why() {
         text(&out.stderr).contains("--lazy: a lazy restore needs root"),
         "{out:?}"
     );
+}
+
+/// `#[crac::test]` as an ordinary user: the crate's own `tests/restored_copies.rs` (five
+/// tests, three to two concurrent copies each, one expecting a copy's panic), run in
+/// parallel as the user, each checkpointing in a user namespace of its own.
+fn an_ordinary_users_crac_tests_checkpoint_and_restore_their_copies() {
+    let (user, dir) = own_scratch("rootless-crac-test");
+    let tests = restored_copies_tests();
+    let out = user
+        .command(&tests)
+        .env("CRAC_CLI", &binaries().0)
+        .env("XDG_STATE_HOME", dir.join("state"))
+        .env("TMPDIR", &dir)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("test result: ok. 5 passed; 0 failed"),
+        "{} as {}: {out:?}",
+        tests.display(),
+        user.uid
+    );
+}
+
+/// The integration test `tests/restored_copies.rs` of the `crac` crate, built beside this
+/// executable by `cargo test --workspace --features crac/testing` (scripts/test.sh),
+/// copied where the user can run it; the newest build if there are several.
+fn restored_copies_tests() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let built = std::fs::read_dir(&deps)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("restored_copies-")
+                && !name.contains('.')
+                && e.metadata()
+                    .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+        })
+        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "no restored_copies test executable in {}: build it first with \
+                 `cargo test --features testing --test restored_copies --no-run`",
+                deps.display()
+            )
+        })
+        .path();
+    let copy = binaries().0.with_file_name("restored_copies");
+    std::fs::copy(&built, &copy).unwrap();
+    copy
 }

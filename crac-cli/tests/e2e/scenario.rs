@@ -321,11 +321,12 @@ fn clock() -> ! {
     let (monotonic, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
     let restore = crac::checkpoint_restore().unwrap();
     say(&format!(
-        "clock {:?} monotonic {} wall {} checkpointed_for {}",
+        "clock {:?} monotonic {} wall {} checkpointed_for {} kept {:?}",
         restore.outcome(),
         monotonic.elapsed().as_millis(),
         wall.elapsed().unwrap().as_millis(),
-        restore.checkpointed_for.unwrap().as_millis()
+        restore.checkpointed_for.unwrap().as_millis(),
+        restore.monotonic_time_kept
     ));
     std::process::exit(7);
 }
@@ -420,8 +421,8 @@ fn ready(index: &Index) -> ! {
 }
 
 /// A copy saying who it is: the `E2E_COPY` it was given at restore, its state, the line
-/// it reads on its stdin, and how much monotonic and wall-clock time passed since before
-/// `ready()`.
+/// it reads on its stdin, how much monotonic and wall-clock time passed since before
+/// `ready()`, and whether the restorer says the monotonic clock was kept.
 fn ready_copy(index: &Index) -> ! {
     let (before, wall) = (std::time::Instant::now(), std::time::SystemTime::now());
     let restore = crac::ready().unwrap();
@@ -429,10 +430,11 @@ fn ready_copy(index: &Index) -> ! {
         .as_ref()
         .and_then(|r| r.env.iter().find(|(k, _)| k == "E2E_COPY"))
         .map(|(_, v)| v.clone());
+    let kept = restore.as_ref().and_then(|r| r.monotonic_time_kept);
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).unwrap();
     say(&format!(
-        "copy {copy:?} checksum {} stdin {:?} monotonic {} wall {}",
+        "copy {copy:?} checksum {} stdin {:?} monotonic {} wall {} kept {kept:?}",
         index.checksum(),
         line.trim_end(),
         before.elapsed().as_millis(),

@@ -205,6 +205,7 @@ mod tests {
             instance_id: 0,
             args: Vec::new(),
             env: Vec::new(),
+            monotonic_time_kept: None,
             hook_deadline: None,
         }
     }

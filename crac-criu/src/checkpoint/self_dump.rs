@@ -188,6 +188,7 @@ fn run_helper(
                 args: given.args,
                 env: given.env,
                 restore_began: given.began,
+                monotonic_time_kept: given.monotonic_time_kept,
             })
         }
         message => {

@@ -200,12 +200,15 @@ fn create(path: &Path) -> Result<(), KeyError> {
         .create(dir)
         .map_err(|e| unusable(format!("creating {}: {e}", dir.display())))?;
     check_directories(path).map_err(unusable)?;
-    let mut bytes = [0u8; LEN];
+    // The key, then the temporary file's name: random, since processes making keys at
+    // once may share a PID (each is PID 2 of a namespace of its own under `crac run`).
+    let mut bytes = [0u8; LEN + 8];
     File::open("/dev/urandom")
         .and_then(|mut random| random.read_exact(&mut bytes))
         .map_err(|e| unusable(format!("reading /dev/urandom: {e}")))?;
+    let (bytes, nonce) = bytes.split_at(LEN);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}.new", std::process::id()));
+    let temp = dir.join(format!(".{name}.{}.new", hex(nonce)));
     let written = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -213,7 +216,7 @@ fn create(path: &Path) -> Result<(), KeyError> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(&temp)
         .and_then(|mut file| {
-            file.write_all(format!("{}\n", hex(&bytes)).as_bytes())?;
+            file.write_all(format!("{}\n", hex(bytes)).as_bytes())?;
             file.sync_all()
         });
     let linked = written.and_then(|()| match std::fs::hard_link(&temp, path) {

@@ -8,9 +8,11 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use crate::env::PACK_IDENTITY;
 use crate::image::key::{HostKey, KeyError};
 use crate::image::manifest::Manifest;
-use crate::launcher::inspect;
+use crate::image::pack::describe::Verdict;
+use crate::launcher::{inspect, inspect_packed};
 use crate::sys::{criu, privileges};
 
 /// How `crac` runs CRIU on this host.
@@ -211,8 +213,10 @@ impl Report {
     }
 }
 
-/// Checks this host, and `image` if given (whether this host can restore it).
-pub fn doctor(image: Option<&Path>) -> Report {
+/// Checks this host, and `image` if given (whether this host can restore it): an image
+/// directory, or a packed image (`crac pack`), whose head is decrypted with the age
+/// identities in `identity` (else `CRAC_PACK_IDENTITY`'s) if it is encrypted.
+pub fn doctor(image: Option<&Path>, identity: Option<&Path>) -> Report {
     let mode = if privileges::rootless() {
         Mode::Rootless
     } else if privileges::restore_only() {
@@ -244,8 +248,12 @@ pub fn doctor(image: Option<&Path>) -> Report {
         image_key(),
         lazy_pages(mode),
     ]);
-    if let Some(dir) = image {
-        checks.push(restorable(dir, mode));
+    match image {
+        Some(file) if crate::image::pack::cache::is_packed(file) => {
+            checks.extend(packed(file, identity, mode));
+        }
+        Some(dir) => checks.push(restorable(dir, mode)),
+        None => {}
     }
     Report { mode, checks }
 }
@@ -749,6 +757,84 @@ fn restorable(dir: &Path, mode: Mode) -> Check {
         needed,
         format!("{} can be restored here", dir.display()),
     )
+}
+
+/// Whether this host can take the packed image `file`: the file read as far as its
+/// manifest, then each thing the image needs of a host (key, CPU features, CRIU,
+/// kernel, executable, heap segment paths), each miss with its remedy.
+fn packed(file: &Path, identity: Option<&Path>, mode: Mode) -> Vec<Check> {
+    let name = "packed image";
+    let needed = NeededBy::Always;
+    let inspection = match inspect_packed::inspect_packed(file, identity) {
+        Ok(inspection) => inspection,
+        Err(e) => {
+            return vec![
+                Check::new(
+                    name,
+                    needed,
+                    Status::Fail,
+                    inspect::printable(&e.to_string()),
+                )
+                .remedy("copy the file again from where it was packed"),
+            ];
+        }
+    };
+    let described = inspection.described();
+    let contents = match &described.contents {
+        Ok(contents) => contents,
+        Err(why) => {
+            let remedy = if described.encrypted_to.is_some() {
+                format!(
+                    "give an identity of one of its age recipients: crac doctor FILE \
+                     --identity KEY, or {PACK_IDENTITY}"
+                )
+            } else {
+                "copy the file again from where it was packed".into()
+            };
+            return vec![
+                Check::new(name, needed, Status::Fail, inspect::printable(why)).remedy(remedy),
+            ];
+        }
+    };
+    let encrypted = match described.encrypted_to {
+        Some(n) => format!(", encrypted to {n} age recipient(s)"),
+        None => String::new(),
+    };
+    let mut checks = vec![Check::ok(
+        name,
+        needed,
+        format!(
+            "{}: {} entries, {} unpacked{encrypted}",
+            file.display(),
+            contents.entries,
+            inspect::mb(contents.unpacked_bytes)
+        ),
+    )];
+    for fit in inspection.fits() {
+        let status = match fit.verdict {
+            Verdict::Ok => Status::Ok,
+            Verdict::Warn => Status::Warn,
+            Verdict::Fail => Status::Fail,
+        };
+        let check = Check::new(fit.name, needed, status, inspect::printable(&fit.found));
+        checks.push(match &fit.remedy {
+            Some(remedy) => check.remedy(inspect::printable(remedy)),
+            None => check,
+        });
+    }
+    if mode == Mode::Rootless && !contents.manifest.private_pid_namespace {
+        checks.push(
+            Check::new(
+                "PID namespace",
+                needed,
+                Status::Fail,
+                "the image was not taken under crac run: it needs its original PID, which only \
+                 root can ask for",
+            )
+            .remedy("take the image under `crac run`, or restore it as root"),
+        );
+    }
+    checks
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ pub fn inspect(
     })
 }
 
-fn mb(bytes: u64) -> String {
+pub(crate) fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / (1 << 20) as f64)
 }
 
@@ -86,81 +86,19 @@ impl Inspection {
 
     fn text(&self) -> String {
         let m = &self.manifest;
-        let created = m
-            .created
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
         let mut out = String::new();
-        let age = m.created.elapsed().unwrap_or_default().as_secs();
-        let _ = writeln!(
-            out,
-            "created       {} ({} ago)",
-            utc_date(created),
-            rough_duration(age)
-        );
-        let _ = writeln!(
-            out,
-            "executable    {} (sha256 {})",
-            m.executable.display(),
-            m.executable_sha256
-        );
-        let _ = writeln!(out, "criu          {}", m.criu_version);
-        let _ = writeln!(out, "kernel        {}", m.kernel);
-        let _ = writeln!(
-            out,
-            "pid           {}{}",
-            m.pid,
-            if m.private_pid_namespace {
-                " in a private PID namespace (restores concurrently)"
-            } else {
-                ""
-            }
-        );
+        identity_lines(m, &mut out);
         let _ = writeln!(
             out,
             "size on disk  {} (resident memory when dumped: {})",
             mb(self.bytes_on_disk),
             mb(m.resident_bytes)
         );
-        if !m.segments.is_empty() {
-            let total = m.segments.iter().map(|s| s.len).sum();
-            let _ = writeln!(
-                out,
-                "heap segments {} mapped, not copied (copy them with the image, to the same \
-                 paths):",
-                mb(total)
-            );
-            for s in &m.segments {
-                let _ = writeln!(out, "  {} ({})", s.path.display(), mb(s.len));
-            }
-        }
-        if !m.restore_options.is_empty() {
-            let _ = writeln!(out, "criu options  {}", m.restore_options.join(" "));
-        }
-        if !m.secret_env.is_empty() {
-            let _ = writeln!(
-                out,
-                "secret env    {} (wiped; give each at restore: --env NAME)",
-                m.secret_env.join(" ")
-            );
-        }
-        let _ = writeln!(
-            out,
-            "plan          {} participants, in checkpoint order:",
-            m.plan.len()
+        contents_lines(
+            m,
+            "mapped, not copied (copy them with the image, to the same paths)",
+            &mut out,
         );
-        for p in &m.plan {
-            let _ = writeln!(
-                out,
-                "  {:indent$}{} [rank {}, {}]",
-                "",
-                p.name,
-                p.rank,
-                p.kind,
-                indent = 2 * p.depth
-            );
-        }
         match &self.restorable {
             Ok(()) => out.push_str("restorable    yes, on this host\n"),
             Err(why) => {
@@ -172,55 +110,10 @@ impl Inspection {
 
     /// For machines: one JSON object.
     pub fn to_json(&self) -> String {
-        let m = &self.manifest;
-        let created = m.created.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let plan: Vec<String> = m
-            .plan
-            .iter()
-            .map(|p| {
-                format!(
-                    r#"{{"name":{},"rank":{},"kind":{},"depth":{}}}"#,
-                    json(&p.name),
-                    p.rank,
-                    json(&p.kind),
-                    p.depth
-                )
-            })
-            .collect();
-        let options: Vec<String> = m.restore_options.iter().map(|o| json(o)).collect();
-        let secret_env: Vec<String> = m.secret_env.iter().map(|n| json(n)).collect();
-        let segments: Vec<String> = m
-            .segments
-            .iter()
-            .map(|s| {
-                format!(
-                    r#"{{"path":{},"bytes":{},"blake3":{}}}"#,
-                    json(&s.path.to_string_lossy()),
-                    s.len,
-                    json(&s.digest)
-                )
-            })
-            .collect();
         format!(
-            concat!(
-                r#"{{"created_unix":{},"executable":{},"executable_sha256":{},"criu_version":{},"#,
-                r#""kernel":{},"pid":{},"private_pid_namespace":{},"bytes_on_disk":{},"resident_bytes":{},"#,
-                r#""restore_options":[{}],"secret_env":[{}],"segments":[{}],"plan":[{}],"restorable":{},"#,
-                r#""refusal":{}}}"#
-            ),
-            created.as_secs(),
-            json(&m.executable.to_string_lossy()),
-            json(&m.executable_sha256),
-            json(&m.criu_version),
-            json(&m.kernel),
-            m.pid,
-            m.private_pid_namespace,
+            r#"{{{},"bytes_on_disk":{},"restorable":{},"refusal":{}}}"#,
+            manifest_json(&self.manifest),
             self.bytes_on_disk,
-            m.resident_bytes,
-            options.join(","),
-            secret_env.join(","),
-            segments.join(","),
-            plan.join(","),
             self.restorable.is_ok(),
             self.restorable
                 .as_ref()
@@ -228,6 +121,132 @@ impl Inspection {
                 .map_or("null".to_string(), |why| json(why)),
         )
     }
+}
+
+/// What the image is: when it was taken, of which executable, by which CRIU on which
+/// kernel, and its PID.
+pub(crate) fn identity_lines(m: &Manifest, out: &mut String) {
+    let created = m
+        .created
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let age = m.created.elapsed().unwrap_or_default().as_secs();
+    let _ = writeln!(
+        out,
+        "created       {} ({} ago)",
+        utc_date(created),
+        rough_duration(age)
+    );
+    let _ = writeln!(
+        out,
+        "executable    {} (sha256 {})",
+        m.executable.display(),
+        m.executable_sha256
+    );
+    let _ = writeln!(out, "criu          {}", m.criu_version);
+    let _ = writeln!(out, "kernel        {}", m.kernel);
+    let _ = writeln!(
+        out,
+        "pid           {}{}",
+        m.pid,
+        if m.private_pid_namespace {
+            " in a private PID namespace (restores concurrently)"
+        } else {
+            ""
+        }
+    );
+}
+
+/// What the image holds beyond its files: heap segments (`segments_are` says how they
+/// travel), CRIU options, secret variables, the plan.
+pub(crate) fn contents_lines(m: &Manifest, segments_are: &str, out: &mut String) {
+    if !m.segments.is_empty() {
+        let total = m.segments.iter().map(|s| s.len).sum();
+        let _ = writeln!(out, "heap segments {} {segments_are}:", mb(total));
+        for s in &m.segments {
+            let _ = writeln!(out, "  {} ({})", s.path.display(), mb(s.len));
+        }
+    }
+    if !m.restore_options.is_empty() {
+        let _ = writeln!(out, "criu options  {}", m.restore_options.join(" "));
+    }
+    if !m.secret_env.is_empty() {
+        let _ = writeln!(
+            out,
+            "secret env    {} (wiped; give each at restore: --env NAME)",
+            m.secret_env.join(" ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "plan          {} participants, in checkpoint order:",
+        m.plan.len()
+    );
+    for p in &m.plan {
+        let _ = writeln!(
+            out,
+            "  {:indent$}{} [rank {}, {}]",
+            "",
+            p.name,
+            p.rank,
+            p.kind,
+            indent = 2 * p.depth
+        );
+    }
+}
+
+/// The manifest's fields as JSON members, without the braces.
+pub(crate) fn manifest_json(m: &Manifest) -> String {
+    let created = m.created.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let plan: Vec<String> = m
+        .plan
+        .iter()
+        .map(|p| {
+            format!(
+                r#"{{"name":{},"rank":{},"kind":{},"depth":{}}}"#,
+                json(&p.name),
+                p.rank,
+                json(&p.kind),
+                p.depth
+            )
+        })
+        .collect();
+    let strings = |items: &[String]| -> String {
+        items.iter().map(|o| json(o)).collect::<Vec<_>>().join(",")
+    };
+    let segments: Vec<String> = m
+        .segments
+        .iter()
+        .map(|s| {
+            format!(
+                r#"{{"path":{},"bytes":{},"blake3":{}}}"#,
+                json(&s.path.to_string_lossy()),
+                s.len,
+                json(&s.digest)
+            )
+        })
+        .collect();
+    format!(
+        concat!(
+            r#""created_unix":{},"executable":{},"executable_sha256":{},"criu_version":{},"#,
+            r#""kernel":{},"cpu_flags":[{}],"pid":{},"private_pid_namespace":{},"resident_bytes":{},"#,
+            r#""restore_options":[{}],"secret_env":[{}],"segments":[{}],"plan":[{}]"#
+        ),
+        created.as_secs(),
+        json(&m.executable.to_string_lossy()),
+        json(&m.executable_sha256),
+        json(&m.criu_version),
+        json(&m.kernel),
+        strings(&m.cpu_flags),
+        m.pid,
+        m.private_pid_namespace,
+        m.resident_bytes,
+        strings(&m.restore_options),
+        strings(&m.secret_env),
+        segments.join(","),
+        plan.join(","),
+    )
 }
 
 /// `text` safe to print on a terminal: control characters other than the line breaks

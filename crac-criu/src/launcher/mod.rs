@@ -13,6 +13,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod inspect;
+pub mod inspect_packed;
 pub mod key;
 mod lazy_pages;
 pub mod namespace;
@@ -61,7 +62,7 @@ pub fn with_privilege_advice<T>(result: Result<T, LaunchError>) -> Result<T, Lau
         ) {
             Some(problem) => LaunchError::WithoutPrivileges {
                 source: Box::new(e),
-                problem,
+                problem: format!("{problem}; {}", privileges::RESTORE_ONLY_INSTEAD),
             },
             None => e,
         },

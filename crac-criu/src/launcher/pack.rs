@@ -77,12 +77,37 @@ impl std::fmt::Display for PackReport {
     }
 }
 
+/// Whether `path` is a packed image (`crac pack`'s, encrypted or not) rather than an image
+/// directory.
+pub fn is_packed(path: &Path) -> bool {
+    pack::cache::is_packed(path)
+}
+
+/// The image `crac restore PATH` restores, kept from the image cache's eviction while
+/// this lives: hold it until the restore ends.
+#[derive(Debug)]
+pub struct ImageToRestore {
+    dir: PathBuf,
+    _lease: Option<pack::cache::Lease>,
+}
+
+impl ImageToRestore {
+    /// The image directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 /// What `crac restore PATH` restores: PATH itself if it is an image directory; if it is a
 /// packed image, its copy in the image cache (`image/pack/cache.rs`), unpacked and
-/// checked first if the cache has none.
-pub fn image_dir(path: &Path) -> Result<PathBuf, LaunchError> {
+/// checked first if the cache has none, and leased: no eviction removes it while the
+/// returned value lives.
+pub fn image_dir(path: &Path) -> Result<ImageToRestore, LaunchError> {
     if !pack::cache::is_packed(path) {
-        return Ok(path.into());
+        return Ok(ImageToRestore {
+            dir: path.into(),
+            _lease: None,
+        });
     }
     let cached = pack::cache::image_of(path).map_err(|problem| LaunchError::Packing {
         action: "restore",
@@ -96,5 +121,8 @@ pub fn image_dir(path: &Path) -> Result<PathBuf, LaunchError> {
             cached.dir.display()
         );
     }
-    Ok(cached.dir)
+    Ok(ImageToRestore {
+        dir: cached.dir,
+        _lease: Some(cached.lease),
+    })
 }

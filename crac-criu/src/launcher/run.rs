@@ -87,13 +87,15 @@ fn run_packed(
             ),
         });
     }
-    let dir = crate::launcher::pack::image_dir(file)?;
-    check_ownership(&dir, options.insecure_image_permissions)?;
-    usable(&dir, app).map_err(|problem| ImageRefusal::Unrestorable {
+    // kept from the cache's eviction until the restore ends
+    let image = crate::launcher::pack::image_dir(file)?;
+    let dir = image.dir();
+    check_ownership(dir, options.insecure_image_permissions)?;
+    usable(dir, app).map_err(|problem| ImageRefusal::Unrestorable {
         dir: file.into(),
         problem,
     })?;
-    super::with_privilege_advice(restore(&dir, tool, restore_options))
+    super::with_privilege_advice(restore(dir, tool, restore_options))
 }
 
 /// Runs `app` with `args` as `options` say; returns the exit code to exit with.
@@ -121,7 +123,7 @@ pub fn run(
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
         env,
-        began: None,
+        ..RestoreArgs::default()
     };
     let restore_options = RestoreOptions {
         given,

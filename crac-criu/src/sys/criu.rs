@@ -44,22 +44,26 @@ pub(crate) fn version(criu: &Path) -> std::io::Result<String> {
         .to_string())
 }
 
-/// The lines of a CRIU log that explain a failure: its errors, at most the last `max`,
-/// else its last lines; never the RLIMIT error every run logs on these hosts.
+/// The lines of a CRIU log that explain a failure: what crac's own action script said
+/// there (`crac: …`, the cause when it failed: CRIU's own errors then only report that
+/// a script failed), then CRIU's errors, at most the last `max`, else its last lines;
+/// never the RLIMIT error every run logs on these hosts.
 pub(crate) fn log_digest(log: &Path, max: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let relevant: Vec<&str> = text
         .lines()
         .filter(|l| !l.contains("RLIMIT_NOFILE"))
         .collect();
-    let errors: Vec<&str> = relevant
+    let (ours, criu): (Vec<&str>, Vec<&str>) =
+        relevant.iter().partition(|l| l.starts_with("crac: "));
+    let errors: Vec<&str> = criu
         .iter()
         .copied()
         .filter(|l| l.contains("Error (") || l.contains("Error:"))
         .collect();
-    let lines = if errors.is_empty() { relevant } else { errors };
-    lines[lines.len().saturating_sub(max)..]
-        .iter()
+    let lines = if errors.is_empty() { criu } else { errors };
+    ours.iter()
+        .chain(&lines[lines.len().saturating_sub(max)..])
         .map(|l| format!("  {}", l.trim()))
         .collect::<Vec<_>>()
         .join("\n")
@@ -116,6 +120,18 @@ mod tests {
         )
         .unwrap();
         assert_eq!(log_digest(&dir, 5), "", "nothing but the harmless line");
+        std::fs::write(
+            &dir,
+            "crac: publishing the image /i failed: the image key /k: Permission denied\n\
+             Error (criu/a.c:1): one\nError (criu/a.c:2): two\n",
+        )
+        .unwrap();
+        assert_eq!(
+            log_digest(&dir, 1),
+            "  crac: publishing the image /i failed: the image key /k: Permission denied\n  \
+             Error (criu/a.c:2): two",
+            "crac's own cause comes first, whatever the number of CRIU's errors"
+        );
         std::fs::remove_file(dir).unwrap();
     }
 }

@@ -374,6 +374,13 @@ pub(crate) const RESTORE_ONLY_ADVICE: &str = "crac restores here as root without
      container's entrypoint, no other process started before it), and cannot carry \
      established TCP connections: `crac doctor` says what this container allows";
 
+/// The smaller alternative to granting what a root restore lacks, for a container.
+pub(crate) const RESTORE_ONLY_INSTEAD: &str = "or restore without them in a restore-only \
+     container: --cap-drop ALL --cap-add CHECKPOINT_RESTORE,SETUID,SETGID,SETPCAP under the \
+     default seccomp profile (rootless podman: --cap-add CHECKPOINT_RESTORE alone), crac as \
+     the entrypoint, the image taken by `crac run --drop-capabilities` \
+     (examples/container/README.md)";
+
 /// [`USER_NAMESPACE`]'s value.
 pub(crate) const IN_USER_NAMESPACE: &str = "rootless";
 

@@ -437,16 +437,19 @@ impl Scratch {
     }
 
     /// `failure`, naming this directory if CRIU left anything in it (an image, a failed
-    /// dump's or a restore's log), which is then kept; otherwise it is removed.
+    /// dump's log beside it, a restore's log), which is then kept; otherwise it is
+    /// removed.
     fn keep(&self, failure: String) -> String {
         let image = std::fs::read_dir(self.path.join("image"))
             .is_ok_and(|mut entries| entries.next().is_some());
-        let restore_log = std::fs::read_dir(&self.path).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| e.file_name().to_string_lossy().ends_with(".restore.log"))
+        let log = std::fs::read_dir(&self.path).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".restore.log") || name.ends_with(".dump-failed.log")
+            })
         });
-        if image || restore_log {
+        if image || log {
             format!(
                 "{failure}\n(the image and CRIU's logs are kept in {})",
                 self.path.display()

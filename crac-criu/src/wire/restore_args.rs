@@ -25,14 +25,21 @@ pub struct RestoreArgs {
     pub env: Vec<(String, String)>,
     /// When the restore began, for the restored process's report.
     pub began: Option<SystemTime>,
+    /// Whether the restored process's monotonic clock goes on from where the image left
+    /// it (`Restore::monotonic_time_kept`), if the restorer says.
+    pub monotonic_time_kept: Option<bool>,
 }
 
 impl RestoreArgs {
-    /// NUL-terminated records: `A<arg>`, `E<key>=<value>`, `T<nanoseconds since the epoch>`.
+    /// NUL-terminated records: `A<arg>`, `E<key>=<value>`, `T<nanoseconds since the epoch>`,
+    /// `M1` or `M0` (the monotonic clock kept or not).
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         if let Some(nanos) = self.began.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
             out.extend_from_slice(format!("T{}\0", nanos.as_nanos()).as_bytes());
+        }
+        if let Some(kept) = self.monotonic_time_kept {
+            out.extend_from_slice(if kept { b"M1\0" } else { b"M0\0" });
         }
         for arg in &self.args {
             out.extend_from_slice(format!("A{arg}\0").as_bytes());
@@ -62,6 +69,8 @@ impl RestoreArgs {
                 parsed.env.push((key.to_string(), value.to_string()));
             } else if let Some(Ok(nanos)) = record.strip_prefix('T').map(str::parse::<u64>) {
                 parsed.began = UNIX_EPOCH.checked_add(Duration::from_nanos(nanos));
+            } else if let Some(kept) = record.strip_prefix('M') {
+                parsed.monotonic_time_kept = Some(kept == "1");
             }
         }
         parsed
@@ -131,6 +140,7 @@ mod tests {
             args: vec!["--port".into(), "9 0".into(), String::new()],
             env: vec![("DB_URL".into(), "postgres://h/db?a=b".into())],
             began: Some(UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789)),
+            monotonic_time_kept: Some(false),
         };
         assert_eq!(RestoreArgs::decode(&args.encode()), args);
         assert_eq!(RestoreArgs::decode(b""), RestoreArgs::default());
@@ -162,11 +172,13 @@ mod tests {
             args in proptest::collection::vec("[^\\x00]{0,20}", 0..6),
             env in proptest::collection::vec(("[^\\x00=]{1,12}", "[^\\x00]{0,20}"), 0..6),
             nanos in proptest::option::of(0u64..u64::MAX),
+            kept in proptest::option::of(proptest::bool::ANY),
         ) {
             let given = RestoreArgs {
                 args,
                 env,
                 began: nanos.map(|n| UNIX_EPOCH + Duration::from_nanos(n)),
+                monotonic_time_kept: kept,
             };
             proptest::prop_assert_eq!(RestoreArgs::decode(&given.encode()), given);
         }

@@ -5,11 +5,13 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd as _;
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::attacker::Attacker;
 use crate::harness::{scratch, text};
 
 /// The service image (`scripts/container.sh service`'s default tag, named in pod.yaml).
@@ -91,27 +93,81 @@ fn containers_conf() -> &'static Path {
 }
 
 pub(super) fn podman() -> Command {
-    let mut cmd = Command::new("podman");
-    cmd.env("CONTAINERS_CONF", containers_conf())
-        .stdin(Stdio::null());
-    cmd
+    podman_in(&Storage::default())
 }
 
-/// `podman` with its images and containers in `storage` (`--root`, `--runroot`: another
-/// host's, for images that travel through a registry) rather than the host's own.
-pub(super) fn podman_in(storage: &[String]) -> Command {
-    let mut cmd = podman();
-    cmd.args(storage);
+/// Where podman keeps images and containers: root's own storage (the default), another
+/// storage root of root's (another host's, for images that travel through a registry),
+/// or an ordinary user's (rootless podman).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Storage {
+    /// `--root` and `--runroot`, or nothing.
+    roots: Vec<String>,
+    /// The user rootless podman runs as, and the home holding their storage, runtime
+    /// directory and settings.
+    user: Option<(Attacker, PathBuf)>,
+}
+
+impl Storage {
+    /// Root's storage in `dir`, standing for another host's.
+    pub(super) fn other_host(dir: &Path) -> Storage {
+        Storage {
+            roots: vec![
+                "--root".into(),
+                dir.join("root").display().to_string(),
+                "--runroot".into(),
+                dir.join("runroot").display().to_string(),
+            ],
+            user: None,
+        }
+    }
+
+    /// `user`'s rootless podman, its storage in `home` (made theirs, private).
+    pub(super) fn rootless(user: Attacker, home: &Path) -> Storage {
+        let run = home.join("run");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::copy(containers_conf(), home.join("containers.conf")).unwrap();
+        for path in [home, &run, &home.join("containers.conf")] {
+            user.own(path);
+        }
+        for dir in [home, &run] {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Storage {
+            roots: Vec::new(),
+            user: Some((user, home.into())),
+        }
+    }
+}
+
+/// `podman` working in `storage`.
+pub(super) fn podman_in(storage: &Storage) -> Command {
+    let mut cmd = match &storage.user {
+        None => {
+            let mut cmd = Command::new("podman");
+            cmd.env("CONTAINERS_CONF", containers_conf());
+            cmd
+        }
+        Some((user, home)) => {
+            let mut cmd = user.command("podman");
+            cmd.env("HOME", home)
+                .env("XDG_RUNTIME_DIR", home.join("run"))
+                .env("CONTAINERS_CONF", home.join("containers.conf"))
+                .current_dir(home);
+            cmd
+        }
+    };
+    cmd.args(&storage.roots).stdin(Stdio::null());
     cmd
 }
 
 /// `podman ARGS`, which must succeed: its stdout.
 pub(super) fn podman_ok(args: &[&str]) -> String {
-    podman_ok_in(&[], args)
+    podman_ok_in(&Storage::default(), args)
 }
 
-/// `podman ARGS` in `storage` (see [`podman_in`]), which must succeed: its stdout.
-pub(super) fn podman_ok_in(storage: &[String], args: &[&str]) -> String {
+/// `podman ARGS` in `storage`, which must succeed: its stdout.
+pub(super) fn podman_ok_in(storage: &Storage, args: &[&str]) -> String {
     let out = podman_in(storage).args(args).output().unwrap();
     assert!(
         out.status.success(),
@@ -193,8 +249,7 @@ pub(super) fn images() {
 /// A container of these tests, removed (with its anonymous volumes) when dropped.
 pub(super) struct Container {
     name: String,
-    /// `--root` and `--runroot` of another storage, or nothing.
-    storage: Vec<String>,
+    storage: Storage,
 }
 
 impl Container {
@@ -211,12 +266,19 @@ impl Container {
         image: &str,
         command: &[&str],
     ) -> Container {
-        Container::run_in(&[], label, privileges, options, image, command)
+        Container::run_in(
+            &Storage::default(),
+            label,
+            privileges,
+            options,
+            image,
+            command,
+        )
     }
 
     /// [`Container::run_with`] in `storage` (see [`podman_in`]).
     pub(super) fn run_in(
-        storage: &[String],
+        storage: &Storage,
         label: &str,
         privileges: &[String],
         options: &[String],
@@ -238,7 +300,7 @@ impl Container {
         podman_ok_in(storage, &args);
         Container {
             name,
-            storage: storage.to_vec(),
+            storage: storage.clone(),
         }
     }
 
@@ -248,6 +310,11 @@ impl Container {
             .output()
             .unwrap();
         text(&out.stdout) + &text(&out.stderr)
+    }
+
+    /// `podman inspect --format FORMAT` of the container.
+    pub(super) fn inspect(&self, format: &str) -> String {
+        podman_ok_in(&self.storage, &["inspect", "--format", format, &self.name])
     }
 
     fn running(&self) -> bool {

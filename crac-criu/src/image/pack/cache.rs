@@ -9,8 +9,14 @@
 //! `$XDG_CACHE_HOME/crac/images` (or `~/.cache/crac/images`) for anyone else: made mode
 //! 0700, and refused if another user owns it or can write it. Its size is bounded by
 //! `CRAC_IMAGE_CACHE_BYTES` (default [`DEFAULT_BOUND`]): after an unpack, the entries
-//! used least recently are removed until the rest fit (never the one just used). One lock
-//! (`flock` on ROOT) orders the look-up, the unpack and the eviction.
+//! used least recently are removed until the rest fit (never the one just used, nor one
+//! in use). One lock (`flock` on ROOT) orders the look-up, the unpack and the eviction.
+//!
+//! An entry is in use while a restore holds its lease: a shared `flock` on the entry's
+//! directory, taken under ROOT's lock when the entry is looked up, held until the restore
+//! ends (CRIU reads the image while it restores, a lazy restore's page server as long as
+//! the process runs). Eviction takes an exclusive `flock` on an entry without waiting and
+//! skips the entry if a lease holds it, so no restore ever loses its image.
 //!
 //! Heap segments are not in the cache: CRIU maps them at the absolute paths recorded at
 //! checkpoint, so they are placed there (`place.rs`) and stay when an entry is evicted
@@ -18,6 +24,8 @@
 
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::env::{IMAGE_CACHE, IMAGE_CACHE_BYTES};
 use crate::image::pack::format;
@@ -40,13 +48,34 @@ pub(crate) fn is_packed(path: &Path) -> bool {
         .is_some_and(|_| start.starts_with(format::MAGIC) || start == AGE_MAGIC)
 }
 
-/// An image of the cache, ready to restore.
+/// An image of the cache, ready to restore, and kept from eviction while this lives.
 #[derive(Debug)]
 pub(crate) struct Cached {
     /// Its directory.
     pub(crate) dir: PathBuf,
     /// Whether this call unpacked it (false: an earlier one had).
     pub(crate) unpacked: bool,
+    /// The shared lock on its entry that keeps eviction away.
+    pub(crate) lease: Lease,
+}
+
+/// A shared `flock` on a cache entry's directory: eviction skips the entry while one is
+/// held (released when dropped, or when the process ends however it ends).
+#[derive(Debug)]
+pub(crate) struct Lease {
+    _lock: Flock<std::fs::File>,
+}
+
+impl Lease {
+    /// Takes a lease on the entry `entry`; called under the cache's lock, which an
+    /// eviction holds too, so that none can come between the look-up and the lease.
+    fn take(entry: &Path) -> Result<Lease, String> {
+        let dir =
+            std::fs::File::open(entry).map_err(|e| format!("opening {}: {e}", entry.display()))?;
+        Flock::lock(dir, FlockArg::LockShared)
+            .map(|lock| Lease { _lock: lock })
+            .map_err(|(_, e)| format!("locking {}: {e}", entry.display()))
+    }
 }
 
 /// The cached image of the packed file `file`, unpacked first if the cache has none (an
@@ -70,6 +99,7 @@ pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
         return Ok(Cached {
             dir,
             unpacked: false,
+            lease: Lease::take(&entry)?,
         });
     }
     // an entry a crash cut short
@@ -79,10 +109,12 @@ pub(crate) fn image_of(file: &Path) -> Result<Cached, String> {
         let _ = std::fs::remove_dir_all(&entry);
         return Err(e);
     }
+    let lease = Lease::take(&entry)?;
     evict(&root, &key, bound);
     Ok(Cached {
         dir,
         unpacked: true,
+        lease,
     })
 }
 
@@ -142,8 +174,9 @@ fn make_private_dir(path: &Path) -> Result<(), String> {
         .map_err(|e| format!("making {}: {e}", path.display()))
 }
 
-/// Removes the least recently used entries but `kept` until the cache holds at most
-/// `bound` bytes. Best effort: an entry that cannot be measured or removed stays.
+/// Removes the least recently used entries but `kept` and those in use (a [`Lease`]
+/// holds them) until the cache holds at most `bound` bytes. Best effort: an entry that
+/// cannot be measured, locked or removed stays.
 fn evict(root: &Path, kept: &str, bound: u64) {
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
@@ -167,6 +200,14 @@ fn evict(root: &Path, kept: &str, bound: u64) {
         if path.file_name().is_some_and(|n| n == kept) {
             continue;
         }
+        // held while it is removed: no lease can be taken meanwhile (that needs the
+        // cache's lock, which the caller holds), this only finds out whether one is held
+        let Some(_unused) = std::fs::File::open(&path)
+            .ok()
+            .and_then(|dir| Flock::lock(dir, FlockArg::LockExclusiveNonblock).ok())
+        else {
+            continue;
+        };
         if std::fs::remove_dir_all(&path).is_ok() {
             total -= bytes;
         }
@@ -213,6 +254,26 @@ mod tests {
         assert!(root.join("new").exists());
         evict(&root, "new", 1000);
         assert!(!root.join("old").exists() && root.join("new").exists());
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn eviction_skips_an_entry_a_restore_holds_a_lease_on() {
+        let root = std::env::temp_dir().join(format!("crac-cache-busy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for name in ["busy", "idle"] {
+            let image = root.join(name).join(IMAGE);
+            std::fs::create_dir_all(&image).unwrap();
+            std::fs::write(image.join("pages-1.img"), vec![0; 1000]).unwrap();
+        }
+        let lease = Lease::take(&root.join("busy")).unwrap();
+        // a lease held by another open file (another process's restore) counts the same
+        evict(&root, "none", 0);
+        assert!(root.join("busy/image/pages-1.img").exists());
+        assert!(!root.join("idle").exists());
+        drop(lease);
+        evict(&root, "none", 0);
+        assert!(!root.join("busy").exists());
         std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -36,35 +36,51 @@ fn key_lines(path: &Path) -> Result<Vec<String>, String> {
         .collect())
 }
 
-/// Encrypts the packed file `plain` into `out` for the recipients in `recipients`.
-pub(crate) fn encrypt(plain: &Path, out: &Path, recipients: &Path) -> Result<(), String> {
-    let name = recipients.display();
-    let keys = key_lines(recipients)?
-        .iter()
-        .map(|line| {
-            age::x25519::Recipient::from_str(line)
-                .map_err(|e| format!("{name}: {line:?} is not an age public key (age1…): {e}"))
+/// The age public keys a packed file is encrypted to, read from a recipients file.
+pub(crate) struct Recipients {
+    keys: Vec<age::x25519::Recipient>,
+    file: String,
+}
+
+impl Recipients {
+    /// The `age1…` keys of the file `path`: at least one, each valid.
+    pub(crate) fn read(path: &Path) -> Result<Recipients, String> {
+        let name = path.display();
+        let keys = key_lines(path)?
+            .iter()
+            .map(|line| {
+                age::x25519::Recipient::from_str(line)
+                    .map_err(|e| format!("{name}: {line:?} is not an age public key (age1…): {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if keys.is_empty() {
+            return Err(format!("{name} lists no age public key (age1…)"));
+        }
+        Ok(Recipients {
+            keys,
+            file: name.to_string(),
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    if keys.is_empty() {
-        return Err(format!("{name} lists no age public key (age1…)"));
     }
-    let encryptor = age::Encryptor::with_recipients(keys.iter().map(|k| k as &dyn age::Recipient))
-        .map_err(|e| format!("encrypting to {name}: {e}"))?;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(out)
-        .map_err(|e| format!("creating {}: {e}", out.display()))?;
-    let io = |e: std::io::Error| format!("writing {}: {e}", out.display());
-    let mut writer = encryptor
-        .wrap_output(std::io::BufWriter::with_capacity(1 << 20, &file))
-        .map_err(io)?;
-    let mut input = open_regular(plain).map_err(|e| e.of(&plain.display().to_string()))?;
-    std::io::copy(&mut input, &mut writer).map_err(io)?;
-    writer.finish().and_then(|mut w| w.flush()).map_err(io)?;
-    file.sync_all().map_err(io)
+
+    /// Encrypts all of `plain` into the new file `out`, synced.
+    pub(crate) fn encrypt(&self, plain: &mut impl std::io::Read, out: &Path) -> Result<(), String> {
+        let encryptor =
+            age::Encryptor::with_recipients(self.keys.iter().map(|k| k as &dyn age::Recipient))
+                .map_err(|e| format!("encrypting to {}: {e}", self.file))?;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(out)
+            .map_err(|e| format!("creating {}: {e}", out.display()))?;
+        let io = |e: std::io::Error| format!("writing {}: {e}", out.display());
+        let mut writer = encryptor
+            .wrap_output(std::io::BufWriter::with_capacity(1 << 20, &file))
+            .map_err(io)?;
+        std::io::copy(plain, &mut writer).map_err(io)?;
+        writer.finish().and_then(|mut w| w.flush()).map_err(io)?;
+        file.sync_all().map_err(io)
+    }
 }
 
 /// The plaintext of the age file `reader`, decrypted with the identities in `identity`

@@ -4,10 +4,12 @@
 //! unpacking checks everything against the sealed manifest in a private directory
 //! (`read.rs`, from the file or its decryption: `input.rs`) before placing anything
 //! (`place.rs`). `encrypt.rs` encrypts with age; `cache.rs` is the image cache
-//! `crac restore FILE` restores from.
+//! `crac restore FILE` restores from; `describe.rs` says what a packed file holds and
+//! needs of a host from its head alone (`crac inspect FILE`, `crac doctor FILE`).
 
 pub(crate) mod cache;
 mod chunks;
+pub(crate) mod describe;
 #[cfg(feature = "encrypt")]
 mod encrypt;
 mod format;
@@ -27,7 +29,10 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
 }
 
 /// Packs the image in `dir` into `out` encrypted with age to the public keys in
-/// `recipients`: packed first into a private file beside `out`, removed once encrypted.
+/// `recipients`. The plaintext packed file exists only as an unnamed file (`O_TMPFILE`)
+/// in the image's own directory, on the file system that already holds the image in
+/// plaintext: no name ever leads to it, and it is gone when this process ends, however
+/// it ends. Only ciphertext is written beside `out`.
 #[cfg(feature = "encrypt")]
 pub(crate) fn pack_encrypted(
     dir: &Path,
@@ -35,21 +40,47 @@ pub(crate) fn pack_encrypted(
     level: i32,
     recipients: &Path,
 ) -> Result<Packed, String> {
-    let plain = crate::image::sibling(out, &format!(".plain-{}", std::process::id()), true);
+    use std::io::Seek as _;
+
+    let recipients = encrypt::Recipients::read(recipients)?;
+    let mut plain = unnamed_file(dir)?;
+    let packed = write::pack_into(dir, level, &plain, "the unnamed plaintext pack")?;
+    plain
+        .rewind()
+        .map_err(|e| format!("reading the unnamed plaintext pack: {e}"))?;
     let temp = crate::image::sibling(out, &format!(".encrypting-{}", std::process::id()), true);
-    let result = write::pack(dir, &plain, level)
-        .and_then(|packed| encrypt::encrypt(&plain, &temp, recipients).map(|()| packed))
-        .and_then(|packed| {
-            std::fs::rename(&temp, out)
-                .map(|()| packed)
-                .map_err(|e| format!("renaming to {}: {e}", out.display()))
-        });
-    let _ = std::fs::remove_file(&plain);
-    let _ = std::fs::remove_file(&temp);
-    result.map(|packed| Packed {
+    let result = recipients.encrypt(&mut plain, &temp).and_then(|()| {
+        std::fs::rename(&temp, out).map_err(|e| format!("renaming to {}: {e}", out.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result?;
+    Ok(Packed {
         packed_bytes: std::fs::metadata(out).map_or(packed.packed_bytes, |m| m.len()),
         ..packed
     })
+}
+
+/// A new file without a name in `dir` (`O_TMPFILE`), mode 0600, open for reading and
+/// writing; its blocks are freed when it is closed.
+#[cfg(feature = "encrypt")]
+fn unnamed_file(dir: &Path) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_TMPFILE)
+        .open(dir)
+        .map_err(|e| {
+            format!(
+                "making an unnamed file in {} to pack into before encrypting: {e} (the \
+                 image's directory must be writable, on a file system with O_TMPFILE: \
+                 ext4, xfs, btrfs, tmpfs)",
+                dir.display()
+            )
+        })
 }
 
 /// Unpacks the packed image `file` (decrypted with the age identities in `identity`, or

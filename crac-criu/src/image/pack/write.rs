@@ -33,6 +33,49 @@ pub(crate) struct Packed {
 
 /// Packs the image in `dir` (sealed with this host's key, undamaged) into `out`.
 pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String> {
+    let temp = private_sibling(out);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&temp)
+        .map_err(|e| format!("creating {}: {e}", temp.display()))?;
+    let name = temp.display().to_string();
+    let result = pack_to(dir, level, &file, &name, true).and_then(|packed| {
+        file.sync_all()
+            .map_err(|e| format!("writing {}: {e}", temp.display()))?;
+        std::fs::rename(&temp, out)
+            .map(|()| packed)
+            .map_err(|e| format!("renaming to {}: {e}", out.display()))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Packs the image in `dir` into `file`, empty and open for writing (`name` says what
+/// it is in errors); not synced, nor its writeback started: a plaintext to encrypt
+/// stays in memory as long as the kernel lets it.
+#[cfg(feature = "encrypt")]
+pub(crate) fn pack_into(
+    dir: &Path,
+    level: i32,
+    file: &std::fs::File,
+    name: &str,
+) -> Result<Packed, String> {
+    pack_to(dir, level, file, name, false)
+}
+
+/// `pack_into`, starting `file`'s writeback as it is written if `writeback`, so that
+/// syncing it after waits for little.
+fn pack_to(
+    dir: &Path,
+    level: i32,
+    file: &std::fs::File,
+    name: &str,
+    writeback: bool,
+) -> Result<Packed, String> {
     let text = manifest_bytes(dir)?;
     let manifest = Manifest::read(dir).map_err(|e| e.to_string())?;
     if manifest_bytes(dir)? != text {
@@ -55,33 +98,18 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
         .collect();
     let head_len = format::encode_head(&text, &entries).len() as u64;
 
-    let temp = private_sibling(out);
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| format!("creating {}: {e}", temp.display()))?;
-    let result = (|| {
-        let mut writer = std::io::BufWriter::with_capacity(1 << 20, &file);
-        let io = |e: std::io::Error| format!("writing {}: {e}", temp.display());
-        writer
-            .seek(std::io::SeekFrom::Start(head_len))
-            .map_err(io)?;
-        compress_all(&sources, level, &mut entries, &mut writer, &file)?;
-        writer.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
-        writer
-            .write_all(&format::encode_head(&text, &entries))
-            .map_err(io)?;
-        writer.flush().map_err(io)?;
-        drop(writer);
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&temp, out).map_err(|e| format!("renaming to {}: {e}", out.display()))
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e);
-    }
+    let mut writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let io = |e: std::io::Error| format!("writing {name}: {e}");
+    writer
+        .seek(std::io::SeekFrom::Start(head_len))
+        .map_err(io)?;
+    let started = writeback.then_some(file);
+    compress_all(&sources, level, &mut entries, &mut writer, started)?;
+    writer.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    writer
+        .write_all(&format::encode_head(&text, &entries))
+        .map_err(io)?;
+    writer.flush().map_err(io)?;
     Ok(Packed {
         image_bytes: sources.iter().map(|s| s.size).sum(),
         packed_bytes: head_len + entries.iter().map(|e| e.stored).sum::<u64>(),
@@ -141,15 +169,16 @@ struct Compressed {
     len: usize,
 }
 
-/// Writes every source's chunks compressed to `out` (which writes `file`), on every
-/// core, and records each entry's stored length and digest in `entries`, once both its
-/// size and its digest are found to be the manifest's.
+/// Writes every source's chunks compressed to `out` on every core (starting the
+/// writeback of `file`, which `out` writes, if given), and records each entry's stored
+/// length and digest in `entries`, once both its size and its digest are found to be
+/// the manifest's.
 fn compress_all(
     sources: &[Source],
     level: i32,
     entries: &mut [PackedEntry],
     out: &mut impl Write,
-    file: &std::fs::File,
+    file: Option<&std::fs::File>,
 ) -> Result<(), String> {
     let inputs = Pool::new(CHUNK);
     let outputs = Pool::new(chunks::stored_bound());
@@ -193,16 +222,18 @@ fn compress_all(
                 .map_err(io)?;
             out.write_all(&chunk.out[..chunk.len]).map_err(io)?;
             stored[chunk.entry] += 4 + chunk.len as u64;
-            // start writing what is written to disk: the sync at the end waits for less
-            // SAFETY: an open file descriptor; the call only starts writeback.
-            unsafe {
-                libc::sync_file_range(
-                    std::os::fd::AsRawFd::as_raw_fd(file),
-                    0,
-                    0,
-                    libc::SYNC_FILE_RANGE_WRITE,
-                )
-            };
+            if let Some(file) = file {
+                // start writing what is written to disk: the sync at the end waits for less
+                // SAFETY: an open file descriptor; the call only starts writeback.
+                unsafe {
+                    libc::sync_file_range(
+                        std::os::fd::AsRawFd::as_raw_fd(file),
+                        0,
+                        0,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    )
+                };
+            }
             outputs.give(chunk.out);
             Ok(())
         },

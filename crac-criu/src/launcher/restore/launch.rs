@@ -139,7 +139,7 @@ pub(super) fn start(
 /// the `crac` executable as its action script, stdio handed over, the image's own
 /// options, and the phase stamps and restore-time arguments passed on.
 fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Command, LaunchError> {
-    let mut cmd = if in_own_namespace(manifest) {
+    let (mut cmd, clocks_kept) = if in_own_namespace(manifest) {
         let (cmd, clocks_kept) = namespace::unshare_to_restore(criu, &job.dir);
         if !clocks_kept {
             eprintln!(
@@ -147,7 +147,7 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
                  time spent in the image: no time namespace could keep it (see `crac doctor`)"
             );
         }
-        cmd
+        (cmd, clocks_kept)
     } else {
         if manifest.private_pid_namespace {
             eprintln!(
@@ -156,7 +156,7 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
                  namespace (see `crac doctor`)"
             );
         }
-        Command::new(criu)
+        (Command::new(criu), !manifest.private_pid_namespace)
     };
     restore_args::keep_out_of(&mut cmd, &job.options.given);
     cmd.arg("restore")
@@ -180,6 +180,7 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
     phases::pass_to(&mut cmd, &job.stamps, job.began);
     let given = RestoreArgs {
         began: Some(job.began),
+        monotonic_time_kept: Some(clocks_kept),
         ..job.options.given.clone()
     };
     restore_args::pass_to(&mut cmd, &given)
