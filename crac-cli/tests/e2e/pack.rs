@@ -121,6 +121,26 @@ fn a_mapped_heap_image_travels_with_its_segments() {
     // a different file where a segment must go is never replaced
     let third = scratch("pack-mapped-third").join("image");
     let segment = &segments[0];
+    // placed immutable, as sealed segments are, where the file system allows it
+    let immutable = std::process::Command::new("lsattr")
+        .arg(segment)
+        .output()
+        .is_ok_and(|out| {
+            text(&out.stdout)
+                .split(' ')
+                .next()
+                .unwrap_or("")
+                .contains('i')
+        });
+    let cleared = std::process::Command::new("chattr")
+        .arg("-i")
+        .arg(segment)
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        immutable || !cleared,
+        "a placed segment is immutable where chattr works"
+    );
     let _ = std::fs::set_permissions(segment, std::os::unix::fs::PermissionsExt::from_mode(0o600));
     std::fs::write(segment, b"another file").unwrap();
     let out = unpack(&file, &third);

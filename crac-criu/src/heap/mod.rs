@@ -137,6 +137,13 @@ pub(crate) fn resume() {
 /// Removes a segment file that no image uses any more (the images' garbage collection):
 /// its immutable flag, set at its seal where permitted, is cleared first. The file is
 /// opened without following a link, and only a regular file is touched.
+/// Makes the segment file `file` immutable as sealing does (`FS_IMMUTABLE_FL`): false
+/// where the file system has no such flag or the process lacks `CAP_LINUX_IMMUTABLE`.
+pub(crate) fn make_immutable(file: &std::fs::File) -> bool {
+    use std::os::fd::AsRawFd as _;
+    seal::make_immutable(file.as_raw_fd())
+}
+
 #[allow(
     dead_code,
     reason = "the images' garbage collection (integration) uses it"

@@ -8,6 +8,7 @@
 //! needs of a host from its head alone (`crac inspect FILE`, `crac doctor FILE`).
 
 pub(crate) mod cache;
+mod chunks;
 pub(crate) mod describe;
 #[cfg(feature = "encrypt")]
 mod encrypt;
@@ -147,7 +148,9 @@ mod tests {
     /// (`fuzz/seeds/unpack/small`).
     fn small() -> Vec<u8> {
         let contents = b"core of a process".repeat(10);
-        let data = zstd::encode_all(&contents[..], 1).unwrap();
+        let frame = zstd::encode_all(&contents[..], 1).unwrap();
+        // one chunk: its length, then its zstd frame
+        let data = [&(frame.len() as u32).to_le_bytes()[..], &frame].concat();
         let digest = blake3::hash(&contents);
         let manifest = format!(
             "format crac-image 3\ncreated 1 0\nexecutable /bin/true\nexecutable-sha256 00\n\

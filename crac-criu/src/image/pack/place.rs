@@ -3,11 +3,17 @@
 //! directory at the target, each by a rename that never replaces a file. A segment path
 //! that already holds the very same file (same size and digest: another copy of this
 //! image, or the host that took it) is left as it is; one that holds anything else is
-//! refused before anything is placed.
+//! refused before anything is placed. Segments placed are read-only (0400) and, where
+//! the file system and the process's capabilities allow, immutable (`FS_IMMUTABLE_FL`),
+//! as on the host that sealed them: mapped by every copy restored from them, they must
+//! never change.
 
 use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::heap::{self, Segment};
+use crate::image::pack::chunks;
 use crate::image::pack::read::Staged;
 use crate::image::segments;
 use crate::sys::fs::{rename_noreplace, sync_parent};
@@ -16,22 +22,24 @@ use crate::sys::fs::{rename_noreplace, sync_parent};
 /// what it placed.
 pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
     check_target(dir)?;
-    let mut to_place = Vec::new();
+    let (mut to_place, mut present) = (Vec::new(), Vec::new());
     for (segment, unpacked) in staged.manifest.segments.iter().zip(&staged.segments) {
         check_segment_path(&segment.path)?;
-        match std::fs::symlink_metadata(&segment.path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                to_place.push((unpacked, &segment.path));
+        match (std::fs::symlink_metadata(&segment.path), unpacked) {
+            (Err(e), Some(unpacked)) if e.kind() == std::io::ErrorKind::NotFound => {
+                to_place.push((unpacked.as_path(), &segment.path));
             }
-            _ => segments::check(segment).map_err(|problem| {
-                format!(
-                    "the image's heap segment must be at {0}, which holds another file \
-                     ({problem}); unpacking replaces no file: remove {0} if no image needs it",
+            (Err(e), None) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(format!(
+                    "heap segment {} was removed while the image was unpacked; run the \
+                     command again",
                     segment.path.display()
-                )
-            })?,
+                ));
+            }
+            _ => present.push(segment),
         }
     }
+    check_present(&present)?;
     let mut placed: Vec<&Path> = Vec::new();
     let result = (|| {
         for (unpacked, path) in &to_place {
@@ -52,9 +60,60 @@ pub(crate) fn place(staged: &Staged, dir: &Path) -> Result<(), String> {
         }
         return Err(e);
     }
+    for path in placed {
+        // best effort: the mode, 0400, is then their only protection, as when sealed
+        if let Ok(file) = crate::sys::fs::open_regular(path) {
+            heap::make_immutable(&file);
+        }
+    }
     // segments kept in another image's store must outlive that image's replacement
     let _ = segments::register_user(dir, &staged.manifest.segments);
     Ok(())
+}
+
+/// Checks the segments already at their paths, whole (size and digest), on every core:
+/// each must be the very file the manifest records.
+fn check_present(present: &[&Segment]) -> Result<(), String> {
+    let next = AtomicUsize::new(0);
+    let mut failures: Vec<(usize, String)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..chunks::workers().min(present.len()))
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failed = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(segment) = present.get(i) else {
+                            return failed;
+                        };
+                        if let Err(problem) = segments::check(segment) {
+                            failed.push((i, another_file(segment, &problem)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| {
+                t.join().unwrap_or_else(|_| {
+                    vec![(
+                        usize::MAX,
+                        "checking a heap segment failed (panicked)".into(),
+                    )]
+                })
+            })
+            .collect()
+    });
+    failures.sort();
+    failures.into_iter().next().map_or(Ok(()), |(_, e)| Err(e))
+}
+
+fn another_file(segment: &Segment, problem: &str) -> String {
+    format!(
+        "the image's heap segment must be at {0}, which holds another file ({problem}); \
+         unpacking replaces no file: remove {0} if no image needs it",
+        segment.path.display()
+    )
 }
 
 /// Refuses a segment path that is not a heap store's (`IMAGE.heap/NAME.heap`, as the heap
@@ -132,6 +191,37 @@ fn place_segment(unpacked: &Path, path: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn segments_in_place_are_checked_whole_and_the_first_other_file_named() {
+        let dir = std::env::temp_dir().join(format!("pack-place-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let segment = |name: &str, bytes: &[u8]| {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            Segment {
+                path,
+                len: bytes.len() as u64,
+                digest: blake3::hash(bytes).to_hex().to_string(),
+            }
+        };
+        let good: Vec<Segment> = (0..5)
+            .map(|i| segment(&format!("{i}.heap"), &vec![i; 1000 + usize::from(i)]))
+            .collect();
+        assert_eq!(check_present(&good.iter().collect::<Vec<_>>()), Ok(()));
+        assert_eq!(check_present(&[]), Ok(()));
+        // the same sizes, other bytes
+        for i in [3, 1] {
+            std::fs::write(&good[i].path, vec![9; 1000 + i]).unwrap();
+        }
+        let err = check_present(&good.iter().collect::<Vec<_>>()).unwrap_err();
+        assert!(
+            err.contains(&format!("must be at {}", good[1].path.display())),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn segments_are_placed_only_in_heap_stores() {

@@ -6,18 +6,21 @@
 use std::io::{Read as _, Seek as _, Write};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use crate::image::manifest::{FILE_NAME, MAX_BYTES, Manifest};
+use crate::image::pack::chunks::{self, CHUNK, Pool};
 use crate::image::pack::format::{self, Kind, PackedEntry};
 use crate::sys::fs::open_regular;
 
-/// zstd's level by default (`crac pack --level`): measured on the search service's image
-/// (docs/benchmarks.md), level 1 packs three times as fast as level 3, for a file 12%
-/// larger.
-pub const LEVEL: i32 = 1;
-/// Entries smaller than this are compressed on the calling thread alone: zstd's workers
-/// cost more than they save on a few KB.
-const MULTITHREADED_FROM: u64 = 1 << 20;
+/// zstd's level by default (`crac pack --level`). Measured on the search service's image
+/// (299 MB, nearly all heap segments; `zstd -b`, one core, docs/benchmarks.md): level 1
+/// packs to 0.51× at 310 MB/s, level 2 to 0.46× at 270 MB/s, level 3 to 0.46× at
+/// 190 MB/s; negative levels are faster but larger (`--fast=1`: 0.64× at 440 MB/s), and
+/// long-distance matching finds nothing more (level 1 with a 128 MiB window: 0.51×).
+/// Level 2 is the one under half the image at nearly level 1's speed, and it decompresses
+/// as fast (1.2 GB/s a core, level 1 1.0).
+pub const LEVEL: i32 = 2;
 
 /// What a pack wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +40,8 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
         .mode(0o600)
         .open(&temp)
         .map_err(|e| format!("creating {}: {e}", temp.display()))?;
-    let result = pack_into(dir, level, &file, &temp.display().to_string()).and_then(|packed| {
+    let name = temp.display().to_string();
+    let result = pack_to(dir, level, &file, &name, true).and_then(|packed| {
         file.sync_all()
             .map_err(|e| format!("writing {}: {e}", temp.display()))?;
         std::fs::rename(&temp, out)
@@ -51,12 +55,26 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
 }
 
 /// Packs the image in `dir` into `file`, empty and open for writing (`name` says what
-/// it is in errors); not synced.
+/// it is in errors); not synced, nor its writeback started: a plaintext to encrypt
+/// stays in memory as long as the kernel lets it.
+#[cfg(feature = "encrypt")]
 pub(crate) fn pack_into(
     dir: &Path,
     level: i32,
     file: &std::fs::File,
     name: &str,
+) -> Result<Packed, String> {
+    pack_to(dir, level, file, name, false)
+}
+
+/// `pack_into`, starting `file`'s writeback as it is written if `writeback`, so that
+/// syncing it after waits for little.
+fn pack_to(
+    dir: &Path,
+    level: i32,
+    file: &std::fs::File,
+    name: &str,
+    writeback: bool,
 ) -> Result<Packed, String> {
     let text = manifest_bytes(dir)?;
     let manifest = Manifest::read(dir).map_err(|e| e.to_string())?;
@@ -85,9 +103,8 @@ pub(crate) fn pack_into(
     writer
         .seek(std::io::SeekFrom::Start(head_len))
         .map_err(io)?;
-    for (source, entry) in sources.iter().zip(&mut entries) {
-        (entry.stored, entry.digest) = compress(source, level, &mut writer)?;
-    }
+    let started = writeback.then_some(file);
+    compress_all(&sources, level, &mut entries, &mut writer, started)?;
     writer.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
     writer
         .write_all(&format::encode_head(&text, &entries))
@@ -138,72 +155,170 @@ fn sources(dir: &Path, manifest: &Manifest) -> Vec<Source> {
     files.chain(segments).collect()
 }
 
-/// Writes `source` compressed to `out`: its stored length and digest, once both its size
-/// and its digest are found to be the manifest's.
-fn compress(source: &Source, level: i32, out: &mut impl Write) -> Result<(u64, [u8; 32]), String> {
-    let name = source.path.display();
-    let mut input = open_regular(&source.path).map_err(|e| e.of(&name.to_string()))?;
-    let mut counted = Counted {
-        inner: out,
-        bytes: 0,
+/// One chunk to compress: the entry it is of and its bytes (`data[..len]`).
+struct Job {
+    entry: usize,
+    data: Vec<u8>,
+    len: usize,
+}
+
+/// One chunk compressed: `out[..len]`.
+struct Compressed {
+    entry: usize,
+    out: Vec<u8>,
+    len: usize,
+}
+
+/// Writes every source's chunks compressed to `out` on every core (starting the
+/// writeback of `file`, which `out` writes, if given), and records each entry's stored
+/// length and digest in `entries`, once both its size and its digest are found to be
+/// the manifest's.
+fn compress_all(
+    sources: &[Source],
+    level: i32,
+    entries: &mut [PackedEntry],
+    out: &mut impl Write,
+    file: Option<&std::fs::File>,
+) -> Result<(), String> {
+    let inputs = Pool::new(CHUNK);
+    let outputs = Pool::new(chunks::stored_bound());
+    let compressors = Mutex::new(Vec::new());
+    let mut reading = Reading {
+        sources,
+        at: 0,
+        file: None,
+        hasher: blake3::Hasher::new(),
+        read: 0,
+        digests: Vec::with_capacity(sources.len()),
     };
-    let mut encoder = zstd::stream::write::Encoder::new(&mut counted, level)
-        .map_err(|e| format!("starting zstd: {e}"))?;
-    if source.size >= MULTITHREADED_FROM {
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        encoder
-            .multithread(workers)
-            .map_err(|e| format!("starting zstd's workers: {e}"))?;
+    let mut stored = vec![0u64; sources.len()];
+    chunks::ordered(
+        || reading.next(&inputs),
+        |job: Job| {
+            let reused = compressors.lock().ok().and_then(|mut c| c.pop());
+            let mut compressor = match reused {
+                Some(c) => c,
+                None => {
+                    zstd::bulk::Compressor::new(level).map_err(|e| format!("starting zstd: {e}"))?
+                }
+            };
+            let mut out = outputs.take();
+            let len = chunks::compress(&mut compressor, &job.data[..job.len], &mut out);
+            inputs.give(job.data);
+            if let Ok(mut c) = compressors.lock() {
+                c.push(compressor);
+            }
+            let len =
+                len.map_err(|e| format!("packing {}: {e}", sources[job.entry].path.display()))?;
+            Ok(Compressed {
+                entry: job.entry,
+                out,
+                len,
+            })
+        },
+        |chunk: Compressed| {
+            let io = |e: std::io::Error| format!("writing the packed file: {e}");
+            out.write_all(&(chunk.len as u32).to_le_bytes())
+                .map_err(io)?;
+            out.write_all(&chunk.out[..chunk.len]).map_err(io)?;
+            stored[chunk.entry] += 4 + chunk.len as u64;
+            if let Some(file) = file {
+                // start writing what is written to disk: the sync at the end waits for less
+                // SAFETY: an open file descriptor; the call only starts writeback.
+                unsafe {
+                    libc::sync_file_range(
+                        std::os::fd::AsRawFd::as_raw_fd(file),
+                        0,
+                        0,
+                        libc::SYNC_FILE_RANGE_WRITE,
+                    )
+                };
+            }
+            outputs.give(chunk.out);
+            Ok(())
+        },
+    )?;
+    for ((entry, stored), digest) in entries.iter_mut().zip(stored).zip(reading.digests) {
+        (entry.stored, entry.digest) = (stored, digest);
     }
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0; source.size.clamp(4096, 1 << 20) as usize];
-    let mut read = 0u64;
-    loop {
-        let n = match input.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("reading {name}: {e}")),
-        };
-        read += n as u64;
-        hasher.update(&buffer[..n]);
-        encoder
-            .write_all(&buffer[..n])
-            .map_err(|e| format!("packing {name}: {e}"))?;
-    }
-    encoder
-        .finish()
-        .map_err(|e| format!("packing {name}: {e}"))?;
-    let digest = hasher.finalize();
-    if read != source.size || digest.to_hex().as_str() != source.digest {
-        return Err(format!(
-            "{name} is not what the image's manifest says ({read} bytes, blake3 {}…; the \
-             manifest says {} bytes, {}…): the image was damaged or changed after the dump; \
-             take a new checkpoint",
-            &digest.to_hex()[..12],
-            source.size,
-            source.digest.get(..12).unwrap_or(&source.digest)
-        ));
-    }
-    Ok((counted.bytes, *digest.as_bytes()))
+    Ok(())
 }
 
-/// A writer that counts what passes.
-struct Counted<W> {
-    inner: W,
-    bytes: u64,
+/// The sources read in order, chunk by chunk, each hashed as it is read.
+struct Reading<'a> {
+    sources: &'a [Source],
+    /// The source being read.
+    at: usize,
+    file: Option<std::fs::File>,
+    hasher: blake3::Hasher,
+    /// Bytes of it read so far.
+    read: u64,
+    /// The digests of the sources read to their end.
+    digests: Vec<[u8; 32]>,
 }
 
-impl<W: Write> Write for Counted<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
+impl Reading<'_> {
+    /// The next chunk to compress; None after the last source's last.
+    fn next(&mut self, buffers: &Pool) -> Result<Option<Job>, String> {
+        loop {
+            let Some(source) = self.sources.get(self.at) else {
+                return Ok(None);
+            };
+            let name = source.path.display();
+            let file = match &mut self.file {
+                Some(file) => file,
+                None => {
+                    self.hasher.reset();
+                    self.read = 0;
+                    self.file
+                        .insert(open_regular(&source.path).map_err(|e| e.of(&name.to_string()))?)
+                }
+            };
+            let len = chunks::len(source.size, self.read / CHUNK as u64);
+            if self.read == source.size {
+                // the whole recorded size read: the file must end here
+                let longer = file
+                    .read(&mut [0])
+                    .map_err(|e| format!("reading {name}: {e}"))?
+                    > 0;
+                let digest = self.hasher.finalize();
+                if longer || digest.to_hex().as_str() != source.digest {
+                    return Err(changed(
+                        source,
+                        if longer { "longer" } else { "other bytes" },
+                    ));
+                }
+                self.digests.push(*digest.as_bytes());
+                self.file = None;
+                self.at += 1;
+                continue;
+            }
+            let mut data = buffers.take();
+            file.read_exact(&mut data[..len])
+                .map_err(|e| match e.kind() {
+                    std::io::ErrorKind::UnexpectedEof => changed(source, "shorter"),
+                    _ => format!("reading {name}: {e}"),
+                })?;
+            self.hasher.update(&data[..len]);
+            self.read += len as u64;
+            return Ok(Some(Job {
+                entry: self.at,
+                data,
+                len,
+            }));
+        }
     }
+}
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+/// Why `source` is refused: it is `how` than its manifest says.
+fn changed(source: &Source, how: &str) -> String {
+    format!(
+        "{} is not what the image's manifest says ({how}: the manifest says {} bytes, blake3 \
+         {}…): the image was damaged or changed after the dump; take a new checkpoint",
+        source.path.display(),
+        source.size,
+        source.digest.get(..12).unwrap_or(&source.digest)
+    )
 }
 
 /// `.NAME.packing-PID` beside `out`.
