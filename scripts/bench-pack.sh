@@ -5,7 +5,9 @@
 # on another host (its heap store moved away meanwhile, so unpacking places the
 # segments); tar | zstd -T2 and zstd -d | tar on the same files (the image directory and
 # its heap store) beside them. Page cache warm for all (the image was just written);
-# figures in MB/s of image, and the packed size against the image's.
+# figures in MB/s of image, and the packed size against the image's. Then `crac restore
+# FILE` to the first answer, the first time on a host and later, against `crac unpack`
+# followed by `crac restore DIR`, and `crac restore DIR` alone.
 #
 # Usage: scripts/bench-pack.sh [DOCS [RUNS]]
 #   DOCS  corpus size in documents (default 300000: an image of about 268 MB)
@@ -89,3 +91,56 @@ for level in 1 2 3; do
         "mkdir '$work/out' && zstd -d -q -c '$work/image.tar.zst' | tar -C '$work/out' -xf -" \
         "$work/image.tar.zst" "" "chattr -R -i '$work/out' 2>/dev/null"
 done
+
+# `crac restore FILE` against `crac restore DIR`, from the start to the service's first
+# answer: the first restore of the file on a host (an empty image cache, the heap store
+# moved away as on another host) against unpacking and then restoring the directory,
+# and a later one (the cache filled) against the directory.
+answered() { # ms from START (ns) until 127.0.0.1:17879 answers a search, polled each ms
+    python3 - "$1" <<'PY'
+import socket, sys, time
+while True:
+    try:
+        with socket.create_connection(("127.0.0.1", 17879)) as s:
+            s.sendall(b"search alpha\n")
+            if s.makefile().readline():
+                break
+    except OSError:
+        time.sleep(0.001)
+print(round((time.time_ns() - int(sys.argv[1])) / 1e6))
+PY
+}
+first_answer() { # ms from starting `crac ARGS` to the first answer; the copy then stopped
+    local start pid ms
+    start=$(now)
+    "$crac" "$@" </dev/null >/dev/null 2>>"$work/restore.log" &
+    pid=$!
+    ms=$(answered "$start")
+    kill -INT "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    sleep 0.3 # the copy's port free again
+    echo "$ms"
+}
+"$crac" pack "$image" -o "$work/image.crac" >/dev/null 2>&1
+dir=() first=() unpack=() later=()
+for i in $(seq "$runs"); do
+    dir+=("$(first_answer restore "$image")")
+    away
+    t=$(now); "$crac" unpack "$work/image.crac" -o "$work/out" >/dev/null 2>&1
+    unpack+=($(( ($(now) - t) / 1000000 )))
+    chattr -R -i "$work/out" 2>/dev/null; rm -rf "$work/out"; back
+    away
+    first+=("$(CRAC_IMAGE_CACHE=$work/cache-$i first_answer restore "$work/image.crac")")
+    back
+done
+for _ in $(seq "$runs"); do
+    later+=("$(CRAC_IMAGE_CACHE=$work/cache-1 first_answer restore "$work/image.crac")")
+done
+ms() { printf '%s\n' "$@" | median; }
+echo
+echo "| restore → first answer (medians, ms) | |"
+echo "|---|---|"
+echo "| \`crac restore DIR\` | $(ms "${dir[@]}") |"
+echo "| \`crac unpack\` + \`crac restore DIR\` | $(( $(ms "${unpack[@]}") + $(ms "${dir[@]}") )) |"
+echo "| \`crac restore FILE\`, first on this host (empty cache) | $(ms "${first[@]}") |"
+echo "| \`crac restore FILE\`, later (the cache filled) | $(ms "${later[@]}") |"

@@ -443,27 +443,61 @@ fn restored_copies_tests() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf();
-    let built = std::fs::read_dir(&deps)
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name();
-            let name = name.to_string_lossy();
-            name.starts_with("restored_copies-")
-                && !name.contains('.')
-                && e.metadata()
-                    .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
-        })
-        .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no restored_copies test executable in {}: build it first with \
-                 `cargo test --features testing --test restored_copies --no-run`",
-                deps.display()
-            )
-        })
-        .path();
+    // (path, modified) of the newest file in deps named `prefix…` and passing `keep`
+    let newest = |prefix: &str, keep: &dyn Fn(&std::fs::Metadata, &str) -> bool| {
+        std::fs::read_dir(&deps)
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let meta = e.metadata().ok()?;
+                (name.starts_with(prefix) && keep(&meta, &name))
+                    .then(|| (e.path(), meta.modified().ok()))
+            })
+            .max_by_key(|(_, at)| *at)
+    };
+    let build = "build it with `cargo test --features testing --test restored_copies --no-run`";
+    let (built, at) = newest("restored_copies-", &|m, name| {
+        !name.contains('.') && m.permissions().mode() & 0o111 != 0
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no restored_copies test executable in {}: {build}",
+            deps.display()
+        )
+    });
+    // an executable older than a source file of the crates it links is a stale one
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let sources = [
+        "src",
+        "crac-core/src",
+        "crac-criu/src",
+        "crac-derive/src",
+        "tests",
+    ]
+    .map(|dir| newest_file_under(&repo.join(dir)));
+    assert!(
+        sources.iter().all(|source| at >= *source),
+        "{} predates a change to the sources: {build}",
+        built.display()
+    );
     let copy = binaries().0.with_file_name("restored_copies");
     std::fs::copy(&built, &copy).unwrap();
     copy
+}
+
+/// When the newest file under `dir` was modified.
+fn newest_file_under(dir: &Path) -> Option<std::time::SystemTime> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let meta = e.metadata().ok()?;
+            if meta.is_dir() {
+                newest_file_under(&e.path())
+            } else {
+                meta.modified().ok()
+            }
+        })
+        .max()
 }

@@ -382,4 +382,28 @@ mod tests {
         }
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn another_users_private_tmpfs_directory_is_not_trusted() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let shm = Path::new("/dev/shm");
+        if !crate::sys::fs::is_tmpfs(shm) {
+            return;
+        }
+        let dir = shm.join(format!("crac-verified-owner-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            records_dir(&dir.join("records")),
+            Some(dir.join("records")),
+            "this user's own, private, on a tmpfs"
+        );
+        // As root (the test runner here): the same directory given to another user.
+        if nix::unistd::geteuid().is_root() {
+            std::os::unix::fs::chown(&dir, Some(54321), None).unwrap();
+            assert_eq!(records_dir(&dir.join("records")), None, "another user's");
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -44,9 +44,10 @@ pub(crate) fn version(criu: &Path) -> std::io::Result<String> {
         .to_string())
 }
 
-/// The lines of a CRIU log that explain a failure: what crac's own action script said
-/// there (`crac: …`, the cause when it failed: CRIU's own errors then only report that
-/// a script failed), then CRIU's errors, at most the last `max`, else its last lines;
+/// The lines of a CRIU log that explain a failure: the last three crac's own action
+/// script said there (`crac: …`, the cause when it failed: CRIU's own errors then only
+/// report that a script failed), then CRIU's errors, at most the last `max`, else its
+/// last lines;
 /// never the RLIMIT error every run logs on these hosts.
 pub(crate) fn log_digest(log: &Path, max: usize) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -62,7 +63,8 @@ pub(crate) fn log_digest(log: &Path, max: usize) -> String {
         .filter(|l| l.contains("Error (") || l.contains("Error:"))
         .collect();
     let lines = if errors.is_empty() { criu } else { errors };
-    ours.iter()
+    ours[ours.len().saturating_sub(3)..]
+        .iter()
         .chain(&lines[lines.len().saturating_sub(max)..])
         .map(|l| format!("  {}", l.trim()))
         .collect::<Vec<_>>()

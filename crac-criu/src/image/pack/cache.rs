@@ -72,9 +72,17 @@ impl Lease {
     fn take(entry: &Path) -> Result<Lease, String> {
         let dir =
             std::fs::File::open(entry).map_err(|e| format!("opening {}: {e}", entry.display()))?;
-        Flock::lock(dir, FlockArg::LockShared)
+        // Not waiting: crac's own exclusive lock (eviction) is taken under the cache's
+        // lock, held here; another's would hang every restore from this cache.
+        Flock::lock(dir, FlockArg::LockSharedNonblock)
             .map(|lock| Lease { _lock: lock })
-            .map_err(|(_, e)| format!("locking {}: {e}", entry.display()))
+            .map_err(|(_, e)| {
+                format!(
+                    "locking {}: {e} (another process holds it exclusively: find it with \
+                     `fuser -v {0}`)",
+                    entry.display()
+                )
+            })
     }
 }
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use crate::env::{IMAGE_KEY, PACK_IDENTITY};
 use crate::image::key::{HostKey, KeyError};
 use crate::image::manifest::{ExeStat, FILE_NAME, Manifest};
-use crate::image::pack::format;
 use crate::image::pack::input::{self, AGE_MAGIC, Input};
+use crate::image::pack::{format, read};
 use crate::image::{cpu_flags, kernel_release, seal, segments, sha256};
 use crate::sys::fs::open_regular;
 
@@ -126,7 +126,12 @@ fn contents(file: &Path, identity: Option<&Path>) -> Result<PackedContents, Stri
     let (manifest, seal) = match (HostKey::load(), image_key) {
         (_, None) => return Err("its manifest is not sealed: damaged, or not crac's".into()),
         (Ok(key), Some(image)) if image == key.id().0 => match Manifest::parse(path, &text, &key) {
-            Ok(manifest) => (manifest, Seal::Holds(image)),
+            // the table is under the header's digest only, which anyone can recompute:
+            // checked against the sealed manifest, as unpacking does, before it is shown
+            Ok(manifest) => {
+                read::check_table(&head.entries, &manifest)?;
+                (manifest, Seal::Holds(image))
+            }
             Err(e) => (unverified(&text)?, Seal::Broken(e.to_string())),
         },
         (Ok(key), Some(image)) => (

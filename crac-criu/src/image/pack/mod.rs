@@ -29,10 +29,11 @@ pub(crate) fn pack(dir: &Path, out: &Path, level: i32) -> Result<Packed, String>
 }
 
 /// Packs the image in `dir` into `out` encrypted with age to the public keys in
-/// `recipients`. The plaintext packed file exists only as an unnamed file (`O_TMPFILE`)
-/// in the image's own directory, on the file system that already holds the image in
-/// plaintext: no name ever leads to it, and it is gone when this process ends, however
-/// it ends. Only ciphertext is written beside `out`.
+/// `recipients`. The plaintext packed file exists only as an unnamed file (`O_TMPFILE`
+/// with `O_EXCL`: it can never be given a name) in the image's own directory, on the
+/// file system that already holds the image in plaintext — or, where that directory is
+/// read-only, in `out`'s — and it is gone when this process ends, however it ends. Only
+/// ciphertext is written with a name.
 #[cfg(feature = "encrypt")]
 pub(crate) fn pack_encrypted(
     dir: &Path,
@@ -43,7 +44,13 @@ pub(crate) fn pack_encrypted(
     use std::io::Seek as _;
 
     let recipients = encrypt::Recipients::read(recipients)?;
-    let mut plain = unnamed_file(dir)?;
+    let mut plain = unnamed_file(dir).or_else(|first| {
+        let beside = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        unnamed_file(beside).map_err(|_| first)
+    })?;
     let packed = write::pack_into(dir, level, &plain, "the unnamed plaintext pack")?;
     plain
         .rewind()
@@ -62,8 +69,9 @@ pub(crate) fn pack_encrypted(
     })
 }
 
-/// A new file without a name in `dir` (`O_TMPFILE`), mode 0600, open for reading and
-/// writing; its blocks are freed when it is closed.
+/// A new file without a name in `dir` (`O_TMPFILE`; `O_EXCL`: never linked into the file
+/// system later), mode 0600, open for reading and writing; its blocks are freed when it
+/// is closed.
 #[cfg(feature = "encrypt")]
 fn unnamed_file(dir: &Path) -> Result<std::fs::File, String> {
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -71,13 +79,13 @@ fn unnamed_file(dir: &Path) -> Result<std::fs::File, String> {
         .read(true)
         .write(true)
         .mode(0o600)
-        .custom_flags(libc::O_TMPFILE)
+        .custom_flags(libc::O_TMPFILE | libc::O_EXCL)
         .open(dir)
         .map_err(|e| {
             format!(
                 "making an unnamed file in {} to pack into before encrypting: {e} (the \
-                 image's directory must be writable, on a file system with O_TMPFILE: \
-                 ext4, xfs, btrfs, tmpfs)",
+                 image's directory or the output's must be writable, on a file system with \
+                 O_TMPFILE: ext4, xfs, btrfs, tmpfs)",
                 dir.display()
             )
         })

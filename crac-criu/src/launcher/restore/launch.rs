@@ -149,14 +149,16 @@ fn criu_restore(criu: &Path, job: &Job<'_>, manifest: &Manifest) -> Result<Comma
         }
         (cmd, clocks_kept)
     } else {
-        if manifest.private_pid_namespace {
+        // `--unprivileged` (restore-only, below) makes no time namespace
+        let clocks_kept = !privileges::unprivileged_criu();
+        if !clocks_kept {
             eprintln!(
                 "crac: warning: the restored process's monotonic clock (Instant) counts the \
                  time spent in the image: a restore-only container cannot make a time \
                  namespace (see `crac doctor`)"
             );
         }
-        (Command::new(criu), !manifest.private_pid_namespace)
+        (Command::new(criu), clocks_kept)
     };
     restore_args::keep_out_of(&mut cmd, &job.options.given);
     cmd.arg("restore")
