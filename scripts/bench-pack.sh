@@ -121,12 +121,15 @@ first_answer() { # ms from starting `crac ARGS` to the first answer; the copy th
     sleep 0.3 # the copy's port free again
     echo "$ms"
 }
+chattr -R -i "$work/out" 2>/dev/null; rm -rf "$work/out" # the rows' last unpacking
 "$crac" pack "$image" -o "$work/image.crac" >/dev/null 2>&1
 dir=() first=() unpack=() later=()
 for i in $(seq "$runs"); do
     dir+=("$(first_answer restore "$image")")
     away
-    t=$(now); "$crac" unpack "$work/image.crac" -o "$work/out" >/dev/null 2>&1
+    t=$(now)
+    "$crac" unpack "$work/image.crac" -o "$work/out" >/dev/null 2>>"$work/restore.log" ||
+        { cat "$work/restore.log" >&2; exit 1; }
     unpack+=($(( ($(now) - t) / 1000000 )))
     chattr -R -i "$work/out" 2>/dev/null; rm -rf "$work/out"; back
     away

@@ -75,9 +75,10 @@ pub(crate) fn verify(
     take_turn(&records, &key, mode, hash, unchanged)
 }
 
-/// Records the page data and heap segments of the image just published in `dir` as
-/// found intact: publishing has just computed the digests the manifest holds from these
-/// very files (the page files now, the segments when the heap was sealed), so the first
+/// Records the page data and heap segments of the image just published (or unpacked) in
+/// `dir` as found intact: publishing has just computed the digests the manifest holds
+/// from these very files (the page files now, the segments when the heap was sealed),
+/// unpacking has just checked every byte it wrote against them, so the first
 /// restore of a new image need not hash them again. Best effort: without a trustworthy
 /// records directory (not root, say) the first restore hashes, as before.
 pub(crate) fn record(dir: &Path, manifest: &Manifest) {

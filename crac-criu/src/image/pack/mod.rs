@@ -119,6 +119,9 @@ pub(crate) fn unpack(
     }
     let staged = read::unpack(file, identity, expected_key, parent)?;
     place::place(&staged, dir)?;
+    // Every byte was just hashed against the sealed manifest, as publishing does: the
+    // first restore need not hash the page data again.
+    crate::image::verified_pages::record(dir, &staged.manifest);
     let m = &staged.manifest;
     Ok(m.files.iter().map(|f| f.size).sum::<u64>() + m.segments.iter().map(|s| s.len).sum::<u64>())
 }
