@@ -156,7 +156,7 @@ fn sources(dir: &Path, manifest: &Manifest) -> Vec<Source> {
 }
 
 /// One chunk to compress: the entry it is of and its bytes (`data[..len]`).
-struct Job {
+struct RawChunk {
     entry: usize,
     data: Vec<u8>,
     len: usize,
@@ -194,7 +194,7 @@ fn compress_all(
     let mut stored = vec![0u64; sources.len()];
     chunks::ordered(
         || reading.next(&inputs),
-        |job: Job| {
+        |job: RawChunk| {
             let reused = compressors.lock().ok().and_then(|mut c| c.pop());
             let mut compressor = match reused {
                 Some(c) => c,
@@ -259,7 +259,7 @@ struct Reading<'a> {
 
 impl Reading<'_> {
     /// The next chunk to compress; None after the last source's last.
-    fn next(&mut self, buffers: &Pool) -> Result<Option<Job>, String> {
+    fn next(&mut self, buffers: &Pool) -> Result<Option<RawChunk>, String> {
         loop {
             let Some(source) = self.sources.get(self.at) else {
                 return Ok(None);
@@ -301,7 +301,7 @@ impl Reading<'_> {
                 })?;
             self.hasher.update(&data[..len]);
             self.read += len as u64;
-            return Ok(Some(Job {
+            return Ok(Some(RawChunk {
                 entry: self.at,
                 data,
                 len,
