@@ -315,15 +315,15 @@ fn main() -> ExitCode {
             dir,
             identity,
             json,
-            ..
-        } if pack::is_packed(&dir) => inspect_packed(&dir, identity.as_deref(), json),
-        Command::Inspect {
-            dir,
+            insecure_image_permissions,
+            timeout,
+        } => inspect_command(
+            &dir,
+            identity.as_deref(),
             json,
             insecure_image_permissions,
             timeout,
-            ..
-        } => inspect(&dir, json, insecure_image_permissions, timeout),
+        ),
         Command::Pack(args) => pack_image(&args),
         Command::Unpack(args) => unpack_image(&args),
         Command::Key { action } => key_command(&action),
@@ -335,6 +335,47 @@ fn main() -> ExitCode {
         Command::Wait { pid } => wait_for(pid),
         Command::Init { app, args } => namespace::init(&app, &args),
     })
+}
+
+/// `crac inspect DIR|FILE`: an image directory checked, or a packed file described from
+/// its head; an option only the other form uses is refused rather than ignored.
+fn inspect_command(
+    dir: &Path,
+    identity: Option<&Path>,
+    json: bool,
+    insecure_image_permissions: bool,
+    timeout: Option<Duration>,
+) -> Result<i32, LaunchError> {
+    let packed = pack::is_packed(dir);
+    let unused = if packed {
+        [
+            (insecure_image_permissions, "--insecure-image-permissions"),
+            (timeout.is_some(), "--timeout"),
+        ]
+        .into_iter()
+        .find_map(|(given, name)| given.then_some(name))
+    } else {
+        identity.is_some().then_some("--identity")
+    };
+    if let Some(setting) = unused {
+        let problem = if packed {
+            format!(
+                "applies to an image directory; {} is a packed file, described from its head",
+                dir.display()
+            )
+        } else {
+            format!(
+                "decrypts a packed file; {} is an image directory, not encrypted",
+                dir.display()
+            )
+        };
+        return Err(LaunchError::Setting { setting, problem });
+    }
+    if packed {
+        inspect_packed(dir, identity, json)
+    } else {
+        inspect(dir, json, insecure_image_permissions, timeout)
+    }
 }
 
 /// `crac key init|show`: prints the key's id.

@@ -528,6 +528,15 @@ fn inspect_and_doctor_judge_a_packed_file_without_unpacking_it() {
     ] {
         assert!(stdout.contains(&expected), "{expected}: {stdout}");
     }
+    let out = crac_with(
+        &["inspect", "--timeout", "5", file.to_str().unwrap()],
+        &envs,
+    );
+    assert!(
+        out.status.code() == Some(70)
+            && text(&out.stderr).contains("--timeout: applies to an image directory"),
+        "an option of the directory form is refused, not ignored: {out:?}"
+    );
     let out = crac_with(&["inspect", "--json", file.to_str().unwrap()], &envs);
     let json = text(&out.stdout);
     for expected in [
