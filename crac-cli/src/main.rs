@@ -428,17 +428,12 @@ fn inspect(
     timeout: Option<Duration>,
 ) -> Result<i32, LaunchError> {
     match inspect::inspect(dir, insecure_image_permissions, timeout) {
-        Ok(image) => {
-            println!(
-                "{}",
-                if json {
-                    image.to_json()
-                } else {
-                    image.to_text()
-                }
-            );
-            Ok(i32::from(!image.is_restorable()))
-        }
+        Ok(image) => Ok(described(
+            json,
+            || image.to_json(),
+            || image.to_text(),
+            image.is_restorable(),
+        )),
         Err(e @ LaunchError::Image(_)) => {
             eprintln!("crac: {}", inspect::printable(&e.to_string()));
             Ok(1)
@@ -447,21 +442,28 @@ fn inspect(
     }
 }
 
+/// Prints an image's description as JSON or text: exit status 1 unless it is
+/// `restorable` here.
+fn described(
+    json: bool,
+    to_json: impl FnOnce() -> String,
+    to_text: impl FnOnce() -> String,
+    restorable: bool,
+) -> i32 {
+    println!("{}", if json { to_json() } else { to_text() });
+    i32::from(!restorable)
+}
+
 /// `crac inspect FILE`: exit status 1 for a packed image that cannot be restored here or
 /// cannot be read (not a packed image, damaged, encrypted without an identity).
 fn inspect_packed(file: &Path, identity: Option<&Path>, json: bool) -> Result<i32, LaunchError> {
     match inspect_packed::inspect_packed(file, identity) {
-        Ok(image) => {
-            println!(
-                "{}",
-                if json {
-                    image.to_json()
-                } else {
-                    image.to_text()
-                }
-            );
-            Ok(i32::from(!image.is_restorable()))
-        }
+        Ok(image) => Ok(described(
+            json,
+            || image.to_json(),
+            || image.to_text(),
+            image.is_restorable(),
+        )),
         Err(e) => {
             eprintln!("crac: {}", inspect::printable(&e.to_string()));
             Ok(1)

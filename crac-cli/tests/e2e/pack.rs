@@ -42,6 +42,19 @@ fn pack(image: &Path, file: &Path) {
     assert!(text(&out.stderr).contains("MB of image in"), "{out:?}");
 }
 
+/// `crac pack IMAGE -o FILE --encrypt-to RECIPIENTS`, which must succeed.
+fn pack_encrypted(image: &Path, file: &Path, recipients: &Path) {
+    let out = crac(&[
+        "pack",
+        image.to_str().unwrap(),
+        "-o",
+        file.to_str().unwrap(),
+        "--encrypt-to",
+        recipients.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+}
+
 fn unpack(file: &Path, dir: &Path) -> Output {
     crac(&[
         "unpack",
@@ -360,15 +373,7 @@ fn an_encrypted_packed_file_needs_its_identity() {
     let (identity, recipients) = age_keys(&dir, "ours");
     let (other_identity, _) = age_keys(&dir, "theirs");
     let file = dir.join("image.crac");
-    let out = crac(&[
-        "pack",
-        image.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-        "--encrypt-to",
-        recipients.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    pack_encrypted(&image, &file, &recipients);
     let bytes = std::fs::read(&file).unwrap();
     assert!(bytes.starts_with(b"age-encryption.org/v1\n"));
     let visible = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
@@ -601,15 +606,7 @@ fn an_encrypted_packed_file_is_inspected_with_its_identity_only() {
     assert!(killed_by_sigkill(Run::new("plain", &image).output().status));
     let (identity, recipients) = age_keys(&dir, "ours");
     let file = dir.join("image.crac");
-    let out = crac(&[
-        "pack",
-        image.to_str().unwrap(),
-        "-o",
-        file.to_str().unwrap(),
-        "--encrypt-to",
-        recipients.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "{out:?}");
+    pack_encrypted(&image, &file, &recipients);
 
     let out = crac(&["inspect", file.to_str().unwrap()]);
     let stdout = text(&out.stdout);
