@@ -96,26 +96,12 @@ done
 # answer: the first restore of the file on a host (an empty image cache, the heap store
 # moved away as on another host) against unpacking and then restoring the directory,
 # and a later one (the cache filled) against the directory.
-answered() { # ms from START (ns) until 127.0.0.1:17879 answers a search, polled each ms
-    python3 - "$1" <<'PY'
-import socket, sys, time
-while True:
-    try:
-        with socket.create_connection(("127.0.0.1", 17879)) as s:
-            s.sendall(b"search alpha\n")
-            if s.makefile().readline():
-                break
-    except OSError:
-        time.sleep(0.001)
-print(round((time.time_ns() - int(sys.argv[1])) / 1e6))
-PY
-}
 first_answer() { # ms from starting `crac ARGS` to the first answer; the copy then stopped
     local start pid ms
     start=$(now)
     "$crac" "$@" </dev/null >/dev/null 2>>"$work/restore.log" &
     pid=$!
-    ms=$(answered "$start")
+    ms=$(./scripts/first-answer.py 17879 "$start")
     kill -INT "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
     sleep 0.3 # the copy's port free again

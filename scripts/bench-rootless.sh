@@ -52,23 +52,6 @@ as() {
     fi
 }
 
-# Milliseconds from START (ns since the epoch) until 127.0.0.1:PORT answers a search,
-# polled every millisecond.
-answered() {
-    python3 - "$1" "$2" <<'PY'
-import socket, sys, time
-while True:
-    try:
-        with socket.create_connection(("127.0.0.1", int(sys.argv[1]))) as s:
-            s.sendall(b"search alpha\n")
-            if s.makefile().readline():
-                break
-    except OSError:
-        time.sleep(0.001)
-print(round((time.time_ns() - int(sys.argv[2])) / 1e6))
-PY
-}
-
 port=7900
 for mode in root rootless restore-only; do
     port=$((port + 1))
@@ -94,7 +77,7 @@ for mode in root rootless restore-only; do
     for _ in $(seq "$runs"); do
         start=$(date +%s%N)
         (as "$mode" "$crac" restore "$image" </dev/null >/dev/null 2>>"$work/$mode/err") &
-        times+=("$(answered "$port" "$start")")
+        times+=("$(./scripts/first-answer.py "$port" "$start")")
         # `unshare --fork` ignores SIGINT while it waits: restore-only's `crac` is its child
         if [ "$mode" = restore-only ]; then pkill -INT -P $! 2>/dev/null || true; fi
         kill -INT $! 2>/dev/null || true

@@ -108,6 +108,41 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// When the image's manifest was last written: each periodic checkpoint writes a new one.
+/// One `load` thread for each of `modes` on `port` (a client keeping its connection
+/// open or not), until `image` has been seen written four times — the image seen first
+/// and three periodic ones after it (each dump takes a while), within 40 s: the requests
+/// sent, those that failed, and the images' times.
+fn under_load(
+    port: u16,
+    modes: &[bool],
+    image: &Path,
+    load: fn(u16, bool, &AtomicBool, &Mutex<Vec<String>>) -> u32,
+) -> (u32, Vec<String>, Vec<SystemTime>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let threads: Vec<_> = modes
+        .iter()
+        .map(|&mode| {
+            let (stop, failures) = (Arc::clone(&stop), Arc::clone(&failures));
+            std::thread::spawn(move || load(port, mode, &stop, &failures))
+        })
+        .collect();
+    let mut images = Vec::new();
+    let until = Instant::now() + Duration::from_secs(40);
+    while images.len() < 4 && Instant::now() < until {
+        if let Some(written) = image_written(image)
+            && images.last() != Some(&written)
+        {
+            images.push(written);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    let failures = lock(&failures).clone();
+    (sent, failures, images)
+}
+
 fn image_written(image: &Path) -> Option<SystemTime> {
     std::fs::metadata(image.join("crac-manifest"))
         .ok()?
@@ -132,29 +167,7 @@ fn periodic_checkpoints_fail_no_request_and_the_last_image_restores_as_copies() 
     service_ids.sort_unstable();
     service_ids.pop();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let clients: Vec<_> = [false, true, false, true]
-        .into_iter()
-        .map(|keep_alive| {
-            let (stop, failures) = (Arc::clone(&stop), Arc::clone(&failures));
-            std::thread::spawn(move || client(port, keep_alive, &stop, &failures))
-        })
-        .collect();
-    let mut images = Vec::new();
-    // the image seen first and three periodic ones after it (each dump takes a while)
-    let until = Instant::now() + Duration::from_secs(40);
-    while images.len() < 4 && Instant::now() < until {
-        if let Some(written) = image_written(&image)
-            && images.last() != Some(&written)
-        {
-            images.push(written);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let sent: u32 = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    let failures = lock(&failures).clone();
+    let (sent, failures, images) = under_load(port, &[false, true, false, true], &image, client);
     assert!(
         failures.is_empty(),
         "{} of {sent} requests failed across {} periodic checkpoints; the first: {:#?}",
@@ -316,28 +329,7 @@ fn a_blocking_server_keeps_serving_through_periodic_checkpoints_and_its_image_re
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let failures = Arc::new(Mutex::new(Vec::new()));
-    let pingers: Vec<_> = [false, true]
-        .into_iter()
-        .map(|kept_open| {
-            let (stop, failures) = (Arc::clone(&stop), Arc::clone(&failures));
-            std::thread::spawn(move || pinger(port, kept_open, &stop, &failures))
-        })
-        .collect();
-    let mut images = Vec::new();
-    let until = Instant::now() + Duration::from_secs(40);
-    while images.len() < 4 && Instant::now() < until {
-        if let Some(written) = image_written(&image)
-            && images.last() != Some(&written)
-        {
-            images.push(written);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    stop.store(true, Ordering::Relaxed);
-    let sent: u32 = pingers.into_iter().map(|p| p.join().unwrap()).sum();
-    let failures = lock(&failures).clone();
+    let (sent, failures, images) = under_load(port, &[false, true], &image, pinger);
     assert!(
         failures.is_empty(),
         "{} of {sent} pings failed across {} periodic checkpoints; the first: {:#?}",

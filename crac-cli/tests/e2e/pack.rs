@@ -64,6 +64,18 @@ fn unpack(file: &Path, dir: &Path) -> Output {
     ])
 }
 
+/// `crac unpack FILE -o DIR --identity IDENTITY`.
+fn unpack_with_identity(file: &Path, dir: &Path, identity: &Path) -> Output {
+    crac(&[
+        "unpack",
+        file.to_str().unwrap(),
+        "-o",
+        dir.to_str().unwrap(),
+        "--identity",
+        identity.to_str().unwrap(),
+    ])
+}
+
 /// Names in `dir`, sorted.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -410,26 +422,12 @@ fn an_encrypted_packed_file_needs_its_identity() {
     let truncated = dir.join("truncated.crac");
     std::fs::write(&truncated, &bytes[..bytes.len() - 1000]).unwrap();
     let target = scratch("pack-encrypted-truncated");
-    let out = crac(&[
-        "unpack",
-        truncated.to_str().unwrap(),
-        "-o",
-        target.join("image").to_str().unwrap(),
-        "--identity",
-        identity.to_str().unwrap(),
-    ]);
+    let out = unpack_with_identity(&truncated, &target.join("image"), &identity);
     assert!(!out.status.success(), "{out:?}");
     assert!(listing(&target).is_empty());
 
     let copy = scratch("pack-encrypted-copy").join("image");
-    let out = crac(&[
-        "unpack",
-        file.to_str().unwrap(),
-        "-o",
-        copy.to_str().unwrap(),
-        "--identity",
-        identity.to_str().unwrap(),
-    ]);
+    let out = unpack_with_identity(&file, &copy, &identity);
     assert!(out.status.success(), "{out:?}");
     std::fs::remove_dir_all(&copy).unwrap();
     // restored straight from the encrypted file, the identity in the environment

@@ -325,23 +325,7 @@ fn an_ordinary_users_service_restarts_from_its_last_periodic_image() {
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(7), "{out:?}");
-    let stdout = text(&out.stdout);
-    let l = lines(&stdout);
-    let second = l
-        .iter()
-        .filter(|l| l.starts_with("periodic LeftRunning"))
-        .nth(1)
-        .expect("two periodic images");
-    let round = second.rsplit(' ').next().unwrap();
-    assert!(l.contains(&"crashing"), "{stdout}");
-    assert_eq!(
-        l[l.len() - 2..],
-        [
-            format!("periodic Restored at round {round}").as_str(),
-            "exiting 7"
-        ],
-        "restarted from the last consistent image: {stdout}"
-    );
+    crate::run::restarted_from_the_last_periodic_image(&text(&out.stdout));
 }
 
 /// `crac checkpoint PID` from the same ordinary user, to a process in crac's user
@@ -443,29 +427,24 @@ fn restored_copies_tests() -> PathBuf {
         .parent()
         .unwrap()
         .to_path_buf();
-    // (path, modified) of the newest file in deps named `prefix…` and passing `keep`
-    let newest = |prefix: &str, keep: &dyn Fn(&std::fs::Metadata, &str) -> bool| {
-        std::fs::read_dir(&deps)
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let meta = e.metadata().ok()?;
-                (name.starts_with(prefix) && keep(&meta, &name))
-                    .then(|| (e.path(), meta.modified().ok()))
-            })
-            .max_by_key(|(_, at)| *at)
-    };
     let build = "build it with `cargo test --features testing --test restored_copies --no-run`";
-    let (built, at) = newest("restored_copies-", &|m, name| {
-        !name.contains('.') && m.permissions().mode() & 0o111 != 0
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "no restored_copies test executable in {}: {build}",
-            deps.display()
-        )
-    });
+    let (built, at) = std::fs::read_dir(&deps)
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let meta = e.metadata().ok()?;
+            let executable = meta.permissions().mode() & 0o111 != 0;
+            (name.starts_with("restored_copies-") && !name.contains('.') && executable)
+                .then(|| (e.path(), meta.modified().ok()))
+        })
+        .max_by_key(|(_, at)| *at)
+        .unwrap_or_else(|| {
+            panic!(
+                "no restored_copies test executable in {}: {build}",
+                deps.display()
+            )
+        });
     // an executable older than a source file of the crates it links is a stale one
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let sources = [

@@ -121,8 +121,14 @@ fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
         &["--on", "request", "--every", "1"],
     );
     assert_eq!(out.status.code(), Some(7), "{out:?}");
-    let stdout = text(&out.stdout);
-    let l = lines(&stdout);
+    restarted_from_the_last_periodic_image(&text(&out.stdout));
+    assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
+}
+
+/// The `periodic` scenario's output: two left-running images taken, a crash, then the
+/// restart restored from the last image (at its round, not cold) and exiting.
+pub(crate) fn restarted_from_the_last_periodic_image(stdout: &str) {
+    let l = lines(stdout);
     let second = l
         .iter()
         .filter(|l| l.starts_with("periodic LeftRunning"))
@@ -138,7 +144,6 @@ fn after_a_crash_crac_run_restarts_from_the_last_consistent_image() {
         ],
         "restarted from the last consistent image, not cold: {stdout}"
     );
-    assert!(text(&out.stderr).contains("crac: restored in "), "{out:?}");
 }
 
 fn an_app_that_exits_by_itself_is_not_restored_whatever_its_exit_code() {

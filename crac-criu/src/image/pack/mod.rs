@@ -45,11 +45,7 @@ pub(crate) fn pack_encrypted(
 
     let recipients = encrypt::Recipients::read(recipients)?;
     let mut plain = unnamed_file(dir).or_else(|first| {
-        let beside = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        unnamed_file(beside).map_err(|_| first)
+        unnamed_file(directory_of(out).unwrap_or(Path::new("."))).map_err(|_| first)
     })?;
     let packed = write::pack_into(dir, level, &plain, "the unnamed plaintext pack")?;
     plain
@@ -106,10 +102,8 @@ pub(crate) fn unpack(
     if dir.file_name().is_none() {
         return Err(format!("{} cannot be an image directory", dir.display()));
     }
-    let parent = match dir.parent() {
-        Some(p) if p.as_os_str().is_empty() => Path::new("."),
-        Some(p) => p,
-        None => return Err(format!("{} cannot be made", dir.display())),
+    let Some(parent) = directory_of(dir) else {
+        return Err(format!("{} cannot be made", dir.display()));
     };
     if !parent.is_dir() {
         return Err(format!(
@@ -124,6 +118,17 @@ pub(crate) fn unpack(
     crate::image::verified_pages::record(dir, &staged.manifest);
     let m = &staged.manifest;
     Ok(m.files.iter().map(|f| f.size).sum::<u64>() + m.segments.iter().map(|s| s.len).sum::<u64>())
+}
+
+/// The directory `path` is in: `.` for a bare name; `None` for `/`.
+fn directory_of(path: &Path) -> Option<&Path> {
+    path.parent().map(|p| {
+        if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        }
+    })
 }
 
 /// What the fuzz target runs: reads `bytes` as a packed file without its seal checked
